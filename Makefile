@@ -1,0 +1,38 @@
+# netboot: `make demo` sets up and runs the main job; `make test` sets up and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup debs venv demo test test-fast lint bench clean
+
+setup: debs venv
+
+debs:
+	@scripts/install-debs.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	@scripts/demo.sh
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest tests
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from netboot.cli import main
+
+main()

@@ -1,0 +1,16 @@
+"""The `netboot` command: parses arguments and wires the core together, nothing more."""
+
+from netboot.cli.app import cli
+from netboot.cli.client_cmd import client
+from netboot.cli.config_cmd import config, init
+
+cli.add_command(init)
+cli.add_command(config)
+cli.add_command(client)
+
+
+def main() -> None:
+    cli(prog_name="netboot")
+
+
+__all__ = ["cli", "main"]

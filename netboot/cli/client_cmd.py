@@ -1,0 +1,120 @@
+"""`netboot client add|list|show|remove`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from ipaddress import IPv4Address
+
+import click
+
+from netboot.chap import mask
+from netboot.cli.app import App, pass_app
+from netboot.cli.params import IPV4, MAC, SIZE
+from netboot.clients import add_client, remove_client
+from netboot.inventory import Client
+from netboot.output import emit_json, fields_table, table, when
+from netboot.size import format_size
+
+
+def _client_json(client: Client, show_secrets: bool) -> dict[str, object]:
+    data = asdict(client)
+    data["ip"] = str(client.ip)
+    if not show_secrets:
+        data["chap_secret"] = mask(client.chap_secret)
+        data["mutual_secret"] = mask(client.mutual_secret)
+    return data
+
+
+def _client_fields(client: Client, show_secrets: bool) -> list[tuple[str, object]]:
+    secret = client.chap_secret if show_secrets else mask(client.chap_secret)
+    mutual = client.mutual_secret if show_secrets else mask(client.mutual_secret)
+    return [
+        ("mac", client.mac),
+        ("hostname", client.hostname),
+        ("ip", client.ip),
+        ("image", client.image),
+        ("lun", client.lun_path),
+        ("lun size", format_size(client.lun_size)),
+        ("provisioned", "yes" if client.provisioned else "no"),
+        ("boot method", client.boot_method),
+        ("initiator iqn", client.initiator_iqn),
+        ("target iqn", client.target_iqn),
+        ("chap user", client.chap_user),
+        ("chap secret", secret),
+        ("mutual secret", mutual),
+        ("created", when(client.created)),
+        ("last seen", when(client.last_seen)),
+        ("last stage", client.last_stage and f"{client.last_stage} at {when(client.last_stage_at)}"),
+    ]
+
+
+@click.group()
+def client() -> None:
+    """Register, list, show and remove client machines."""
+
+
+@client.command()
+@click.argument("mac", type=MAC)
+@click.option("--hostname", help="RFC 1123 host name (default: node-<mac>).")
+@click.option("--ip", type=IPV4, help="Fixed address (default: the first free one).")
+@click.option("--image", help="Golden image its root LUN is cloned from.")
+@click.option("--size", type=SIZE, help="Root LUN size, e.g. 8G (default: storage.default_lun_size).")
+@pass_app
+def add(app: App, mac: str, hostname: str | None, ip: IPv4Address | None, image: str | None,
+        size: int | None) -> None:
+    """Register the machine with network card MAC."""
+    new = add_client(app.config, app.inventory, mac, hostname=hostname, ip=ip, image=image,
+                     size=size)
+    click.echo(fields_table(_client_fields(new, show_secrets=False)))
+    if not new.provisioned:
+        click.echo("note: registered only; no root LUN or target was provisioned for it")
+
+
+@client.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@click.option("--unknown", is_flag=True, help="Machines that asked to boot but are not registered.")
+@pass_app
+def list_(app: App, as_json: bool, unknown: bool) -> None:
+    """List registered clients (or unknown machines)."""
+    if unknown:
+        machines = app.inventory.unknown_machines()
+        if as_json:
+            emit_json([asdict(m) for m in machines])
+            return
+        click.echo(table(
+            ["mac", "first seen", "last seen", "requests", "vendor class", "arch"],
+            [(m.mac, when(m.first_seen), when(m.last_seen), m.requests, m.vendor_class, m.arch)
+             for m in machines]))
+        return
+    clients = app.inventory.clients()
+    if as_json:
+        emit_json([_client_json(c, show_secrets=False) for c in clients])
+        return
+    click.echo(table(
+        ["mac", "hostname", "ip", "image", "lun size", "stage", "last seen"],
+        [(c.mac, c.hostname, c.ip, c.image, format_size(c.lun_size), c.last_stage,
+          when(c.last_seen)) for c in clients]))
+
+
+@client.command()
+@click.argument("mac", type=MAC)
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@click.option("--show-secrets", is_flag=True, help="Print CHAP secrets instead of masking them.")
+@pass_app
+def show(app: App, mac: str, as_json: bool, show_secrets: bool) -> None:
+    """Show one client."""
+    found = app.inventory.get(mac)
+    if as_json:
+        emit_json(_client_json(found, show_secrets))
+    else:
+        click.echo(fields_table(_client_fields(found, show_secrets)))
+
+
+@client.command()
+@click.argument("mac", type=MAC)
+@click.option("--purge", is_flag=True, help="Also delete its root LUN's data.")
+@pass_app
+def remove(app: App, mac: str, purge: bool) -> None:
+    """Unregister a client (its LUN data is kept unless --purge)."""
+    gone = remove_client(app.inventory, mac, purge=purge)
+    click.echo(f"removed {gone.mac} ({gone.hostname}, {gone.ip})")

@@ -1,0 +1,60 @@
+"""Click parameter types for netboot's values, so commands get them parsed and checked."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+import click
+
+from netboot.errors import ValidationError
+from netboot.mac import normalize_mac
+from netboot.size import parse_size
+
+
+class _Converted(click.ParamType):
+    """A type whose conversion raises ValueError or ValidationError with a readable message."""
+
+    def convert_value(self, value: str):
+        raise NotImplementedError
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.convert_value(value)
+        except (ValueError, ValidationError) as err:
+            self.fail(str(err), param, ctx)
+
+
+class MacType(_Converted):
+    name = "MAC"
+
+    def convert_value(self, value: str) -> str:
+        return normalize_mac(value)
+
+
+class SizeType(_Converted):
+    name = "SIZE"
+
+    def convert_value(self, value: str) -> int:
+        return parse_size(value)
+
+
+class IPv4Type(_Converted):
+    name = "IP"
+
+    def convert_value(self, value: str) -> IPv4Address:
+        return IPv4Address(value)
+
+
+class NetworkType(_Converted):
+    name = "CIDR"
+
+    def convert_value(self, value: str) -> IPv4Network:
+        return IPv4Network(value, strict=True)
+
+
+MAC = MacType()
+SIZE = SizeType()
+IPV4 = IPv4Type()
+NETWORK = NetworkType()

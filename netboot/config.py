@@ -1,0 +1,226 @@
+"""netboot's configuration: one frozen, typed dataclass per subsystem.
+
+Every default lives here, on the field or in a property that derives it from
+other fields, so a minimal file is three lines (interface, address, subnet).
+Loading and validation live in :mod:`netboot.configfile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from netboot.size import parse_size
+
+DEFAULT_CONFIG_PATH = Path("/etc/netboot/netboot.yaml")
+# The tftproot/ beside the package: `make setup` copies Debian's boot loaders there.
+DEFAULT_TFTP_ROOT = Path(__file__).resolve().parent.parent / "tftproot"
+
+
+class DhcpMode(StrEnum):
+    """How netboot takes part in DHCP on the boot VLAN."""
+
+    FULL = "full"  # netboot assigns addresses and boot information
+    PROXY = "proxy"  # another server assigns addresses; netboot answers PXE only
+    OFF = "off"  # no DHCP at all (addresses and boot options come from elsewhere)
+
+
+class UnknownPolicy(StrEnum):
+    """What an unregistered machine gets."""
+
+    IGNORE = "ignore"  # no reply; logged once and listed by `client list --unknown`
+    BOOT = "boot"  # an address from the dynamic range and a "not registered" script
+
+
+class Loader(StrEnum):
+    """The boot loader a BIOS/UEFI PXE ROM is given."""
+
+    IPXE = "ipxe"
+    PXELINUX = "pxelinux"
+
+
+class TargetBackend(StrEnum):
+    """Which iSCSI target implementation serves the LUNs."""
+
+    TGT = "tgt"
+
+
+class OnFail(StrEnum):
+    """What the initramfs does when it cannot reach its root."""
+
+    SHELL = "shell"
+    REBOOT = "reboot"
+    HALT = "halt"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The serving side: which interface, which address, where files live."""
+
+    address: IPv4Address
+    interface: str = "eth0"
+    http_port: int = 8080
+    tftp_port: int = 69
+    tftp_root: Path = DEFAULT_TFTP_ROOT
+
+
+@dataclass(frozen=True)
+class DhcpConfig:
+    """DHCP: the boot subnet, the pool for unknown machines and the options sent."""
+
+    subnet: IPv4Network
+    mode: DhcpMode = DhcpMode.FULL
+    range_start: IPv4Address | None = None
+    range_end: IPv4Address | None = None
+    router: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+    lease_time: int = 3600
+    unknown: UnknownPolicy = UnknownPolicy.IGNORE
+    router_advertisements: bool = True
+
+    @property
+    def dynamic_range(self) -> tuple[IPv4Address, IPv4Address]:
+        """The pool for unknown machines: as configured, or the subnet's top quarter."""
+        if self.range_start is not None and self.range_end is not None:
+            return self.range_start, self.range_end
+        first = int(self.subnet.network_address) + 1
+        last = int(self.subnet.broadcast_address) - 1
+        start = max(first, last - (last - first + 1) // 4 + 1)
+        return (
+            self.range_start or IPv4Address(start),
+            self.range_end or IPv4Address(last),
+        )
+
+    def in_dynamic_range(self, ip: IPv4Address) -> bool:
+        start, end = self.dynamic_range
+        return start <= ip <= end
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """The iSCSI target: backend, portal and naming."""
+
+    backend: TargetBackend = TargetBackend.TGT
+    portal_address: IPv4Address | None = None  # default: server.address
+    portal_port: int = 3260
+    iqn_authority: str = "iqn.2026-11.org.example"
+    mutual_chap: bool = True
+    discovery_auth: bool = True
+    tgt_control_port: int = 0  # tgtd -C N: a control socket of netboot's own
+    reconcile_interval: int = 30
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where state, golden images and client LUNs live."""
+
+    state_dir: Path = Path("/var/lib/netboot")
+    images_dir: Path | None = None
+    lun_dir: Path | None = None
+    cache_dir: Path | None = None
+    default_lun_size: int = field(default=parse_size("4G"), metadata={"parse": parse_size})
+
+    @property
+    def images(self) -> Path:
+        return self.images_dir or self.state_dir / "images"
+
+    @property
+    def luns(self) -> Path:
+        return self.lun_dir or self.state_dir / "luns"
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir or self.state_dir / "cache"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "inventory.sqlite3"
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    """What clients boot: loader, kernel, initramfs and kernel arguments."""
+
+    loader: Loader = Loader.IPXE
+    kernel_flavour: str = "cloud-amd64"
+    kernel: Path | None = None  # default: <state_dir>/kernel/vmlinuz
+    initramfs: Path | None = None  # default: <state_dir>/initramfs/base.img
+    kernel_args: str = ""
+    onfail: OnFail = OnFail.REBOOT
+    extra_modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole effective configuration, as loaded from one file."""
+
+    server: ServerConfig
+    dhcp: DhcpConfig
+    target: TargetConfig = field(default_factory=TargetConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    boot: BootConfig = field(default_factory=BootConfig)
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def portal(self) -> tuple[IPv4Address, int]:
+        """The iSCSI portal clients log in to."""
+        return self.target.portal_address or self.server.address, self.target.portal_port
+
+    @property
+    def kernel_path(self) -> Path:
+        return self.boot.kernel or self.storage.state_dir / "kernel" / "vmlinuz"
+
+    @property
+    def initramfs_path(self) -> Path:
+        return self.boot.initramfs or self.storage.state_dir / "initramfs" / "base.img"
+
+    def reserved_addresses(self) -> set[IPv4Address]:
+        """Addresses no client may be given: the server's, the router's, the portal's."""
+        taken = {self.server.address, self.portal[0]}
+        if self.dhcp.router is not None:
+            taken.add(self.dhcp.router)
+        return taken
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "dhcp": DhcpConfig,
+    "target": TargetConfig,
+    "storage": StorageConfig,
+    "boot": BootConfig,
+}
+
+
+def first_host(subnet: IPv4Network) -> IPv4Address:
+    """The conventional server address of a subnet: its first host."""
+    return next(iter(subnet.hosts())) if subnet.num_addresses > 2 else subnet.network_address
+
+
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, IPv4Address | IPv4Network | Path):
+        return str(value)
+    return value
+
+
+def effective_config(config: Config) -> dict[str, dict[str, object]]:
+    """Every key with the value in force, derived defaults filled in (``config show``)."""
+    out: dict[str, dict[str, object]] = {}
+    for name in SECTIONS:
+        section = getattr(config, name)
+        out[name] = {f.name: _plain(getattr(section, f.name)) for f in fields(section)}
+    start, end = config.dhcp.dynamic_range
+    out["dhcp"].update(range_start=str(start), range_end=str(end))
+    out["target"]["portal_address"] = str(config.portal[0])
+    out["storage"].update(images_dir=str(config.storage.images), lun_dir=str(config.storage.luns),
+                          cache_dir=str(config.storage.cache))
+    out["boot"].update(kernel=str(config.kernel_path), initramfs=str(config.initramfs_path))
+    return out

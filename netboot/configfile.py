@@ -1,0 +1,249 @@
+"""Load netboot.yaml into a :class:`netboot.config.Config`, validated once.
+
+The YAML is composed into nodes (not plain dicts) so every error can name the
+file, the line and the key. Field types drive conversion; rules that tie
+several keys together are checked after all sections are read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from netboot.config import SECTIONS, Config, DhcpMode
+from netboot.errors import ConfigError, NetbootError, ValidationError
+from netboot.names import validate_iqn
+
+
+@dataclass
+class _Source:
+    """Where each key came from, so later checks can point at its line."""
+
+    path: str
+    lines: dict[str, int]
+
+    def error(self, key: str, message: str) -> ConfigError:
+        section = key.split(".")[0]
+        line = self.lines.get(key, self.lines.get(section))
+        return ConfigError(self.path, line, key, message)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, convert and validate the config file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise NetbootError(
+            f"config file {path} does not exist: create one with "
+            "'netboot init --interface IF --subnet CIDR' or pass --config FILE"
+        ) from None
+    except OSError as err:
+        raise NetbootError(f"cannot read config file {path}: {err.strerror}") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, path: str = "<config>") -> Config:
+    """Parse config text; ``path`` names it in errors."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(path, line, "(syntax)", f"invalid YAML: {problem}") from None
+    source = _Source(path, {})
+    if root is None:
+        raise ConfigError(path, None, "server", "the file is empty; at least server.address "
+                          "and dhcp.subnet are needed")
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(path, root.start_mark.line + 1, "(top level)",
+                          "expected a mapping of sections: " + ", ".join(SECTIONS))
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key_node, value_node in _pairs(root, source, "(top level)"):
+        name = key_node.value
+        source.lines[name] = key_node.start_mark.line + 1
+        if name not in SECTIONS:
+            raise source.error(name, _unknown(name, SECTIONS, "section"))
+        if _is_null(value_node):
+            continue
+        if not isinstance(value_node, yaml.MappingNode):
+            raise source.error(name, "expected a mapping of keys")
+        values[name] = _read_section(name, value_node, source)
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        missing = [f.name for f in dataclasses.fields(cls) if _required(f)
+                   and f.name not in values[name]]
+        if missing:
+            raise source.error(f"{name}.{missing[0]}", "is required but not set")
+        sections[name] = cls(**values[name])
+    config = Config(**sections, source=Path(path))
+    _check_rules(config, source)
+    return config
+
+
+def _pairs(node: yaml.MappingNode, source: _Source, where: str):
+    seen: set[str] = set()
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise ConfigError(source.path, key_node.start_mark.line + 1, where,
+                              "keys must be plain names")
+        if key_node.value in seen:
+            raise ConfigError(source.path, key_node.start_mark.line + 1,
+                              key_node.value, "is set twice")
+        seen.add(key_node.value)
+        yield key_node, value_node
+
+
+def _read_section(name: str, node: yaml.MappingNode, source: _Source) -> dict[str, Any]:
+    cls = SECTIONS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key_node, value_node in _pairs(node, source, name):
+        key = f"{name}.{key_node.value}"
+        source.lines[key] = key_node.start_mark.line + 1
+        if key_node.value not in fields:
+            raise source.error(key, _unknown(key_node.value, fields, "key"))
+        f = fields[key_node.value]
+        raw = _construct(value_node)
+        try:
+            out[f.name] = _convert(raw, hints[f.name], f.metadata.get("parse"))
+        except (ValueError, TypeError, ValidationError) as err:
+            raise source.error(key, str(err)) from None
+    return out
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _unknown(name: str, known, what: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
+    return f"unknown {what}{hint}"
+
+
+def _describe(tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    return {
+        str: "a string", int: "an integer", bool: "true or false", Path: "a path",
+        IPv4Address: "an IPv4 address", IPv4Network: "an IPv4 network in CIDR form",
+    }.get(tp, str(tp))
+
+
+def _convert(raw: Any, tp: Any, parse=None) -> Any:
+    """Turn a YAML value into the field's type, or raise with what was expected."""
+    if parse is not None:
+        return parse(raw)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if raw is None:
+            return None
+        return _convert(raw, args[0])
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        if isinstance(raw, str | int):
+            raw = [raw]
+        if not isinstance(raw, list):
+            raise ValueError(f"expected a list of {_describe(item)}")
+        return tuple(_convert(x, item) for x in raw)
+    if tp is bool:
+        if not isinstance(raw, bool):
+            raise ValueError(f"expected true or false, got {raw!r}")
+        return raw
+    if tp is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError(f"expected an integer, got {raw!r}")
+        return raw
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise ValueError(f"expected {_describe(tp)}, got {raw!r}")
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        try:
+            return tp(str(raw))
+        except ValueError:
+            raise ValueError(f"{raw!r} is not {_describe(tp)}") from None
+    if tp is IPv4Address:
+        try:
+            return IPv4Address(str(raw))
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an IPv4 address") from None
+    if tp is IPv4Network:
+        try:
+            return IPv4Network(str(raw), strict=True)
+        except ValueError as err:
+            raise ValueError(f"{raw!r} is not an IPv4 network in CIDR form ({err})") from None
+    if tp is Path:
+        return Path(str(raw))
+    if tp is str:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a string, got {raw!r}")
+        return raw
+    raise TypeError(f"no conversion to {tp}")  # a field type netboot does not know: a bug
+
+
+def _check_rules(config: Config, src: _Source) -> None:
+    """Rules across keys: addresses in the subnet, the pool clear of fixed hosts."""
+    server, dhcp, target = config.server, config.dhcp, config.target
+    subnet = dhcp.subnet
+    for key, port in (("server.http_port", server.http_port),
+                      ("server.tftp_port", server.tftp_port),
+                      ("target.portal_port", target.portal_port)):
+        if not 1 <= port <= 65535:
+            raise src.error(key, f"{port} is not a port number (expected 1-65535)")
+    if not 0 <= target.tgt_control_port <= 65535:
+        raise src.error("target.tgt_control_port", "expected 0-65535 (0: tgtd's default)")
+    if subnet.prefixlen > 30:
+        raise src.error("dhcp.subnet", f"{subnet} is too small for a boot subnet "
+                        "(expected a prefix of /30 or shorter)")
+    if server.address not in subnet:
+        raise src.error("server.address", f"{server.address} is not in dhcp.subnet {subnet}")
+    if dhcp.router is not None and dhcp.router not in subnet:
+        raise src.error("dhcp.router", f"{dhcp.router} is not in dhcp.subnet {subnet}")
+    for key in ("range_start", "range_end"):
+        value = getattr(dhcp, key)
+        if value is not None and value not in subnet:
+            raise src.error(f"dhcp.{key}", f"{value} is not in dhcp.subnet {subnet}")
+        if value is not None and value in (subnet.network_address, subnet.broadcast_address):
+            raise src.error(f"dhcp.{key}", f"{value} is the network or broadcast address")
+    start, end = dhcp.dynamic_range
+    if start > end:
+        raise src.error("dhcp.range_start", f"range start {start} is after range end {end}")
+    if dhcp.mode is not DhcpMode.PROXY:
+        for what, addr in (("server.address", server.address), ("dhcp.router", dhcp.router)):
+            if addr is not None and start <= addr <= end:
+                raise src.error("dhcp.range_start" if dhcp.range_start else "dhcp.subnet",
+                                f"the dynamic range {start}-{end} includes {what} {addr}")
+    if dhcp.lease_time < 60:
+        raise src.error("dhcp.lease_time", f"{dhcp.lease_time} s is too short (at least 60)")
+    if target.reconcile_interval < 1:
+        raise src.error("target.reconcile_interval", "expected at least 1 second")
+    try:
+        validate_iqn(target.iqn_authority, with_label=False)
+    except ValidationError as err:
+        raise src.error("target.iqn_authority", str(err)) from None
+    if config.storage.default_lun_size < 1 << 20:
+        raise src.error("storage.default_lun_size", "expected at least 1M")

@@ -1,0 +1,83 @@
+"""iproute2 (`ip`) as netboot uses it: interface addresses, namespaces, bridges, veth, taps.
+
+The lab and the tests build their boot VLANs from these; every name they
+create is given by the caller so it can be removed again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from ipaddress import IPv4Interface
+
+from netboot.errors import NetbootError
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
+    """Run ``ip ARGS`` (inside ``netns`` if given) and return its stdout."""
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise NetbootError(f"'{' '.join(cmd)}' failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interface]:
+    """The IPv4 addresses configured on ``interface`` (empty if it has none or does not exist)."""
+    out = ip("-j", "-4", "addr", "show", "dev", interface, netns=netns, check=False)
+    try:
+        links = json.loads(out or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [
+        IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+        for link in links
+        for a in link.get("addr_info", [])
+        if a.get("family") == "inet"
+    ]
+
+
+def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
+    """The argv that runs ``argv`` inside network namespace ``netns``."""
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def add_netns(name: str) -> None:
+    ip("netns", "add", name)
+    ip("link", "set", "lo", "up", netns=name)
+
+
+def delete_netns(name: str) -> None:
+    ip("netns", "delete", name, check=False)
+
+
+def add_bridge(name: str, address: IPv4Interface | None = None, netns: str | None = None) -> None:
+    ip("link", "add", name, "type", "bridge", netns=netns)
+    # No STP and no forwarding delay: a PXE ROM gives up long before STP's 30 s.
+    ip("link", "set", name, "type", "bridge", "stp_state", "0", "forward_delay", "0", netns=netns)
+    if address is not None:
+        ip("addr", "add", str(address), "dev", name, netns=netns)
+    ip("link", "set", name, "up", netns=netns)
+
+
+def add_veth(name: str, peer: str, *, netns: str | None = None,
+             peer_netns: str | None = None) -> None:
+    """A veth pair ``name`` (in ``netns``) and ``peer`` (in ``peer_netns``)."""
+    ip("link", "add", name, "type", "veth", "peer", "name", peer, netns=netns)
+    if peer_netns != netns:
+        ip("link", "set", peer, "netns", peer_netns or "1", netns=netns)
+
+
+def add_tap(name: str, netns: str | None = None) -> None:
+    ip("tuntap", "add", "dev", name, "mode", "tap", netns=netns)
+
+
+def attach(interface: str, bridge: str, netns: str | None = None) -> None:
+    ip("link", "set", interface, "master", bridge, netns=netns)
+    ip("link", "set", interface, "up", netns=netns)
+
+
+def set_address(interface: str, address: IPv4Interface, netns: str | None = None) -> None:
+    ip("addr", "add", str(address), "dev", interface, netns=netns)
+    ip("link", "set", interface, "up", netns=netns)

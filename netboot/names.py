@@ -1,0 +1,66 @@
+"""Host names (RFC 1123) and iSCSI qualified names (RFC 3720 section 3.2.6)."""
+
+import re
+
+from netboot.errors import ValidationError
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# iqn.yyyy-mm.reversed.domain[:label]: the date a valid month, the domain at
+# least one label, everything lower case (RFC 3722 stringprep folds case, and
+# initiators compare byte-wise, so netboot only ever emits lower case).
+_IQN = re.compile(
+    r"^iqn\.(?P<year>\d{4})-(?P<month>\d{2})"
+    r"\.(?P<domain>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)"
+    r"(?::(?P<label>[a-z0-9.:_-]+))?$"
+)
+IQN_MAX = 223  # RFC 3720 section 3.2.6.1: at most 223 bytes
+
+
+def validate_hostname(name: str) -> str:
+    """Return ``name`` lower-cased if it is an RFC 1123 host name, else raise."""
+    host = name.strip().lower()
+    if not host or len(host) > 253:
+        raise ValidationError(f"hostname {name!r} must be 1 to 253 characters")
+    for label in host.split("."):
+        if not _LABEL.match(label):
+            raise ValidationError(
+                f"hostname {name!r} is not valid (RFC 1123): each dot-separated label is "
+                "1-63 letters, digits or hyphens and neither starts nor ends with a hyphen"
+            )
+    return host
+
+
+def hostname_for_mac(mac: str) -> str:
+    """Default host name of a client, derived from its normalised MAC."""
+    return "node-" + mac.replace(":", "")
+
+
+def validate_iqn(iqn: str, *, with_label: bool = True) -> str:
+    """Return ``iqn`` if valid per RFC 3720 section 3.2.6, else raise.
+
+    ``with_label=False`` validates a naming authority such as
+    ``iqn.2026-11.org.example`` (the part before the colon).
+    """
+    m = _IQN.match(iqn)
+    if not m or len(iqn) > IQN_MAX:
+        raise ValidationError(
+            f"{iqn!r} is not a valid iSCSI qualified name: expected "
+            "'iqn.yyyy-mm.reversed.domain:label', lower case, at most 223 bytes"
+        )
+    if not 1 <= int(m["month"]) <= 12:
+        raise ValidationError(f"{iqn!r}: month {m['month']} is not 01-12")
+    if with_label and not m["label"]:
+        raise ValidationError(f"{iqn!r} has no ':label' part after the naming authority")
+    if not with_label and m["label"]:
+        raise ValidationError(f"{iqn!r} is a full IQN; a naming authority has no ':label' part")
+    return iqn
+
+
+def initiator_iqn(authority: str, hostname: str) -> str:
+    """The IQN a client's initiator uses."""
+    return validate_iqn(f"{authority}:initiator:{hostname}")
+
+
+def target_iqn(authority: str, hostname: str) -> str:
+    """The IQN of a client's own target (its root LUN and any extra LUNs)."""
+    return validate_iqn(f"{authority}:target:{hostname}")

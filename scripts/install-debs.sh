@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install the Debian packages listed in debian-packages.txt that are missing.
+# Services those packages ship (tgt, tftpd-hpa) are kept from starting on the
+# host: netboot starts its own daemons, on its own addresses, when it needs them.
+set -eu
+list="$(dirname "$0")/../debian-packages.txt"
+missing=""
+for pkg in $(grep -v '^#' "$list"); do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = installed ] || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing Debian packages:$missing; run 'make setup' as root" >&2
+    exit 1
+fi
+echo "setup: installing Debian packages:$missing"
+policy=/usr/sbin/policy-rc.d
+created=""
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && created=1
+fi
+trap '[ -n "$created" ] && rm -f "$policy"' EXIT
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,51 @@
+"""Shared fixtures: configs in tmp_path, and the root check for tests that need it."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from netboot.config import Config
+from netboot.configfile import parse_config
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(
+    not IS_ROOT,
+    reason="needs root: creates network namespaces, starts tgtd or uses loop devices (CI runs as root)",
+)
+
+BASE_CONFIG = """\
+server:
+  interface: nb0
+  address: 198.18.0.1
+  tftp_root: {tftp_root}
+dhcp:
+  subnet: 198.18.0.0/24
+storage:
+  state_dir: {state_dir}
+"""
+
+
+@pytest.fixture
+def config_text(tmp_path: Path) -> str:
+    """A minimal valid config whose paths are all inside tmp_path."""
+    return BASE_CONFIG.format(tftp_root=tmp_path / "tftproot", state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """Build a Config from the minimal one plus extra YAML (written to tmp_path/netboot.yaml)."""
+
+    def make(extra: str = "", base: str | None = None) -> Config:
+        text = (base or BASE_CONFIG).format(
+            tftp_root=tmp_path / "tftproot", state_dir=tmp_path / "state"
+        ) + textwrap.dedent(extra)
+        path = tmp_path / "netboot.yaml"
+        path.write_text(text)
+        return parse_config(text, str(path))
+
+    return make
