@@ -77,6 +77,11 @@ class Client:
     last_stage: str | None = None
     last_stage_at: float | None = None
 
+    @property
+    def mutual_user(self) -> str:
+        """The name the target answers with in mutual CHAP (tgt's accounts are global)."""
+        return f"{self.chap_user}-target"
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Client:
         values = {f.name: row[f.name] for f in fields(cls)}

@@ -44,7 +44,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in out:
-                out[key] = value if isinstance(value, int | float | bool | type(None)) else str(value)
+                plain = isinstance(value, int | float | bool | type(None))
+                out[key] = value if plain else str(value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, sort_keys=False)

@@ -15,7 +15,8 @@ from netboot.configfile import parse_config
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
     not IS_ROOT,
-    reason="needs root: creates network namespaces, starts tgtd or uses loop devices (CI runs as root)",
+    reason="needs root: creates network namespaces, starts tgtd or uses loop devices "
+    "(CI runs as root)",
 )
 
 BASE_CONFIG = """\

@@ -44,7 +44,8 @@ def _client_fields(client: Client, show_secrets: bool) -> list[tuple[str, object
         ("mutual secret", mutual),
         ("created", when(client.created)),
         ("last seen", when(client.last_seen)),
-        ("last stage", client.last_stage and f"{client.last_stage} at {when(client.last_stage_at)}"),
+        ("last stage",
+         client.last_stage and f"{client.last_stage} at {when(client.last_stage_at)}"),
     ]
 
 
@@ -58,7 +59,8 @@ def client() -> None:
 @click.option("--hostname", help="RFC 1123 host name (default: node-<mac>).")
 @click.option("--ip", type=IPV4, help="Fixed address (default: the first free one).")
 @click.option("--image", help="Golden image its root LUN is cloned from.")
-@click.option("--size", type=SIZE, help="Root LUN size, e.g. 8G (default: storage.default_lun_size).")
+@click.option("--size", type=SIZE,
+              help="Root LUN size, e.g. 8G (default: storage.default_lun_size).")
 @pass_app
 def add(app: App, mac: str, hostname: str | None, ip: IPv4Address | None, image: str | None,
         size: int | None) -> None:

@@ -1,0 +1,20 @@
+"""`netboot serve`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from netboot.cli.app import App, pass_app
+from netboot.inventory import Inventory
+from netboot.server import build_services, run
+
+
+@click.command()
+@pass_app
+def serve(app: App) -> None:
+    """Run DHCP, TFTP, HTTP and target reconcile on the boot interface until stopped."""
+    config = app.config
+    os.umask(0o077)
+    run(build_services(config, lambda: Inventory(config.storage.database)))

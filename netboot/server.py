@@ -1,0 +1,63 @@
+"""`netboot serve`: one process, several services, started together and stopped in reverse.
+
+Each subsystem (DHCP, TFTP, HTTP, target reconcile) is a :class:`Service`
+that runs its own threads; this module only composes them and turns SIGTERM
+or SIGINT into an orderly stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from netboot.config import Config
+from netboot.errors import NetbootError
+from netboot.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+InventoryFactory = Callable[[], Inventory]
+
+
+class Service(Protocol):
+    """A part of the server. ``start`` returns once it is listening; ``stop`` once it has let go."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
+    """The services ``config`` asks for, in start order."""
+    services: list[Service] = []
+    return services
+
+
+def run(services: list[Service], stop: threading.Event | None = None) -> None:
+    """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``), then stop them in reverse."""
+    if not services:
+        raise NetbootError("nothing to serve: every service is turned off in the config")
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    started: list[Service] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+            log.info("%s started", service.name)
+        log.info("serving: %s", ", ".join(s.name for s in services))
+        stop.wait()
+        log.info("stopping")
+    finally:
+        for service in reversed(started):
+            try:
+                service.stop()
+            except Exception:  # one service failing to stop must not keep the others running
+                log.exception("%s did not stop cleanly", service.name)
