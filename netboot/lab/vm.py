@@ -29,7 +29,7 @@ QEMU = "qemu-system-x86_64"
 OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: CODE and VARS in one image, for -bios
 STOP_GRACE = 5.0
 # Terminal control sequences SeaBIOS, OVMF and iPXE write around their text.
-_ESCAPES = re.compile(rb"\x1b(?:\[[0-9;?]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z=>])")
+_ESCAPES = re.compile(rb"\x1b(?:\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z=>])")
 _CONTROLS = re.compile(r"[\x00-\x07\x09-\x1f\x7f]")
 
 
@@ -124,7 +124,8 @@ class Vm:
         self.netns = netns
         self.serial_log = log_dir / f"{spec.name}.serial.log"
         self.qemu_log = log_dir / f"{spec.name}.qemu.log"
-        self.started = 0.0
+        self.started = 0.0  # time.monotonic() at start: serial times count from here
+        self.started_wall = 0.0  # the same moment as Unix time, to place server-side stages
         self.tail: deque[str] = deque(maxlen=30)
         self._lines: queue.Queue[SerialLine | None] = queue.Queue()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -138,7 +139,7 @@ class Vm:
             argv = iproute.in_netns(self.netns, argv)
         self.serial_log.parent.mkdir(parents=True, exist_ok=True)
         with self.qemu_log.open("wb") as err:
-            self.started = time.monotonic()
+            self.started, self.started_wall = time.monotonic(), time.time()
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=err)
         self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,),
@@ -189,6 +190,7 @@ class Vm:
         for line in self.lines(timeout):
             if regex.search(line.text):
                 return line
+        self.wait_exit(STOP_GRACE)  # the console closes a moment before QEMU's status is there
         raise self._timeout(f"QEMU exited (status {self.returncode}) before {regex.pattern!r}")
 
     def wait_exit(self, timeout: float) -> int:
