@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from ipaddress import IPv4Interface
 
 import pytest
@@ -83,9 +84,13 @@ def test_failed_creation_leaves_nothing(lab_dir, monkeypatch):
     assert topology.load(lab_dir) is None
 
 
-def test_down_removes_a_crashed_runs_vlan_and_its_processes(lab_dir):
+def test_down_removes_a_crashed_runs_vlan_and_its_processes(lab_dir, request):
     topo = topology.create(lab_dir, taps=1)  # a run that never cleaned up
     sleeper = subprocess.Popen(topo.argv(["sleep", "300"]))
+    request.addfinalizer(sleeper.kill)
+    deadline = time.monotonic() + 10
+    while sleeper.pid not in iproute.netns_pids(topo.netns) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until `ip netns exec` has entered the namespace
     assert topology.down(lab_dir) == topo
     assert sleeper.wait(10) == -signal.SIGTERM
     assert _gone(topo)
