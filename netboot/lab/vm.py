@@ -233,14 +233,13 @@ class Vm:
 
 @dataclass
 class VmFactory:
-    """Makes VMs on a lab's taps, and stops every one of them at the end."""
+    """Starts VMs (inside a lab namespace), and stops every one of them at the end."""
 
     log_dir: Path
-    netns: str | None = None
     vms: list[Vm] = field(default_factory=list)
 
-    def start(self, spec: VmSpec) -> Vm:
-        vm = Vm(spec, self.log_dir, self.netns)
+    def start(self, spec: VmSpec, netns: str | None = None) -> Vm:
+        vm = Vm(spec, self.log_dir, netns)
         self.vms.append(vm)
         return vm.start()
 
@@ -261,17 +260,12 @@ PROBE_TIMEOUT = 15.0
 PROBE_MARKER = "iPXE initialising devices"
 
 
-def kvm_works(log_dir: Path, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True only if a BIOS VM under KVM really runs its NIC's iPXE ROM.
+def rom_runs(accel: Accel, log_dir: Path, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True if a BIOS VM under ``accel`` gets its NIC's iPXE ROM running within ``timeout`` s.
 
-    /dev/kvm existing proves little: a nested, paravirtual KVM opens fine and
-    then never gets past "starting execution". The probe VM's NIC sits alone
-    on a QEMU hub, so nothing it sends leaves the VM.
+    The probe VM's NIC sits alone on a QEMU hub, so nothing it sends leaves the VM.
     """
-    kvm = Path("/dev/kvm")
-    if not kvm.exists() or not os.access(kvm, os.R_OK | os.W_OK):
-        return False
-    spec = VmSpec(name="kvm-probe", mac=lab_mac(0xFFFFFF), tap=None, accel=Accel.KVM,
+    spec = VmSpec(name=f"probe-{accel}", mac=lab_mac(0xFFFFFF), tap=None, accel=accel,
                   memory_mb=128, extra=("-netdev", "hubport,hubid=0,id=n0",
                                         "-device", f"virtio-net-pci,netdev=n0,mac={lab_mac(0)}"))
     with Vm(spec, log_dir) as vm:
@@ -280,6 +274,16 @@ def kvm_works(log_dir: Path, timeout: float = PROBE_TIMEOUT) -> bool:
         except VmTimeout:
             return False
     return True
+
+
+def kvm_works(log_dir: Path) -> bool:
+    """True only if KVM really runs the iPXE ROM.
+
+    /dev/kvm existing proves little: a nested, paravirtual KVM opens fine and
+    then never gets past the ROM's "starting execution".
+    """
+    kvm = Path("/dev/kvm")
+    return kvm.exists() and os.access(kvm, os.R_OK | os.W_OK) and rom_runs(Accel.KVM, log_dir)
 
 
 def choose_accel(log_dir: Path) -> Accel:
