@@ -191,8 +191,11 @@ def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.L
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
        kernel_flavour: str = "cloud-amd64", accel: Accel | None = None,
-       say: Callable[[str], None] = print) -> LabState:
-    """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left."""
+       cache_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
+    """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
+
+    Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
+    """
     lab_dir.mkdir(parents=True, exist_ok=True)
     if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
         raise LabError(f"a lab is already up in {lab_dir}; "
@@ -206,7 +209,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
                                        kernel_flavour)
             config = load_config(config_path)
-            say(f"kernel: {prepare_kernel(config, lab_dir / 'cache')}")
+            say(f"kernel: {prepare_kernel(config, cache_dir or lab_dir / 'cache')}")
             prepare_boot_files(config_path, lambda argv: _run(topo, argv, logs))
             chosen = accel or choose_accel(logs)
             say(f"VMs run under {chosen}")
@@ -246,6 +249,12 @@ def _run(topo: Topology, argv: list[str], logs: Path) -> None:
                        f"{(proc.stderr or proc.stdout).strip() or f'status {proc.returncode}'}")
 
 
+def stop_serve(state: LabState) -> None:
+    """Stop the lab's `netboot serve` (tgtd and the VLAN stay), e.g. to let another server in."""
+    if (pid := state.pids.get("serve")) is not None:
+        _terminate(pid)
+
+
 def down(lab_dir: Path) -> bool:
     """Stop and remove the lab in ``lab_dir``; False if there was nothing to remove."""
     found = False
@@ -257,8 +266,7 @@ def down(lab_dir: Path) -> bool:
         except LabError:
             state = None
         if state is not None:
-            if (pid := state.pids.get("serve")) is not None:
-                _terminate(pid)
+            stop_serve(state)
             if "tgtd" in state.pids:
                 stop_tgtd(state.tgt_control_port)
         path.unlink(missing_ok=True)
