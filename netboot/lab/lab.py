@@ -89,9 +89,12 @@ def load_state(lab_dir: Path) -> LabState:
 
 
 def free_tgt_control_port() -> int:
-    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
+    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses.
+
+    tgtd takes -C values up to 32767 only ("-C argument value '34550' out of range").
+    """
     for _ in range(100):
-        port = 1000 + secrets.randbelow(60000)
+        port = 1000 + secrets.randbelow(31000)
         if not Path(f"/var/run/tgtd/socket.{port}").exists():
             return port
     raise LabError("no free tgtd control port found under /var/run/tgtd")
