@@ -9,7 +9,6 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 import pytest
-from conftest import BOOT_TIMEOUT
 
 from netboot.lab import reference
 from netboot.lab.markers import Stage
@@ -25,13 +24,13 @@ HOSTS = [reference.Host(MAC, IPv4Address("198.18.0.10"))]
                          ids=["dnsmasq-default", "dnsmasq-tuned"])
 @pytest.mark.parametrize("firmware", list(Firmware), ids=str)
 def test_pxe_boot_through_dnsmasq_reaches_marker_and_powers_off(
-        make_lab, vms, kernel, accel, tmp_path, record_boot, firmware, tuning):
+        make_lab, vms, kernel, accel, tmp_path, record_boot, boot_timeout, firmware, tuning):
     lab = make_lab(1)
     with reference.serve(lab, tmp_path, kernel, reference.marker_initramfs(), HOSTS,
                          tuning=tuning):
         vm = vms.start(VmSpec("client", MAC, lab.taps[0], firmware=firmware, accel=accel),
                        lab.netns)
-        marker = vm.wait_for(reference.MARKER, BOOT_TIMEOUT)
+        marker = vm.wait_for(reference.MARKER, boot_timeout)
         record_boot(f"{firmware} {accel} PXE via dnsmasq "
                     f"({'tuned' if tuning == reference.TUNED else 'default'}) to marker",
                     marker.at)
@@ -39,24 +38,25 @@ def test_pxe_boot_through_dnsmasq_reaches_marker_and_powers_off(
 
 
 def test_watcher_sees_dhcp_loader_and_kernel_of_a_pxe_boot(make_lab, vms, kernel, accel,
-                                                           tmp_path):
+                                                           tmp_path, boot_timeout):
     lab = make_lab(1)
     with reference.serve(lab, tmp_path, kernel, reference.marker_initramfs(), HOSTS,
                          tuning=reference.TUNED):
         vm = vms.start(VmSpec("client", MAC, lab.taps[0], accel=accel), lab.netns)
         client = ClientProgress("client", MAC)
-        watch([vm], Board([client], live=False), BOOT_TIMEOUT)
+        watch([vm], Board([client], live=False), boot_timeout)
     assert client.ended == "QEMU exited (status 0)"
     assert client.times[Stage.DHCP] < client.times[Stage.LOADER] < client.times[Stage.KERNEL]
 
 
-def test_direct_kernel_boot_reaches_marker(vms, kernel, accel, tmp_path, record_boot):
+def test_direct_kernel_boot_reaches_marker(vms, kernel, accel, tmp_path, record_boot,
+                                           boot_timeout):
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(reference.marker_initramfs())
     vm = vms.start(VmSpec("direct", MAC, None, accel=accel, kernel=kernel, initrd=initrd,
                           append=reference.KERNEL_ARGS))
     record_boot(f"BIOS {accel} direct kernel boot to marker",
-                vm.wait_for(reference.MARKER, BOOT_TIMEOUT).at)
+                vm.wait_for(reference.MARKER, boot_timeout).at)
 
 
 def test_rom_probe_sees_ipxe_running_under_tcg(tmp_path):
