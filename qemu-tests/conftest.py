@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from netboot.lab import topology
+from netboot.lab import lab, topology
 from netboot.lab.kernel import fetch_kernel
 from netboot.lab.vm import Accel, VmFactory, choose_accel
 
@@ -131,3 +131,20 @@ def vms(tmp_path: Path) -> Iterator[VmFactory]:
     factory = VmFactory(tmp_path / "vms")
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def netboot_lab(tmp_path: Path, accel: Accel) -> Iterator[Callable[..., lab.LabState]]:
+    """``netboot_lab(clients=1, **up_options)``: `netboot lab up` in tmp_path, down afterwards.
+
+    The real thing: tgtd and `netboot serve` in the VLAN, clients added with
+    the CLI. ``lab.boot(state_dir)`` or the VM factory then boots them.
+    """
+    lab_dir = tmp_path / "netboot-lab"
+
+    def make(clients: int = 1, **options: object) -> lab.LabState:
+        return lab.up(lab_dir, clients, accel=accel, cache_dir=LAB_CACHE,
+                      say=lambda _: None, **options)  # type: ignore[arg-type]
+
+    yield make
+    lab.down(lab_dir)

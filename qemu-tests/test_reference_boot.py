@@ -62,3 +62,17 @@ def test_direct_kernel_boot_reaches_marker(vms, kernel, accel, tmp_path, record_
 def test_rom_probe_sees_ipxe_running_under_tcg(tmp_path):
     # The positive control for the KVM probe: under TCG the ROM always runs.
     assert rom_runs(Accel.TCG, tmp_path)
+
+
+def test_two_clients_boot_at_once_and_each_is_followed(make_lab, vms, kernel, accel, tmp_path,
+                                                       boot_timeout):
+    lab = make_lab(2)
+    hosts = [reference.Host(lab_mac(i), IPv4Address(f"198.18.0.{10 + i}")) for i in (1, 2)]
+    with reference.serve(lab, tmp_path, kernel, reference.marker_initramfs(), hosts,
+                         tuning=reference.TUNED):
+        started = [vms.start(VmSpec(f"client{i}", h.mac, tap, accel=accel), lab.netns)
+                   for i, (h, tap) in enumerate(zip(hosts, lab.taps, strict=True))]
+        clients = [ClientProgress(vm.spec.name, vm.spec.mac) for vm in started]
+        watch(started, Board(clients, live=False), boot_timeout)
+    assert [c.ended for c in clients] == ["QEMU exited (status 0)"] * 2
+    assert all(Stage.KERNEL in c.times for c in clients)

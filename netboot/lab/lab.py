@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -216,22 +216,19 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             prepare_boot_files(config_path, lambda argv: _run(topo, argv, logs))
             chosen = accel or choose_accel(logs)
             say(f"VMs run under {chosen}")
-            pids: dict[str, int] = {}
             state = LabState(str(config_path), (), str(chosen),
-                             config.target.tgt_control_port, pids)
+                             config.target.tgt_control_port, {})
+            _save(lab_dir, state)  # from here on, each start is on record before the next
+            state = replace(state, pids={"tgtd": start_tgtd(topo, config, logs).pid})
             _save(lab_dir, state)
-            pids["tgtd"] = start_tgtd(topo, config, logs).pid
+            serve = start_serve(topo, config_path, logs)
+            state = replace(state, pids={**state.pids, "serve": serve.pid})
             _save(lab_dir, state)
-            pids["serve"] = start_serve(topo, config_path, logs).pid
-            _save(lab_dir, state)
-            registered = []
             for i in range(clients):
                 client = LabClient(f"lab-{i + 1:02d}", lab_mac(i + 1))
                 _run(topo, netboot_argv(config_path, "client", "add", client.mac,
                                         "--hostname", client.name), logs)
-                registered.append(client)
-                state = LabState(state.config, tuple(registered), state.accel,
-                                 state.tgt_control_port, pids)
+                state = replace(state, clients=(*state.clients, client))
                 _save(lab_dir, state)
                 say(f"client {client.name} {client.mac} registered")
             return state
