@@ -37,7 +37,7 @@ def _dnsmasq_boot(lab_dir: Path, state: lab.LabState, firmware: Firmware,
     initrd = config.initramfs_path.read_bytes() + build_client_part(config, client)
     args = (f"netboot.mac={client.mac} netboot.onfail={config.boot.onfail} "
             f"{config.boot.kernel_args}").strip()
-    work = lab_dir / f"dnsmasq-{firmware}-{'tuned' if tuning.no_pxedhcp else 'default'}"
+    work = lab_dir / f"dnsmasq-{firmware}-{tuning.name}"
     with reference.serve(topo, work, config.kernel_path, initrd,
                          [reference.Host(client.mac, client.ip)], kernel_args=args,
                          tuning=tuning), \
@@ -65,10 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                                    f"{progress[0].result}")
             lab.stop_serve(state)  # one DHCP server on the VLAN at a time
             rows = [("netboot", netboot_s)]
-            for name, tuning in (("dnsmasq (textbook)", reference.DEFAULT),
-                                 ("dnsmasq (tuned)", reference.TUNED)):
-                rows.append((name, _dnsmasq_boot(lab_dir, state, firmware, tuning,
-                                                 args.timeout)))
+            for tuning in reference.TUNINGS:
+                rows.append((f"dnsmasq ({tuning.name})",
+                             _dnsmasq_boot(lab_dir, state, firmware, tuning, args.timeout)))
         finally:
             lab.down(lab_dir)
     except NetbootError as err:

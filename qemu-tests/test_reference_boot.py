@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from netboot.config import Loader
 from netboot.lab import reference
 from netboot.lab.markers import Stage
 from netboot.lab.progress import Board, ClientProgress
@@ -20,19 +21,23 @@ MAC = lab_mac(1)
 HOSTS = [reference.Host(MAC, IPv4Address("198.18.0.10"))]
 
 
-@pytest.mark.parametrize("tuning", [reference.DEFAULT, reference.TUNED],
-                         ids=["dnsmasq-default", "dnsmasq-tuned"])
-@pytest.mark.parametrize("firmware", list(Firmware), ids=str)
+# pxelinux is a BIOS loader only.
+PATHS = [(Firmware.BIOS, Loader.IPXE), (Firmware.UEFI, Loader.IPXE),
+         (Firmware.BIOS, Loader.PXELINUX)]
+
+
+@pytest.mark.parametrize("tuning", reference.TUNINGS, ids=lambda t: f"dnsmasq-{t.name}")
+@pytest.mark.parametrize(("firmware", "loader"), PATHS, ids=[f"{f}-{lo}" for f, lo in PATHS])
 def test_pxe_boot_through_dnsmasq_reaches_marker_and_powers_off(
-        make_lab, vms, kernel, accel, tmp_path, record_boot, boot_timeout, firmware, tuning):
+        make_lab, vms, kernel, accel, tmp_path, record_boot, boot_timeout, firmware, loader,
+        tuning):
     lab = make_lab(1)
     with reference.serve(lab, tmp_path, kernel, reference.marker_initramfs(), HOSTS,
-                         tuning=tuning):
+                         tuning=tuning, loader=loader):
         vm = vms.start(VmSpec("client", MAC, lab.taps[0], firmware=firmware, accel=accel),
                        lab.netns)
         marker = vm.wait_for(reference.MARKER, boot_timeout)
-        record_boot(f"{firmware} {accel} PXE via dnsmasq "
-                    f"({'tuned' if tuning == reference.TUNED else 'default'}) to marker",
+        record_boot(f"{firmware} {accel} {loader} via dnsmasq ({tuning.name}) to marker",
                     marker.at)
         assert vm.wait_exit(30) == 0
 

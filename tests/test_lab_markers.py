@@ -45,6 +45,17 @@ def test_uefi_ipxe_boot_shows_dhcp_loader_kernel_in_order():
                                                             Stage.KERNEL]
 
 
+def test_pxelinux_boot_shows_dhcp_loader_and_kernel_loaded_by_pxelinux():
+    stages = _first_stages("bios-pxelinux-dnsmasq.log")
+    assert list(stages) == [Stage.DHCP, Stage.LOADER, Stage.KERNEL]
+    assert stages[Stage.LOADER][1] == "tftp://198.18.0.1/pxelinux.0"
+    assert stages[Stage.KERNEL][1] == "vmlinuz"
+
+
+def test_pxelinux_loading_its_initrd_is_no_stage():
+    assert classify("Loading initrd.img...ok") is None
+
+
 def test_linux_banner_is_kernel_stage_with_version():
     line = ("Probing EDD (edd=off to disable)... o[    0.000000] Linux version "
             "6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org)")

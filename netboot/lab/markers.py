@@ -36,6 +36,8 @@ ROOT_OK = re.compile(r"NETBOOT-ROOT-OK\b\s*(.*)")
 
 # iPXE prints a fetch as "<url>... ok"; a kernel is told apart from a loader by its name.
 _FETCH = re.compile(r"((?:https?|tftp)://\S+?)\.\.\. ok\b")
+# pxelinux prints "Loading vmlinuz... ok" (its initrd too, which is no stage of its own).
+_PXELINUX_LOAD = re.compile(r"^Loading (\S+?)\.\.\. ?ok\b")
 _KERNEL_NAME = re.compile(r"/(?:vmlinuz|bzImage|linux)[^/]*$")
 
 _PATTERNS: tuple[tuple[Stage, re.Pattern[str]], ...] = (
@@ -68,6 +70,8 @@ def classify(line: str) -> Marker | None:
     if m := _FETCH.search(line):
         url = m.group(1)
         return Marker(Stage.KERNEL if _KERNEL_NAME.search(url) else Stage.LOADER, url)
+    if (m := _PXELINUX_LOAD.search(line)) and _KERNEL_NAME.search("/" + m.group(1)):
+        return Marker(Stage.KERNEL, m.group(1))
     for stage, pattern in _PATTERNS:
         if m := pattern.search(line):
             return Marker(stage, (m.group(1) if pattern.groups else m.group(0)).strip())
