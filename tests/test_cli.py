@@ -117,3 +117,15 @@ def test_remove_then_show_is_not_found(initialised):
 
 def test_unknown_list_is_empty_table(initialised):
     assert initialised("client", "list", "--unknown").stdout.split()[0] == "MAC"
+
+
+def test_status_shows_each_clients_last_stage(initialised, tmp_path):
+    from netboot.configfile import load_config
+    from netboot.inventory import Inventory
+
+    initialised("client", "add", MAC, "--hostname", "web1")
+    with Inventory(load_config(initialised.config).storage.database) as inv:
+        inv.record_stage(MAC, "login")
+    row = initialised("status").stdout.splitlines()[1].split()
+    assert row[:4] == ["web1", MAC, "198.18.0.2", "login"]
+    assert json.loads(initialised("status", "--json").stdout)["clients"][0]["stage"] == "login"

@@ -4,11 +4,13 @@ from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
 from netboot.cli.serve_cmd import serve
+from netboot.cli.status_cmd import status
 
 cli.add_command(init)
 cli.add_command(config)
 cli.add_command(client)
 cli.add_command(serve)
+cli.add_command(status)
 
 
 def main() -> None:
