@@ -52,6 +52,18 @@ MIGRATIONS: tuple[str, ...] = (
         arch INTEGER
     );
     """,
+    # extra LUNs (2, 3, ...) on a client's target: files or block devices (issue 7)
+    """
+    CREATE TABLE luns (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        lun INTEGER NOT NULL CHECK (lun >= 2),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device')),
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (mac, lun)
+    );
+    """,
 )
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
+from netboot.target.service import TargetService
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Service(Protocol):
 def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
     """The services ``config`` asks for, in start order."""
     services: list[Service] = []
+    services.append(TargetService(config, open_inventory))
     return services
 
 

@@ -3,6 +3,8 @@
 from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
+from netboot.cli.image_cmd import image
+from netboot.cli.lun_cmd import lun
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
 
@@ -11,6 +13,8 @@ cli.add_command(config)
 cli.add_command(client)
 cli.add_command(serve)
 cli.add_command(status)
+cli.add_command(image)
+cli.add_command(lun)
 
 
 def main() -> None:
