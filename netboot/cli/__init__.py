@@ -3,12 +3,15 @@
 from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
+from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.serve_cmd import serve
 
 cli.add_command(init)
 cli.add_command(config)
 cli.add_command(client)
 cli.add_command(serve)
+cli.add_command(kernel)
+cli.add_command(initramfs)
 
 
 def main() -> None:
