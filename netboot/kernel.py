@@ -91,9 +91,10 @@ def parse_depends(text: str) -> list[str]:
 
 def versioned_package(flavour: str, depends_output: str) -> str:
     """The versioned image package a ``linux-image-<flavour>`` metapackage depends on."""
-    pattern = re.compile(rf"linux-image-\d[\w.+-]*-{re.escape(flavour)}$")
+    # linux-image-6.1.0-56-cloud-amd64: an ABI version, then exactly this flavour
+    pattern = re.compile(rf"linux-image-\d+(\.\d+)*-\d+-{re.escape(flavour)}$")
     for name in parse_depends(depends_output):
-        if pattern.match(name) and not name.endswith("-unsigned"):
+        if pattern.match(name):
             return name
     raise KernelError(f"linux-image-{flavour} depends on no versioned linux-image package "
                       "(is the package index current? try 'apt-get update')")

@@ -81,7 +81,7 @@ def choose_compression(requested: Compression, kernel_options: dict[str, str],
 
 
 def compress(data: bytes, compression: Compression) -> bytes:
-    """``data`` compressed reproducibly, padded to 4 bytes (the EFI stub joins initrds as-is)."""
+    """``data`` compressed reproducibly (gzip without a time stamp, zstd single-threaded)."""
     if compression is Compression.GZIP:
         out = gzip.compress(data, compresslevel=9, mtime=0)
     elif compression is Compression.ZSTD:
@@ -92,7 +92,17 @@ def compress(data: bytes, compression: Compression) -> bytes:
         out = proc.stdout
     else:
         out = data
-    return out + b"\0" * (-len(out) % 4)
+    return out
+
+
+def pad4(image: bytes) -> bytes:
+    """``image`` with zeros up to a multiple of 4 bytes.
+
+    The EFI stub joins initrds without padding, and the kernel finds the next
+    archive only on a 4-byte boundary (it skips zeros between archives), so an
+    unpadded base image loses the per-client part that follows it.
+    """
+    return image + b"\0" * (-len(image) % 4)
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ class Manifest:
     epoch: int
     size: int
     uncompressed_size: int
+    padding: int  # zero bytes after the compressed stream (see pad4)
     components: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cached: bool = False
@@ -285,16 +296,18 @@ def build(config: Config, progress: Progress, compression: Compression = Compres
     cached = cached_image.exists()
     if cached:
         progress(f"cached {cached_image.name[:16]}...")
-        image = cached_image.read_bytes()
+        compressed = cached_image.read_bytes()
     else:
         progress(f"compressing {len(archive) / 1e6:.1f} MB with {chosen}")
-        image = compress(archive, chosen)
-        _write_atomic(cached_image, image)
+        compressed = compress(archive, chosen)
+        _write_atomic(cached_image, compressed)
+    image = pad4(compressed)
     _write_atomic(config.initramfs_path, image)
     manifest = Manifest(
         digest=digest, path=str(config.initramfs_path), kernel_version=release.version,
         kernel_package=f"{release.package} {release.package_version}",
         compression=str(chosen), epoch=epoch, size=len(image), uncompressed_size=len(archive),
+        padding=len(image) - len(compressed),
         components=[{"name": c.name, "files": len(c.entries), "bytes": c.size,
                      "detail": c.detail} for c in components],
         notes=module_notes(resolution, config.boot.kernel_flavour), cached=cached)
