@@ -5,6 +5,7 @@ from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
 from netboot.cli.image_cmd import image
 from netboot.cli.lun_cmd import lun
+from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
 
@@ -15,6 +16,8 @@ cli.add_command(serve)
 cli.add_command(status)
 cli.add_command(image)
 cli.add_command(lun)
+cli.add_command(kernel)
+cli.add_command(initramfs)
 
 
 def main() -> None:
