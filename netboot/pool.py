@@ -15,6 +15,10 @@ from netboot.inventory import Inventory
 
 
 class InventoryPool:
+    """Also a :class:`~netboot.server.Service`: started first, it closes them when stopped last."""
+
+    name = "inventory"
+
     def __init__(self, open_inventory: Callable[[], Inventory]) -> None:
         self._open = open_inventory
         self._idle: queue.LifoQueue[Inventory] = queue.LifoQueue()
@@ -30,7 +34,10 @@ class InventoryPool:
         finally:
             self._idle.put(inventory)
 
-    def close(self) -> None:
+    def start(self) -> None:
+        """Connections open on first use."""
+
+    def stop(self) -> None:
         while True:
             try:
                 self._idle.get_nowait().close()

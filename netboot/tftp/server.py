@@ -53,7 +53,11 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
 BURST = 64  # datagrams read from one socket per wake-up, so one busy peer cannot starve others
+_RRQ, _WRQ = Opcode.RRQ.to_bytes(2, "big"), Opcode.WRQ.to_bytes(2, "big")
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
+# Room for ~8,000 requests queued on the well-known port (the default holds ~270).
+REQUEST_BUFFER = 8 << 20
+SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; Python's socket module does not name it
 
 
 @dataclass(eq=False)
@@ -66,6 +70,14 @@ class Session:
     transfer: Transfer
     started: float
     closed: bool = False
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> None:
+    """Past net.core.rmem_max if we may (root): a boot storm's requests arrive at once."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def raise_fd_limit() -> int:
@@ -106,6 +118,7 @@ class TftpServer:
         self.max_sessions = min(self.max_sessions, (limit - 128) // 2)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        set_receive_buffer(self._sock, REQUEST_BUFFER)
         self._sock.bind((str(self.address), self.port))
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
@@ -212,6 +225,8 @@ class TftpServer:
         except Malformed as err:
             self.stats["malformed"] += 1
             log.debug("dropped a malformed datagram from %s: %s", peer[0], err)
+            if data[:2] in (_RRQ, _WRQ):  # tell a client why its request went unanswered
+                self._refuse(peer, ErrorCode.ILLEGAL_OPERATION, f"malformed request: {err}")
             return
         if not isinstance(packet, Request):
             if not isinstance(packet, Error):  # never answer an error with an error
