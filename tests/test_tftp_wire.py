@@ -226,6 +226,9 @@ def test_a_silent_client_is_given_up_after_the_retries(served: Served):
         client.close()
     assert len(packets) == 1 + 2 + 1  # first send, two resends (Limits.retries), then error
     assert error_of(packets[-1]).message == "timed out"
+    deadline = time.monotonic() + 2
+    while served.tftp.sessions and time.monotonic() < deadline:  # closed just after the send
+        time.sleep(0.01)
     assert not served.tftp.sessions
 
 
