@@ -35,8 +35,11 @@ class Service(Protocol):
 
 def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
     """The services ``config`` asks for, in start order."""
+    from netboot.bootserve import boot_file_services  # it imports Service from here
+
     services: list[Service] = []
     services.append(TargetService(config, open_inventory))
+    services += boot_file_services(config, open_inventory)
     return services
 
 

@@ -6,6 +6,7 @@ from netboot.cli.config_cmd import config, init
 from netboot.cli.image_cmd import image
 from netboot.cli.lun_cmd import lun
 from netboot.cli.initramfs_cmd import initramfs, kernel
+from netboot.cli.doctor_cmd import doctor
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
 
@@ -18,6 +19,7 @@ cli.add_command(image)
 cli.add_command(lun)
 cli.add_command(kernel)
 cli.add_command(initramfs)
+cli.add_command(doctor)
 
 
 def main() -> None:
