@@ -399,3 +399,9 @@ def test_proxy_leaves_requests_on_port_67_to_the_dhcp_server(world):
     w = world("  mode: proxy\n")
     assert w.ask(intel_rom(MAC, "request", extra=[("requested_addr", "198.18.0.50")])).reply \
         is None
+
+
+def test_arch_is_read_from_vendor_class_without_option_93(world):
+    w = world()
+    data = frame(MAC, "discover", [("vendor_class_id", b"PXEClient:Arch:00007:UNDI:003016")])
+    assert w.reply(data)[0].file.rstrip(b"\0") == b"ipxe.efi"

@@ -12,6 +12,7 @@ which is also stricter: every malformed packet is refused with a
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -52,6 +53,9 @@ _LENGTHS: dict[int, tuple[int | None, int]] = {
     Option.CLIENT_UUID: (17, 17),
     Option.PARAMETER_REQUEST_LIST: (None, 1),
 }
+
+
+_VENDOR_ARCH = re.compile(rb"^(?:PXEClient|HTTPClient):Arch:(\d{5})")
 
 
 class DropReason(StrEnum):
@@ -113,9 +117,14 @@ class Request:
 
     @property
     def architectures(self) -> tuple[int, ...]:
-        """Option 93: a list of 16-bit types, most preferred first (RFC 4578 section 2.1)."""
+        """Option 93: a list of 16-bit types, most preferred first (RFC 4578 section 2.1).
+        Without it, the ``Arch:NNNNN`` field of a PXE/HTTP vendor class (PXE 2.1 section
+        2.2.3), which some clients send alone."""
         raw = self.options.get(Option.CLIENT_ARCHITECTURE, b"")
-        return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw) - 1, 2))
+        if raw:
+            return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw) - 1, 2))
+        match = _VENDOR_ARCH.match(self.vendor_class)
+        return (int(match[1]),) if match else ()
 
     @property
     def is_ipxe(self) -> bool:
