@@ -60,6 +60,18 @@ class Lab:
                 iproute.ip("link", "set", name, "up", netns=ns)
         return a, b
 
+    def switch(self, *members: tuple[str, str | None, str | None]) -> dict[str, str]:
+        """One broadcast domain: a bridge in a hub namespace and, for each (namespace,
+        address, mac) member, a veth into it. Returns each member's interface name."""
+        hub = self.netns("h")
+        bridge = unique("nbbr")
+        iproute.add_bridge(bridge, netns=hub)
+        names = {}
+        for ns, address, mac in members:
+            port, names[ns] = self.link(hub, ns, address_b=address, mac_b=mac)
+            iproute.attach(port, bridge, netns=hub)
+        return names
+
     def sysctl(self, ns: str, setting: str) -> None:
         self.run(ns, ["sysctl", "-q", "-w", setting])
 

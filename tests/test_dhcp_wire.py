@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from conftest import needs_root
@@ -215,3 +218,64 @@ def test_serve_refuses_an_interface_that_does_not_exist(lab, tmp_path):
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "nbnosuch0" in proc.stderr
+
+
+def dnsmasq(lab: Lab, ns: str, interface: str, tmp_path: Path) -> subprocess.Popen:
+    """An ordinary DHCP server (addresses only, no DNS) as the network's existing one."""
+    proc = lab.spawn(ns, ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+                          f"--interface={interface}", "--bind-interfaces", "--log-dhcp",
+                          "--dhcp-range=198.18.0.100,198.18.0.150,255.255.255.0,1h",
+                          f"--dhcp-leasefile={tmp_path / 'dnsmasq.leases'}",
+                          f"--pid-file={tmp_path / 'dnsmasq.pid'}"], tmp_path / "dnsmasq.log")
+    time.sleep(0.5)
+    assert proc.poll() is None, (tmp_path / "dnsmasq.log").read_text()
+    return proc
+
+
+def test_proxy_mode_beside_dnsmasq_gives_boot_file_not_address(lab, tmp_path):
+    srv, dns, cli = lab.netns("s"), lab.netns("d"), lab.netns("c")
+    ifs = lab.switch((srv, "198.18.0.1/24", None), (dns, "198.18.0.2/24", None),
+                     (cli, None, CLIENT_MAC))
+    config_path = write_config(tmp_path / "netboot.yaml", ifs[srv], tmp_path,
+                               extra="  mode: proxy\n")
+    config = load_config(config_path)
+    with Inventory(config.storage.database) as inventory:
+        add_client(config, inventory, CLIENT_MAC)
+    dnsmasq(lab, dns, ifs[dns], tmp_path)
+    serve = lab.serve(srv, config_path, tmp_path / "serve.log")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    out = lab.run(cli, [sys.executable, str(Path(__file__).parent / "pxe_client.py"),
+                        ifs[cli], CLIENT_MAC], timeout=60, env=env).stdout
+    result = json.loads(out)
+    assert lab.stop(serve) == 0
+    assert "address" in result, result
+    assert result["proxy_offers"] == 1
+    assert result["proxy_offer_file"] == "undionly.kpxe"
+    assert result["address"].startswith("198.18.0.1")  # dnsmasq's range, not netboot's
+    assert 100 <= int(result["address"].rsplit(".", 1)[1]) <= 150
+    assert result["proxy_ack_file"] == "undionly.kpxe"
+    assert result["proxy_ack_yiaddr"] == "0.0.0.0"
+
+
+def test_relayed_request_through_dhcrelay_gets_its_answer(lab, tmp_path):
+    cli, relay, srv = lab.netns("c"), lab.netns("r"), lab.netns("s")
+    cli_if, relay_down = lab.link(cli, relay, address_b="198.18.0.126/24")
+    lab.run(cli, ["ip", "link", "set", cli_if, "address", CLIENT_MAC])
+    relay_up, srv_if = lab.link(relay, srv, address_a="198.18.1.2/24", address_b="198.18.1.1/24")
+    lab.run(srv, ["ip", "addr", "add", "198.18.0.1/32", "dev", srv_if])
+    lab.run(srv, ["ip", "route", "add", "198.18.0.0/24", "via", "198.18.1.2"])
+    config_path = write_config(tmp_path / "netboot.yaml", srv_if, tmp_path)
+    config = load_config(config_path)
+    with Inventory(config.storage.database) as inventory:
+        client = add_client(config, inventory, CLIENT_MAC)
+    lab.spawn(relay, ["dhcrelay", "-d", "-4", "-a", "--no-pid", "-id", relay_down,
+                      "-iu", relay_up, "198.18.1.1"], tmp_path / "dhcrelay.log")
+    serve = lab.serve(srv, config_path, tmp_path / "serve.log")
+    time.sleep(0.5)
+    env = udhcpc(lab, cli, cli_if, tmp_path, "-V", "PXEClient:Arch:00007:UNDI:003016")
+    assert lab.stop(serve) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert env["ip"] == str(client.ip)
+    assert env["boot_file"] == "ipxe.efi"
+    assert "Forwarded BOOTREPLY" in (tmp_path / "dhcrelay.log").read_text()
+    assert "ack 198.18.0." in log
