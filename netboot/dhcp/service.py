@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netboot.config import Config, DhcpMode
@@ -90,13 +91,61 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     return sock
 
 
+class StageWriter:
+    """Writes boot stages to the inventory from a thread of its own.
+
+    A commit waits for the disk (the inventory fsyncs), which must not hold up
+    the next DHCP reply. Pending stages are kept per MAC, the latest winning,
+    so a backlog never grows past the number of clients; ``stop`` writes what
+    is left.
+    """
+
+    def __init__(self, open_inventory: InventoryFactory) -> None:
+        self.open_inventory = open_inventory
+        self._pending: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dhcp-stages", daemon=True)
+
+    def record(self, mac: str, stage: str, at: float) -> None:
+        with self._lock:
+            self._pending[mac] = (stage, at)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with self.open_inventory() as inventory:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                with self._lock:
+                    batch, self._pending = self._pending, {}
+                for mac, (stage, at) in batch.items():
+                    try:
+                        inventory.record_stage(mac, stage, at)
+                    except Exception:  # a locked or full disk: log, keep serving DHCP
+                        log.exception("could not record stage %s of %s", stage, mac)
+                if self._stop.is_set() and not self._pending:
+                    return
+
+
 class DhcpEngine:
     """Everything between a received datagram and the datagram to send back, with the
     state it needs (leases, client cache, counters) but no socket."""
 
-    def __init__(self, config: Config, inventory: Inventory, now: float) -> None:
+    def __init__(self, config: Config, inventory: Inventory, now: float,
+                 record_stage: Callable[[str, str, float], None] | None = None) -> None:
         self.config = config
         self.inventory = inventory
+        self.record_stage = record_stage or inventory.record_stage
         self.store = LeaseStore(inventory)
         self.leases: LeaseTable = self.store.load(now)
         self.clients = ClientDirectory(inventory)
@@ -137,7 +186,7 @@ class DhcpEngine:
             self.leases.apply(change)
             self.store.save(change, now)
         if decision.stage is not None:
-            self.inventory.record_stage(request.mac, decision.stage, now)
+            self.record_stage(request.mac, decision.stage, now)
         clog = client_log(log, request.mac)
         if decision.unknown and now - self._noted.get(request.mac, -1e18) >= \
                 UNKNOWN_NOTE_INTERVAL:
@@ -173,6 +222,7 @@ class DhcpService:
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._sockets: list[tuple[socket.socket, int]] = []
+        self._stages = StageWriter(open_inventory)
 
     def start(self) -> None:
         interface = self.config.server.interface
@@ -183,10 +233,12 @@ class DhcpService:
         except NetbootError:
             self._close()
             raise
+        self._stages.start()
         self._thread = threading.Thread(target=self._run, name="dhcp", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._failure is not None:
+            self._stages.stop()
             self._close()
             raise NetbootError(f"DHCP could not start: {self._failure}")
         log.info("DHCP (%s mode) on %s ports %s", self.config.dhcp.mode, interface,
@@ -196,6 +248,7 @@ class DhcpService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+            self._stages.stop()
         self._close()
         if self.engine is not None:
             log.info("DHCP stopped: %s", self.engine.stats.line())
@@ -208,7 +261,7 @@ class DhcpService:
     def _run(self) -> None:
         try:
             inventory = self.open_inventory()
-            self.engine = DhcpEngine(self.config, inventory, time.time())
+            self.engine = DhcpEngine(self.config, inventory, time.time(), self._stages.record)
         except Exception as err:  # reported by start(), in the caller's thread
             self._failure = err
             self._ready.set()
