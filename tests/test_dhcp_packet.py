@@ -238,3 +238,20 @@ def test_fuzz_10000_random_and_mutated_packets_never_raise(engine):
     assert stats.received == 12_000
     assert stats.replied + stats.unanswered + sum(stats.dropped.values()) == 12_000
     assert stats.replied > 0
+
+
+def test_second_request_of_a_shape_is_patched_from_the_prepared_reply(engine):
+    first = engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    second = engine.handle(intel_rom(MAC, xid=2, flags=0x8000), ("0.0.0.0", 68), 67, NOW + 1)
+    assert engine.prepared.hits == 1
+    got = decode(second[0])
+    assert (got.xid, got.flags) == (2, 0x8000)
+    assert second[0][12:] == first[0][12:]  # all but op..flags is the same reply
+
+
+def test_prepared_reply_is_not_used_after_the_client_changes(engine):
+    engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW)
+    engine.inventory.update(MAC, ip=IPv4Address("198.18.0.50"))
+    out = engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
+    assert decode(out[0]).yiaddr == "198.18.0.50"
+    assert engine.prepared.hits == 0

@@ -27,7 +27,6 @@ from netboot.dhcp.options import (
     Op,
     Option,
 )
-from netboot.mac import mac_from_bytes
 
 # RFC 2131 section 2, figure 1: op htype hlen hops xid secs flags ciaddr yiaddr siaddr
 # giaddr chaddr(16) sname(64) file(128), then the options field.
@@ -212,7 +211,7 @@ def parse_request(data: bytes, source: tuple[str, int] = ("0.0.0.0", CLIENT_PORT
         raise Malformed(DropReason.BAD_MESSAGE_TYPE, f"{message_type.name} is a server message")
     del sname, bootfile
     return Request(xid=xid, secs=secs, flags=flags, hops=hops, ciaddr=IPv4Address(ciaddr),
-                   giaddr=IPv4Address(giaddr), chaddr=chaddr, mac=mac_from_bytes(chaddr),
+                   giaddr=IPv4Address(giaddr), chaddr=chaddr, mac=chaddr[:6].hex(":"),
                    message_type=message_type, options=options, source=source,
                    local_port=local_port)
 

@@ -30,6 +30,7 @@ from netboot.dhcp.packet import (
     encode_reply,
     parse_request,
 )
+from netboot.dhcp.prepared import PreparedReplies
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
 from netboot.log import client_log
@@ -150,6 +151,7 @@ class DhcpEngine:
         self.leases: LeaseTable = self.store.load(now)
         self.clients = ClientDirectory(inventory)
         self.limiter = RateLimiter()
+        self.prepared = PreparedReplies()
         self.stats = Stats()
         self._noted: dict[str, float] = {}
 
@@ -166,13 +168,29 @@ class DhcpEngine:
             self._drop(DropReason.RATE_LIMITED, f"{request.mac} is over its rate", None)
             return None
         self.clients.tick(now)
+        client = self.clients.find(request.mac)
+        shape = None
+        if client is not None and self.config.dhcp.mode is DhcpMode.FULL and \
+                request.message_type in (MessageType.DISCOVER, MessageType.REQUEST):
+            shape = PreparedReplies.shape(data, request)
+            prepared = self.prepared.get(shape, client)
+            if prepared is not None:
+                decision, encoded = prepared
+                self._apply(request, decision, now)
+                self.stats.replied += 1
+                assert decision.reply is not None
+                return PreparedReplies.patch(encoded, data), decision.reply.destination
         decision = decide(request, self.config, self.leases, self.clients, now)
         self._apply(request, decision, now)
         if decision.reply is None:
             self.stats.unanswered += 1
             return None
         self.stats.replied += 1
-        return encode_reply(decision.reply), decision.reply.destination
+        encoded = encode_reply(decision.reply)
+        if shape is not None and client is not None and not decision.changes and \
+                decision.reply.message_type in (MessageType.OFFER, MessageType.ACK):
+            self.prepared.put(shape, client, decision, encoded)
+        return encoded, decision.reply.destination
 
     def _drop(self, reason: DropReason, detail: str, data: bytes | None) -> None:
         self.stats.dropped[reason] += 1
