@@ -7,6 +7,7 @@ from netboot.cli.image_cmd import image
 from netboot.cli.lun_cmd import lun
 from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.doctor_cmd import doctor
+from netboot.cli.lab_cmd import lab_group
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
 
@@ -20,6 +21,7 @@ cli.add_command(lun)
 cli.add_command(kernel)
 cli.add_command(initramfs)
 cli.add_command(doctor)
+cli.add_command(lab_group)
 
 
 def main() -> None:
