@@ -74,9 +74,9 @@ def test_client_add_then_list_shows_a_table(initialised):
     assert out[1].split()[:3] == ["aa:bb:cc:00:00:01", "web1", "198.18.0.2"]
 
 
-def test_client_add_says_it_did_not_provision(initialised):
+def test_client_add_without_tgtd_says_the_target_is_pending(initialised):
     out = initialised("client", "add", MAC).stdout
-    assert "no root LUN or target was provisioned" in out
+    assert "target: pending: no tgtd answers" in out
 
 
 def test_client_show_masks_secrets_unless_asked(initialised):

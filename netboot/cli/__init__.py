@@ -3,11 +3,11 @@
 from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
-from netboot.cli.image_cmd import image
-from netboot.cli.lun_cmd import lun
-from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.doctor_cmd import doctor
+from netboot.cli.image_cmd import image
+from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.lab_cmd import lab_group
+from netboot.cli.lun_cmd import lun
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
 
