@@ -1,4 +1,4 @@
-"""`netboot lab` pieces that need no netboot server: config, state, tgtd, failure cleanup."""
+"""`netboot lab` pieces on their own: config, state, messages, cleanup after a failed up."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ def _lab_namespaces() -> set[str]:
 
 def test_lab_config_puts_the_server_on_the_bridge_and_state_in_the_lab(tmp_path):
     topo = topology.plan(tmp_path, 2)
-    config = load_config(lab.write_config(topo, 4242, "pxelinux", "2G", "cloud-amd64"))
+    config = load_config(lab.write_config(topo, 4242, "pxelinux", "2G", "cloud-amd64",
+                                          tmp_path / "cache"))
     assert config.server.interface == topo.bridge
     assert str(config.server.address) == "198.18.0.1"
     assert str(config.dhcp.subnet) == "198.18.0.0/24"
     assert config.storage.state_dir == tmp_path / "state"
+    assert config.storage.cache == tmp_path / "cache"
     assert config.target.tgt_control_port == 4242
     assert config.boot.loader == "pxelinux"
     assert config.storage.default_lun_size == 2 * 1024**3
@@ -61,19 +63,3 @@ def test_failed_up_leaves_no_vlan_and_no_state(tmp_path):
     assert _lab_namespaces() == before
     assert not (tmp_path / lab.STATE_FILE).exists()
     assert topology.load(tmp_path) is None
-
-
-@needs_root
-def test_tgtd_serves_the_portal_in_the_vlan_and_stops_in_order(tmp_path):
-    with topology.boot_vlan(tmp_path, taps=0) as topo:
-        topo_config = load_config(lab.write_config(topo, lab.free_tgt_control_port(), "ipxe",
-                                                   "1G", "cloud-amd64"))
-        tgtd = lab.start_tgtd(topo, topo_config, tmp_path / "logs")
-        try:
-            listening = subprocess.run(topo.argv(["ss", "-Hltn", "sport = :3260"]),
-                                       capture_output=True, text=True, check=True).stdout
-            assert "198.18.0.1:3260" in listening
-            lab.stop_tgtd(topo_config.target.tgt_control_port)
-            assert tgtd.proc.wait(10) == 0
-        finally:
-            tgtd.proc.kill()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,11 +26,11 @@ from netboot.config import Config
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
 from netboot.lab import procs, topology
-from netboot.lab.kernel import fetch_kernel
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
 from netboot.lab.vm import Accel, Firmware, VmFactory, VmSpec, choose_accel, lab_mac
 from netboot.lab.watch import watch
+from netboot.target.tgtd import CONTROL_PORT_MAX, stop_tgtd
 from netboot.templates import render
 
 STATE_FILE = "lab.json"
@@ -40,7 +38,7 @@ CONFIG_FILE = "netboot.yaml"
 HTTP_PORT = 8080
 BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
 SERVE_READY = "serving:"  # netboot.server.run logs this once every service listens
-_TARGET_LINE = re.compile(r"^Target (\d+):", re.MULTILINE)
+IMAGE = "builtin"  # the golden image every lab client's root is cloned from
 
 
 @dataclass(frozen=True)
@@ -89,27 +87,27 @@ def load_state(lab_dir: Path) -> LabState:
 
 
 def free_tgt_control_port() -> int:
-    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses.
-
-    tgtd takes -C values up to 32767 only ("-C argument value '34550' out of range").
-    """
+    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
     for _ in range(100):
-        port = 1000 + secrets.randbelow(31000)
+        port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
         if not Path(f"/var/run/tgtd/socket.{port}").exists():
             return port
     raise LabError("no free tgtd control port found under /var/run/tgtd")
 
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
-                 kernel_flavour: str) -> Path:
-    """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir."""
+                 kernel_flavour: str, cache_dir: Path) -> Path:
+    """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
+
+    Downloads go to ``cache_dir``, which may be shared between labs.
+    """
     path = topology.lab_dir / CONFIG_FILE
     path.write_text(render(
         "lab.yaml.j2", today=time.strftime("%Y-%m-%d"), lab_dir=topology.lab_dir,
         netns=topology.netns, bridge=topology.bridge, address=topology.server,
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
-        lun_size=lun_size, loader=loader, kernel_flavour=kernel_flavour))
+        cache_dir=cache_dir, lun_size=lun_size, loader=loader, kernel_flavour=kernel_flavour))
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -119,76 +117,20 @@ def netboot_argv(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "netboot", "--config", str(config), *args]
 
 
-def _cli_commands() -> set[str]:
-    """The command names this build of `netboot` has (groups merged from other issues)."""
-    from netboot.cli import cli  # here: the CLI imports this module
-    return set(cli.commands)
-
-
-def prepare_kernel(config: Config, cache_dir: Path) -> Path:
-    """The Debian kernel of boot.kernel_flavour, installed where `netboot serve` serves it."""
-    kernel = fetch_kernel(cache_dir, config.boot.kernel_flavour)
-    config.kernel_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(kernel, config.kernel_path)
-    return config.kernel_path
-
-
-# Boot files `netboot lab up` needs and the `netboot` command that makes each:
-# (what, command group, argv after the group). The lead aligns these with the
-# initramfs and image commands when those issues are merged.
-BUILD_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("the base initramfs", "initramfs", ("build",)),
-    ("the built-in golden image", "image", ("build",)),
+# The boot files a lab needs, made with the real CLI in this order: the kernel
+# package (vmlinuz and modules), the initramfs built from it, the golden image.
+PREPARE: tuple[tuple[str, ...], ...] = (
+    ("kernel", "fetch"),
+    ("initramfs", "build"),
+    ("image", "build", IMAGE, "--builtin"),
 )
 
 
-def prepare_boot_files(config_path: Path, run: Callable[[list[str]], None]) -> None:
-    """Build the initramfs and the golden image with the real CLI; say which command is missing."""
-    commands = _cli_commands()
-    for what, group, args in BUILD_STEPS:
-        if group not in commands:
-            raise LabError(f"the lab needs {what}, made by 'netboot {group} "
-                           f"{' '.join(args)}', which this build of netboot does not have yet")
-        run(netboot_argv(config_path, group, *args))
-
-
-def start_tgtd(topology: Topology, config: Config, log_dir: Path) -> procs.LabProcess:
-    """tgtd inside the VLAN, on the portal address, with the lab's private control port."""
-    if shutil.which("tgtd") is None:
-        raise LabError("tgtd is not installed (Debian package tgt)")
-    address, port = config.portal
-    tgtd = procs.start(topology, "tgtd", [
-        "tgtd", "-f", "-C", str(config.target.tgt_control_port),
-        "--iscsi", f"portal={address}:{port}"], log_dir)
-    deadline = time.monotonic() + 10
-    while _tgtadm(config.target.tgt_control_port, "--op", "show", "--mode", "sys") is None:
-        tgtd.check_running()
-        if time.monotonic() > deadline:
-            raise LabError(f"tgtd did not answer on control port "
-                           f"{config.target.tgt_control_port}: {procs.tail(tgtd.log)}")
-        time.sleep(0.1)
-    return tgtd
-
-
-def _tgtadm(control_port: int, *args: str) -> str | None:
-    proc = subprocess.run(["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args],
-                          capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def stop_tgtd(control_port: int) -> None:
-    """The orderly stop tgtd needs (it ignores SIGTERM): its targets, then the daemon."""
-    shown = _tgtadm(control_port, "--op", "show", "--mode", "target")
-    for tid in _TARGET_LINE.findall(shown or ""):
-        _tgtadm(control_port, "--op", "delete", "--force", "--mode", "target", "--tid", tid)
-    _tgtadm(control_port, "--op", "delete", "--mode", "system")
-
-
 def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.LabProcess:
-    """`netboot serve` inside the VLAN; returns once it logs that it is serving."""
+    """`netboot serve` inside the VLAN (it starts tgtd there too); returns once it serves."""
     serve = procs.start(topology, "netboot-serve", netboot_argv(config_path, "serve"), log_dir,
                         settle=1.0)
-    procs.wait_for_log(serve, SERVE_READY, timeout=30)
+    procs.wait_for_log(serve, SERVE_READY, timeout=60)
     return serve
 
 
@@ -210,24 +152,25 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
             config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
-                                       kernel_flavour)
+                                       kernel_flavour, cache_dir or lab_dir / "cache")
             config = load_config(config_path)
-            say(f"kernel: {prepare_kernel(config, cache_dir or lab_dir / 'cache')}")
-            prepare_boot_files(config_path, lambda argv: _run(topo, argv, logs))
+            for step in PREPARE:
+                say(f"netboot {' '.join(step)}")
+                _run(netboot_argv(config_path, *step), logs)
             chosen = accel or choose_accel(logs)
             say(f"VMs run under {chosen}")
             state = LabState(str(config_path), (), str(chosen),
                              config.target.tgt_control_port, {})
             _save(lab_dir, state)  # from here on, each start is on record before the next
-            state = replace(state, pids={"tgtd": start_tgtd(topo, config, logs).pid})
-            _save(lab_dir, state)
             serve = start_serve(topo, config_path, logs)
-            state = replace(state, pids={**state.pids, "serve": serve.pid})
+            state = replace(state, pids={"serve": serve.pid})
             _save(lab_dir, state)
+            say(f"netboot serve running (pid {serve.pid}), tgtd on control port "
+                f"{config.target.tgt_control_port}")
             for i in range(clients):
                 client = LabClient(f"lab-{i + 1:02d}", lab_mac(i + 1))
-                _run(topo, netboot_argv(config_path, "client", "add", client.mac,
-                                        "--hostname", client.name), logs)
+                _run(netboot_argv(config_path, "client", "add", client.mac,
+                                        "--hostname", client.name, "--image", IMAGE), logs)
                 state = replace(state, clients=(*state.clients, client))
                 _save(lab_dir, state)
                 say(f"client {client.name} {client.mac} registered")
@@ -238,10 +181,13 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             raise
 
 
-def _run(topo: Topology, argv: list[str], logs: Path) -> None:
-    """Run a CLI step inside the VLAN; its output goes to the lab's log, its error to the user."""
+def _run(argv: list[str], logs: Path) -> None:
+    """Run a CLI step (on the host: downloads need its network; tgtadm works from anywhere).
+
+    Its output goes to the lab's commands.log, its error to the user.
+    """
     logs.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(topo.argv(argv), capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True)
     with (logs / "commands.log").open("a") as log:
         log.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
@@ -267,8 +213,7 @@ def down(lab_dir: Path) -> bool:
             state = None
         if state is not None:
             stop_serve(state)
-            if "tgtd" in state.pids:
-                stop_tgtd(state.tgt_control_port)
+            stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
         path.unlink(missing_ok=True)
     return (topology.down(lab_dir) is not None) or found
 
