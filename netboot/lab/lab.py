@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +29,15 @@ from netboot.inventory import Inventory
 from netboot.lab import procs, topology
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
-from netboot.lab.vm import Accel, Firmware, VmFactory, VmSpec, choose_accel, lab_mac
+from netboot.lab.vm import (
+    Accel,
+    Firmware,
+    VmFactory,
+    VmSpec,
+    VmTimeout,
+    choose_accel,
+    lab_mac,
+)
 from netboot.lab.watch import watch
 from netboot.target.tgtd import CONTROL_PORT_MAX, stop_tgtd
 from netboot.templates import render
@@ -37,6 +46,7 @@ STATE_FILE = "lab.json"
 CONFIG_FILE = "netboot.yaml"
 HTTP_PORT = 8080
 BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
+ROOT_GRACE = 30.0  # seconds a client that reached its root gets to finish and power off
 SERVE_READY = "serving:"  # netboot.server.run logs this once every service listens
 IMAGE = "builtin"  # the golden image every lab client's root is cloned from
 
@@ -282,6 +292,10 @@ def boot(lab_dir: Path, count: int | None = None, firmware: Firmware = Firmware.
                                      accel=Accel(state.accel)), topo.netns)
             watch(factory.vms, Board(progress, stream), timeout,
                   inventory_poll(config, [c.mac for c in clients]))
+            for vm, client in zip(factory.vms, progress, strict=True):
+                if client.result == "ok":  # let its root's init run (the built-in one powers off)
+                    with suppress(VmTimeout):
+                        vm.wait_exit(ROOT_GRACE)
         finally:
             with topology.signals_deferred():
                 factory.stop_all()
