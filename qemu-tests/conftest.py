@@ -148,3 +148,17 @@ def netboot_lab(tmp_path: Path, accel: Accel) -> Iterator[Callable[..., lab.LabS
 
     yield make
     lab.down(lab_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory,
+               accel: Accel) -> Iterator[tuple[Path, lab.LabState]]:
+    """One `netboot lab up` with two clients for a whole test module (making one takes ~30 s).
+
+    Tests sharing it compare before and after (boot counts), never absolute values.
+    """
+    lab_dir = tmp_path_factory.mktemp("shared-lab")
+    try:
+        yield lab_dir, lab.up(lab_dir, 2, accel=accel, cache_dir=LAB_CACHE, say=lambda _: None)
+    finally:
+        lab.down(lab_dir)
