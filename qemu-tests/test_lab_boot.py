@@ -14,10 +14,10 @@ import pytest
 
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
-from netboot.lab import lab
+from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
 from netboot.lab.rootfs import boot_count
-from netboot.lab.vm import Firmware
+from netboot.lab.vm import Firmware, Vm, VmSpec
 
 
 def _luns(state: lab.LabState) -> dict[str, Path]:
@@ -63,3 +63,41 @@ def test_client_booted_twice_has_counted_two_boots(shared_lab, boot_timeout):
         progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
         assert progress[0].result == "ok"
     assert _counts(state)[first.mac] == before + 2
+
+
+@pytest.mark.xfail(strict=True, reason="netboot's DHCP gives any iPXE (QEMU's NIC ROM is one) "
+                   "the iPXE script, even with boot.loader: pxelinux (netboot/dhcp/boot.py)")
+def test_pxelinux_client_loads_everything_over_tftp_and_reaches_its_root(netboot_lab,
+                                                                          boot_timeout):
+    state = netboot_lab(1, loader="pxelinux")
+    progress, _ = lab.boot(state.lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
+    assert progress[0].result == "ok"
+    console = _serial(state.lab_dir, state.clients[0].name)
+    assert "PXELINUX" in console and "NETBOOT-ROOT-OK" in console
+    assert _counts(state) == {state.clients[0].mac: 1}
+
+
+def _stranger(state: lab.LabState, vms, accel) -> Vm:
+    """A VM whose MAC netboot does not know: the lab's client, unregistered."""
+    mac = state.clients[0].mac
+    lab.run_cli(state, "client", "remove", mac, "--purge")
+    vlan = topology.load(state.lab_dir)
+    assert vlan is not None
+    return vms.start(VmSpec("stranger", mac, vlan.taps[0], accel=accel), vlan.netns)
+
+
+def test_unregistered_machine_gets_no_boot_under_policy_ignore(netboot_lab, vms, accel,
+                                                               boot_timeout):
+    state = netboot_lab(1, unknown="ignore")
+    vm = _stranger(state, vms, accel)
+    vm.wait_for("Nothing to boot", boot_timeout)  # iPXE got an IPv6 address, no boot file
+    with Inventory(load_config(state.config).storage.database) as inventory:
+        assert [m.mac for m in inventory.unknown_machines()] == [vm.spec.mac]
+
+
+def test_unregistered_machine_is_told_so_under_policy_boot(netboot_lab, vms, accel,
+                                                           boot_timeout):
+    state = netboot_lab(1, unknown="boot")
+    vm = _stranger(state, vms, accel)
+    line = vm.wait_for("not registered", boot_timeout)
+    assert line.text == f"netboot: not registered: MAC {vm.spec.mac}"

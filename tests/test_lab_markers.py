@@ -85,6 +85,11 @@ def test_bios_ipxe_boot_to_iscsi_root_shows_every_stage_in_order():
     assert stages[Stage.LOGIN][1] == "/dev/sda"
 
 
+def test_ipxe_without_a_boot_file_is_failed():
+    marker = classify("Nothing to boot: No such file or directory (http://ipxe.org/2d03e13b)")
+    assert marker == Marker(Stage.FAILED, "Nothing to boot")
+
+
 def test_seabios_giving_up_is_failed():
     assert classify("No bootable device.") == Marker(Stage.FAILED, "No bootable device")
 

@@ -28,11 +28,14 @@ def lab_group() -> None:
 @click.option("--loader", type=click.Choice(["ipxe", "pxelinux"]), default="ipxe",
               show_default=True)
 @click.option("--lun-size", default="1G", show_default=True, help="Each client's root LUN.")
+@click.option("--unknown", type=click.Choice(["ignore", "boot"]), default="ignore",
+              show_default=True, help="What an unregistered machine gets (dhcp.unknown).")
 @click.option("--accel", type=click.Choice(["auto", *(a.value for a in Accel)]), default="auto",
               show_default=True, help="auto: KVM only if a probe boot shows it works.")
-def up(lab_dir: Path, clients: int, loader: str, lun_size: str, accel: str) -> None:
+def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
+       accel: str) -> None:
     """Prepare boot files, make the VLAN, start tgtd and netboot serve, add the clients."""
-    lab.up(lab_dir.resolve(), clients, loader=loader, lun_size=lun_size,
+    lab.up(lab_dir.resolve(), clients, loader=loader, lun_size=lun_size, unknown=unknown,
            accel=None if accel == "auto" else Accel(accel), say=click.echo)
     click.echo(f"lab is up in {lab_dir}; 'netboot lab boot' boots its clients")
 

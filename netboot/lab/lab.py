@@ -67,6 +67,10 @@ class LabState:
     tgt_control_port: int
     pids: dict[str, int]
 
+    @property
+    def lab_dir(self) -> Path:
+        return Path(self.config).parent  # the config file lives in the lab dir
+
     @classmethod
     def from_json(cls, data: dict) -> LabState:
         return cls(config=data["config"], accel=data["accel"],
@@ -106,7 +110,7 @@ def free_tgt_control_port() -> int:
 
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
-                 kernel_flavour: str, cache_dir: Path) -> Path:
+                 kernel_flavour: str, cache_dir: Path, unknown: str = "ignore") -> Path:
     """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
 
     Downloads go to ``cache_dir``, which may be shared between labs.
@@ -117,7 +121,8 @@ def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_siz
         netns=topology.netns, bridge=topology.bridge, address=topology.server,
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
-        cache_dir=cache_dir, lun_size=lun_size, loader=loader, kernel_flavour=kernel_flavour))
+        cache_dir=cache_dir, lun_size=lun_size, unknown=unknown, loader=loader,
+        kernel_flavour=kernel_flavour))
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -145,7 +150,7 @@ def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.L
 
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
-       kernel_flavour: str = "cloud-amd64", accel: Accel | None = None,
+       kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", accel: Accel | None = None,
        cache_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
@@ -162,7 +167,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
             config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
-                                       kernel_flavour, cache_dir or lab_dir / "cache")
+                                       kernel_flavour, cache_dir or lab_dir / "cache", unknown)
             config = load_config(config_path)
             for step in PREPARE:
                 say(f"netboot {' '.join(step)}")
@@ -203,6 +208,11 @@ def _run(argv: list[str], logs: Path) -> None:
     if proc.returncode != 0:
         raise LabError(f"'netboot {' '.join(argv[5:])}' failed: "
                        f"{(proc.stderr or proc.stdout).strip() or f'status {proc.returncode}'}")
+
+
+def run_cli(state: LabState, *args: str) -> None:
+    """`netboot ARGS` with the lab's config, e.g. ``run_cli(state, "client", "remove", mac)``."""
+    _run(netboot_argv(Path(state.config), *args), state.lab_dir / "logs")
 
 
 def stop_serve(state: LabState) -> None:

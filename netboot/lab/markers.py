@@ -55,7 +55,8 @@ _PATTERNS: tuple[tuple[Stage, re.Pattern[str]], ...] = (
     (Stage.LOADER, re.compile(r"NBP file downloaded successfully")),  # OVMF chain-load
     (Stage.KERNEL, re.compile(r"Linux version (\S+)")),
     # iPXE wraps its error at 80 columns: "No configuration methods" ends a line.
-    (Stage.FAILED, re.compile(r"No configuration methods|Could not boot|No bootable device|"
+    (Stage.FAILED, re.compile(r"No configuration methods|Nothing to boot|Could not boot|"
+                              r"No bootable device|"
                               r"Kernel panic - not syncing.*")),
 )
 
