@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +162,9 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
         raise LabError(f"a lab is already up in {lab_dir}; "
                        f"'netboot lab down --dir {lab_dir}' removes it")
     logs = lab_dir / "logs"
+    # No lab is up here, so what a previous one left (inventory, LUNs, logs) goes.
+    for leftover in ("state", "logs", "vms"):
+        shutil.rmtree(lab_dir / leftover, ignore_errors=True)
     with topology.signals_interrupt():
         topo = topology.create(lab_dir, taps=clients)
         try:
