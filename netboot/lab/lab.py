@@ -1,10 +1,11 @@
 """`netboot lab up | boot | down` as functions: a whole boot VLAN with netboot serving N clients.
 
-``up`` prepares the boot files, makes the VLAN, starts tgtd and
-``netboot serve`` inside it and registers the clients with the real CLI
-(subprocesses, with the lab's own config file), then leaves it all
-running; ``boot`` starts the clients' VMs and follows them; ``down`` stops
-and removes everything, also after a crash. What ``up`` started is recorded
+``up`` makes the VLAN, prepares the boot files with the real CLI
+(subprocesses with the lab's own config file: kernel fetch, initramfs
+build, image build), starts ``netboot serve`` inside the VLAN (serve starts
+tgtd there), registers the clients (client add), and leaves it all running;
+``boot`` starts the clients' VMs and follows them; ``down`` stops and
+removes everything, also after a crash. What ``up`` started is recorded
 in ``<lab dir>/lab.json`` (and the VLAN's names in topology.json) as it goes.
 """
 
@@ -24,7 +25,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from netboot.config import Config
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
 from netboot.lab import procs, topology
@@ -40,7 +40,7 @@ from netboot.lab.vm import (
     lab_mac,
 )
 from netboot.lab.watch import watch
-from netboot.target.tgtd import CONTROL_PORT_MAX, stop_tgtd
+from netboot.target.tgtd import CONTROL_PORT_MAX, socket_path, stop_tgtd, tgtd_pid
 from netboot.templates import render
 
 STATE_FILE = "lab.json"
@@ -105,9 +105,9 @@ def free_tgt_control_port() -> int:
     """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
     for _ in range(100):
         port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
-        if not Path(f"/var/run/tgtd/socket.{port}").exists():
+        if tgtd_pid(port) is None and not socket_path(port).exists():
             return port
-    raise LabError("no free tgtd control port found under /var/run/tgtd")
+    raise LabError(f"no free tgtd control port found under {socket_path(0).parent}")
 
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
@@ -262,10 +262,9 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def inventory_poll(config: Config, macs: Sequence[str]) -> Callable[[], list[tuple[str, str,
-                                                                                    float]]]:
+def inventory_poll(inventory: Inventory,
+                   macs: Sequence[str]) -> Callable[[], list[tuple[str, str, float]]]:
     """Stages the server recorded for ``macs`` (last stage per client, as the inventory keeps)."""
-    inventory = Inventory(config.storage.database)
 
     def poll() -> list[tuple[str, str, float]]:
         found = []
@@ -304,8 +303,9 @@ def boot(lab_dir: Path, count: int | None = None, firmware: Firmware = Firmware.
             for client, tap in zip(clients, topo.taps, strict=False):
                 factory.start(VmSpec(client.name, client.mac, tap, firmware=firmware,
                                      accel=Accel(state.accel)), topo.netns)
-            watch(factory.vms, Board(progress, stream), timeout,
-                  inventory_poll(config, [c.mac for c in clients]))
+            with Inventory(config.storage.database) as inventory:
+                watch(factory.vms, Board(progress, stream), timeout,
+                      inventory_poll(inventory, [c.mac for c in clients]))
             for vm, client in zip(factory.vms, progress, strict=True):
                 if client.result == "ok":  # let its root's init run (the built-in one powers off)
                     with suppress(VmTimeout):
