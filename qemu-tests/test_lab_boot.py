@@ -36,12 +36,14 @@ def _serial(lab_dir: Path, name: str) -> str:
 
 @pytest.mark.parametrize("firmware", list(Firmware), ids=str)
 def test_client_boots_to_its_own_root_and_counts_the_boot_there(shared_lab, boot_timeout,
-                                                                firmware):
+                                                                record_boot, firmware):
     lab_dir, state = shared_lab
     before = _counts(state)
     progress, _ = lab.boot(lab_dir, 1, firmware, boot_timeout, stream=io.StringIO())
     first = state.clients[0]
     assert progress[0].result == "ok"
+    record_boot(f"{firmware} {state.accel} netboot lab, root mounted",
+                progress[0].times[Stage.ROOT])
     assert f"NETBOOT-ROOT-OK {first.name}" in _serial(lab_dir, first.name)
     assert _counts(state) == {**before, first.mac: before[first.mac] + 1}
 
