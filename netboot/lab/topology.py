@@ -179,8 +179,15 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 @contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """Within: SIGTERM and SIGHUP unwind the stack like Ctrl-C does, so ``finally`` blocks run."""
-    previous = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    """Within: Ctrl-C, SIGTERM and SIGHUP unwind the stack, so ``finally`` blocks run.
+
+    SIGINT is set to Python's KeyboardInterrupt explicitly: whatever handler
+    was installed before (``netboot.server.run`` installs its own) does not
+    decide whether the lab gets cleaned up.
+    """
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_terminated,
+                signal.SIGHUP: _raise_terminated}
+    previous = {s: signal.signal(s, handler) for s, handler in handlers.items()}
     try:
         yield
     finally:
