@@ -103,3 +103,20 @@ def test_unregistered_machine_is_told_so_under_policy_boot(netboot_lab, vms, acc
     vm = _stranger(state, vms, accel)
     line = vm.wait_for("not registered", boot_timeout)
     assert line.text == f"netboot: not registered: MAC {vm.spec.mac}"
+
+
+def test_serve_restarted_during_the_boot_loader_then_a_reboot_succeeds(netboot_lab, vms, accel,
+                                                                        boot_timeout):
+    state = netboot_lab(1)
+    vlan = topology.load(state.lab_dir)
+    assert vlan is not None
+    client = state.clients[0]
+    vm = vms.start(VmSpec(client.name, client.mac, vlan.taps[0], accel=accel), vlan.netns)
+    vm.wait_for(r"boot\.ipxe\.\.\. ok", boot_timeout)  # iPXE runs netboot's script now
+    state = lab.restart_serve(state)
+    # Either it gets there anyway, or it says clearly why not.
+    outcome = vm.wait_for(r"NETBOOT-ROOT-OK|FAILED at|booting failed", boot_timeout)
+    assert outcome.text == f"NETBOOT-ROOT-OK {client.name}" or "failed" in outcome.text.lower()
+    vm.stop()
+    progress, _ = lab.boot(state.lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
+    assert progress[0].result == "ok"

@@ -225,6 +225,18 @@ def stop_serve(state: LabState) -> None:
         _terminate(pid)
 
 
+def restart_serve(state: LabState) -> LabState:
+    """Stop the lab's `netboot serve` and start a new one (tgtd and clients stay)."""
+    topo = topology.load(state.lab_dir)
+    if topo is None:
+        raise LabError(f"no boot VLAN in {state.lab_dir}")
+    stop_serve(state)
+    serve = start_serve(topo, Path(state.config), state.lab_dir / "logs")
+    state = replace(state, pids={**state.pids, "serve": serve.pid})
+    _save(state.lab_dir, state)
+    return state
+
+
 def down(lab_dir: Path) -> bool:
     """Stop and remove the lab in ``lab_dir``; False if there was nothing to remove."""
     found = False
