@@ -40,6 +40,7 @@ from netboot.catalog import AccessDenied, Catalog, Content
 from netboot.errors import NotFound
 from netboot.log import client_log
 from netboot.stages import StageRecorder
+from netboot.tftp.cache import ContentCache
 from netboot.tftp.options import DEFAULT_LIMITS, Limits, OptionError, negotiate
 from netboot.tftp.packets import (
     Ack,
@@ -51,7 +52,16 @@ from netboot.tftp.packets import (
     encode_error,
     parse,
 )
-from netboot.tftp.transfer import Illegal, Phase, Start, Tick, Transfer, new_transfer, step
+from netboot.tftp.transfer import (
+    FileSource,
+    Illegal,
+    Phase,
+    Start,
+    Tick,
+    Transfer,
+    new_transfer,
+    step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +129,15 @@ class TftpServer:
 
     def __init__(self, address: IPv4Address, port: int, catalog: Catalog,
                  stages: StageRecorder | None = None, limits: Limits = DEFAULT_LIMITS,
-                 max_sessions: int = 10000) -> None:
+                 max_sessions: int = 10000, reuse_port: bool = False) -> None:
         self.address = address
         self.port = port
         self.catalog = catalog
         self.stages = stages
         self.limits = limits
         self.max_sessions = max_sessions
+        self.reuse_port = reuse_port  # several worker processes share the port
+        self.cache = ContentCache()
         self.stats: Counter[str] = Counter()  # malformed, wrong_tid, denied, done...
         self.sessions: dict[tuple[str, int], Session] = {}
         self._by_fd: dict[int, tuple[Session, bool]] = {}  # fd -> (session, is the stray one)
@@ -143,6 +155,8 @@ class TftpServer:
         self.max_sessions = min(self.max_sessions, (limit - 128) // 3)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         set_receive_buffer(self._sock, REQUEST_BUFFER)
         self._sock.bind((str(self.address), self.port))
         self._sock.setblocking(False)
@@ -309,6 +323,9 @@ class TftpServer:
             self.stats["bad_options"] += 1
             self._refuse(peer, ErrorCode.BAD_OPTIONS, str(err))
             return
+        source = content.source
+        if isinstance(source, FileSource):
+            source = self.cache.load(source) or source
         try:
             sock, stray = transfer_sockets(self.address, peer)  # a new port: the transfer ID
         except OSError:
@@ -316,7 +333,7 @@ class TftpServer:
             raise
         now = time.monotonic()
         session = Session(sock, stray, peer, content,
-                          new_transfer(content.source, negotiated, self.limits), now)
+                          new_transfer(source, negotiated, self.limits), now)
         self.sessions[peer] = session
         assert self._epoll is not None
         for s, is_stray in ((sock, False), (stray, True)):
