@@ -328,3 +328,10 @@ def test_two_thousand_concurrent_transfers_all_complete_intact(served: Served):
         for sock in received:
             sock.close()
     assert served.tftp.stats["internal_errors"] == 0
+
+
+def test_fetching_the_boot_loader_records_the_loader_stage(served: Served):
+    (served.root / "undionly.kpxe").write_bytes(b"ipxe" * 100)
+    result = curl_tftp(served, "undionly.kpxe", "--interface", "127.0.0.2")
+    assert result.returncode == 0
+    assert served.stage_of(MAC) == "loader"

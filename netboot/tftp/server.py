@@ -138,7 +138,7 @@ class TftpServer:
         self.max_sessions = max_sessions
         self.reuse_port = reuse_port  # several worker processes share the port
         self.cache = ContentCache()
-        self.stats: Counter[str] = Counter()  # malformed, wrong_tid, denied, done...
+        self.stats: Counter[str] = Counter()  # done, failed, denied, malformed, wrong_tid...
         self.sessions: dict[tuple[str, int], Session] = {}
         self._by_fd: dict[int, tuple[Session, bool]] = {}  # fd -> (session, is the stray one)
         self._timers: list[tuple[float, int, Session]] = []
@@ -182,6 +182,8 @@ class TftpServer:
         self._epoll.close()
         for sock in (self._sock, self._wake_r, self._wake_w):
             sock.close()
+        log.info("TFTP on %s:%d stopped: %s", self.address, self.port,
+                 ", ".join(f"{n} {what}" for what, n in sorted(self.stats.items())) or "idle")
 
     # -- the loop --------------------------------------------------------------------
 
