@@ -337,3 +337,16 @@ def test_fetching_the_boot_loader_records_the_loader_stage(served: Served):
     result = curl_tftp(served, "undionly.kpxe", "--interface", "127.0.0.2")
     assert result.returncode == 0
     assert served.stage_of(MAC) == "loader"
+
+
+def test_a_new_request_from_the_same_port_replaces_the_unfinished_transfer(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        first = client.request("big", {"tsize": "0"})  # asks the size, never acknowledges
+        old_tid = client.peer
+        assert oack_options(first)["tsize"] == str(BIG)
+        assert client.download("small") == (served.root / "small").read_bytes()
+        assert client.peer != old_tid
+    finally:
+        client.close()
+    assert served.tftp.stats["failed"] == 1

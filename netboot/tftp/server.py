@@ -81,6 +81,7 @@ class Session:
     sock: socket.socket  # connected to the peer: the transfer's datagrams, both ways
     stray: socket.socket  # same port, unconnected: datagrams from anyone else
     peer: tuple[str, int]
+    request: Request
     content: Content
     transfer: Transfer
     started: float
@@ -297,7 +298,13 @@ class TftpServer:
             return
         existing = self.sessions.get(peer)
         if existing is not None:
-            return  # the client sent its request again; that transfer's timer answers it
+            if existing.request == packet:
+                return  # the client sent its request again; that transfer's timer answers it
+            # A new request from the same port: the client has given the old transfer up
+            # (PXE ROMs ask once for tsize, then again for the file, often without an ERROR).
+            existing.transfer = existing.transfer._replace(
+                phase=Phase.FAILED, reason=f"the client asked for {packet.filename!r} instead")
+            self._finish(existing, time.monotonic(), logging.INFO)
         if len(self.sessions) >= self.max_sessions:
             self.stats["busy"] += 1
             self._refuse(peer, ErrorCode.NOT_DEFINED, "server busy, try again")
@@ -334,7 +341,7 @@ class TftpServer:
             content.close()
             raise
         now = time.monotonic()
-        session = Session(sock, stray, peer, content,
+        session = Session(sock, stray, peer, request, content,
                           new_transfer(source, negotiated, self.limits), now)
         self.sessions[peer] = session
         assert self._epoll is not None
@@ -371,7 +378,8 @@ class TftpServer:
         except OSError as err:
             self._send_failed(peer, err)
 
-    def _finish(self, session: Session, now: float) -> None:
+    def _finish(self, session: Session, now: float, level: int = logging.WARNING) -> None:
+        """Log the transfer's line (file, client, bytes, seconds, rate) and let it go."""
         t = session.transfer
         seconds = max(now - session.started, 1e-6)
         sent = t.bytes_acked
@@ -384,8 +392,8 @@ class TftpServer:
                         t.plan.windowsize)
         else:
             self.stats["failed"] += 1
-            logger.warning("gave up %s after %d of %d bytes in %.3f s: %s", where, sent,
-                           session.content.size, seconds, t.reason)
+            logger.log(level, "gave up %s after %d of %d bytes in %.3f s: %s", where, sent,
+                       session.content.size, seconds, t.reason)
         self._close(session)
 
     def _close(self, session: Session) -> None:
