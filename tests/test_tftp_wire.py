@@ -350,3 +350,13 @@ def test_a_new_request_from_the_same_port_replaces_the_unfinished_transfer(serve
     finally:
         client.close()
     assert served.tftp.stats["failed"] == 1
+
+
+def test_a_netascii_request_is_refused_with_error_4_naming_octet(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        client.send_raw(b"\x00\x01small\x00netascii\x00")
+        error = error_of(client.receive())
+    finally:
+        client.close()
+    assert error.code == 4 and "octet" in error.message

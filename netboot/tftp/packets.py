@@ -141,11 +141,10 @@ def encode_oack(options: dict[str, str]) -> bytes:
     return packet.encode().buffer
 
 
-def encode_request(opcode: Opcode, filename: str, options: dict[str, str] | None = None,
-                   mode: str = "octet") -> bytes:
-    """A RRQ/WRQ as a client sends it (tests and the benchmark use this)."""
+def encode_request(opcode: Opcode, filename: str, options: dict[str, str] | None = None) -> bytes:
+    """An octet-mode RRQ/WRQ as a client sends it (the tests use this)."""
     packet = TftpPacketRRQ() if opcode is Opcode.RRQ else TftpPacketWRQ()
-    packet.filename, packet.mode = filename, mode
+    packet.filename, packet.mode = filename, "octet"
     packet.options = options or {}
     return packet.encode().buffer
 
