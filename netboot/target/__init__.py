@@ -49,10 +49,12 @@ class TargetBackend(Protocol):
         """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""
 
 
-def open_backend(config: Config) -> TargetBackend:
-    """The backend ``target.backend`` names."""
+def open_backend(config: Config) -> TargetBackend | None:
+    """The backend ``target.backend`` names; None when netboot manages no target."""
     from netboot.target.tgt import TgtBackend
 
+    if config.target.backend is BackendName.NONE:
+        return None
     if config.target.backend is BackendName.TGT:
         return TgtBackend(config.target.tgt_control_port, config.storage.state_dir)
     raise TargetError(f"target backend {config.target.backend} is not implemented")
