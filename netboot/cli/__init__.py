@@ -6,6 +6,7 @@ from netboot.cli.config_cmd import config, init
 from netboot.cli.image_cmd import image
 from netboot.cli.lun_cmd import lun
 from netboot.cli.serve_cmd import serve
+from netboot.cli.target_cmd import target
 
 cli.add_command(init)
 cli.add_command(config)
@@ -13,6 +14,7 @@ cli.add_command(client)
 cli.add_command(serve)
 cli.add_command(image)
 cli.add_command(lun)
+cli.add_command(target)
 
 
 def main() -> None:

@@ -142,3 +142,22 @@ def test_image_list_json_has_size_used_and_clients(with_image: Config) -> None:
     (image,) = json.loads(run(with_image, "image", "list", "--json").output)
     assert image["size"] == 32 << 20 and 0 < image["used"] < image["size"]
     assert image["clients"] == ["node-525400000041"]
+
+
+def test_target_list_shows_the_clients_target(with_image: Config, tgtd: Tgtd) -> None:
+    run(with_image, "client", "add", MAC, "--image", "builtin")
+    (found,) = json.loads(run(with_image, "target", "list", "--json").output)
+    assert found["iqn"].endswith(":target:node-525400000041")
+    assert found["incoming"] == ["node-525400000041"]
+
+
+def test_target_reconcile_twice_reports_no_change(with_image: Config, tgtd: Tgtd) -> None:
+    run(with_image, "client", "add", MAC, "--image", "builtin")
+    assert run(with_image, "target", "reconcile").output.endswith("0 change(s), 0 failure(s)\n")
+
+
+def test_target_stop_stops_tgtd(with_image: Config, tgtd: Tgtd) -> None:
+    from netboot.target.tgtd import tgtd_pid
+
+    assert run(with_image, "target", "stop", "--yes").output.endswith("tgtd stopped\n")
+    assert tgtd_pid(tgtd.control_port) is None
