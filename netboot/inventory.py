@@ -64,6 +64,21 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (mac, lun)
     );
     """,
+    # DHCP leases of machines without a fixed address, and addresses clients declined
+    # (RFC 2131 section 3.1 step 5: in use by someone else) with the time they are kept out.
+    """
+    CREATE TABLE dhcp_leases (
+        mac TEXT PRIMARY KEY,
+        ip TEXT NOT NULL UNIQUE,
+        expires REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE dhcp_declined (
+        ip TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    """,
 )
 
 

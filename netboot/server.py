@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from netboot.config import Config
+from netboot.config import Config, DhcpMode
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
 from netboot.target.service import TargetService
@@ -35,8 +35,19 @@ class Service(Protocol):
 
 def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
     """The services ``config`` asks for, in start order."""
+    from netboot.bootserve import boot_file_services  # it imports Service from here
+
     services: list[Service] = []
     services.append(TargetService(config, open_inventory))
+    services += boot_file_services(config, open_inventory)
+    if config.dhcp.mode is not DhcpMode.OFF:
+        from netboot.dhcp.service import DhcpService  # it imports this module's InventoryFactory
+
+        services.append(DhcpService(config, open_inventory))
+    if config.dhcp.router_advertisements:
+        from netboot.dhcp.ra import RouterAdvertiser  # scapy: loaded only when serving
+
+        services.append(RouterAdvertiser(config.server.interface))
     return services
 
 
