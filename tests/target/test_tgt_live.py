@@ -231,3 +231,19 @@ def test_stray_target_under_the_prefix_is_removed(target_config: Config, tgtd: T
            "--targetname", stray, what="make a stray target")
     reconcile(target_config, inventory, backend)
     assert stray not in {t.iqn for t in backend.targets()}
+
+
+def test_seventeenth_discovery_account_is_left_out_and_tgtd_survives(
+        target_config: Config, tgtd: Tgtd, inventory: Inventory, backend: TgtBackend) -> None:
+    """tgt's global target holds 16 accounts; binding a 17th crashes tgtd."""
+    clients = [add_client(target_config, inventory, f"52:54:00:00:01:{i:02x}", size=1 << 20,
+                          backend=backend).client for i in range(17)]
+    outcome = reconcile(target_config, inventory, backend)
+    assert backend.running() is not None
+    assert clients[-1].chap_user in outcome.failed["discovery"]
+    last = clients[-1]
+    assert read_capacity(tgtd, last.initiator_iqn, last.chap_user, last.chap_secret,
+                         last.target_iqn).returncode == 0
+    first = clients[0]
+    assert discover(tgtd, first.initiator_iqn, first.chap_user,
+                    first.chap_secret).returncode == 0
