@@ -54,7 +54,7 @@ def apply_targets(config: Config, inventory: Inventory, backend: TargetBackend |
     Raises TargetError when the target ``iqn`` itself could not be made.
     """
     if backend is None:
-        return Applied(False, "not applied (no target backend)")
+        return Applied(False, "not applied (target.manage is off: the LUNs are served elsewhere)")
     try:
         outcome = reconcile(config, inventory, backend)
     except TargetUnreachable as err:

@@ -38,7 +38,6 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
     from netboot.bootserve import boot_file_services  # it imports Service from here
 
     services: list[Service] = []
-    services.append(TargetService(config, open_inventory))
     services += boot_file_services(config, open_inventory)
     if config.dhcp.mode is not DhcpMode.OFF:
         from netboot.dhcp.service import DhcpService  # it imports this module's InventoryFactory
@@ -48,6 +47,8 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
         from netboot.dhcp.ra import RouterAdvertiser  # scapy: loaded only when serving
 
         services.append(RouterAdvertiser(config.server.interface))
+    if config.target.manage:  # last: a missing interface or address is the clearer error
+        services.append(TargetService(config, open_inventory))
     return services
 
 

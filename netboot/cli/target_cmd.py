@@ -8,7 +8,7 @@ import click
 
 from netboot.cli.app import App, pass_app
 from netboot.output import emit_json, table
-from netboot.target import open_backend
+from netboot.target import managed_backend
 from netboot.target.reconcile import reconcile
 
 
@@ -22,7 +22,7 @@ def target() -> None:
 @pass_app
 def list_(app: App, as_json: bool) -> None:
     """Targets that exist on the daemon, with their LUNs, ACL and sessions."""
-    found = open_backend(app.config).targets()
+    found = managed_backend(app.config).targets()
     if as_json:
         emit_json([asdict(t) for t in found])
         return
@@ -37,7 +37,7 @@ def list_(app: App, as_json: bool) -> None:
 @pass_app
 def reconcile_(app: App) -> None:
     """Bring the target in step with the inventory now (serve does this by itself)."""
-    outcome = reconcile(app.config, app.inventory, open_backend(app.config))
+    outcome = reconcile(app.config, app.inventory, managed_backend(app.config))
     for change in outcome.changes:
         click.echo(change)
     for owner, error in outcome.failed.items():
@@ -52,7 +52,7 @@ def reconcile_(app: App) -> None:
 @pass_app
 def stop(app: App) -> None:
     """Delete every target and stop tgtd (it ignores SIGTERM; this is how it stops)."""
-    backend = open_backend(app.config)
+    backend = managed_backend(app.config)
     if backend.running() is None:
         click.echo(f"no tgtd runs on control port {app.config.target.tgt_control_port}")
         return
