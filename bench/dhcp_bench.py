@@ -167,12 +167,13 @@ def bench(work: Path, srv: str, cli: str, srv_if: str, clients: int,
     config_path.write_text(
         f"server:\n  interface: {srv_if}\n  address: {SERVER}\n"
         f"storage:\n  state_dir: {work / 'state'}\n"
-        f"dhcp:\n  subnet: {SUBNET}\n  router_advertisements: false\n")
+        f"dhcp:\n  subnet: {SUBNET}\n  router_advertisements: false\n"
+        "target:\n  manage: false\n")  # a DHCP bench: no tgtd, no targets
     config = load_config(config_path)
     macs = [f"52:54:00:be:{n >> 8:02x}:{n & 0xFF:02x}" for n in range(clients)]
     began = time.monotonic()
     with Inventory(config.storage.database) as inventory:
-        registered = [add_client(config, inventory, mac) for mac in macs]
+        registered = [add_client(config, inventory, mac).client for mac in macs]
     print(f"registered {clients} clients in {time.monotonic() - began:.1f}s", flush=True)
     mac_file = work / "macs.txt"
     mac_file.write_text("\n".join(macs) + "\n")
