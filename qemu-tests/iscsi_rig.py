@@ -10,8 +10,8 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -108,7 +108,8 @@ class Tgt:
         self.adm("--op", "new", "--mode", "target", "--tid", t, "-T", iqn)
         self.adm("--op", "new", "--mode", "logicalunit", "--tid", t, "--lun", "1",
                  "-b", str(lun))
-        self.adm("--op", "bind", "--mode", "target", "--tid", t, "-I", "ALL")
+        # By name only: tgt admits an initiator that passes EITHER its address or its name
+        # ACL, so binding "-I ALL" as well would let any initiator in.
         self.adm("--op", "bind", "--mode", "target", "--tid", t, "-Q", initiator)
         self.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
         self.adm("--op", "bind", "--mode", "account", "--tid", t, "--user", user)
@@ -147,11 +148,11 @@ def start_dnsmasq(vlan: Vlan, mac: str, workdir: Path) -> subprocess.Popen:
 
 
 def start_report_listener(vlan: Vlan, port: int, workdir: Path) -> subprocess.Popen:
-    """busybox httpd on the server address, logging each request /init's reports make."""
+    """Python's http.server on the server address: its log has each request line in full."""
     www = workdir / "www"
     www.mkdir(exist_ok=True)
-    return vlan.popen("busybox", "httpd", "-f", "-vv", "-p", f"{vlan.server}:{port}",
-                      "-h", str(www), stdout=subprocess.DEVNULL,
+    return vlan.popen(sys.executable, "-m", "http.server", "--bind", str(vlan.server),
+                      "--directory", str(www), str(port), stdout=subprocess.DEVNULL,
                       stderr=(workdir / "httpd.log").open("wb"))
 
 
@@ -208,7 +209,3 @@ def boot(vlan: Vlan, kernel: Path, initrd: Path, mac: str, serial: Path, marker:
         stop(proc)
     return Boot(serial.read_text(errors="replace") if serial.exists() else "", seconds,
                 proc.returncode)
-
-
-def lines_with(text: str, needle: str) -> Iterator[str]:
-    return (line for line in text.splitlines() if needle in line)
