@@ -134,16 +134,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(flavour: str, cache: Path, progress: Progress) -> Path:
-    """The flavour's current kernel .deb in ``cache``, downloaded only if not already there."""
+def resolve(flavour: str) -> PackageInfo:
+    """The versioned kernel package ``linux-image-<flavour>`` stands for, from the apt index."""
     if flavour not in FLAVOURS:
         raise KernelError(f"unknown kernel flavour {flavour!r} (expected one of "
                           f"{', '.join(FLAVOURS)})")
     meta = f"linux-image-{flavour}"
     package = versioned_package(flavour, _run(["apt-cache", "depends", meta], f"resolving {meta}"))
-    info = parse_package_info(_run(["apt-cache", "show", "--no-all-versions", package],
+    return parse_package_info(_run(["apt-cache", "show", "--no-all-versions", package],
                                    f"looking up {package}"))
-    progress(f"{meta} -> {info.package} {info.version}")
+
+
+def download(flavour: str, cache: Path, progress: Progress) -> Path:
+    """The flavour's current kernel .deb in ``cache``, downloaded only if not already there."""
+    info = resolve(flavour)
+    progress(f"linux-image-{flavour} -> {info.package} {info.version}")
     cache.mkdir(parents=True, exist_ok=True)
     deb = cache / Path(info.filename).name
     if deb.exists() and sha256_file(deb) == info.sha256:
