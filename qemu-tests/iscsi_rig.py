@@ -101,13 +101,15 @@ class Tgt:
         return self.vlan.run("tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args,
                              capture_output=True, text=True, check=check)
 
-    def add_target(self, tid: int, iqn: str, lun: Path, initiator: str, user: str, secret: str,
-                   mutual_user: str, mutual_secret: str) -> None:
-        """``iqn`` with ``lun`` as LUN 1, open only to ``initiator`` with CHAP and mutual CHAP."""
+    def add_target(self, tid: int, iqn: str, lun: Path | None, initiator: str, user: str,
+                   secret: str, mutual_user: str, mutual_secret: str) -> None:
+        """``iqn`` with ``lun`` as LUN 1 (None: no LUN 1), open only to ``initiator`` with
+        CHAP and mutual CHAP."""
         t = str(tid)
         self.adm("--op", "new", "--mode", "target", "--tid", t, "-T", iqn)
-        self.adm("--op", "new", "--mode", "logicalunit", "--tid", t, "--lun", "1",
-                 "-b", str(lun))
+        if lun is not None:
+            self.adm("--op", "new", "--mode", "logicalunit", "--tid", t, "--lun", "1",
+                     "-b", str(lun))
         # By name only: tgt admits an initiator that passes EITHER its address or its name
         # ACL, so binding "-I ALL" as well would let any initiator in.
         self.adm("--op", "bind", "--mode", "target", "--tid", t, "-Q", initiator)
@@ -185,12 +187,15 @@ class Boot:
 
 
 def boot(vlan: Vlan, kernel: Path, initrd: Path, mac: str, serial: Path, marker: str,
-         append: str = "", timeout: float = 180) -> Boot:
-    """Boot QEMU (TCG) until ``marker`` appears on the serial console or the guest stops."""
+         append: str, timeout: float = 180) -> Boot:
+    """Boot QEMU (TCG) until ``marker`` appears on the serial console or the guest stops.
+
+    ``append`` is the kernel command line after ``console=ttyS0 panic=-1``.
+    """
     argv = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-cpu", "qemu64", "-m", "512",
             "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", f"console=ttyS0 panic=-1 netboot.mac={mac} {append}".strip(),
+            "-append", f"console=ttyS0 panic=-1 {append}",
             "-netdev", f"tap,id=n0,ifname={vlan.tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
     start = time.monotonic()

@@ -90,14 +90,21 @@ def client(config, vlan: Vlan) -> Client:
 
 
 @pytest.fixture
-def lun(tmp_path: Path) -> Path:
+def lun(request, tmp_path: Path) -> Path | None:
+    """The client's LUN: a bootable root (default), ``"blank"`` (zeros) or ``"none"``."""
+    kind = getattr(request, "param", "root")
+    if kind == "none":
+        return None
     path = tmp_path / "root.img"
-    make_root_image(path, tmp_path)
+    if kind == "blank":
+        path.write_bytes(bytes(8 << 20))
+    else:
+        make_root_image(path, tmp_path)
     return path
 
 
 @pytest.fixture
-def tgt(vlan: Vlan, client: Client, lun: Path, tmp_path: Path):
+def tgt(vlan: Vlan, client: Client, lun: Path | None, tmp_path: Path):
     """tgtd serving ``lun`` to ``client`` (by initiator name) with CHAP and mutual CHAP."""
     tgt = Tgt.start(vlan, tmp_path / "tgtd.log")
     try:
@@ -129,11 +136,13 @@ def san(tgt, dhcp, reports):
     return reports
 
 
-def boot_client(config, vlan: Vlan, base_image: Path, client: Client, tmp_path: Path):
+def boot_client(config, vlan: Vlan, base_image: Path, client: Client, tmp_path: Path,
+                mac_arg: str = f"netboot.mac={MAC}"):
+    """Boot ``client`` with base + client part concatenated, as iPXE would pass them."""
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(base_image.read_bytes() + build_client_part(config, client))
     result = boot(vlan, config.kernel_path, initrd, MAC, tmp_path / "serial.log", MARKER,
-                  append="netboot.onfail=halt")
+                  append=f"{mac_arg} netboot.onfail=halt")
     print(f"--- serial log ({result.seconds:.1f} s to {MARKER}) ---\n{result.log}")
     return result
 
@@ -178,6 +187,12 @@ def test_wrong_mutual_secret_gives_mutual_chap_failed(config, vlan, base_image, 
     assert "FAILED at login: mutual CHAP failed" in result.log
 
 
+def test_pxelinux_bootif_picks_the_nic(config, vlan, base_image, client, san, tmp_path):
+    bootif = "BOOTIF=01-" + MAC.upper().replace(":", "-")
+    result = boot_client(config, vlan, base_image, client, tmp_path, mac_arg=bootif)
+    assert f"{MARKER} {HOSTNAME}" in result.log
+
+
 def test_initiator_outside_the_acl_gives_target_not_found(config, vlan, base_image, client, san,
                                                          tmp_path):
     stranger = replace(client, initiator_iqn=f"{client.initiator_iqn}-stranger")
@@ -202,3 +217,18 @@ def test_failure_is_reported_with_its_cause(config, vlan, base_image, client, sa
                for url in re.findall(r'"GET (\S+) HTTP', san.read_text())
                if urlsplit(url).path == f"/report/{MAC}/failed"]
     assert [d.split(":")[:2] for d in details] == [["login", " CHAP rejected"]]
+
+
+
+@pytest.mark.parametrize("lun", ["none"], indirect=True)
+def test_target_without_the_lun_gives_lun_not_found(config, vlan, base_image, client, san,
+                                                    tmp_path):
+    result = boot_client(config, vlan, base_image, client, tmp_path)
+    assert "FAILED at root: LUN 1 not found" in result.log
+
+
+@pytest.mark.parametrize("lun", ["blank"], indirect=True)
+def test_lun_without_a_filesystem_gives_mount_failed(config, vlan, base_image, client, san,
+                                                     tmp_path):
+    result = boot_client(config, vlan, base_image, client, tmp_path)
+    assert "FAILED at root: mount failed: /dev/sda as ext4" in result.log
