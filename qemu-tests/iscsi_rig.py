@@ -187,20 +187,24 @@ class Boot:
 
 
 def boot(vlan: Vlan, kernel: Path, initrd: Path, mac: str, serial: Path, marker: str,
-         append: str, timeout: float = 180) -> Boot:
+         append: str, monitor: tuple[str, ...] = (), timeout: float = 180) -> Boot:
     """Boot QEMU (TCG) until ``marker`` appears on the serial console or the guest stops.
 
-    ``append`` is the kernel command line after ``console=ttyS0 panic=-1``.
+    ``append`` is the kernel command line after ``console=ttyS0 panic=-1``;
+    ``monitor`` are QEMU monitor commands given at start (``set_link n0 off``).
     """
     argv = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-cpu", "qemu64", "-m", "512",
-            "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
+            "-nographic", "-monitor", "stdio", "-serial", f"file:{serial}", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", f"console=ttyS0 panic=-1 {append}",
             "-netdev", f"tap,id=n0,ifname={vlan.tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
     start = time.monotonic()
-    proc = vlan.popen(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                      stderr=subprocess.PIPE)
+    proc = vlan.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write("".join(f"{command}\n" for command in monitor).encode())
+    proc.stdin.flush()
     seconds = float("nan")
     try:
         while time.monotonic() - start < timeout:
