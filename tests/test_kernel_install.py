@@ -46,7 +46,7 @@ def test_second_install_of_the_same_package_is_a_no_op(config, deb):
     said = []
     install(config, said.append, deb=deb)
     assert any("already installed" in line for line in said)
-    assert not any(line.startswith("depmod") for line in said)
+    assert not any(line.startswith(("extracting", "depmod")) for line in said)
 
 
 def test_extracted_tree_installs_like_the_package(config, deb, tmp_path):
