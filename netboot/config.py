@@ -64,6 +64,8 @@ class ServerConfig:
     http_port: int = 8080
     tftp_port: int = 69
     tftp_root: Path = DEFAULT_TFTP_ROOT
+    # TFTP server processes sharing the port (SO_REUSEPORT); 0: one per CPU, at most 8.
+    tftp_workers: int = 0
 
 
 @dataclass(frozen=True)
