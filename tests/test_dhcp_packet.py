@@ -20,7 +20,7 @@ from netboot.dhcp.packet import (
     parse_request,
     reply_from_request,
 )
-from netboot.dhcp.service import DhcpEngine, RateLimiter
+from netboot.dhcp.service import DhcpEngine, RateLimiter, StageWriter
 from netboot.inventory import Inventory
 
 MAC = "52:54:00:12:34:56"
@@ -255,3 +255,26 @@ def test_prepared_reply_is_not_used_after_the_client_changes(engine):
     out = engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
     assert decode(out[0]).yiaddr == "198.18.0.50"
     assert engine.prepared.hits == 0
+
+
+def stage_writer_run(make_config, events):
+    config = make_config()
+    with Inventory(config.storage.database) as inventory:
+        add_client(config, inventory, MAC)
+    writer = StageWriter(lambda: Inventory(config.storage.database), interval=10)
+    writer.start()
+    for stage, at in events:
+        writer.record(MAC, stage, at)
+    writer.stop()
+    with Inventory(config.storage.database) as inventory:
+        return inventory.get(MAC)
+
+
+def test_stage_writer_writes_a_repeated_stage_once_within_its_interval(make_config):
+    client = stage_writer_run(make_config, [("dhcp", NOW), ("dhcp", NOW + 5)])
+    assert (client.last_stage, client.last_stage_at) == ("dhcp", NOW)
+
+
+def test_stage_writer_writes_a_repeated_stage_after_its_interval(make_config):
+    client = stage_writer_run(make_config, [("dhcp", NOW), ("dhcp", NOW + 11)])
+    assert client.last_stage_at == NOW + 11
