@@ -11,7 +11,7 @@ moment leaves the last acknowledged lease on disk).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -64,9 +64,6 @@ class LeaseTable:
         self._declined = dict(declined or {})
         for lease in leases:
             self._put(lease)
-
-    def __iter__(self) -> Iterator[Lease]:
-        return iter(self._by_mac.values())
 
     def __len__(self) -> int:
         return len(self._by_mac)

@@ -33,6 +33,7 @@ from netboot.dhcp.packet import (
 from netboot.dhcp.prepared import PreparedReplies
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
+from netboot.iproute import ipv4_addresses
 from netboot.log import client_log
 from netboot.server import InventoryFactory
 
@@ -216,6 +217,8 @@ class DhcpEngine:
         clog = client_log(log, request.mac)
         if decision.unknown and now - self._noted.get(request.mac, -1e18) >= \
                 UNKNOWN_NOTE_INTERVAL:
+            if len(self._noted) >= self.limiter.max_macs:
+                self._noted.clear()  # a storm of made-up MACs must not grow memory
             self._noted[request.mac] = now
             arches = request.architectures
             first = self.inventory.note_unknown(
@@ -269,6 +272,11 @@ class DhcpService:
             raise NetbootError(f"DHCP could not start: {self._failure}")
         log.info("DHCP (%s mode) on %s ports %s", self.config.dhcp.mode, interface,
                  ", ".join(map(str, ports)))
+        address = self.config.server.address
+        if all(a.ip != address for a in ipv4_addresses(interface)):
+            log.warning("server.address %s is not on %s: clients will be told to fetch boot "
+                        "files from an address this machine does not answer on", address,
+                        interface)
 
     def stop(self) -> None:
         self._stop.set()
