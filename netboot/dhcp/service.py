@@ -99,15 +99,16 @@ class StageWriter:
     A commit waits for the disk (the inventory fsyncs), which must not hold up
     the next DHCP reply. Pending stages are kept per MAC, the latest winning,
     so a backlog never grows past the number of clients; ``stop`` writes what
-    is left. The same stage of the same MAC again within ``interval`` seconds
-    (a PXE ROM's ACK, then iPXE's) is one boot step and is written once:
-    measured, writing every ACK halves the rate DHCP sustains.
+    is left. A stage the inventory already shows for that MAC, recorded less
+    than ``interval`` seconds before, is not written again: a PXE ROM's ACK and
+    then iPXE's are one step of one boot, while anything recorded in between
+    (``loader``, ``failed``...) makes the next ``dhcp`` a new boot, written.
+    Measured: a commit per ACK halves the rate the DHCP loop sustains.
     """
 
-    def __init__(self, open_inventory: InventoryFactory, interval: float = 10.0) -> None:
+    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
         self.open_inventory = open_inventory
         self.interval = interval
-        self._written: dict[str, tuple[str, float]] = {}
         self._pending: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -115,10 +116,6 @@ class StageWriter:
         self._thread = threading.Thread(target=self._run, name="dhcp-stages", daemon=True)
 
     def record(self, mac: str, stage: str, at: float) -> None:
-        last = self._written.get(mac)
-        if last is not None and last[0] == stage and 0 <= at - last[1] < self.interval:
-            return
-        self._written[mac] = (stage, at)
         with self._lock:
             self._pending[mac] = (stage, at)
         self._wake.set()
@@ -140,11 +137,20 @@ class StageWriter:
                     batch, self._pending = self._pending, {}
                 for mac, (stage, at) in batch.items():
                     try:
-                        inventory.record_stage(mac, stage, at)
+                        self._write(inventory, mac, stage, at)
                     except Exception:  # a locked or full disk: log, keep serving DHCP
                         log.exception("could not record stage %s of %s", stage, mac)
                 if self._stop.is_set() and not self._pending:
                     return
+
+    def _write(self, inventory: Inventory, mac: str, stage: str, at: float) -> None:
+        current = inventory.find(mac)
+        if current is None:
+            return
+        if current.last_stage == stage and current.last_stage_at is not None \
+                and 0 <= at - current.last_stage_at < self.interval:
+            return
+        inventory.record_stage(mac, stage, at)
 
 
 class DhcpEngine:
