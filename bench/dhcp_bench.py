@@ -41,7 +41,7 @@ SERVER = "198.18.0.1"
 RELAY = "198.18.7.1"  # perfdhcp's address: it acts as a relay (giaddr) on the same subnet
 RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000)
 MAX_LOSS = 0.01
-GIVE_UP_LOSS = 0.2  # a server this far past its limit is not run at higher rates
+GIVE_UP_LOSS = 0.5  # a server this far past its limit is not run at higher rates
 
 
 @dataclass

@@ -39,6 +39,7 @@ from netboot.server import InventoryFactory
 
 log = logging.getLogger("netboot.dhcp")
 
+BATCH = 64  # datagrams answered per wake-up of the loop
 UNKNOWN_NOTE_INTERVAL = 60.0  # seconds between inventory notes of one unregistered MAC
 
 
@@ -86,6 +87,7 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind(("0.0.0.0", port))
+        sock.setblocking(False)
     except OSError as err:
         sock.close()
         raise NetbootError(f"cannot listen for DHCP on {interface} port {port}: "
@@ -313,23 +315,34 @@ class DhcpService:
         try:
             while not self._stop.is_set():
                 for key, _ in selector.select(timeout=0.5):
-                    self._serve_one(key.fileobj, key.data)  # type: ignore[arg-type]
+                    self._serve_ready(key.fileobj, key.data)  # type: ignore[arg-type]
         finally:
             selector.close()
             inventory.close()
 
-    def _serve_one(self, sock: socket.socket, port: int) -> None:
+    def _serve_ready(self, sock: socket.socket, port: int) -> None:
+        """Answer what is queued on ``sock`` (up to a batch, then let the others have a turn):
+        one wake-up per burst instead of one per packet."""
         engine = self.engine
         assert engine is not None
-        try:
-            data, source = sock.recvfrom(4096)
-        except OSError as err:  # e.g. an ICMP error queued on the socket: not fatal
-            log.debug("receive on port %d: %s", port, err)
-            return
-        try:
-            out = engine.handle(data, source, port, time.time())
-            if out is not None:
+        for _ in range(BATCH):
+            try:
+                data, source = sock.recvfrom(4096)
+            except BlockingIOError:
+                return
+            except OSError as err:  # e.g. an ICMP error queued on the socket: not fatal
+                log.debug("receive on port %d: %s", port, err)
+                return
+            try:
+                out = engine.handle(data, source, port, time.time())
+            except Exception:  # a bug or a full disk must not end DHCP for everyone else
+                engine.stats.errors += 1
+                log.exception("error answering %d bytes from %s:%d", len(data), *source)
+                continue
+            if out is None:
+                continue
+            try:
                 sock.sendto(out[0], out[1])
-        except Exception:  # a bug or a full disk must not end DHCP for everyone else
-            engine.stats.errors += 1
-            log.exception("error answering %d bytes from %s:%d", len(data), *source)
+            except OSError as err:  # a full send buffer or an unreachable relay
+                engine.stats.errors += 1
+                log.warning("sending %d bytes to %s:%d failed: %s", len(out[0]), *out[1], err)
