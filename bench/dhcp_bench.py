@@ -216,6 +216,8 @@ def main() -> None:
     for tool in ("perfdhcp", "dnsmasq"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (see debian-packages.txt)")
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs (other work skews both servers)")
     work = Path(tempfile.mkdtemp(prefix="netboot-dhcp-bench-"))
     pairs: dict[str, Pair] = {}
     procs: list[subprocess.Popen] = []
