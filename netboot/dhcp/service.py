@@ -216,10 +216,11 @@ class DhcpEngine:
             log.debug("dropped (%s) %s%s", reason, detail, shown)
 
     def _apply(self, request: Request, decision: Decision, now: float) -> None:
-        """Lease changes to memory and disk, the boot stage, the unknown-machine note, the log."""
+        """Lease changes to disk then memory (a lease is on disk before its ACK is sent, and a
+        failed write leaves neither), the boot stage, the unknown-machine note, the log."""
         for change in decision.changes:
-            self.leases.apply(change)
             self.store.save(change, now)
+            self.leases.apply(change)
         if decision.stage is not None:
             self.record_stage(request.mac, decision.stage, now)
         clog = client_log(log, request.mac)
