@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup debs venv demo test test-fast lint bench clean
+.PHONY: setup debs venv tftproot demo test test-fast lint bench clean
 
-setup: debs venv
+setup: debs venv tftproot
 
 debs:
 	@scripts/install-debs.sh
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
+
+# Debian's boot loaders into tftproot/, with MANIFEST.json (idempotent).
+tftproot: venv
+	@$(BIN)/python -m netboot.bootfiles tftproot
 
 demo: setup
 	@scripts/demo.sh

@@ -45,6 +45,7 @@ class TargetBackend(StrEnum):
     """Which iSCSI target implementation serves the LUNs."""
 
     TGT = "tgt"
+    NONE = "none"  # serve boots machines only; their LUNs are served by a target elsewhere
 
 
 class OnFail(StrEnum):

@@ -52,6 +52,18 @@ MIGRATIONS: tuple[str, ...] = (
         arch INTEGER
     );
     """,
+    # extra LUNs (2, 3, ...) on a client's target: files or block devices (issue 7)
+    """
+    CREATE TABLE luns (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        lun INTEGER NOT NULL CHECK (lun >= 2),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device')),
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (mac, lun)
+    );
+    """,
     # DHCP leases of machines without a fixed address, and addresses clients declined
     # (RFC 2131 section 3.1 step 5: in use by someone else) with the time they are kept out.
     """

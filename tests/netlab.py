@@ -128,5 +128,6 @@ def write_config(path: Path, interface: str, workdir: Path, *, address: str = "1
         f"server:\n  interface: {interface}\n  address: {address}\n"
         f"  tftp_root: {workdir / 'tftproot'}\n"
         f"storage:\n  state_dir: {workdir / 'state'}\n"
+        "target:\n  backend: none\n"
         f"dhcp:\n  subnet: {subnet}\n{extra}")
     return path

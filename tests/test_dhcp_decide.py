@@ -54,7 +54,7 @@ def world(make_config, tmp_path):
         def __init__(self, extra: str = "") -> None:
             self.config = make_config(base=BASE + extra)
             self.inventory = Inventory(self.config.storage.database)
-            self.client = add_client(self.config, self.inventory, MAC)
+            self.client = add_client(self.config, self.inventory, MAC).client
             self.clients = ClientDirectory(self.inventory)
             self.leases = LeaseTable()
 

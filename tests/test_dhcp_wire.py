@@ -52,7 +52,8 @@ def served(lab, tmp_path):
             self.config = load_config(self.config_path)
             self.log = tmp_path / "serve.log"
             with Inventory(self.config.storage.database) as inventory:
-                self.clients = {mac: add_client(self.config, inventory, mac) for mac in register}
+                self.clients = {mac: add_client(self.config, inventory, mac).client
+                                for mac in register}
             self.proc = None
 
         def start(self):
@@ -268,7 +269,7 @@ def test_relayed_request_through_dhcrelay_gets_its_answer(lab, tmp_path):
     config_path = write_config(tmp_path / "netboot.yaml", srv_if, tmp_path)
     config = load_config(config_path)
     with Inventory(config.storage.database) as inventory:
-        client = add_client(config, inventory, CLIENT_MAC)
+        client = add_client(config, inventory, CLIENT_MAC).client
     lab.spawn(relay, ["dhcrelay", "-d", "-4", "-a", "--no-pid", "-id", relay_down,
                       "-iu", relay_up, "198.18.1.1"], tmp_path / "dhcrelay.log")
     serve = lab.serve(srv, config_path, tmp_path / "serve.log")

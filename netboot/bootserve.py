@@ -1,0 +1,25 @@
+"""The services that serve boot files: TFTP and HTTP over one catalog, and the stage writer."""
+
+from __future__ import annotations
+
+from netboot.catalog import Catalog
+from netboot.config import Config
+from netboot.httpd import HttpServer
+from netboot.pool import InventoryPool
+from netboot.server import InventoryFactory, Service
+from netboot.stages import StageRecorder
+from netboot.tftp.server import TftpServer
+
+
+def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
+    """In start order; ``run`` stops them in reverse, so the pool closes last."""
+    pool = InventoryPool(open_inventory)
+    stages = StageRecorder(pool)
+    catalog = Catalog(config, pool)
+    address = config.server.address
+    return [
+        pool,
+        stages,
+        TftpServer(address, config.server.tftp_port, catalog, stages),
+        HttpServer(address, config.server.http_port, catalog, stages),
+    ]
