@@ -10,6 +10,7 @@ assertions) so the run shows the difference.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,22 +23,29 @@ from conftest import BOOT_TIMEOUT
 from netboot.clients import add_client
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
-from netboot.lab.vm import VmSpec, lab_mac
+from netboot.lab.reference import IPXE_DIR, LOADERS
+from netboot.lab.vm import Firmware, VmSpec, lab_mac
 
 MAC = lab_mac(7)
+# No option ROM on the NIC: OVMF's own PXE (EDK2 PxeBcDxe) boots, as a vendor UEFI PXE ROM does.
+NATIVE_UEFI_PXE = ("-global", "virtio-net-pci.romfile=")
 
 
-def start_serve(lab, tmp_path: Path, router_advertisements: bool) -> subprocess.Popen:
-    """``netboot serve`` on the lab's bridge (DHCP, HTTP, TFTP; no iSCSI target)."""
+def start_serve(lab, tmp_path: Path, router_advertisements: bool = True) -> subprocess.Popen:
+    """``netboot serve`` on the lab's bridge (DHCP, HTTP, TFTP; no iSCSI target), serving
+    Debian's iPXE loaders (copied: the package's are symlinks the file servers refuse)."""
+    tftp_root = tmp_path / "tftproot"
+    tftp_root.mkdir()
+    for name in LOADERS:
+        shutil.copyfile(IPXE_DIR / name, tftp_root / name)
     config_path = tmp_path / "netboot.yaml"
     config_path.write_text(
         f"server:\n  interface: {lab.bridge}\n  address: {lab.server}\n"
-        f"  tftp_root: {tmp_path / 'tftproot'}\n"
+        f"  tftp_root: {tftp_root}\n"
         f"storage:\n  state_dir: {tmp_path / 'state'}\n"
         "target:\n  backend: none\n"
         f"dhcp:\n  subnet: {lab.address.network}\n"
         f"  router_advertisements: {str(router_advertisements).lower()}\n")
-    (tmp_path / "tftproot").mkdir()
     config = load_config(config_path)
     with Inventory(config.storage.database) as inventory:
         add_client(config, inventory, MAC)
@@ -73,3 +81,21 @@ def test_ipxe_rom_asks_for_the_script_url_netboot_gave(make_lab, vms, accel, tmp
     assert f"boot http://{lab.server}:8080/clients/{MAC}/boot.ipxe" in log
     record_boot(f"BIOS {accel} iPXE ROM to script request, router advertisements "
                 f"{'on' if router_advertisements else 'off'}", line.at)
+
+
+def test_uefi_native_pxe_chains_to_ipxe_efi_then_to_the_script(make_lab, vms, accel, tmp_path,
+                                                              record_boot):
+    """EDK2's PXE (arch 7, no user class) gets ipxe.efi by TFTP; that iPXE asks DHCP again
+    and gets the script URL, not ipxe.efi again: the chain does not loop."""
+    lab = make_lab(1)
+    serve = start_serve(lab, tmp_path)
+    try:
+        vm = vms.start(VmSpec("client", MAC, lab.taps[0], firmware=Firmware.UEFI, accel=accel,
+                              extra=NATIVE_UEFI_PXE), lab.netns)
+        line = vm.wait_for(f"clients/{MAC}/boot.ipxe", BOOT_TIMEOUT)
+    finally:
+        stop_serve(serve)
+    log = (tmp_path / "serve.log").read_text()
+    assert "boot ipxe.efi (arch 7)" in log
+    assert f"boot http://{lab.server}:8080/clients/{MAC}/boot.ipxe" in log
+    record_boot(f"UEFI {accel} native PXE -> ipxe.efi -> script request", line.at)
