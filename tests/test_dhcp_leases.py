@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from ipaddress import IPv4Address
 
 import pytest
@@ -62,3 +66,29 @@ def test_grant_moves_a_mac_to_its_new_address():
     table.apply(Grant(A, IPv4Address("198.18.0.201"), NOW + 20))
     assert table.at(IP) is None
     assert table.of(A).ip == IPv4Address("198.18.0.201")
+
+
+def test_cli_lists_leases_and_declined_addresses_as_json(make_config, tmp_path):
+    config = make_config()
+    with Inventory(config.storage.database) as inventory:
+        store = LeaseStore(inventory)
+        store.save(Grant(A, IP, time.time() + 3600), time.time())
+        store.save(Decline(B, IPv4Address("198.18.0.201"), time.time() + 600), time.time())
+    proc = subprocess.run([sys.executable, "-m", "netboot", "--config",
+                           str(tmp_path / "netboot.yaml"), "dhcp", "leases", "--json"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    out = json.loads(proc.stdout)
+    assert [(x["mac"], x["ip"], x["state"]) for x in out["leases"]] == [(A, str(IP), "active")]
+    assert [x["ip"] for x in out["declined"]] == ["198.18.0.201"]
+
+
+def test_cli_lists_leases_as_a_table(make_config, tmp_path):
+    config = make_config()
+    with Inventory(config.storage.database) as inventory:
+        LeaseStore(inventory).save(Grant(A, IP, time.time() - 10), time.time() - 3600)
+    proc = subprocess.run([sys.executable, "-m", "netboot", "--config",
+                           str(tmp_path / "netboot.yaml"), "dhcp", "leases"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    header, row = proc.stdout.splitlines()[:2]
+    assert header.split() == ["MAC", "IP", "EXPIRES", "STATE"]
+    assert row.split()[:2] == [A, str(IP)] and row.split()[-1] == "expired"
