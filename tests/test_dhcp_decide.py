@@ -405,3 +405,9 @@ def test_arch_is_read_from_vendor_class_without_option_93(world):
     w = world()
     data = frame(MAC, "discover", [("vendor_class_id", b"PXEClient:Arch:00007:UNDI:003016")])
     assert w.reply(data)[0].file.rstrip(b"\0") == b"ipxe.efi"
+
+
+def test_renewal_ack_records_no_stage(world):
+    w = world()
+    ip = str(w.client.ip)
+    assert w.ask(plain(MAC, "request", ciaddr=ip), source=(ip, 68)).stage is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -280,3 +281,29 @@ def test_relayed_request_through_dhcrelay_gets_its_answer(lab, tmp_path):
     assert env["boot_file"] == "ipxe.efi"
     assert "Forwarded BOOTREPLY" in (tmp_path / "dhcrelay.log").read_text()
     assert "ack 198.18.0." in log
+
+
+def test_flooding_mac_is_rate_limited_and_others_still_served(served, lab, tmp_path):
+    s = served(register=(CLIENT_MAC, OTHER_MAC))
+    s.start()
+    from dhcp_frames import intel_rom
+
+    flood = textwrap.dedent(f"""
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"{s.cli_if}")
+        data = bytes.fromhex("{intel_rom(OTHER_MAC).hex()}")
+        for _ in range(500):
+            s.sendto(data, ("255.255.255.255", 67))
+    """)
+    lab.run(s.cli, ["python3", "-c", flood], timeout=60)
+    env = udhcpc(lab, s.cli, s.cli_if, tmp_path)
+    log = s.stop()
+    assert env["ip"] == str(s.clients[CLIENT_MAC].ip)
+    # The kernel drops part of a 500-packet burst before netboot reads it; of what arrives,
+    # the flooding MAC gets its burst allowance answered and nothing more.
+    stats = re.search(r"replied (\d+), .*rate-limited (\d+)", log)
+    assert stats is not None, log
+    assert int(stats[1]) <= 40
+    assert int(stats[2]) >= 50

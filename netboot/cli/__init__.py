@@ -3,6 +3,7 @@
 from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
+from netboot.cli.dhcp_cmd import dhcp
 from netboot.cli.doctor_cmd import doctor
 from netboot.cli.image_cmd import image
 from netboot.cli.initramfs_cmd import initramfs, kernel
@@ -24,6 +25,7 @@ cli.add_command(initramfs)
 cli.add_command(doctor)
 cli.add_command(lab_group)
 cli.add_command(target)
+cli.add_command(dhcp)
 
 
 def main() -> None:
