@@ -106,6 +106,7 @@ class TargetConfig:
     """The iSCSI target: backend, portal and naming."""
 
     backend: TargetBackend = TargetBackend.TGT
+    manage: bool = True  # false: the LUNs are served by hand or elsewhere; netboot only boots
     portal_address: IPv4Address | None = None  # default: server.address
     portal_port: int = 3260
     iqn_authority: str = "iqn.2026-11.org.example"

@@ -52,6 +52,33 @@ MIGRATIONS: tuple[str, ...] = (
         arch INTEGER
     );
     """,
+    # extra LUNs (2, 3, ...) on a client's target: files or block devices (issue 7)
+    """
+    CREATE TABLE luns (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        lun INTEGER NOT NULL CHECK (lun >= 2),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device')),
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (mac, lun)
+    );
+    """,
+    # DHCP leases of machines without a fixed address, and addresses clients declined
+    # (RFC 2131 section 3.1 step 5: in use by someone else) with the time they are kept out.
+    """
+    CREATE TABLE dhcp_leases (
+        mac TEXT PRIMARY KEY,
+        ip TEXT NOT NULL UNIQUE,
+        expires REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE dhcp_declined (
+        ip TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -112,10 +139,19 @@ _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
 
 
 def _create_private(path: Path) -> None:
-    """Make ``path`` exist as an empty 0600 file without truncating an existing one."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    """Make ``path`` exist as an empty 0600 file without truncating an existing one.
+
+    An existing file is never opened: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included, and then
+    another process closing its connection takes itself for the last one and
+    deletes the -wal and -shm files under this process's open connections.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        return
     os.close(fd)
-    os.chmod(path, 0o600)
 
 
 class Inventory:

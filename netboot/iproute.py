@@ -38,6 +38,10 @@ def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interfa
     ]
 
 
+def link_exists(interface: str, netns: str | None = None) -> bool:
+    return bool(ip("-j", "link", "show", "dev", interface, netns=netns, check=False).strip())
+
+
 def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
     """The argv that runs ``argv`` inside network namespace ``netns``."""
     return ["ip", "netns", "exec", netns, *argv]
@@ -50,6 +54,39 @@ def add_netns(name: str) -> None:
 
 def delete_netns(name: str) -> None:
     ip("netns", "delete", name, check=False)
+
+
+def netns_names() -> list[str]:
+    """The named network namespaces (those ``ip netns add`` made)."""
+    out = ip("-j", "netns", "list", check=False)
+    try:
+        return [entry["name"] for entry in json.loads(out or "[]")]
+    except json.JSONDecodeError:
+        return []
+
+
+def netns_pids(name: str) -> list[int]:
+    """The processes running inside namespace ``name`` (none if it does not exist).
+
+    Deleting a namespace does not stop them, and while one holds a tap open
+    the tap lives on, so whoever tears a namespace down asks this first.
+    """
+    proc = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+    return [int(p) for p in proc.stdout.split()] if proc.returncode == 0 else []
+
+
+def link_names(netns: str | None = None) -> list[str]:
+    """Every interface name in ``netns`` (or in this namespace)."""
+    out = ip("-j", "link", "show", netns=netns, check=False)
+    try:
+        return [link["ifname"] for link in json.loads(out or "[]")]
+    except json.JSONDecodeError:
+        return []
+
+
+def delete_link(name: str, netns: str | None = None) -> None:
+    """Remove interface ``name``; a veth takes its peer with it. Absent is fine."""
+    ip("link", "delete", name, netns=netns, check=False)
 
 
 def add_bridge(name: str, address: IPv4Interface | None = None, netns: str | None = None) -> None:

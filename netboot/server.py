@@ -13,9 +13,11 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from netboot.config import Config
+from netboot import iproute
+from netboot.config import Config, DhcpMode
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
+from netboot.target.service import TargetService
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,29 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
 
     services: list[Service] = []
     services += boot_file_services(config, open_inventory)
+    if config.dhcp.mode is not DhcpMode.OFF:
+        from netboot.dhcp.service import DhcpService  # it imports this module's InventoryFactory
+
+        services.append(DhcpService(config, open_inventory))
+    if config.dhcp.router_advertisements:
+        from netboot.dhcp.ra import RouterAdvertiser  # scapy: loaded only when serving
+
+        services.append(RouterAdvertiser(config.server.interface))
+    if config.target.manage:
+        services.append(TargetService(config, open_inventory))
     return services
+
+
+def check_interface(config: Config) -> None:
+    """Fail early, and clearly, when the boot interface or the server's address is not there."""
+    interface, address = config.server.interface, config.server.address
+    if not iproute.link_exists(interface):
+        raise NetbootError(f"server.interface {interface} does not exist on this host "
+                           "(see 'ip link'); fix it in the config")
+    if address not in {a.ip for a in iproute.ipv4_addresses(interface)}:
+        raise NetbootError(f"server.address {address} is not configured on {interface}: "
+                           f"add it (ip addr add {address}/{config.dhcp.subnet.prefixlen} "
+                           f"dev {interface}) or fix the config")
 
 
 def run(services: list[Service], stop: threading.Event | None = None) -> None:
@@ -52,7 +76,10 @@ def run(services: list[Service], stop: threading.Event | None = None) -> None:
     started: list[Service] = []
     try:
         for service in services:
-            service.start()
+            try:
+                service.start()
+            except OSError as err:
+                raise NetbootError(f"{service.name} could not start: {err}") from None
             started.append(service)
             log.info("%s started", service.name)
         log.info("serving: %s", ", ".join(s.name for s in services))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from ipaddress import IPv4Address
 
@@ -10,15 +11,28 @@ import click
 from netboot.chap import mask
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import IPV4, MAC, SIZE
+from netboot.cli.progress import copy_progress
 from netboot.clients import add_client, remove_client
+from netboot.initiator import initiator_config as render_initiator_config
 from netboot.inventory import Client
+from netboot.luns import extra_luns
 from netboot.output import emit_json, fields_table, table, when
 from netboot.size import format_size
+from netboot.target import open_backend
+
+
+def _used(client: Client) -> int | None:
+    """Bytes the root LUN really takes on disk (a reflinked clone shares the rest)."""
+    try:
+        return os.stat(client.lun_path).st_blocks * 512 if client.lun_path else None
+    except FileNotFoundError:
+        return None
 
 
 def _client_json(client: Client, show_secrets: bool) -> dict[str, object]:
     data = asdict(client)
     data["ip"] = str(client.ip)
+    data["lun_used"] = _used(client)
     if not show_secrets:
         data["chap_secret"] = mask(client.chap_secret)
         data["mutual_secret"] = mask(client.mutual_secret)
@@ -35,6 +49,7 @@ def _client_fields(client: Client, show_secrets: bool) -> list[tuple[str, object
         ("image", client.image),
         ("lun", client.lun_path),
         ("lun size", format_size(client.lun_size)),
+        ("lun used", None if _used(client) is None else format_size(_used(client) or 0)),
         ("provisioned", "yes" if client.provisioned else "no"),
         ("boot method", client.boot_method),
         ("initiator iqn", client.initiator_iqn),
@@ -58,18 +73,22 @@ def client() -> None:
 @click.argument("mac", type=MAC)
 @click.option("--hostname", help="RFC 1123 host name (default: node-<mac>).")
 @click.option("--ip", type=IPV4, help="Fixed address (default: the first free one).")
-@click.option("--image", help="Golden image its root LUN is cloned from.")
+@click.option("--image", help="Golden image its root LUN is cloned from (default: a blank LUN).")
 @click.option("--size", type=SIZE,
-              help="Root LUN size, e.g. 8G (default: storage.default_lun_size).")
+              help="Root LUN size, e.g. 8G (default: storage.default_lun_size or the image's).")
 @pass_app
 def add(app: App, mac: str, hostname: str | None, ip: IPv4Address | None, image: str | None,
         size: int | None) -> None:
-    """Register the machine with network card MAC."""
-    new = add_client(app.config, app.inventory, mac, hostname=hostname, ip=ip, image=image,
-                     size=size)
-    click.echo(fields_table(_client_fields(new, show_secrets=False)))
-    if not new.provisioned:
-        click.echo("note: registered only; no root LUN or target was provisioned for it")
+    """Register the machine with network card MAC, make its root LUN and its target."""
+    with copy_progress(f"cloning {image}") as progress:
+        added = add_client(app.config, app.inventory, mac, hostname=hostname, ip=ip,
+                           image=image, size=size, backend=open_backend(app.config),
+                           progress=progress)
+    click.echo(fields_table(_client_fields(added.client, show_secrets=False)))
+    root = (f"cloned from image {image} by {added.method}" if image
+            else "blank (no image given)")
+    click.echo(f"root LUN: {root}, {format_size(added.client.lun_size)}")
+    click.echo(f"target: {added.target}")
 
 
 @client.command(name="list")
@@ -102,14 +121,25 @@ def list_(app: App, as_json: bool, unknown: bool) -> None:
 @click.argument("mac", type=MAC)
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @click.option("--show-secrets", is_flag=True, help="Print CHAP secrets instead of masking them.")
+@click.option("--initiator-config", is_flag=True,
+              help="What an open-iscsi host needs: initiator name, CHAP lines, iscsiadm "
+              "commands (includes the secrets).")
 @pass_app
-def show(app: App, mac: str, as_json: bool, show_secrets: bool) -> None:
+def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config: bool) -> None:
     """Show one client."""
     found = app.inventory.get(mac)
+    if initiator_config:
+        click.echo(render_initiator_config(app.config, found), nl=False)
+        return
+    luns = extra_luns(app.inventory, mac)
     if as_json:
-        emit_json(_client_json(found, show_secrets))
-    else:
-        click.echo(fields_table(_client_fields(found, show_secrets)))
+        data = _client_json(found, show_secrets)
+        data["extra_luns"] = [asdict(r) for r in luns]
+        emit_json(data)
+        return
+    pairs = _client_fields(found, show_secrets)
+    pairs += [(f"lun {r.lun}", f"{r.kind} {r.path} ({format_size(r.size)})") for r in luns]
+    click.echo(fields_table(pairs))
 
 
 @client.command()
@@ -118,5 +148,8 @@ def show(app: App, mac: str, as_json: bool, show_secrets: bool) -> None:
 @pass_app
 def remove(app: App, mac: str, purge: bool) -> None:
     """Unregister a client (its LUN data is kept unless --purge)."""
-    gone = remove_client(app.inventory, mac, purge=purge)
-    click.echo(f"removed {gone.mac} ({gone.hostname}, {gone.ip})")
+    gone, applied = remove_client(app.config, app.inventory, mac, purge=purge,
+                                  backend=open_backend(app.config))
+    kept = "" if purge or not gone.lun_path else f"; its data is kept in {gone.lun_path}"
+    click.echo(f"removed {gone.mac} ({gone.hostname}, {gone.ip}){kept}")
+    click.echo(f"target: {applied}")

@@ -1,0 +1,45 @@
+"""`netboot status`: where every client's last boot got to."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from netboot.cli.app import App, pass_app
+from netboot.output import emit_json, table, when
+
+
+def _ago(stamp: float | None, now: float) -> str | None:
+    if stamp is None:
+        return None
+    seconds = int(now - stamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Each client's last boot stage and when it was reached."""
+    clients = app.inventory.clients()
+    unknown = app.inventory.unknown_machines()
+    if as_json:
+        emit_json({
+            "clients": [{"mac": c.mac, "hostname": c.hostname, "ip": str(c.ip),
+                         "stage": c.last_stage, "stage_at": c.last_stage_at,
+                         "last_seen": c.last_seen} for c in clients],
+            "unknown_machines": len(unknown),
+        })
+        return
+    now = time.time()
+    click.echo(table(
+        ["hostname", "mac", "ip", "stage", "reached", "when"],
+        [(c.hostname, c.mac, c.ip, c.last_stage, when(c.last_stage_at),
+          _ago(c.last_stage_at, now)) for c in clients]))
+    if unknown:
+        click.echo(f"\n{len(unknown)} unregistered machine(s) asked to boot: "
+                   "'netboot client list --unknown' lists them")

@@ -1,0 +1,146 @@
+"""Copying disk images cheaply: a reflink where the filesystem shares blocks, else a sparse copy.
+
+A reflink (the FICLONE ioctl: XFS with reflink=1, btrfs, bcachefs) makes a
+copy that shares every block with its source until one of them writes, so a
+client's 4 GiB root appears instantly and takes no space. Elsewhere (ext4)
+the copy walks only the source's data extents (SEEK_DATA/SEEK_HOLE) and copies
+them with copy_file_range, so holes stay holes and an image that is mostly
+empty copies in a moment.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import subprocess
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+
+from netboot.errors import NetbootError
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
+_CHUNK = 8 << 20
+# errors that mean "this filesystem (pair) cannot reflink", not "the copy failed"
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in total)
+
+
+class CloneError(NetbootError):
+    """Copying or growing an image failed."""
+
+
+class Method(StrEnum):
+    REFLINK = "reflink"
+    SPARSE = "sparse copy"
+
+
+def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """(offset, length) of every data extent of an open file, holes skipped."""
+    extents = []
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # nothing but a hole from offset to the end
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        extents.append((start, end - start))
+        offset = end
+    return extents
+
+
+def _sparse_copy(src: int, dst: int, size: int, progress: Progress | None) -> None:
+    extents = data_extents(src, size)
+    total = sum(length for _, length in extents)
+    done = 0
+    for start, length in extents:
+        copied = 0
+        while copied < length:
+            step = min(_CHUNK, length - copied)
+            n = os.copy_file_range(src, dst, step, start + copied, start + copied)
+            if n == 0:
+                raise CloneError("source image shrank while it was being copied")
+            copied += n
+            done += n
+            if progress:
+                progress(done, total)
+    os.ftruncate(dst, size)
+
+
+def clone_file(source: Path, target: Path, progress: Progress | None = None) -> Method:
+    """Copy ``source`` to the new file ``target`` (which must not exist), durably.
+
+    Returns how it was copied. On failure ``target`` is removed.
+    """
+    src = os.open(source, os.O_RDONLY)
+    try:
+        size = os.fstat(src).st_size
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                fcntl.ioctl(dst, FICLONE, src)
+                method = Method.REFLINK
+                if progress:
+                    progress(size, size)
+            except OSError as err:
+                if err.errno not in _NO_REFLINK:
+                    raise
+                _sparse_copy(src, dst, size, progress)
+                method = Method.SPARSE
+            os.fsync(dst)
+        except BaseException:
+            os.close(dst)
+            target.unlink(missing_ok=True)
+            raise
+        os.close(dst)
+    except OSError as err:
+        raise CloneError(f"copying {source} to {target}: {err.strerror}") from None
+    finally:
+        os.close(src)
+    return method
+
+
+def _run(argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CloneError(f"{argv[0]} is not installed (Debian package e2fsprogs)") from None
+    if done.returncode not in ok:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise CloneError(f"{what}: {detail[-1] if detail else f'exit {done.returncode}'}")
+
+
+def grow_ext4(path: Path, size: int) -> None:
+    """Grow the file ``path`` to ``size`` bytes and its ext2/3/4 filesystem to fill it."""
+    if os.path.getsize(path) >= size:
+        return
+    # resize2fs insists on a freshly checked filesystem; -p repairs only what is safe.
+    _run(["e2fsck", "-f", "-p", str(path)], f"checking {path.name}", ok=(0, 1))
+    os.truncate(path, size)
+    _run(["resize2fs", str(path)], f"growing {path.name} to {size} bytes")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_ext_filesystem(path: Path) -> bool:
+    """Whether ``path`` starts with an ext2/3/4 superblock (magic 0xEF53 at byte 1080)."""
+    with open(path, "rb") as f:
+        f.seek(1080)
+        return f.read(2) == b"\x53\xef"

@@ -1,0 +1,71 @@
+"""Which boot file a client is told to load: a pure function of its request and the config.
+
+The chain is firmware -> boot loader (TFTP, or HTTP for UEFI HTTP boot) ->
+iPXE -> the client's iPXE script over HTTP. A request from iPXE itself gets
+the script URL, never a loader again, so the chain cannot loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netboot.config import Config, Loader
+from netboot.dhcp.options import HTTP_VENDOR_CLASS, PXE_VENDOR_CLASS, ClientArch
+from netboot.dhcp.packet import Request
+
+# TFTP names of the boot loaders (the contract with the TFTP side), per option 93.
+BIOS_LOADERS = {Loader.IPXE: "undionly.kpxe", Loader.PXELINUX: "pxelinux.0"}
+UEFI_LOADERS = {
+    ClientArch.EFI_BC: "ipxe.efi",
+    ClientArch.EFI_X86_64: "ipxe.efi",
+    ClientArch.EFI_ARM64: "ipxe-arm64.efi",
+}
+# UEFI HTTP boot (UEFI 2.5 section 24.7) fetches the same loaders over HTTP.
+HTTP_LOADERS = {
+    ClientArch.EFI_X86_64_HTTP: "ipxe.efi",
+    ClientArch.EFI_ARM64_HTTP: "ipxe-arm64.efi",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BootChoice:
+    """What goes in ``file``/option 67, and how the reply must be dressed for this client."""
+
+    file: str
+    arch: int | None  # the option 93 type the choice was made for (None: not sent)
+    vendor_class: bytes | None = None  # option 60 to send back (PXE and HTTP boot need it)
+    ipxe: bool = False  # the client is iPXE: it gets option 175 in full mode
+    pxe_rom: bool = False  # a firmware PXE ROM: it gets option 43 discovery control
+
+
+def http_base(config: Config) -> str:
+    return f"http://{config.server.address}:{config.server.http_port}"
+
+
+def script_url(config: Config, mac: str) -> str:
+    """The client's iPXE script (the contract with the HTTP side)."""
+    return f"{http_base(config)}/clients/{mac}/boot.ipxe"
+
+
+def choose_boot(request: Request, config: Config) -> BootChoice | None:
+    """The boot file for ``request``, or None for an architecture netboot has no loader for."""
+    arches = request.architectures
+    arch = arches[0] if arches else None
+    vendor = request.vendor_class
+    if request.is_ipxe:
+        echo = PXE_VENDOR_CLASS if vendor.startswith(PXE_VENDOR_CLASS) else None
+        return BootChoice(script_url(config, request.mac), arch, echo, ipxe=True)
+    if vendor.startswith(HTTP_VENDOR_CLASS):
+        for candidate in arches:
+            if candidate in HTTP_LOADERS:
+                url = f"{http_base(config)}/{HTTP_LOADERS[ClientArch(candidate)]}"
+                return BootChoice(url, candidate, HTTP_VENDOR_CLASS)
+        return None
+    pxe = vendor.startswith(PXE_VENDOR_CLASS)
+    echo = PXE_VENDOR_CLASS if pxe else None
+    if arch is None or arch == ClientArch.BIOS:
+        return BootChoice(BIOS_LOADERS[config.boot.loader], arch, echo, pxe_rom=pxe)
+    for candidate in arches:
+        if candidate in UEFI_LOADERS:
+            return BootChoice(UEFI_LOADERS[ClientArch(candidate)], candidate, echo, pxe_rom=pxe)
+    return None

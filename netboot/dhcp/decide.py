@@ -1,0 +1,299 @@
+"""The DHCP server's whole judgement: one request in, at most one reply out, no I/O.
+
+:func:`decide` reads the config, the registered clients and the lease table,
+and returns a :class:`Decision`: the reply (or None), the lease changes the
+reply implies, and what to log. The socket loop applies the changes and sends
+the reply; nothing here touches a socket, a clock or the database, so every
+rule below is unit-tested on bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from netboot.config import Config, DhcpMode, UnknownPolicy
+from netboot.dhcp.boot import BootChoice, choose_boot
+from netboot.dhcp.leases import Decline, Grant, LeaseChange, LeaseTable, Release
+from netboot.dhcp.options import (
+    CLIENT_PORT,
+    HTTP_VENDOR_CLASS,
+    PXE_PORT,
+    PXE_VENDOR_CLASS,
+    SERVER_PORT,
+    IpxeOption,
+    MessageType,
+    Option,
+    PxeDiscoveryControl,
+    PxeOption,
+)
+from netboot.dhcp.packet import BROADCAST, BROADCAST_FLAG, ZERO, Reply, Request, reply_from_request
+from netboot.inventory import Client
+
+OFFER_HOLD = 60.0  # seconds an offered dynamic address is kept for the client that was offered it
+DECLINE_HOLD = 600.0  # seconds a declined address stays out of the pool
+# Option 43 for firmware PXE ROMs: "boot the file in this offer, no boot server discovery"
+# (PXE 2.1 section 2.4). Without it some Intel and Broadcom ROMs wait for a boot server.
+PXE_DISCOVERY = bytes((PxeOption.DISCOVERY_CONTROL, 1, PxeDiscoveryControl.USE_BOOT_FILE,
+                       Option.END))
+# Option 175 for iPXE in full mode: no ProxyDHCP will come, do not wait ~3 s for one.
+IPXE_NO_PXEDHCP = bytes((IpxeOption.NO_PXEDHCP, 1, 1))
+
+
+class ClientView(Protocol):
+    """The registered clients, as :func:`decide` needs them."""
+
+    def find(self, mac: str) -> Client | None: ...
+
+    def owner(self, ip: IPv4Address) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A reply (or None) and what it implies. ``note`` is the log line's text."""
+
+    reply: Reply | None
+    note: str
+    changes: tuple[LeaseChange, ...] = ()
+    stage: str | None = None  # boot stage to record for a registered client
+    unknown: bool = False  # an unregistered machine asked: note it in the inventory
+    warning: bool = False  # an operator should see this line
+
+
+def decide(request: Request, config: Config, leases: LeaseTable, clients: ClientView,
+           now: float) -> Decision:
+    """What netboot answers to ``request`` (see the module docstring)."""
+    dhcp = config.dhcp
+    kind = request.message_type.name
+    if dhcp.mode is DhcpMode.OFF:
+        return Decision(None, "dhcp.mode is off")
+    if request.giaddr != ZERO and request.giaddr not in dhcp.subnet:
+        return Decision(None, f"{kind} relayed by {request.giaddr}, not on {dhcp.subnet}: ignored")
+    client = clients.find(request.mac)
+    if dhcp.mode is DhcpMode.PROXY:
+        return _proxy(request, config, client)
+    server_id = request.server_id
+    if server_id is not None and server_id != config.server.address:
+        return Decision(None, f"{kind} for server {server_id}: not for us")
+    if client is None and dhcp.unknown is UnknownPolicy.IGNORE:
+        return Decision(None, f"{kind} from an unregistered machine: ignored (dhcp.unknown is"
+                        " ignore; `netboot client add` registers it)", unknown=True)
+    if request.message_type is MessageType.DISCOVER:
+        return _discover(request, config, client, leases, clients, now)
+    if request.message_type is MessageType.REQUEST:
+        return _request(request, config, client, leases, clients, now)
+    if request.message_type is MessageType.DECLINE:
+        return _decline(request, config, client, now)
+    if request.message_type is MessageType.RELEASE:
+        if client is not None:
+            return Decision(None, f"release of fixed address {request.ciaddr}")
+        return Decision(None, f"release {request.ciaddr}",
+                        changes=(Release(request.mac, request.ciaddr),))
+    return _inform(request, config, client)
+
+
+def _discover(request: Request, config: Config, client: Client | None, leases: LeaseTable,
+              clients: ClientView, now: float) -> Decision:
+    ip = client.ip if client else _dynamic(request, config, leases, clients, now,
+                                            request.requested_address)
+    if ip is None:
+        start, end = config.dhcp.dynamic_range
+        return Decision(None, f"no offer: dynamic range {start}-{end} is exhausted "
+                        f"({len(leases)} leases, {leases.declined_count(now)} declined)",
+                        warning=True)
+    boot = choose_boot(request, config)
+    reply = _configured(request, config, client, MessageType.OFFER, ip, boot)
+    changes: tuple[LeaseChange, ...] = ()
+    own = leases.of(request.mac)
+    if client is None and not (own and own.ip == ip and own.expires > now):
+        changes = (Grant(request.mac, ip, now + OFFER_HOLD, persist=False),)
+    return Decision(reply, f"offer {ip}{_boot_note(boot)}", changes)
+
+
+def _request(request: Request, config: Config, client: Client | None, leases: LeaseTable,
+             clients: ClientView, now: float) -> Decision:
+    """RFC 2131 section 4.3.2: SELECTING (server id), INIT-REBOOT (option 50, no server id),
+    RENEWING/REBINDING (ciaddr only)."""
+    wanted = request.requested_address
+    init_reboot = request.server_id is None and wanted is not None
+    if wanted is None:
+        if request.server_id is not None or request.ciaddr == ZERO:
+            return Decision(None, "REQUEST with neither a requested address nor ciaddr: ignored")
+        wanted = request.ciaddr
+    if wanted not in config.dhcp.subnet:
+        return _nak(request, config, f"{wanted} is not on {config.dhcp.subnet}")
+    if client is not None:
+        ip: IPv4Address | None = client.ip
+    else:
+        if init_reboot and leases.of(request.mac) is None:
+            # RFC 2131 4.3.2: no record of this client -> remain silent (another server may).
+            return Decision(None, f"INIT-REBOOT for {wanted} with no lease here: silent")
+        ip = _dynamic(request, config, leases, clients, now, wanted)
+    if ip != wanted:
+        return _nak(request, config, f"asked for {wanted}, but its address is {ip or 'none'}")
+    boot = choose_boot(request, config)
+    reply = _configured(request, config, client, MessageType.ACK, ip, boot)
+    if request.ciaddr != ZERO:
+        reply.ciaddr = request.ciaddr
+    if client is not None:
+        # A renewal (ciaddr set) is a running machine, not a boot: its stage stays as it is.
+        stage = "dhcp" if request.ciaddr == ZERO else None
+        return Decision(reply, f"ack {ip}{_boot_note(boot)}", stage=stage)
+    grant = Grant(request.mac, ip, now + config.dhcp.lease_time)
+    return Decision(reply, f"ack {ip} until +{config.dhcp.lease_time}s{_boot_note(boot)}",
+                    (grant,))
+
+
+def _decline(request: Request, config: Config, client: Client | None, now: float) -> Decision:
+    ip = request.requested_address
+    if ip is None:
+        return Decision(None, "DECLINE without a requested address: ignored")
+    if client is not None and ip == client.ip:
+        return Decision(None, f"client reports its fixed address {ip} in use by another "
+                        "machine: find the duplicate", warning=True)
+    if not config.dhcp.in_dynamic_range(ip):
+        return Decision(None, f"DECLINE of {ip}, not a dynamic address: ignored")
+    return Decision(None, f"declined {ip}: kept out of the pool for {DECLINE_HOLD:.0f}s",
+                    changes=(Decline(request.mac, ip, now + DECLINE_HOLD),), warning=True)
+
+
+def _inform(request: Request, config: Config, client: Client | None) -> Decision:
+    """RFC 2131 section 4.3.5: configuration (here: boot information) but no address."""
+    boot = choose_boot(request, config)
+    reply = _configured(request, config, client, MessageType.ACK, ZERO, boot, lease=False)
+    reply.ciaddr = request.ciaddr
+    if request.giaddr == ZERO and request.ciaddr == ZERO:
+        reply.destination = request.source
+    return Decision(reply, f"inform ack{_boot_note(boot)}")
+
+
+def _proxy(request: Request, config: Config, client: Client | None) -> Decision:
+    """PXE proxyDHCP (PXE 2.1 section 2.2.5): boot information only, never an address;
+    OFFER on port 67 to a DISCOVER, ACK on port 4011 to a REQUEST."""
+    kind = request.message_type.name
+    vendor = request.vendor_class
+    if not (vendor.startswith(PXE_VENDOR_CLASS) or vendor.startswith(HTTP_VENDOR_CLASS)):
+        return Decision(None, f"{kind} from a non-PXE client: proxy mode answers PXE only")
+    if client is None and config.dhcp.unknown is UnknownPolicy.IGNORE:
+        return Decision(None, f"{kind} from an unregistered machine: ignored", unknown=True)
+    if request.local_port == SERVER_PORT and request.message_type is MessageType.DISCOVER:
+        message_type = MessageType.OFFER
+    elif request.local_port == PXE_PORT and request.message_type in (MessageType.REQUEST,
+                                                                     MessageType.INFORM):
+        message_type = MessageType.ACK
+    else:
+        return Decision(None, f"{kind} on port {request.local_port}: the DHCP server's to answer")
+    boot = choose_boot(request, config)
+    if boot is None:
+        return Decision(None, f"no boot loader for architecture {request.architectures}")
+    reply = reply_from_request(request, message_type, config.server.address)
+    reply.ciaddr = request.ciaddr
+    _boot(reply, config, boot, proxy=True)
+    reply.destination = _destination(request, reply)
+    return Decision(reply, f"proxy {message_type.name.lower()}{_boot_note(boot)}")
+
+
+def _dynamic(request: Request, config: Config, leases: LeaseTable, clients: ClientView,
+             now: float, wanted: IPv4Address | None) -> IPv4Address | None:
+    """An address from the dynamic range for an unregistered machine: the one it holds,
+    else the one it asks for, else a never-used one, else the longest-expired one."""
+    start, end = config.dhcp.dynamic_range
+    reserved = config.reserved_addresses()
+    mac = request.mac
+
+    def usable(ip: IPv4Address) -> bool:
+        return (start <= ip <= end and ip not in reserved and clients.owner(ip) is None
+                and leases.free_for(ip, mac, now))
+
+    own = leases.of(mac)
+    if own is not None and usable(own.ip):
+        return own.ip
+    if wanted is not None and usable(wanted):
+        return wanted
+    oldest = None
+    for number in range(int(start), int(end) + 1):
+        ip = IPv4Address(number)
+        if not usable(ip):
+            continue
+        lease = leases.at(ip)
+        if lease is None:
+            return ip
+        if oldest is None or lease.expires < oldest.expires:
+            oldest = lease
+    return oldest.ip if oldest else None
+
+
+def _configured(request: Request, config: Config, client: Client | None,
+                message_type: MessageType, ip: IPv4Address, boot: BootChoice | None,
+                lease: bool = True) -> Reply:
+    """An OFFER or ACK with the address, the configured options and the boot information."""
+    dhcp = config.dhcp
+    reply = reply_from_request(request, message_type, config.server.address)
+    reply.yiaddr = ip
+    opts = reply.options
+    opts[Option.SUBNET_MASK] = dhcp.subnet.netmask.packed
+    if dhcp.router is not None:
+        opts[Option.ROUTER] = dhcp.router.packed
+    if dhcp.dns:
+        opts[Option.DNS_SERVERS] = b"".join(a.packed for a in dhcp.dns)
+    if client is not None:
+        opts[Option.HOSTNAME] = client.hostname.encode()
+    if dhcp.domain:
+        opts[Option.DOMAIN_NAME] = dhcp.domain.encode()
+    opts[Option.BROADCAST_ADDRESS] = dhcp.subnet.broadcast_address.packed
+    if lease:
+        opts[Option.LEASE_TIME] = dhcp.lease_time.to_bytes(4, "big")
+        opts[Option.RENEWAL_TIME] = (dhcp.lease_time // 2).to_bytes(4, "big")
+        opts[Option.REBINDING_TIME] = (dhcp.lease_time * 7 // 8).to_bytes(4, "big")
+    if boot is not None:
+        _boot(reply, config, boot, proxy=False)
+    reply.destination = _destination(request, reply)
+    return reply
+
+
+def _boot(reply: Reply, config: Config, boot: BootChoice, proxy: bool) -> None:
+    """next-server, ``file``, options 66/67 and the PXE/iPXE vendor options."""
+    name = boot.file.encode()
+    reply.siaddr = config.server.address
+    reply.file = name if len(name) < 128 else b""  # else only in option 67
+    reply.options[Option.TFTP_SERVER_NAME] = str(config.server.address).encode()
+    reply.options[Option.BOOTFILE_NAME] = name
+    if boot.vendor_class is not None:
+        reply.options[Option.VENDOR_CLASS] = boot.vendor_class
+    if boot.pxe_rom or (proxy and boot.vendor_class == PXE_VENDOR_CLASS and not boot.ipxe):
+        reply.options[Option.VENDOR_SPECIFIC] = PXE_DISCOVERY
+    if boot.ipxe and not proxy:
+        reply.options[Option.IPXE_ENCAPSULATED] = IPXE_NO_PXEDHCP
+
+
+def _nak(request: Request, config: Config, why: str) -> Decision:
+    """RFC 2131 table 3: a NAK carries 53, 54, 56 and the client id; 82 is echoed."""
+    reply = reply_from_request(request, MessageType.NAK, config.server.address)
+    reply.options.pop(Option.CLIENT_UUID, None)
+    reply.options[Option.MESSAGE] = why.encode()[:255]
+    if request.giaddr != ZERO:
+        reply.flags |= BROADCAST_FLAG  # RFC 2131 4.3.2: the relay must broadcast a NAK
+    reply.destination = _destination(request, reply)
+    return Decision(reply, f"nak: {why}")
+
+
+def _destination(request: Request, reply: Reply) -> tuple[str, int]:
+    """RFC 2131 section 4.1: to the relay if there is one; to a PXE client's own port for a
+    4011 exchange; broadcast for a NAK; unicast to ``ciaddr`` if the client has an address;
+    else broadcast, since a client without an address cannot take unicast before the
+    server has added an ARP entry for it (which RFC 2131 allows a server not to do)."""
+    if request.giaddr != ZERO:
+        return str(request.giaddr), SERVER_PORT
+    if request.local_port == PXE_PORT:
+        return request.source
+    if reply.message_type is not MessageType.NAK and request.ciaddr != ZERO:
+        return str(request.ciaddr), CLIENT_PORT
+    return str(BROADCAST), CLIENT_PORT
+
+
+def _boot_note(boot: BootChoice | None) -> str:
+    if boot is None:
+        return ", no boot file (no loader for its architecture)"
+    arch = f" (arch {boot.arch})" if boot.arch is not None else ""
+    return f", boot {boot.file}{arch}"

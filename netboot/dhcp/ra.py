@@ -1,0 +1,117 @@
+"""Answer IPv6 router solicitations on the boot interface, so iPXE stops waiting for them.
+
+iPXE configures IPv6 after its DHCPv4 ACK and waits about 13 s for a router
+advertisement when no router answers. An RA with router lifetime 0 (not a
+default router), no prefix and neither the M nor the O flag tells it at once
+that there is nothing to configure (RFC 4861 section 4.2), and changes
+nothing for any other host. Scapy builds the RA; the kernel fills in the
+ICMPv6 checksum and the link-local source.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import struct
+import threading
+from pathlib import Path
+
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr
+
+from netboot.errors import NetbootError
+
+log = logging.getLogger("netboot.ra")
+
+ROUTER_SOLICITATION = 133  # RFC 4861 section 4.1
+ALL_NODES = "ff02::1"
+ALL_ROUTERS = "ff02::2"
+ND_HOP_LIMIT = 255  # RFC 4861 section 6.1.2: anything else is dropped by the receiver
+MIN_MULTICAST_INTERVAL = 3.0  # RFC 4861 section 10, MIN_DELAY_BETWEEN_RAS
+
+
+def advertisement(mac: str | None) -> bytes:
+    """The RA netboot sends: lifetime 0, no flags, no prefix; checksum left to the kernel."""
+    packet = ICMPv6ND_RA(chlim=0, M=0, O=0, routerlifetime=0, cksum=0)
+    if mac:
+        packet = packet / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    return bytes(packet)
+
+
+def interface_mac(interface: str) -> str | None:
+    try:
+        return Path(f"/sys/class/net/{interface}/address").read_text().strip()
+    except OSError:
+        return None
+
+
+class RouterAdvertiser:
+    """The ``router-advertisements`` service of ``netboot serve``."""
+
+    name = "router-advertisements"
+
+    def __init__(self, interface: str) -> None:
+        self.interface = interface
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self.answered = 0
+
+    def start(self) -> None:
+        try:
+            index = socket.if_nametoindex(self.interface)
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        except OSError as err:
+            raise NetbootError(f"cannot answer router solicitations on {self.interface}: "
+                               f"{err.strerror or err}") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
+            group = socket.inet_pton(socket.AF_INET6, ALL_ROUTERS) + struct.pack("@I", index)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ND_HOP_LIMIT)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ND_HOP_LIMIT)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        except OSError as err:
+            sock.close()
+            raise NetbootError(f"cannot answer router solicitations on {self.interface}: "
+                               f"{err.strerror or err}") from None
+        self._sock, self._index = sock, index
+        self._packet = advertisement(interface_mac(self.interface))
+        self._thread = threading.Thread(target=self._run, name="ra", daemon=True)
+        self._thread.start()
+        log.info("answering IPv6 router solicitations on %s", self.interface)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._sock is not None:
+            self._sock.close()
+        log.info("router advertisements stopped: %d solicitations answered", self.answered)
+
+    def _run(self) -> None:
+        assert self._sock is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self._sock, selectors.EVENT_READ)
+        try:
+            while not self._stop.is_set():
+                if selector.select(timeout=0.5):
+                    self._answer_one()
+        finally:
+            selector.close()
+
+    def _answer_one(self) -> None:
+        """A solicitation from a link-local address is answered to it (RFC 4861 6.2.6
+        allows unicast); one from :: (no address yet) to all nodes."""
+        assert self._sock is not None
+        try:
+            data, source = self._sock.recvfrom(1500)
+            if not data or data[0] != ROUTER_SOLICITATION:
+                return
+            host = source[0].split("%")[0]
+            target = ALL_NODES if host == "::" else host
+            self._sock.sendto(self._packet, (target, 0, 0, self._index))
+            self.answered += 1
+            log.debug("router advertisement to %s", target)
+        except OSError as err:
+            log.warning("router advertisement on %s failed: %s", self.interface, err)

@@ -1,0 +1,304 @@
+"""`netboot lab up | boot | down` as functions: a whole boot VLAN with netboot serving N clients.
+
+``up`` prepares the boot files, makes the VLAN, starts tgtd and
+``netboot serve`` inside it and registers the clients with the real CLI
+(subprocesses, with the lab's own config file), then leaves it all
+running; ``boot`` starts the clients' VMs and follows them; ``down`` stops
+and removes everything, also after a crash. What ``up`` started is recorded
+in ``<lab dir>/lab.json`` (and the VLAN's names in topology.json) as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from netboot.config import Config
+from netboot.configfile import load_config
+from netboot.inventory import Inventory
+from netboot.lab import procs, topology
+from netboot.lab.progress import Board, ClientProgress
+from netboot.lab.topology import LabError, Topology
+from netboot.lab.vm import (
+    Accel,
+    Firmware,
+    VmFactory,
+    VmSpec,
+    VmTimeout,
+    choose_accel,
+    lab_mac,
+)
+from netboot.lab.watch import watch
+from netboot.target.tgtd import CONTROL_PORT_MAX, stop_tgtd
+from netboot.templates import render
+
+STATE_FILE = "lab.json"
+CONFIG_FILE = "netboot.yaml"
+HTTP_PORT = 8080
+BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
+ROOT_GRACE = 30.0  # seconds a client that reached its root gets to finish and power off
+SERVE_READY = "serving:"  # netboot.server.run logs this once every service listens
+IMAGE = "builtin"  # the golden image every lab client's root is cloned from
+
+
+@dataclass(frozen=True)
+class LabClient:
+    name: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class LabState:
+    """What ``up`` made besides the VLAN: config, clients, processes, how VMs run."""
+
+    config: str
+    clients: tuple[LabClient, ...]
+    accel: str
+    tgt_control_port: int
+    pids: dict[str, int]
+
+    @classmethod
+    def from_json(cls, data: dict) -> LabState:
+        return cls(config=data["config"], accel=data["accel"],
+                   clients=tuple(LabClient(**c) for c in data["clients"]),
+                   tgt_control_port=int(data["tgt_control_port"]), pids=dict(data["pids"]))
+
+
+def default_lab_dir() -> Path:
+    """$NETBOOT_LAB_DIR, or lab-state/ in the current directory."""
+    return Path(os.environ.get("NETBOOT_LAB_DIR", "lab-state")).resolve()
+
+
+def _save(lab_dir: Path, state: LabState) -> None:
+    tmp = lab_dir / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    os.replace(tmp, lab_dir / STATE_FILE)
+
+
+def load_state(lab_dir: Path) -> LabState:
+    path = lab_dir / STATE_FILE
+    try:
+        return LabState.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise LabError(f"no lab is up in {lab_dir}: start one with 'netboot lab up'") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise LabError(f"{path}: unreadable lab state ({err}); "
+                       f"'netboot lab down --dir {lab_dir}' removes the lab") from None
+
+
+def free_tgt_control_port() -> int:
+    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
+    for _ in range(100):
+        port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
+        if not Path(f"/var/run/tgtd/socket.{port}").exists():
+            return port
+    raise LabError("no free tgtd control port found under /var/run/tgtd")
+
+
+def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
+                 kernel_flavour: str, cache_dir: Path) -> Path:
+    """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
+
+    Downloads go to ``cache_dir``, which may be shared between labs.
+    """
+    path = topology.lab_dir / CONFIG_FILE
+    path.write_text(render(
+        "lab.yaml.j2", today=time.strftime("%Y-%m-%d"), lab_dir=topology.lab_dir,
+        netns=topology.netns, bridge=topology.bridge, address=topology.server,
+        http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
+        tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
+        cache_dir=cache_dir, lun_size=lun_size, loader=loader, kernel_flavour=kernel_flavour))
+    load_config(path)  # the lab's own file must pass the same checks as a user's
+    return path
+
+
+def netboot_argv(config: Path, *args: str) -> list[str]:
+    """The real `netboot` CLI with the lab's config (this interpreter, this package)."""
+    return [sys.executable, "-m", "netboot", "--config", str(config), *args]
+
+
+# The boot files a lab needs, made with the real CLI in this order: the kernel
+# package (vmlinuz and modules), the initramfs built from it, the golden image.
+PREPARE: tuple[tuple[str, ...], ...] = (
+    ("kernel", "fetch"),
+    ("initramfs", "build"),
+    ("image", "build", IMAGE, "--builtin"),
+)
+
+
+def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.LabProcess:
+    """`netboot serve` inside the VLAN (it starts tgtd there too); returns once it serves."""
+    serve = procs.start(topology, "netboot-serve", netboot_argv(config_path, "serve"), log_dir,
+                        settle=1.0)
+    procs.wait_for_log(serve, SERVE_READY, timeout=60)
+    return serve
+
+
+def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
+       kernel_flavour: str = "cloud-amd64", accel: Accel | None = None,
+       cache_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
+    """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
+
+    Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
+    """
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
+        raise LabError(f"a lab is already up in {lab_dir}; "
+                       f"'netboot lab down --dir {lab_dir}' removes it")
+    logs = lab_dir / "logs"
+    with topology.signals_interrupt():
+        topo = topology.create(lab_dir, taps=clients)
+        try:
+            say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
+                f"{clients} taps")
+            config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
+                                       kernel_flavour, cache_dir or lab_dir / "cache")
+            config = load_config(config_path)
+            for step in PREPARE:
+                say(f"netboot {' '.join(step)}")
+                _run(netboot_argv(config_path, *step), logs)
+            chosen = accel or choose_accel(logs)
+            say(f"VMs run under {chosen}")
+            state = LabState(str(config_path), (), str(chosen),
+                             config.target.tgt_control_port, {})
+            _save(lab_dir, state)  # from here on, each start is on record before the next
+            serve = start_serve(topo, config_path, logs)
+            state = replace(state, pids={"serve": serve.pid})
+            _save(lab_dir, state)
+            say(f"netboot serve running (pid {serve.pid}), tgtd on control port "
+                f"{config.target.tgt_control_port}")
+            for i in range(clients):
+                client = LabClient(f"lab-{i + 1:02d}", lab_mac(i + 1))
+                _run(netboot_argv(config_path, "client", "add", client.mac,
+                                        "--hostname", client.name, "--image", IMAGE), logs)
+                state = replace(state, clients=(*state.clients, client))
+                _save(lab_dir, state)
+                say(f"client {client.name} {client.mac} registered")
+            return state
+        except BaseException:
+            with topology.signals_deferred():
+                down(lab_dir)
+            raise
+
+
+def _run(argv: list[str], logs: Path) -> None:
+    """Run a CLI step (on the host: downloads need its network; tgtadm works from anywhere).
+
+    Its output goes to the lab's commands.log, its error to the user.
+    """
+    logs.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    with (logs / "commands.log").open("a") as log:
+        log.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+    if proc.returncode != 0:
+        raise LabError(f"'netboot {' '.join(argv[5:])}' failed: "
+                       f"{(proc.stderr or proc.stdout).strip() or f'status {proc.returncode}'}")
+
+
+def stop_serve(state: LabState) -> None:
+    """Stop the lab's `netboot serve` (tgtd and the VLAN stay), e.g. to let another server in."""
+    if (pid := state.pids.get("serve")) is not None:
+        _terminate(pid)
+
+
+def down(lab_dir: Path) -> bool:
+    """Stop and remove the lab in ``lab_dir``; False if there was nothing to remove."""
+    found = False
+    path = lab_dir / STATE_FILE
+    if path.exists():
+        found = True
+        try:
+            state = load_state(lab_dir)
+        except LabError:
+            state = None
+        if state is not None:
+            stop_serve(state)
+            stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
+        path.unlink(missing_ok=True)
+    return (topology.down(lab_dir) is not None) or found
+
+
+def _terminate(pid: int, grace: float = procs.STOP_GRACE) -> None:
+    """SIGTERM a process we no longer hold a handle on; wait for it to go."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used (None if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def inventory_poll(config: Config, macs: Sequence[str]) -> Callable[[], list[tuple[str, str,
+                                                                                    float]]]:
+    """Stages the server recorded for ``macs`` (last stage per client, as the inventory keeps)."""
+    inventory = Inventory(config.storage.database)
+
+    def poll() -> list[tuple[str, str, float]]:
+        found = []
+        for mac in macs:
+            client = inventory.find(mac)
+            if client is not None and client.last_stage and client.last_stage_at:
+                found.append((mac, client.last_stage, client.last_stage_at))
+        return found
+
+    return poll
+
+
+def boot(lab_dir: Path, count: int | None = None, firmware: Firmware = Firmware.BIOS,
+         timeout: float = BOOT_TIMEOUT, stream: TextIO = sys.stdout) -> tuple[
+             list[ClientProgress], float | None]:
+    """Boot the lab's clients at once; their progress and the server's CPU seconds used."""
+    state = load_state(lab_dir)
+    topo = topology.load(lab_dir)
+    if topo is None:
+        raise LabError(f"{lab_dir} has lab state but no boot VLAN: run 'netboot lab down' "
+                       "and 'netboot lab up' again")
+    serve_pid = state.pids.get("serve")
+    if serve_pid is None or (cpu_before := cpu_seconds(serve_pid)) is None:
+        raise LabError("netboot serve is not running in the lab: see "
+                       f"{lab_dir / 'logs' / 'netboot-serve.log'}, then 'netboot lab down' and "
+                       "'netboot lab up'")
+    clients = state.clients[:count] if count is not None else state.clients
+    if count is not None and count > len(state.clients):
+        raise LabError(f"the lab has {len(state.clients)} clients, not {count}: "
+                       f"'netboot lab up --clients {count}'")
+    config = load_config(state.config)
+    progress = [ClientProgress(c.name, c.mac) for c in clients]
+    factory = VmFactory(lab_dir / "vms")
+    with topology.signals_interrupt():
+        try:
+            for client, tap in zip(clients, topo.taps, strict=False):
+                factory.start(VmSpec(client.name, client.mac, tap, firmware=firmware,
+                                     accel=Accel(state.accel)), topo.netns)
+            watch(factory.vms, Board(progress, stream), timeout,
+                  inventory_poll(config, [c.mac for c in clients]))
+            for vm, client in zip(factory.vms, progress, strict=True):
+                if client.result == "ok":  # let its root's init run (the built-in one powers off)
+                    with suppress(VmTimeout):
+                        vm.wait_exit(ROOT_GRACE)
+        finally:
+            with topology.signals_deferred():
+                factory.stop_all()
+    cpu_after = cpu_seconds(serve_pid)
+    return progress, (None if cpu_after is None else cpu_after - cpu_before)
+

@@ -1,0 +1,291 @@
+"""QEMU virtual machines for the lab: argv, start inside the lab namespace, serial console, stop.
+
+The serial console is the one thing every boot stage writes to (firmware,
+iPXE, pxelinux, the kernel, /init), so it is read line by line as it
+arrives, stamped with seconds since QEMU started, written to a log file and
+handed to whoever waits for a marker (see :mod:`netboot.lab.markers`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+from netboot import iproute
+from netboot.lab.topology import LabError
+
+QEMU = "qemu-system-x86_64"
+OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: CODE and VARS in one image, for -bios
+STOP_GRACE = 5.0
+# Terminal control sequences SeaBIOS, OVMF and iPXE write around their text.
+_ESCAPES = re.compile(rb"\x1b(?:\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z=>])")
+_CONTROLS = re.compile(r"[\x00-\x07\x09-\x1f\x7f]")
+
+
+class Firmware(StrEnum):
+    """What the VM boots with."""
+
+    BIOS = "bios"  # SeaBIOS and the NIC's iPXE ROM (ipxe-qemu)
+    UEFI = "uefi"  # OVMF
+
+
+class Accel(StrEnum):
+    KVM = "kvm"
+    TCG = "tcg"  # software emulation: slow but runs everything, including the iPXE ROM
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """One VM. With ``kernel`` set it boots that kernel directly (no firmware PXE at all)."""
+
+    name: str
+    mac: str
+    tap: str | None  # None: no network card
+    firmware: Firmware = Firmware.BIOS
+    accel: Accel = Accel.TCG
+    memory_mb: int = 512
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    extra: tuple[str, ...] = ()  # more QEMU arguments (disks, a hub NIC for a probe)
+
+
+def qemu_argv(spec: VmSpec) -> list[str]:
+    """The QEMU command line for ``spec``; the serial console is stdio, the monitor is off."""
+    if spec.firmware is Firmware.UEFI:
+        machine = ["-machine", f"q35,accel={spec.accel}", "-bios", str(OVMF)]
+    else:
+        machine = ["-machine", f"pc,accel={spec.accel}"]
+    cpu = "host" if spec.accel is Accel.KVM else "qemu64"
+    argv = [QEMU, "-name", spec.name, *machine, "-cpu", cpu, "-m", str(spec.memory_mb),
+            "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot"]
+    if spec.tap is not None:
+        argv += ["-netdev", f"tap,ifname={spec.tap},script=no,downscript=no,id=n0",
+                 "-device", f"virtio-net-pci,netdev=n0,mac={spec.mac}"]
+    if spec.kernel is not None:
+        argv += ["-kernel", str(spec.kernel)]
+        if spec.initrd is not None:
+            argv += ["-initrd", str(spec.initrd)]
+        if spec.append:
+            argv += ["-append", spec.append]
+    else:
+        argv += ["-boot", "n"]
+    return argv + list(spec.extra)
+
+
+@dataclass(frozen=True)
+class SerialLine:
+    """One console line and when it was complete, in seconds since QEMU started."""
+
+    at: float
+    text: str
+
+
+def clean_line(raw: bytes) -> str:
+    """A console line as text: escape sequences and control characters gone, backspaces applied.
+
+    iPXE's "Press Ctrl-B" countdown erases itself with backspaces and the next
+    message follows on the same line; applying them leaves just that message.
+    """
+    kept: list[str] = []
+    for char in _ESCAPES.sub(b"", raw).decode("utf-8", "replace"):
+        if char == "\b":
+            if kept:
+                kept.pop()
+        else:
+            kept.append(char)
+    return _CONTROLS.sub("", "".join(kept)).strip()
+
+
+class VmTimeout(LabError):
+    """A VM did not show what was waited for in time; the message ends with its last lines."""
+
+
+class Vm:
+    """A running QEMU: ``with Vm(spec, log_dir, netns) as vm: vm.wait_for(...)``.
+
+    The serial log is ``<log_dir>/<name>.serial.log`` (lines stamped
+    ``[  12.345]``), QEMU's own messages go to ``<name>.qemu.log``.
+    """
+
+    def __init__(self, spec: VmSpec, log_dir: Path, netns: str | None = None) -> None:
+        self.spec = spec
+        self.netns = netns
+        self.serial_log = log_dir / f"{spec.name}.serial.log"
+        self.qemu_log = log_dir / f"{spec.name}.qemu.log"
+        self.started = 0.0  # time.monotonic() at start: serial times count from here
+        self.started_wall = 0.0  # the same moment as Unix time, to place server-side stages
+        self.tail: deque[str] = deque(maxlen=30)
+        self._lines: queue.Queue[SerialLine | None] = queue.Queue()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> Vm:
+        if shutil.which(QEMU) is None:
+            raise LabError(f"{QEMU} is not installed (Debian package qemu-system-x86)")
+        argv = qemu_argv(self.spec)
+        if self.netns is not None:
+            argv = iproute.in_netns(self.netns, argv)
+        self.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        with self.qemu_log.open("wb") as err:
+            self.started, self.started_wall = time.monotonic(), time.time()
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=err)
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,),
+                                        name=f"serial-{self.spec.name}", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self, stream: IO[bytes]) -> None:
+        """Split the console into lines, stamp, log and queue them; None marks its end."""
+        with self.serial_log.open("w") as log:
+            for raw in iter(stream.readline, b""):
+                # Carriage-return rewrites (spinners, "...ok") end up on one line.
+                text = clean_line(raw.replace(b"\r", b""))
+                if not text:
+                    continue
+                line = SerialLine(time.monotonic() - self.started, text)
+                log.write(f"[{line.at:8.3f}] {text}\n")
+                log.flush()
+                self.tail.append(text)
+                self._lines.put(line)
+        self._lines.put(None)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    def lines(self, timeout: float, awaited: str = "QEMU's exit") -> Iterator[SerialLine]:
+        """Console lines as they come, until QEMU exits; VmTimeout after ``timeout`` s in all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self._lines.get(timeout=max(left, 0))
+            except queue.Empty:
+                raise self._timeout(f"no {awaited} within {timeout:.0f} s") from None
+            if line is None:
+                self._lines.put(None)  # later callers see the end too
+                return
+            yield line
+
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float) -> SerialLine:
+        """The first console line matching ``pattern`` (searched, not anchored)."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        for line in self.lines(timeout, f"console line matching {regex.pattern!r}"):
+            if regex.search(line.text):
+                return line
+        self.wait_exit(STOP_GRACE)  # the console closes a moment before QEMU's status is there
+        raise self._timeout(f"QEMU exited (status {self.returncode}) before {regex.pattern!r}")
+
+    def wait_exit(self, timeout: float) -> int:
+        """QEMU's exit status once it exits by itself (poweroff with -no-reboot)."""
+        assert self._proc is not None, "start() first"
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise self._timeout(f"still running after {timeout:.0f} s") from None
+
+    def _timeout(self, what: str) -> VmTimeout:
+        errors = self.qemu_log.read_text(errors="replace").strip() if self.qemu_log.exists() else ""
+        return VmTimeout(
+            f"VM {self.spec.name} ({self.spec.mac}): {what}; serial log {self.serial_log}"
+            + (f"; QEMU said: {errors}" if errors else "")
+            + ("; last console lines:\n  " + "\n  ".join(self.tail) if self.tail else
+               "; nothing on its console")
+        )
+
+    def stop(self) -> None:
+        """Stop QEMU: SIGTERM (it exits at once), SIGKILL if it does not within the grace."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(STOP_GRACE)
+
+    def __enter__(self) -> Vm:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class VmFactory:
+    """Starts VMs (inside a lab namespace), and stops every one of them at the end."""
+
+    log_dir: Path
+    vms: list[Vm] = field(default_factory=list)
+
+    def start(self, spec: VmSpec, netns: str | None = None) -> Vm:
+        vm = Vm(spec, self.log_dir, netns)
+        self.vms.append(vm)
+        return vm.start()
+
+    def stop_all(self) -> None:
+        for vm in self.vms:
+            vm.stop()
+
+
+def lab_mac(index: int) -> str:
+    """The MAC of the lab's VM number ``index``: QEMU's locally administered 52:54:00 block."""
+    if not 0 <= index < 1 << 24:
+        raise LabError(f"VM index {index} out of range")
+    return "52:54:00:" + ":".join(f"{(index >> s) & 0xFF:02x}" for s in (16, 8, 0))
+
+
+PROBE_TIMEOUT = 5.0  # a working ROM gets there in well under a second, even under TCG
+# The iPXE ROM prints this once it runs; under the nested KVM here it hangs just before.
+PROBE_MARKER = "iPXE initialising devices"
+
+
+def rom_runs(accel: Accel, log_dir: Path, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True if a BIOS VM under ``accel`` gets its NIC's iPXE ROM running within ``timeout`` s.
+
+    The probe VM's NIC sits alone on a QEMU hub, so nothing it sends leaves the VM.
+    """
+    spec = VmSpec(name=f"probe-{accel}", mac=lab_mac(0xFFFFFF), tap=None, accel=accel,
+                  memory_mb=128, extra=("-netdev", "hubport,hubid=0,id=n0",
+                                        "-device", f"virtio-net-pci,netdev=n0,mac={lab_mac(0)}"))
+    with Vm(spec, log_dir) as vm:
+        try:
+            vm.wait_for(re.escape(PROBE_MARKER), timeout)
+        except VmTimeout:
+            return False
+    return True
+
+
+def kvm_works(log_dir: Path) -> bool:
+    """True only if KVM really runs the iPXE ROM.
+
+    /dev/kvm existing proves little: a nested, paravirtual KVM opens fine and
+    then never gets past the ROM's "starting execution".
+    """
+    kvm = Path("/dev/kvm")
+    return kvm.exists() and os.access(kvm, os.R_OK | os.W_OK) and rom_runs(Accel.KVM, log_dir)
+
+
+def choose_accel(log_dir: Path) -> Accel:
+    """KVM where the probe boot works, TCG otherwise."""
+    return Accel.KVM if kvm_works(log_dir) else Accel.TCG

@@ -1,0 +1,85 @@
+"""What a target should look like and what one does look like, independent of the backend.
+
+A backend (tgt today, LIO later) turns a :class:`DesiredState` into its own
+commands; everything above it (reconcile, the CLI) speaks only these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netboot.errors import NetbootError
+
+
+class TargetError(NetbootError):
+    """The iSCSI target refused or failed an operation; the message says which and why."""
+
+
+class TargetUnreachable(TargetError):
+    """No target daemon answers on the configured control channel."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A CHAP user name and secret. The secret never appears in ``repr`` (logs)."""
+
+    user: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Lun:
+    """One logical unit: its number on the target and the file or device behind it."""
+
+    number: int
+    path: str
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One client's target as it should be: its LUNs, who may log in and with which CHAP."""
+
+    iqn: str
+    mac: str  # the owning client, so every log line about this target names it
+    luns: tuple[Lun, ...]
+    initiators: tuple[str, ...]
+    incoming: Account
+    outgoing: Account | None = None
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything netboot wants on the target.
+
+    ``prefix`` marks the IQNs netboot owns: targets under it that are not in
+    ``targets`` are removed; targets outside it are somebody else's and left alone.
+    ``discovery`` lists the accounts that may authenticate SendTargets discovery
+    (empty: discovery needs no CHAP).
+    """
+
+    prefix: str
+    targets: tuple[TargetSpec, ...]
+    discovery: tuple[Account, ...] = ()
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """A target as the backend reports it (``target list``)."""
+
+    iqn: str
+    luns: tuple[Lun, ...]
+    initiators: tuple[str, ...]
+    incoming: tuple[str, ...]  # user names only: no backend reports secrets back
+    outgoing: str | None
+    sessions: int
+
+
+@dataclass
+class Outcome:
+    """What one apply did: changes made (for the log) and targets that failed, by IQN."""
+
+    changes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.failed)

@@ -1,0 +1,105 @@
+"""The target part of ``netboot serve``: tgtd started or adopted, and kept in step.
+
+A watch thread wakes every second and does nothing costly unless something
+moved: the inventory (SQLite's ``PRAGMA data_version`` on a read-only
+connection changes when another connection commits), the daemon (its pid:
+a restarted tgtd has forgotten every target, so all come back within a
+second or two), or ``target.reconcile_interval`` has passed. A tgtd that is
+gone is started again. Stopping serve leaves tgtd running: diskless clients
+live on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from netboot.config import Config
+from netboot.errors import NetbootError
+from netboot.inventory import Inventory
+from netboot.target import TargetBackend, managed_backend
+from netboot.target.reconcile import reconcile
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 1.0
+
+
+class TargetService:
+    """Starts or adopts the target daemon and reconciles it with the inventory."""
+
+    name = "target"
+
+    def __init__(self, config: Config, open_inventory: Callable[[], Inventory],
+                 backend: TargetBackend | None = None, watch: float = WATCH_INTERVAL) -> None:
+        self.config = config
+        self.open_inventory = open_inventory
+        self.backend = backend or managed_backend(config)
+        self.watch = watch
+        self.reconciles = 0  # how many reconciles ran (a test and `serve` logs read it)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _ensure_daemon(self) -> int:
+        pid = self.backend.running()
+        if pid is not None:
+            return pid
+        address, port = self.config.portal
+        log.warning("no tgtd on control port %d: starting one on portal %s:%d",
+                    self.config.target.tgt_control_port, address, port)
+        self.backend.start(self.config.portal)
+        pid = self.backend.running()
+        if pid is None:
+            raise NetbootError("tgtd started but does not hold its control port")
+        return pid
+
+    def _reconcile(self, inventory: Inventory) -> None:
+        reconcile(self.config, inventory, self.backend)
+        self.reconciles += 1
+
+    def start(self) -> None:
+        pid = self.backend.running()
+        if pid is not None:
+            log.info("using the running tgtd (pid %d) on control port %d", pid,
+                     self.config.target.tgt_control_port)
+        pid = self._ensure_daemon()
+        with self.open_inventory() as inventory:
+            self._reconcile(inventory)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(pid,), name="target-watch",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self, pid: int | None) -> None:
+        inventory = self.open_inventory()
+        watcher = sqlite3.connect(f"file:{self.config.storage.database}?mode=ro", uri=True)
+        try:
+            version = watcher.execute("PRAGMA data_version").fetchone()[0]
+            last = time.monotonic()
+            while not self._stop.wait(self.watch):
+                try:
+                    now_pid = self._ensure_daemon()
+                    now_version = watcher.execute("PRAGMA data_version").fetchone()[0]
+                    due = time.monotonic() - last >= self.config.target.reconcile_interval
+                    if now_pid != pid:
+                        log.warning("tgtd was restarted (pid %s -> %d): restoring every target",
+                                    pid, now_pid)
+                    if now_pid != pid or now_version != version or due:
+                        self._reconcile(inventory)
+                        pid, version, last = now_pid, now_version, time.monotonic()
+                except NetbootError as err:
+                    log.error("target reconcile failed: %s", err)
+                except Exception:  # the watch must outlive any one bad round
+                    log.exception("target reconcile crashed")
+        finally:
+            watcher.close()
+            inventory.close()

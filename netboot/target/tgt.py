@@ -1,0 +1,169 @@
+"""The Linux tgt backend: netboot's targets kept in a tgtd through ``tgtadm``.
+
+Each apply observes tgtd (three ``show`` calls), plans with
+:mod:`netboot.target.tgtplan` and runs the plan; an apply that finds
+everything in place runs nothing else. Applies from the CLI and from
+``netboot serve`` are serialised by a lock file in the state directory, which
+also keeps the fingerprints of the secrets netboot gave tgtd (tgt cannot
+report a secret back, so this is how a changed secret is noticed).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from netboot.log import client_log
+from netboot.target.model import (
+    Account,
+    DesiredState,
+    Outcome,
+    TargetError,
+    TargetSpec,
+    TargetState,
+    TargetUnreachable,
+)
+from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtadm, tgtd_pid
+from netboot.target.tgtplan import GLOBAL, Observed, Op, plan
+from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_ACCOUNTS_MAX = 16  # tgt's global target: a static int[16], never grown safely
+
+
+class TgtBackend:
+    """tgtd on one control port, with netboot's bookkeeping in ``state_dir``."""
+
+    def __init__(self, control_port: int, state_dir: Path) -> None:
+        self.control_port = control_port
+        self._lock = state_dir / f"tgt-{control_port}.lock"
+        self._secrets = state_dir / f"tgt-{control_port}.accounts.json"
+
+    # -- the backend interface -----------------------------------------------------
+
+    def running(self) -> int | None:
+        """The daemon's pid when one runs (it changes when tgtd is restarted)."""
+        return tgtd_pid(self.control_port)
+
+    def start(self, portal: tuple[IPv4Address, int]) -> None:
+        start_tgtd(self.control_port, portal)
+
+    def stop(self) -> None:
+        stop_tgtd(self.control_port)
+
+    def targets(self) -> list[TargetState]:
+        """Every target tgtd has, netboot's or not."""
+        return [t.state for t in self._observe().targets]
+
+    def ensure(self, spec: TargetSpec) -> Outcome:
+        """Get-or-create one target exactly as ``spec`` says (other targets untouched)."""
+        return self._apply([spec], remove=())
+
+    def remove(self, iqn: str) -> Outcome:
+        """Delete one target (sessions are cut) and the accounts only it used."""
+        return self._apply([], remove=(iqn,))
+
+    def apply(self, desired: DesiredState) -> Outcome:
+        """Make tgtd hold exactly ``desired`` under its prefix: create, fix, remove.
+
+        tgt keeps the discovery accounts in a fixed array of 16 (``usr/target.c``:
+        ``global_target_aids``) and crashes when a 17th is bound, so accounts past
+        the 16th are not bound and reported: those clients log in but cannot discover.
+        """
+        with self._locked():
+            observed = self._observe()
+            ours = {t.state.iqn for t in observed.targets if t.state.iqn.startswith(desired.prefix)}
+            strays = sorted(ours - {t.iqn for t in desired.targets})
+            discovery = list(desired.discovery[:DISCOVERY_ACCOUNTS_MAX])
+            outcome = self._run_plan(observed, list(desired.targets), strays, discovery,
+                                     prune=True)
+        left_out = [a.user for a in desired.discovery[DISCOVERY_ACCOUNTS_MAX:]]
+        if left_out:
+            outcome.failed[GLOBAL] = (
+                f"tgt holds at most {DISCOVERY_ACCOUNTS_MAX} discovery accounts; "
+                f"{', '.join(left_out)} can log in but not use SendTargets discovery")
+        return outcome
+
+    # -- internals ---------------------------------------------------------------
+
+    def _apply(self, specs: list[TargetSpec], *, remove: tuple[str, ...]) -> Outcome:
+        with self._locked():
+            return self._run_plan(self._observe(), specs, list(remove), None, prune=False)
+
+    def _show(self, mode: str) -> str:
+        return tgtadm(self.control_port, "--mode", mode, "--op", "show", what=f"show {mode}")
+
+    def _observe(self) -> Observed:
+        targets = parse_targets(self._show("target"))
+        accounts = parse_accounts(self._show("account"))
+        discovery, discovery_out = parse_global_accounts(self._show("system"))
+        return Observed(tuple(targets), tuple(accounts), tuple(discovery), discovery_out)
+
+    def _run_plan(self, observed: Observed, specs: list[TargetSpec], remove: list[str],
+                  discovery: list[Account] | None, *, prune: bool) -> Outcome:
+        pid = self.running()
+        known = self._load_known(pid)
+        ops = plan(observed, specs, remove=remove, discovery=discovery, prune=prune, known=known)
+        macs = {s.iqn: s.mac for s in specs}
+        outcome = Outcome()
+        try:
+            for op in ops:
+                if op.owner in outcome.failed:
+                    continue  # that target already failed; its later steps would too
+                self._run(op, outcome, macs, known)
+        finally:
+            if any(op.sets or op.drops for op in ops):
+                self._save_known(pid, known)
+        return outcome
+
+    def _run(self, op: Op, outcome: Outcome, macs: dict[str, str],
+             known: dict[str, str]) -> None:
+        logger = client_log(log, macs[op.owner]) if op.owner in macs else log
+        try:
+            tgtadm(self.control_port, *op.args, what=op.what)
+        except TargetUnreachable:
+            raise
+        except TargetError as err:
+            logger.error("%s", err)
+            outcome.failed[op.owner or GLOBAL] = str(err)
+            return
+        if op.sets:
+            known[op.sets[0]] = op.sets[1]
+        if op.drops:
+            known.pop(op.drops, None)
+        logger.info("%s", op.what)
+        outcome.changes.append(op.what)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._lock, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _load_known(self, pid: int | None) -> dict[str, str]:
+        """Fingerprints valid for the tgtd now running (a restarted tgtd has no accounts)."""
+        try:
+            saved = json.loads(self._secrets.read_text())
+        except (FileNotFoundError, ValueError):
+            saved = {}
+        return dict(saved.get("accounts", {})) if saved.get("tgtd_pid") == pid else {}
+
+    def _save_known(self, pid: int | None, known: dict[str, str]) -> None:
+        tmp = self._secrets.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"tgtd_pid": pid, "accounts": known}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self._secrets)

@@ -1,0 +1,199 @@
+"""From what tgtd holds to what netboot wants: an ordered list of ``tgtadm`` operations.
+
+Pure: observed state and desired state in, operations out, so every ordering
+rule below is unit-tested without a daemon. The rules exist because of how
+tgt behaves:
+
+* An account is bound by name, and tgt cannot report or change a secret, so
+  an account whose secret is unknown or different is deleted and created again.
+* tgt keeps a target's (and the global discovery target's) incoming accounts in
+  slots and, after an unbind, counts them as if the slots were packed: an
+  unbind that is not of the last slot makes the next ``show`` or login read
+  slot 0 and crash tgtd (seen with tgt 1.0.85, ``usr/target.c`` ``account_ctl``).
+  So accounts are only ever unbound from the end, and a deleted account (which
+  tgt unbinds everywhere) is first unbound that way.
+* A target with an ACL but no incoming account admits logins without CHAP, so
+  while a target's accounts change its ACL is taken away, and a new target gets
+  its accounts before its ACL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from netboot.target.model import Account, TargetSpec
+from netboot.target.tgtshow import TgtTarget
+
+GLOBAL = "discovery"  # the key failures of the global (discovery) target are reported under
+
+
+@dataclass(frozen=True)
+class Op:
+    """One ``tgtadm`` call: its arguments, what it does in words, and whose it is.
+
+    ``what`` is what logs and errors show; ``args`` may carry a secret and is never logged.
+    """
+
+    args: tuple[str, ...]
+    what: str
+    owner: str | None = None  # target IQN, GLOBAL, or None for shared accounts
+    sets: tuple[str, str] | None = None  # (user, fingerprint) an account now holds
+    drops: str | None = None  # user whose account this deletes
+
+
+@dataclass(frozen=True)
+class Observed:
+    """tgtd's state as far as reconcile compares it."""
+
+    targets: tuple[TgtTarget, ...]
+    accounts: tuple[str, ...]
+    discovery: tuple[str, ...]
+    discovery_out: str | None = None
+
+
+def fingerprint(account: Account) -> str:
+    """What netboot remembers of a secret it gave tgtd: enough to compare, useless to log in."""
+    return hashlib.sha256(f"{account.user}\0{account.secret}".encode()).hexdigest()
+
+
+def _unbind_tail(current: list[str], keep: int, tid: str | None, owner: str) -> list[Op]:
+    """Unbind incoming accounts from the last slot back to ``keep`` (never leaving a gap)."""
+    ops = []
+    while len(current) > keep:
+        user = current.pop()
+        where = ("--tid", tid) if tid else ()
+        ops.append(Op(("--mode", "account", "--op", "unbind", *where, "--user", user),
+                      f"unbind account {user} from {owner}", owner))
+    return ops
+
+
+def _kept_prefix(current: Iterable[str], wanted: list[str], renewed: set[str]) -> int:
+    n = 0
+    for have, want in zip(current, wanted, strict=False):
+        if have != want or have in renewed:
+            break
+        n += 1
+    return n
+
+
+def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[str] = (),
+         discovery: list[Account] | None = None, prune: bool = False,
+         known: Mapping[str, str]) -> list[Op]:
+    """Operations that make tgtd hold ``targets`` and not ``remove``.
+
+    ``discovery``: the accounts the global target should hold (None: leave it).
+    ``prune``: also delete accounts nothing netboot wants uses (a full reconcile).
+    ``known``: fingerprints of the secrets netboot gave the accounts tgtd holds now.
+    """
+    targets = list(targets)
+    by_iqn = {t.state.iqn: t for t in observed.targets}
+    wanted: dict[str, Account] = {}
+    for spec in targets:
+        for account in (spec.incoming, spec.outgoing):
+            if account is not None:
+                wanted[account.user] = account
+    for account in discovery or ():
+        wanted[account.user] = account
+    renewed = {u for u, a in wanted.items()
+               if u in observed.accounts and known.get(u) != fingerprint(a)}
+
+    first: list[Op] = []  # removals and unbinds: everything that must precede account changes
+    last: list[Op] = []   # creations and binds
+    for iqn in remove:
+        if iqn in by_iqn:
+            tid = str(by_iqn[iqn].tid)
+            first.append(Op(("--mode", "target", "--op", "delete", "--force", "--tid", tid),
+                            f"delete target {iqn}", iqn))
+
+    next_tid = max((t.tid for t in observed.targets), default=0) + 1
+    for spec in targets:
+        have = by_iqn.get(spec.iqn)
+        if have is None:
+            tid = str(next_tid)
+            next_tid += 1
+            last.append(Op(("--mode", "target", "--op", "new", "--tid", tid,
+                            "--targetname", spec.iqn), f"create target {spec.iqn}", spec.iqn))
+            incoming: list[str] = []
+            acl: list[str] = []
+            out = None
+            luns: dict[int, str] = {}
+        else:
+            tid = str(have.tid)
+            incoming = list(have.state.incoming)
+            acl = list(have.state.initiators)
+            out = have.state.outgoing
+            luns = {lun.number: lun.path for lun in have.state.luns}
+        want_in = [spec.incoming.user]
+        keep = _kept_prefix(incoming, want_in, renewed)
+        want_out = spec.outgoing.user if spec.outgoing else None
+        if keep < len(incoming) or len(incoming) < len(want_in):
+            # its CHAP changes: close the target to everyone until CHAP is back
+            for initiator in acl:
+                first.append(Op(("--mode", "target", "--op", "unbind", "--tid", tid,
+                                 "--initiator-name", initiator),
+                                f"close {spec.iqn} to {initiator} while its CHAP changes",
+                                spec.iqn))
+            acl = []
+        first += _unbind_tail(incoming, keep, tid, spec.iqn)
+        if out is not None and (out != want_out or out in renewed):
+            first.append(Op(("--mode", "account", "--op", "unbind", "--tid", tid, "--user", out,
+                             "--outgoing"), f"unbind outgoing account {out} from {spec.iqn}",
+                            spec.iqn))
+            out = None
+        wanted_luns = {lun.number: lun.path for lun in spec.luns}
+        for number, path in sorted(luns.items()):
+            if wanted_luns.get(number) != path:
+                last.append(Op(("--mode", "logicalunit", "--op", "delete", "--tid", tid,
+                                "--lun", str(number)), f"delete LUN {number} of {spec.iqn}",
+                               spec.iqn))
+        for number, path in sorted(wanted_luns.items()):
+            if luns.get(number) != path:
+                last.append(Op(("--mode", "logicalunit", "--op", "new", "--tid", tid,
+                                "--lun", str(number), "--backing-store", path),
+                               f"add LUN {number} ({path}) to {spec.iqn}", spec.iqn))
+        for user in want_in[len(incoming):]:
+            last.append(Op(("--mode", "account", "--op", "bind", "--tid", tid, "--user", user),
+                           f"bind account {user} to {spec.iqn}", spec.iqn))
+        if want_out is not None and out is None:
+            last.append(Op(("--mode", "account", "--op", "bind", "--tid", tid, "--user",
+                            want_out, "--outgoing"),
+                           f"bind outgoing account {want_out} to {spec.iqn}", spec.iqn))
+        for initiator in acl:
+            if initiator not in spec.initiators:
+                last.append(Op(("--mode", "target", "--op", "unbind", "--tid", tid,
+                                "--initiator-name", initiator),
+                               f"unbind initiator {initiator} from {spec.iqn}", spec.iqn))
+        for initiator in spec.initiators:
+            if initiator not in acl:
+                last.append(Op(("--mode", "target", "--op", "bind", "--tid", tid,
+                                "--initiator-name", initiator),
+                               f"admit initiator {initiator} to {spec.iqn}", spec.iqn))
+
+    # The global target: as asked, or (None) as it is, renewed accounts unbound and bound again.
+    current = list(observed.discovery)
+    want = [a.user for a in discovery] if discovery is not None else list(current)
+    keep = _kept_prefix(current, want, renewed)
+    first += _unbind_tail(current, keep, None, "discovery")
+    last += [Op(("--mode", "account", "--op", "bind", "--user", user),
+                f"bind account {user} to discovery", GLOBAL) for user in want[keep:]]
+
+    # Accounts: renewed ones, and (with ``prune``, or those of removed targets) unused ones.
+    listed = {s.iqn for s in targets} | set(remove)
+    in_use = set(want) | {u for t in observed.targets if t.state.iqn not in listed
+                          for u in (*t.state.incoming, t.state.outgoing) if u}
+    candidates = set(observed.accounts) if prune else {
+        u for t in observed.targets if t.state.iqn in set(remove)
+        for u in (*t.state.incoming, t.state.outgoing) if u}
+    accounts: list[Op] = []
+    for user in observed.accounts:
+        if user in renewed or (user in candidates and user not in wanted and user not in in_use):
+            accounts.append(Op(("--mode", "account", "--op", "delete", "--user", user),
+                               f"delete account {user}", drops=user))
+    for user, account in wanted.items():
+        if user in renewed or user not in observed.accounts:
+            accounts.append(Op(("--mode", "account", "--op", "new", "--user", user,
+                                "--password", account.secret), f"create account {user}",
+                               sets=(user, fingerprint(account))))
+    return first + accounts + last

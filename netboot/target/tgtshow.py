@@ -1,0 +1,109 @@
+"""Parsing what ``tgtadm --op show`` prints (tgt 1.0.x): targets, accounts, the global target.
+
+tgtadm has no machine-readable output; these parsers read the indented
+report that ``usr/target.c`` writes (``target_show``, ``account_show``,
+``system_show``) and keep only what reconcile compares.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from netboot.target.model import Lun, TargetState
+
+_TARGET = re.compile(r"^Target (\d+): (\S+)$")
+_OUTGOING = " (outgoing)"
+
+
+@dataclass(frozen=True)
+class TgtTarget:
+    """A target as tgtd holds it: its target id and its state."""
+
+    tid: int
+    state: TargetState
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def parse_targets(text: str) -> list[TgtTarget]:
+    """Targets from ``tgtadm --mode target --op show``, LUN 0 (the controller) left out."""
+    found: list[TgtTarget] = []
+    blocks = re.split(r"^(?=Target \d+: )", text, flags=re.MULTILINE)
+    for block in filter(str.strip, blocks):
+        lines = block.splitlines()
+        head = _TARGET.match(lines[0].strip())
+        if not head:
+            raise ValueError(f"unexpected tgtadm output: {lines[0]!r}")
+        section = ""
+        luns: dict[int, str] = {}
+        lun: int | None = None
+        incoming: list[str] = []
+        outgoing: str | None = None
+        initiators: list[str] = []
+        sessions = 0
+        for line in lines[1:]:
+            if not line.strip():
+                continue
+            text_ = line.strip()
+            if _indent(line) == 4:
+                section = text_.rstrip(":")
+                continue
+            if section == "I_T nexus information" and text_.startswith("I_T nexus:"):
+                sessions += 1
+            elif section == "LUN information":
+                if text_.startswith("LUN: "):
+                    lun = int(text_.split(":", 1)[1])
+                elif text_.startswith("Backing store path: ") and lun:
+                    luns[lun] = text_.split(": ", 1)[1]
+            elif section == "Account information":
+                if text_.endswith(_OUTGOING):
+                    outgoing = text_.removesuffix(_OUTGOING)
+                else:
+                    incoming.append(text_)
+            elif section == "ACL information":
+                initiators.append(text_)
+        found.append(TgtTarget(int(head[1]), TargetState(
+            iqn=head[2],
+            luns=tuple(Lun(n, p) for n, p in sorted(luns.items())),
+            initiators=tuple(initiators),
+            incoming=tuple(incoming),
+            outgoing=outgoing,
+            sessions=sessions,
+        )))
+    return found
+
+
+def parse_accounts(text: str) -> list[str]:
+    """User names from ``tgtadm --mode account --op show`` (``Account list:`` then names)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0] == "Account list:":
+        lines = lines[1:]
+    return lines
+
+
+def parse_global_accounts(text: str) -> tuple[list[str], str | None]:
+    """Discovery accounts (incoming, in slot order; outgoing) from ``--mode system --op show``.
+
+    ``system_show`` prints them last under an indented ``Account information:``
+    with a blank line after it; the iSCSI driver's ``iSNS:`` block may follow.
+    """
+    incoming: list[str] = []
+    outgoing: str | None = None
+    inside = False
+    for line in text.splitlines():
+        if line.strip() == "Account information:":
+            inside = True
+            continue
+        if not inside or not line.strip():
+            continue
+        if _indent(line) == 0:
+            break
+        name = line.strip()
+        if name.endswith(_OUTGOING):
+            outgoing = name.removesuffix(_OUTGOING)
+        else:
+            incoming.append(name)
+    return incoming, outgoing

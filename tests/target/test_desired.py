@@ -1,0 +1,81 @@
+"""From inventory records to the desired target state, and the initiator config, without I/O."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from netboot.initiator import initiator_config
+from netboot.inventory import Client
+from netboot.luns import LunRecord
+from netboot.target.model import Account, Lun
+from netboot.target.reconcile import desired_state
+
+DATA = Path(__file__).parent / "data"
+
+
+def client(name: str, mac: str, provisioned: bool = True) -> Client:
+    return Client(
+        mac=mac, hostname=name, ip=IPv4Address("198.18.0.10"), image="builtin",
+        lun_path=f"/var/lib/netboot/luns/{name}.img", lun_size=1 << 30,
+        initiator_iqn=f"iqn.2026-11.org.example:initiator:{name}",
+        target_iqn=f"iqn.2026-11.org.example:target:{name}", chap_user=name,
+        chap_secret="Abcdefgh12345678", mutual_secret="Zyxwvuts87654321",
+        provisioned=provisioned, created=1_790_000_000.0,
+    )
+
+
+ALPHA = client("alpha", "52:54:00:00:00:01")
+
+
+def test_each_provisioned_client_gets_its_own_target(make_config) -> None:
+    extra = LunRecord(ALPHA.mac, 2, "/srv/data.raw", "file", 1 << 20, 0.0)
+    state = desired_state(make_config(), [ALPHA], [extra])
+    (target,) = state.targets
+    assert target.iqn == ALPHA.target_iqn
+    assert target.luns == (Lun(1, ALPHA.lun_path), Lun(2, "/srv/data.raw"))
+    assert target.initiators == (ALPHA.initiator_iqn,)
+    assert target.incoming == Account("alpha", "Abcdefgh12345678")
+    assert target.outgoing == Account("alpha-target", "Zyxwvuts87654321")
+    assert state.prefix == "iqn.2026-11.org.example:target:"
+
+
+def test_client_still_being_provisioned_gets_no_target(make_config) -> None:
+    pending = client("beta", "52:54:00:00:00:02", provisioned=False)
+    targets = desired_state(make_config(), [ALPHA, pending], []).targets
+    assert [t.iqn for t in targets] == [ALPHA.target_iqn]
+
+
+def test_discovery_accounts_are_the_clients_own(make_config) -> None:
+    state = desired_state(make_config(), [ALPHA], [])
+    assert state.discovery == (Account("alpha", "Abcdefgh12345678"),)
+
+
+def test_discovery_auth_off_leaves_discovery_open(make_config) -> None:
+    config = make_config("target:\n  discovery_auth: false\n")
+    assert desired_state(config, [ALPHA], []).discovery == ()
+
+
+def test_mutual_chap_off_means_no_outgoing_account(make_config) -> None:
+    config = make_config("target:\n  mutual_chap: false\n")
+    assert desired_state(config, [ALPHA], []).targets[0].outgoing is None
+
+
+def test_initiator_config_matches_golden(make_config) -> None:
+    config = make_config("target:\n  portal_address: 198.18.0.1\n")
+    expected = (DATA / "initiator-config.txt").read_text()
+    assert initiator_config(config, ALPHA) == expected
+
+
+def test_initiator_config_without_mutual_or_discovery_chap(make_config) -> None:
+    config = make_config("target:\n  mutual_chap: false\n  discovery_auth: false\n")
+    text = initiator_config(config, ALPHA)
+    assert "node.session.auth.password = Abcdefgh12345678" in text
+    assert "username_in" not in text and "discovery.sendtargets" not in text
+
+
+def test_serve_has_no_target_service_when_manage_is_off(make_config) -> None:
+    from netboot.server import build_services
+
+    config = make_config("target:\n  manage: false\n")
+    assert "target" not in [s.name for s in build_services(config, lambda: None)]

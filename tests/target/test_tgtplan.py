@@ -1,0 +1,154 @@
+"""tgtadm output parsing and reconcile planning, on real captured output, without a daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netboot.target.model import Account, Lun, TargetSpec
+from netboot.target.tgtplan import Observed, Op, fingerprint, plan
+from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
+
+DATA = Path(__file__).parent / "data"
+AUTH = "iqn.2026-11.org.example"
+ALPHA = Account("alpha", "alphaSecret00001")
+ALPHA_OUT = Account("alpha-target", "alphaMutual00001")
+BETA = Account("beta", "betaSecret000001")
+BETA_OUT = Account("beta-target", "betaMutual000001")
+GAMMA = Account("gamma", "gammaSecret00001")
+
+
+def spec(name: str, incoming: Account, outgoing: Account | None, *luns: str) -> TargetSpec:
+    return TargetSpec(iqn=f"{AUTH}:target:{name}", mac="52:54:00:00:00:01",
+                      luns=tuple(Lun(n, p) for n, p in enumerate(luns, start=1)),
+                      initiators=(f"{AUTH}:initiator:{name}",), incoming=incoming,
+                      outgoing=outgoing)
+
+
+ALPHA_SPEC = spec("alpha", ALPHA, ALPHA_OUT, "/tmp/nbsmoke/state/luns/alpha.img",
+                  "/tmp/nbsmoke/extra.raw")
+BETA_SPEC = spec("beta", BETA, BETA_OUT, "/tmp/nbsmoke/state/luns/beta.img")
+KNOWN = {a.user: fingerprint(a) for a in (ALPHA, ALPHA_OUT, BETA, BETA_OUT)}
+
+
+@pytest.fixture
+def observed() -> Observed:
+    """tgtd as captured from a live daemon: alpha (with a session, LUNs 1-2) and beta."""
+    targets = parse_targets((DATA / "show-target.txt").read_text())
+    discovery, out = parse_global_accounts((DATA / "show-system.txt").read_text())
+    return Observed(tuple(targets), tuple(parse_accounts((DATA / "show-account.txt")
+                                                         .read_text())), tuple(discovery), out)
+
+
+def kinds(ops: list[Op]) -> list[str]:
+    return [op.what for op in ops]
+
+
+def test_parse_targets_reads_luns_acl_accounts_and_sessions(observed: Observed) -> None:
+    alpha, beta = (t.state for t in observed.targets)
+    assert alpha.iqn == f"{AUTH}:target:alpha"
+    assert alpha.luns == ALPHA_SPEC.luns
+    assert alpha.initiators == (f"{AUTH}:initiator:alpha",)
+    assert (alpha.incoming, alpha.outgoing) == (("alpha",), "alpha-target")
+    assert (alpha.sessions, beta.sessions) == (1, 0)
+    assert [t.tid for t in observed.targets] == [1, 2]
+
+
+def test_parse_accounts_lists_every_user(observed: Observed) -> None:
+    assert sorted(observed.accounts) == ["alpha", "alpha-target", "beta", "beta-target"]
+
+
+def test_parse_global_accounts_keeps_slot_order(observed: Observed) -> None:
+    assert (observed.discovery, observed.discovery_out) == (("alpha", "beta"), None)
+
+
+def test_parse_global_accounts_without_discovery_accounts() -> None:
+    text = "System:\n    State: ready\nDevice types:\n    disk\niSNS:\n    iSNS=Off\n"
+    assert parse_global_accounts(text) == ([], None)
+
+
+def test_plan_for_matching_state_is_empty(observed: Observed) -> None:
+    assert plan(observed, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA], prune=True,
+                known=KNOWN) == []
+
+
+def test_new_target_gets_chap_before_its_acl(observed: Observed) -> None:
+    gamma = spec("gamma", GAMMA, None, "/luns/gamma.img")
+    ops = kinds(plan(observed, [ALPHA_SPEC, BETA_SPEC, gamma], known=KNOWN))
+    assert ops == [
+        "create account gamma",
+        f"create target {AUTH}:target:gamma",
+        f"add LUN 1 (/luns/gamma.img) to {AUTH}:target:gamma",
+        f"bind account gamma to {AUTH}:target:gamma",
+        f"admit initiator {AUTH}:initiator:gamma to {AUTH}:target:gamma",
+    ]
+
+
+def test_new_target_takes_the_next_free_tid(observed: Observed) -> None:
+    gamma = spec("gamma", GAMMA, None, "/luns/gamma.img")
+    create = next(op for op in plan(observed, [gamma], known=KNOWN) if "create target" in op.what)
+    assert create.args[create.args.index("--tid") + 1] == "3"
+
+
+def replay_discovery(slots: list[str], ops: list[Op]) -> list[str]:
+    """Apply the plan's global-target binds to a model of tgt's slots; refuse a gap."""
+    slots = list(slots)
+    for op in ops:
+        if op.args[:4] == ("--mode", "account", "--op", "unbind") and "--tid" not in op.args:
+            user = op.args[op.args.index("--user") + 1]
+            assert slots[-1] == user, f"{op.what}: not the last slot, tgtd would crash"
+            slots.pop()
+        elif op.args[:4] == ("--mode", "account", "--op", "bind") and "--tid" not in op.args:
+            slots.append(op.args[op.args.index("--user") + 1])
+    return slots
+
+
+def test_removed_client_leaves_discovery_without_a_gap(observed: Observed) -> None:
+    ops = plan(observed, [BETA_SPEC], remove=[ALPHA_SPEC.iqn], discovery=[BETA], prune=True,
+               known=KNOWN)
+    assert replay_discovery(list(observed.discovery), ops) == ["beta"]
+    assert "delete account alpha" in kinds(ops)
+    assert f"delete target {ALPHA_SPEC.iqn}" in kinds(ops)
+
+
+def test_changed_secret_closes_the_acl_until_chap_is_back(observed: Observed) -> None:
+    renewed = Account("alpha", "anotherSecret001")
+    changed = TargetSpec(**{**ALPHA_SPEC.__dict__, "incoming": renewed})
+    ops = kinds(plan(observed, [changed, BETA_SPEC], discovery=[renewed, BETA], known=KNOWN))
+    close = ops.index(f"close {ALPHA_SPEC.iqn} to {AUTH}:initiator:alpha while its CHAP changes")
+    assert close < ops.index("delete account alpha") < ops.index("create account alpha")
+    assert (ops.index("create account alpha")
+            < ops.index(f"bind account alpha to {ALPHA_SPEC.iqn}")
+            < ops.index(f"admit initiator {AUTH}:initiator:alpha to {ALPHA_SPEC.iqn}"))
+
+
+def test_unknown_secret_is_set_again(observed: Observed) -> None:
+    ops = kinds(plan(observed, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA], known={}))
+    assert ops.count("create account alpha") == 1 and ops.count("create account beta") == 1
+
+
+def test_changed_lun_path_is_replaced(observed: Observed) -> None:
+    moved = spec("beta", BETA, BETA_OUT, "/elsewhere/beta.img")
+    ops = kinds(plan(observed, [moved], known=KNOWN))
+    assert ops == [f"delete LUN 1 of {moved.iqn}",
+                   f"add LUN 1 (/elsewhere/beta.img) to {moved.iqn}"]
+
+
+def test_mutual_chap_off_unbinds_the_outgoing_account(observed: Observed) -> None:
+    plain = TargetSpec(**{**BETA_SPEC.__dict__, "outgoing": None})
+    ops = kinds(plan(observed, [ALPHA_SPEC, plain], discovery=[ALPHA, BETA], prune=True,
+                     known=KNOWN))
+    assert ops == [f"unbind outgoing account beta-target from {plain.iqn}",
+                   "delete account beta-target"]
+
+
+def test_ensure_of_one_target_deletes_no_other_account(observed: Observed) -> None:
+    assert plan(observed, [BETA_SPEC], known=KNOWN) == []
+
+
+def test_no_secret_reaches_an_operation_description(observed: Observed) -> None:
+    ops = plan(observed, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA], known={})
+    secrets = {a.secret for a in (ALPHA, ALPHA_OUT, BETA, BETA_OUT)}
+    assert any(s in op.args for op in ops for s in secrets)
+    assert not any(s in op.what for op in ops for s in secrets)

@@ -1,0 +1,183 @@
+"""Config validation: each rule with a passing and a failing case, errors naming file:line: key."""
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from netboot.config import DhcpMode, Loader, UnknownPolicy
+from netboot.configfile import load_config, parse_config
+from netboot.errors import ConfigError, NetbootError
+
+MINIMAL = """\
+server:
+  address: 198.18.0.1
+dhcp:
+  subnet: 198.18.0.0/24
+"""
+
+
+def error_of(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "netboot.yaml")
+    return info.value
+
+
+def test_minimal_file_fills_every_default():
+    config = parse_config(MINIMAL)
+    assert config.server.interface == "eth0"
+    assert config.server.http_port == 8080
+    assert config.dhcp.mode is DhcpMode.FULL
+    assert config.dhcp.unknown is UnknownPolicy.IGNORE
+    assert config.boot.loader is Loader.IPXE
+    assert config.portal == (IPv4Address("198.18.0.1"), 3260)
+    assert config.dhcp.dynamic_range == (IPv4Address("198.18.0.192"), IPv4Address("198.18.0.254"))
+    assert config.storage.images == config.storage.state_dir / "images"
+
+
+def test_every_section_key_is_read():
+    config = parse_config(MINIMAL.replace("dhcp:\n", """\
+dhcp:
+  mode: proxy
+  router: 198.18.0.254
+  dns: [198.18.0.2, 198.18.0.3]
+  lease_time: 600
+  unknown: boot
+""") + """\
+target:
+  portal_port: 3261
+  mutual_chap: false
+storage:
+  default_lun_size: 8G
+boot:
+  loader: pxelinux
+  extra_modules: [nvme, virtio_blk]
+""")
+    assert config.dhcp.mode is DhcpMode.PROXY
+    assert config.dhcp.dns == (IPv4Address("198.18.0.2"), IPv4Address("198.18.0.3"))
+    assert config.target.portal_port == 3261 and not config.target.mutual_chap
+    assert config.storage.default_lun_size == 8 << 30
+    assert config.boot.extra_modules == ("nvme", "virtio_blk")
+
+
+def test_unknown_key_suggests_the_close_one_with_its_line():
+    err = error_of(MINIMAL + "boot:\n  kernel_arg: quiet\n")
+    assert (err.line, err.key) == (6, "boot.kernel_arg")
+    assert "did you mean 'kernel_args'" in str(err)
+    assert str(err).startswith("netboot.yaml:6: boot.kernel_arg:")
+
+
+def test_unknown_section_is_an_error():
+    err = error_of(MINIMAL + "dhpc2:\n  x: 1\n")
+    assert err.key == "dhpc2" and err.line == 5
+
+
+def test_wrong_type_names_what_was_expected():
+    err = error_of(MINIMAL.replace("address: 198.18.0.1", "address: 198.18.0.1\n  http_port: web"))
+    assert (err.line, err.key) == (3, "server.http_port")
+    assert "expected an integer" in err.message
+
+
+def test_bad_enum_value_lists_the_choices():
+    err = error_of(MINIMAL + "  mode: everything\n")
+    assert err.key == "dhcp.mode" and err.line == 5
+    assert "'full', 'proxy', 'off'" in err.message
+
+
+def test_bad_address_is_an_error():
+    err = error_of(MINIMAL.replace("198.18.0.1", "198.18.0.300"))
+    assert (err.line, err.key) == (2, "server.address")
+
+
+def test_subnet_must_be_a_network_address():
+    err = error_of(MINIMAL.replace("198.18.0.0/24", "198.18.0.5/24"))
+    assert err.key == "dhcp.subnet"
+
+
+def test_server_address_must_be_in_subnet():
+    err = error_of(MINIMAL.replace("address: 198.18.0.1", "address: 198.19.0.1"))
+    assert (err.line, err.key) == (2, "server.address")
+    assert "not in dhcp.subnet" in err.message
+
+
+def test_router_must_be_in_subnet():
+    err = error_of(MINIMAL + "  router: 198.19.0.1\n")
+    assert (err.line, err.key) == (5, "dhcp.router")
+
+
+def test_range_must_not_include_the_server():
+    err = error_of(MINIMAL + "  range_start: 198.18.0.1\n  range_end: 198.18.0.50\n")
+    assert err.key == "dhcp.range_start" and err.line == 5
+    assert "includes server.address" in err.message
+
+
+def test_range_must_not_include_the_router():
+    err = error_of(MINIMAL + "  router: 198.18.0.20\n  range_start: 198.18.0.10\n"
+                   "  range_end: 198.18.0.50\n")
+    assert "includes dhcp.router" in err.message
+
+
+def test_range_clear_of_server_and_router_is_accepted():
+    config = parse_config(MINIMAL + "  router: 198.18.0.254\n  range_start: 198.18.0.100\n"
+                          "  range_end: 198.18.0.200\n")
+    assert config.dhcp.dynamic_range == (IPv4Address("198.18.0.100"), IPv4Address("198.18.0.200"))
+
+
+def test_range_start_after_end_is_an_error():
+    err = error_of(MINIMAL + "  range_start: 198.18.0.200\n  range_end: 198.18.0.100\n")
+    assert "after range end" in err.message
+
+
+def test_range_outside_subnet_is_an_error():
+    err = error_of(MINIMAL + "  range_start: 198.18.1.10\n  range_end: 198.18.0.100\n")
+    assert err.key == "dhcp.range_start"
+
+
+def test_port_out_of_range_is_an_error():
+    text = MINIMAL.replace("address: 198.18.0.1", "address: 198.18.0.1\n  http_port: 70000")
+    err = error_of(text)
+    assert err.key == "server.http_port" and err.line == 3
+
+
+def test_short_lease_is_an_error():
+    assert error_of(MINIMAL + "  lease_time: 10\n").key == "dhcp.lease_time"
+
+
+def test_iqn_authority_must_be_valid():
+    err = error_of(MINIMAL + "target:\n  iqn_authority: iqn.2026-11.Example\n")
+    assert (err.line, err.key) == (6, "target.iqn_authority")
+
+
+def test_bad_size_is_an_error():
+    err = error_of(MINIMAL + "storage:\n  default_lun_size: lots\n")
+    assert (err.line, err.key) == (6, "storage.default_lun_size")
+
+
+def test_missing_required_key_is_named():
+    err = error_of("server:\n  interface: eth1\ndhcp:\n  mode: full\n")
+    assert err.key in ("server.address", "dhcp.subnet")
+    assert "required" in err.message
+
+
+def test_duplicate_key_is_an_error():
+    err = error_of(MINIMAL + "  subnet: 198.18.1.0/24\n")
+    assert err.key == "subnet" and err.line == 5
+
+
+def test_yaml_syntax_error_names_its_line():
+    err = error_of(MINIMAL + "boot:\n  loader: [ipxe\n")
+    assert err.key == "(syntax)" and err.line is not None and err.line >= 6
+
+
+def test_empty_file_is_an_error():
+    assert "empty" in error_of("").message
+
+
+def test_missing_file_says_how_to_create_one(tmp_path):
+    with pytest.raises(NetbootError, match="netboot init"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_load_config_reads_the_file(tmp_path):
+    path = tmp_path / "netboot.yaml"
+    path.write_text(MINIMAL)
+    assert load_config(path).source == path
