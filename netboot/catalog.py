@@ -68,7 +68,9 @@ class Content:
 def holds_address(client: Client, peer: IPv4Address) -> bool:
     """Whether ``peer`` is an address ``client`` holds: the one rule for private files.
 
-    Today that is its inventory address; a lookup in the DHCP lease table joins here.
+    That is its inventory address: netboot's DHCP gives a registered client that
+    address and keeps leases (netboot.dhcp.leases) only for unregistered machines,
+    which have no private files. Any other source of addresses joins here.
     """
     return peer == client.ip
 
