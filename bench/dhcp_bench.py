@@ -149,7 +149,7 @@ def start_netboot(work: Path, pair: Pair, clients: int) -> tuple[subprocess.Pope
     config_path.write_text(
         f"server:\n  interface: {pair.server_if}\n  address: {SERVER}\n"
         f"storage:\n  state_dir: {work / 'state'}\n"
-        "target:\n  backend: none\n"  # DHCP only: no iSCSI target for the 1,000 clients
+        "target:\n  manage: false\n"  # DHCP only: no iSCSI target for the 1,000 clients
         f"dhcp:\n  subnet: {SUBNET}\n  router_advertisements: false\n")
     config = load_config(config_path)
     began = time.monotonic()

@@ -214,8 +214,10 @@ def _check_rules(config: Config, src: _Source) -> None:
                       ("target.portal_port", target.portal_port)):
         if not 1 <= port <= 65535:
             raise src.error(key, f"{port} is not a port number (expected 1-65535)")
-    if not 0 <= target.tgt_control_port <= 65535:
-        raise src.error("target.tgt_control_port", "expected 0-65535 (0: tgtd's default)")
+    if not 0 <= server.tftp_workers <= 64:
+        raise src.error("server.tftp_workers", "expected 0-64 (0: one per CPU)")
+    if not 0 <= target.tgt_control_port <= 32767:  # tgtd keeps it in a C short
+        raise src.error("target.tgt_control_port", "expected 0-32767 (0: tgtd's default)")
     if subnet.prefixlen > 30:
         raise src.error("dhcp.subnet", f"{subnet} is too small for a boot subnet "
                         "(expected a prefix of /30 or shorter)")

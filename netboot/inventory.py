@@ -139,10 +139,19 @@ _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
 
 
 def _create_private(path: Path) -> None:
-    """Make ``path`` exist as an empty 0600 file without truncating an existing one."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    """Make ``path`` exist as an empty 0600 file without truncating an existing one.
+
+    An existing file is never opened: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included, and then
+    another process closing its connection takes itself for the last one and
+    deletes the -wal and -shm files under this process's open connections.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        return
     os.close(fd)
-    os.chmod(path, 0o600)
 
 
 class Inventory:

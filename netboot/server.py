@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from netboot import iproute
-from netboot.config import Config, DhcpMode, TargetBackend
+from netboot.config import Config, DhcpMode
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
 from netboot.target.service import TargetService
@@ -39,8 +39,6 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
     from netboot.bootserve import boot_file_services  # it imports Service from here
 
     services: list[Service] = []
-    if config.target.backend is not TargetBackend.NONE:
-        services.append(TargetService(config, open_inventory))
     services += boot_file_services(config, open_inventory)
     if config.dhcp.mode is not DhcpMode.OFF:
         from netboot.dhcp.service import DhcpService  # it imports this module's InventoryFactory
@@ -50,6 +48,8 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
         from netboot.dhcp.ra import RouterAdvertiser  # scapy: loaded only when serving
 
         services.append(RouterAdvertiser(config.server.interface))
+    if config.target.manage:
+        services.append(TargetService(config, open_inventory))
     return services
 
 

@@ -8,6 +8,7 @@ serial console of each VM it started. Boot times are collected with
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,11 +16,32 @@ from pathlib import Path
 
 import pytest
 
-from netboot.lab import topology
+from netboot.lab import lab, topology
 from netboot.lab.kernel import fetch_kernel
 from netboot.lab.vm import Accel, VmFactory, choose_accel
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _fast_tests_conftest():
+    """tests/conftest.py, loaded by path.
+
+    pytest imports both directories' conftest.py as the module "conftest",
+    and test modules do ``from conftest import needs_root``: whichever was
+    loaded last wins. Offering the same names here keeps that import right
+    from either directory (and gives these tests make_config and friends).
+    """
+    spec = importlib.util.spec_from_file_location("netboot_fast_tests_conftest",
+                                                  REPO / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_base = _fast_tests_conftest()
+globals().update({k: v for k, v in vars(_base).items()
+                  if not k.startswith("_") and k not in globals()})
 # Kernel .debs are kept between runs (not in /tmp): $NETBOOT_LAB_CACHE or lab-state/cache.
 LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 # Ample for one TCG boot on two shared cores (8-30 s measured); a limit, not a speed check.
@@ -59,6 +81,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("lab boot times (seconds from VM start)")
         for test, what, seconds in _BOOTS:
             terminalreporter.write_line(f"{seconds:7.2f}  {what}  [{test}]")
+
+
+@pytest.fixture
+def boot_timeout() -> float:
+    """Seconds a test waits for one boot's marker."""
+    return BOOT_TIMEOUT
 
 
 @pytest.fixture
@@ -103,3 +131,34 @@ def vms(tmp_path: Path) -> Iterator[VmFactory]:
     factory = VmFactory(tmp_path / "vms")
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def netboot_lab(tmp_path: Path, accel: Accel) -> Iterator[Callable[..., lab.LabState]]:
+    """``netboot_lab(clients=1, **up_options)``: `netboot lab up` in tmp_path, down afterwards.
+
+    The real thing: tgtd and `netboot serve` in the VLAN, clients added with
+    the CLI. ``lab.boot(state_dir)`` or the VM factory then boots them.
+    """
+    lab_dir = tmp_path / "netboot-lab"
+
+    def make(clients: int = 1, **options: object) -> lab.LabState:
+        return lab.up(lab_dir, clients, accel=accel, cache_dir=LAB_CACHE,
+                      say=lambda _: None, **options)  # type: ignore[arg-type]
+
+    yield make
+    lab.down(lab_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory,
+               accel: Accel) -> Iterator[tuple[Path, lab.LabState]]:
+    """One `netboot lab up` with two clients for a whole test module (making one takes ~30 s).
+
+    Tests sharing it compare before and after (boot counts), never absolute values.
+    """
+    lab_dir = tmp_path_factory.mktemp("shared-lab")
+    try:
+        yield lab_dir, lab.up(lab_dir, 2, accel=accel, cache_dir=LAB_CACHE, say=lambda _: None)
+    finally:
+        lab.down(lab_dir)

@@ -43,7 +43,7 @@ def start_serve(lab, tmp_path: Path, router_advertisements: bool = True) -> subp
         f"server:\n  interface: {lab.bridge}\n  address: {lab.server}\n"
         f"  tftp_root: {tftp_root}\n"
         f"storage:\n  state_dir: {tmp_path / 'state'}\n"
-        "target:\n  backend: none\n"
+        "target:\n  manage: false\n"
         f"dhcp:\n  subnet: {lab.address.network}\n"
         f"  router_advertisements: {str(router_advertisements).lower()}\n")
     config = load_config(config_path)

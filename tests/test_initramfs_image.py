@@ -7,9 +7,11 @@ everything after that is local.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,7 @@ def state(tmp_path_factory, pytestconfig):
     root = tmp_path_factory.mktemp("image")
     text = (f"server:\n  address: 198.18.0.1\ndhcp:\n  subnet: 198.18.0.0/24\n"
             f"storage:\n  state_dir: {root / 'state'}\n")
+    (root / "netboot.yaml").write_text(text)
     config = parse_config(text, str(root / "netboot.yaml"))
     deb = download("cloud-amd64", pytestconfig.cache.mkdir("netboot-kernel-deb"), print)
     install(config, print, deb=deb)
@@ -134,6 +137,15 @@ def test_rebuild_comes_from_the_cache(state):
     config, manifest, _, _ = state
     again = build(config, print)
     assert again.cached and again.digest == manifest.digest
+
+
+def test_cli_build_prints_the_manifest_as_json(state):
+    config, manifest, _, _ = state
+    out = subprocess.run([sys.executable, "-m", "netboot", "--config", str(config.source),
+                          "initramfs", "build", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    printed = json.loads(out)
+    assert (printed["digest"], printed["size"]) == (manifest.digest, manifest.size)
 
 
 def test_two_builds_without_cache_are_byte_identical(state, tmp_path):

@@ -45,6 +45,17 @@ def test_uefi_ipxe_boot_shows_dhcp_loader_kernel_in_order():
                                                             Stage.KERNEL]
 
 
+def test_pxelinux_boot_shows_dhcp_loader_and_kernel_loaded_by_pxelinux():
+    stages = _first_stages("bios-pxelinux-dnsmasq.log")
+    assert list(stages) == [Stage.DHCP, Stage.LOADER, Stage.KERNEL]
+    assert stages[Stage.LOADER][1] == "tftp://198.18.0.1/pxelinux.0"
+    assert stages[Stage.KERNEL][1] == "vmlinuz"
+
+
+def test_pxelinux_loading_its_initrd_is_no_stage():
+    assert classify("Loading initrd.img...ok") is None
+
+
 def test_linux_banner_is_kernel_stage_with_version():
     line = ("Probing EDD (edd=off to disable)... o[    0.000000] Linux version "
             "6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org)")
@@ -56,9 +67,26 @@ def test_root_ok_line_is_root_stage_with_hostname():
                                                                     "node-52540000000a")
 
 
-def test_init_stage_line_carries_its_detail():
-    assert classify("NETBOOT-STAGE failed CHAP rejected by 198.18.0.1:3260") == Marker(
-        Stage.FAILED, "CHAP rejected by 198.18.0.1:3260")
+def test_init_failure_line_carries_stage_and_cause():
+    line = "netboot[9.02]: FAILED at login: CHAP rejected: the target refused user 'lab-01'"
+    assert classify(line) == Marker(
+        Stage.FAILED, "login: CHAP rejected: the target refused user 'lab-01'")
+
+
+def test_init_chatter_is_no_stage():
+    assert classify("netboot[5.68]: note: module crc32c_intel did not load") is None
+
+
+def test_bios_ipxe_boot_to_iscsi_root_shows_every_stage_in_order():
+    stages = _first_stages("bios-ipxe-netboot.log")
+    assert list(stages) == [Stage.DHCP, Stage.LOADER, Stage.KERNEL, Stage.INITRAMFS,
+                            Stage.NETWORK, Stage.LOGIN, Stage.ROOT]
+    assert stages[Stage.NETWORK][1] == "198.18.0.2/24"
+    assert stages[Stage.LOGIN][1] == "/dev/sda"
+
+
+def test_seabios_giving_up_is_failed():
+    assert classify("No bootable device.") == Marker(Stage.FAILED, "No bootable device")
 
 
 def test_ipxe_without_dhcp_answer_is_failed():

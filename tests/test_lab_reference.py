@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.config import Loader
 from netboot.lab.reference import (
     DEFAULT,
     TUNED,
@@ -16,15 +17,17 @@ from netboot.lab.reference import (
     ipxe_script,
     marker_init,
     marker_initramfs,
+    pxelinux_config,
 )
 from netboot.lab.topology import LabError
 
 HOSTS = [Host("52:54:00:00:00:01", IPv4Address("198.18.0.10"))]
 
 
-def _conf(tmp_path: Path, tuning=DEFAULT) -> str:
+def _conf(tmp_path: Path, tuning=DEFAULT, loader=Loader.IPXE) -> str:
     return dnsmasq_conf("nbl123456-br", IPv4Address("198.18.0.0"), tmp_path / "root",
-                        "http://198.18.0.1:8080/boot.ipxe", HOSTS, tmp_path / "leases", tuning)
+                        "http://198.18.0.1:8080/boot.ipxe", HOSTS, tmp_path / "leases", tuning,
+                        loader)
 
 
 def test_dnsmasq_conf_is_the_textbook_pxe_recipe(tmp_path):
@@ -55,10 +58,17 @@ def test_tuned_dnsmasq_conf_adds_no_pxedhcp_and_router_advertisements(tmp_path):
                      "dhcp-range=::,constructor:nbl123456-br,ra-only", "enable-ra"}
 
 
-@pytest.mark.parametrize("tuning", [DEFAULT, TUNED], ids=["default", "tuned"])
-def test_dnsmasq_accepts_the_conf(tmp_path, tuning):
+def test_pxelinux_dnsmasq_conf_gives_every_client_pxelinux(tmp_path):
+    boots = [line for line in _conf(tmp_path, loader=Loader.PXELINUX).splitlines()
+             if line.startswith("dhcp-boot=")]
+    assert boots == ["dhcp-boot=pxelinux.0"]
+
+
+@pytest.mark.parametrize("loader", list(Loader), ids=str)
+@pytest.mark.parametrize("tuning", [DEFAULT, TUNED], ids=lambda t: t.name)
+def test_dnsmasq_accepts_the_conf(tmp_path, tuning, loader):
     conf = tmp_path / "dnsmasq.conf"
-    conf.write_text(_conf(tmp_path, tuning))
+    conf.write_text(_conf(tmp_path, tuning, loader))
     proc = subprocess.run(["dnsmasq", "--test", f"--conf-file={conf}"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
@@ -70,6 +80,12 @@ def test_ipxe_script_names_the_initrd_for_the_efi_stub():
         "kernel http://198.18.0.1:8080/vmlinuz initrd=initrd.img console=ttyS0 panic=-1\n"
         "initrd http://198.18.0.1:8080/initrd.img\n"
         "boot\n")
+
+
+def test_pxelinux_config_boots_kernel_and_initrd_without_a_menu():
+    assert pxelinux_config("console=ttyS0") == (
+        "DEFAULT linux\nLABEL linux\n  KERNEL vmlinuz\n  INITRD initrd.img\n"
+        "  APPEND console=ttyS0\n")
 
 
 def test_marker_init_prints_marker_and_powers_off():

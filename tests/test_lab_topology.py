@@ -23,6 +23,11 @@ def _gone(topo: topology.Topology) -> bool:
     return topo.netns not in iproute.netns_names() and topology.load(topo.lab_dir) is None
 
 
+def _lab_namespaces() -> set[str]:
+    """Lab namespaces only: other tests on this machine make namespaces of their own."""
+    return {n for n in iproute.netns_names() if n.startswith(topology.NAME_PREFIX)}
+
+
 @pytest.fixture
 def lab_dir(tmp_path):
     """A lab dir whose VLAN, if a test leaves one, is removed."""
@@ -77,10 +82,10 @@ def test_failed_creation_leaves_nothing(lab_dir, monkeypatch):
         raise LabError("no taps today")
 
     monkeypatch.setattr(iproute, "add_tap", broken_tap)
-    before = set(iproute.netns_names())
+    before = _lab_namespaces()
     with pytest.raises(LabError, match="no taps today"):
         topology.create(lab_dir, taps=1)
-    assert set(iproute.netns_names()) == before
+    assert _lab_namespaces() == before
     assert topology.load(lab_dir) is None
 
 

@@ -11,6 +11,7 @@ from netboot.cli.lab_cmd import lab_group
 from netboot.cli.lun_cmd import lun
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
+from netboot.cli.target_cmd import target
 
 cli.add_command(init)
 cli.add_command(config)
@@ -23,6 +24,7 @@ cli.add_command(kernel)
 cli.add_command(initramfs)
 cli.add_command(doctor)
 cli.add_command(lab_group)
+cli.add_command(target)
 cli.add_command(dhcp)
 
 

@@ -1,8 +1,8 @@
-"""A Debian kernel for lab VMs, fetched with apt and unpacked with dpkg-deb into a cache.
+"""A bare vmlinuz for lab VMs that boot without netboot's initramfs (reference and direct boots).
 
-The metapackage (linux-image-cloud-amd64) only depends on the versioned
-image package; that one's .deb holds /boot/vmlinuz-<version>. Both the .deb
-and the extracted kernel stay in the cache, so later runs work offline.
+The .deb comes from :func:`netboot.kernel.download` (resolved, verified and
+cached like `netboot kernel fetch` does); only /boot/vmlinuz-* is taken out
+of it, next to the .deb, so later runs work offline.
 """
 
 from __future__ import annotations
@@ -13,44 +13,16 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from netboot.kernel import download
 from netboot.lab.topology import LabError
-
-_DEPENDS = re.compile(r"^\s*Depends:\s*(linux-image-\S+)", re.MULTILINE)
-
-
-def _run(argv: list[str], cwd: Path | None = None) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
-    except FileNotFoundError:
-        raise LabError(f"{argv[0]} not found: the lab needs apt and dpkg (Debian)") from None
-    if proc.returncode != 0:
-        raise LabError(f"'{' '.join(argv)}' failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def image_package(flavour: str) -> str:
-    """The versioned package behind ``linux-image-<flavour>``: linux-image-6.1.0-56-cloud-amd64."""
-    meta = f"linux-image-{flavour}"
-    match = _DEPENDS.search(_run(["apt-cache", "depends", meta]))
-    if match is None:
-        raise LabError(f"{meta} depends on no linux-image package: is it the right flavour?")
-    return match.group(1)
 
 
 def fetch_kernel(cache_dir: Path, flavour: str = "cloud-amd64") -> Path:
-    """The kernel image of ``flavour``'s current version, from the cache or fetched into it."""
-    package = image_package(flavour)
-    vmlinuz = cache_dir / f"{package}.vmlinuz"
-    if vmlinuz.exists():
-        return vmlinuz
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(cache_dir.glob(f"{package}_*.deb"))
-    if not debs:
-        _run(["apt-get", "download", package], cwd=cache_dir)
-        debs = sorted(cache_dir.glob(f"{package}_*.deb"))
-        if not debs:
-            raise LabError(f"apt-get download {package} left no .deb in {cache_dir}")
-    _extract_vmlinuz(debs[-1], vmlinuz)
+    """The kernel image of ``flavour``'s current package, from the cache or fetched into it."""
+    deb = download(flavour, cache_dir, progress=lambda _: None)
+    vmlinuz = deb.with_suffix(".vmlinuz")
+    if not vmlinuz.exists():
+        _extract_vmlinuz(deb, vmlinuz)
     return vmlinuz
 
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from contextlib import suppress
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -28,19 +27,28 @@ from netboot.config import Config
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
 from netboot.lab import procs, topology
-from netboot.lab.kernel import fetch_kernel
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
-from netboot.lab.vm import Accel, Firmware, VmFactory, VmSpec, choose_accel, lab_mac
+from netboot.lab.vm import (
+    Accel,
+    Firmware,
+    VmFactory,
+    VmSpec,
+    VmTimeout,
+    choose_accel,
+    lab_mac,
+)
 from netboot.lab.watch import watch
+from netboot.target.tgtd import CONTROL_PORT_MAX, stop_tgtd
 from netboot.templates import render
 
 STATE_FILE = "lab.json"
 CONFIG_FILE = "netboot.yaml"
 HTTP_PORT = 8080
 BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
+ROOT_GRACE = 30.0  # seconds a client that reached its root gets to finish and power off
 SERVE_READY = "serving:"  # netboot.server.run logs this once every service listens
-_TARGET_LINE = re.compile(r"^Target (\d+):", re.MULTILINE)
+IMAGE = "builtin"  # the golden image every lab client's root is cloned from
 
 
 @dataclass(frozen=True)
@@ -91,22 +99,25 @@ def load_state(lab_dir: Path) -> LabState:
 def free_tgt_control_port() -> int:
     """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
     for _ in range(100):
-        port = 1000 + secrets.randbelow(60000)
+        port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
         if not Path(f"/var/run/tgtd/socket.{port}").exists():
             return port
     raise LabError("no free tgtd control port found under /var/run/tgtd")
 
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
-                 kernel_flavour: str) -> Path:
-    """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir."""
+                 kernel_flavour: str, cache_dir: Path) -> Path:
+    """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
+
+    Downloads go to ``cache_dir``, which may be shared between labs.
+    """
     path = topology.lab_dir / CONFIG_FILE
     path.write_text(render(
         "lab.yaml.j2", today=time.strftime("%Y-%m-%d"), lab_dir=topology.lab_dir,
         netns=topology.netns, bridge=topology.bridge, address=topology.server,
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
-        lun_size=lun_size, loader=loader, kernel_flavour=kernel_flavour))
+        cache_dir=cache_dir, lun_size=lun_size, loader=loader, kernel_flavour=kernel_flavour))
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -116,83 +127,30 @@ def netboot_argv(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "netboot", "--config", str(config), *args]
 
 
-def _cli_commands() -> set[str]:
-    """The command names this build of `netboot` has (groups merged from other issues)."""
-    from netboot.cli import cli  # here: the CLI imports this module
-    return set(cli.commands)
-
-
-def prepare_kernel(config: Config, cache_dir: Path) -> Path:
-    """The Debian kernel of boot.kernel_flavour, installed where `netboot serve` serves it."""
-    kernel = fetch_kernel(cache_dir, config.boot.kernel_flavour)
-    config.kernel_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(kernel, config.kernel_path)
-    return config.kernel_path
-
-
-# Boot files `netboot lab up` needs and the `netboot` command that makes each:
-# (what, command group, argv after the group). The lead aligns these with the
-# initramfs and image commands when those issues are merged.
-BUILD_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("the base initramfs", "initramfs", ("build",)),
-    ("the built-in golden image", "image", ("build",)),
+# The boot files a lab needs, made with the real CLI in this order: the kernel
+# package (vmlinuz and modules), the initramfs built from it, the golden image.
+PREPARE: tuple[tuple[str, ...], ...] = (
+    ("kernel", "fetch"),
+    ("initramfs", "build"),
+    ("image", "build", IMAGE, "--builtin"),
 )
 
 
-def prepare_boot_files(config_path: Path, run: Callable[[list[str]], None]) -> None:
-    """Build the initramfs and the golden image with the real CLI; say which command is missing."""
-    commands = _cli_commands()
-    for what, group, args in BUILD_STEPS:
-        if group not in commands:
-            raise LabError(f"the lab needs {what}, made by 'netboot {group} "
-                           f"{' '.join(args)}', which this build of netboot does not have yet")
-        run(netboot_argv(config_path, group, *args))
-
-
-def start_tgtd(topology: Topology, config: Config, log_dir: Path) -> procs.LabProcess:
-    """tgtd inside the VLAN, on the portal address, with the lab's private control port."""
-    if shutil.which("tgtd") is None:
-        raise LabError("tgtd is not installed (Debian package tgt)")
-    address, port = config.portal
-    tgtd = procs.start(topology, "tgtd", [
-        "tgtd", "-f", "-C", str(config.target.tgt_control_port),
-        "--iscsi", f"portal={address}:{port}"], log_dir)
-    deadline = time.monotonic() + 10
-    while _tgtadm(config.target.tgt_control_port, "--op", "show", "--mode", "sys") is None:
-        tgtd.check_running()
-        if time.monotonic() > deadline:
-            raise LabError(f"tgtd did not answer on control port "
-                           f"{config.target.tgt_control_port}: {procs.tail(tgtd.log)}")
-        time.sleep(0.1)
-    return tgtd
-
-
-def _tgtadm(control_port: int, *args: str) -> str | None:
-    proc = subprocess.run(["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args],
-                          capture_output=True, text=True)
-    return proc.stdout if proc.returncode == 0 else None
-
-
-def stop_tgtd(control_port: int) -> None:
-    """The orderly stop tgtd needs (it ignores SIGTERM): its targets, then the daemon."""
-    shown = _tgtadm(control_port, "--op", "show", "--mode", "target")
-    for tid in _TARGET_LINE.findall(shown or ""):
-        _tgtadm(control_port, "--op", "delete", "--force", "--mode", "target", "--tid", tid)
-    _tgtadm(control_port, "--op", "delete", "--mode", "system")
-
-
 def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.LabProcess:
-    """`netboot serve` inside the VLAN; returns once it logs that it is serving."""
+    """`netboot serve` inside the VLAN (it starts tgtd there too); returns once it serves."""
     serve = procs.start(topology, "netboot-serve", netboot_argv(config_path, "serve"), log_dir,
                         settle=1.0)
-    procs.wait_for_log(serve, SERVE_READY, timeout=30)
+    procs.wait_for_log(serve, SERVE_READY, timeout=60)
     return serve
 
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
        kernel_flavour: str = "cloud-amd64", accel: Accel | None = None,
-       say: Callable[[str], None] = print) -> LabState:
-    """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left."""
+       cache_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
+    """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
+
+    Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
+    """
     lab_dir.mkdir(parents=True, exist_ok=True)
     if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
         raise LabError(f"a lab is already up in {lab_dir}; "
@@ -204,28 +162,26 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
             config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
-                                       kernel_flavour)
+                                       kernel_flavour, cache_dir or lab_dir / "cache")
             config = load_config(config_path)
-            say(f"kernel: {prepare_kernel(config, lab_dir / 'cache')}")
-            prepare_boot_files(config_path, lambda argv: _run(topo, argv, logs))
+            for step in PREPARE:
+                say(f"netboot {' '.join(step)}")
+                _run(netboot_argv(config_path, *step), logs)
             chosen = accel or choose_accel(logs)
             say(f"VMs run under {chosen}")
-            pids: dict[str, int] = {}
             state = LabState(str(config_path), (), str(chosen),
-                             config.target.tgt_control_port, pids)
+                             config.target.tgt_control_port, {})
+            _save(lab_dir, state)  # from here on, each start is on record before the next
+            serve = start_serve(topo, config_path, logs)
+            state = replace(state, pids={"serve": serve.pid})
             _save(lab_dir, state)
-            pids["tgtd"] = start_tgtd(topo, config, logs).pid
-            _save(lab_dir, state)
-            pids["serve"] = start_serve(topo, config_path, logs).pid
-            _save(lab_dir, state)
-            registered = []
+            say(f"netboot serve running (pid {serve.pid}), tgtd on control port "
+                f"{config.target.tgt_control_port}")
             for i in range(clients):
                 client = LabClient(f"lab-{i + 1:02d}", lab_mac(i + 1))
-                _run(topo, netboot_argv(config_path, "client", "add", client.mac,
-                                        "--hostname", client.name), logs)
-                registered.append(client)
-                state = LabState(state.config, tuple(registered), state.accel,
-                                 state.tgt_control_port, pids)
+                _run(netboot_argv(config_path, "client", "add", client.mac,
+                                        "--hostname", client.name, "--image", IMAGE), logs)
+                state = replace(state, clients=(*state.clients, client))
                 _save(lab_dir, state)
                 say(f"client {client.name} {client.mac} registered")
             return state
@@ -235,15 +191,24 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             raise
 
 
-def _run(topo: Topology, argv: list[str], logs: Path) -> None:
-    """Run a CLI step inside the VLAN; its output goes to the lab's log, its error to the user."""
+def _run(argv: list[str], logs: Path) -> None:
+    """Run a CLI step (on the host: downloads need its network; tgtadm works from anywhere).
+
+    Its output goes to the lab's commands.log, its error to the user.
+    """
     logs.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(topo.argv(argv), capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True)
     with (logs / "commands.log").open("a") as log:
         log.write(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
     if proc.returncode != 0:
         raise LabError(f"'netboot {' '.join(argv[5:])}' failed: "
                        f"{(proc.stderr or proc.stdout).strip() or f'status {proc.returncode}'}")
+
+
+def stop_serve(state: LabState) -> None:
+    """Stop the lab's `netboot serve` (tgtd and the VLAN stay), e.g. to let another server in."""
+    if (pid := state.pids.get("serve")) is not None:
+        _terminate(pid)
 
 
 def down(lab_dir: Path) -> bool:
@@ -257,10 +222,8 @@ def down(lab_dir: Path) -> bool:
         except LabError:
             state = None
         if state is not None:
-            if (pid := state.pids.get("serve")) is not None:
-                _terminate(pid)
-            if "tgtd" in state.pids:
-                stop_tgtd(state.tgt_control_port)
+            stop_serve(state)
+            stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
         path.unlink(missing_ok=True)
     return (topology.down(lab_dir) is not None) or found
 
@@ -329,6 +292,10 @@ def boot(lab_dir: Path, count: int | None = None, firmware: Firmware = Firmware.
                                      accel=Accel(state.accel)), topo.netns)
             watch(factory.vms, Board(progress, stream), timeout,
                   inventory_poll(config, [c.mac for c in clients]))
+            for vm, client in zip(factory.vms, progress, strict=True):
+                if client.result == "ok":  # let its root's init run (the built-in one powers off)
+                    with suppress(VmTimeout):
+                        vm.wait_exit(ROOT_GRACE)
         finally:
             with topology.signals_deferred():
                 factory.stop_all()

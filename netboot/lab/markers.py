@@ -29,13 +29,22 @@ class Stage(StrEnum):
 
 ORDER: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.FAILED)
 
-# What netboot's /init writes to the console at each stage: "NETBOOT-STAGE <stage> [detail]".
-# The success line is the issue's "NETBOOT-ROOT-OK <hostname>".
-INIT_STAGE = re.compile(r"NETBOOT-STAGE (initramfs|network|login|root|failed)\b\s*(.*)")
+# netboot's /init says "netboot[<uptime>]: <what>" (initramfs/init.j2); these lines mark stages.
+_INIT = re.compile(r"^netboot\[[0-9.]+\]: (.*)$")
+_INIT_STAGES: tuple[tuple[Stage, re.Pattern[str]], ...] = (
+    (Stage.INITRAMFS, re.compile(r"^initramfs started \((.*)\)")),
+    (Stage.NETWORK, re.compile(r"^address (\S+) on")),
+    (Stage.LOGIN, re.compile(r"^LUN \S+ is (\S+)")),  # the disk appears once login succeeded
+    (Stage.ROOT, re.compile(r"^root (\S+) mounted")),
+    (Stage.FAILED, re.compile(r"^FAILED at (.*)")),
+)
+# The root's own init (the built-in image) says this once it runs.
 ROOT_OK = re.compile(r"NETBOOT-ROOT-OK\b\s*(.*)")
 
 # iPXE prints a fetch as "<url>... ok"; a kernel is told apart from a loader by its name.
 _FETCH = re.compile(r"((?:https?|tftp)://\S+?)\.\.\. ok\b")
+# pxelinux prints "Loading vmlinuz... ok" (its initrd too, which is no stage of its own).
+_PXELINUX_LOAD = re.compile(r"^Loading (\S+?)\.\.\. ?ok\b")
 _KERNEL_NAME = re.compile(r"/(?:vmlinuz|bzImage|linux)[^/]*$")
 
 _PATTERNS: tuple[tuple[Stage, re.Pattern[str]], ...] = (
@@ -46,7 +55,7 @@ _PATTERNS: tuple[tuple[Stage, re.Pattern[str]], ...] = (
     (Stage.LOADER, re.compile(r"NBP file downloaded successfully")),  # OVMF chain-load
     (Stage.KERNEL, re.compile(r"Linux version (\S+)")),
     # iPXE wraps its error at 80 columns: "No configuration methods" ends a line.
-    (Stage.FAILED, re.compile(r"No configuration methods|Could not boot|"
+    (Stage.FAILED, re.compile(r"No configuration methods|Could not boot|No bootable device|"
                               r"Kernel panic - not syncing.*")),
 )
 
@@ -63,11 +72,16 @@ def classify(line: str) -> Marker | None:
     """The stage ``line`` shows, or None for an ordinary console line."""
     if m := ROOT_OK.search(line):
         return Marker(Stage.ROOT, m.group(1).strip())
-    if m := INIT_STAGE.search(line):
-        return Marker(Stage(m.group(1)), m.group(2).strip())
+    if init := _INIT.match(line):
+        for stage, pattern in _INIT_STAGES:
+            if m := pattern.match(init.group(1)):
+                return Marker(stage, m.group(1).strip())
+        return None
     if m := _FETCH.search(line):
         url = m.group(1)
         return Marker(Stage.KERNEL if _KERNEL_NAME.search(url) else Stage.LOADER, url)
+    if (m := _PXELINUX_LOAD.search(line)) and _KERNEL_NAME.search("/" + m.group(1)):
+        return Marker(Stage.KERNEL, m.group(1))
     for stage, pattern in _PATTERNS:
         if m := pattern.search(line):
             return Marker(stage, (m.group(1) if pattern.groups else m.group(0)).strip())

@@ -18,14 +18,19 @@ from ipaddress import IPv4Address, IPv6Interface
 from pathlib import Path
 
 from netboot import iproute
+from netboot.config import Loader
 from netboot.cpio import Entry, write_newc
 from netboot.lab import procs
 from netboot.lab.topology import LabError, Topology
 
 MARKER = "NETBOOT-REFERENCE-OK"
 BUSYBOX = Path("/bin/busybox")  # busybox-static: no libraries to carry along
-IPXE_DIR = Path("/usr/lib/ipxe")  # Debian's ipxe package
-LOADERS = ("undionly.kpxe", "ipxe.efi")  # BIOS and UEFI PXE ROMs chain-load these
+# The files each loader needs in the TFTP root, from Debian's ipxe, pxelinux and syslinux-common.
+LOADER_FILES: dict[Loader, tuple[Path, ...]] = {
+    Loader.IPXE: (Path("/usr/lib/ipxe/undionly.kpxe"), Path("/usr/lib/ipxe/ipxe.efi")),
+    Loader.PXELINUX: (Path("/usr/lib/PXELINUX/pxelinux.0"),
+                      Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")),
+}
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
 SCRIPT_NAME = "boot.ipxe"
@@ -46,12 +51,14 @@ class Tuning:
     (no-pxedhcp) says not to.
     """
 
+    name: str
     router_advertisements: bool = False
     no_pxedhcp: bool = False
 
 
-DEFAULT = Tuning()
-TUNED = Tuning(router_advertisements=True, no_pxedhcp=True)
+DEFAULT = Tuning("default")
+TUNED = Tuning("tuned", router_advertisements=True, no_pxedhcp=True)
+TUNINGS = (DEFAULT, TUNED)
 
 
 @dataclass(frozen=True)
@@ -92,15 +99,36 @@ def ipxe_script(base_url: str, kernel_args: str = KERNEL_ARGS) -> str:
     )
 
 
+def pxelinux_config(kernel_args: str = KERNEL_ARGS) -> str:
+    """pxelinux.cfg/default: kernel and initrd over TFTP, no menu, no wait."""
+    return (
+        "DEFAULT linux\n"
+        "LABEL linux\n"
+        f"  KERNEL {KERNEL_NAME}\n"
+        f"  INITRD {INITRD_NAME}\n"
+        f"  APPEND {kernel_args}\n"
+    )
+
+
+def _boot_lines(loader: Loader, script_url: str) -> list[str]:
+    if loader is Loader.PXELINUX:
+        return ["dhcp-boot=pxelinux.0"]  # BIOS only; an iPXE ROM chain-loads it too
+    return [f"dhcp-boot=tag:ipxe,{script_url}",
+            "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi",
+            "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe"]
+
+
 def dnsmasq_conf(interface: str, subnet_address: IPv4Address, tftp_root: Path, script_url: str,
-                 hosts: Sequence[Host], lease_file: Path, tuning: Tuning = DEFAULT) -> str:
+                 hosts: Sequence[Host], lease_file: Path, tuning: Tuning = DEFAULT,
+                 loader: Loader = Loader.IPXE) -> str:
     """dnsmasq's configuration: DHCP for ``hosts`` only, TFTP for the loaders, no DNS.
 
-    PXE ROMs (no iPXE user class) get a loader by client architecture
-    (RFC 4578 option 93: 7 and 9 are x86-64 UEFI); iPXE, from a ROM or
-    chain-loaded, gets the script's URL. ``tuning`` adds router
-    advertisements (from :data:`RA_PREFIX`, which must be on the interface)
-    and iPXE's no-pxedhcp option 175.176 = 1.
+    With iPXE, PXE ROMs (no iPXE user class) get a loader by client
+    architecture (RFC 4578 option 93: 7 and 9 are x86-64 UEFI); iPXE, from a
+    ROM or chain-loaded, gets the script's URL. With pxelinux every client
+    gets pxelinux.0. ``tuning`` adds router advertisements (from
+    :data:`RA_PREFIX`, which must be on the interface) and iPXE's
+    no-pxedhcp option 175.176 = 1.
     """
     lines = [
         "# The reference PXE server: dnsmasq as configured by hand.",
@@ -116,9 +144,7 @@ def dnsmasq_conf(interface: str, subnet_address: IPv4Address, tftp_root: Path, s
         "dhcp-userclass=set:ipxe,iPXE",
         "dhcp-match=set:efi64,option:client-arch,7",
         "dhcp-match=set:efi64,option:client-arch,9",
-        f"dhcp-boot=tag:ipxe,{script_url}",
-        "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi",
-        "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe",
+        *_boot_lines(loader, script_url),
         *(["dhcp-option=tag:ipxe,175,b0:01:01"] if tuning.no_pxedhcp else []),
         *([f"dhcp-range=::,constructor:{interface},ra-only", "enable-ra"]
           if tuning.router_advertisements else []),
@@ -144,7 +170,7 @@ _SERVING = re.compile(r"Serving HTTP on \S+ port (\d+)")
 @contextmanager
 def serve(topology: Topology, work_dir: Path, kernel: Path, initrd: bytes,
           hosts: Sequence[Host], kernel_args: str = KERNEL_ARGS,
-          tuning: Tuning = DEFAULT) -> Iterator[ReferenceServer]:
+          tuning: Tuning = DEFAULT, loader: Loader = Loader.IPXE) -> Iterator[ReferenceServer]:
     """dnsmasq and http.server inside the lab namespace, serving ``kernel`` and ``initrd``.
 
     Both run as root (dnsmasq with ``--user=root``) because the lab's files
@@ -154,12 +180,14 @@ def serve(topology: Topology, work_dir: Path, kernel: Path, initrd: bytes,
         raise LabError("dnsmasq is not installed (Debian package dnsmasq-base)")
     root = work_dir / "reference-root"
     root.mkdir(parents=True, exist_ok=True)
-    for loader in LOADERS:
-        if not (IPXE_DIR / loader).exists():
-            raise LabError(f"{IPXE_DIR / loader} is missing (Debian package ipxe)")
-        shutil.copyfile(IPXE_DIR / loader, root / loader)
+    for path in LOADER_FILES[loader]:
+        if not path.exists():
+            raise LabError(f"{path} is missing (Debian packages ipxe, pxelinux, syslinux-common)")
+        shutil.copyfile(path, root / path.name)
     shutil.copyfile(kernel, root / KERNEL_NAME)
     (root / INITRD_NAME).write_bytes(initrd)
+    (root / "pxelinux.cfg").mkdir(exist_ok=True)
+    (root / "pxelinux.cfg" / "default").write_text(pxelinux_config(kernel_args))
     logs = work_dir / "logs"
     with ExitStack() as stack:
         http = procs.start(topology, "reference-http", [
@@ -174,10 +202,12 @@ def serve(topology: Topology, work_dir: Path, kernel: Path, initrd: bytes,
         conf = work_dir / "dnsmasq.conf"
         conf.write_text(dnsmasq_conf(topology.bridge, topology.address.network.network_address,
                                      root, script_url, hosts, work_dir / "dnsmasq.leases",
-                                     tuning))
+                                     tuning, loader))
         if tuning.router_advertisements:
-            iproute.ip("-6", "addr", "add", str(RA_PREFIX), "dev", topology.bridge, "nodad",
+            iproute.ip("-6", "addr", "replace", str(RA_PREFIX), "dev", topology.bridge, "nodad",
                        netns=topology.netns)
+            stack.callback(iproute.ip, "-6", "addr", "del", str(RA_PREFIX), "dev",
+                           topology.bridge, netns=topology.netns, check=False)
         dnsmasq = procs.start(topology, "reference-dnsmasq", [
             "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--user=root",
             f"--pid-file={work_dir / 'dnsmasq.pid'}", f"--conf-file={conf}"], logs)

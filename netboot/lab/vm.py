@@ -170,7 +170,7 @@ class Vm:
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
-    def lines(self, timeout: float) -> Iterator[SerialLine]:
+    def lines(self, timeout: float, awaited: str = "QEMU's exit") -> Iterator[SerialLine]:
         """Console lines as they come, until QEMU exits; VmTimeout after ``timeout`` s in all."""
         deadline = time.monotonic() + timeout
         while True:
@@ -178,7 +178,7 @@ class Vm:
             try:
                 line = self._lines.get(timeout=max(left, 0))
             except queue.Empty:
-                raise self._timeout(f"no end of console within {timeout:.0f} s") from None
+                raise self._timeout(f"no {awaited} within {timeout:.0f} s") from None
             if line is None:
                 self._lines.put(None)  # later callers see the end too
                 return
@@ -187,7 +187,7 @@ class Vm:
     def wait_for(self, pattern: str | re.Pattern[str], timeout: float) -> SerialLine:
         """The first console line matching ``pattern`` (searched, not anchored)."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        for line in self.lines(timeout):
+        for line in self.lines(timeout, f"console line matching {regex.pattern!r}"):
             if regex.search(line.text):
                 return line
         self.wait_exit(STOP_GRACE)  # the console closes a moment before QEMU's status is there
@@ -255,7 +255,7 @@ def lab_mac(index: int) -> str:
     return "52:54:00:" + ":".join(f"{(index >> s) & 0xFF:02x}" for s in (16, 8, 0))
 
 
-PROBE_TIMEOUT = 15.0
+PROBE_TIMEOUT = 5.0  # a working ROM gets there in well under a second, even under TCG
 # The iPXE ROM prints this once it runs; under the nested KVM here it hangs just before.
 PROBE_MARKER = "iPXE initialising devices"
 

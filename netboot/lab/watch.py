@@ -55,7 +55,9 @@ def watch(vms: Sequence[Vm], board: Board, timeout: float,
         elif line is not None and (marker := classify(line.text)) is not None:
             board.observe(name, marker.stage, line.at, marker.detail)
         for mac, stage, at in (poll() if poll is not None else ()):
-            if (owner := by_mac.get(mac)) is not None and stage in _STAGES:
+            owner = by_mac.get(mac)
+            # A stage from before this VM started belongs to an earlier boot.
+            if owner is not None and stage in _STAGES and at >= owner.started_wall:
                 board.observe(owner.spec.name, Stage(stage), at - owner.started_wall)
         board.refresh({v.spec.name: time.monotonic() - v.started for v in vms})
     for vm in vms:

@@ -20,6 +20,7 @@ import logging
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import NamedTuple
 
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import (
@@ -71,8 +72,9 @@ class Request:
     options: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Ack:
+class Ack(NamedTuple):
+    """A NamedTuple, not a dataclass: one is made per block, and a tuple is cheaper to make."""
+
     block: int
 
 

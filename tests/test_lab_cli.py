@@ -1,0 +1,24 @@
+"""`netboot lab` through the real CLI: messages for a lab that is not there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _netboot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netboot", *args], capture_output=True,
+                          text=True)
+
+
+def test_lab_down_without_a_lab_says_so(tmp_path):
+    proc = _netboot("lab", "down", "--dir", str(tmp_path))
+    assert proc.returncode == 0
+    assert proc.stdout == f"no lab in {tmp_path}\n"
+
+
+def test_lab_boot_without_a_lab_fails_with_how_to_start_one(tmp_path):
+    proc = _netboot("lab", "boot", "--dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"Error: no lab is up in {tmp_path}: start one with "
+                                   "'netboot lab up'")
