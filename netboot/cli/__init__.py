@@ -1,5 +1,7 @@
 """The `netboot` command: parses arguments and wires the core together, nothing more."""
 
+import os
+
 from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
@@ -29,6 +31,10 @@ cli.add_command(dhcp)
 
 
 def main() -> None:
+    # What netboot writes (inventory, LUNs, rendered files) may hold secrets or a machine's
+    # disk: nothing group- or world-readable. Set here, for the process, not by a command,
+    # so a caller that imports the CLI keeps its own umask.
+    os.umask(0o077)
     cli(prog_name="netboot")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from netboot.cli.app import App, pass_app
@@ -16,6 +14,5 @@ from netboot.server import build_services, check_interface, run
 def serve(app: App) -> None:
     """Run DHCP, TFTP, HTTP and target reconcile on the boot interface until stopped."""
     config = app.config
-    os.umask(0o077)
     check_interface(config)
     run(build_services(config, lambda: Inventory(config.storage.database)))
