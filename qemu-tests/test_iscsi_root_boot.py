@@ -137,12 +137,13 @@ def san(tgt, dhcp, reports):
 
 
 def boot_client(config, vlan: Vlan, base_image: Path, client: Client, tmp_path: Path,
-                mac_arg: str = f"netboot.mac={MAC}", monitor: tuple[str, ...] = ()):
+                mac_arg: str = f"netboot.mac={MAC}", monitor: tuple[str, ...] = (),
+                nic: str = "virtio-net-pci"):
     """Boot ``client`` with base + client part concatenated, as iPXE would pass them."""
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(base_image.read_bytes() + build_client_part(config, client))
     result = boot(vlan, config.kernel_path, initrd, MAC, tmp_path / "serial.log", MARKER,
-                  append=f"{mac_arg} netboot.onfail=halt", monitor=monitor)
+                  append=f"{mac_arg} netboot.onfail=halt", monitor=monitor, nic=nic)
     print(f"--- serial log ({result.seconds:.1f} s to {MARKER}) ---\n{result.log}")
     return result
 
@@ -204,6 +205,13 @@ def test_closed_portal_gives_target_unreachable(config, vlan, base_image, client
     elsewhere = replace(config, target=replace(config.target, portal_port=3261))
     result = boot_client(elsewhere, vlan, base_image, client, tmp_path)
     assert "FAILED at login: target unreachable" in result.log
+
+
+def test_nic_without_a_driver_in_the_image_is_named(config, vlan, base_image, client, san,
+                                                   tmp_path):
+    result = boot_client(config, vlan, base_image, client, tmp_path, nic="rtl8139")
+    assert "loading every NIC driver in the image" in result.log
+    assert f"FAILED at network: no network interface has MAC {MAC}" in result.log
 
 
 def test_unplugged_cable_gives_no_link(config, vlan, base_image, client, san, tmp_path):

@@ -108,10 +108,12 @@ def test_missing_nic_drivers_of_the_cloud_flavour_are_noted(state):
     assert any("skipped" in n and "igb" in n for n in manifest.notes)
 
 
-def test_filesystems_are_not_loaded_at_boot(state):
+def test_iscsi_is_loaded_at_once_nic_drivers_by_hardware_filesystems_on_demand(state):
     _, _, unpacked, _ = state
     load = (unpacked / "etc" / "netboot" / "modules.load").read_text().split()
-    assert "iscsi_tcp" in load and "virtio_net" in load and "xfs" not in load
+    nic = (unpacked / "etc" / "netboot" / "modules.nic").read_text().split()
+    assert "iscsi_tcp" in load and "virtio_net" in nic
+    assert "virtio_net" not in load and "xfs" not in load + nic
 
 
 @needs_root

@@ -216,17 +216,29 @@ def module_component(release: KernelRelease, requested: list[str]) -> tuple[Comp
                    for rel in resolution.files]
         entries += [Entry.file(f"{prefix}/{index}", (root / index).read_bytes())
                     for index in MODULE_INDEXES if (root / index).exists()]
-    entries.append(Entry.file("etc/netboot/modules.load",
-                              "".join(f"{m}\n" for m in boot_time_modules(resolution)).encode()))
+    for kind, names in load_lists(resolution).items():
+        entries.append(Entry.file(f"etc/netboot/modules.{kind}",
+                                  "".join(f"{m}\n" for m in names).encode()))
     detail = f"{len(resolution.files)} files for {len(resolution.load)} requested"
     return Component("modules", entries, detail), resolution
 
 
-def boot_time_modules(resolution: Resolution) -> list[str]:
-    """The modules /init loads at once: all but filesystems (``kernel/fs/``), which it
-    loads only for the root's own type (xfs alone takes over a second under emulation)."""
-    return [name for name, path in zip(resolution.load, resolution.paths, strict=True)
-            if not path.startswith("kernel/fs/")]
+def load_lists(resolution: Resolution) -> dict[str, list[str]]:
+    """How /init loads each requested module, by where it lives in the kernel tree.
+
+    ``load``: at once (iSCSI, disks, buses). ``nic`` (``kernel/drivers/net/``):
+    only for hardware that is there, matched by modalias, the whole list being
+    the fallback when no NIC with the boot MAC shows up. Filesystems
+    (``kernel/fs/``) are in neither: /init loads the root's own type before
+    mounting it. Loading every NIC driver and xfs costs seconds under emulation.
+    """
+    lists: dict[str, list[str]] = {"load": [], "nic": []}
+    for name, path in zip(resolution.load, resolution.paths, strict=True):
+        if path.startswith("kernel/drivers/net/"):
+            lists["nic"].append(name)
+        elif not path.startswith("kernel/fs/"):
+            lists["load"].append(name)
+    return lists
 
 
 def init_component(release: KernelRelease, settings: InitSettings) -> Component:
