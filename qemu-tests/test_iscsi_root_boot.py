@@ -31,7 +31,7 @@ from iscsi_rig import (
 from netboot.chap import new_secret
 from netboot.clientpart import build_client_part
 from netboot.configfile import parse_config
-from netboot.initramfs.build import build
+from netboot.initramfs.build import Compression, build
 from netboot.inventory import Client
 from netboot.kernel import download, install
 
@@ -155,6 +155,13 @@ def digest(path: Path) -> str:
 def test_guest_boots_from_its_iscsi_lun_with_mutual_chap(config, vlan, base_image, client,
                                                          san, tmp_path):
     result = boot_client(config, vlan, base_image, client, tmp_path)
+    assert f"{MARKER} {HOSTNAME}" in result.log
+
+
+def test_gzip_base_image_boots_too(config, vlan, base_image, client, san, tmp_path):
+    gzip_config = replace(config, boot=replace(config.boot, initramfs=tmp_path / "gzip.img"))
+    build(gzip_config, print, Compression.GZIP)
+    result = boot_client(gzip_config, vlan, gzip_config.initramfs_path, client, tmp_path)
     assert f"{MARKER} {HOSTNAME}" in result.log
 
 
