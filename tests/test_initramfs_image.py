@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.config import OnFail
 from netboot.configfile import parse_config
 from netboot.initramfs.build import (
     Compression,
@@ -183,6 +184,10 @@ def test_gzip_output_is_reproducible():
 
 def test_padding_brings_any_length_to_a_multiple_of_4():
     assert [len(pad4(b"x" * n)) for n in range(1, 6)] == [4, 4, 4, 4, 8]
+
+
+def test_configured_onfail_is_the_default_in_init():
+    assert "\nONFAIL='shell'\n" in render_init("6.1.0-99-test-amd64", InitSettings(OnFail.SHELL))
 
 
 def test_rendered_init_matches_golden():
