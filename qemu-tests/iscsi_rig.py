@@ -187,18 +187,21 @@ class Boot:
 
 
 def boot(vlan: Vlan, kernel: Path, initrd: Path, mac: str, serial: Path, marker: str,
-         append: str, monitor: tuple[str, ...] = (), timeout: float = 180) -> Boot:
+         append: str, monitor: tuple[str, ...] = (), nic: str = "virtio-net-pci",
+         timeout: float = 180) -> Boot:
     """Boot QEMU (TCG) until ``marker`` appears on the serial console or the guest stops.
 
     ``append`` is the kernel command line after ``console=ttyS0 panic=-1``;
-    ``monitor`` are QEMU monitor commands given at start (``set_link n0 off``).
+    ``monitor`` are QEMU monitor commands given at start (``set_link n0 off``);
+    ``nic`` is the QEMU model of the guest's one NIC.
     """
     argv = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-cpu", "qemu64", "-m", "512",
             "-nographic", "-monitor", "stdio", "-serial", f"file:{serial}", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", f"console=ttyS0 panic=-1 {append}",
             "-netdev", f"tap,id=n0,ifname={vlan.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+            "-device", f"{nic},netdev=n0,mac={mac}"]
+    serial.unlink(missing_ok=True)
     start = time.monotonic()
     proc = vlan.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)

@@ -31,7 +31,7 @@ from iscsi_rig import (
 from netboot.chap import new_secret
 from netboot.clientpart import build_client_part
 from netboot.configfile import parse_config
-from netboot.initramfs.build import build
+from netboot.initramfs.build import Compression, build
 from netboot.inventory import Client
 from netboot.kernel import download, install
 
@@ -137,12 +137,13 @@ def san(tgt, dhcp, reports):
 
 
 def boot_client(config, vlan: Vlan, base_image: Path, client: Client, tmp_path: Path,
-                mac_arg: str = f"netboot.mac={MAC}", monitor: tuple[str, ...] = ()):
+                mac_arg: str = f"netboot.mac={MAC}", monitor: tuple[str, ...] = (),
+                nic: str = "virtio-net-pci"):
     """Boot ``client`` with base + client part concatenated, as iPXE would pass them."""
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(base_image.read_bytes() + build_client_part(config, client))
     result = boot(vlan, config.kernel_path, initrd, MAC, tmp_path / "serial.log", MARKER,
-                  append=f"{mac_arg} netboot.onfail=halt", monitor=monitor)
+                  append=f"{mac_arg} netboot.onfail=halt", monitor=monitor, nic=nic)
     print(f"--- serial log ({result.seconds:.1f} s to {MARKER}) ---\n{result.log}")
     return result
 
@@ -154,6 +155,13 @@ def digest(path: Path) -> str:
 def test_guest_boots_from_its_iscsi_lun_with_mutual_chap(config, vlan, base_image, client,
                                                          san, tmp_path):
     result = boot_client(config, vlan, base_image, client, tmp_path)
+    assert f"{MARKER} {HOSTNAME}" in result.log
+
+
+def test_gzip_base_image_boots_too(config, vlan, base_image, client, san, tmp_path):
+    gzip_config = replace(config, boot=replace(config.boot, initramfs=tmp_path / "gzip.img"))
+    build(gzip_config, print, Compression.GZIP)
+    result = boot_client(gzip_config, vlan, gzip_config.initramfs_path, client, tmp_path)
     assert f"{MARKER} {HOSTNAME}" in result.log
 
 
@@ -204,6 +212,13 @@ def test_closed_portal_gives_target_unreachable(config, vlan, base_image, client
     elsewhere = replace(config, target=replace(config.target, portal_port=3261))
     result = boot_client(elsewhere, vlan, base_image, client, tmp_path)
     assert "FAILED at login: target unreachable" in result.log
+
+
+def test_nic_without_a_driver_in_the_image_is_named(config, vlan, base_image, client, san,
+                                                   tmp_path):
+    result = boot_client(config, vlan, base_image, client, tmp_path, nic="rtl8139")
+    assert "loading every NIC driver in the image" in result.log
+    assert f"FAILED at network: no network interface has MAC {MAC}" in result.log
 
 
 def test_unplugged_cable_gives_no_link(config, vlan, base_image, client, san, tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.config import OnFail
 from netboot.configfile import parse_config
 from netboot.initramfs.build import (
     Compression,
@@ -108,10 +109,12 @@ def test_missing_nic_drivers_of_the_cloud_flavour_are_noted(state):
     assert any("skipped" in n and "igb" in n for n in manifest.notes)
 
 
-def test_filesystems_are_not_loaded_at_boot(state):
+def test_iscsi_is_loaded_at_once_nic_drivers_by_hardware_filesystems_on_demand(state):
     _, _, unpacked, _ = state
     load = (unpacked / "etc" / "netboot" / "modules.load").read_text().split()
-    assert "iscsi_tcp" in load and "virtio_net" in load and "xfs" not in load
+    nic = (unpacked / "etc" / "netboot" / "modules.nic").read_text().split()
+    assert "iscsi_tcp" in load and "virtio_net" in nic
+    assert "virtio_net" not in load and "xfs" not in load + nic
 
 
 @needs_root
@@ -181,6 +184,10 @@ def test_gzip_output_is_reproducible():
 
 def test_padding_brings_any_length_to_a_multiple_of_4():
     assert [len(pad4(b"x" * n)) for n in range(1, 6)] == [4, 4, 4, 4, 8]
+
+
+def test_configured_onfail_is_the_default_in_init():
+    assert "\nONFAIL='shell'\n" in render_init("6.1.0-99-test-amd64", InitSettings(OnFail.SHELL))
 
 
 def test_rendered_init_matches_golden():
