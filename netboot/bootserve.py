@@ -9,6 +9,7 @@ from netboot.pool import InventoryPool
 from netboot.server import InventoryFactory, Service
 from netboot.stages import StageRecorder
 from netboot.tftp.server import TftpServer
+from netboot.tftp.workers import TftpWorkers, worker_count
 
 
 def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
@@ -16,10 +17,8 @@ def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list
     pool = InventoryPool(open_inventory)
     stages = StageRecorder(pool)
     catalog = Catalog(config, pool)
-    address = config.server.address
-    return [
-        pool,
-        stages,
-        TftpServer(address, config.server.tftp_port, catalog, stages),
-        HttpServer(address, config.server.http_port, catalog, stages),
-    ]
+    address, port = config.server.address, config.server.tftp_port
+    workers = worker_count(config)
+    tftp: Service = (TftpServer(address, port, catalog, stages) if workers == 1
+                     else TftpWorkers(config, address, port, workers))
+    return [pool, stages, tftp, HttpServer(address, config.server.http_port, catalog, stages)]

@@ -37,6 +37,8 @@ from netboot.tftp.transfer import BytesSource, FileSource
 log = logging.getLogger(__name__)
 
 KERNEL_NAMES = frozenset({"vmlinuz", "boot/vmlinuz"})
+# The first file a PXE ROM fetches: its fetch marks the ``loader`` stage too.
+LOADER_NAMES = frozenset({"undionly.kpxe", "ipxe.efi", "snponly.efi", "pxelinux.0"})
 INITRAMFS_NAMES = frozenset({"initramfs.img", "boot/initramfs.img"})
 ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
 
@@ -66,7 +68,9 @@ class Content:
 def holds_address(client: Client, peer: IPv4Address) -> bool:
     """Whether ``peer`` is an address ``client`` holds: the one rule for private files.
 
-    Today that is its inventory address; a lookup in the DHCP lease table joins here.
+    That is its inventory address: netboot's DHCP gives a registered client that
+    address and keeps leases (netboot.dhcp.leases) only for unregistered machines,
+    which have no private files. Any other source of addresses joins here.
     """
     return peer == client.ip
 
@@ -160,7 +164,7 @@ class Catalog:
         if private is not None:
             return private
         return Content(name, open_beneath(self.config.server.tftp_root, parts),
-                       self.client_at(peer))
+                       self.client_at(peer), Stage.LOADER if name in LOADER_NAMES else None)
 
     def client_at(self, peer: IPv4Address) -> str | None:
         """The MAC of the registered client at ``peer``, to name it in logs and stages.

@@ -22,6 +22,7 @@ from netboot.log import client_log
 from netboot.provision import make_root, provisioning_lock, recover_interrupted, root_lun_path
 from netboot.target import TargetBackend, TargetError, TargetUnreachable
 from netboot.target.reconcile import reconcile
+from netboot.target.tgtplan import GLOBAL
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,15 @@ def apply_targets(config: Config, inventory: Inventory, backend: TargetBackend |
     Raises TargetError when the target ``iqn`` itself could not be made.
     """
     if backend is None:
-        return Applied(False, "not applied (no target backend)")
+        return Applied(False, "not applied (target.manage is off: the LUNs are served elsewhere)")
     try:
         outcome = reconcile(config, inventory, backend)
     except TargetUnreachable as err:
         return Applied(False, f"pending: {err}; `netboot serve` applies it when it runs")
     if iqn is not None and iqn in outcome.failed:
         raise TargetError(f"target {iqn}: {outcome.failed[iqn]}")
+    if GLOBAL in outcome.failed:
+        return Applied(True, f"applied; but {outcome.failed[GLOBAL]}")
     return Applied(True, "applied")
 
 

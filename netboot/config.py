@@ -64,6 +64,8 @@ class ServerConfig:
     http_port: int = 8080
     tftp_port: int = 69
     tftp_root: Path = DEFAULT_TFTP_ROOT
+    # TFTP server processes sharing the port (SO_REUSEPORT); 0: one per CPU, at most 8.
+    tftp_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class TargetConfig:
     """The iSCSI target: backend, portal and naming."""
 
     backend: TargetBackend = TargetBackend.TGT
+    manage: bool = True  # false: the LUNs are served by hand or elsewhere; netboot only boots
     portal_address: IPv4Address | None = None  # default: server.address
     portal_port: int = 3260
     iqn_authority: str = "iqn.2026-11.org.example"

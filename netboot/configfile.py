@@ -116,6 +116,8 @@ def _read_section(name: str, node: yaml.MappingNode, source: _Source) -> dict[st
             raise source.error(key, _unknown(key_node.value, fields, "key"))
         f = fields[key_node.value]
         raw = _construct(value_node)
+        if isinstance(raw, bool) and _is_text(hints[f.name]):
+            raw = value_node.value  # YAML 1.1 reads a bare `off` or `no` as a boolean
         try:
             out[f.name] = _convert(raw, hints[f.name], f.metadata.get("parse"))
         except (ValueError, TypeError, ValidationError) as err:
@@ -129,6 +131,12 @@ def _construct(node: yaml.Node) -> Any:
         return loader.construct_object(node, deep=True)
     finally:
         loader.dispose()
+
+
+def _is_text(tp: Any) -> bool:
+    """Whether a field holds words (a string or an enum), not a boolean."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    return any(a is str or (isinstance(a, type) and issubclass(a, Enum)) for a in args)
 
 
 def _is_null(node: yaml.Node) -> bool:
@@ -214,8 +222,10 @@ def _check_rules(config: Config, src: _Source) -> None:
                       ("target.portal_port", target.portal_port)):
         if not 1 <= port <= 65535:
             raise src.error(key, f"{port} is not a port number (expected 1-65535)")
-    if not 0 <= target.tgt_control_port <= 65535:
-        raise src.error("target.tgt_control_port", "expected 0-65535 (0: tgtd's default)")
+    if not 0 <= server.tftp_workers <= 64:
+        raise src.error("server.tftp_workers", "expected 0-64 (0: one per CPU)")
+    if not 0 <= target.tgt_control_port <= 32767:  # tgtd keeps it in a C short
+        raise src.error("target.tgt_control_port", "expected 0-32767 (0: tgtd's default)")
     if subnet.prefixlen > 30:
         raise src.error("dhcp.subnet", f"{subnet} is too small for a boot subnet "
                         "(expected a prefix of /30 or shorter)")

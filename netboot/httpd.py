@@ -99,7 +99,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
             self._plain(HTTPStatus.NOT_FOUND, "not found\n")
             return
         except AccessDenied as err:
-            log.warning("refused %s to %s: %s", path, peer, err)
+            log.warning("refused %r to %s: %s", path, peer, err)
             self._plain(HTTPStatus.FORBIDDEN, "forbidden\n")
             return
         except UnicodeDecodeError:

@@ -38,6 +38,10 @@ def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interfa
     ]
 
 
+def link_exists(interface: str, netns: str | None = None) -> bool:
+    return bool(ip("-j", "link", "show", "dev", interface, netns=netns, check=False).strip())
+
+
 def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
     """The argv that runs ``argv`` inside network namespace ``netns``."""
     return ["ip", "netns", "exec", netns, *argv]

@@ -134,16 +134,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(flavour: str, cache: Path, progress: Progress) -> Path:
-    """The flavour's current kernel .deb in ``cache``, downloaded only if not already there."""
+def resolve(flavour: str) -> PackageInfo:
+    """The versioned kernel package ``linux-image-<flavour>`` stands for, from the apt index."""
     if flavour not in FLAVOURS:
         raise KernelError(f"unknown kernel flavour {flavour!r} (expected one of "
                           f"{', '.join(FLAVOURS)})")
     meta = f"linux-image-{flavour}"
     package = versioned_package(flavour, _run(["apt-cache", "depends", meta], f"resolving {meta}"))
-    info = parse_package_info(_run(["apt-cache", "show", "--no-all-versions", package],
+    return parse_package_info(_run(["apt-cache", "show", "--no-all-versions", package],
                                    f"looking up {package}"))
-    progress(f"{meta} -> {info.package} {info.version}")
+
+
+def download(flavour: str, cache: Path, progress: Progress) -> Path:
+    """The flavour's current kernel .deb in ``cache``, downloaded only if not already there."""
+    info = resolve(flavour)
+    progress(f"linux-image-{flavour} -> {info.package} {info.version}")
     cache.mkdir(parents=True, exist_ok=True)
     deb = cache / Path(info.filename).name
     if deb.exists() and sha256_file(deb) == info.sha256:
@@ -188,8 +193,9 @@ def install(config: Config, progress: Progress, *, deb: Path | None = None,
             tree: Path | None = None) -> KernelRelease:
     """Unpack ``deb`` (or copy an extracted ``tree``), run depmod and make it current.
 
-    Unpacking goes to a temporary directory that is renamed into place only
-    when complete, so a kill leaves either no release or a whole one.
+    A source already installed (same SHA-256) is only made current again.
+    Unpacking goes to a temporary directory renamed into place when complete,
+    so a kill leaves either no release or a whole one.
     """
     if (deb is None) == (tree is None):
         raise KernelError("install needs exactly one of a .deb or an extracted tree")
@@ -200,33 +206,48 @@ def install(config: Config, progress: Progress, *, deb: Path | None = None,
             raise KernelError(f"{deb}: no such kernel package")
         source_hash = sha256_file(deb)
         package, package_version = _deb_fields(deb)
+    else:
+        assert tree is not None
+        version = _version_of(tree)
+        source_hash = sha256_file(tree / "boot" / f"vmlinuz-{version}")
+        package, package_version = f"linux-image-{version}", "(tree)"
+    release = _installed(releases, source_hash)
+    if release is not None:
+        progress(f"kernel {release.version} from {package} {package_version} already installed")
+    else:
+        release = _unpack(releases, progress, deb, tree, package, package_version, source_hash)
+    _make_current(config, release, progress)
+    return release
+
+
+def _installed(releases: Path, source_hash: str) -> KernelRelease | None:
+    for root in sorted(releases.iterdir()):
+        release = read_release(root)
+        if release is not None and release.sha256 == source_hash:
+            return release
+    return None
+
+
+def _unpack(releases: Path, progress: Progress, deb: Path | None, tree: Path | None,
+            package: str, package_version: str, source_hash: str) -> KernelRelease:
     with tempfile.TemporaryDirectory(dir=releases, prefix=".unpack-") as tmp:
         staging = Path(tmp) / "tree"
         if deb is not None:
             progress(f"extracting {deb.name}")
             _run(["dpkg-deb", "-x", str(deb), str(staging)], f"extracting {deb}")
         else:
-            assert tree is not None
             progress(f"copying {tree}")
             shutil.copytree(tree, staging, symlinks=True)
         version = _version_of(staging)
-        if tree is not None:
-            source_hash = sha256_file(staging / "boot" / f"vmlinuz-{version}")
-            package, package_version = f"linux-image-{version}", "(tree)"
         release = KernelRelease(version, releases / version, package, package_version,
                                 source_hash)
-        existing = read_release(release.root)
-        if existing is not None and existing.sha256 == source_hash:
-            progress(f"kernel {version} from {package} {package_version} already installed")
-        else:
-            progress(f"depmod {version}")
-            _run(["depmod", "-b", str(staging), version], f"depmod for {version}")
-            (staging / MANIFEST).write_text(json.dumps(
-                {k: str(v) for k, v in asdict(release).items() if k != "root"}, indent=2) + "\n")
-            if release.root.exists():
-                shutil.rmtree(release.root)
-            os.replace(staging, release.root)
-    _make_current(config, release, progress)
+        progress(f"depmod {version}")
+        _run(["depmod", "-b", str(staging), version], f"depmod for {version}")
+        (staging / MANIFEST).write_text(json.dumps(
+            {k: str(v) for k, v in asdict(release).items() if k != "root"}, indent=2) + "\n")
+        if release.root.exists():  # an older build of the same version: replaced whole
+            shutil.rmtree(release.root)
+        os.replace(staging, release.root)
     return release
 
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from netboot import iproute
 from netboot.config import Config, DhcpMode
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
@@ -38,7 +39,6 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
     from netboot.bootserve import boot_file_services  # it imports Service from here
 
     services: list[Service] = []
-    services.append(TargetService(config, open_inventory))
     services += boot_file_services(config, open_inventory)
     if config.dhcp.mode is not DhcpMode.OFF:
         from netboot.dhcp.service import DhcpService  # it imports this module's InventoryFactory
@@ -48,7 +48,21 @@ def build_services(config: Config, open_inventory: InventoryFactory) -> list[Ser
         from netboot.dhcp.ra import RouterAdvertiser  # scapy: loaded only when serving
 
         services.append(RouterAdvertiser(config.server.interface))
+    if config.target.manage:
+        services.append(TargetService(config, open_inventory))
     return services
+
+
+def check_interface(config: Config) -> None:
+    """Fail early, and clearly, when the boot interface or the server's address is not there."""
+    interface, address = config.server.interface, config.server.address
+    if not iproute.link_exists(interface):
+        raise NetbootError(f"server.interface {interface} does not exist on this host "
+                           "(see 'ip link'); fix it in the config")
+    if address not in {a.ip for a in iproute.ipv4_addresses(interface)}:
+        raise NetbootError(f"server.address {address} is not configured on {interface}: "
+                           f"add it (ip addr add {address}/{config.dhcp.subnet.prefixlen} "
+                           f"dev {interface}) or fix the config")
 
 
 def run(services: list[Service], stop: threading.Event | None = None) -> None:
@@ -62,7 +76,10 @@ def run(services: list[Service], stop: threading.Event | None = None) -> None:
     started: list[Service] = []
     try:
         for service in services:
-            service.start()
+            try:
+                service.start()
+            except OSError as err:
+                raise NetbootError(f"{service.name} could not start: {err}") from None
             started.append(service)
             log.info("%s started", service.name)
         log.info("serving: %s", ", ".join(s.name for s in services))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -101,14 +101,17 @@ class Tgt:
         return self.vlan.run("tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args,
                              capture_output=True, text=True, check=check)
 
-    def add_target(self, tid: int, iqn: str, lun: Path, initiator: str, user: str, secret: str,
-                   mutual_user: str, mutual_secret: str) -> None:
-        """``iqn`` with ``lun`` as LUN 1, open only to ``initiator`` with CHAP and mutual CHAP."""
+    def add_target(self, tid: int, iqn: str, lun: Path | None, initiator: str, user: str,
+                   secret: str, mutual_user: str, mutual_secret: str) -> None:
+        """``iqn`` with ``lun`` as LUN 1 (None: no LUN 1), open only to ``initiator`` with
+        CHAP and mutual CHAP."""
         t = str(tid)
         self.adm("--op", "new", "--mode", "target", "--tid", t, "-T", iqn)
-        self.adm("--op", "new", "--mode", "logicalunit", "--tid", t, "--lun", "1",
-                 "-b", str(lun))
-        self.adm("--op", "bind", "--mode", "target", "--tid", t, "-I", "ALL")
+        if lun is not None:
+            self.adm("--op", "new", "--mode", "logicalunit", "--tid", t, "--lun", "1",
+                     "-b", str(lun))
+        # By name only: tgt admits an initiator that passes EITHER its address or its name
+        # ACL, so binding "-I ALL" as well would let any initiator in.
         self.adm("--op", "bind", "--mode", "target", "--tid", t, "-Q", initiator)
         self.adm("--op", "new", "--mode", "account", "--user", user, "--password", secret)
         self.adm("--op", "bind", "--mode", "account", "--tid", t, "--user", user)
@@ -147,11 +150,11 @@ def start_dnsmasq(vlan: Vlan, mac: str, workdir: Path) -> subprocess.Popen:
 
 
 def start_report_listener(vlan: Vlan, port: int, workdir: Path) -> subprocess.Popen:
-    """busybox httpd on the server address, logging each request /init's reports make."""
+    """Python's http.server on the server address: its log has each request line in full."""
     www = workdir / "www"
     www.mkdir(exist_ok=True)
-    return vlan.popen("busybox", "httpd", "-f", "-vv", "-p", f"{vlan.server}:{port}",
-                      "-h", str(www), stdout=subprocess.DEVNULL,
+    return vlan.popen(sys.executable, "-m", "http.server", "--bind", str(vlan.server),
+                      "--directory", str(www), str(port), stdout=subprocess.DEVNULL,
                       stderr=(workdir / "httpd.log").open("wb"))
 
 
@@ -184,17 +187,27 @@ class Boot:
 
 
 def boot(vlan: Vlan, kernel: Path, initrd: Path, mac: str, serial: Path, marker: str,
-         append: str = "", timeout: float = 180) -> Boot:
-    """Boot QEMU (TCG) until ``marker`` appears on the serial console or the guest stops."""
+         append: str, monitor: tuple[str, ...] = (), nic: str = "virtio-net-pci",
+         timeout: float = 180) -> Boot:
+    """Boot QEMU (TCG) until ``marker`` appears on the serial console or the guest stops.
+
+    ``append`` is the kernel command line after ``console=ttyS0 panic=-1``;
+    ``monitor`` are QEMU monitor commands given at start (``set_link n0 off``);
+    ``nic`` is the QEMU model of the guest's one NIC.
+    """
     argv = ["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-cpu", "qemu64", "-m", "512",
-            "-nographic", "-monitor", "none", "-serial", f"file:{serial}", "-no-reboot",
+            "-nographic", "-monitor", "stdio", "-serial", f"file:{serial}", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", f"console=ttyS0 panic=-1 netboot.mac={mac} {append}".strip(),
+            "-append", f"console=ttyS0 panic=-1 {append}",
             "-netdev", f"tap,id=n0,ifname={vlan.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+            "-device", f"{nic},netdev=n0,mac={mac}"]
+    serial.unlink(missing_ok=True)
     start = time.monotonic()
-    proc = vlan.popen(*argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                      stderr=subprocess.PIPE)
+    proc = vlan.popen(*argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write("".join(f"{command}\n" for command in monitor).encode())
+    proc.stdin.flush()
     seconds = float("nan")
     try:
         while time.monotonic() - start < timeout:
@@ -208,7 +221,3 @@ def boot(vlan: Vlan, kernel: Path, initrd: Path, mac: str, serial: Path, marker:
         stop(proc)
     return Boot(serial.read_text(errors="replace") if serial.exists() else "", seconds,
                 proc.returncode)
-
-
-def lines_with(text: str, needle: str) -> Iterator[str]:
-    return (line for line in text.splitlines() if needle in line)

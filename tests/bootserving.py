@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot import iproute
 from netboot.catalog import Catalog
 from netboot.config import Config
 from netboot.httpd import HttpServer
@@ -30,6 +32,18 @@ def sample_client(ip: str = "127.0.0.2", mac: str = MAC) -> Client:
         target_iqn="iqn.2026-11.org.example:target.node-a", chap_user="node-a",
         chap_secret=SECRET, mutual_secret="mutual-secret-16", created=1764140000.0,
     )
+
+
+@dataclass
+class Lan:
+    netns: str
+    server: str
+    client: str
+    stranger: str
+
+    def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(iproute.in_netns(self.netns, argv), capture_output=True,
+                              timeout=timeout, check=False)
 
 
 def sha256(data: bytes) -> str:

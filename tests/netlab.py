@@ -18,6 +18,8 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 from netboot import iproute
+from netboot.configfile import load_config
+from netboot.target.tgtd import forget_control_port, lock_path, stop_tgtd
 
 SERVE_READY = "serving:"
 
@@ -36,6 +38,7 @@ class Lab:
         self.workdir = workdir
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen] = []
+        self.tgtd_ports: set[int] = set()  # serve starts a tgtd on these; stopped in close()
 
     def netns(self, role: str) -> str:
         name = unique(f"nb{role}")
@@ -92,6 +95,9 @@ class Lab:
     def serve(self, ns: str, config: Path, log: Path, timeout: float = 30) -> subprocess.Popen:
         """``netboot serve`` in ``ns``; returns once it logs that it is serving."""
         start = log.stat().st_size if log.exists() else 0
+        port = load_config(config).target.tgt_control_port
+        assert port != 0, "a test's serve must not touch the host's tgtd (control port 0)"
+        self.tgtd_ports.add(port)
         proc = self.spawn(ns, [sys.executable, "-m", "netboot", "--config", str(config),
                                "--log-level", "debug", "serve"], log)
         deadline = time.monotonic() + timeout
@@ -118,6 +124,9 @@ class Lab:
         for proc in reversed(self.processes):
             with contextlib.suppress(ProcessLookupError):
                 self.stop(proc)
+        for port in self.tgtd_ports:  # serve leaves tgtd running on purpose: clients live on it
+            stop_tgtd(port)
+            forget_control_port(port)
         for ns in self.namespaces:
             iproute.delete_netns(ns)
 
@@ -128,5 +137,15 @@ def write_config(path: Path, interface: str, workdir: Path, *, address: str = "1
         f"server:\n  interface: {interface}\n  address: {address}\n"
         f"  tftp_root: {workdir / 'tftproot'}\n"
         f"storage:\n  state_dir: {workdir / 'state'}\n"
+        # a tgtd of this test's own: serve starts one, NetLab.close() stops it
+        f"target:\n  tgt_control_port: {free_control_port()}\n"
         f"dhcp:\n  subnet: {subnet}\n{extra}")
     return path
+
+
+def free_control_port() -> int:
+    """A tgtd control port no daemon has used (tgtd keeps it in a short: at most 32767)."""
+    while True:
+        port = 20000 + secrets.randbelow(12768)
+        if not lock_path(port).exists():
+            return port

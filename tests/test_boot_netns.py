@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
 import pytest
-from bootserving import MAC, SECRET, sha256, start_served, stop_served
+from bootserving import MAC, SECRET, Lan, sha256, start_served, stop_served
 from conftest import BASE_CONFIG, needs_root
 
 from netboot import iproute
 
 pytestmark = [needs_root, pytest.mark.root]
-
-
-@dataclass
-class Lan:
-    netns: str
-    server: str
-    client: str
-    stranger: str
-
-    def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(iproute.in_netns(self.netns, argv), capture_output=True,
-                              timeout=timeout, check=False)
 
 
 @pytest.fixture

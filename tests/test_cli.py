@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from netboot.target.tgtd import lock_path
+
 MAC = "52:54:00:aa:00:01"
 
 
@@ -30,6 +32,10 @@ def run(tmp_path):
 def initialised(run, tmp_path):
     run("init", "--interface", "nbtest0", "--subnet", "198.18.0.0/24",
         "--state-dir", str(tmp_path / "state"))
+    # a control port no tgtd uses: these commands must never touch another tgtd (port 0)
+    port = next(p for p in range(31000, 32768) if not lock_path(p).exists())
+    run.config.write_text(run.config.read_text().replace(
+        "target:\n", f"target:\n  tgt_control_port: {port}\n", 1))
     return run
 
 

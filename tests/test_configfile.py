@@ -181,3 +181,12 @@ def test_load_config_reads_the_file(tmp_path):
     path = tmp_path / "netboot.yaml"
     path.write_text(MINIMAL)
     assert load_config(path).source == path
+
+
+def test_bare_off_is_the_word_not_a_boolean():
+    assert parse_config(MINIMAL + "  mode: off\n").dhcp.mode is DhcpMode.OFF
+
+
+def test_boolean_key_still_needs_a_boolean():
+    err = error_of(MINIMAL + "  router_advertisements: maybe\n")
+    assert err.key == "dhcp.router_advertisements" and "true or false" in err.message

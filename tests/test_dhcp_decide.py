@@ -54,7 +54,7 @@ def world(make_config, tmp_path):
         def __init__(self, extra: str = "") -> None:
             self.config = make_config(base=BASE + extra)
             self.inventory = Inventory(self.config.storage.database)
-            self.client = add_client(self.config, self.inventory, MAC)
+            self.client = add_client(self.config, self.inventory, MAC).client
             self.clients = ClientDirectory(self.inventory)
             self.leases = LeaseTable()
 
@@ -405,3 +405,9 @@ def test_arch_is_read_from_vendor_class_without_option_93(world):
     w = world()
     data = frame(MAC, "discover", [("vendor_class_id", b"PXEClient:Arch:00007:UNDI:003016")])
     assert w.reply(data)[0].file.rstrip(b"\0") == b"ipxe.efi"
+
+
+def test_renewal_ack_records_no_stage(world):
+    w = world()
+    ip = str(w.client.ip)
+    assert w.ask(plain(MAC, "request", ciaddr=ip), source=(ip, 68)).stage is None

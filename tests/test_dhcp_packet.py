@@ -20,7 +20,7 @@ from netboot.dhcp.packet import (
     parse_request,
     reply_from_request,
 )
-from netboot.dhcp.service import DhcpEngine, RateLimiter
+from netboot.dhcp.service import DhcpEngine, RateLimiter, StageWriter
 from netboot.inventory import Inventory
 
 MAC = "52:54:00:12:34:56"
@@ -255,3 +255,34 @@ def test_prepared_reply_is_not_used_after_the_client_changes(engine):
     out = engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
     assert decode(out[0]).yiaddr == "198.18.0.50"
     assert engine.prepared.hits == 0
+
+
+def stage_writer_run(make_config, events):
+    """Each (stage, at) through a StageWriter of its own (stop flushes), the client after."""
+    config = make_config()
+    with Inventory(config.storage.database) as inventory:
+        add_client(config, inventory, MAC)
+        for stage, at in events:
+            if stage == "loader":  # recorded by the HTTP side, not by DHCP
+                inventory.record_stage(MAC, stage, at)
+                continue
+            writer = StageWriter(lambda: Inventory(config.storage.database), interval=10)
+            writer.start()
+            writer.record(MAC, stage, at)
+            writer.stop()
+        return inventory.get(MAC)
+
+
+def test_stage_writer_writes_a_repeated_stage_once_within_its_interval(make_config):
+    client = stage_writer_run(make_config, [("dhcp", NOW), ("dhcp", NOW + 5)])
+    assert (client.last_stage, client.last_stage_at) == ("dhcp", NOW)
+
+
+def test_stage_writer_writes_a_repeated_stage_after_its_interval(make_config):
+    client = stage_writer_run(make_config, [("dhcp", NOW), ("dhcp", NOW + 11)])
+    assert client.last_stage_at == NOW + 11
+
+
+def test_stage_writer_writes_dhcp_again_after_another_stage(make_config):
+    client = stage_writer_run(make_config, [("dhcp", NOW), ("loader", NOW + 1), ("dhcp", NOW + 5)])
+    assert (client.last_stage, client.last_stage_at) == ("dhcp", NOW + 5)

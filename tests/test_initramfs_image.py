@@ -7,13 +7,16 @@ everything after that is local.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from netboot.config import OnFail
 from netboot.configfile import parse_config
 from netboot.initramfs.build import (
     Compression,
@@ -37,6 +40,7 @@ def state(tmp_path_factory, pytestconfig):
     root = tmp_path_factory.mktemp("image")
     text = (f"server:\n  address: 198.18.0.1\ndhcp:\n  subnet: 198.18.0.0/24\n"
             f"storage:\n  state_dir: {root / 'state'}\n")
+    (root / "netboot.yaml").write_text(text)
     config = parse_config(text, str(root / "netboot.yaml"))
     deb = download("cloud-amd64", pytestconfig.cache.mkdir("netboot-kernel-deb"), print)
     install(config, print, deb=deb)
@@ -105,10 +109,12 @@ def test_missing_nic_drivers_of_the_cloud_flavour_are_noted(state):
     assert any("skipped" in n and "igb" in n for n in manifest.notes)
 
 
-def test_filesystems_are_not_loaded_at_boot(state):
+def test_iscsi_is_loaded_at_once_nic_drivers_by_hardware_filesystems_on_demand(state):
     _, _, unpacked, _ = state
     load = (unpacked / "etc" / "netboot" / "modules.load").read_text().split()
-    assert "iscsi_tcp" in load and "virtio_net" in load and "xfs" not in load
+    nic = (unpacked / "etc" / "netboot" / "modules.nic").read_text().split()
+    assert "iscsi_tcp" in load and "virtio_net" in nic
+    assert "virtio_net" not in load and "xfs" not in load + nic
 
 
 @needs_root
@@ -134,6 +140,15 @@ def test_rebuild_comes_from_the_cache(state):
     config, manifest, _, _ = state
     again = build(config, print)
     assert again.cached and again.digest == manifest.digest
+
+
+def test_cli_build_prints_the_manifest_as_json(state):
+    config, manifest, _, _ = state
+    out = subprocess.run([sys.executable, "-m", "netboot", "--config", str(config.source),
+                          "initramfs", "build", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    printed = json.loads(out)
+    assert (printed["digest"], printed["size"]) == (manifest.digest, manifest.size)
 
 
 def test_two_builds_without_cache_are_byte_identical(state, tmp_path):
@@ -169,6 +184,10 @@ def test_gzip_output_is_reproducible():
 
 def test_padding_brings_any_length_to_a_multiple_of_4():
     assert [len(pad4(b"x" * n)) for n in range(1, 6)] == [4, 4, 4, 4, 8]
+
+
+def test_configured_onfail_is_the_default_in_init():
+    assert "\nONFAIL='shell'\n" in render_init("6.1.0-99-test-amd64", InitSettings(OnFail.SHELL))
 
 
 def test_rendered_init_matches_golden():

@@ -41,7 +41,7 @@ def inventory(config):
 
 
 def test_added_client_reads_back_identically(config, inventory):
-    added = add_client(config, inventory, "52:54:00:00:00:01", hostname="web1")
+    added = add_client(config, inventory, "52:54:00:00:00:01", hostname="web1").client
     assert inventory.get("52:54:00:00:00:01") == added
     assert added.hostname == "web1"
     assert added.initiator_iqn == "iqn.2026-11.org.example:initiator:web1"
@@ -50,7 +50,7 @@ def test_added_client_reads_back_identically(config, inventory):
 
 
 def test_secrets_are_not_in_repr(config, inventory):
-    added = add_client(config, inventory, "52:54:00:00:00:01")
+    added = add_client(config, inventory, "52:54:00:00:00:01").client
     assert added.chap_secret not in repr(added)
     assert added.mutual_secret not in repr(added)
 
@@ -66,13 +66,13 @@ def test_store_and_state_dir_are_private(config, inventory):
 
 
 def test_first_free_address_skips_server_and_taken(config, inventory):
-    a = add_client(config, inventory, "52:54:00:00:00:01")
-    b = add_client(config, inventory, "52:54:00:00:00:02")
+    a = add_client(config, inventory, "52:54:00:00:00:01").client
+    b = add_client(config, inventory, "52:54:00:00:00:02").client
     assert (a.ip, b.ip) == (IPv4Address("198.18.0.2"), IPv4Address("198.18.0.3"))
 
 
 def test_given_address_is_used(config, inventory):
-    c = add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.50"))
+    c = add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.50")).client
     assert c.ip == IPv4Address("198.18.0.50")
 
 
@@ -140,14 +140,14 @@ storage:
 
 def test_remove_deletes_the_record(config, inventory):
     add_client(config, inventory, "52:54:00:00:00:01")
-    remove_client(inventory, "52:54:00:00:00:01")
+    remove_client(config, inventory, "52:54:00:00:00:01")
     with pytest.raises(NotFound):
         inventory.get("52:54:00:00:00:01")
 
 
-def test_remove_of_unknown_mac_is_not_found(inventory):
+def test_remove_of_unknown_mac_is_not_found(config, inventory):
     with pytest.raises(NotFound, match="52:54:00:00:00:01"):
-        remove_client(inventory, "52:54:00:00:00:01")
+        remove_client(config, inventory, "52:54:00:00:00:01")
 
 
 def test_stage_is_recorded(config, inventory):

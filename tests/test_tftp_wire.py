@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import subprocess
 import time
@@ -251,11 +252,13 @@ def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(served: Serve
         for _ in range(2000):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind(("127.0.0.1", 0))
-            sock.sendto(b"\x00\x01small\x00octet\x00", ("127.0.0.1", served.tftp.port))
+            # timeout 30 (RFC 2349): the sessions outlive the test however slow the machine is
+            sock.sendto(b"\x00\x01small\x00octet\x00timeout\x0030\x00",
+                        ("127.0.0.1", served.tftp.port))
             stalled.append(sock)
         for sock in stalled:
-            sock.settimeout(5)
-            assert sock.recv(1000)[:4] == b"\x00\x03\x00\x01"
+            sock.settimeout(10)
+            assert sock.recv(1000)[:2] == b"\x00\x06"  # the OACK, never acknowledged
         assert len(served.tftp.sessions) == 2000
         result = curl_tftp(served, "big", "--tftp-blksize", "8192")
         assert result.returncode == 0, result.stderr
@@ -292,3 +295,68 @@ def test_kernel_fetch_over_tftp_records_the_kernel_stage(served: Served):
     result = curl_tftp(served, "vmlinuz", "--interface", "127.0.0.2")
     assert result.stdout == served.config.kernel_path.read_bytes()
     assert served.stage_of(MAC) == "kernel"
+
+
+def test_two_thousand_concurrent_transfers_all_complete_intact(served: Served):
+    want = (served.root / "small").read_bytes()
+    selector = selectors.DefaultSelector()
+    received: dict[socket.socket, bytearray] = {}
+    try:
+        for _ in range(2000):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            sock.sendto(b"\x00\x01small\x00octet\x00", ("127.0.0.1", served.tftp.port))
+            selector.register(sock, selectors.EVENT_READ)
+            received[sock] = bytearray()
+        done = 0
+        deadline = time.monotonic() + 120
+        while done < 2000 and time.monotonic() < deadline:
+            for key, _ in selector.select(1.0):
+                sock = key.fileobj
+                data, peer = sock.recvfrom(1000)
+                assert data[:2] == b"\x00\x03", parse(data)
+                block = int.from_bytes(data[2:4], "big")
+                if block == len(received[sock]) // 512 + 1:  # the next block, not a resend
+                    received[sock] += data[4:]
+                    if len(data) < 516:
+                        selector.unregister(sock)
+                        done += 1
+                sock.sendto(encode_ack(block), peer)
+        assert done == 2000
+        assert all(bytes(data) == want for data in received.values())
+    finally:
+        selector.close()
+        for sock in received:
+            sock.close()
+    assert served.tftp.stats["internal_errors"] == 0
+
+
+def test_fetching_the_boot_loader_records_the_loader_stage(served: Served):
+    (served.root / "undionly.kpxe").write_bytes(b"ipxe" * 100)
+    result = curl_tftp(served, "undionly.kpxe", "--interface", "127.0.0.2")
+    assert result.returncode == 0
+    assert served.stage_of(MAC) == "loader"
+
+
+def test_a_new_request_from_the_same_port_replaces_the_unfinished_transfer(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        first = client.request("big", {"tsize": "0"})  # asks the size, never acknowledges
+        old_tid = client.peer
+        assert oack_options(first)["tsize"] == str(BIG)
+        assert client.download("small") == (served.root / "small").read_bytes()
+        assert client.peer != old_tid
+    finally:
+        client.close()
+    assert served.tftp.stats["failed"] == 1
+
+
+def test_a_netascii_request_is_refused_with_error_4_naming_octet(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        client.send_raw(b"\x00\x01small\x00netascii\x00")
+        error = error_of(client.receive())
+    finally:
+        client.close()
+    assert error.code == 4 and "octet" in error.message

@@ -1,8 +1,11 @@
 """The `netboot` command: parses arguments and wires the core together, nothing more."""
 
+import os
+
 from netboot.cli.app import cli
 from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
+from netboot.cli.dhcp_cmd import dhcp
 from netboot.cli.doctor_cmd import doctor
 from netboot.cli.image_cmd import image
 from netboot.cli.initramfs_cmd import initramfs, kernel
@@ -10,6 +13,7 @@ from netboot.cli.lab_cmd import lab_group
 from netboot.cli.lun_cmd import lun
 from netboot.cli.serve_cmd import serve
 from netboot.cli.status_cmd import status
+from netboot.cli.target_cmd import target
 
 cli.add_command(init)
 cli.add_command(config)
@@ -22,9 +26,15 @@ cli.add_command(kernel)
 cli.add_command(initramfs)
 cli.add_command(doctor)
 cli.add_command(lab_group)
+cli.add_command(target)
+cli.add_command(dhcp)
 
 
 def main() -> None:
+    # What netboot writes (inventory, LUNs, rendered files) may hold secrets or a machine's
+    # disk: nothing group- or world-readable. Set here, for the process, not by a command,
+    # so a caller that imports the CLI keeps its own umask.
+    os.umask(0o077)
     cli(prog_name="netboot")
 
 

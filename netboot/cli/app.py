@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -27,8 +26,6 @@ class App:
 
     @cached_property
     def inventory(self) -> Inventory:
-        # Everything under the state dir may hold secrets: nothing group- or world-readable.
-        os.umask(0o077)
         return Inventory(self.config.storage.database)
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from netboot.cli.app import App, pass_app
 from netboot.inventory import Inventory
-from netboot.server import build_services, run
+from netboot.server import build_services, check_interface, run
 
 
 @click.command()
@@ -16,5 +14,5 @@ from netboot.server import build_services, run
 def serve(app: App) -> None:
     """Run DHCP, TFTP, HTTP and target reconcile on the boot interface until stopped."""
     config = app.config
-    os.umask(0o077)
+    check_interface(config)
     run(build_services(config, lambda: Inventory(config.storage.database)))

@@ -19,8 +19,8 @@ count=$(cat /netboot-boot-count 2>/dev/null || echo 0)
 count=$((count + 1))
 echo "$count" > /netboot-boot-count
 sync
-echo "NETBOOT-ROOT-OK ${host:-unknown}"
 echo "NETBOOT-BOOT-COUNT $count"
+echo "NETBOOT-ROOT-OK ${host:-unknown}"
 case " $cmdline " in
     *" netboot.stay=1 "*)
         while true; do setsid cttyhack sh; done ;;

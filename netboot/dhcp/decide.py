@@ -137,7 +137,9 @@ def _request(request: Request, config: Config, client: Client | None, leases: Le
     if request.ciaddr != ZERO:
         reply.ciaddr = request.ciaddr
     if client is not None:
-        return Decision(reply, f"ack {ip}{_boot_note(boot)}", stage="dhcp")
+        # A renewal (ciaddr set) is a running machine, not a boot: its stage stays as it is.
+        stage = "dhcp" if request.ciaddr == ZERO else None
+        return Decision(reply, f"ack {ip}{_boot_note(boot)}", stage=stage)
     grant = Grant(request.mac, ip, now + config.dhcp.lease_time)
     return Decision(reply, f"ack {ip} until +{config.dhcp.lease_time}s{_boot_note(boot)}",
                     (grant,))

@@ -11,7 +11,7 @@ moment leaves the last acknowledged lease on disk).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -65,11 +65,16 @@ class LeaseTable:
         for lease in leases:
             self._put(lease)
 
-    def __iter__(self) -> Iterator[Lease]:
-        return iter(self._by_mac.values())
-
     def __len__(self) -> int:
         return len(self._by_mac)
+
+    def leases(self) -> list[Lease]:
+        """Every lease, expired or not, by address."""
+        return sorted(self._by_mac.values(), key=lambda lease: lease.ip)
+
+    def declined_until(self, now: float) -> dict[IPv4Address, float]:
+        """Addresses still kept out of the pool, and until when."""
+        return {ip: until for ip, until in sorted(self._declined.items()) if until > now}
 
     def of(self, mac: str) -> Lease | None:
         """``mac``'s lease, expired or not."""
@@ -83,7 +88,7 @@ class LeaseTable:
         return self._declined.get(ip, 0.0) > now
 
     def declined_count(self, now: float) -> int:
-        return sum(1 for until in self._declined.values() if until > now)
+        return len(self.declined_until(now))
 
     def free_for(self, ip: IPv4Address, mac: str, now: float) -> bool:
         """``ip`` is not declined and no other MAC holds an unexpired lease on it."""

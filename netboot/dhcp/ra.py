@@ -15,6 +15,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr
@@ -28,6 +29,15 @@ ALL_NODES = "ff02::1"
 ALL_ROUTERS = "ff02::2"
 ND_HOP_LIMIT = 255  # RFC 4861 section 6.1.2: anything else is dropped by the receiver
 MIN_MULTICAST_INTERVAL = 3.0  # RFC 4861 section 10, MIN_DELAY_BETWEEN_RAS
+ICMP6_FILTER = 1  # <netinet/icmp6.h>; the socket module does not name it
+
+
+def solicitations_only() -> bytes:
+    """An ICMP6_FILTER that lets only router solicitations through to the socket
+    (RFC 3542 section 3.2: a bit per ICMPv6 type; in Linux a set bit blocks the type)."""
+    words = [0xFFFFFFFF] * 8
+    words[ROUTER_SOLICITATION >> 5] &= ~(1 << (ROUTER_SOLICITATION & 31))
+    return struct.pack("@8I", *words)
 
 
 def advertisement(mac: str | None) -> bytes:
@@ -56,6 +66,7 @@ class RouterAdvertiser:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.answered = 0
+        self._last_multicast = float("-inf")
 
     def start(self) -> None:
         try:
@@ -66,6 +77,7 @@ class RouterAdvertiser:
                                f"{err.strerror or err}") from None
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, solicitations_only())
             group = socket.inet_pton(socket.AF_INET6, ALL_ROUTERS) + struct.pack("@I", index)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ND_HOP_LIMIT)
@@ -102,7 +114,7 @@ class RouterAdvertiser:
 
     def _answer_one(self) -> None:
         """A solicitation from a link-local address is answered to it (RFC 4861 6.2.6
-        allows unicast); one from :: (no address yet) to all nodes."""
+        allows unicast); one from :: (no address yet) to all nodes, at most every 3 s."""
         assert self._sock is not None
         try:
             data, source = self._sock.recvfrom(1500)
@@ -110,6 +122,11 @@ class RouterAdvertiser:
                 return
             host = source[0].split("%")[0]
             target = ALL_NODES if host == "::" else host
+            now = time.monotonic()
+            if target == ALL_NODES:
+                if now - self._last_multicast < MIN_MULTICAST_INTERVAL:
+                    return
+                self._last_multicast = now
             self._sock.sendto(self._packet, (target, 0, 0, self._index))
             self.answered += 1
             log.debug("router advertisement to %s", target)

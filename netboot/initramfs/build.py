@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from netboot.clientpart import INITRAMFS_TEMPLATES
-from netboot.config import Config
+from netboot.config import Config, OnFail
 from netboot.cpio import Entry, write_newc
 from netboot.errors import NetbootError
 from netboot.initramfs.elf import interpreter, shared_libraries
@@ -109,7 +109,7 @@ def pad4(image: bytes) -> bytes:
 class InitSettings:
     """The timeouts and retries /init is rendered with (seconds unless named otherwise)."""
 
-    onfail: str = "reboot"
+    onfail: OnFail = OnFail.REBOOT
     onfail_delay: int = 30
     link_timeout: int = 10
     dhcp_tries: int = 4
@@ -121,8 +121,8 @@ class InitSettings:
 
 
 def render_init(kernel_version: str, settings: InitSettings) -> str:
-    return render("init.j2", INITRAMFS_TEMPLATES, kernel_version=kernel_version,
-                  **asdict(settings))
+    values = asdict(settings) | {"onfail": settings.onfail.value}
+    return render("init.j2", INITRAMFS_TEMPLATES, kernel_version=kernel_version, **values)
 
 
 @dataclass
@@ -216,17 +216,29 @@ def module_component(release: KernelRelease, requested: list[str]) -> tuple[Comp
                    for rel in resolution.files]
         entries += [Entry.file(f"{prefix}/{index}", (root / index).read_bytes())
                     for index in MODULE_INDEXES if (root / index).exists()]
-    entries.append(Entry.file("etc/netboot/modules.load",
-                              "".join(f"{m}\n" for m in boot_time_modules(resolution)).encode()))
+    for kind, names in load_lists(resolution).items():
+        entries.append(Entry.file(f"etc/netboot/modules.{kind}",
+                                  "".join(f"{m}\n" for m in names).encode()))
     detail = f"{len(resolution.files)} files for {len(resolution.load)} requested"
     return Component("modules", entries, detail), resolution
 
 
-def boot_time_modules(resolution: Resolution) -> list[str]:
-    """The modules /init loads at once: all but filesystems (``kernel/fs/``), which it
-    loads only for the root's own type (xfs alone takes over a second under emulation)."""
-    return [name for name, path in zip(resolution.load, resolution.paths, strict=True)
-            if not path.startswith("kernel/fs/")]
+def load_lists(resolution: Resolution) -> dict[str, list[str]]:
+    """How /init loads each requested module, by where it lives in the kernel tree.
+
+    ``load``: at once (iSCSI, disks, buses). ``nic`` (``kernel/drivers/net/``):
+    only for hardware that is there, matched by modalias, the whole list being
+    the fallback when no NIC with the boot MAC shows up. Filesystems
+    (``kernel/fs/``) are in neither: /init loads the root's own type before
+    mounting it. Loading every NIC driver and xfs costs seconds under emulation.
+    """
+    lists: dict[str, list[str]] = {"load": [], "nic": []}
+    for name, path in zip(resolution.load, resolution.paths, strict=True):
+        if path.startswith("kernel/drivers/net/"):
+            lists["nic"].append(name)
+        elif not path.startswith("kernel/fs/"):
+            lists["load"].append(name)
+    return lists
 
 
 def init_component(release: KernelRelease, settings: InitSettings) -> Component:
@@ -238,17 +250,18 @@ def init_component(release: KernelRelease, settings: InitSettings) -> Component:
         Entry.chardev("dev/console", 5, 1, 0o600),
         *(Entry.directory(d) for d in DIRECTORIES),
     ]
-    return Component("init", entries, f"/init for {release.version}, onfail={settings.onfail}")
+    return Component("init", entries,
+                     f"/init for {release.version}, onfail={settings.onfail.value}")
 
 
-def module_notes(resolution: Resolution, flavour: str) -> list[str]:
+def module_notes(resolution: Resolution, package: str) -> list[str]:
     notes = []
     if resolution.builtin:
         notes.append(f"built into the kernel: {', '.join(resolution.builtin)}")
     for name, targets in resolution.aliases.items():
         notes.append(f"{name} is an alias of {', '.join(targets) or 'nothing in this kernel'}")
     if resolution.missing:
-        notes.append(f"not in the {flavour} kernel, skipped: {', '.join(resolution.missing)}")
+        notes.append(f"not in {package}, skipped: {', '.join(resolution.missing)}")
     return notes
 
 
@@ -273,10 +286,10 @@ def manifest_path(image: Path) -> Path:
     return image.with_name(image.name + ".json")
 
 
-def build(config: Config, progress: Progress, compression: Compression = Compression.AUTO,
-          settings: InitSettings | None = None) -> Manifest:
+def build(config: Config, progress: Progress,
+          compression: Compression = Compression.AUTO) -> Manifest:
     """Build (or take from the cache) the base image at config.initramfs_path."""
-    settings = settings or InitSettings(onfail=config.boot.onfail.value)
+    settings = InitSettings(onfail=config.boot.onfail)
     release = current(config)
     epoch = source_date_epoch()
     progress(f"kernel {release.version} ({release.package} {release.package_version})")
@@ -310,7 +323,7 @@ def build(config: Config, progress: Progress, compression: Compression = Compres
         padding=len(image) - len(compressed),
         components=[{"name": c.name, "files": len(c.entries), "bytes": c.size,
                      "detail": c.detail} for c in components],
-        notes=module_notes(resolution, config.boot.kernel_flavour), cached=cached)
+        notes=module_notes(resolution, release.package), cached=cached)
     _write_atomic(manifest_path(config.initramfs_path),
                   (json.dumps(asdict(manifest), indent=2) + "\n").encode())
     return manifest

@@ -49,16 +49,27 @@ class TargetBackend(Protocol):
         """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""
 
 
-def open_backend(config: Config) -> TargetBackend:
-    """The backend ``target.backend`` names."""
+def open_backend(config: Config) -> TargetBackend | None:
+    """The backend ``target.backend`` names; None when netboot does not manage the target."""
     from netboot.target.tgt import TgtBackend
 
+    if not config.target.manage:
+        return None
     if config.target.backend is BackendName.TGT:
         return TgtBackend(config.target.tgt_control_port, config.storage.state_dir)
     raise TargetError(f"target backend {config.target.backend} is not implemented")
 
 
+def managed_backend(config: Config) -> TargetBackend:
+    """The backend, for commands that only make sense when netboot manages the target."""
+    backend = open_backend(config)
+    if backend is None:
+        raise TargetError("target.manage is off in the config: netboot does not manage the "
+                          "iSCSI target")
+    return backend
+
+
 __all__ = [
     "Account", "DesiredState", "Lun", "Outcome", "TargetBackend", "TargetError", "TargetSpec",
-    "TargetState", "TargetUnreachable", "open_backend",
+    "TargetState", "TargetUnreachable", "managed_backend", "open_backend",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
-from netboot.target import TargetBackend, open_backend
+from netboot.target import TargetBackend, managed_backend
 from netboot.target.reconcile import reconcile
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class TargetService:
                  backend: TargetBackend | None = None, watch: float = WATCH_INTERVAL) -> None:
         self.config = config
         self.open_inventory = open_inventory
-        self.backend = backend or open_backend(config)
+        self.backend = backend or managed_backend(config)
         self.watch = watch
         self.reconciles = 0  # how many reconciles ran (a test and `serve` logs read it)
         self._stop = threading.Event()

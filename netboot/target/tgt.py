@@ -35,6 +35,8 @@ from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_
 
 log = logging.getLogger(__name__)
 
+DISCOVERY_ACCOUNTS_MAX = 16  # tgt's global target: a static int[16], never grown safely
+
 
 class TgtBackend:
     """tgtd on one control port, with netboot's bookkeeping in ``state_dir``."""
@@ -69,13 +71,25 @@ class TgtBackend:
         return self._apply([], remove=(iqn,))
 
     def apply(self, desired: DesiredState) -> Outcome:
-        """Make tgtd hold exactly ``desired`` under its prefix: create, fix, remove."""
+        """Make tgtd hold exactly ``desired`` under its prefix: create, fix, remove.
+
+        tgt keeps the discovery accounts in a fixed array of 16 (``usr/target.c``:
+        ``global_target_aids``) and crashes when a 17th is bound, so accounts past
+        the 16th are not bound and reported: those clients log in but cannot discover.
+        """
         with self._locked():
             observed = self._observe()
             ours = {t.state.iqn for t in observed.targets if t.state.iqn.startswith(desired.prefix)}
             strays = sorted(ours - {t.iqn for t in desired.targets})
-            return self._run_plan(observed, list(desired.targets), strays,
-                                  list(desired.discovery), prune=True)
+            discovery = list(desired.discovery[:DISCOVERY_ACCOUNTS_MAX])
+            outcome = self._run_plan(observed, list(desired.targets), strays, discovery,
+                                     prune=True)
+        left_out = [a.user for a in desired.discovery[DISCOVERY_ACCOUNTS_MAX:]]
+        if left_out:
+            outcome.failed[GLOBAL] = (
+                f"tgt holds at most {DISCOVERY_ACCOUNTS_MAX} discovery accounts; "
+                f"{', '.join(left_out)} can log in but not use SendTargets discovery")
+        return outcome
 
     # -- internals ---------------------------------------------------------------
 

@@ -73,9 +73,20 @@ def tgtadm(control_port: int, *args: str, what: str, timeout: float = 30.0) -> s
 
 def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
                timeout: float = 10.0) -> int:
-    """Start a tgtd that listens on ``portal`` only; return its pid once it answers."""
+    """Start a tgtd that listens on ``portal`` only; return its pid once it answers.
+
+    A tgtd that already holds the control port (someone was quicker) is
+    returned as it is. tgtd that cannot bind its portal silently listens on
+    every address instead, so the portal is checked and such a tgtd stopped.
+    """
+    running = tgtd_pid(control_port)
+    if running is not None:
+        return running
     address, port = portal
-    argv = ["tgtd", "-C", str(control_port), "--iscsi", f"portal={address}:{port}"]
+    pid_file = IPC_DIR / f"netboot.{control_port}.pid"
+    pid_file.unlink(missing_ok=True)
+    argv = ["tgtd", "-C", str(control_port), "--pid-file", str(pid_file),
+            "--iscsi", f"portal={address}:{port}"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
@@ -86,21 +97,23 @@ def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = tgtd_pid(control_port)
-        if pid is not None:
-            try:
-                portals = tgtadm(control_port, "--mode", "portal", "--op", "show",
-                                 what="list portals")
-            except TargetUnreachable:
-                pid = None
-            else:
-                if f"{address}:{port}" not in portals:
-                    stop_tgtd(control_port)
-                    raise TargetError(f"tgtd could not listen on {address}:{port} (address "
-                                      "not on this host, or port in use?)")
-                log.info("started tgtd (pid %d) on portal %s:%d, control port %d",
-                         pid, address, port, control_port)
-                return pid
-        time.sleep(0.05)
+        try:
+            portals = tgtadm(control_port, "--mode", "portal", "--op", "show",
+                             what="list portals") if pid else None
+        except TargetUnreachable:
+            portals = None
+        if pid is None or portals is None:
+            time.sleep(0.05)
+            continue
+        if f"{address}:{port}," not in portals:
+            ours = pid_file.is_file() and pid_file.read_text().strip() == str(pid)
+            if ours:
+                stop_tgtd(control_port)
+            raise TargetError(f"tgtd could not listen on {address}:{port} (is the address on "
+                              "this host, the port free?)")
+        log.info("started tgtd (pid %d) on portal %s:%d, control port %d",
+                 pid, address, port, control_port)
+        return pid
     raise TargetError(f"tgtd on control port {control_port} did not come up in {timeout:.0f} s")
 
 
@@ -110,25 +123,60 @@ def stop_tgtd(control_port: int, *, timeout: float = 10.0) -> None:
     tgtd ignores SIGTERM; SIGKILL is the last resort when it does not exit in time.
     """
     pid = tgtd_pid(control_port)
-    if pid is None:
+    if pid is not None:
+        try:
+            listing = tgtadm(control_port, "--mode", "target", "--op", "show",
+                             what="list targets", timeout=timeout)
+            for target in parse_targets(listing):
+                tgtadm(control_port, "--mode", "target", "--op", "delete", "--force",
+                       "--tid", str(target.tid), what=f"delete target {target.state.iqn}",
+                       timeout=timeout)
+            tgtadm(control_port, "--mode", "system", "--op", "delete", "--force",
+                   what="stop tgtd", timeout=timeout)
+        except TargetUnreachable:
+            pass
+        except TargetError as err:
+            log.warning("tgtd (pid %d) did not stop cleanly: %s", pid, err)
+        deadline = time.monotonic() + timeout
+        while tgtd_pid(control_port) == pid and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if tgtd_pid(control_port) == pid:
+            log.warning("tgtd (pid %d) did not stop in %.0f s; killing it", pid, timeout)
+            os.kill(pid, signal.SIGKILL)
+            while tgtd_pid(control_port) == pid:
+                time.sleep(0.05)
+        log.info("stopped tgtd (pid %d) on control port %d", pid, control_port)
+    _remove_ipc_files(control_port, with_lock=False)
+
+
+def forget_control_port(control_port: int) -> None:
+    """Delete every file a stopped tgtd left, its lock too (tests, at the very end).
+
+    Only when nothing can start a tgtd on this port at the same time: one that
+    opened the old lock file could lock it after the unlink, unseen by the next.
+    """
+    _remove_ipc_files(control_port, with_lock=True)
+
+
+def _remove_ipc_files(control_port: int, *, with_lock: bool) -> None:
+    """Delete a stopped tgtd's control socket (and lock), unless a new tgtd holds the lock.
+
+    While the lock is held here no tgtd can start (it would find it taken and
+    exit), so a fresh daemon's socket is never removed.
+    """
+    try:
+        fd = os.open(lock_path(control_port), os.O_RDWR)
+    except FileNotFoundError:
         return
     try:
-        listing = tgtadm(control_port, "--mode", "target", "--op", "show", what="list targets")
-        for target in parse_targets(listing):
-            tgtadm(control_port, "--mode", "target", "--op", "delete", "--force",
-                   "--tid", str(target.tid), what=f"delete target {target.state.iqn}")
-        tgtadm(control_port, "--mode", "system", "--op", "delete", "--force",
-               what="stop tgtd")
-    except TargetUnreachable:
-        pass
-    deadline = time.monotonic() + timeout
-    while tgtd_pid(control_port) == pid and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if tgtd_pid(control_port) == pid:
-        log.warning("tgtd (pid %d) did not stop in %.0f s; killing it", pid, timeout)
-        os.kill(pid, signal.SIGKILL)
-        while tgtd_pid(control_port) == pid:
-            time.sleep(0.05)
-    for path in (socket_path(control_port), lock_path(control_port)):
-        path.unlink(missing_ok=True)
-    log.info("stopped tgtd (pid %d) on control port %d", pid, control_port)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # a new tgtd holds it: its files stay
+    try:
+        socket_path(control_port).unlink(missing_ok=True)
+        (IPC_DIR / f"netboot.{control_port}.pid").unlink(missing_ok=True)
+        if with_lock:
+            lock_path(control_port).unlink(missing_ok=True)
+    finally:
+        os.close(fd)

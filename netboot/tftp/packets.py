@@ -20,6 +20,7 @@ import logging
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import NamedTuple
 
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import (
@@ -71,8 +72,9 @@ class Request:
     options: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Ack:
+class Ack(NamedTuple):
+    """A NamedTuple, not a dataclass: one is made per block, and a tuple is cheaper to make."""
+
     block: int
 
 
@@ -139,11 +141,10 @@ def encode_oack(options: dict[str, str]) -> bytes:
     return packet.encode().buffer
 
 
-def encode_request(opcode: Opcode, filename: str, options: dict[str, str] | None = None,
-                   mode: str = "octet") -> bytes:
-    """A RRQ/WRQ as a client sends it (tests and the benchmark use this)."""
+def encode_request(opcode: Opcode, filename: str, options: dict[str, str] | None = None) -> bytes:
+    """An octet-mode RRQ/WRQ as a client sends it (the tests use this)."""
     packet = TftpPacketRRQ() if opcode is Opcode.RRQ else TftpPacketWRQ()
-    packet.filename, packet.mode = filename, mode
+    packet.filename, packet.mode = filename, "octet"
     packet.options = options or {}
     return packet.encode().buffer
 

@@ -1,14 +1,18 @@
-"""The TFTP server: one thread, one epoll, a socket per transfer, a heap of deadlines.
+"""The TFTP server: one thread, one epoll, a port per transfer, a heap of deadlines.
 
 The loop is thin: receive a datagram, hand it to the transfer's state machine
 (:func:`netboot.tftp.transfer.step`) with the time, send what it returns.
 What it does differently from tftpy's server, each with a test:
 
-- ``selectors`` (epoll) instead of ``select()``: no 1,024-descriptor ceiling;
-  the file-descriptor limit is raised to its hard limit at start;
-- a session is found from the socket that became readable (O(1)), not by
+- epoll instead of ``select()``: no 1,024-descriptor ceiling; the
+  file-descriptor limit is raised to its hard limit at start;
+- a session is found from the descriptor that became readable (O(1)), not by
   scanning every session; timeouts sit in a heap with one entry per session;
-- a datagram from the wrong transfer ID gets error 5 and is not processed;
+- each transfer's port (its transfer ID) has two sockets: one connected to the
+  client, which the kernel gives only the client's datagrams and which sends
+  without a route lookup per block (twice as cheap as ``sendto``), and one
+  unconnected, which gets everything else: a datagram from a wrong transfer
+  ID lands there, is answered with error 5, and never reaches the transfer;
 - write requests get error 2: the server is read-only;
 - blksize is capped at 65464, so no DATA exceeds a UDP datagram (tftpy's
   65536 killed its loop with EMSGSIZE); timeout and windowsize are honoured;
@@ -24,7 +28,7 @@ import heapq
 import itertools
 import logging
 import resource
-import selectors
+import select
 import socket
 import threading
 import time
@@ -36,6 +40,7 @@ from netboot.catalog import AccessDenied, Catalog, Content
 from netboot.errors import NotFound
 from netboot.log import client_log
 from netboot.stages import StageRecorder
+from netboot.tftp.cache import ContentCache
 from netboot.tftp.options import DEFAULT_LIMITS, Limits, OptionError, negotiate
 from netboot.tftp.packets import (
     Ack,
@@ -47,13 +52,22 @@ from netboot.tftp.packets import (
     encode_error,
     parse,
 )
-from netboot.tftp.transfer import Illegal, Phase, Start, Tick, Transfer, new_transfer, step
+from netboot.tftp.transfer import (
+    FileSource,
+    Illegal,
+    Phase,
+    Start,
+    Tick,
+    Transfer,
+    new_transfer,
+    step,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
 BURST = 64  # datagrams read from one socket per wake-up, so one busy peer cannot starve others
-_RRQ, _WRQ = Opcode.RRQ.to_bytes(2, "big"), Opcode.WRQ.to_bytes(2, "big")
+_RRQ, _WRQ, _ACK = (op.to_bytes(2, "big") for op in (Opcode.RRQ, Opcode.WRQ, Opcode.ACK))
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
 # Room for ~8,000 requests queued on the well-known port (the default holds ~270).
 REQUEST_BUFFER = 8 << 20
@@ -62,10 +76,12 @@ SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; Python's socket module does n
 
 @dataclass(eq=False)
 class Session:
-    """One transfer in flight: its own socket (its transfer ID), peer and state."""
+    """One transfer in flight: its port's two sockets, its peer and its state."""
 
-    sock: socket.socket
+    sock: socket.socket  # connected to the peer: the transfer's datagrams, both ways
+    stray: socket.socket  # same port, unconnected: datagrams from anyone else
     peer: tuple[str, int]
+    request: Request
     content: Content
     transfer: Transfer
     started: float
@@ -88,6 +104,25 @@ def raise_fd_limit() -> int:
     return hard
 
 
+def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socket.socket,
+                                                                          socket.socket]:
+    """A new port for one transfer: (connected to ``peer``, unconnected for strays)."""
+    stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (stray, sock):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setblocking(False)
+        stray.bind((str(address), 0))
+        sock.bind(stray.getsockname())
+        sock.connect(peer)  # the kernel now prefers it for the peer's datagrams
+    except OSError:
+        stray.close()
+        sock.close()
+        raise
+    return sock, stray
+
+
 class TftpServer:
     """A :class:`~netboot.server.Service` serving a :class:`Catalog` over TFTP."""
 
@@ -95,18 +130,21 @@ class TftpServer:
 
     def __init__(self, address: IPv4Address, port: int, catalog: Catalog,
                  stages: StageRecorder | None = None, limits: Limits = DEFAULT_LIMITS,
-                 max_sessions: int = 10000) -> None:
+                 max_sessions: int = 10000, reuse_port: bool = False) -> None:
         self.address = address
         self.port = port
         self.catalog = catalog
         self.stages = stages
         self.limits = limits
         self.max_sessions = max_sessions
-        self.stats: Counter[str] = Counter()  # malformed, wrong_tid, denied, done...
+        self.reuse_port = reuse_port  # several worker processes share the port
+        self.cache = ContentCache()
+        self.stats: Counter[str] = Counter()  # done, failed, denied, malformed, wrong_tid...
         self.sessions: dict[tuple[str, int], Session] = {}
+        self._by_fd: dict[int, tuple[Session, bool]] = {}  # fd -> (session, is the stray one)
         self._timers: list[tuple[float, int, Session]] = []
         self._seq = itertools.count()
-        self._selector: selectors.BaseSelector | None = None
+        self._epoll: select.epoll | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -114,19 +152,21 @@ class TftpServer:
 
     def start(self) -> None:
         limit = raise_fd_limit()
-        # A transfer holds two descriptors (socket and file); keep some for the rest.
-        self.max_sessions = min(self.max_sessions, (limit - 128) // 2)
+        # A transfer holds three descriptors (two sockets, the file); keep some for the rest.
+        self.max_sessions = min(self.max_sessions, (limit - 128) // 3)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         set_receive_buffer(self._sock, REQUEST_BUFFER)
         self._sock.bind((str(self.address), self.port))
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._sock, selectors.EVENT_READ, None)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
+        self._epoll = select.epoll()
+        self._epoll.register(self._sock.fileno(), select.EPOLLIN)
+        self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
         self._thread = threading.Thread(target=self._run, name="tftp", daemon=True)
         self._thread.start()
         log.info("TFTP on %s:%d, root %s", self.address, self.port,
@@ -139,31 +179,40 @@ class TftpServer:
             self._thread.join()
         for session in list(self.sessions.values()):
             self._close(session)
-        assert self._selector is not None
-        self._selector.close()
+        assert self._epoll is not None
+        self._epoll.close()
         for sock in (self._sock, self._wake_r, self._wake_w):
             sock.close()
+        log.info("TFTP on %s:%d stopped: %s", self.address, self.port,
+                 ", ".join(f"{n} {what}" for what, n in sorted(self.stats.items())) or "idle")
 
     # -- the loop --------------------------------------------------------------------
 
     def _run(self) -> None:
-        assert self._selector is not None
+        assert self._epoll is not None
+        poll, by_fd, timers = self._epoll.poll, self._by_fd, self._timers
+        requests, wake = self._sock.fileno(), self._wake_r.fileno()
         while not self._stopping:
-            wait = None
-            if self._timers:
-                wait = min(1.0, max(0.0, self._timers[0][0] - time.monotonic()))
-            for key, _ in self._selector.select(wait):
+            wait = -1.0
+            if timers:
+                wait = min(1.0, max(0.0, timers[0][0] - time.monotonic()))
+            for fd, _ in poll(wait):
                 try:
-                    if key.data is None:
+                    entry = by_fd.get(fd)
+                    if entry is not None:
+                        if entry[1]:
+                            self._answer_stray(entry[0])
+                        else:
+                            self._serve_session(entry[0])
+                    elif fd == requests:
                         self._serve_requests()
-                    elif isinstance(key.data, Session):
-                        self._serve_session(key.data)
-                    else:
+                    elif fd == wake:
                         self._wake_r.recv(64)
                 except Exception:  # a bug in one transfer must not stop the server
                     self.stats["internal_errors"] += 1
                     log.exception("TFTP: unexpected error; the loop goes on")
-            self._fire_timers(time.monotonic())
+            if timers and timers[0][0] <= time.monotonic():
+                self._fire_timers(time.monotonic())
 
     def _fire_timers(self, now: float) -> None:
         timers = self._timers
@@ -191,31 +240,36 @@ class TftpServer:
                 log.exception("TFTP: unexpected error on a request from %s", peer[0])
 
     def _serve_session(self, session: Session) -> None:
-        for _ in range(BURST):
-            if session.closed:
-                return
-            try:
-                data, peer = session.sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # an ICMP error surfacing; the timer will resend or give up
-                continue
-            if peer != session.peer:
-                # RFC 1350 section 4: answer the stranger, leave the transfer alone.
-                self.stats["wrong_tid"] += 1
-                self._send(session.sock, encode_error(ErrorCode.UNKNOWN_TID,
-                                                      "unknown transfer ID"), peer)
-                continue
+        """One datagram from the peer (epoll is level-triggered: more wake us again)."""
+        try:
+            data = session.sock.recv(MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # an ICMP error surfacing; the timer will resend or give up
+            return
+        if len(data) == 4 and data[:2] == _ACK:  # the hot path: one per block
+            event = Ack(int.from_bytes(data[2:], "big"))
+        else:
             try:
                 packet = parse(data)
             except Malformed:
                 self.stats["malformed"] += 1
-                continue
+                return
             if isinstance(packet, Ack | Error):
                 event = packet
             else:
                 event = Illegal(f"unexpected {getattr(packet, 'opcode', '?')!s} during a read")
-            self._advance(session, event, time.monotonic())
+        self._advance(session, event, time.monotonic())
+
+    def _answer_stray(self, session: Session) -> None:
+        """RFC 1350 section 4: answer a datagram from a wrong transfer ID, leave the transfer."""
+        try:
+            _, peer = session.stray.recvfrom(MAX_DATAGRAM)
+        except OSError:
+            return
+        self.stats["wrong_tid"] += 1
+        with contextlib.suppress(OSError):
+            session.stray.sendto(encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), peer)
 
     # -- requests --------------------------------------------------------------------
 
@@ -244,7 +298,13 @@ class TftpServer:
             return
         existing = self.sessions.get(peer)
         if existing is not None:
-            return  # the client sent its request again; that transfer's timer answers it
+            if existing.request == packet:
+                return  # the client sent its request again; that transfer's timer answers it
+            # A new request from the same port: the client has given the old transfer up
+            # (PXE ROMs ask once for tsize, then again for the file, often without an ERROR).
+            existing.transfer = existing.transfer._replace(
+                phase=Phase.FAILED, reason=f"the client asked for {packet.filename!r} instead")
+            self._finish(existing, time.monotonic(), logging.INFO)
         if len(self.sessions) >= self.max_sessions:
             self.stats["busy"] += 1
             self._refuse(peer, ErrorCode.NOT_DEFINED, "server busy, try again")
@@ -272,20 +332,22 @@ class TftpServer:
             self.stats["bad_options"] += 1
             self._refuse(peer, ErrorCode.BAD_OPTIONS, str(err))
             return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        source = content.source
+        if isinstance(source, FileSource):
+            source = self.cache.load(source) or source
         try:
-            sock.bind((str(self.address), 0))  # a new port: this transfer's ID
-            sock.setblocking(False)
+            sock, stray = transfer_sockets(self.address, peer)  # a new port: the transfer ID
         except OSError:
-            sock.close()
             content.close()
             raise
         now = time.monotonic()
-        session = Session(sock, peer, content, new_transfer(content.source, negotiated,
-                                                              self.limits), now)
+        session = Session(sock, stray, peer, request, content,
+                          new_transfer(source, negotiated, self.limits), now)
         self.sessions[peer] = session
-        assert self._selector is not None
-        self._selector.register(sock, selectors.EVENT_READ, session)
+        assert self._epoll is not None
+        for s, is_stray in ((sock, False), (stray, True)):
+            self._by_fd[s.fileno()] = (session, is_stray)
+            self._epoll.register(s.fileno(), select.EPOLLIN)
         if content.stage is not None and content.mac is not None and self.stages is not None:
             self.stages.record(content.mac, content.stage)
         self._advance(session, Start(), now)
@@ -296,23 +358,28 @@ class TftpServer:
 
     def _advance(self, session: Session, event, now: float) -> None:
         session.transfer, packets = step(session.transfer, event, now)
+        send = session.sock.send
         for packet in packets:
-            self._send(session.sock, packet, session.peer)
-        if session.transfer.finished:
+            try:
+                send(packet)
+            except OSError as err:  # a full buffer is a lost datagram: the timer resends it
+                self._send_failed(session.peer, err)
+        if session.transfer.phase is not Phase.SENDING:
             self._finish(session, now)
 
-    def _send(self, sock: socket.socket, packet: bytes, peer: tuple[str, int]) -> None:
-        try:
-            sock.sendto(packet, peer)
-        except OSError as err:  # a full buffer is a lost datagram: the timer resends it
-            self.stats["send_errors"] += 1
-            if err.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED):
-                log.debug("send to %s failed: %s", peer[0], err)
+    def _send_failed(self, peer: tuple[str, int], err: OSError) -> None:
+        self.stats["send_errors"] += 1
+        if err.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED):
+            log.debug("send to %s failed: %s", peer[0], err)
 
     def _refuse(self, peer: tuple[str, int], code: ErrorCode, message: str) -> None:
-        self._send(self._sock, encode_error(code, message), peer)
+        try:
+            self._sock.sendto(encode_error(code, message), peer)
+        except OSError as err:
+            self._send_failed(peer, err)
 
-    def _finish(self, session: Session, now: float) -> None:
+    def _finish(self, session: Session, now: float, level: int = logging.WARNING) -> None:
+        """Log the transfer's line (file, client, bytes, seconds, rate) and let it go."""
         t = session.transfer
         seconds = max(now - session.started, 1e-6)
         sent = t.bytes_acked
@@ -325,8 +392,8 @@ class TftpServer:
                         t.plan.windowsize)
         else:
             self.stats["failed"] += 1
-            logger.warning("gave up %s after %d of %d bytes in %.3f s: %s", where, sent,
-                           session.content.size, seconds, t.reason)
+            logger.log(level, "gave up %s after %d of %d bytes in %.3f s: %s", where, sent,
+                       session.content.size, seconds, t.reason)
         self._close(session)
 
     def _close(self, session: Session) -> None:
@@ -335,8 +402,10 @@ class TftpServer:
         session.closed = True
         if self.sessions.get(session.peer) is session:
             del self.sessions[session.peer]
-        if self._selector is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(session.sock)
-        session.sock.close()
+        for sock in (session.sock, session.stray):
+            self._by_fd.pop(sock.fileno(), None)
+            if self._epoll is not None and not self._epoll.closed:
+                with contextlib.suppress(OSError):
+                    self._epoll.unregister(sock.fileno())
+            sock.close()
         session.content.close()

@@ -125,15 +125,15 @@ def new_transfer(source: Source, negotiated: Negotiated, limits: Limits) -> Tran
     return Transfer(plan, start, start)
 
 
-def _window(t: Transfer, now: float) -> tuple[Transfer, list[bytes]]:
-    """Send everything after the last acknowledged block, up to one window."""
+def _window(t: Transfer, now: float, acked: int, tries: int) -> tuple[Transfer, list[bytes]]:
+    """Send everything after block ``acked``, up to one window; the state after that."""
     plan = t.plan
-    if t.acked < 0:
-        return Transfer(plan, t.acked, 0, now + plan.timeout, t.tries), [plan.oack]
-    first, last = t.acked + 1, min(t.acked + plan.windowsize, plan.last_block)
+    if acked < 0:
+        return Transfer(plan, acked, 0, now + plan.timeout, tries), [plan.oack]
+    last = min(acked + plan.windowsize, plan.last_block)
     size, blksize, read = plan.source.size, plan.blksize, plan.source.read
     packets = []
-    for block in range(first, last + 1):
+    for block in range(acked + 1, last + 1):
         offset = (block - 1) * blksize
         want = min(blksize, size - offset)
         payload = read(offset, want) if want > 0 else b""
@@ -141,7 +141,7 @@ def _window(t: Transfer, now: float) -> tuple[Transfer, list[bytes]]:
             return _fail(t, "the file shrank while it was being sent",
                          ErrorCode.NOT_DEFINED, "file changed on the server")
         packets.append(data_header(block) + payload)
-    return Transfer(plan, t.acked, max(t.sent, last), now + plan.timeout, t.tries), packets
+    return Transfer(plan, acked, max(t.sent, last), now + plan.timeout, tries), packets
 
 
 def _fail(t: Transfer, reason: str, code: ErrorCode | None = None,
@@ -159,19 +159,19 @@ def step(t: Transfer, event: Event, now: float) -> tuple[Transfer, list[bytes]]:
         delta = (event.block - t.acked) & 0xFFFF
         if delta == 0 or delta > t.sent - t.acked:
             return t, []  # a duplicate or stale ACK: never answered (Sorcerer's Apprentice)
-        t = Transfer(t.plan, t.acked + delta, t.sent, t.deadline)
-        if t.acked >= t.plan.last_block:
-            return t._replace(phase=Phase.DONE), []
-        return _window(t, now)
+        acked = t.acked + delta
+        if acked >= t.plan.last_block:
+            return t._replace(acked=acked, tries=0, phase=Phase.DONE), []
+        return _window(t, now, acked, 0)
     if isinstance(event, Tick):
         if now < t.deadline:
             return t, []
         if t.tries >= t.plan.retries:
             return _fail(t, f"no answer after {t.tries + 1} sends of block {t.acked + 1}",
                          ErrorCode.NOT_DEFINED, "timed out")
-        return _window(t._replace(tries=t.tries + 1), now)
+        return _window(t, now, t.acked, t.tries + 1)
     if isinstance(event, Start):
-        return _window(t, now)
+        return _window(t, now, t.acked, t.tries)
     if isinstance(event, Error):
         return _fail(t, f"client sent error {event.code}: {event.message or '-'}")
     return _fail(t, event.reason, ErrorCode.ILLEGAL_OPERATION, event.reason)

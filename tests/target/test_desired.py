@@ -72,3 +72,10 @@ def test_initiator_config_without_mutual_or_discovery_chap(make_config) -> None:
     text = initiator_config(config, ALPHA)
     assert "node.session.auth.password = Abcdefgh12345678" in text
     assert "username_in" not in text and "discovery.sendtargets" not in text
+
+
+def test_serve_has_no_target_service_when_manage_is_off(make_config) -> None:
+    from netboot.server import build_services
+
+    config = make_config("target:\n  manage: false\n")
+    assert "target" not in [s.name for s in build_services(config, lambda: None)]

@@ -206,3 +206,44 @@ def test_removing_a_middle_client_keeps_tgtd_alive(target_config: Config, tgtd: 
     done = discover(tgtd, two.initiator_iqn, two.chap_user, two.chap_secret)
     assert done.returncode == 0, done.stderr
     assert two.target_iqn in done.stdout
+
+
+def test_reconcile_leaves_targets_outside_its_prefix_alone(target_config: Config, tgtd: Tgtd,
+                                                           inventory: Inventory,
+                                                           backend: TgtBackend,
+                                                           two_clients) -> None:
+    from netboot.target.tgtd import tgtadm
+
+    foreign = "iqn.2001-04.com.example:storage.admin-made"
+    tgtadm(tgtd.control_port, "--mode", "target", "--op", "new", "--tid", "99",
+           "--targetname", foreign, what="make a foreign target")
+    reconcile(target_config, inventory, backend)
+    assert foreign in {t.iqn for t in backend.targets()}
+
+
+def test_stray_target_under_the_prefix_is_removed(target_config: Config, tgtd: Tgtd,
+                                                  inventory: Inventory, backend: TgtBackend,
+                                                  two_clients) -> None:
+    from netboot.target.tgtd import tgtadm
+
+    stray = "iqn.2026-11.org.example:target:gone"
+    tgtadm(tgtd.control_port, "--mode", "target", "--op", "new", "--tid", "99",
+           "--targetname", stray, what="make a stray target")
+    reconcile(target_config, inventory, backend)
+    assert stray not in {t.iqn for t in backend.targets()}
+
+
+def test_seventeenth_discovery_account_is_left_out_and_tgtd_survives(
+        target_config: Config, tgtd: Tgtd, inventory: Inventory, backend: TgtBackend) -> None:
+    """tgt's global target holds 16 accounts; binding a 17th crashes tgtd."""
+    clients = [add_client(target_config, inventory, f"52:54:00:00:01:{i:02x}", size=1 << 20,
+                          backend=backend).client for i in range(17)]
+    outcome = reconcile(target_config, inventory, backend)
+    assert backend.running() is not None
+    assert clients[-1].chap_user in outcome.failed["discovery"]
+    last = clients[-1]
+    assert read_capacity(tgtd, last.initiator_iqn, last.chap_user, last.chap_secret,
+                         last.target_iqn).returncode == 0
+    first = clients[0]
+    assert discover(tgtd, first.initiator_iqn, first.chap_user,
+                    first.chap_secret).returncode == 0

@@ -21,7 +21,14 @@ from netboot.config import Config
 from netboot.images import Image, build_builtin
 from netboot.inventory import Client, Inventory
 from netboot.target.tgt import TgtBackend
-from netboot.target.tgtd import lock_path, socket_path, start_tgtd, stop_tgtd, tgtd_pid
+from netboot.target.tgtd import (
+    forget_control_port,
+    lock_path,
+    socket_path,
+    start_tgtd,
+    stop_tgtd,
+    tgtd_pid,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ def tgtd(tgtd_endpoint: Tgtd) -> Iterator[Tgtd]:
     finally:
         stop_tgtd(tgtd_endpoint.control_port)
         assert tgtd_pid(tgtd_endpoint.control_port) is None
+        forget_control_port(tgtd_endpoint.control_port)
 
 
 @pytest.fixture

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""TFTP (and HTTP) throughput: netboot beside tftpd-hpa and dnsmasq, in one run.
+
+Two network namespaces joined by a veth pair (198.18.0.0/15): every server
+runs in the server namespace as its own process, serving the same 32 MiB
+file; curl downloads it from the client namespace. Cases: one client at
+blksize 512, 1468 and 8192, 16 clients at once at blksize 1468, and atftp
+with windowsize 16 (RFC 7440); plus netboot's HTTP for one and for 16
+clients. Each download is checked by sha256. Ports are fixed because each
+namespace is new and private to this run.
+
+    sudo .venv/bin/python bench/tftp_bench.py [--size 32M] [--repeat 3] [--json]
+
+netboot runs as `netboot serve` does (worker processes, one per CPU).
+
+Needs root, curl, atftp, tftpd-hpa (in.tftpd) and dnsmasq. Runtime is bounded:
+every curl has a time limit, and a case that fails shows as "failed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+from pathlib import Path
+
+from netboot import iproute
+from netboot.output import table
+from netboot.size import format_size, parse_size
+
+FILE = "bench.bin"
+CURL_LIMIT = 120  # seconds for one download
+TFTP_PORTS = {"netboot": 1069, "tftpd-hpa": 2069, "dnsmasq": 69}  # dnsmasq's is not settable
+HTTP_PORT = 8080
+CONCURRENT = 16
+CONCURRENT_BLKSIZE = 1468
+
+
+@dataclass
+class Lab:
+    server_ns: str
+    client_ns: str
+    server_if: str
+    server: str
+
+    def client(self, argv: list[str]) -> list[str]:
+        return iproute.in_netns(self.client_ns, argv)
+
+    def serve(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(iproute.in_netns(self.server_ns, argv), **kwargs)
+
+
+def make_lab() -> Lab:
+    suffix = secrets.token_hex(3)
+    lab = Lab(f"nbbs{suffix}", f"nbbc{suffix}", f"nbbs{suffix}", "")
+    third = secrets.randbelow(512)
+    prefix = f"198.{18 + third // 256}.{third % 256}"
+    iproute.add_netns(lab.server_ns)
+    iproute.add_netns(lab.client_ns)
+    iproute.add_veth(f"nbbs{suffix}", f"nbbc{suffix}", netns=lab.server_ns,
+                     peer_netns=lab.client_ns)
+    iproute.set_address(f"nbbs{suffix}", IPv4Interface(f"{prefix}.1/24"), netns=lab.server_ns)
+    iproute.set_address(f"nbbc{suffix}", IPv4Interface(f"{prefix}.2/24"), netns=lab.client_ns)
+    lab.server = f"{prefix}.1"
+    return lab
+
+
+def remove_lab(lab: Lab) -> None:
+    iproute.delete_netns(lab.server_ns)
+    iproute.delete_netns(lab.client_ns)
+
+
+def wait_port(lab: Lab, proto: str, port: int, deadline: float = 10.0) -> None:
+    flag = "-ulnH" if proto == "udp" else "-tlnH"
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        out = subprocess.run(iproute.in_netns(lab.server_ns, ["ss", flag]), capture_output=True,
+                             text=True, check=False).stdout
+        if f":{port} " in out:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {proto} port {port} in {lab.server_ns}")
+
+
+def netboot_config(lab: Lab, root: Path) -> Path:
+    """`netboot serve` as a user runs it, on the server namespace's end of the pair."""
+    path = root.parent / "netboot.yaml"
+    subnet = IPv4Interface(f"{lab.server}/24").network
+    path.write_text(f"server:\n  interface: {lab.server_if}\n  address: {lab.server}\n"
+                    f"  tftp_root: {root}\n  tftp_port: {TFTP_PORTS['netboot']}\n"
+                    f"  http_port: {HTTP_PORT}\n"
+                    f"dhcp:\n  subnet: {subnet}\n  mode: \"off\"\n"
+                    f"storage:\n  state_dir: {root.parent / 'state'}\n")
+    return path
+
+
+def start_servers(lab: Lab, root: Path) -> list[subprocess.Popen]:
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [
+        lab.serve([str(Path(sys.executable).with_name("netboot")), "--config",
+                   str(netboot_config(lab, root)), "--log-level", "warning", "serve"], **quiet),
+        lab.serve(["in.tftpd", "--foreground", "--address",
+                   f"{lab.server}:{TFTP_PORTS['tftpd-hpa']}", "--user", "root", "--secure",
+                   str(root)], **quiet),
+        lab.serve(["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+                   "--user=root", f"--pid-file={root.parent / 'dnsmasq.pid'}",
+                   f"--listen-address={lab.server}", "--bind-interfaces", "--enable-tftp",
+                   f"--tftp-root={root}", "--quiet-tftp"], **quiet),
+    ]
+    for port in TFTP_PORTS.values():
+        wait_port(lab, "udp", port)
+    wait_port(lab, "tcp", HTTP_PORT)
+    return procs
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: which client program fetches, how many at once, with which options."""
+
+    label: str
+    clients: int
+    tool: str  # curl (TFTP), atftp (TFTP with windowsize) or http (curl over HTTP)
+    blksize: int | None = None
+    windowsize: int | None = None
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return ("netboot",) if self.tool == "http" else tuple(TFTP_PORTS)
+
+
+CASES = (
+    *(Case(f"1 client, blksize {b}", 1, "curl", b) for b in (512, 1468, 8192)),
+    Case(f"{CONCURRENT} clients, blksize {CONCURRENT_BLKSIZE}", CONCURRENT, "curl",
+         CONCURRENT_BLKSIZE),
+    # RFC 7440: servers without it (tftpd-hpa 5.2) answer in lock-step.
+    Case("atftp, blksize 1468, windowsize 16", 1, "atftp", 1468, 16),
+    Case("HTTP, 1 client", 1, "http"),
+    Case(f"HTTP, {CONCURRENT} clients", CONCURRENT, "http"),
+)
+
+
+def download(lab: Lab, work: Path, case: Case, server: str, want: str) -> None:
+    """One verified download; raises RuntimeError saying what went wrong."""
+    out = work / f"out-{secrets.token_hex(4)}"
+    if case.tool == "atftp":
+        argv = ["atftp", "-g", "-r", FILE, "-l", str(out), "--option", f"blksize {case.blksize}",
+                "--option", f"windowsize {case.windowsize}", lab.server,
+                str(TFTP_PORTS[server])]
+    else:
+        url = (f"http://{lab.server}:{HTTP_PORT}/{FILE}" if case.tool == "http"
+               else f"tftp://{lab.server}:{TFTP_PORTS[server]}/{FILE}")
+        argv = ["curl", "-sS", "--max-time", str(CURL_LIMIT), "-o", str(out), url]
+        if case.blksize is not None:
+            argv[1:1] = ["--tftp-blksize", str(case.blksize)]
+    try:
+        proc = subprocess.run(lab.client(argv), capture_output=True, timeout=CURL_LIMIT,
+                              check=False)
+        got = hashlib.sha256(out.read_bytes()).hexdigest() if out.exists() else None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{case.tool} from {server}: no result in {CURL_LIMIT} s") from None
+    finally:
+        out.unlink(missing_ok=True)
+    if proc.returncode != 0 or got != want:
+        raise RuntimeError(f"{case.tool} from {server}: exit {proc.returncode}, "
+                           f"{'data differ' if got else 'no data'} {proc.stderr.decode()[:200]}")
+
+
+def throughput(lab: Lab, work: Path, case: Case, server: str, size: int,
+               want: str) -> float | None:
+    """MB/s over all clients (total bytes over the wall time), or None if any failed."""
+    began = time.monotonic()
+    try:
+        with ThreadPoolExecutor(case.clients) as pool:
+            list(pool.map(lambda _: download(lab, work, case, server, want),
+                          range(case.clients)))
+    except RuntimeError as err:
+        print(f"  failed: {err}", file=sys.stderr)
+        return None
+    return size * case.clients / (time.monotonic() - began) / 1e6
+
+
+def run(size: int, repeat: int, as_json: bool) -> int:
+    lab = make_lab()
+    work = Path(tempfile.mkdtemp(prefix="netboot-bench-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        root = work / "root"
+        root.mkdir()
+        data = os.urandom(size)
+        (root / FILE).write_bytes(data)
+        want = hashlib.sha256(data).hexdigest()
+        os.chmod(work, 0o755)
+        os.chmod(root, 0o755)
+        procs = start_servers(lab, root)
+        results: dict[str, dict[str, float | None]] = {}
+        for case in CASES:
+            runs: dict[str, list[float | None]] = {name: [] for name in case.servers}
+            for number in range(repeat):  # servers take turns, so each sees the same noise
+                for name in case.servers:
+                    if not as_json:
+                        print(f"  {case.label}: {name} ({number + 1}/{repeat})", file=sys.stderr)
+                    runs[name].append(throughput(lab, work, case, name, size, want))
+            results[case.label] = {name: max((v for v in got if v is not None), default=None)
+                                   for name, got in runs.items()}
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        remove_lab(lab)
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, size, repeat, as_json)
+    return 0
+
+
+def _ratio(a: float | None, b: float | None) -> str | None:
+    return f"{a / b:.2f}x" if a and b else None
+
+
+def _mbs(value: float | None) -> str:
+    return "failed" if value is None else f"{value:.1f}"
+
+
+def report(results: dict[str, dict[str, float | None]], size: int, repeat: int,
+           as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"file_size": size, "repeat": repeat, "mb_per_s": results}, indent=2))
+        return
+    rows = []
+    for label, by in results.items():
+        rows.append((label, _mbs(by.get("netboot")),
+                     _mbs(by["tftpd-hpa"]) if "tftpd-hpa" in by else None,
+                     _mbs(by["dnsmasq"]) if "dnsmasq" in by else None,
+                     _ratio(by.get("netboot"), by.get("tftpd-hpa")),
+                     _ratio(by.get("netboot"), by.get("dnsmasq"))))
+    print(f"TFTP/HTTP throughput in MB/s (best of {repeat}), one {format_size(size)} file, "
+          "curl over a veth pair")
+    print(table(["case", "netboot", "tftpd-hpa", "dnsmasq", "vs tftpd-hpa", "vs dnsmasq"],
+                rows))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="32M", help="file size (default 32M)")
+    parser.add_argument("--json", action="store_true", help="JSON for scripts")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each case; the best counts (default 3)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("tftp_bench: needs root (it creates network namespaces)", file=sys.stderr)
+        return 1
+    for tool in ("curl", "atftp", "in.tftpd", "dnsmasq"):
+        if shutil.which(tool) is None:
+            print(f"tftp_bench: {tool} is missing; run 'make setup'", file=sys.stderr)
+            return 1
+    return run(parse_size(args.size), args.repeat, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""`netboot target list|reconcile|stop`: the iSCSI target as it is, brought in step, stopped."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from netboot.cli.app import App, pass_app
+from netboot.output import emit_json, table
+from netboot.target import managed_backend
+from netboot.target.reconcile import reconcile
+
+
+@click.group()
+def target() -> None:
+    """The iSCSI target daemon (tgtd) that serves client LUNs."""
+
+
+@target.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@pass_app
+def list_(app: App, as_json: bool) -> None:
+    """Targets that exist on the daemon, with their LUNs, ACL and sessions."""
+    found = managed_backend(app.config).targets()
+    if as_json:
+        emit_json([asdict(t) for t in found])
+        return
+    click.echo(table(["target", "luns", "initiators", "chap", "sessions"],
+                     [(t.iqn, ", ".join(f"{lun.number}:{lun.path}" for lun in t.luns),
+                       ", ".join(t.initiators) or None,
+                       ", ".join([*t.incoming, *([f"{t.outgoing} (out)"] if t.outgoing else [])])
+                       or None, t.sessions) for t in found]))
+
+
+@target.command(name="reconcile")
+@pass_app
+def reconcile_(app: App) -> None:
+    """Bring the target in step with the inventory now (serve does this by itself)."""
+    outcome = reconcile(app.config, app.inventory, managed_backend(app.config))
+    for change in outcome.changes:
+        click.echo(change)
+    for owner, error in outcome.failed.items():
+        click.echo(f"failed: {owner}: {error}", err=True)
+    click.echo(f"{len(outcome.changes)} change(s), {len(outcome.failed)} failure(s)")
+    if outcome.failed:
+        raise SystemExit(1)
+
+
+@target.command()
+@click.confirmation_option(prompt="Stop tgtd? Every client loses its disks.")
+@pass_app
+def stop(app: App) -> None:
+    """Delete every target and stop tgtd (it ignores SIGTERM; this is how it stops)."""
+    backend = managed_backend(app.config)
+    if backend.running() is None:
+        click.echo(f"no tgtd runs on control port {app.config.target.tgt_control_port}")
+        return
+    backend.stop()
+    click.echo("tgtd stopped")

@@ -1,0 +1,135 @@
+"""TFTP on every core: worker processes, each a :class:`TftpServer`, sharing one port.
+
+One Python thread serves a lock-step transfer at the speed of its per-packet
+work, and it has one core. With SO_REUSEPORT the kernel spreads requests over
+several sockets on the same port by the client's address and port, so each
+worker process takes a share of the transfers (a client's repeated request
+reaches the same worker) with no hand-off between them. Workers are started
+with ``spawn``: a fresh interpreter, never a fork of a process with threads.
+Each opens its own inventory connections; SQLite in WAL mode takes readers
+and the odd stage write from several processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from ipaddress import IPv4Address
+
+from netboot.catalog import Catalog
+from netboot.config import Config
+from netboot.errors import NetbootError
+from netboot.inventory import Inventory
+from netboot.log import JsonFormatter, setup_logging
+from netboot.pool import InventoryPool
+from netboot.stages import StageRecorder
+from netboot.tftp.server import TftpServer
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_WORKERS = 8
+START_TIMEOUT = 30.0  # seconds for a worker to bind its socket
+
+
+def worker_count(config: Config) -> int:
+    """``server.tftp_workers``, or one per CPU this process may run on (at most 8)."""
+    if config.server.tftp_workers:
+        return config.server.tftp_workers
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def _log_settings() -> tuple[str, int]:
+    logger = logging.getLogger("netboot")
+    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers)
+    return ("json" if json_lines else "human"), logger.getEffectiveLevel()
+
+
+def _worker(config: Config, address: IPv4Address, port: int, log_format: str, level: int,
+            ready: multiprocessing.Queue) -> None:
+    """A worker's life: serve until SIGTERM, then let go in reverse order."""
+    setup_logging(log_format, level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops its workers itself
+    pool = InventoryPool(lambda: Inventory(config.storage.database))
+    stages = StageRecorder(pool)
+    server = TftpServer(address, port, Catalog(config, pool), stages, reuse_port=True)
+    started = []
+    try:
+        for service in (pool, stages, server):
+            service.start()
+            started.append(service)
+        ready.put(server.port)
+        stop.wait()
+    except Exception as err:
+        ready.put(f"{type(err).__name__}: {err}")
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+def _wait_ready(process: multiprocessing.process.BaseProcess,
+                ready: multiprocessing.Queue) -> int | str:
+    """The worker's port, or why it failed (also if it died before it could say)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            return ready.get(timeout=0.2)
+        except queue.Empty:
+            if not process.is_alive():
+                return f"it exited with status {process.exitcode}"
+    return f"no answer within {START_TIMEOUT:.0f} s"
+
+
+class TftpWorkers:
+    """A :class:`~netboot.server.Service`: ``count`` TFTP worker processes on one port."""
+
+    name = "tftp"
+
+    def __init__(self, config: Config, address: IPv4Address, port: int, count: int) -> None:
+        self.config = config
+        self.address = address
+        self.port = port
+        self.count = count
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.pid is not None]
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        ready = context.Queue()
+        log_format, level = _log_settings()
+        try:
+            for number in range(self.count):
+                process = context.Process(
+                    target=_worker, name=f"tftp-{number}", daemon=True,
+                    args=(self.config, self.address, self.port, log_format, level, ready))
+                process.start()
+                self._processes.append(process)
+                answer = _wait_ready(process, ready)
+                if isinstance(answer, str):
+                    raise NetbootError(f"TFTP worker {number} could not start: {answer}")
+                self.port = answer  # port 0: the first worker's port, shared by the rest
+        except BaseException:
+            self.stop()
+            raise
+        log.info("TFTP: %d worker processes on %s:%d", self.count, self.address, self.port)
+
+    def stop(self) -> None:
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the worker closes its transfers and exits
+        for process in self._processes:
+            process.join(10)
+            if process.is_alive():
+                log.warning("TFTP worker %s did not stop; killing it", process.name)
+                process.kill()
+                process.join()
+        self._processes.clear()

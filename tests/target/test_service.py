@@ -1,0 +1,107 @@
+"""The target service of `netboot serve`: starts tgtd, follows the inventory, survives restarts."""
+# ruff: noqa: F811  (pytest fixtures are imported from tgtfixtures and requested by name)
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import needs_root
+from tgtfixtures import (  # noqa: F401  (fixtures)
+    Tgtd,
+    builtin_image,
+    read_capacity,
+    target_config,
+    tgtd_endpoint,
+)
+
+from netboot.clients import add_client
+from netboot.config import Config
+from netboot.inventory import Inventory
+from netboot.target.service import TargetService
+from netboot.target.tgtd import forget_control_port, start_tgtd, stop_tgtd, tgtd_pid
+
+pytestmark = [needs_root, pytest.mark.root]
+MAC = "52:54:00:00:00:31"
+
+
+@pytest.fixture
+def service(target_config: Config, tgtd_endpoint: Tgtd) -> Iterator[TargetService]:
+    service = TargetService(target_config, lambda: Inventory(target_config.storage.database))
+    try:
+        yield service
+    finally:
+        service.stop()
+        stop_tgtd(tgtd_endpoint.control_port)
+        forget_control_port(tgtd_endpoint.control_port)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def registered(target_config: Config, builtin_image):
+    """A client in the inventory whose target nobody has made yet (no backend at add time)."""
+    with Inventory(target_config.storage.database) as inventory:
+        return add_client(target_config, inventory, MAC, image="builtin").client
+
+
+def logs_in(tgtd: Tgtd, client) -> bool:
+    return read_capacity(tgtd, client.initiator_iqn, client.chap_user, client.chap_secret,
+                         client.target_iqn).returncode == 0
+
+
+def test_start_launches_tgtd_and_reconciles(service: TargetService, tgtd_endpoint: Tgtd,
+                                            registered) -> None:
+    assert tgtd_pid(tgtd_endpoint.control_port) is None
+    service.start()
+    assert tgtd_pid(tgtd_endpoint.control_port) is not None
+    assert logs_in(tgtd_endpoint, registered)
+
+
+def test_stop_leaves_tgtd_serving_its_clients(service: TargetService, tgtd_endpoint: Tgtd,
+                                              registered) -> None:
+    service.start()
+    service.stop()
+    assert logs_in(tgtd_endpoint, registered)
+
+
+def test_killed_tgtd_is_started_again_with_every_target(service: TargetService,
+                                                       tgtd_endpoint: Tgtd, registered) -> None:
+    service.start()
+    os.kill(tgtd_pid(tgtd_endpoint.control_port), signal.SIGKILL)
+    assert eventually(lambda: logs_in(tgtd_endpoint, registered))
+
+
+def test_tgtd_restarted_by_someone_else_gets_every_target_back(
+        service: TargetService, tgtd_endpoint: Tgtd, registered) -> None:
+    service.start()
+    stop_tgtd(tgtd_endpoint.control_port)
+    start_tgtd(tgtd_endpoint.control_port, tgtd_endpoint.portal)
+    assert eventually(lambda: logs_in(tgtd_endpoint, registered))
+
+
+def test_inventory_change_is_applied_without_a_restart(service: TargetService,
+                                                      tgtd_endpoint: Tgtd,
+                                                      target_config: Config,
+                                                      builtin_image) -> None:
+    service.start()
+    with Inventory(target_config.storage.database) as inventory:
+        client = add_client(target_config, inventory, MAC, image="builtin").client
+    assert eventually(lambda: logs_in(tgtd_endpoint, client))
+
+
+def test_quiet_inventory_and_tgtd_cause_no_reconcile(service: TargetService,
+                                                    registered) -> None:
+    service.start()
+    time.sleep(3 * service.watch)
+    assert service.reconciles == 1
