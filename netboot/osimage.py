@@ -48,6 +48,7 @@ SANBOOT_PACKAGES = ("linux-image-amd64", "initramfs-tools")
 DEFAULT_SIZE = 2 << 30
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
+_IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Room mke2fs needs beyond the files: metadata, journal, reserved blocks.
 _SLACK_FACTOR = 1.25
 _SLACK_BYTES = 64 << 20
@@ -320,6 +321,8 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
     A failure (or a kill) leaves no image and no half-written file under its name;
     leftovers of a killed build are removed by the next one.
     """
+    if not _IMAGE_NAME.match(name):
+        raise OsImageError(f"{name!r} is not an image name (letters, digits, '.', '_', '-')")
     started = time.monotonic()
     images_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(images_dir, ".*.partial-*")
