@@ -107,6 +107,11 @@ def image_files(options: OsOptions) -> list[ImageFile]:
     return [*units, *scripts, marker]
 
 
+def grub_config(label: str, options: OsOptions) -> str:
+    """/boot/grub/grub.cfg of a sanboot image: its own kernel, root found by label."""
+    return render("grub.cfg.j2", OSIMAGE_TEMPLATES, label=label[:16], console=options.console)
+
+
 def set_shell_variable(text: str, name: str, value: str, where: str) -> str:
     """``text`` with the assignment ``NAME=...`` made ``NAME=value``; it must be there."""
     pattern = re.compile(rf"^{re.escape(name)}=.*$", re.MULTILINE)

@@ -26,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from netboot.bootdisk import make_boot_disk
 from netboot.osfiles import (
     DEFAULT_OPTIONS,
     OsImageError,
     OsOptions,
+    grub_config,
     make_netboot_ready,
     run_in_root,
 )
@@ -277,12 +279,17 @@ def tree_bytes(tree: Path) -> int:
     return total
 
 
-def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
-    """An ext4 filesystem of ``size`` bytes holding ``tree`` (mke2fs -d, no mounts)."""
+def check_fits(tree: Path, size: int) -> None:
+    """A clear error, before mke2fs runs out of blocks, when ``tree`` needs more than ``size``."""
     needed = int(tree_bytes(tree) * _SLACK_FACTOR) + _SLACK_BYTES
     if size < needed:
         raise OsImageError(f"image size {format_size(size)} is too small for {tree} "
                            f"(needs at least {format_size(needed)}); pass a larger --size")
+
+
+def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
+    """An ext4 filesystem of ``size`` bytes holding ``tree`` (mke2fs -d, no mounts)."""
+    check_fits(tree, size)
     done = subprocess.run(
         ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree), str(image),
          f"{size // 1024}k"], capture_output=True, text=True)
@@ -335,8 +342,13 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
         prepare_debian_tree(tree, suite, packages, modules_dir, cache_dir, progress, options,
                             mirror)
         size = size or DEFAULT_SIZE
-        progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
-        make_ext4(tree, image, size, name)
+        if options.sanboot:
+            check_fits(tree, size)
+            progress(f"image: bootable disk, MBR + GRUB + ext4 partition ({format_size(size)})")
+            make_boot_disk(tree, image, size, name, grub_config(name, options))
+        else:
+            progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
+            make_ext4(tree, image, size, name)
         os.replace(image, final)
     finally:
         image.unlink(missing_ok=True)
