@@ -83,7 +83,7 @@ class OsOptions:
 
     console: str = "ttyS0"
     sanboot: bool = False
-    boot_timeout: int = 600  # seconds NETBOOT-OS-UP waits for the end of boot
+    boot_timeout: int = 300  # seconds NETBOOT-OS-UP waits for the end of boot
 
 
 DEFAULT_OPTIONS = OsOptions()
