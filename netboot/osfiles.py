@@ -6,7 +6,7 @@ Each clone gets its own at boot, from what netboot's initramfs leaves in
 /run/netboot (method ``initramfs``) or from the iBFT (method ``sanboot``).
 The same files let the root's open-iscsi take over the session the
 initramfs logged in, and keep shutdown from logging out of it before the
-root is unmounted (see docs/os-takeover.md for the contract with /init).
+root is unmounted (initramfs/os-takeover.md is the contract with /init).
 
 Everything here is pure (files rendered from templates, text edits) except
 :func:`make_netboot_ready`, which applies it to a tree.
@@ -24,7 +24,7 @@ from netboot.errors import NetbootError
 from netboot.templates import TEMPLATE_DIR, render
 
 OSIMAGE_TEMPLATES = TEMPLATE_DIR / "osimage"
-# What /init leaves for the running system (the contract in docs/os-takeover.md).
+# What /init leaves for the running system (the contract in initramfs/os-takeover.md).
 CLIENT_CONF = "/run/netboot/client.conf"
 IBFT_DIR = "/sys/firmware/ibft"
 # tgt puts each target's portal in group 1; used when sysfs does not say.
@@ -83,7 +83,7 @@ class OsOptions:
 
     console: str = "ttyS0"
     sanboot: bool = False
-    boot_timeout: int = 600  # seconds NETBOOT-OS-UP waits for the end of boot
+    boot_timeout: int = 300  # seconds NETBOOT-OS-UP waits for the end of boot
 
 
 DEFAULT_OPTIONS = OsOptions()
@@ -105,6 +105,11 @@ def image_files(options: OsOptions) -> list[ImageFile]:
                for name in ("identity", "iscsi-root", "os-up")]
     marker = ImageFile("etc/iscsi/iscsi.initramfs", _render("iscsi.initramfs", options), 0o644)
     return [*units, *scripts, marker]
+
+
+def grub_config(label: str, options: OsOptions) -> str:
+    """/boot/grub/grub.cfg of a sanboot image: its own kernel, root found by label."""
+    return render("grub.cfg.j2", OSIMAGE_TEMPLATES, label=label[:16], console=options.console)
 
 
 def set_shell_variable(text: str, name: str, value: str, where: str) -> str:

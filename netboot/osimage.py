@@ -26,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from netboot.bootdisk import make_boot_disk
 from netboot.osfiles import (
     DEFAULT_OPTIONS,
     OsImageError,
     OsOptions,
+    grub_config,
     make_netboot_ready,
     run_in_root,
 )
@@ -48,6 +50,7 @@ SANBOOT_PACKAGES = ("linux-image-amd64", "initramfs-tools")
 DEFAULT_SIZE = 2 << 30
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
+_IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Room mke2fs needs beyond the files: metadata, journal, reserved blocks.
 _SLACK_FACTOR = 1.25
 _SLACK_BYTES = 64 << 20
@@ -276,12 +279,17 @@ def tree_bytes(tree: Path) -> int:
     return total
 
 
-def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
-    """An ext4 filesystem of ``size`` bytes holding ``tree`` (mke2fs -d, no mounts)."""
+def check_fits(tree: Path, size: int) -> None:
+    """A clear error, before mke2fs runs out of blocks, when ``tree`` needs more than ``size``."""
     needed = int(tree_bytes(tree) * _SLACK_FACTOR) + _SLACK_BYTES
     if size < needed:
         raise OsImageError(f"image size {format_size(size)} is too small for {tree} "
                            f"(needs at least {format_size(needed)}); pass a larger --size")
+
+
+def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
+    """An ext4 filesystem of ``size`` bytes holding ``tree`` (mke2fs -d, no mounts)."""
+    check_fits(tree, size)
     done = subprocess.run(
         ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree), str(image),
          f"{size // 1024}k"], capture_output=True, text=True)
@@ -320,6 +328,8 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
     A failure (or a kill) leaves no image and no half-written file under its name;
     leftovers of a killed build are removed by the next one.
     """
+    if not _IMAGE_NAME.match(name):
+        raise OsImageError(f"{name!r} is not an image name (letters, digits, '.', '_', '-')")
     started = time.monotonic()
     images_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(images_dir, ".*.partial-*")
@@ -332,8 +342,13 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
         prepare_debian_tree(tree, suite, packages, modules_dir, cache_dir, progress, options,
                             mirror)
         size = size or DEFAULT_SIZE
-        progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
-        make_ext4(tree, image, size, name)
+        if options.sanboot:
+            check_fits(tree, size)
+            progress(f"image: bootable disk, MBR + GRUB + ext4 partition ({format_size(size)})")
+            make_boot_disk(tree, image, size, name, grub_config(name, options))
+        else:
+            progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
+            make_ext4(tree, image, size, name)
         os.replace(image, final)
     finally:
         image.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from netboot.osfiles import OsImageError
 from netboot.osimage import (
     BASE_PACKAGES,
     Mirror,
+    build_debian_image,
     cache_key,
     make_ext4,
     modules_version,
@@ -141,3 +142,10 @@ def test_too_small_image_size_says_how_much_is_needed(tmp_path):
         make_ext4(tree, tmp_path / "root.img", 8 << 20, "golden")
     assert not (tmp_path / "root.img").exists()
 
+
+
+def test_image_name_with_a_slash_is_refused_before_any_work(tmp_path):
+    with pytest.raises(OsImageError, match=r"'\.\./x' is not an image name"):
+        build_debian_image("../x", "bookworm", (), None, None, tmp_path / "c", tmp_path / "i",
+                           print)
+    assert not (tmp_path / "i").exists()
