@@ -10,7 +10,6 @@ assertions) so the run shows the difference.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,9 +20,9 @@ import pytest
 from conftest import BOOT_TIMEOUT
 
 from netboot.clients import add_client
+from netboot.config import DEFAULT_TFTP_ROOT
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
-from netboot.lab.reference import IPXE_DIR, LOADERS
 from netboot.lab.vm import Firmware, VmSpec, lab_mac
 
 MAC = lab_mac(7)
@@ -33,11 +32,8 @@ NATIVE_UEFI_PXE = ("-global", "virtio-net-pci.romfile=")
 
 def start_serve(lab, tmp_path: Path, router_advertisements: bool = True) -> subprocess.Popen:
     """``netboot serve`` on the lab's bridge (DHCP, HTTP, TFTP; no iSCSI target), serving
-    Debian's iPXE loaders (copied: the package's are symlinks the file servers refuse)."""
-    tftp_root = tmp_path / "tftproot"
-    tftp_root.mkdir()
-    for name in LOADERS:
-        shutil.copyfile(IPXE_DIR / name, tftp_root / name)
+    the boot loaders `make setup` copied into the project's tftproot."""
+    tftp_root = DEFAULT_TFTP_ROOT
     config_path = tmp_path / "netboot.yaml"
     config_path.write_text(
         f"server:\n  interface: {lab.bridge}\n  address: {lab.server}\n"
