@@ -75,20 +75,6 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in proc.stdout.split()] if proc.returncode == 0 else []
 
 
-def link_names(netns: str | None = None) -> list[str]:
-    """Every interface name in ``netns`` (or in this namespace)."""
-    out = ip("-j", "link", "show", netns=netns, check=False)
-    try:
-        return [link["ifname"] for link in json.loads(out or "[]")]
-    except json.JSONDecodeError:
-        return []
-
-
-def delete_link(name: str, netns: str | None = None) -> None:
-    """Remove interface ``name``; a veth takes its peer with it. Absent is fine."""
-    ip("link", "delete", name, netns=netns, check=False)
-
-
 def add_bridge(name: str, address: IPv4Interface | None = None, netns: str | None = None) -> None:
     ip("link", "add", name, "type", "bridge", netns=netns)
     # No STP and no forwarding delay: a PXE ROM gives up long before STP's 30 s.

@@ -163,10 +163,6 @@ class Vm:
         self._lines.put(None)
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
