@@ -67,8 +67,6 @@ def test_client_booted_twice_has_counted_two_boots(shared_lab, boot_timeout):
     assert _counts(state)[first.mac] == before + 2
 
 
-@pytest.mark.xfail(strict=True, reason="netboot's DHCP gives any iPXE (QEMU's NIC ROM is one) "
-                   "the iPXE script, even with boot.loader: pxelinux (netboot/dhcp/boot.py)")
 def test_pxelinux_client_loads_everything_over_tftp_and_reaches_its_root(netboot_lab,
                                                                           boot_timeout):
     state = netboot_lab(1, loader="pxelinux")

@@ -136,6 +136,18 @@ def test_bios_with_pxelinux_loader_gets_pxelinux(world):
     assert reply.file.rstrip(b"\0") == b"pxelinux.0"
 
 
+def test_ipxe_rom_on_bios_with_pxelinux_loader_gets_pxelinux(world):
+    w = world("boot:\n  loader: pxelinux\n")
+    reply, _ = w.reply(ipxe_bios(MAC))
+    assert reply.file.rstrip(b"\0") == b"pxelinux.0"
+
+
+def test_ipxe_on_uefi_with_pxelinux_loader_still_gets_its_script(world):
+    w = world("boot:\n  loader: pxelinux\n")
+    reply, _ = w.reply(ipxe_uefi(MAC))
+    assert reply.file.rstrip(b"\0") == URL.encode()
+
+
 def test_ipxe_on_bios_gets_its_script_url(world):
     w = world()
     reply, _ = w.reply(ipxe_bios(MAC))

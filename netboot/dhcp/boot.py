@@ -52,8 +52,13 @@ def choose_boot(request: Request, config: Config) -> BootChoice | None:
     arches = request.architectures
     arch = arches[0] if arches else None
     vendor = request.vendor_class
+    bios = arch is None or arch == ClientArch.BIOS
     if request.is_ipxe:
         echo = PXE_VENDOR_CLASS if vendor.startswith(PXE_VENDOR_CLASS) else None
+        if bios and config.boot.loader is Loader.PXELINUX:
+            # A NIC whose ROM is iPXE (QEMU's, many cloud NICs) runs pxelinux.0 as any PXE
+            # ROM would; pxelinux reads the ROM's cached DHCP reply, so the chain ends there.
+            return BootChoice(BIOS_LOADERS[Loader.PXELINUX], arch, echo, ipxe=True)
         return BootChoice(script_url(config, request.mac), arch, echo, ipxe=True)
     if vendor.startswith(HTTP_VENDOR_CLASS):
         for candidate in arches:
@@ -63,7 +68,7 @@ def choose_boot(request: Request, config: Config) -> BootChoice | None:
         return None
     pxe = vendor.startswith(PXE_VENDOR_CLASS)
     echo = PXE_VENDOR_CLASS if pxe else None
-    if arch is None or arch == ClientArch.BIOS:
+    if bios:
         return BootChoice(BIOS_LOADERS[config.boot.loader], arch, echo, pxe_rom=pxe)
     for candidate in arches:
         if candidate in UEFI_LOADERS:
