@@ -81,7 +81,21 @@ def test_advance_reads_a_file_on_disk_like_its_bytes_in_memory(tmp_path: Path):
         in_memory = list(states(data, {"blksize": "700"}))
         assert len(on_disk) == len(in_memory)
         for d, m in zip(on_disk, in_memory, strict=True):
-            assert advance(d, 1.0)[1] == advance(m, 1.0)[1]
+            if awaited_ack(m) is not None:
+                assert advance(d, 1.0)[1] == advance(m, 1.0)[1]
+    finally:
+        os.close(fd)
+
+
+def test_advance_fails_like_step_when_the_file_on_disk_shrank(tmp_path: Path):
+    (tmp_path / "f").write_bytes(bytes(3000))
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        t = next(states(bytes(3000), {}, FileSource(fd, 3000)))
+        os.truncate(tmp_path / "f", 600)
+        failed, packets = advance(t, 1.0)
+        assert (failed, packets) == step(t, Ack(1), 1.0)
+        assert failed.phase is Phase.FAILED and parse(packets[0]).code == 0
     finally:
         os.close(fd)
 
@@ -212,3 +226,19 @@ def test_the_whole_file_arrives_intact_through_the_fast_path(served: Served):
         assert sha256(client.download("small")) == sha256((served.root / "small").read_bytes())
     finally:
         client.close()
+
+
+def test_a_file_on_disk_that_shrinks_mid_transfer_ends_it_with_an_error(served: Served):
+    served.tftp.cache.budget = 0  # nothing in memory: blocks are read from disk as they go
+    client = started(served, 2)
+    try:
+        os.truncate(served.root / "small", 1000)
+        client.ack(3)
+        error = parse(client.receive())
+        assert isinstance(error, Error) and error.message == "file changed on the server"
+    finally:
+        client.close()
+    deadline = time.monotonic() + 0.5  # at once, not when the timer next looks (1 s)
+    while served.tftp.sessions and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (served.tftp.stats["failed"], served.tftp.sessions) == (1, {})

@@ -198,7 +198,8 @@ class TftpServer:
         while not self._stopping:
             wait = -1.0
             if timers:
-                wait = min(1.0, max(0.0, timers[0][0] - time.monotonic()))
+                wait = timers[0][0] - time.monotonic()
+                wait = 1.0 if wait > 1.0 else 0.0 if wait < 0.0 else wait
             events = poll(wait)
             now = time.monotonic()
             for fd, _ in events:
@@ -253,7 +254,16 @@ class TftpServer:
         except OSError:  # an ICMP error surfacing; the timer will resend or give up
             return
         if data == session.awaited:  # the fast path: the ACK of all sent, one per window
-            self._apply(session, *advance(session.transfer, now), now)
+            transfer, packets = advance(session.transfer, now)
+            session.transfer = transfer
+            session.awaited = awaited_ack(transfer)
+            if len(packets) == 1 and transfer.phase is Phase.SENDING:  # lock-step
+                try:
+                    session.sock.send(packets[0])
+                except OSError as err:  # a lost datagram: the timer resends it
+                    self._send_failed(session.peer, err)
+                return
+            self._apply(session, transfer, packets, now)
             return
         if len(data) == 4 and data[:2] == _ACK:
             event = Ack(int.from_bytes(data[2:], "big"))
