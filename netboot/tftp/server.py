@@ -18,6 +18,14 @@ What it does differently from tftpy's server, each with a test:
   65536 killed its loop with EMSGSIZE); timeout and windowsize are honoured;
 - a malformed datagram is counted and dropped; an exception while handling
   one request is logged and the loop goes on.
+
+Per block the loop does one epoll_wait, one recv and one send, and as little
+Python as it can between them: the datagram is compared with the ACK the
+transfer awaits (:func:`~netboot.tftp.transfer.awaited_ack`) and, if equal,
+the next block comes from :func:`~netboot.tftp.transfer.advance` with no
+parsing; anything else (a duplicate or old ACK, an ERROR, garbage) is parsed
+and handed to ``step()``. A wrong transfer ID never gets that far: the
+kernel delivers it to the stray socket.
 """
 
 from __future__ import annotations
