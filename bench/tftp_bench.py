@@ -10,8 +10,11 @@ clients. Each download is checked by sha256. Ports are fixed because each
 namespace is new and private to this run.
 
     sudo .venv/bin/python bench/tftp_bench.py [--size 32M] [--repeat 3] [--json]
+        [--baseline /work/main/.venv/bin/netboot]
 
 netboot runs as `netboot serve` does (worker processes, one per CPU).
+``--baseline`` runs a second netboot (another checkout's executable) beside
+the others, so a change is measured before/after in the same run.
 
 Needs root, curl, atftp, tftpd-hpa (in.tftpd) and dnsmasq. Runtime is bounded:
 every curl has a time limit, and a case that fails shows as "failed".
@@ -43,6 +46,7 @@ FILE = "bench.bin"
 CURL_LIMIT = 120  # seconds for one download
 TFTP_PORTS = {"netboot": 1069, "tftpd-hpa": 2069, "dnsmasq": 69}  # dnsmasq's is not settable
 HTTP_PORT = 8080
+BASELINE_PORTS = (3069, 8081)  # TFTP and HTTP of the --baseline netboot
 CONCURRENT = 16
 CONCURRENT_BLKSIZE = 1468
 
@@ -93,23 +97,29 @@ def wait_port(lab: Lab, proto: str, port: int, deadline: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on {proto} port {port} in {lab.server_ns}")
 
 
-def netboot_config(lab: Lab, root: Path) -> Path:
+def netboot_config(lab: Lab, root: Path, name: str = "netboot",
+                   ports: tuple[int, int] = (TFTP_PORTS["netboot"], HTTP_PORT)) -> Path:
     """`netboot serve` as a user runs it, on the server namespace's end of the pair."""
-    path = root.parent / "netboot.yaml"
+    path = root.parent / f"{name}.yaml"
     subnet = IPv4Interface(f"{lab.server}/24").network
     path.write_text(f"server:\n  interface: {lab.server_if}\n  address: {lab.server}\n"
-                    f"  tftp_root: {root}\n  tftp_port: {TFTP_PORTS['netboot']}\n"
-                    f"  http_port: {HTTP_PORT}\n"
+                    f"  tftp_root: {root}\n  tftp_port: {ports[0]}\n"
+                    f"  http_port: {ports[1]}\n"
                     f"dhcp:\n  subnet: {subnet}\n  mode: \"off\"\n"
-                    f"storage:\n  state_dir: {root.parent / 'state'}\n")
+                    f"storage:\n  state_dir: {root.parent / f'state-{name}'}\n")
     return path
 
 
-def start_servers(lab: Lab, root: Path) -> list[subprocess.Popen]:
+def netboot_serve(lab: Lab, executable: str, config: Path, **kwargs) -> subprocess.Popen:
+    return lab.serve([executable, "--config", str(config), "--log-level", "warning", "serve"],
+                     **kwargs)
+
+
+def start_servers(lab: Lab, root: Path, baseline: str | None) -> list[subprocess.Popen]:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [
-        lab.serve([str(Path(sys.executable).with_name("netboot")), "--config",
-                   str(netboot_config(lab, root)), "--log-level", "warning", "serve"], **quiet),
+        netboot_serve(lab, str(Path(sys.executable).with_name("netboot")),
+                      netboot_config(lab, root), **quiet),
         lab.serve(["in.tftpd", "--foreground", "--address",
                    f"{lab.server}:{TFTP_PORTS['tftpd-hpa']}", "--user", "root", "--secure",
                    str(root)], **quiet),
@@ -118,10 +128,18 @@ def start_servers(lab: Lab, root: Path) -> list[subprocess.Popen]:
                    f"--listen-address={lab.server}", "--bind-interfaces", "--enable-tftp",
                    f"--tftp-root={root}", "--quiet-tftp"], **quiet),
     ]
+    if baseline is not None:
+        procs.append(netboot_serve(lab, baseline,
+                                   netboot_config(lab, root, "baseline", BASELINE_PORTS), **quiet))
+        wait_port(lab, "udp", BASELINE_PORTS[0])
     for port in TFTP_PORTS.values():
         wait_port(lab, "udp", port)
     wait_port(lab, "tcp", HTTP_PORT)
     return procs
+
+
+def tftp_port(server: str) -> int:
+    return BASELINE_PORTS[0] if server == "baseline" else TFTP_PORTS[server]
 
 
 @dataclass(frozen=True)
@@ -156,10 +174,10 @@ def download(lab: Lab, work: Path, case: Case, server: str, want: str) -> None:
     if case.tool == "atftp":
         argv = ["atftp", "-g", "-r", FILE, "-l", str(out), "--option", f"blksize {case.blksize}",
                 "--option", f"windowsize {case.windowsize}", lab.server,
-                str(TFTP_PORTS[server])]
+                str(tftp_port(server))]
     else:
         url = (f"http://{lab.server}:{HTTP_PORT}/{FILE}" if case.tool == "http"
-               else f"tftp://{lab.server}:{TFTP_PORTS[server]}/{FILE}")
+               else f"tftp://{lab.server}:{tftp_port(server)}/{FILE}")
         argv = ["curl", "-sS", "--max-time", str(CURL_LIMIT), "-o", str(out), url]
         if case.blksize is not None:
             argv[1:1] = ["--tftp-blksize", str(case.blksize)]
@@ -190,7 +208,7 @@ def throughput(lab: Lab, work: Path, case: Case, server: str, size: int,
     return size * case.clients / (time.monotonic() - began) / 1e6
 
 
-def run(size: int, repeat: int, as_json: bool) -> int:
+def run(size: int, repeat: int, as_json: bool, baseline: str | None) -> int:
     lab = make_lab()
     work = Path(tempfile.mkdtemp(prefix="netboot-bench-"))
     procs: list[subprocess.Popen] = []
@@ -202,12 +220,15 @@ def run(size: int, repeat: int, as_json: bool) -> int:
         want = hashlib.sha256(data).hexdigest()
         os.chmod(work, 0o755)
         os.chmod(root, 0o755)
-        procs = start_servers(lab, root)
+        procs = start_servers(lab, root, baseline)
         results: dict[str, dict[str, float | None]] = {}
         for case in CASES:
-            runs: dict[str, list[float | None]] = {name: [] for name in case.servers}
+            servers = case.servers
+            if baseline is not None and case.tool != "http":
+                servers = (servers[0], "baseline", *servers[1:])
+            runs: dict[str, list[float | None]] = {name: [] for name in servers}
             for number in range(repeat):  # servers take turns, so each sees the same noise
-                for name in case.servers:
+                for name in servers:
                     if not as_json:
                         print(f"  {case.label}: {name} ({number + 1}/{repeat})", file=sys.stderr)
                     runs[name].append(throughput(lab, work, case, name, size, want))
@@ -240,17 +261,17 @@ def report(results: dict[str, dict[str, float | None]], size: int, repeat: int,
     if as_json:
         print(json.dumps({"file_size": size, "repeat": repeat, "mb_per_s": results}, indent=2))
         return
+    peers = ["tftpd-hpa", "dnsmasq"]
+    if any("baseline" in by for by in results.values()):
+        peers.insert(0, "baseline")
     rows = []
     for label, by in results.items():
         rows.append((label, _mbs(by.get("netboot")),
-                     _mbs(by["tftpd-hpa"]) if "tftpd-hpa" in by else None,
-                     _mbs(by["dnsmasq"]) if "dnsmasq" in by else None,
-                     _ratio(by.get("netboot"), by.get("tftpd-hpa")),
-                     _ratio(by.get("netboot"), by.get("dnsmasq"))))
+                     *(_mbs(by[peer]) if peer in by else None for peer in peers),
+                     *(_ratio(by.get("netboot"), by.get(peer)) for peer in peers)))
     print(f"TFTP/HTTP throughput in MB/s (best of {repeat}), one {format_size(size)} file, "
           "curl over a veth pair")
-    print(table(["case", "netboot", "tftpd-hpa", "dnsmasq", "vs tftpd-hpa", "vs dnsmasq"],
-                rows))
+    print(table(["case", "netboot", *peers, *(f"vs {peer}" for peer in peers)], rows))
 
 
 def main() -> int:
@@ -259,6 +280,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="JSON for scripts")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each case; the best counts (default 3)")
+    parser.add_argument("--baseline", metavar="NETBOOT",
+                        help="another netboot executable to run beside (before/after)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("tftp_bench: needs root (it creates network namespaces)", file=sys.stderr)
@@ -267,7 +290,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"tftp_bench: {tool} is missing; run 'make setup'", file=sys.stderr)
             return 1
-    return run(parse_size(args.size), args.repeat, args.json)
+    return run(parse_size(args.size), args.repeat, args.json, args.baseline)
 
 
 if __name__ == "__main__":

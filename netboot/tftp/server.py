@@ -18,6 +18,14 @@ What it does differently from tftpy's server, each with a test:
   65536 killed its loop with EMSGSIZE); timeout and windowsize are honoured;
 - a malformed datagram is counted and dropped; an exception while handling
   one request is logged and the loop goes on.
+
+Per block the loop does one epoll_wait, one recv and one send, and as little
+Python as it can between them: the datagram is compared with the ACK the
+transfer awaits (:func:`~netboot.tftp.transfer.awaited_ack`) and, if equal,
+the next block comes from :func:`~netboot.tftp.transfer.advance` with no
+parsing; anything else (a duplicate or old ACK, an ERROR, garbage) is parsed
+and handed to ``step()``. A wrong transfer ID never gets that far: the
+kernel delivers it to the stray socket.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ from netboot.tftp.transfer import (
     Start,
     Tick,
     Transfer,
+    advance,
+    awaited_ack,
     new_transfer,
     step,
 )
@@ -86,6 +96,7 @@ class Session:
     transfer: Transfer
     started: float
     closed: bool = False
+    awaited: bytes | None = None  # the ACK that lets the fast path send the next window
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> None:
@@ -195,15 +206,18 @@ class TftpServer:
         while not self._stopping:
             wait = -1.0
             if timers:
-                wait = min(1.0, max(0.0, timers[0][0] - time.monotonic()))
-            for fd, _ in poll(wait):
+                wait = timers[0][0] - time.monotonic()
+                wait = 1.0 if wait > 1.0 else 0.0 if wait < 0.0 else wait
+            events = poll(wait)
+            now = time.monotonic()
+            for fd, _ in events:
                 try:
                     entry = by_fd.get(fd)
                     if entry is not None:
                         if entry[1]:
                             self._answer_stray(entry[0])
                         else:
-                            self._serve_session(entry[0])
+                            self._serve_session(entry[0], now)
                     elif fd == requests:
                         self._serve_requests()
                     elif fd == wake:
@@ -211,8 +225,8 @@ class TftpServer:
                 except Exception:  # a bug in one transfer must not stop the server
                     self.stats["internal_errors"] += 1
                     log.exception("TFTP: unexpected error; the loop goes on")
-            if timers and timers[0][0] <= time.monotonic():
-                self._fire_timers(time.monotonic())
+            if timers and timers[0][0] <= now:
+                self._fire_timers(now)
 
     def _fire_timers(self, now: float) -> None:
         timers = self._timers
@@ -239,7 +253,7 @@ class TftpServer:
                 self.stats["internal_errors"] += 1
                 log.exception("TFTP: unexpected error on a request from %s", peer[0])
 
-    def _serve_session(self, session: Session) -> None:
+    def _serve_session(self, session: Session, now: float) -> None:
         """One datagram from the peer (epoll is level-triggered: more wake us again)."""
         try:
             data = session.sock.recv(MAX_DATAGRAM)
@@ -247,7 +261,19 @@ class TftpServer:
             return
         except OSError:  # an ICMP error surfacing; the timer will resend or give up
             return
-        if len(data) == 4 and data[:2] == _ACK:  # the hot path: one per block
+        if data == session.awaited:  # the fast path: the ACK of all sent, one per window
+            transfer, packets = advance(session.transfer, now)
+            session.transfer = transfer
+            session.awaited = awaited_ack(transfer)
+            if len(packets) == 1 and transfer.phase is Phase.SENDING:  # lock-step
+                try:
+                    session.sock.send(packets[0])
+                except OSError as err:  # a lost datagram: the timer resends it
+                    self._send_failed(session.peer, err)
+                return
+            self._apply(session, transfer, packets, now)
+            return
+        if len(data) == 4 and data[:2] == _ACK:
             event = Ack(int.from_bytes(data[2:], "big"))
         else:
             try:
@@ -259,7 +285,7 @@ class TftpServer:
                 event = packet
             else:
                 event = Illegal(f"unexpected {getattr(packet, 'opcode', '?')!s} during a read")
-        self._advance(session, event, time.monotonic())
+        self._advance(session, event, now)
 
     def _answer_stray(self, session: Session) -> None:
         """RFC 1350 section 4: answer a datagram from a wrong transfer ID, leave the transfer."""
@@ -357,14 +383,20 @@ class TftpServer:
     # -- sending and finishing ---------------------------------------------------------
 
     def _advance(self, session: Session, event, now: float) -> None:
-        session.transfer, packets = step(session.transfer, event, now)
+        self._apply(session, *step(session.transfer, event, now), now)
+
+    def _apply(self, session: Session, transfer: Transfer, packets: list[bytes],
+               now: float) -> None:
+        """Take the transfer's new state, send its packets, finish it if it has ended."""
+        session.transfer = transfer
+        session.awaited = awaited_ack(transfer)
         send = session.sock.send
         for packet in packets:
             try:
                 send(packet)
             except OSError as err:  # a full buffer is a lost datagram: the timer resends it
                 self._send_failed(session.peer, err)
-        if session.transfer.phase is not Phase.SENDING:
+        if transfer.phase is not Phase.SENDING:
             self._finish(session, now)
 
     def _send_failed(self, peer: tuple[str, int], err: OSError) -> None:
