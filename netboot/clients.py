@@ -14,7 +14,7 @@ from pathlib import Path
 from netboot import chap, names
 from netboot.addresses import check_address, pick_address
 from netboot.clone import Method, Progress
-from netboot.config import Config
+from netboot.config import Config, Loader
 from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.images import Image, Layout, get_image
 from netboot.inventory import BootMethod, Client, Inventory
@@ -88,7 +88,7 @@ def add_client(
     host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
     authority = config.target.iqn_authority
     golden = get_image(config, image) if image else None
-    check_boot_method(boot_method, golden, size)
+    check_boot_method(boot_method, golden, size, config.boot.loader)
     if golden and golden.layout is Layout.DISK:
         lun_size = golden.size  # a partitioned disk keeps its size (see check_boot_method)
     else:
@@ -143,7 +143,8 @@ def add_client(
     return Added(client, method, applied)
 
 
-def check_boot_method(method: BootMethod, golden: Image | None, size: int | None) -> None:
+def check_boot_method(method: BootMethod, golden: Image | None, size: int | None,
+                      loader: Loader = Loader.IPXE) -> None:
     """Refuse a method the image cannot boot by, before anything is made.
 
     netboot's /init mounts an ext4 filesystem; iPXE sanboot boots a disk with a
@@ -152,6 +153,9 @@ def check_boot_method(method: BootMethod, golden: Image | None, size: int | None
     without a loop device, so its LUN is exactly the image's size.
     """
     if method is BootMethod.SANBOOT:
+        if loader is not Loader.IPXE:
+            raise ValidationError(f"--boot-method sanboot needs boot.loader: ipxe (it is {loader}; "
+                                  "PXELINUX cannot log in to an iSCSI target)")
         if golden is None:
             raise ValidationError("--boot-method sanboot needs --image: a disk image built with "
                                   "`netboot image build NAME --debootstrap SUITE --sanboot`")

@@ -123,3 +123,11 @@ def test_debootstrap_build_is_refused_clearly_when_not_root(make_config, monkeyp
     with pytest.raises(ImageError, match=r"needs root \(mmdebstrap --mode=root"):
         images.build_debian(make_config(), "deb", "bookworm", (), None, sanboot=False,
                             force=False, progress=print)
+
+
+def test_sanboot_under_the_pxelinux_loader_is_refused(initialised, store):
+    initialised.config.write_text(initialised.config.read_text().replace(
+        "  loader: ipxe\n", "  loader: pxelinux\n", 1))
+    err = initialised("client", "add", SAN_MAC, "--image", "disk", "--boot-method", "sanboot",
+                      expect=1).stderr
+    assert "--boot-method sanboot needs boot.loader: ipxe (it is pxelinux" in err
