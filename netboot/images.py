@@ -25,7 +25,7 @@ from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
 from netboot.inventory import Inventory
 from netboot.osfiles import OsOptions
-from netboot.osimage import build_debian_image
+from netboot.osimage import build_debian_image, check_packages
 from netboot.size import parse_size
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -209,6 +209,7 @@ def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...
     their own copy.
     """
     final = image_path(config, name)
+    check_packages(packages)
     if os.geteuid() != 0:
         raise ImageError(f"building image {name} from Debian packages needs root "
                          "(mmdebstrap --mode=root unpacks a root tree with its owners); "

@@ -131,3 +131,9 @@ def test_sanboot_under_the_pxelinux_loader_is_refused(initialised, store):
     err = initialised("client", "add", SAN_MAC, "--image", "disk", "--boot-method", "sanboot",
                       expect=1).stderr
     assert "--boot-method sanboot needs boot.loader: ipxe (it is pxelinux" in err
+
+
+def test_debootstrap_build_names_a_bad_package_before_anything_runs(initialised):
+    err = initialised("image", "build", "deb", "--debootstrap", "bookworm", "--packages",
+                      "curl,Not_A_Package", expect=1).stderr
+    assert "'Not_A_Package' is not a Debian package name" in err
