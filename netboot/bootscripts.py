@@ -8,7 +8,8 @@ over HTTP; the PXELINUX config names TFTP paths relative to pxelinux.0.
 from __future__ import annotations
 
 from netboot.config import Config
-from netboot.inventory import Client
+from netboot.inventory import BootMethod, Client
+from netboot.sanboot import render_sanboot_script
 from netboot.templates import render
 
 RETRY_SECONDS = 30  # how long a failed or unregistered machine waits before it asks again
@@ -20,7 +21,13 @@ def base_url(config: Config) -> str:
 
 
 def ipxe_script(config: Config, client: Client) -> str:
-    """``clients/<mac>/boot.ipxe``: kernel, the base and the client's initrd, arguments."""
+    """``clients/<mac>/boot.ipxe``, by the client's boot method: the one place that decides.
+
+    initramfs: kernel, the base and the client's initrd, arguments; sanboot:
+    iPXE logs in to the client's LUN itself (see netboot.sanboot).
+    """
+    if client.boot_method == BootMethod.SANBOOT.value:
+        return render_sanboot_script(config, client)
     return render("boot.ipxe.j2", client=client, base_url=base_url(config),
                   kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value,
                   retry_seconds=RETRY_SECONDS)

@@ -14,10 +14,10 @@ from pathlib import Path
 from netboot import chap, names
 from netboot.addresses import check_address, pick_address
 from netboot.clone import Method, Progress
-from netboot.config import Config
+from netboot.config import Config, Loader
 from netboot.errors import Conflict, NotFound, ValidationError
-from netboot.images import get_image
-from netboot.inventory import Client, Inventory
+from netboot.images import Image, Layout, get_image
+from netboot.inventory import BootMethod, Client, Inventory
 from netboot.log import client_log
 from netboot.provision import make_root, provisioning_lock, recover_interrupted, root_lun_path
 from netboot.target import TargetBackend, TargetError, TargetUnreachable
@@ -77,6 +77,7 @@ def add_client(
     size: int | None = None,
     backend: TargetBackend | None = None,
     progress: Progress | None = None,
+    boot_method: BootMethod = BootMethod.INITRAMFS,
 ) -> Added:
     """Register a client, make its root LUN and its target; all of it or nothing.
 
@@ -87,8 +88,12 @@ def add_client(
     host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
     authority = config.target.iqn_authority
     golden = get_image(config, image) if image else None
-    lun_size = size if size is not None else max(config.storage.default_lun_size,
-                                                 golden.size if golden else 0)
+    check_boot_method(boot_method, golden, size, config.boot.loader)
+    if golden and golden.layout is Layout.DISK:
+        lun_size = golden.size  # a partitioned disk keeps its size (see check_boot_method)
+    else:
+        lun_size = size if size is not None else max(config.storage.default_lun_size,
+                                                     golden.size if golden else 0)
     if lun_size < 1 << 20:
         raise ValidationError(f"LUN size {lun_size} is too small (at least 1M)")
     if golden and lun_size < golden.size:
@@ -118,6 +123,7 @@ def add_client(
                 chap_user=host,
                 chap_secret=secret,
                 mutual_secret=mutual,
+                boot_method=boot_method.value,
                 created=time.time(),
             )
             inventory.insert(db, client)
@@ -135,6 +141,38 @@ def add_client(
     logger.info("provisioned %s: root LUN %s (%s), target %s", host, final,
                 method or "blank", applied)
     return Added(client, method, applied)
+
+
+def check_boot_method(method: BootMethod, golden: Image | None, size: int | None,
+                      loader: Loader = Loader.IPXE) -> None:
+    """Refuse a method the image cannot boot by, before anything is made.
+
+    netboot's /init mounts an ext4 filesystem; iPXE sanboot boots a disk with a
+    partition table and a boot loader. A disk image cannot be grown here: its
+    filesystem sits in a partition, and resize2fs on a file cannot grow that
+    without a loop device, so its LUN is exactly the image's size.
+    """
+    if method is BootMethod.SANBOOT:
+        if loader is not Loader.IPXE:
+            raise ValidationError(f"--boot-method sanboot needs boot.loader: ipxe (it is {loader}; "
+                                  "PXELINUX cannot log in to an iSCSI target)")
+        if golden is None:
+            raise ValidationError("--boot-method sanboot needs --image: a disk image built with "
+                                  "`netboot image build NAME --debootstrap SUITE --sanboot`")
+        if golden.layout is not Layout.DISK:
+            raise ValidationError(
+                f"image {golden.name} is an ext4 filesystem, not a bootable disk: "
+                "--boot-method sanboot needs an image built with "
+                "`netboot image build NAME --debootstrap SUITE --sanboot`")
+    elif golden is not None and golden.layout is not Layout.FILESYSTEM:
+        raise ValidationError(f"image {golden.name} is a bootable disk ({golden.layout.value}), "
+                              "which netboot's /init cannot mount: use --boot-method sanboot")
+    if golden is not None and golden.layout is Layout.DISK and size is not None \
+            and size != golden.size:
+        raise ValidationError(
+            f"image {golden.name} is a partitioned disk of {golden.size} bytes; its LUN cannot "
+            f"be made {size} bytes (the partition would not grow): build the image at the size "
+            "needed with `netboot image build ... --sanboot --size SIZE`, and omit --size here")
 
 
 def _undo(config: Config, inventory: Inventory, client: Client,

@@ -8,19 +8,24 @@ clients use an image is read from the inventory, never stored twice.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from netboot import kernel
 from netboot.clone import Method, Progress, clone_file, fsync_dir, is_ext_filesystem
 from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
 from netboot.inventory import Inventory
+from netboot.osfiles import OsOptions
+from netboot.osimage import build_debian_image, check_packages
 from netboot.size import parse_size
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -34,6 +39,32 @@ class ImageError(NetbootError):
     """Building, importing or removing an image failed."""
 
 
+class Layout(enum.Enum):
+    """What an image file is, read from its first bytes (nothing stored beside it).
+
+    A FILESYSTEM (ext2/3/4 from byte 0) is what netboot's /init mounts (method
+    ``initramfs``) and can be grown with resize2fs; a DISK (an MBR partition
+    table, made by ``image build --debootstrap --sanboot``) boots its own GRUB
+    and kernel through iPXE ``sanboot`` and keeps the size it was built at.
+    """
+
+    FILESYSTEM = "filesystem"
+    DISK = "disk"
+    UNKNOWN = "unknown"
+
+
+MBR_SIGNATURE = (510, b"\x55\xaa")  # the boot sector's last two bytes
+
+
+def detect_layout(path: Path) -> Layout:
+    if is_ext_filesystem(path):
+        return Layout.FILESYSTEM
+    offset, magic = MBR_SIGNATURE
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return Layout.DISK if f.read(len(magic)) == magic else Layout.UNKNOWN
+
+
 @dataclass(frozen=True)
 class Image:
     """A golden image and what it costs: apparent size and bytes really allocated."""
@@ -44,6 +75,7 @@ class Image:
     used: int
     created: float
     clients: tuple[str, ...] = ()
+    layout: Layout = Layout.FILESYSTEM
 
 
 def validate_name(name: str) -> str:
@@ -77,7 +109,8 @@ def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
     st = path.stat()
     name = path.name.removesuffix(SUFFIX)
     users = tuple(c.hostname for c in inventory.clients() if c.image == name) if inventory else ()
-    return Image(name, path, st.st_size, st.st_blocks * 512, st.st_mtime, users)
+    return Image(name, path, st.st_size, st.st_blocks * 512, st.st_mtime, users,
+                 detect_layout(path))
 
 
 def _install(config: Config, temp: Path, final: Path) -> Image:
@@ -162,6 +195,33 @@ def build_builtin(config: Config, name: str = "builtin", size: int | None = None
     with tempfile.TemporaryDirectory(dir=config.storage.cache) as tmp:
         stage_builtin(Path(tmp))
         return build_image(config, name, Path(tmp), size or BUILTIN_SIZE)
+
+
+def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...],
+                 size: int | None, *, sanboot: bool, force: bool,
+                 progress: Callable[[str], None]) -> Image:
+    """A Debian golden image built by mmdebstrap (see netboot.osimage), in this store.
+
+    Method ``initramfs`` images get the served kernel's modules (what
+    ``netboot kernel fetch`` installed), since that kernel runs them; a
+    ``sanboot`` image is a bootable disk with its own kernel instead. An
+    existing NAME is replaced only with ``force``: clients cloned from it keep
+    their own copy.
+    """
+    final = image_path(config, name)
+    check_packages(packages)
+    if os.geteuid() != 0:
+        raise ImageError(f"building image {name} from Debian packages needs root "
+                         "(mmdebstrap --mode=root unpacks a root tree with its owners); "
+                         "run it as root, or build elsewhere and `netboot image import`")
+    if final.exists() and not force:
+        raise Conflict(f"image {name} already exists ({final}); --force replaces it")
+    modules = None if sanboot else kernel.current(config).modules
+    path = build_debian_image(name, suite, packages, size, modules, config.storage.cache,
+                              final.parent, progress, OsOptions(sanboot=sanboot))
+    os.chmod(path, 0o644)
+    fsync_dir(path.parent)
+    return _describe(config, None, path)
 
 
 def import_image(config: Config, name: str, source: Path,

@@ -9,6 +9,7 @@ shared-memory files are created mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import enum
 import os
 import sqlite3
 import time
@@ -82,6 +83,18 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+class BootMethod(enum.Enum):
+    """How a client reaches its root (stored as its value in ``clients.boot_method``).
+
+    INITRAMFS: netboot's kernel and /init log in and mount an ext4 root image.
+    SANBOOT: iPXE logs in and boots the LUN as a disk (the image's own GRUB and
+    kernel), handing the session over through the iBFT.
+    """
+
+    INITRAMFS = "initramfs"
+    SANBOOT = "sanboot"
+
+
 @dataclass(frozen=True)
 class Client:
     """One registered machine. Secrets are left out of ``repr`` so they never reach a log."""
@@ -97,7 +110,7 @@ class Client:
     chap_user: str
     chap_secret: str = field(repr=False)
     mutual_secret: str = field(repr=False)
-    boot_method: str = "initramfs"
+    boot_method: str = BootMethod.INITRAMFS.value
     provisioned: bool = False
     created: float = 0.0
     last_seen: float | None = None

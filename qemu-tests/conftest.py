@@ -107,6 +107,12 @@ def accel(tmp_path_factory: pytest.TempPathFactory) -> Accel:
 
 
 @pytest.fixture(scope="session")
+def lab_cache() -> Path:
+    """Downloads kept between runs (kernel .debs, mmdebstrap tarballs): LAB_CACHE."""
+    return LAB_CACHE
+
+
+@pytest.fixture(scope="session")
 def kernel() -> Path:
     """The Debian cloud kernel, fetched with apt into the lab cache once."""
     return fetch_kernel(LAB_CACHE)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from netboot.config import Config
 from netboot.configfile import parse_config
+from netboot.target.tgtd import lock_path
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
@@ -50,3 +53,31 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         return parse_config(text, str(path))
 
     return make
+
+
+@pytest.fixture
+def run(tmp_path):
+    config = tmp_path / "netboot.yaml"
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "netboot", "--config", str(config), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode == expect, (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    run.config = config
+    return run
+
+
+@pytest.fixture
+def initialised(run, tmp_path):
+    run("init", "--interface", "nbtest0", "--subnet", "198.18.0.0/24",
+        "--state-dir", str(tmp_path / "state"))
+    # a control port no tgtd uses: these commands must never touch another tgtd (port 0)
+    port = next(p for p in range(31000, 32768) if not lock_path(p).exists())
+    run.config.write_text(run.config.read_text().replace(
+        "target:\n", f"target:\n  tgt_control_port: {port}\n", 1))
+    return run

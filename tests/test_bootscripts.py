@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from bootserving import sample_client
 
 from netboot import bootscripts
 from netboot.configfile import parse_config
+from netboot.sanboot import render_sanboot_script
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIG = parse_config("server: {address: 198.18.0.1}\ndhcp: {subnet: 198.18.0.0/24}\n"
@@ -59,3 +61,8 @@ def test_pxelinux_config_loads_both_initrds_and_appends_bootif():
 def test_no_secret_is_in_any_boot_loader_file():
     texts = [bootscripts.ipxe_script(CONFIG, CLIENT), bootscripts.pxelinux_config(CONFIG, CLIENT)]
     assert not any(CLIENT.chap_secret in t or CLIENT.mutual_secret in t for t in texts)
+
+
+def test_ipxe_script_of_a_sanboot_client_is_its_sanboot_script():
+    client = dataclasses.replace(CLIENT, boot_method="sanboot")
+    assert bootscripts.ipxe_script(CONFIG, client) == render_sanboot_script(CONFIG, client)

@@ -1,42 +1,11 @@
-"""The `netboot` command as a user runs it: exit codes, messages, tables, JSON, masking."""
+"""The `netboot` command as a user runs it: exit codes, messages, tables, JSON, masking.
+
+The ``run`` and ``initialised`` fixtures are in conftest.py.
+"""
 
 import json
-import subprocess
-import sys
-
-import pytest
-
-from netboot.target.tgtd import lock_path
 
 MAC = "52:54:00:aa:00:01"
-
-
-@pytest.fixture
-def run(tmp_path):
-    config = tmp_path / "netboot.yaml"
-
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [sys.executable, "-m", "netboot", "--config", str(config), *args],
-            capture_output=True, text=True, timeout=60,
-        )
-        assert proc.returncode == expect, (proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stderr
-        return proc
-
-    run.config = config
-    return run
-
-
-@pytest.fixture
-def initialised(run, tmp_path):
-    run("init", "--interface", "nbtest0", "--subnet", "198.18.0.0/24",
-        "--state-dir", str(tmp_path / "state"))
-    # a control port no tgtd uses: these commands must never touch another tgtd (port 0)
-    port = next(p for p in range(31000, 32768) if not lock_path(p).exists())
-    run.config.write_text(run.config.read_text().replace(
-        "target:\n", f"target:\n  tgt_control_port: {port}\n", 1))
-    return run
 
 
 def test_init_writes_a_config_that_checks(initialised):

@@ -14,7 +14,7 @@ from netboot.cli.params import IPV4, MAC, SIZE
 from netboot.cli.progress import copy_progress
 from netboot.clients import add_client, remove_client
 from netboot.initiator import initiator_config as render_initiator_config
-from netboot.inventory import Client
+from netboot.inventory import BootMethod, Client
 from netboot.luns import extra_luns
 from netboot.output import emit_json, fields_table, table, when
 from netboot.size import format_size
@@ -76,14 +76,18 @@ def client() -> None:
 @click.option("--image", help="Golden image its root LUN is cloned from (default: a blank LUN).")
 @click.option("--size", type=SIZE,
               help="Root LUN size, e.g. 8G (default: storage.default_lun_size or the image's).")
+@click.option("--boot-method", type=click.Choice([m.value for m in BootMethod]),
+              default=BootMethod.INITRAMFS.value, show_default=True,
+              help="initramfs: netboot's kernel and /init mount the root; sanboot: iPXE boots "
+              "the LUN as a disk (an image built with --sanboot).")
 @pass_app
 def add(app: App, mac: str, hostname: str | None, ip: IPv4Address | None, image: str | None,
-        size: int | None) -> None:
+        size: int | None, boot_method: str) -> None:
     """Register the machine with network card MAC, make its root LUN and its target."""
     with copy_progress(f"cloning {image}") as progress:
         added = add_client(app.config, app.inventory, mac, hostname=hostname, ip=ip,
                            image=image, size=size, backend=open_backend(app.config),
-                           progress=progress)
+                           progress=progress, boot_method=BootMethod(boot_method))
     click.echo(fields_table(_client_fields(added.client, show_secrets=False)))
     root = (f"cloned from image {image} by {added.method}" if image
             else "blank (no image given)")

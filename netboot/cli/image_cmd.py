@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -13,6 +16,7 @@ from netboot.errors import ValidationError
 from netboot.images import (
     Image,
     build_builtin,
+    build_debian,
     build_image,
     import_image,
     list_images,
@@ -24,7 +28,8 @@ from netboot.size import format_size
 
 def _image_json(image: Image) -> dict[str, object]:
     return {"name": image.name, "path": str(image.path), "size": image.size,
-            "used": image.used, "created": image.created, "clients": list(image.clients)}
+            "used": image.used, "created": image.created, "clients": list(image.clients),
+            "layout": image.layout.value}
 
 
 @click.group()
@@ -38,16 +43,47 @@ def image() -> None:
               help="Directory tree to put in the image.")
 @click.option("--builtin", is_flag=True,
               help="The tiny built-in image: busybox and an init that reports and powers off.")
-@click.option("--size", type=SIZE, help="Image size (default: fitted to the tree).")
+@click.option("--debootstrap", "suite", metavar="SUITE",
+              help="A Debian root of SUITE (e.g. bookworm) built by mmdebstrap, cached "
+              "(needs root and `netboot kernel fetch` first).")
+@click.option("--packages", default="", metavar="A,B",
+              help="With --debootstrap: extra Debian packages, comma-separated.")
+@click.option("--sanboot", is_flag=True,
+              help="With --debootstrap: a bootable disk with its own kernel, for clients "
+              "with --boot-method sanboot.")
+@click.option("--force", is_flag=True, help="With --debootstrap: replace an existing NAME.")
+@click.option("--size", type=SIZE,
+              help="Image size (default: fitted to the tree; 2G with --debootstrap).")
 @pass_app
-def build(app: App, name: str, from_dir: Path | None, builtin: bool, size: int | None) -> None:
-    """Build an ext4 image NAME with mke2fs -d (no mounts, no root needed)."""
-    if builtin == (from_dir is not None):
-        raise ValidationError("give exactly one of --from-dir DIR or --builtin")
-    made = (build_builtin(app.config, name, size) if builtin
-            else build_image(app.config, name, from_dir, size))
-    click.echo(f"built image {made.name}: {format_size(made.size)} "
+def build(app: App, name: str, from_dir: Path | None, builtin: bool, suite: str | None,
+          packages: str, sanboot: bool, force: bool, size: int | None) -> None:
+    """Build an image NAME: an ext4 filesystem made by mke2fs -d (no mounts), or with
+    --debootstrap --sanboot a bootable disk."""
+    if [builtin, from_dir is not None, suite is not None].count(True) != 1:
+        raise ValidationError("give exactly one of --from-dir DIR, --builtin or "
+                              "--debootstrap SUITE")
+    if suite is None and (packages or sanboot or force):
+        raise ValidationError("--packages, --sanboot and --force go with --debootstrap")
+    if suite is not None:
+        extra = tuple(p.strip() for p in packages.split(",") if p.strip())
+        made = build_debian(app.config, name, suite, extra, size, sanboot=sanboot,
+                            force=force, progress=_step_printer())
+    elif builtin:
+        made = build_builtin(app.config, name, size)
+    else:
+        assert from_dir is not None
+        made = build_image(app.config, name, from_dir, size)
+    click.echo(f"built image {made.name} ({made.layout.value}): {format_size(made.size)} "
                f"({format_size(made.used)} used) at {made.path}")
+
+
+def _step_printer() -> Callable[[str], None]:
+    """Each build step on stderr with the seconds since the start."""
+    started = time.monotonic()
+
+    def say(line: str) -> None:
+        click.echo(f"[{time.monotonic() - started:6.1f}s] {line}", file=sys.stderr)
+    return say
 
 
 @image.command(name="import")
@@ -71,8 +107,8 @@ def list_(app: App, as_json: bool) -> None:
     if as_json:
         emit_json([_image_json(i) for i in images])
         return
-    click.echo(table(["name", "size", "used", "clients", "created"],
-                     [(i.name, format_size(i.size), format_size(i.used),
+    click.echo(table(["name", "layout", "size", "used", "clients", "created"],
+                     [(i.name, i.layout.value, format_size(i.size), format_size(i.used),
                        ", ".join(i.clients) or None, when(i.created)) for i in images]))
 
 

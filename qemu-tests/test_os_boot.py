@@ -1,0 +1,275 @@
+"""Debian 12 clients boot through the real `netboot serve`, tgtd and CLI, by both methods.
+
+One lab (module-scoped) with three clients: lab-01 and lab-02 cloned from
+one image built by `netboot image build deb12 --debootstrap bookworm` (method
+initramfs: the lab's kernel and netboot's /init), lab-03 from
+`--debootstrap bookworm --sanboot` (method sanboot: iPXE logs in, GRUB and the
+image's own kernel boot). mmdebstrap's tarballs are cached in the lab cache,
+so only the first run on a machine downloads packages.
+
+Boots are kept few (60-150 s each under TCG): lab-02 and lab-03 boot once;
+lab-01 boots twice, with a check script written into its LUN beforehand that
+writes 64 MiB, waits for the host to stop tgtd for 5 s, writes again after
+the session came back and reboots; its second boot reads the data back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from netboot.configfile import load_config
+from netboot.inventory import Inventory
+from netboot.lab import lab
+from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
+from netboot.target.tgtd import stop_tgtd
+
+OS_TIMEOUT = 600.0  # seconds from power-on to the end of a Debian boot under TCG, at most
+MEMORY_MB = 768
+OUTAGE = 5.0  # seconds tgtd is away
+BLOB = 64 << 20
+PATTERN = b"netboot-test-data\n"  # what `yes netboot-test-data` writes
+UNREACHABLE_OR_NET = re.compile(r"iscsi|network|ifup|dhc|ssh", re.IGNORECASE)
+
+CHECK_SCRIPT = """#!/bin/sh
+# Written into the clone's root by qemu-tests/test_os_boot.py; one console line per result.
+D=/var/lib/netboot-test
+systemctl is-system-running --wait >/dev/null 2>&1
+while systemctl is-active -q netboot-os-up.service; do sleep 1; done
+exec >/dev/ttyS0 2>&1  # afresh: a getty starting meanwhile hangs the first one up
+if [ -e "$D/blob" ]; then
+	echo "TEST-SUM-AGAIN $(sha256sum "$D/blob" | cut -d' ' -f1)"
+	systemctl poweroff
+	exit 0
+fi
+mkdir -p "$D"
+yes netboot-test-data | head -c BLOB_BYTES | dd of="$D/blob" bs=1M iflag=fullblock conv=fsync \\
+	status=none
+echo "TEST-SUM $(sha256sum "$D/blob" | cut -d' ' -f1)"
+state() { cat /sys/class/iscsi_session/session*/state 2>/dev/null | head -n 1; }
+echo "TEST-READY-FOR-OUTAGE $(state)"
+i=0
+while [ "$(state)" = LOGGED_IN ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+echo "TEST-SESSION-LOST $(state)"
+i=0
+while [ "$(state)" != LOGGED_IN ] && [ $i -lt 1200 ]; do sleep 0.5; i=$((i + 1)); done
+echo "TEST-SESSION-BACK $(state)"
+if dd if=/dev/urandom of="$D/after" bs=1M count=16 conv=fsync status=none; then
+	echo "TEST-WRITE-AFTER-OUTAGE ok"
+else
+	echo "TEST-WRITE-AFTER-OUTAGE failed"
+fi
+echo "TEST-REBOOT"
+systemctl reboot
+""".replace("BLOB_BYTES", str(BLOB))
+
+CHECK_UNIT = """[Unit]
+Description=qemu-test checks on the running system
+After=multi-user.target getty.target netboot-os-up.service
+
+[Service]
+Type=exec
+ExecStart=/usr/local/sbin/netboot-test
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@dataclass
+class OsLab:
+    state: lab.LabState
+    build_seconds: dict[str, float]
+    luns: dict[str, Path]
+    factory: VmFactory
+
+    def boot(self, name: str, run: str) -> Vm:
+        client = next(c for c in self.state.clients if c.name == name)
+        index = self.state.clients.index(client)
+        topo = lab.topology.load(self.state.lab_dir)
+        assert topo is not None
+        spec = VmSpec(f"{name}-{run}", client.mac, topo.taps[index], accel=Accel(self.state.accel),
+                      memory_mb=MEMORY_MB)
+        return self.factory.start(spec, topo.netns)
+
+
+@dataclass(frozen=True)
+class Boot:
+    console: str
+    up_at: float  # seconds from QEMU's start to NETBOOT-OS-UP
+
+
+def expected_sum() -> str:
+    data = (PATTERN * (BLOB // len(PATTERN) + 1))[:BLOB]
+    return hashlib.sha256(data).hexdigest()
+
+
+def install_check_script(lun: Path, work: Path) -> None:
+    """Put the check script and its unit (enabled) into an ext4 LUN with debugfs -w."""
+    script, unit = work / "netboot-test", work / "netboot-test.service"
+    script.write_text(CHECK_SCRIPT)
+    script.chmod(0o755)
+    unit.write_text(CHECK_UNIT)
+    unit.chmod(0o644)
+    commands = (f"cd /usr/local/sbin\nwrite {script} netboot-test\n"
+                f"cd /etc/systemd/system\nwrite {unit} netboot-test.service\n"
+                "mkdir multi-user.target.wants\ncd multi-user.target.wants\n"
+                "symlink netboot-test.service /etc/systemd/system/netboot-test.service\n")
+    subprocess.run(["debugfs", "-w", "-f", "-", str(lun)], input=commands, text=True,
+                   check=True, capture_output=True)
+
+
+def wait_up(vm: Vm) -> Boot:
+    """Follow ``vm`` to NETBOOT-OS-END; the console so far and when the system was up."""
+    up = vm.wait_for(r"NETBOOT-OS-UP ", OS_TIMEOUT)
+    vm.wait_for(r"NETBOOT-OS-END", 120)
+    return Boot(vm.serial_log.read_text(errors="replace"), up.at)
+
+
+def reports(console: str, marker: str) -> list[list[str]]:
+    return [line.split(marker, 1)[1].split() for line in console.splitlines() if marker in line]
+
+
+def session_lines(console: str) -> list[str]:
+    return re.findall(r"tcp: \[\d+\] [\d.]+:\d+,1 (\S+)", console)
+
+
+@pytest.fixture(scope="module")
+def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
+          lab_cache: Path) -> Iterator[OsLab]:
+    lab_dir = tmp_path_factory.mktemp("os-lab")
+    try:
+        state = lab.up(lab_dir, 3, accel=accel, cache_dir=lab_cache, say=lambda _: None)
+        seconds = {}
+        for name, extra in (("deb12", ()), ("deb12san", ("--sanboot",))):
+            started = time.monotonic()
+            lab.run_cli(state, "image", "build", name, "--debootstrap", "bookworm", *extra)
+            seconds[name] = time.monotonic() - started
+        for client, (image, method) in zip(state.clients, (
+                ("deb12", "initramfs"), ("deb12", "initramfs"), ("deb12san", "sanboot")),
+                strict=True):
+            lab.run_cli(state, "client", "remove", "--purge", client.mac)
+            lab.run_cli(state, "client", "add", client.mac, "--hostname", client.name,
+                        "--image", image, "--boot-method", method)
+        with Inventory(load_config(state.config).storage.database) as inventory:
+            luns = {c.hostname: Path(str(c.lun_path)) for c in inventory.clients()}
+        factory = VmFactory(lab_dir / "vms")
+        made = OsLab(state, seconds, luns, factory)
+        yield made
+        factory.stop_all()
+    finally:
+        lab.down(lab_dir)
+
+
+@pytest.fixture(scope="module")
+def second_clone(oslab: OsLab) -> Boot:
+    vm = oslab.boot("lab-02", "boot1")
+    try:
+        return wait_up(vm)
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="module")
+def sanboot_clone(oslab: OsLab) -> Boot:
+    vm = oslab.boot("lab-03", "boot1")
+    try:
+        return wait_up(vm)
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="module")
+def first_clone(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Boot, str]:
+    """lab-01's first boot, through the outage to its reboot, and its second boot's console."""
+    install_check_script(oslab.luns["lab-01"], tmp_path_factory.mktemp("check"))
+    vm = oslab.boot("lab-01", "boot1")
+    try:
+        up = wait_up(vm)
+        vm.wait_for(r"TEST-READY-FOR-OUTAGE", OS_TIMEOUT)
+        lab.stop_serve(oslab.state)  # else serve starts tgtd again within a second
+        stop_tgtd(oslab.state.tgt_control_port)
+        time.sleep(OUTAGE)
+        oslab.state = lab.restart_serve(oslab.state)  # starts tgtd; reconcile restores targets
+        vm.wait_exit(OS_TIMEOUT)
+        first = Boot(vm.serial_log.read_text(errors="replace"), up.up_at)
+    finally:
+        vm.stop()
+    again = oslab.boot("lab-01", "boot2")
+    try:
+        again.wait_for(r"TEST-SUM-AGAIN ", OS_TIMEOUT)
+        again.wait_exit(120)
+        return first, again.serial_log.read_text(errors="replace")
+    finally:
+        again.stop()
+
+
+def test_initramfs_clone_boots_to_a_running_system(second_clone, record_boot, oslab):
+    assert reports(second_clone.console, "NETBOOT-OS-UP ")[0] == ["lab-02", "running"]
+    record_boot("Debian 12, method initramfs: power-on to NETBOOT-OS-UP", second_clone.up_at)
+    for name, seconds in oslab.build_seconds.items():
+        record_boot(f"image build {name} (mmdebstrap tarball cached)", seconds)
+
+
+def test_initramfs_clone_lists_its_root_session(second_clone):
+    (target,) = session_lines(second_clone.console)
+    assert target.endswith(":lab-02")
+
+
+def test_initramfs_clone_has_no_failed_iscsi_or_network_unit(second_clone):
+    failed = [u[0] for u in reports(second_clone.console, "NETBOOT-OS-FAILED ")]
+    assert [u for u in failed if UNREACHABLE_OR_NET.search(u)] == []
+
+
+def test_sanboot_clone_boots_to_a_running_system(sanboot_clone, record_boot):
+    assert reports(sanboot_clone.console, "NETBOOT-OS-UP ")[0] == ["lab-03", "running"]
+    record_boot("Debian 12, method sanboot: power-on to NETBOOT-OS-UP", sanboot_clone.up_at)
+
+
+def test_sanboot_clone_lists_its_root_session_and_no_failed_iscsi_or_network_unit(
+        sanboot_clone):
+    (target,) = session_lines(sanboot_clone.console)
+    assert target.endswith(":lab-03")
+    failed = [u[0] for u in reports(sanboot_clone.console, "NETBOOT-OS-FAILED ")]
+    assert [u for u in failed if UNREACHABLE_OR_NET.search(u)] == []
+
+
+def test_two_clones_have_their_own_hostname_machine_id_and_ssh_host_key(first_clone,
+                                                                        second_clone):
+    one, two = first_clone[0].console, second_clone.console
+    assert reports(one, "NETBOOT-OS-UP ")[0][0] != reports(two, "NETBOOT-OS-UP ")[0][0]
+    id_one, id_two = reports(one, "NETBOOT-OS-ID ")[0], reports(two, "NETBOOT-OS-ID ")[0]
+    assert "no-ssh-host-key" not in id_one + id_two
+    assert id_one[0] != id_two[0] and id_one[1] != id_two[1]
+
+
+def test_written_data_has_the_known_checksum(first_clone):
+    assert reports(first_clone[0].console, "TEST-SUM ")[0] == [expected_sum()]
+
+
+def test_session_recovers_after_tgtd_was_away_and_a_write_then_succeeds(first_clone):
+    console = first_clone[0].console
+    assert reports(console, "TEST-SESSION-LOST ")[0] != ["LOGGED_IN"]
+    assert reports(console, "TEST-SESSION-BACK ")[0] == ["LOGGED_IN"]
+    assert reports(console, "TEST-WRITE-AFTER-OUTAGE ")[0] == ["ok"]
+
+
+def test_reboot_is_clean(first_clone):
+    console = first_clone[0].console
+    shutdown = console.split("TEST-REBOOT", 1)[1]
+    assert "I/O error" not in shutdown
+    assert "reboot: Restarting system" in shutdown
+
+
+def test_data_reads_back_the_same_after_the_reboot(first_clone):
+    assert reports(first_clone[1], "TEST-SUM-AGAIN ")[0] == [expected_sum()]
