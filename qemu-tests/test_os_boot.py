@@ -31,6 +31,10 @@ from netboot.lab import lab
 from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
 from netboot.target.tgtd import stop_tgtd
 
+# The first test also builds both images (a cold sanboot image takes ~6 min on a fresh
+# machine, whose lab cache is empty): a limit for that, not a speed check.
+pytestmark = pytest.mark.timeout(1800)
+
 OS_TIMEOUT = 600.0  # seconds from power-on to the end of a Debian boot under TCG, at most
 MEMORY_MB = 768
 OUTAGE = 5.0  # seconds tgtd is away
