@@ -31,6 +31,14 @@ def test_lab_config_puts_the_server_on_the_bridge_and_state_in_the_lab(tmp_path)
     assert config.target.tgt_control_port == 4242
     assert config.boot.loader == "pxelinux"
     assert config.storage.default_lun_size == 2 * 1024**3
+    assert config.target.discovery_auth is True
+
+
+def test_lab_config_can_leave_discovery_without_chap(tmp_path):
+    topo = topology.plan(tmp_path, 1)
+    config = load_config(lab.write_config(topo, 4242, "ipxe", "1G", "cloud-amd64",
+                                          tmp_path / "cache", discovery_auth=False))
+    assert config.target.discovery_auth is False
 
 
 def test_lab_state_survives_a_json_round_trip(tmp_path):

@@ -111,7 +111,8 @@ def free_tgt_control_port() -> int:
 
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
-                 kernel_flavour: str, cache_dir: Path, unknown: str = "ignore") -> Path:
+                 kernel_flavour: str, cache_dir: Path, unknown: str = "ignore",
+                 discovery_auth: bool = True) -> Path:
     """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
 
     Downloads go to ``cache_dir``, which may be shared between labs.
@@ -123,7 +124,7 @@ def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_siz
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
         cache_dir=cache_dir, lun_size=lun_size, unknown=unknown, loader=loader,
-        kernel_flavour=kernel_flavour))
+        kernel_flavour=kernel_flavour, discovery_auth=discovery_auth))
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -151,8 +152,9 @@ def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.L
 
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
-       kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", accel: Accel | None = None,
-       cache_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
+       kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", discovery_auth: bool = True,
+       accel: Accel | None = None, cache_dir: Path | None = None,
+       say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
     Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
@@ -171,7 +173,8 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
             config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
-                                       kernel_flavour, cache_dir or lab_dir / "cache", unknown)
+                                       kernel_flavour, cache_dir or lab_dir / "cache", unknown,
+                                       discovery_auth)
             config = load_config(config_path)
             for step in PREPARE:
                 say(f"netboot {' '.join(step)}")
