@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from ipaddress import IPv4Interface
 
 import pytest
 from conftest import needs_root
@@ -71,3 +72,10 @@ def test_failed_up_leaves_no_vlan_and_no_state(tmp_path):
     assert _lab_namespaces() == before
     assert not (tmp_path / lab.STATE_FILE).exists()
     assert topology.load(tmp_path) is None
+
+
+def test_lab_config_on_a_wider_vlan_has_its_subnet(tmp_path):
+    topo = topology.plan(tmp_path, 0, IPv4Interface("198.18.0.1/22"))
+    config = load_config(lab.write_config(topo, 4242, "ipxe", "1G", "cloud-amd64",
+                                          tmp_path / "cache"))
+    assert str(config.dhcp.subnet) == "198.18.0.0/22"

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
+from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TextIO
 
@@ -154,10 +155,12 @@ def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.L
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
        kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", discovery_auth: bool = True,
        accel: Accel | None = None, cache_dir: Path | None = None,
+       vlan: IPv4Interface = topology.BOOT_VLAN,
        say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
     Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
+    ``vlan`` is the server's address and the boot VLAN's subnet (wider for many clients).
     """
     lab_dir.mkdir(parents=True, exist_ok=True)
     if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
@@ -168,7 +171,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     for leftover in ("state", "logs", "vms"):
         shutil.rmtree(lab_dir / leftover, ignore_errors=True)
     with topology.signals_interrupt():
-        topo = topology.create(lab_dir, taps=clients)
+        topo = topology.create(lab_dir, taps=clients, address=vlan)
         try:
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
