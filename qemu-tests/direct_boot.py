@@ -30,10 +30,9 @@ from netboot.initramfs.build import build
 from netboot.inventory import Client
 from netboot.kernel import download, install
 from netboot.lab import procs, topology
-from netboot.lab.lab import free_tgt_control_port
 from netboot.lab.topology import Topology
 from netboot.lab.vm import STOP_GRACE, VmFactory, VmSpec, VmTimeout
-from netboot.target.tgtd import stop_tgtd, tgtadm, tgtd_pid
+from netboot.target.tgtd import free_control_port, stop_tgtd, tgtadm, tgtd_pid
 
 MARKER = "NETBOOT-ROOT-OK"
 REPORT_PORT = 8080
@@ -86,7 +85,7 @@ def install_base_image(config: Config, deb_cache: Path) -> Path:
 @contextmanager
 def tgtd(vlan: Topology, log_dir: Path) -> Iterator[int]:
     """tgtd in the VLAN on a control port of its own; yields the port, stops it afterwards."""
-    port = free_tgt_control_port()
+    port = free_control_port()
     proc = procs.start(vlan, "tgtd", ["tgtd", "-f", "-C", str(port), "--iscsi",
                                       f"portal={vlan.server}:{ISCSI_PORT}"], log_dir)
     try:

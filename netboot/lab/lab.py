@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -41,7 +40,8 @@ from netboot.lab.vm import (
     lab_mac,
 )
 from netboot.lab.watch import watch
-from netboot.target.tgtd import CONTROL_PORT_MAX, socket_path, stop_tgtd, tgtd_pid
+from netboot.server import SERVE_READY
+from netboot.target.tgtd import free_control_port, stop_tgtd
 from netboot.templates import render
 
 STATE_FILE = "lab.json"
@@ -49,7 +49,6 @@ CONFIG_FILE = "netboot.yaml"
 HTTP_PORT = 8080
 BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
 ROOT_GRACE = 30.0  # seconds a client that reached its root gets to finish and power off
-SERVE_READY = "serving:"  # netboot.server.run logs this once every service listens
 IMAGE = "builtin"  # the golden image every lab client's root is cloned from
 
 
@@ -100,15 +99,6 @@ def load_state(lab_dir: Path) -> LabState:
     except (ValueError, KeyError, TypeError) as err:
         raise LabError(f"{path}: unreadable lab state ({err}); "
                        f"'netboot lab down --dir {lab_dir}' removes the lab") from None
-
-
-def free_tgt_control_port() -> int:
-    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
-    for _ in range(100):
-        port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
-        if tgtd_pid(port) is None and not socket_path(port).exists():
-            return port
-    raise LabError(f"no free tgtd control port found under {socket_path(0).parent}")
 
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
@@ -175,7 +165,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
         try:
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
-            config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
+            config_path = write_config(topo, free_control_port(), loader, lun_size,
                                        kernel_flavour, cache_dir or lab_dir / "cache", unknown,
                                        discovery_auth)
             config = load_config(config_path)
