@@ -150,7 +150,9 @@ def test_client_whose_chap_secret_changed_on_the_target_is_rejected_and_its_lun_
     client = state.clients[0]
     lun = _luns(state)[client.mac]
     before = hashlib.sha256(lun.read_bytes()).hexdigest()
+    lab.stop_serve(state)  # so no reconcile runs while the account is half changed
     _change_chap_secret_behind_netboot(state, client.mac)
+    state = lab.restart_serve(state)  # its start-up reconcile cannot tell the secret changed
     vlan = topology.load(state.lab_dir)
     assert vlan is not None
     vm = vms.start(VmSpec(client.name, client.mac, vlan.taps[0], accel=accel), vlan.netns)
