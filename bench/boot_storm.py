@@ -21,7 +21,7 @@ how many failed and where, and the CPU seconds serve and tgtd used (from
 Aim (issue 8): 200 machines logged in within 60 s, the server under one core.
 The client addresses are put on the machines' side before the storm (one
 `ip -batch`), and DHCP must hand out exactly those. Needs root; with the
-default N = 10, 50, 200 it takes about 5 minutes (mostly registering clients).
+default N = 10, 50, 200 it takes about 3 minutes (mostly registering clients).
 
     .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--timeout 120] [--json]
 """
