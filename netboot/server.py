@@ -20,6 +20,7 @@ from netboot.inventory import Inventory
 from netboot.target.service import TargetService
 
 log = logging.getLogger(__name__)
+SERVE_READY = "serving:"  # logged once every service listens; the lab and tests wait for it
 
 InventoryFactory = Callable[[], Inventory]
 
@@ -82,7 +83,7 @@ def run(services: list[Service], stop: threading.Event | None = None) -> None:
                 raise NetbootError(f"{service.name} could not start: {err}") from None
             started.append(service)
             log.info("%s started", service.name)
-        log.info("serving: %s", ", ".join(s.name for s in services))
+        log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
         stop.wait()
         log.info("stopping")
     finally:

@@ -7,6 +7,7 @@ NETBOOT-ROOT-OK and counts its boots on its own LUN, read back with debugfs.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
 from netboot.lab.rootfs import boot_count
 from netboot.lab.vm import Firmware, Vm, VmSpec
+from netboot.target.tgtd import tgtadm
+from netboot.target.tgtshow import parse_targets
 
 
 def _luns(state: lab.LabState) -> dict[str, Path]:
@@ -118,3 +121,42 @@ def test_serve_restarted_during_the_boot_loader_then_a_reboot_succeeds(netboot_l
     vm.stop()
     progress, _ = lab.boot(state.lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
     assert progress[0].result == "ok"
+
+
+def _change_chap_secret_behind_netboot(state: lab.LabState, mac: str) -> None:
+    """Give the client's CHAP account another password with raw tgtadm, as an admin might.
+
+    The lab runs without discovery CHAP, so the account is bound to this
+    client's target alone, as its only (so last) account: unbinding it is
+    safe with tgt (an unbind that is not of the last slot crashes tgtd).
+    """
+    config = load_config(state.config)
+    with Inventory(config.storage.database) as inventory:
+        client = inventory.get(mac)
+    port = state.tgt_control_port
+    shown = parse_targets(tgtadm(port, "--mode", "target", "--op", "show", what="show"))
+    tid = str(next(t.tid for t in shown if t.state.iqn == client.target_iqn))
+    assert [t.state.incoming for t in shown if t.state.iqn == client.target_iqn] == [
+        (client.chap_user,)]
+    other = "x" * 16 if client.chap_secret != "x" * 16 else "y" * 16
+    for args in (("--op", "unbind", "--tid", tid), ("--op", "delete"),
+                 ("--op", "new", "--password", other), ("--op", "bind", "--tid", tid)):
+        tgtadm(port, "--mode", "account", *args, "--user", client.chap_user, what=args[1])
+
+
+def test_client_whose_chap_secret_changed_on_the_target_is_rejected_and_its_lun_untouched(
+        netboot_lab, vms, accel, boot_timeout):
+    state = netboot_lab(1, discovery_auth=False)
+    client = state.clients[0]
+    lun = _luns(state)[client.mac]
+    before = hashlib.sha256(lun.read_bytes()).hexdigest()
+    lab.stop_serve(state)  # so no reconcile runs while the account is half changed
+    _change_chap_secret_behind_netboot(state, client.mac)
+    state = lab.restart_serve(state)  # its start-up reconcile cannot tell the secret changed
+    vlan = topology.load(state.lab_dir)
+    assert vlan is not None
+    vm = vms.start(VmSpec(client.name, client.mac, vlan.taps[0], accel=accel), vlan.netns)
+    line = vm.wait_for("CHAP rejected", boot_timeout)
+    assert "CHAP rejected: the target refused user" in line.text
+    vm.stop()
+    assert hashlib.sha256(lun.read_bytes()).hexdigest() == before

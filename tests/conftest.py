@@ -13,7 +13,7 @@ import pytest
 
 from netboot.config import Config
 from netboot.configfile import parse_config
-from netboot.target.tgtd import lock_path
+from netboot.target.tgtd import free_control_port
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
@@ -77,7 +77,7 @@ def initialised(run, tmp_path):
     run("init", "--interface", "nbtest0", "--subnet", "198.18.0.0/24",
         "--state-dir", str(tmp_path / "state"))
     # a control port no tgtd uses: these commands must never touch another tgtd (port 0)
-    port = next(p for p in range(31000, 32768) if not lock_path(p).exists())
+    port = free_control_port()
     run.config.write_text(run.config.read_text().replace(
         "target:\n", f"target:\n  tgt_control_port: {port}\n", 1))
     return run

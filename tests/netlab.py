@@ -19,9 +19,8 @@ from pathlib import Path
 
 from netboot import iproute
 from netboot.configfile import load_config
-from netboot.target.tgtd import forget_control_port, lock_path, stop_tgtd
-
-SERVE_READY = "serving:"
+from netboot.server import SERVE_READY
+from netboot.target.tgtd import forget_control_port, free_control_port, stop_tgtd
 
 
 def unique(prefix: str) -> str:
@@ -142,10 +141,3 @@ def write_config(path: Path, interface: str, workdir: Path, *, address: str = "1
         f"dhcp:\n  subnet: {subnet}\n{extra}")
     return path
 
-
-def free_control_port() -> int:
-    """A tgtd control port no daemon has used (tgtd keeps it in a short: at most 32767)."""
-    while True:
-        port = 20000 + secrets.randbelow(12768)
-        if not lock_path(port).exists():
-            return port

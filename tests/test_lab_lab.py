@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from ipaddress import IPv4Interface
 
 import pytest
 from conftest import needs_root
@@ -31,6 +32,14 @@ def test_lab_config_puts_the_server_on_the_bridge_and_state_in_the_lab(tmp_path)
     assert config.target.tgt_control_port == 4242
     assert config.boot.loader == "pxelinux"
     assert config.storage.default_lun_size == 2 * 1024**3
+    assert config.target.discovery_auth is True
+
+
+def test_lab_config_can_leave_discovery_without_chap(tmp_path):
+    topo = topology.plan(tmp_path, 1)
+    config = load_config(lab.write_config(topo, 4242, "ipxe", "1G", "cloud-amd64",
+                                          tmp_path / "cache", discovery_auth=False))
+    assert config.target.discovery_auth is False
 
 
 def test_lab_state_survives_a_json_round_trip(tmp_path):
@@ -63,3 +72,10 @@ def test_failed_up_leaves_no_vlan_and_no_state(tmp_path):
     assert _lab_namespaces() == before
     assert not (tmp_path / lab.STATE_FILE).exists()
     assert topology.load(tmp_path) is None
+
+
+def test_lab_config_on_a_wider_vlan_has_its_subnet(tmp_path):
+    topo = topology.plan(tmp_path, 0, IPv4Interface("198.18.0.1/22"))
+    config = load_config(lab.write_config(topo, 4242, "ipxe", "1G", "cloud-amd64",
+                                          tmp_path / "cache"))
+    assert str(config.dhcp.subnet) == "198.18.0.0/22"

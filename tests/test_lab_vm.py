@@ -56,3 +56,8 @@ def test_lab_macs_are_locally_administered_and_distinct():
 def test_lab_mac_out_of_range_is_an_error():
     with pytest.raises(LabError, match="out of range"):
         lab_mac(1 << 24)
+
+
+def test_vm_nic_model_can_be_chosen():
+    pairs = _pairs(qemu_argv(VmSpec("c1", "52:54:00:00:00:01", "t0", nic="rtl8139")))
+    assert ("-device", "rtl8139,netdev=n0,mac=52:54:00:00:00:01") in pairs

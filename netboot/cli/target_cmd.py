@@ -34,10 +34,16 @@ def list_(app: App, as_json: bool) -> None:
 
 
 @target.command(name="reconcile")
+@click.option("--force", is_flag=True,
+              help="Set every CHAP account again, also those that look in step (tgt cannot "
+                   "show secrets: this repairs one changed behind netboot's back).")
 @pass_app
-def reconcile_(app: App) -> None:
+def reconcile_(app: App, force: bool) -> None:
     """Bring the target in step with the inventory now (serve does this by itself)."""
-    outcome = reconcile(app.config, app.inventory, managed_backend(app.config))
+    backend = managed_backend(app.config)
+    if force:
+        backend.forget_secrets()
+    outcome = reconcile(app.config, app.inventory, backend)
     for change in outcome.changes:
         click.echo(change)
     for owner, error in outcome.failed.items():

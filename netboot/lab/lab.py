@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
+from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TextIO
 
@@ -40,7 +40,8 @@ from netboot.lab.vm import (
     lab_mac,
 )
 from netboot.lab.watch import watch
-from netboot.target.tgtd import CONTROL_PORT_MAX, socket_path, stop_tgtd, tgtd_pid
+from netboot.server import SERVE_READY
+from netboot.target.tgtd import free_control_port, stop_tgtd
 from netboot.templates import render
 
 STATE_FILE = "lab.json"
@@ -48,7 +49,6 @@ CONFIG_FILE = "netboot.yaml"
 HTTP_PORT = 8080
 BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
 ROOT_GRACE = 30.0  # seconds a client that reached its root gets to finish and power off
-SERVE_READY = "serving:"  # netboot.server.run logs this once every service listens
 IMAGE = "builtin"  # the golden image every lab client's root is cloned from
 
 
@@ -101,17 +101,9 @@ def load_state(lab_dir: Path) -> LabState:
                        f"'netboot lab down --dir {lab_dir}' removes the lab") from None
 
 
-def free_tgt_control_port() -> int:
-    """A tgtd control port whose socket (/var/run/tgtd/socket.N) nobody uses."""
-    for _ in range(100):
-        port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
-        if tgtd_pid(port) is None and not socket_path(port).exists():
-            return port
-    raise LabError(f"no free tgtd control port found under {socket_path(0).parent}")
-
-
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
-                 kernel_flavour: str, cache_dir: Path, unknown: str = "ignore") -> Path:
+                 kernel_flavour: str, cache_dir: Path, unknown: str = "ignore",
+                 discovery_auth: bool = True) -> Path:
     """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
 
     Downloads go to ``cache_dir``, which may be shared between labs.
@@ -123,7 +115,7 @@ def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_siz
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
         cache_dir=cache_dir, lun_size=lun_size, unknown=unknown, loader=loader,
-        kernel_flavour=kernel_flavour))
+        kernel_flavour=kernel_flavour, discovery_auth=discovery_auth))
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -151,11 +143,14 @@ def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.L
 
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
-       kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", accel: Accel | None = None,
-       cache_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
+       kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", discovery_auth: bool = True,
+       accel: Accel | None = None, cache_dir: Path | None = None,
+       vlan: IPv4Interface = topology.BOOT_VLAN,
+       say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
     Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
+    ``vlan`` is the server's address and the boot VLAN's subnet (wider for many clients).
     """
     lab_dir.mkdir(parents=True, exist_ok=True)
     if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
@@ -166,12 +161,13 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     for leftover in ("state", "logs", "vms"):
         shutil.rmtree(lab_dir / leftover, ignore_errors=True)
     with topology.signals_interrupt():
-        topo = topology.create(lab_dir, taps=clients)
+        topo = topology.create(lab_dir, taps=clients, address=vlan)
         try:
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
-            config_path = write_config(topo, free_tgt_control_port(), loader, lun_size,
-                                       kernel_flavour, cache_dir or lab_dir / "cache", unknown)
+            config_path = write_config(topo, free_control_port(), loader, lun_size,
+                                       kernel_flavour, cache_dir or lab_dir / "cache", unknown,
+                                       discovery_auth)
             config = load_config(config_path)
             for step in PREPARE:
                 say(f"netboot {' '.join(step)}")

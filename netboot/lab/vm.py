@@ -58,6 +58,7 @@ class VmSpec:
     kernel: Path | None = None
     initrd: Path | None = None
     append: str = ""
+    nic: str = "virtio-net-pci"  # QEMU's model of the one network card
     extra: tuple[str, ...] = ()  # more QEMU arguments (disks, a hub NIC for a probe)
 
 
@@ -72,7 +73,7 @@ def qemu_argv(spec: VmSpec) -> list[str]:
             "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot"]
     if spec.tap is not None:
         argv += ["-netdev", f"tap,ifname={spec.tap},script=no,downscript=no,id=n0",
-                 "-device", f"virtio-net-pci,netdev=n0,mac={spec.mac}"]
+                 "-device", f"{spec.nic},netdev=n0,mac={spec.mac}"]
     if spec.kernel is not None:
         argv += ["-kernel", str(spec.kernel)]
         if spec.initrd is not None:

@@ -48,6 +48,9 @@ class TargetBackend(Protocol):
     def apply(self, desired: DesiredState) -> Outcome:
         """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""
 
+    def forget_secrets(self) -> None:
+        """Trust no CHAP secret the target holds: the next apply sets every account again."""
+
 
 def open_backend(config: Config) -> TargetBackend | None:
     """The backend ``target.backend`` names; None when netboot does not manage the target."""

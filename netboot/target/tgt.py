@@ -91,6 +91,17 @@ class TgtBackend:
                 f"{', '.join(left_out)} can log in but not use SendTargets discovery")
         return outcome
 
+    def forget_secrets(self) -> None:
+        """Drop the fingerprints of the secrets netboot set.
+
+        tgt cannot show a secret, so one changed behind netboot's back (same
+        account name, same bindings) looks in step; without fingerprints every
+        account counts as unknown and the next apply deletes and re-creates it
+        in the safe order the plan uses for any secret change.
+        """
+        with self._locked():
+            self._secrets.unlink(missing_ok=True)
+
     # -- internals ---------------------------------------------------------------
 
     def _apply(self, specs: list[TargetSpec], *, remove: tuple[str, ...]) -> Outcome:

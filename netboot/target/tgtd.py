@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import struct
 import subprocess
@@ -34,6 +35,19 @@ def lock_path(control_port: int) -> Path:
 
 def socket_path(control_port: int) -> Path:
     return IPC_DIR / f"socket.{control_port}"
+
+
+def free_control_port() -> int:
+    """A control port (1000..32767) whose socket and lock files nobody has: no tgtd uses it.
+
+    Random, so parallel test runs and labs rarely even try the same one.
+    """
+    for _ in range(100):
+        port = 1000 + secrets.randbelow(CONTROL_PORT_MAX - 1000)
+        if tgtd_pid(port) is None and not socket_path(port).exists() \
+                and not lock_path(port).exists():
+            return port
+    raise TargetError(f"no free tgtd control port found under {IPC_DIR}")
 
 
 def tgtd_pid(control_port: int) -> int | None:

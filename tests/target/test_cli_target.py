@@ -19,6 +19,7 @@ from tgtfixtures import (  # noqa: F401  (fixtures)
 
 from netboot.cli import cli
 from netboot.config import Config
+from netboot.target.tgtshow import parse_targets
 
 pytestmark = [needs_root, pytest.mark.root]
 MAC = "52:54:00:00:00:41"
@@ -153,6 +154,55 @@ def test_target_list_shows_the_clients_target(with_image: Config, tgtd: Tgtd) ->
 
 def test_target_reconcile_twice_reports_no_change(with_image: Config, tgtd: Tgtd) -> None:
     run(with_image, "client", "add", MAC, "--image", "builtin")
+    assert run(with_image, "target", "reconcile").output.endswith("0 change(s), 0 failure(s)\n")
+
+
+def _change_secret_behind_netboot(tgtd: Tgtd, user: str) -> None:
+    """A new password for ``user`` with raw tgtadm, bound again as before.
+
+    It is the only account, so unbinding it (from its target, and from
+    discovery by the delete) takes tgt's last slot: the safe case.
+    """
+    from netboot.target.tgtd import tgtadm
+
+    (tid,) = (t.tid for t in parse_targets(tgtadm(tgtd.control_port, "--mode", "target",
+                                                  "--op", "show", what="show")))
+    for args in (("--op", "unbind", "--tid", str(tid)), ("--op", "delete"),
+                 ("--op", "new", "--password", "Z" * 16), ("--op", "bind", "--tid", str(tid)),
+                 ("--op", "bind")):
+        tgtadm(tgtd.control_port, "--mode", "account", *args, "--user", user, what=args[1])
+
+
+@pytest.fixture
+def secret_changed(with_image: Config, tgtd: Tgtd) -> dict:
+    """A client whose CHAP secret on tgtd is no longer the one in the inventory."""
+    run(with_image, "client", "add", MAC, "--image", "builtin")
+    client = client_json(with_image)
+    _change_secret_behind_netboot(tgtd, client["chap_user"])
+    login = read_capacity(tgtd, client["initiator_iqn"], client["chap_user"],
+                          client["chap_secret"], client["target_iqn"])
+    assert "Authentication failure" in login.stderr
+    return client
+
+
+def test_target_reconcile_does_not_see_a_secret_changed_behind_netboot(
+        with_image: Config, secret_changed: dict) -> None:
+    assert run(with_image, "target", "reconcile").output.endswith("0 change(s), 0 failure(s)\n")
+
+
+def test_target_reconcile_force_restores_a_secret_changed_behind_netboot(
+        with_image: Config, tgtd: Tgtd, secret_changed: dict) -> None:
+    done = run(with_image, "target", "reconcile", "--force")
+    assert done.exit_code == 0, done.output
+    client = secret_changed
+    login = read_capacity(tgtd, client["initiator_iqn"], client["chap_user"],
+                          client["chap_secret"], client["target_iqn"])
+    assert login.stdout.strip() == str(client_json(with_image)["lun_size"]), login.stderr
+
+
+def test_target_reconcile_after_force_reports_no_change(with_image: Config, tgtd: Tgtd) -> None:
+    run(with_image, "client", "add", MAC, "--image", "builtin")
+    assert run(with_image, "target", "reconcile", "--force").exit_code == 0
     assert run(with_image, "target", "reconcile").output.endswith("0 change(s), 0 failure(s)\n")
 
 

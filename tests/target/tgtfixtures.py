@@ -23,8 +23,7 @@ from netboot.inventory import Client, Inventory
 from netboot.target.tgt import TgtBackend
 from netboot.target.tgtd import (
     forget_control_port,
-    lock_path,
-    socket_path,
+    free_control_port,
     start_tgtd,
     stop_tgtd,
     tgtd_pid,
@@ -45,13 +44,6 @@ def free_port(address: str) -> int:
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]
-
-
-def free_control_port() -> int:
-    while True:
-        port = random.randint(20000, 32000)
-        if not lock_path(port).exists() and not socket_path(port).exists():
-            return port
 
 
 @pytest.fixture
