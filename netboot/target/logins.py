@@ -11,7 +11,9 @@ client is not written every second; at the first round (nothing seen yet)
 every session counts. Either way a client whose last stage is already
 ``login`` or later (``root``, ``failed``) keeps it: /init may have reported
 ``root`` a moment before the session was seen, and a session re-established
-after a tgtd restart is the running system's, not a new boot.
+after a tgtd restart is the running system's, not a new boot. The writer
+checks :data:`LOGIN_OR_LATER` again in its write transaction (``unless``),
+as /init's ``root`` may arrive between the read and the write.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from netboot.target.model import Login, TargetState
 
 Session = tuple[str, str]  # (target IQN, initiator IQN)
 
-_BEFORE_LOGIN = frozenset({None, Stage.DHCP, Stage.LOADER, Stage.KERNEL, Stage.INITRAMFS,
-                           Stage.NETWORK})
+LOGIN_OR_LATER = frozenset({Stage.LOGIN, Stage.ROOT, Stage.FAILED})
 
 
 def sessions(targets: Iterable[TargetState]) -> frozenset[Session]:
@@ -42,4 +43,4 @@ def new_logins(previous: frozenset[Session], targets: Iterable[TargetState],
             if (target.iqn, login.initiator) not in previous:
                 fresh.setdefault((target.iqn, login.initiator), login)
     return [(c, fresh[(c.target_iqn, c.initiator_iqn)]) for c in clients
-            if (c.target_iqn, c.initiator_iqn) in fresh and c.last_stage in _BEFORE_LOGIN]
+            if (c.target_iqn, c.initiator_iqn) in fresh and c.last_stage not in LOGIN_OR_LATER]

@@ -28,7 +28,7 @@ from netboot.inventory import Inventory
 from netboot.log import client_log
 from netboot.stages import Stage
 from netboot.target import TargetBackend, managed_backend
-from netboot.target.logins import Session, new_logins, sessions
+from netboot.target.logins import LOGIN_OR_LATER, Session, new_logins, sessions
 from netboot.target.reconcile import reconcile
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ class TargetService:
         if now - self._sessions:
             at = time.time()
             for client, login in new_logins(self._sessions, targets, inventory.clients()):
-                inventory.record_stage(client.mac, Stage.LOGIN.value, at)
+                if not inventory.record_stage(client.mac, Stage.LOGIN.value, at,
+                                              unless=LOGIN_OR_LATER):
+                    continue  # /init reported login or later between the read and this write
                 client_log(log, client.mac, stage=Stage.LOGIN.value).info(
                     "stage login: %s logged in to %s from %s", login.initiator,
                     client.target_iqn, login.address or "an unknown address")
