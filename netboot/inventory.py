@@ -13,7 +13,7 @@ import enum
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Address
@@ -271,14 +271,23 @@ class Inventory:
             db.execute("DELETE FROM clients WHERE mac = ?", (mac,))
         return Client.from_row(row)
 
-    def record_stage(self, mac: str, stage: str, at: float | None = None) -> None:
-        """Note that a client reached a boot stage (DHCP, loader, kernel, login, root)."""
+    def record_stage(self, mac: str, stage: str, at: float | None = None, *,
+                     unless: Collection[str] = ()) -> bool:
+        """Note that a client reached a boot stage (DHCP, loader, kernel, login, root).
+
+        ``unless``: stages it must not replace, checked in the same transaction,
+        so a stage seen late (the target's session list) never overwrites a
+        later one that another writer recorded a moment before. True if recorded.
+        """
         at = time.time() if at is None else at
+        keep = sorted(unless)
         with self.transaction() as db:
-            db.execute(
-                "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? WHERE mac = ?",
-                (stage, at, at, mac),
+            cur = db.execute(
+                "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? WHERE mac = ?"
+                f" AND coalesce(last_stage, '') NOT IN ({', '.join('?' * len(keep))})",
+                (stage, at, at, mac, *keep),
             )
+            return cur.rowcount > 0
 
     # -- machines that are not registered ------------------------------------------
 

@@ -157,6 +157,23 @@ def test_stage_is_recorded(config, inventory):
     assert (c.last_stage, c.last_stage_at, c.last_seen) == ("dhcp", 1000.0, 1000.0)
 
 
+def test_stage_is_not_recorded_over_a_stage_it_must_not_replace(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stage("52:54:00:00:00:01", "root", at=1000.0)
+    assert not inventory.record_stage("52:54:00:00:00:01", "login", at=1001.0,
+                                      unless={"login", "root"})
+    c = inventory.get("52:54:00:00:00:01")
+    assert (c.last_stage, c.last_stage_at) == ("root", 1000.0)
+
+
+def test_stage_is_recorded_over_a_stage_not_listed_to_keep(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stage("52:54:00:00:00:01", "loader", at=1000.0)
+    assert inventory.record_stage("52:54:00:00:00:01", "login", at=1001.0,
+                                  unless={"login", "root"})
+    assert inventory.get("52:54:00:00:00:01").last_stage == "login"
+
+
 def test_unknown_machine_is_new_only_once(inventory):
     assert inventory.note_unknown("52:54:00:00:00:09", 1.0, "PXEClient", 0)
     assert not inventory.note_unknown("52:54:00:00:00:09", 2.0)

@@ -15,6 +15,7 @@ from netboot.config import TargetBackend as BackendName
 from netboot.target.model import (
     Account,
     DesiredState,
+    Login,
     Lun,
     Outcome,
     TargetError,
@@ -37,7 +38,10 @@ class TargetBackend(Protocol):
         """Remove every target and stop the service."""
 
     def targets(self) -> list[TargetState]:
-        """Every target that exists."""
+        """Every target that exists, with the initiators logged in to it now.
+
+        Cheap enough to call every second: ``netboot serve`` watches logins with it.
+        """
 
     def ensure(self, spec: TargetSpec) -> Outcome:
         """Get-or-create one target with its LUNs, ACL and CHAP, exactly as ``spec`` says."""
@@ -73,6 +77,6 @@ def managed_backend(config: Config) -> TargetBackend:
 
 
 __all__ = [
-    "Account", "DesiredState", "Lun", "Outcome", "TargetBackend", "TargetError", "TargetSpec",
-    "TargetState", "TargetUnreachable", "managed_backend", "open_backend",
+    "Account", "DesiredState", "Login", "Lun", "Outcome", "TargetBackend", "TargetError",
+    "TargetSpec", "TargetState", "TargetUnreachable", "managed_backend", "open_backend",
 ]

@@ -63,15 +63,27 @@ class DesiredState:
 
 
 @dataclass(frozen=True)
+class Login:
+    """One initiator logged in to a target now (an I_T nexus), and where it connects from."""
+
+    initiator: str
+    address: str | None
+
+
+@dataclass(frozen=True)
 class TargetState:
-    """A target as the backend reports it (``target list``)."""
+    """A target as the backend reports it (``target list``), with who is logged in to it."""
 
     iqn: str
     luns: tuple[Lun, ...]
     initiators: tuple[str, ...]
     incoming: tuple[str, ...]  # user names only: no backend reports secrets back
     outgoing: str | None
-    sessions: int
+    logins: tuple[Login, ...]
+
+    @property
+    def sessions(self) -> int:
+        return len(self.logins)
 
 
 @dataclass

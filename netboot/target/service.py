@@ -7,6 +7,11 @@ a restarted tgtd has forgotten every target, so all come back within a
 second or two), or ``target.reconcile_interval`` has passed. A tgtd that is
 gone is started again. Stopping serve leaves tgtd running: diskless clients
 live on it.
+
+Each round also lists the targets once (one ``tgtadm show``; reconcile runs
+too rarely to lend its observation) and records the ``login`` stage of a
+client whose initiator newly logged in to its target (see
+:mod:`netboot.target.logins`); the inventory is read only when a session appeared.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from collections.abc import Callable
 from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.inventory import Inventory
+from netboot.log import client_log
+from netboot.stages import Stage
 from netboot.target import TargetBackend, managed_backend
+from netboot.target.logins import LOGIN_OR_LATER, Session, new_logins, sessions
 from netboot.target.reconcile import reconcile
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ class TargetService:
         self.reconciles = 0  # how many reconciles ran (a test and `serve` logs read it)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sessions: frozenset[Session] = frozenset()  # seen in the previous round
 
     def _ensure_daemon(self) -> int:
         pid = self.backend.running()
@@ -60,6 +69,21 @@ class TargetService:
         reconcile(self.config, inventory, self.backend)
         self.reconciles += 1
 
+    def _watch_logins(self, inventory: Inventory) -> None:
+        """Record ``login`` for clients whose session appeared since the previous round."""
+        targets = self.backend.targets()
+        now = sessions(targets)
+        if now - self._sessions:
+            at = time.time()
+            for client, login in new_logins(self._sessions, targets, inventory.clients()):
+                if not inventory.record_stage(client.mac, Stage.LOGIN.value, at,
+                                              unless=LOGIN_OR_LATER):
+                    continue  # /init reported login or later between the read and this write
+                client_log(log, client.mac, stage=Stage.LOGIN.value).info(
+                    "stage login: %s logged in to %s from %s", login.initiator,
+                    client.target_iqn, login.address or "an unknown address")
+        self._sessions = now
+
     def start(self) -> None:
         pid = self.backend.running()
         if pid is not None:
@@ -69,6 +93,7 @@ class TargetService:
         with self.open_inventory() as inventory:
             self._reconcile(inventory)
         self._stop.clear()
+        self._sessions = frozenset()
         self._thread = threading.Thread(target=self._run, args=(pid,), name="target-watch",
                                         daemon=True)
         self._thread.start()
@@ -96,10 +121,11 @@ class TargetService:
                     if now_pid != pid or now_version != version or due:
                         self._reconcile(inventory)
                         pid, version, last = now_pid, now_version, time.monotonic()
+                    self._watch_logins(inventory)
                 except NetbootError as err:
-                    log.error("target reconcile failed: %s", err)
+                    log.error("target watch: %s", err)
                 except Exception:  # the watch must outlive any one bad round
-                    log.exception("target reconcile crashed")
+                    log.exception("target watch round crashed")
         finally:
             watcher.close()
             inventory.close()

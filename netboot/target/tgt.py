@@ -59,8 +59,8 @@ class TgtBackend:
         stop_tgtd(self.control_port)
 
     def targets(self) -> list[TargetState]:
-        """Every target tgtd has, netboot's or not."""
-        return [t.state for t in self._observe().targets]
+        """Every target tgtd has, netboot's or not, with its logins (one ``show``)."""
+        return [t.state for t in parse_targets(self._show("target"))]
 
     def ensure(self, spec: TargetSpec) -> Outcome:
         """Get-or-create one target exactly as ``spec`` says (other targets untouched)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from netboot.target.model import Lun, TargetState
+from netboot.target.model import Login, Lun, TargetState
 
 _TARGET = re.compile(r"^Target (\d+): (\S+)$")
 _OUTGOING = " (outgoing)"
@@ -43,7 +43,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
         incoming: list[str] = []
         outgoing: str | None = None
         initiators: list[str] = []
-        sessions = 0
+        logins: list[Login] = []
         for line in lines[1:]:
             if not line.strip():
                 continue
@@ -51,8 +51,8 @@ def parse_targets(text: str) -> list[TgtTarget]:
             if _indent(line) == 4:
                 section = text_.rstrip(":")
                 continue
-            if section == "I_T nexus information" and text_.startswith("I_T nexus:"):
-                sessions += 1
+            if section == "I_T nexus information":
+                _read_nexus(text_, logins)
             elif section == "LUN information":
                 if text_.startswith("LUN: "):
                     lun = int(text_.split(":", 1)[1])
@@ -71,9 +71,21 @@ def parse_targets(text: str) -> list[TgtTarget]:
             initiators=tuple(initiators),
             incoming=tuple(incoming),
             outgoing=outgoing,
-            sessions=sessions,
+            logins=tuple(logins),
         )))
     return found
+
+
+def _read_nexus(line: str, logins: list[Login]) -> None:
+    """One line of an ``I_T nexus`` entry, text that tgt writes once at login.
+
+    ``session_create`` (``usr/iscsi/session.c``) writes ``Initiator: <name>
+    alias: <alias>``, then the login connection and its ``IP Address: <address>``.
+    """
+    if line.startswith("Initiator: "):
+        logins.append(Login(line.split()[1], None))
+    elif line.startswith("IP Address: ") and logins:
+        logins[-1] = Login(logins[-1].initiator, line.split(": ", 1)[1])
 
 
 def parse_accounts(text: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -105,3 +106,24 @@ def test_quiet_inventory_and_tgtd_cause_no_reconcile(service: TargetService,
     service.start()
     time.sleep(3 * service.watch)
     assert service.reconciles == 1
+
+
+def test_a_client_logged_in_to_its_target_gets_stage_login(service: TargetService,
+                                                           tgtd_endpoint: Tgtd,
+                                                           target_config: Config,
+                                                           registered) -> None:
+    """As under sanboot: DHCP and the iPXE script were seen, then iPXE logs in, nothing reports."""
+    with Inventory(target_config.storage.database) as inventory:
+        inventory.record_stage(MAC, "loader")
+    service.start()
+    url = (f"iscsi://{registered.chap_user}%{registered.chap_secret}@{tgtd_endpoint.url}/"
+           f"{registered.target_iqn}/1")
+    reader = subprocess.Popen(["iscsi-perf", "-i", registered.initiator_iqn, "-t", "4", url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with Inventory(target_config.storage.database) as inventory:
+            assert eventually(lambda: inventory.get(MAC).last_stage == "login", 4.0), \
+                reader.stderr.read() if reader.poll() is not None else "still connected"
+    finally:
+        reader.kill()
+        reader.wait()

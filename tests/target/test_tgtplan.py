@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from netboot.target.model import Account, Lun, TargetSpec
+from netboot.target.model import Account, Login, Lun, TargetSpec
 from netboot.target.tgtplan import Observed, Op, fingerprint, plan
 from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
 
@@ -53,6 +53,25 @@ def test_parse_targets_reads_luns_acl_accounts_and_sessions(observed: Observed) 
     assert (alpha.incoming, alpha.outgoing) == (("alpha",), "alpha-target")
     assert (alpha.sessions, beta.sessions) == (1, 0)
     assert [t.tid for t in observed.targets] == [1, 2]
+
+
+def test_parse_targets_reads_who_is_logged_in_and_from_where(observed: Observed) -> None:
+    alpha, beta = (t.state for t in observed.targets)
+    assert alpha.logins == (Login(f"{AUTH}:initiator:alpha", "127.0.0.1"),)
+    assert beta.logins == ()
+
+
+def test_parse_targets_reads_two_sessions_of_one_initiator() -> None:
+    """Captured with two libiscsi sessions (iscsi-perf) open to alpha at once."""
+    alpha, beta = (t.state for t in parse_targets((DATA / "show-target-logins.txt").read_text()))
+    assert alpha.logins == (Login(f"{AUTH}:initiator:alpha", "127.0.0.1"),) * 2
+    assert (alpha.sessions, beta.sessions) == (2, 0)
+
+
+def test_parse_targets_reads_no_login_when_nobody_is_logged_in() -> None:
+    """The same tgtd captured before anyone logged in."""
+    found = parse_targets((DATA / "show-target-idle.txt").read_text())
+    assert [t.state.logins for t in found] == [(), ()]
 
 
 def test_parse_accounts_lists_every_user(observed: Observed) -> None:

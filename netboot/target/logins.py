@@ -1,0 +1,46 @@
+"""The ``login`` boot stage as the target sees it: a client's initiator logged in to its target.
+
+Under ``sanboot`` iPXE logs in itself and no /init reports anything, so the
+target's session list is the only witness of that step; for ``initramfs``
+clients it confirms what /init reports. :func:`new_logins` is pure: the
+sessions seen in the previous round and the targets now in, the clients whose
+``login`` stage to record out.
+
+Only a session that appeared since the previous round counts, so a running
+client is not written every second; at the first round (nothing seen yet)
+every session counts. Either way a client whose last stage is already
+``login`` or later (``root``, ``failed``) keeps it: /init may have reported
+``root`` a moment before the session was seen, and a session re-established
+after a tgtd restart is the running system's, not a new boot. The writer
+checks :data:`LOGIN_OR_LATER` again in its write transaction (``unless``),
+as /init's ``root`` may arrive between the read and the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from netboot.inventory import Client
+from netboot.stages import Stage
+from netboot.target.model import Login, TargetState
+
+Session = tuple[str, str]  # (target IQN, initiator IQN)
+
+LOGIN_OR_LATER = frozenset({Stage.LOGIN, Stage.ROOT, Stage.FAILED})
+
+
+def sessions(targets: Iterable[TargetState]) -> frozenset[Session]:
+    """Every (target, initiator) pair logged in now."""
+    return frozenset((t.iqn, login.initiator) for t in targets for login in t.logins)
+
+
+def new_logins(previous: frozenset[Session], targets: Iterable[TargetState],
+               clients: Iterable[Client]) -> list[tuple[Client, Login]]:
+    """Clients whose own initiator newly logged in to their own target, before ``login``."""
+    fresh: dict[Session, Login] = {}
+    for target in targets:
+        for login in target.logins:
+            if (target.iqn, login.initiator) not in previous:
+                fresh.setdefault((target.iqn, login.initiator), login)
+    return [(c, fresh[(c.target_iqn, c.initiator_iqn)]) for c in clients
+            if (c.target_iqn, c.initiator_iqn) in fresh and c.last_stage not in LOGIN_OR_LATER]
