@@ -104,14 +104,21 @@ def test_dhclient_gets_reserved_address_and_boot_file(served, lab, tmp_path):
     conf.write_text("request subnet-mask, routers, host-name, bootfile-name, tftp-server-name;\n"
                     'send vendor-class-identifier "PXEClient:Arch:00007:UNDI:003016";\n'
                     "send dhcp-client-identifier = hardware;\n")
-    pidfile = tmp_path / "dhclient.pid"
-    lab.run(s.cli, ["dhclient", "-1", "-4", "-cf", str(conf), "-sf", str(script),
-                    "-lf", str(tmp_path / "dhclient.leases"), "-pf", str(pidfile), s.cli_if],
-            timeout=60)
+    # In the foreground (-d), so the test owns the process: dhclient -1 forks once bound,
+    # and a pid file read too early left it running after the test.
+    proc = lab.spawn(s.cli, ["dhclient", "-d", "-1", "-4", "-cf", str(conf), "-sf", str(script),
+                             "-lf", str(tmp_path / "dhclient.leases"),
+                             "-pf", str(tmp_path / "dhclient.pid"), s.cli_if],
+                     tmp_path / "dhclient.log")
     try:
+        deadline = time.monotonic() + 60
+        while "new_ip_address=" not in (out.read_text() if out.exists() else ""):
+            assert proc.poll() is None, (tmp_path / "dhclient.log").read_text()
+            assert time.monotonic() < deadline, "dhclient got no lease in 60 s"
+            time.sleep(0.1)
         env = env_of(out)
     finally:
-        lab.run(s.cli, ["kill", pidfile.read_text().strip()], check=False)
+        lab.stop(proc)
     assert env["new_ip_address"] == str(s.clients[CLIENT_MAC].ip)
     assert env["new_filename"] == "ipxe.efi"
     assert env["new_bootfile_name"] == "ipxe.efi"
