@@ -8,7 +8,6 @@ no longer matches what was installed, and say which package to install.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from netboot.digest import sha256_file
 from netboot.errors import NetbootError
 
 MANIFEST = "MANIFEST.json"
@@ -88,13 +88,6 @@ class FileStatus:
     def ok(self) -> bool:
         return self.state is FileState.OK
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_version(package: str) -> str | None:

@@ -11,7 +11,6 @@ points at the one in use and ``config.kernel_path`` holds a copy of its vmlinuz.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from netboot.config import Config
+from netboot.digest import sha256_file
 from netboot.errors import NetbootError
 
 Progress = Callable[[str], None]
@@ -125,13 +125,6 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
                           f"{detail[-1] if detail else f'exit {proc.returncode}'}")
     return proc.stdout
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve(flavour: str) -> PackageInfo:

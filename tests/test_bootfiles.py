@@ -7,8 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from netboot.bootfiles import BOOT_FILES, MANIFEST, FileState, check, populate, sha256_file
+from netboot.bootfiles import BOOT_FILES, MANIFEST, FileState, check, populate
 from netboot.cli import cli
+from netboot.digest import sha256_file
 
 
 def test_populate_copies_every_boot_file_with_its_package_version_and_sha256(tmp_path: Path):

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from netboot.kernel import KernelError, current, download, install, resolve, sha256_file
+from netboot.digest import sha256_file
+from netboot.kernel import KernelError, current, download, install, resolve
 
 
 @pytest.fixture(scope="module")
