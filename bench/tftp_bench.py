@@ -106,7 +106,8 @@ def netboot_config(lab: Lab, root: Path, name: str = "netboot",
                     f"  tftp_root: {root}\n  tftp_port: {ports[0]}\n"
                     f"  http_port: {ports[1]}\n"
                     f"dhcp:\n  subnet: {subnet}\n  mode: \"off\"\n"
-                    f"storage:\n  state_dir: {root.parent / f'state-{name}'}\n")
+                    f"storage:\n  state_dir: {root.parent / f'state-{name}'}\n"
+                    "target:\n  manage: false\n")  # file serving only: no tgtd
     return path
 
 

@@ -63,7 +63,9 @@ def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_pa
     config.write_text(f"server:\n  interface: {interface}\n  address: {prefix}.1\n"
                       f"  tftp_root: {root}\n  tftp_workers: 2\n"
                       f"dhcp:\n  subnet: {prefix}.0/24\n  mode: \"off\"\n"
-                      f"storage:\n  state_dir: {state}\n")
+                      f"storage:\n  state_dir: {state}\n"
+                      # boot files only: no tgtd of its own left behind, none adopted
+                      "target:\n  manage: false\n")
     subprocess.run([NETBOOT, "--config", str(config), "client", "add", MAC, "--ip",
                     lan.client], check=True, capture_output=True)
     log = tmp_path / "serve.log"
