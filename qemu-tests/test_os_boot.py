@@ -175,22 +175,23 @@ def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
         lab.down(lab_dir)
 
 
-@pytest.fixture(scope="module")
-def second_clone(oslab: OsLab) -> Boot:
-    vm = oslab.boot("lab-02", "boot1")
+def boot_once(oslab: OsLab, name: str) -> Boot:
+    """One boot of client ``name`` until the OS is up, then power off."""
+    vm = oslab.boot(name, "boot1")
     try:
         return wait_up(vm)
     finally:
         vm.stop()
+
+
+@pytest.fixture(scope="module")
+def second_clone(oslab: OsLab) -> Boot:
+    return boot_once(oslab, "lab-02")
 
 
 @pytest.fixture(scope="module")
 def sanboot_clone(oslab: OsLab) -> Boot:
-    vm = oslab.boot("lab-03", "boot1")
-    try:
-        return wait_up(vm)
-    finally:
-        vm.stop()
+    return boot_once(oslab, "lab-03")
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from netboot.config import Config
 from netboot.configfile import parse_config
+from netboot.inventory import Client
 from netboot.target.tgtd import free_control_port
 
 IS_ROOT = os.geteuid() == 0
@@ -20,6 +22,15 @@ needs_root = pytest.mark.skipif(
     not IS_ROOT,
     reason="needs root: creates network namespaces, starts tgtd or uses loop devices "
     "(CI runs as root)",
+)
+
+# One registered machine with fixed secrets, for golden renderings of its files.
+SAMPLE_CLIENT = Client(
+    mac="52:54:00:12:34:56", hostname="web1", ip=IPv4Address("198.18.0.10"), image="builtin",
+    lun_path=None, lun_size=1 << 30,
+    initiator_iqn="iqn.2026-11.org.example:initiator:web1",
+    target_iqn="iqn.2026-11.org.example:target:web1", chap_user="web1",
+    chap_secret="Secret0123456789", mutual_secret="Mutual0123456789", created=1_700_000_000,
 )
 
 BASE_CONFIG = """\

@@ -1,21 +1,15 @@
 """The per-client initrd part: its files, their modes, and the golden client.conf."""
 
 import subprocess
-from ipaddress import IPv4Address
 from pathlib import Path
 
+from conftest import SAMPLE_CLIENT
+
 from netboot.clientpart import build_client_part, render_client_conf
-from netboot.inventory import Client
 
 GOLDEN = Path(__file__).parent / "golden" / "client.conf"
 
-CLIENT = Client(
-    mac="52:54:00:12:34:56", hostname="web1", ip=IPv4Address("198.18.0.10"), image="builtin",
-    lun_path=None, lun_size=1 << 30,
-    initiator_iqn="iqn.2026-11.org.example:initiator:web1",
-    target_iqn="iqn.2026-11.org.example:target:web1", chap_user="web1",
-    chap_secret="Secret0123456789", mutual_secret="Mutual0123456789", created=1_700_000_000,
-)
+CLIENT = SAMPLE_CLIENT
 
 
 def test_client_conf_matches_golden(make_config):

@@ -8,6 +8,7 @@ import random
 from ipaddress import IPv4Address
 
 import pytest
+from conftest import BASE_CONFIG
 from dhcp_frames import decode, frame, intel_rom, ipxe_bios, options, plain, uefi_http
 
 from netboot.clients import add_client
@@ -183,23 +184,14 @@ def test_rate_limit_refills_with_time():
 
 @pytest.fixture
 def engine(make_config):
-    config = make_config(base=BASE + "  unknown: boot\n")
+    config = make_config(base=BASE_CONFIG.replace("  subnet: 198.18.0.0/24\n",
+                                                  "  subnet: 198.18.0.0/24\n  unknown: boot\n"))
     inventory = Inventory(config.storage.database)
     add_client(config, inventory, MAC)
     yield DhcpEngine(config, inventory, NOW)
     inventory.close()
 
 
-BASE = """\
-server:
-  interface: nb0
-  address: 198.18.0.1
-  tftp_root: {tftp_root}
-storage:
-  state_dir: {state_dir}
-dhcp:
-  subnet: 198.18.0.0/24
-"""
 
 
 def test_engine_counts_each_malformed_packet_by_reason(engine):

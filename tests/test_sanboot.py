@@ -1,21 +1,15 @@
 """The sanboot iPXE script: golden output, one-way CHAP, and what it does on failure."""
 
-from ipaddress import IPv4Address
+from dataclasses import replace
 from pathlib import Path
 
-from netboot.inventory import Client
+from conftest import SAMPLE_CLIENT
+
 from netboot.sanboot import render_sanboot_script, sanboot_uri
 
 GOLDEN = Path(__file__).parent / "golden" / "sanboot.ipxe"
 
-CLIENT = Client(
-    mac="52:54:00:12:34:56", hostname="web1", ip=IPv4Address("198.18.0.10"), image="deb12",
-    lun_path=None, lun_size=1 << 30,
-    initiator_iqn="iqn.2026-11.org.example:initiator:web1",
-    target_iqn="iqn.2026-11.org.example:target:web1", chap_user="web1",
-    chap_secret="Secret0123456789", mutual_secret="Mutual0123456789", created=1_700_000_000,
-    boot_method="sanboot",
-)
+CLIENT = replace(SAMPLE_CLIENT, image="deb12", boot_method="sanboot")
 
 
 def test_script_matches_golden(make_config):
