@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from bootserving import (
 
 from netboot.tftp.options import Limits
 from netboot.tftp.packets import Error, Opcode, encode_ack, parse
+from netboot.tftp.server import raise_fd_limit, transfer_sockets
 
 BIG = 32 << 20
 
@@ -243,6 +245,23 @@ def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
     finally:
         client.close()
     assert served.tftp.stats["malformed"] == 2
+
+
+def test_transfer_ports_are_held_by_no_other_socket(served: Served):
+    """SO_REUSEADDR on a port-0 bind let Linux hand out the request port or another
+    transfer's port; a request then reached a transfer's stray socket (curl error 72)."""
+    raise_fd_limit()
+    pairs = []
+    try:
+        for n in range(3000):
+            pairs.append(transfer_sockets(IPv4Address("127.0.0.1"), ("127.0.0.1", 9 + n)))
+        ports = [sock.getsockname()[1] for sock, _ in pairs]
+        assert len(set(ports)) == len(ports)
+        assert served.tftp.port not in ports
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
 
 
 def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(served: Served):

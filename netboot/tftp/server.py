@@ -117,14 +117,20 @@ def raise_fd_limit() -> int:
 
 def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socket.socket,
                                                                           socket.socket]:
-    """A new port for one transfer: (connected to ``peer``, unconnected for strays)."""
+    """A new port for one transfer: (connected to ``peer``, unconnected for strays).
+
+    The first socket binds port 0 WITHOUT SO_REUSEADDR: with it, Linux may pick a port
+    that other SO_REUSEADDR sockets hold (another transfer's, or the request port
+    itself, which then loses requests to this transfer's stray socket). Reuse is
+    allowed only afterwards, for the connected twin on the same port.
+    """
     stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        stray.bind((str(address), 0))
         for s in (stray, sock):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setblocking(False)
-        stray.bind((str(address), 0))
         sock.bind(stray.getsockname())
         sock.connect(peer)  # the kernel now prefers it for the peer's datagrams
     except OSError:
