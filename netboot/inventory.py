@@ -213,6 +213,12 @@ class Inventory:
             raise
         self._db.execute("COMMIT")
 
+    def change_mark(self) -> tuple[int, int]:
+        """A value that changes whenever anyone commits a change: another connection (SQLite's
+        data_version) or this one (its total_changes). A cache can skip re-reading while it
+        stays the same."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+
     # -- clients ---------------------------------------------------------------
 
     def clients(self) -> list[Client]:

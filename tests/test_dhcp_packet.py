@@ -192,8 +192,6 @@ def engine(make_config):
     inventory.close()
 
 
-
-
 def test_engine_counts_each_malformed_packet_by_reason(engine):
     engine.handle(intel_rom(MAC)[:100], ("0.0.0.0", 68), 67, NOW)
     engine.handle(with_options(b"\x35\x01\x01\x3c\x20PXE"), ("0.0.0.0", 68), 67, NOW)
@@ -246,6 +244,23 @@ def test_prepared_reply_is_not_used_after_the_client_changes(engine):
     engine.inventory.update(MAC, ip=IPv4Address("198.18.0.50"))
     out = engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
     assert decode(out[0]).yiaddr == "198.18.0.50"
+    assert engine.prepared.hits == 0
+
+
+def test_prepared_reply_survives_a_boot_stage_written_by_another_connection(engine):
+    engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    with Inventory(engine.config.storage.database) as other:  # as the stage writer does
+        other.record_stage(MAC, "dhcp", NOW)
+    engine.handle(intel_rom(MAC, xid=2), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
+    assert engine.prepared.hits == 1
+
+
+def test_hostname_changed_by_another_connection_is_answered_after_the_refresh(engine):
+    engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW)
+    with Inventory(engine.config.storage.database) as other:
+        other.update(MAC, hostname="renamed")
+    out = engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
+    assert options(decode(out[0]))[12] == b"renamed"
     assert engine.prepared.hits == 0
 
 
