@@ -13,7 +13,7 @@ import enum
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Address
@@ -167,6 +167,22 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
+def _while_locked(attempt: Callable[[], None], timeout: float) -> None:
+    """Call ``attempt`` until it does not fail with SQLite's "database is locked", for at
+    most ``timeout`` seconds, backing off from 5 ms to 100 ms."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            attempt()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 class Inventory:
     """Access to the inventory database. Cheap to open; one per thread."""
 
@@ -179,11 +195,22 @@ class Inventory:
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         self._db.row_factory = sqlite3.Row
+        try:
+            _while_locked(self._enter_wal, busy_timeout)
+            # FULL: a commit is on disk when it returns; a power cut loses nothing acknowledged.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _enter_wal(self) -> None:
+        """Switch to WAL (persistent in the file; a no-op once done). Turning a new database
+        to WAL needs an exclusive lock that SQLite tries once, without its busy handler:
+        the processes of `netboot serve` opening a new database together got "database is
+        locked" at once, so the caller retries."""
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk when it returns; a power cut loses nothing acknowledged.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
 
     def close(self) -> None:
         self._db.close()

@@ -218,6 +218,28 @@ def test_concurrent_adds_lose_and_duplicate_nothing(make_config):
     assert len({c.hostname for c in clients}) == 400
 
 
+def _open_new(path, start) -> None:
+    start.wait()
+    with Inventory(path) as inv, inv.transaction() as db:
+        db.execute("SELECT 1")
+
+
+def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
+    """As `netboot serve`'s processes and threads do on a fresh state dir."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        start = ctx.Event()
+        procs = [ctx.Process(target=_open_new, args=(tmp_path / f"{attempt}.db", start))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        time.sleep(0.2)
+        start.set()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0] * 6
+
+
 WRITER = textwrap.dedent("""\
     import sys
     from netboot.clients import add_client
