@@ -39,7 +39,7 @@ from netboot.output import table
 SUBNET = "198.18.0.0/21"  # room for 1,000 fixed addresses outside the dynamic quarter
 SERVER = "198.18.0.1"
 RELAY = "198.18.7.1"  # perfdhcp's address: it acts as a relay (giaddr) on the same subnet
-RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000)
+RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 MAX_LOSS = 0.01
 GIVE_UP_LOSS = 0.5  # a server this far past its limit is not run at higher rates
 
@@ -185,7 +185,8 @@ def ladder(pairs: dict[str, Pair], macs: Path, seconds: int) -> dict[str, list[S
         for name in running:
             step = run_perfdhcp(pairs[name].client_ns, macs, rate, seconds)
             steps[name].append(step)
-            cells.append(f"{name} {step.completed_rate:5.0f}/s done, loss {step.loss:6.2%}")
+            cells.append(f"{name} {step.completed_rate:5.0f}/s done, loss {step.loss:6.2%}, "
+                         f"p99 {percentile(step.delays_ms, 99):6.2f} ms")
         print(f"  {rate:>5}/s offered: " + " | ".join(cells), flush=True)
     return steps
 
