@@ -10,7 +10,7 @@ clients. Each download is checked by sha256. Ports are fixed because each
 namespace is new and private to this run.
 
     sudo .venv/bin/python bench/tftp_bench.py [--size 32M] [--repeat 3] [--json]
-        [--baseline /work/main/.venv/bin/netboot]
+        [--baseline /work/main/.venv/bin/netboot] [--only '1 client']
 
 netboot runs as `netboot serve` does (worker processes, one per CPU).
 ``--baseline`` runs a second netboot (another checkout's executable) beside
@@ -209,7 +209,8 @@ def throughput(lab: Lab, work: Path, case: Case, server: str, size: int,
     return size * case.clients / (time.monotonic() - began) / 1e6
 
 
-def run(size: int, repeat: int, as_json: bool, baseline: str | None) -> int:
+def run(size: int, repeat: int, as_json: bool, baseline: str | None,
+        cases: tuple[Case, ...] = CASES) -> int:
     lab = make_lab()
     work = Path(tempfile.mkdtemp(prefix="netboot-bench-"))
     procs: list[subprocess.Popen] = []
@@ -223,7 +224,7 @@ def run(size: int, repeat: int, as_json: bool, baseline: str | None) -> int:
         os.chmod(root, 0o755)
         procs = start_servers(lab, root, baseline)
         results: dict[str, dict[str, float | None]] = {}
-        for case in CASES:
+        for case in cases:
             servers = case.servers
             if baseline is not None and case.tool != "http":
                 servers = (servers[0], "baseline", *servers[1:])
@@ -283,7 +284,14 @@ def main() -> int:
                         help="runs of each case; the best counts (default 3)")
     parser.add_argument("--baseline", metavar="NETBOOT",
                         help="another netboot executable to run beside (before/after)")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="run only the cases whose label contains TEXT")
     args = parser.parse_args()
+    cases = tuple(c for c in CASES if args.only is None or args.only in c.label)
+    if not cases:
+        print(f"tftp_bench: no case matches {args.only!r}; cases: "
+              + "; ".join(c.label for c in CASES), file=sys.stderr)
+        return 1
     if os.geteuid() != 0:
         print("tftp_bench: needs root (it creates network namespaces)", file=sys.stderr)
         return 1
@@ -291,7 +299,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"tftp_bench: {tool} is missing; run 'make setup'", file=sys.stderr)
             return 1
-    return run(parse_size(args.size), args.repeat, args.json, args.baseline)
+    return run(parse_size(args.size), args.repeat, args.json, args.baseline, cases)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from bootserving import (
 
 from netboot.tftp.options import Limits
 from netboot.tftp.packets import Error, Opcode, encode_ack, parse
-from netboot.tftp.server import raise_fd_limit, transfer_sockets
+from netboot.tftp.server import SPIN_MISSES, raise_fd_limit, transfer_sockets
 
 BIG = 32 << 20
 
@@ -245,6 +245,24 @@ def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
     finally:
         client.close()
     assert served.tftp.stats["malformed"] == 2
+
+
+def test_lone_transfer_stops_spinning_for_a_client_that_answers_slowly(served: Served):
+    """Busy-polling for a slow client's ACK only burns CPU: after SPIN_MISSES misses the
+    transfer waits in epoll like any other, and still completes."""
+    client = RawClient(served.tftp.port)
+    try:
+        data = client.request("small")  # 5,000 bytes: ten blocks of 512, lock-step
+        blocks = [data]
+        while len(blocks[-1]) == 516:
+            time.sleep(0.005)  # far beyond the spin window
+            client.ack(len(blocks))
+            blocks.append(client.receive())
+        client.ack(len(blocks))
+    finally:
+        client.close()
+    assert b"".join(b[4:] for b in blocks) == (served.root / "small").read_bytes()
+    assert served.tftp.stats["spin_misses"] == SPIN_MISSES
 
 
 def test_transfer_ports_are_held_by_no_other_socket(served: Served):

@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
 BURST = 64  # datagrams read from one socket per wake-up, so one busy peer cannot starve others
+SPIN_SECONDS = 200e-6  # a lone lock-step transfer polls this long for each ACK (see _spin)
+SPIN_BLOCKS = 64  # ... for at most this many blocks before the loop looks at its other sockets
+SPIN_MISSES = 8  # ACKs that missed the spin window, after which a transfer is not spun for
 _RRQ, _WRQ, _ACK = (op.to_bytes(2, "big") for op in (Opcode.RRQ, Opcode.WRQ, Opcode.ACK))
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
 # Room for ~8,000 requests queued on the well-known port (the default holds ~270).
@@ -97,6 +100,7 @@ class Session:
     started: float
     closed: bool = False
     awaited: bytes | None = None  # the ACK that lets the fast path send the next window
+    spin_misses: int = 0  # times its ACK did not come within a spin (see TftpServer._spin)
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> None:
@@ -267,6 +271,13 @@ class TftpServer:
             return
         except OSError:  # an ICMP error surfacing; the timer will resend or give up
             return
+        if self._on_datagram(session, data, now) and len(self.sessions) == 1 \
+                and session.spin_misses < SPIN_MISSES:
+            self._spin(session)
+
+    def _on_datagram(self, session: Session, data: bytes, now: float) -> bool:
+        """Hand a datagram of the transfer to it; True when that was the awaited ACK and
+        the next block went out in lock-step (the transfer waits for one ACK again)."""
         if data == session.awaited:  # the fast path: the ACK of all sent, one per window
             transfer, packets = advance(session.transfer, now)
             session.transfer = transfer
@@ -276,9 +287,10 @@ class TftpServer:
                     session.sock.send(packets[0])
                 except OSError as err:  # a lost datagram: the timer resends it
                     self._send_failed(session.peer, err)
-                return
+                    return False
+                return True
             self._apply(session, transfer, packets, now)
-            return
+            return False
         if len(data) == 4 and data[:2] == _ACK:
             event = Ack(int.from_bytes(data[2:], "big"))
         else:
@@ -286,12 +298,43 @@ class TftpServer:
                 packet = parse(data)
             except Malformed:
                 self.stats["malformed"] += 1
-                return
+                return False
             if isinstance(packet, Ack | Error):
                 event = packet
             else:
                 event = Illegal(f"unexpected {getattr(packet, 'opcode', '?')!s} during a read")
         self._advance(session, event, now)
+        return False
+
+    def _spin(self, session: Session) -> None:
+        """Busy-poll a lone lock-step transfer for its next ACK, as Linux's SO_BUSY_POLL
+        does for drivers that support it (veth and most VM NICs do not).
+
+        In lock-step a transfer moves one block per round trip, and a thread that sleeps
+        in epoll_wait adds a wake-up to every one of them. With a single transfer in
+        flight (one machine loading its kernel over TFTP) the loop instead polls the
+        socket for up to ``SPIN_SECONDS`` per block, for at most ``SPIN_BLOCKS`` blocks,
+        then goes back to epoll, so new requests and timers wait at most about a
+        millisecond. Any datagram but the awaited ACK ends the spin. A client whose ACKs
+        keep missing the window (a slow link, or a CPU too busy to run the client soon)
+        is not spun for again: spinning then only takes CPU from the others.
+        """
+        recv, monotonic = session.sock.recv, time.monotonic
+        for _ in range(SPIN_BLOCKS):
+            give_up = monotonic() + SPIN_SECONDS
+            while True:
+                try:
+                    data = recv(MAX_DATAGRAM)
+                    break
+                except (BlockingIOError, InterruptedError):
+                    if monotonic() > give_up:
+                        session.spin_misses += 1
+                        self.stats["spin_misses"] += 1
+                        return
+                except OSError:
+                    return
+            if not self._on_datagram(session, data, monotonic()):
+                return
 
     def _answer_stray(self, session: Session) -> None:
         """RFC 1350 section 4: answer a datagram from a wrong transfer ID, leave the transfer."""
