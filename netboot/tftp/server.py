@@ -77,8 +77,7 @@ log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
 BURST = 64  # datagrams read from one socket per wake-up, so one busy peer cannot starve others
-SPIN_SECONDS = 200e-6  # a lone lock-step transfer polls this long for each ACK (see _spin)
-SPIN_BLOCKS = 64  # ... for at most this many blocks before the loop looks at its other sockets
+SPIN_SECONDS = 200e-6  # the loop busy-polls this long for a lone transfer's ACK (_spin_for)
 SPIN_MISSES = 8  # ACKs that missed the spin window, after which a transfer is not spun for
 _RRQ, _WRQ, _ACK = (op.to_bytes(2, "big") for op in (Opcode.RRQ, Opcode.WRQ, Opcode.ACK))
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
@@ -100,7 +99,7 @@ class Session:
     started: float
     closed: bool = False
     awaited: bytes | None = None  # the ACK that lets the fast path send the next window
-    spin_misses: int = 0  # times its ACK did not come within a spin (see TftpServer._spin)
+    spin_misses: int = 0  # times its ACK did not come within a spin (see TftpServer._spin_for)
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> None:
@@ -168,6 +167,8 @@ class TftpServer:
         self._epoll: select.epoll | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._spinner: Session | None = None  # the lone transfer whose ACK the loop spins for
+        self._spin_until = 0.0
 
     # -- service ---------------------------------------------------------------------
 
@@ -214,11 +215,21 @@ class TftpServer:
         poll, by_fd, timers = self._epoll.poll, self._by_fd, self._timers
         requests, wake = self._sock.fileno(), self._wake_r.fileno()
         while not self._stopping:
-            wait = -1.0
-            if timers:
-                wait = timers[0][0] - time.monotonic()
-                wait = 1.0 if wait > 1.0 else 0.0 if wait < 0.0 else wait
-            events = poll(wait)
+            if self._spinner is not None:  # busy-poll for a lone transfer's ACK (_spin_for)
+                events = poll(0)
+                if not events:
+                    if time.monotonic() < self._spin_until:
+                        continue
+                    self._spinner.spin_misses += 1
+                    self.stats["spin_misses"] += 1
+                    self._spinner = None
+                    continue
+            else:
+                wait = -1.0
+                if timers:
+                    wait = timers[0][0] - time.monotonic()
+                    wait = 1.0 if wait > 1.0 else 0.0 if wait < 0.0 else wait
+                events = poll(wait)
             now = time.monotonic()
             for fd, _ in events:
                 try:
@@ -271,9 +282,10 @@ class TftpServer:
             return
         except OSError:  # an ICMP error surfacing; the timer will resend or give up
             return
-        if self._on_datagram(session, data, now) and len(self.sessions) == 1 \
-                and session.spin_misses < SPIN_MISSES:
-            self._spin(session)
+        if self._on_datagram(session, data, now):
+            self._spin_for(session, now)
+        elif self._spinner is session:
+            self._spinner = None
 
     def _on_datagram(self, session: Session, data: bytes, now: float) -> bool:
         """Hand a datagram of the transfer to it; True when that was the awaited ACK and
@@ -306,35 +318,22 @@ class TftpServer:
         self._advance(session, event, now)
         return False
 
-    def _spin(self, session: Session) -> None:
-        """Busy-poll a lone lock-step transfer for its next ACK, as Linux's SO_BUSY_POLL
-        does for drivers that support it (veth and most VM NICs do not).
+    def _spin_for(self, session: Session, now: float) -> None:
+        """Busy-poll for a lone lock-step transfer's next ACK, as Linux's busy polling does
+        for NICs that support it (veth and most VM NICs do not).
 
         In lock-step a transfer moves one block per round trip, and a thread that sleeps
         in epoll_wait adds a wake-up to every one of them. With a single transfer in
-        flight (one machine loading its kernel over TFTP) the loop instead polls the
-        socket for up to ``SPIN_SECONDS`` per block, for at most ``SPIN_BLOCKS`` blocks,
-        then goes back to epoll, so new requests and timers wait at most about a
-        millisecond. Any datagram but the awaited ACK ends the spin. A client whose ACKs
-        keep missing the window (a slow link, or a CPU too busy to run the client soon)
-        is not spun for again: spinning then only takes CPU from the others.
+        flight (one machine loading its kernel over TFTP) the loop instead calls epoll
+        with no timeout for up to ``SPIN_SECONDS`` after each block, so a new request is
+        seen as soon as it would have been. A client whose ACKs keep missing that window
+        (a slow link, or a CPU too busy to run the client soon) is not spun for again:
+        spinning then only takes CPU from the others.
         """
-        recv, monotonic = session.sock.recv, time.monotonic
-        for _ in range(SPIN_BLOCKS):
-            give_up = monotonic() + SPIN_SECONDS
-            while True:
-                try:
-                    data = recv(MAX_DATAGRAM)
-                    break
-                except (BlockingIOError, InterruptedError):
-                    if monotonic() > give_up:
-                        session.spin_misses += 1
-                        self.stats["spin_misses"] += 1
-                        return
-                except OSError:
-                    return
-            if not self._on_datagram(session, data, monotonic()):
-                return
+        if len(self.sessions) == 1 and session.spin_misses < SPIN_MISSES:
+            self._spinner, self._spin_until = session, now + SPIN_SECONDS
+        else:
+            self._spinner = None
 
     def _answer_stray(self, session: Session) -> None:
         """RFC 1350 section 4: answer a datagram from a wrong transfer ID, leave the transfer."""
@@ -481,6 +480,8 @@ class TftpServer:
         if session.closed:
             return
         session.closed = True
+        if self._spinner is session:
+            self._spinner = None
         if self.sessions.get(session.peer) is session:
             del self.sessions[session.peer]
         for sock in (session.sock, session.stray):
