@@ -28,6 +28,7 @@ from netboot.tftp.transfer import (
     Tick,
     advance,
     awaited_ack,
+    build_datagrams,
     new_transfer,
     step,
 )
@@ -35,10 +36,13 @@ from netboot.tftp.transfer import (
 LIMITS = Limits(timeout=1.0, retries=3)
 
 
-def states(data: bytes, options: dict[str, str], source=None):
-    """Every state of a transfer driven to its end by the ACKs a client sends, plus resends."""
+def states(data: bytes, options: dict[str, str], source=None, prebuilt: bool = False):
+    """Every state of a transfer driven to its end by the ACKs a client sends, plus resends;
+    ``prebuilt``: with the file's datagrams built beforehand, as the cache does."""
     negotiated = negotiate(options, len(data), LIMITS)
-    t, _ = step(new_transfer(source or BytesSource(data), negotiated, LIMITS), Start(), 0.0)
+    datagrams = build_datagrams(data, negotiated.blksize) if prebuilt else None
+    t, _ = step(new_transfer(source or BytesSource(data), negotiated, LIMITS, datagrams),
+                Start(), 0.0)
     now = 0.0
     while t.phase is Phase.SENDING:
         yield t
@@ -70,6 +74,33 @@ def test_advance_equals_step_for_the_awaited_ack_in_every_state(size: int, optio
         assert advance(t, now) == step(t, Ack(t.sent & 0xFFFF), now)
         checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("size, options", [
+    (5000, {}),
+    (4096, {}),
+    (0, {"tsize": "0"}),
+    (100, {"blksize": "8", "windowsize": "4"}),
+    (8 * 65540, {"blksize": "8"}),
+])
+def test_prebuilt_datagrams_send_what_slicing_the_file_sends(size: int, options):
+    data = os.urandom(size)
+    sliced = list(states(data, options))
+    prebuilt = list(states(data, options, prebuilt=True))
+    assert len(prebuilt) == len(sliced)
+    for p, s in zip(prebuilt, sliced, strict=True):
+        assert step(p, Ack(p.sent & 0xFFFF), 9.0)[1] == step(s, Ack(s.sent & 0xFFFF), 9.0)[1]
+        assert step(p, Tick(), p.deadline)[1] == step(s, Tick(), s.deadline)[1]
+        if awaited_ack(p) is not None:
+            assert advance(p, 9.0) == step(p, Ack(p.sent & 0xFFFF), 9.0)
+            assert advance(p, 9.0)[1] == advance(s, 9.0)[1]
+
+
+def test_datagrams_for_another_block_count_are_refused():
+    negotiated = negotiate({}, 5000, LIMITS)
+    with pytest.raises(ValueError, match="datagrams"):
+        new_transfer(BytesSource(bytes(5000)), negotiated, LIMITS,
+                     build_datagrams(bytes(5000), 1024))
 
 
 def test_advance_reads_a_file_on_disk_like_its_bytes_in_memory(tmp_path: Path):

@@ -61,6 +61,7 @@ from netboot.tftp.packets import (
     parse,
 )
 from netboot.tftp.transfer import (
+    BytesSource,
     FileSource,
     Illegal,
     Phase,
@@ -407,8 +408,11 @@ class TftpServer:
             self._refuse(peer, ErrorCode.BAD_OPTIONS, str(err))
             return
         source = content.source
+        datagrams = None
         if isinstance(source, FileSource):
             source = self.cache.load(source) or source
+            if isinstance(source, BytesSource):
+                datagrams = self.cache.datagrams(source, negotiated.blksize)
         try:
             sock, stray = transfer_sockets(self.address, peer)  # a new port: the transfer ID
         except OSError:
@@ -416,7 +420,7 @@ class TftpServer:
             raise
         now = time.monotonic()
         session = Session(sock, stray, peer, request, content,
-                          new_transfer(source, negotiated, self.limits), now)
+                          new_transfer(source, negotiated, self.limits, datagrams), now)
         self.sessions[peer] = session
         assert self._epoll is not None
         for s, is_stray in ((sock, False), (stray, True)):

@@ -56,6 +56,16 @@ class BytesSource:
         return self.view[offset:offset + length]
 
 
+def build_datagrams(data: bytes, blksize: int) -> tuple[bytes, ...]:
+    """Every DATA datagram of ``data`` at ``blksize``: block n (from 1, not wrapped) at index
+    n - 1, the last one short or empty. Built once per cached file and block size and
+    shared by all its transfers, so a lock-step block costs a tuple index instead of a
+    slice and a copy (see :class:`netboot.tftp.cache.ContentCache`)."""
+    view = memoryview(data)
+    return tuple(data_header(n + 1) + view[n * blksize:(n + 1) * blksize]
+                 for n in range(len(data) // blksize + 1))
+
+
 @dataclass(frozen=True)
 class FileSource:
     """An open file, read with pread so a transfer never shares a file position."""
@@ -105,6 +115,7 @@ class Plan:
     oack: bytes | None  # sent as "block 0" when options were negotiated
     last_block: int  # the short (possibly empty) block that ends the file
     view: memoryview | None = None  # the file's bytes, when they are in memory
+    datagrams: tuple[bytes, ...] | None = None  # its DATA datagrams, when prebuilt
 
 
 class Transfer(NamedTuple):
@@ -131,13 +142,19 @@ class Transfer(NamedTuple):
         return max(0, min(self.acked * self.plan.blksize, self.plan.source.size))
 
 
-def new_transfer(source: Source, negotiated: Negotiated, limits: Limits) -> Transfer:
-    """A transfer that has not sent anything yet; feed it :class:`Start`."""
+def new_transfer(source: Source, negotiated: Negotiated, limits: Limits,
+                 datagrams: tuple[bytes, ...] | None = None) -> Transfer:
+    """A transfer that has not sent anything yet; feed it :class:`Start`. ``datagrams``
+    are the file's DATA datagrams at the negotiated block size, if prebuilt."""
     oack = encode_oack(dict(negotiated.oack)) if negotiated.oack else None
+    last_block = source.size // negotiated.blksize + 1
+    if datagrams is not None and len(datagrams) != last_block:
+        raise ValueError(f"{len(datagrams)} datagrams for a file of {last_block} blocks")
     plan = Plan(source=source, blksize=negotiated.blksize, windowsize=negotiated.windowsize,
                 timeout=negotiated.timeout, retries=limits.retries, oack=oack,
-                last_block=source.size // negotiated.blksize + 1,
-                view=source.view if isinstance(source, BytesSource) else None)
+                last_block=last_block,
+                view=source.view if isinstance(source, BytesSource) else None,
+                datagrams=datagrams)
     start = -1 if oack else 0
     return Transfer(plan, start, start)
 
@@ -158,6 +175,10 @@ def _window(t: Transfer, now: float, acked: int, tries: int) -> tuple[Transfer, 
     last = acked + plan.windowsize
     if last > plan.last_block:
         last = plan.last_block
+    if plan.datagrams is not None:
+        sent = t.sent if t.sent > last else last
+        state = _new_state(Transfer, (plan, acked, sent, now + plan.timeout, tries, _SENDING, ""))
+        return state, list(plan.datagrams[acked:last])
     source, blksize, view = plan.source, plan.blksize, plan.view
     size = source.size
     packets = []
@@ -235,15 +256,23 @@ def advance(t: Transfer, now: float) -> tuple[Transfer, list[bytes]]:
     leads to exactly this call; the tests check the two agree state by state.
 
     Lock-step from memory, the case of nearly every boot file, is :func:`_window`
-    unrolled for one block: the block after ``t.sent`` is a slice of the view
-    (slicing stops at the end of the file, so the last block comes out short
-    or empty), and ``t.sent < last_block`` holds whenever this is called.
+    unrolled for one block: the block after ``t.sent`` is its prebuilt datagram,
+    or else a slice of the view (slicing stops at the end of the file, so the
+    last block comes out short or empty); ``t.sent < last_block`` holds
+    whenever this is called.
     """
     plan = t.plan
-    view = plan.view
-    if plan.windowsize != 1 or view is None:
+    if plan.windowsize != 1:
         return _window(t, now, t.sent, 0)
     acked = t.sent
+    datagrams = plan.datagrams
+    if datagrams is not None:
+        state = _new_state(Transfer, (plan, acked, acked + 1, now + plan.timeout, 0, _SENDING,
+                                      ""))
+        return state, [datagrams[acked]]
+    view = plan.view
+    if view is None:
+        return _window(t, now, acked, 0)
     offset = acked * plan.blksize
     header = (0x30000 | (acked + 1) & 0xFFFF).to_bytes(4, "big")  # data_header, inlined
     state = _new_state(Transfer, (plan, acked, acked + 1, now + plan.timeout, 0, _SENDING, ""))
