@@ -88,12 +88,9 @@ def add_client(
     host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
     authority = config.target.iqn_authority
     golden = get_image(config, image) if image else None
-    check_boot_method(boot_method, golden, size, config.boot.loader)
-    if golden and golden.layout is Layout.DISK:
-        lun_size = golden.size  # a partitioned disk keeps its size (see check_boot_method)
-    else:
-        lun_size = size if size is not None else max(config.storage.default_lun_size,
-                                                     golden.size if golden else 0)
+    check_boot_method(boot_method, golden, config.boot.loader)
+    lun_size = size if size is not None else max(config.storage.default_lun_size,
+                                                 golden.size if golden else 0)
     if lun_size < 1 << 20:
         raise ValidationError(f"LUN size {lun_size} is too small (at least 1M)")
     if golden and lun_size < golden.size:
@@ -143,14 +140,12 @@ def add_client(
     return Added(client, method, applied)
 
 
-def check_boot_method(method: BootMethod, golden: Image | None, size: int | None,
+def check_boot_method(method: BootMethod, golden: Image | None,
                       loader: Loader = Loader.IPXE) -> None:
     """Refuse a method the image cannot boot by, before anything is made.
 
     netboot's /init mounts an ext4 filesystem; iPXE sanboot boots a disk with a
-    partition table and a boot loader. A disk image cannot be grown here: its
-    filesystem sits in a partition, and resize2fs on a file cannot grow that
-    without a loop device, so its LUN is exactly the image's size.
+    partition table and a boot loader.
     """
     if method is BootMethod.SANBOOT:
         if loader is not Loader.IPXE:
@@ -167,12 +162,6 @@ def check_boot_method(method: BootMethod, golden: Image | None, size: int | None
     elif golden is not None and golden.layout is not Layout.FILESYSTEM:
         raise ValidationError(f"image {golden.name} is a bootable disk ({golden.layout.value}), "
                               "which netboot's /init cannot mount: use --boot-method sanboot")
-    if golden is not None and golden.layout is Layout.DISK and size is not None \
-            and size != golden.size:
-        raise ValidationError(
-            f"image {golden.name} is a partitioned disk of {golden.size} bytes; its LUN cannot "
-            f"be made {size} bytes (the partition would not grow): build the image at the size "
-            "needed with `netboot image build ... --sanboot --size SIZE`, and omit --size here")
 
 
 def _undo(config: Config, inventory: Inventory, client: Client,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from enum import StrEnum
@@ -105,14 +107,15 @@ def clone_file(source: Path, target: Path, progress: Progress | None = None) -> 
     return method
 
 
-def _run(argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> None:
+def _run(argv: list[str], what: str, ok: tuple[int, ...] = (0,), stdin: str | None = None) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, input=stdin)
     except FileNotFoundError:
         raise CloneError(f"{argv[0]} is not installed (Debian package e2fsprogs)") from None
     if done.returncode not in ok:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise CloneError(f"{what}: {detail[-1] if detail else f'exit {done.returncode}'}")
+    return done.stdout
 
 
 def grow_ext4(path: Path, size: int) -> None:
@@ -123,6 +126,55 @@ def grow_ext4(path: Path, size: int) -> None:
     _run(["e2fsck", "-f", "-p", str(path)], f"checking {path.name}", ok=(0, 1))
     os.truncate(path, size)
     _run(["resize2fs", str(path)], f"growing {path.name} to {size} bytes")
+    _fsync(path)
+
+
+def grow_disk(path: Path, size: int) -> None:
+    """Grow the disk image ``path`` (a partition table whose last partition holds an ext4
+    root, as `image build --sanboot` makes) to ``size`` bytes: the file, that partition
+    (sfdisk), then its filesystem. e2fsck and resize2fs open the filesystem inside the
+    file at the partition's offset (e2fsprogs' ``FILE?offset=N``): no loop device.
+
+    resize2fs, given a regular file, truncates it at the end to the filesystem's new
+    length, offset not counted: that would cut the last ``offset`` bytes of the grown
+    filesystem. It truncates only a file that was longer than that when it started, so
+    the file is cut to the filesystem's length before (a tail that holds nothing yet)
+    and set to ``size`` after. A growth smaller than the offset grows the file only.
+    """
+    current = os.path.getsize(path)
+    if current >= size:
+        return
+    number, offset, _ = _last_partition(path)
+    os.truncate(path, size)
+    if size - current < offset:
+        _fsync(path)
+        return
+    inside = f"{path}?offset={offset}"
+    _run(["e2fsck", "-f", "-p", inside], f"checking the root filesystem in {path.name}",
+         ok=(0, 1))
+    _run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "-N", str(number), str(path)],
+         f"growing partition {number} of {path.name}", stdin=", +\n")
+    _, _, length = _last_partition(path)
+    os.truncate(path, length)  # not longer than the filesystem will be: see above
+    _run(["resize2fs", inside, f"{length // 1024}K"],
+         f"growing the root filesystem in {path.name} to {length} bytes")
+    os.truncate(path, size)
+    _fsync(path)
+
+
+def _last_partition(path: Path) -> tuple[int, int, int]:
+    """The number, byte offset and length of the disk image's last partition."""
+    table = json.loads(_run(["sfdisk", "--json", str(path)],
+                            f"reading the partition table of {path.name}"))["partitiontable"]
+    sector = table.get("sectorsize", 512)
+    if not table.get("partitions"):
+        raise CloneError(f"{path.name} has no partition to grow")
+    last = max(table["partitions"], key=lambda p: p["start"])
+    number = int(re.search(r"(\d+)$", last["node"]).group(1))
+    return number, last["start"] * sector, last["size"] * sector
+
+
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

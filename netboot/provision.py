@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from netboot.clone import Method, Progress, clone_file, fsync_dir, grow_ext4
+from netboot.clone import Method, Progress, clone_file, fsync_dir, grow_disk, grow_ext4
 from netboot.config import Config
-from netboot.images import Image, remove_stale_temps, temp_path
+from netboot.images import Image, Layout, remove_stale_temps, temp_path
 from netboot.inventory import Inventory
 from netboot.log import client_log
 
@@ -77,7 +77,7 @@ def make_root(config: Config, final: Path, image: Image | None, size: int,
             method = None
         else:
             method = clone_file(image.path, temp, progress)
-            grow_ext4(temp, size)
+            (grow_disk if image.layout is Layout.DISK else grow_ext4)(temp, size)
         os.rename(temp, final)
         fsync_dir(final.parent)
     except BaseException:

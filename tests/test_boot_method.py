@@ -20,12 +20,34 @@ from netboot.images import ImageError, Layout, detect_layout
 SAN_MAC = "52:54:00:aa:00:02"
 
 
+PARTITION = 2048 * 512  # where make_disk's partition starts, in bytes
+
+
 def make_disk(path: Path, size: int = 64 << 20) -> Path:
+    """An MBR disk whose one partition holds an ext4 root with /etc/hostname in it."""
     with open(path, "wb") as f:
         f.truncate(size)
     subprocess.run(["sfdisk", "-q", str(path)], input="label: dos\nstart=2048, type=83\n",
                    text=True, check=True)
+    tree = path.with_name("tree")
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc/hostname").write_text("golden\n")
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), "-E",
+                    f"offset={PARTITION}", str(path), f"{(size - PARTITION) // 1024}k"],
+                   check=True)
     return path
+
+
+def partition_and_filesystem(path: Path) -> tuple[int, int]:
+    """Bytes in the disk's partition (sfdisk) and in the filesystem inside it (dumpe2fs)."""
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(path)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    (partition,) = table["partitions"]
+    header = subprocess.run(["dumpe2fs", "-h", f"{path}?offset={PARTITION}"],
+                            capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split(":", 1) for line in header.splitlines() if ":" in line)
+    return (partition["size"] * 512,
+            int(fields["Block count"]) * int(fields["Block size"]))
 
 
 @pytest.fixture
@@ -52,7 +74,8 @@ def test_image_list_shows_each_layout(initialised, store):
 
 
 def test_sanboot_client_is_stored_and_shown_with_its_method(initialised, store):
-    initialised("client", "add", SAN_MAC, "--image", "disk", "--boot-method", "sanboot")
+    initialised("client", "add", SAN_MAC, "--image", "disk", "--boot-method", "sanboot",
+                "--size", "64M")
     shown = json.loads(initialised("client", "show", SAN_MAC, "--json").stdout)
     assert shown["boot_method"] == "sanboot" and shown["lun_size"] == 64 << 20
     assert "boot method    sanboot" in initialised("client", "show", SAN_MAC).stdout
@@ -82,11 +105,32 @@ def test_initramfs_with_a_disk_image_is_refused(initialised, store):
     assert "cannot mount: use --boot-method sanboot" in err
 
 
-def test_larger_lun_for_a_disk_image_is_refused_with_how_to_build_it(initialised, store):
+def test_sanboot_disk_grows_partition_and_filesystem_to_the_size_asked(initialised, store):
+    """Without a loop device, and without resize2fs's truncation of the file cutting the
+    end of the grown filesystem off (it ignores the partition's offset)."""
+    initialised("client", "add", SAN_MAC, "--image", "disk", "--boot-method", "sanboot",
+                "--size", "200M")
+    shown = json.loads(initialised("client", "show", SAN_MAC, "--json").stdout)
+    lun = Path(shown["lun_path"])
+    assert lun.stat().st_size == shown["lun_size"] == 200 << 20
+    assert partition_and_filesystem(lun) == ((200 << 20) - PARTITION,) * 2
+    inside = f"{lun}?offset={PARTITION}"
+    assert subprocess.run(["e2fsck", "-f", "-n", inside], capture_output=True).returncode == 0
+    hostname = subprocess.run(["debugfs", "-R", "cat /etc/hostname", inside],
+                              capture_output=True, text=True, check=True).stdout
+    assert hostname == "golden\n"  # the image's files came along
+    assert partition_and_filesystem(store / "disk.img") == ((64 << 20) - PARTITION,) * 2
+
+
+def test_sanboot_disk_without_a_filesystem_to_grow_leaves_no_client(initialised, store):
+    with open(store / "disk.img", "r+b") as f:  # wipe the ext4 superblock
+        f.seek(PARTITION + 1024)
+        f.write(bytes(1024))
     err = initialised("client", "add", SAN_MAC, "--image", "disk", "--boot-method", "sanboot",
-                      "--size", "1G", expect=1).stderr
-    assert "build the image at the size needed" in err and "--size SIZE" in err
-    assert not list((store.parent / "luns").glob("*.img"))
+                      "--size", "200M", expect=1).stderr
+    assert "checking the root filesystem in" in err
+    assert json.loads(initialised("client", "list", "--json").stdout) == []
+    assert not list((store.parent / "luns").glob("*.img*"))
 
 
 def test_unknown_method_is_a_usage_error(initialised, store):
