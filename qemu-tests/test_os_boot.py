@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.bootdisk import PARTITION_START, SECTOR
 from netboot.configfile import load_config
 from netboot.inventory import Inventory
 from netboot.lab import lab
@@ -39,6 +40,7 @@ OS_TIMEOUT = 600.0  # seconds from power-on to the end of a Debian boot under TC
 MEMORY_MB = 768
 OUTAGE = 5.0  # seconds tgtd is away
 BLOB = 64 << 20
+SANBOOT_LUN = "3G"  # lab-03's root: larger than the 2G image, so `client add` grows the disk
 PATTERN = b"netboot-test-data\n"  # what `yes netboot-test-data` writes
 UNREACHABLE_OR_NET = re.compile(r"iscsi|network|ifup|dhc|ssh", re.IGNORECASE)
 
@@ -159,12 +161,12 @@ def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
             started = time.monotonic()
             lab.run_cli(state, "image", "build", name, "--debootstrap", "bookworm", *extra)
             seconds[name] = time.monotonic() - started
-        for client, (image, method) in zip(state.clients, (
-                ("deb12", "initramfs"), ("deb12", "initramfs"), ("deb12san", "sanboot")),
-                strict=True):
+        for client, (image, method, size) in zip(state.clients, (
+                ("deb12", "initramfs", ()), ("deb12", "initramfs", ()),
+                ("deb12san", "sanboot", ("--size", SANBOOT_LUN))), strict=True):
             lab.run_cli(state, "client", "remove", "--purge", client.mac)
             lab.run_cli(state, "client", "add", client.mac, "--hostname", client.name,
-                        "--image", image, "--boot-method", method)
+                        "--image", image, "--boot-method", method, *size)
         with Inventory(load_config(state.config).storage.database) as inventory:
             luns = {c.hostname: Path(str(c.lun_path)) for c in inventory.clients()}
         factory = VmFactory(lab_dir / "vms")
@@ -239,6 +241,20 @@ def test_initramfs_clone_has_no_failed_iscsi_or_network_unit(second_clone):
 def test_sanboot_clone_boots_to_a_running_system(sanboot_clone, record_boot):
     assert reports(sanboot_clone.console, "NETBOOT-OS-UP ")[0] == ["lab-03", "running"]
     record_boot("Debian 12, method sanboot: power-on to NETBOOT-OS-UP", sanboot_clone.up_at)
+
+
+def test_sanboot_clone_grown_at_add_fills_its_lun_and_boots(oslab: OsLab, sanboot_clone):
+    assert reports(sanboot_clone.console, "NETBOOT-OS-UP ")[0][0] == "lab-03"
+    lun = oslab.luns["lab-03"]
+    offset = PARTITION_START * SECTOR
+    assert lun.stat().st_size == 3 << 30
+    table = subprocess.run(["sfdisk", "--dump", str(lun)], capture_output=True, text=True,
+                           check=True).stdout
+    assert f"size={((3 << 30) - offset) // SECTOR}," in table.replace(" ", "")
+    header = subprocess.run(["dumpe2fs", "-h", f"{lun}?offset={offset}"], capture_output=True,
+                            text=True, check=True).stdout
+    fields = dict(line.split(":", 1) for line in header.splitlines() if ":" in line)
+    assert int(fields["Block count"]) * int(fields["Block size"]) == (3 << 30) - offset
 
 
 def test_sanboot_clone_lists_its_root_session_and_no_failed_iscsi_or_network_unit(
