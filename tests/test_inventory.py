@@ -226,14 +226,14 @@ def _open_new(path, start) -> None:
 
 def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
     """As `netboot serve`'s processes and threads do on a fresh state dir."""
-    ctx = multiprocessing.get_context("fork")
-    for attempt in range(5):
+    ctx = multiprocessing.get_context("spawn")  # no fork of pytest's threads
+    for attempt in range(4):
         start = ctx.Event()
         procs = [ctx.Process(target=_open_new, args=(tmp_path / f"{attempt}.db", start))
                  for _ in range(6)]
         for p in procs:
             p.start()
-        time.sleep(0.2)
+        time.sleep(2.0)  # every process imported and waiting, so they open together
         start.set()
         for p in procs:
             p.join(timeout=120)
