@@ -558,7 +558,9 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     state = lab.up(lab_dir, 0, lun_size=LUN_SIZE, discovery_auth=False, cache_dir=LAB_CACHE,
                    vlan=VLAN, say=lambda line: print(f"  {line}", flush=True))
     netboot_groups["serve"].add(state.pids["serve"])
-    netboot_groups["tgtd"].add(tgtd_pid(state.tgt_control_port) or 0)
+    if (tgtd := tgtd_pid(state.tgt_control_port)) is None:
+        raise SystemExit(f"no tgtd on control port {state.tgt_control_port} after lab up")
+    netboot_groups["tgtd"].add(tgtd)
     clients = _register(state, max(args.clients))
     _wait_for_targets(state, len(clients))
     topo = load_topology(lab_dir)
