@@ -1,4 +1,5 @@
-"""Boot storm: N registered machines boot at once, at the protocol level, against `netboot serve`.
+"""Boot storm: N registered machines boot at once, at the protocol level, against `netboot serve`
+and against what an admin builds by hand (dnsmasq, busybox httpd, tgtd), in the same run.
 
 What the server's side of a rack power-on costs, without emulated VMs
 (which are CPU-bound on this machine): a lab (`netboot lab up`'s VLAN, real
@@ -9,19 +10,45 @@ the machines. Each simulated machine, all started together:
 1. DHCP DISCOVER/REQUEST as iPXE (user class iPXE, arch 0), its own MAC in
    scapy-built frames sent from an AF_PACKET socket (broadcast flag set, so
    replies reach the one UDP port-68 socket that collects every machine's);
+   the ACK must give its inventory address and, as boot file, the URL of its
+   own iPXE script;
 2. its iPXE script over HTTP, then the kernel and both initrds the script
    names, from the address DHCP gave it (per-client paths are served only there);
 3. an iSCSI login to its own target with its initiator IQN and CHAP
    (libiscsi's ``iscsi-inq``: login, INQUIRY of LUN 1, logout; the secret goes
    in the environment, never on a command line).
 
-Reported per N: time from the start to each machine's login (p50/p95/max),
-how many failed and where, and the CPU seconds serve and tgtd used (from
-/proc/<pid>/stat), per client and as cores (CPU seconds / wall seconds).
+The peer is the same boot set up by hand, inside the lab's namespace on the
+server's address: dnsmasq (DHCP only: a ``dhcp-host`` with a fixed address
+and a tag per MAC, and per tag a ``dhcp-boot`` with that machine's script
+URL), busybox httpd on port 8081 serving files in netboot's URL layout
+rendered by netboot's own code (the same kernel and initramfs files; each
+machine's iPXE script and initrd part, pointing at the peer's ports; no
+per-address restriction, which busybox httpd cannot express per path), and a
+tgtd of its own on portal port 3261 set up with plain ``tgtadm`` calls: per
+machine a target, LUN 1 on the machine's own LUN file (the file netboot's
+tgtd serves too: the storm only reads it), an ACL by initiator name and an
+incoming CHAP account. The same machines (MACs, addresses, IQNs, secrets)
+boot against both.
+
+Only one DHCP server may answer on the VLAN, so the two take turns for each
+N: netboot's storm; then `netboot serve` is stopped (its tgtd keeps running,
+idle), the peer's dnsmasq and httpd start, the peer's storm runs, they stop,
+and serve starts again. Turns alternate per N so background load hits both
+alike; the load average at each storm's start is reported with it.
+
+Reported per N and side: time from the start to each machine's login
+(p50/p95/max), how many failed and where, and the CPU seconds the servers
+used, per client and as cores (CPU seconds / wall seconds): netboot = serve +
+its tgtd, the peer = dnsmasq + busybox httpd + its tgtd. Each server runs in
+a cgroup of its own and its CPU is read from the cgroup (busybox httpd's
+per-connection children never show in its /proc/<pid>/stat). The netboot
+rows carry netboot / peer for p95 time to login and CPU per client.
 Aim (issue 8): 200 machines logged in within 60 s, the server under one core.
 The client addresses are put on the machines' side before the storm (one
 `ip -batch`), and DHCP must hand out exactly those. Needs root; with the
-default N = 10, 50, 200 it takes about 3 minutes (mostly registering clients).
+default N = 10, 50, 200 and the lab cache (kernel package) filled it took
+about a minute here, mostly registering clients and setting up both tgtds.
 
     .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--timeout 120] [--json]
 """
@@ -43,7 +70,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import asdict, dataclass, replace
 from http.client import HTTPConnection
 from ipaddress import IPv4Interface
 from pathlib import Path
@@ -52,15 +81,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netboot import iproute  # noqa: E402
+from netboot.bootscripts import ipxe_script  # noqa: E402
+from netboot.clientpart import build_client_part  # noqa: E402
 from netboot.clients import add_client  # noqa: E402
+from netboot.config import Config  # noqa: E402
 from netboot.configfile import load_config  # noqa: E402
-from netboot.inventory import Inventory  # noqa: E402
-from netboot.lab import lab  # noqa: E402
+from netboot.inventory import Client, Inventory  # noqa: E402
+from netboot.lab import lab, procs  # noqa: E402
+from netboot.lab.topology import Topology, signals_interrupt  # noqa: E402
 from netboot.lab.topology import load as load_topology  # noqa: E402
 from netboot.lab.vm import lab_mac  # noqa: E402
 from netboot.output import emit_json, table  # noqa: E402
+from netboot.target.model import TargetUnreachable  # noqa: E402
 from netboot.target.tgt import TgtBackend  # noqa: E402
-from netboot.target.tgtd import tgtd_pid  # noqa: E402
+from netboot.target.tgtd import (  # noqa: E402
+    forget_control_port,
+    free_control_port,
+    stop_tgtd,
+    tgtadm,
+    tgtd_pid,
+)
 
 LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 VLAN = IPv4Interface("198.18.0.1/22")  # room for 200+ fixed addresses besides DHCP's pool
@@ -68,6 +108,9 @@ LUN_SIZE = "32M"  # the built-in image's own size: no resize per client
 STAGES = ("dhcp", "script", "files", "login")
 DHCP_TRIES = 4  # a lost DISCOVER/REQUEST is sent again, as firmware does
 DHCP_WAIT = 4.0  # seconds per try
+# The peer's servers listen beside netboot's in the lab's own namespace, where nothing else runs.
+PEER_HTTP_PORT = lab.HTTP_PORT + 1
+PEER_ISCSI_PORT = 3261
 
 
 @dataclass(frozen=True)
@@ -178,8 +221,8 @@ def _get(server: str, port: int, source: str, path: str) -> bytes:
         connection.close()
 
 
-def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, start: float,
-              result: Result) -> None:
+def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, iscsi_port: int,
+              start: float, result: Result) -> None:
     from scapy.layers.dhcp import BOOTP
 
     def mark(stage: str) -> None:
@@ -196,6 +239,9 @@ def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, sta
         raise RuntimeError("dhcp: no ACK")
     if BOOTP(ack).yiaddr != machine.ip:
         raise RuntimeError(f"dhcp: got {BOOTP(ack).yiaddr}, inventory says {machine.ip}")
+    boot_file = BOOTP(ack).file.rstrip(b"\0").decode()
+    if boot_file != f"http://{server}:{http_port}/clients/{machine.mac}/boot.ipxe":
+        raise RuntimeError(f"dhcp: boot file {boot_file!r} is not this machine's script")
     mark("dhcp")
     script = _get(server, http_port, machine.ip, f"/clients/{machine.mac}/boot.ipxe").decode()
     mark("script")
@@ -207,7 +253,7 @@ def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, sta
     mark("files")
     env = {**os.environ, "LIBISCSI_CHAP_PASSWORD": machine.secret}
     done = subprocess.run(["iscsi-inq", "-i", machine.initiator,
-                           f"iscsi://{machine.user}@{server}:3260/{machine.target}/1"],
+                           f"iscsi://{machine.user}@{server}:{iscsi_port}/{machine.target}/1"],
                           capture_output=True, text=True, env=env, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"login: {(done.stderr or done.stdout).strip()[:120]}")
@@ -223,7 +269,8 @@ def storm(spec: dict) -> list[Result]:
 
     def run(machine: Machine, result: Result) -> None:
         try:
-            _boot_one(machine, wire, spec["server"], spec["http_port"], start, result)
+            _boot_one(machine, wire, spec["server"], spec["http_port"], spec["iscsi_port"],
+                      start, result)
         except Exception as err:  # one machine's failure is a figure, not the end of the run
             result.failed = str(err) or type(err).__name__
 
@@ -242,21 +289,24 @@ def storm(spec: dict) -> list[Result]:
 
 # --- the server's side --------------------------------------------------------------
 
-def _register(state: lab.LabState, count: int) -> list[Machine]:
+def _machine(client: Client) -> Machine:
+    return Machine(client.mac, str(client.ip), client.initiator_iqn, client.target_iqn,
+                   client.chap_user, client.chap_secret)
+
+
+def _register(state: lab.LabState, count: int) -> list[Client]:
     config = load_config(state.config)
-    machines = []
+    clients = []
     with Inventory(config.storage.database) as inventory:
         have = {c.mac: c for c in inventory.clients()}
         for i in range(count):
             mac = lab_mac(i + 1)
-            client = have.get(mac) or add_client(
+            clients.append(have.get(mac) or add_client(
                 config, inventory, mac, hostname=f"storm-{i + 1:03d}", image=lab.IMAGE,
-                backend=None).client  # serve's reconcile makes the targets
-            machines.append(Machine(mac, str(client.ip), client.initiator_iqn, client.target_iqn,
-                                    client.chap_user, client.chap_secret))
+                backend=None).client)  # serve's reconcile makes the targets
             if (i + 1) % 25 == 0 or i + 1 == count:
                 print(f"  registered {i + 1}/{count} clients", flush=True)
-    return machines
+    return clients
 
 
 def _wait_for_targets(state: lab.LabState, count: int, timeout: float = 600) -> None:
@@ -285,50 +335,275 @@ def _machines_side(vlan_netns: str, bridge: str, machines: list[Machine], prefix
     return netns, inside
 
 
-def _cpu(pids: dict[str, int]) -> dict[str, float]:
-    return {name: lab.cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+def _cgroup2_root() -> Path:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, fstype, *_ = line.split()
+        if fstype == "cgroup2":
+            return Path(mount)
+    raise SystemExit("no cgroup2 hierarchy is mounted: the servers' CPU cannot be measured")
 
+
+class CpuGroup:
+    """One server's processes in a cgroup of their own: the CPU every task of it used.
+
+    busybox httpd forks a child per connection and ignores SIGCHLD, so the
+    kernel reaps those children without adding their time to the parent's
+    /proc/<pid>/stat; a cgroup's cpu.stat counts every task that ran in it.
+    All servers of both sides are measured this way (usage_usec needs no
+    controller enabled), each from just after it started.
+    """
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.path = root / f"nbstorm-{secrets.token_hex(3)}-{name}"
+        self.path.mkdir()
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
+    def seconds(self) -> float:
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        return int(stat["usage_usec"]) / 1e6
+
+    def remove(self) -> None:
+        """Hand any process still in it back to the hierarchy's root, then delete it."""
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            with suppress(ProcessLookupError):
+                (self.root / "cgroup.procs").write_text(f"{pid}\n")
+        self.path.rmdir()
+
+
+# --- the peer: what an admin builds by hand today ------------------------------------
+
+@dataclass(frozen=True)
+class Peer:
+    """The peer's files and configuration, in the lab namespace next to netboot's servers."""
+
+    topo: Topology
+    work: Path
+    root: Path  # busybox httpd's directory
+    dnsmasq_conf: Path
+    tgt_control_port: int
+
+
+def _peer_config(config: Config) -> Config:
+    """netboot's config with the peer's ports: what renders the peer's scripts and initrd parts."""
+    return replace(config, server=replace(config.server, http_port=PEER_HTTP_PORT),
+                   target=replace(config.target, portal_port=PEER_ISCSI_PORT))
+
+
+def _peer_files(config: Config, clients: list[Client], root: Path) -> None:
+    """What busybox httpd serves, in netboot's URL layout and made by netboot's own code.
+
+    The same kernel and initramfs files; each client's iPXE script and initrd
+    part rendered for the peer's ports (the part holds the CHAP secret: 0600).
+    """
+    (root / "boot").mkdir(parents=True)
+    shutil.copyfile(config.kernel_path, root / "boot" / "vmlinuz")
+    shutil.copyfile(config.initramfs_path, root / "boot" / "initramfs.img")
+    for client in clients:
+        directory = root / "clients" / client.mac
+        directory.mkdir(parents=True)
+        (directory / "boot.ipxe").write_text(ipxe_script(config, client))
+        part = directory / "client.img"
+        part.touch(mode=0o600)
+        part.write_bytes(build_client_part(config, client))
+
+
+def _dnsmasq_conf(topo: Topology, clients: list[Client], base_url: str, leases: Path) -> str:
+    """dnsmasq as an admin writes it: DHCP only, per MAC a fixed address and its script's URL."""
+    network = topo.address.network
+    lines = ["port=0", f"interface={topo.bridge}", "bind-interfaces",
+             f"dhcp-range={network.network_address},static,{network.netmask},1h",
+             f"dhcp-leasefile={leases}", "dhcp-authoritative", "dhcp-userclass=set:ipxe,iPXE"]
+    for i, client in enumerate(clients):
+        lines += [f"dhcp-host={client.mac},set:m{i},{client.ip}",
+                  f"dhcp-boot=tag:ipxe,tag:m{i},{base_url}/clients/{client.mac}/boot.ipxe"]
+    return "\n".join(lines) + "\n"
+
+
+def _peer_tgtd(topo: Topology, control_port: int, clients: list[Client], log: Path,
+               timeout: float = 10) -> int:
+    """A tgtd of the peer's own, set up with plain tgtadm calls as an admin scripts them.
+
+    Per client: a target, LUN 1 on that client's LUN file (the one netboot's
+    tgtd serves too; the storm only reads it), an ACL by initiator name and
+    an incoming CHAP account. Returns tgtd's pid.
+    """
+    with log.open("ab") as out:
+        subprocess.run(iproute.in_netns(topo.netns, [
+            "tgtd", "-C", str(control_port), "--iscsi",
+            f"portal={topo.server}:{PEER_ISCSI_PORT}"]), stdout=out, stderr=out, check=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        with suppress(TargetUnreachable):
+            if (pid := tgtd_pid(control_port)) is not None:
+                tgtadm(control_port, "--mode", "system", "--op", "show", what="peer tgtd")
+                break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the peer's tgtd did not come up in {timeout:.0f} s (log: {log})")
+        time.sleep(0.05)
+    for tid, client in enumerate(clients, start=1):
+        target = ("--tid", str(tid))
+        for args in (("--mode", "target", "--op", "new", *target,
+                      "--targetname", client.target_iqn),
+                     ("--mode", "logicalunit", "--op", "new", *target, "--lun", "1",
+                      "--backing-store", str(client.lun_path)),
+                     ("--mode", "target", "--op", "bind", *target,
+                      "--initiator-name", client.initiator_iqn),
+                     ("--mode", "account", "--op", "new", "--user", client.chap_user,
+                      "--password", client.chap_secret),
+                     ("--mode", "account", "--op", "bind", *target, "--user", client.chap_user)):
+            tgtadm(control_port, *args, what=f"peer target for {client.mac}")
+        if tid % 50 == 0 or tid == len(clients):
+            print(f"  peer tgtd holds {tid}/{len(clients)} targets", flush=True)
+    return pid
+
+
+def _wait_listening(netns: str, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not subprocess.run(iproute.in_netns(netns, ["ss", "-Hltn", f"sport = :{port}"]),
+                             capture_output=True, text=True, check=True).stdout.strip():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"nothing listens on port {port} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def _peer_serving(peer: Peer, groups: dict[str, CpuGroup]) -> Iterator[None]:
+    """The peer's dnsmasq and busybox httpd for one turn; both stop when it ends."""
+    logs = peer.work / "logs"
+    with ExitStack() as stack:
+        httpd = procs.start(peer.topo, "peer-httpd", [
+            "busybox", "httpd", "-f", "-p", f"{peer.topo.server}:{PEER_HTTP_PORT}",
+            "-h", str(peer.root)], logs)
+        stack.callback(httpd.stop)
+        groups["httpd"].add(httpd.pid)
+        dnsmasq = procs.start(peer.topo, "peer-dnsmasq", [
+            "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--user=root",
+            f"--pid-file={peer.work / 'dnsmasq.pid'}", f"--conf-file={peer.dnsmasq_conf}"],
+            logs)
+        stack.callback(dnsmasq.stop)
+        groups["dnsmasq"].add(dnsmasq.pid)
+        procs.wait_for_log(dnsmasq, "DHCP, ")
+        _wait_listening(peer.topo.netns, PEER_HTTP_PORT)
+        yield
+
+
+# --- one storm, either side ----------------------------------------------------------
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def _round(state: lab.LabState, netns: str, interface: str, machines: list[Machine],
-           timeout: float) -> dict:
-    topo = load_topology(state.lab_dir)
-    assert topo is not None
-    config = load_config(state.config)
-    pids = {"serve": state.pids["serve"], "tgtd": tgtd_pid(state.tgt_control_port) or 0}
-    spec = {"machines": [asdict(m) for m in machines], "interface": interface,
-            "server": str(topo.server), "http_port": config.server.http_port, "timeout": timeout}
-    before = _cpu(pids)
+def _storm(side: str, netns: str, interface: str, machines: list[Machine], endpoint: dict,
+           groups: dict[str, CpuGroup], timeout: float) -> dict:
+    """The machines boot at once against ``endpoint`` (server, http_port, iscsi_port)."""
+    spec = {"machines": [asdict(m) for m in machines], "interface": interface, **endpoint,
+            "timeout": timeout}
+    load = os.getloadavg()[0]
+    before = {name: group.seconds() for name, group in groups.items()}
     wall = time.monotonic()
     done = subprocess.run(iproute.in_netns(netns, [sys.executable, __file__, "--machines"]),
                           input=json.dumps(spec), capture_output=True, text=True,
                           timeout=timeout + 60)
     wall = time.monotonic() - wall
-    after = _cpu(pids)
+    used = {name: group.seconds() - before[name] for name, group in groups.items()}
     if done.returncode != 0:
         raise SystemExit(f"the machines' side failed: {done.stderr.strip()[-2000:]}")
     results = [Result(**r) for r in json.loads(done.stdout)]
     logins = [r.at["login"] for r in results if "login" in r.at]
-    used = {name: after[name] - before[name] for name in pids}
     n = len(machines)
     return {
-        "clients": n, "logged_in": len(logins), "wall_s": round(wall, 2),
+        "server": side, "clients": n, "logged_in": len(logins), "wall_s": round(wall, 2),
+        "load_1m": round(load, 2),
         "login_p50_s": round(_percentile(logins, 0.5), 2) if logins else None,
         "login_p95_s": round(_percentile(logins, 0.95), 2) if logins else None,
         "login_max_s": round(max(logins), 2) if logins else None,
         "dhcp_p50_s": round(statistics.median(r.at["dhcp"] for r in results if "dhcp" in r.at), 2)
         if any("dhcp" in r.at for r in results) else None,
-        "serve_cpu_s": round(used["serve"], 2), "tgtd_cpu_s": round(used["tgtd"], 2),
-        "cpu_ms_per_client": round(1000 * (used["serve"] + used["tgtd"]) / n, 1),
-        "server_cores": round((used["serve"] + used["tgtd"]) / wall, 2),
+        "cpu_s": {name: round(seconds, 2) for name, seconds in used.items()},
+        "cpu_ms_per_client": round(1000 * sum(used.values()) / n, 1),
+        "server_cores": round(sum(used.values()) / wall, 2),
         "mb_per_client": round(statistics.mean(r.bytes for r in results) / 1e6, 1),
         "failures": dict(Counter(r.failed.split(":")[0] for r in results if r.failed)),
         "first_failure": next((f"{r.mac}: {r.failed}" for r in results if r.failed), None),
     }
+
+
+def _ratios(netboot: dict, peer: dict) -> dict:
+    """netboot / peer for p95 time to login and CPU per client (below 1: netboot is better)."""
+    def ratio(key: str) -> float | None:
+        return round(netboot[key] / peer[key], 2) if netboot[key] and peer[key] else None
+
+    return {"p95_vs_peer": ratio("login_p95_s"), "cpu_vs_peer": ratio("cpu_ms_per_client")}
+
+
+def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
+    """Lab, peer and machines up (``cleanup`` undoes each), then netboot's and the peer's turns."""
+    lab_dir = Path(tempfile.mkdtemp(prefix="netboot-storm-"))
+    cleanup.callback(shutil.rmtree, lab_dir, ignore_errors=True)
+    cgroups = _cgroup2_root()
+
+    def group(name: str) -> CpuGroup:
+        made = CpuGroup(cgroups, name)
+        cleanup.callback(made.remove)  # after everything below has stopped
+        return made
+
+    netboot_groups = {"serve": group("serve"), "tgtd": group("tgtd")}
+    peer_groups = {"dnsmasq": group("dnsmasq"), "httpd": group("httpd"),
+                   "tgtd": group("peer-tgtd")}
+    print(f"lab in {lab_dir} (discovery CHAP off: tgt holds at most 16 discovery accounts)")
+    cleanup.callback(lab.down, lab_dir)
+    state = lab.up(lab_dir, 0, lun_size=LUN_SIZE, discovery_auth=False, cache_dir=LAB_CACHE,
+                   vlan=VLAN, say=lambda line: print(f"  {line}", flush=True))
+    netboot_groups["serve"].add(state.pids["serve"])
+    if (tgtd := tgtd_pid(state.tgt_control_port)) is None:
+        raise SystemExit(f"no tgtd on control port {state.tgt_control_port} after lab up")
+    netboot_groups["tgtd"].add(tgtd)
+    clients = _register(state, max(args.clients))
+    _wait_for_targets(state, len(clients))
+    topo = load_topology(lab_dir)
+    assert topo is not None
+    config = load_config(state.config)
+
+    peer = Peer(topo, lab_dir / "peer", lab_dir / "peer" / "root",
+                lab_dir / "peer" / "dnsmasq.conf", free_control_port())
+    _peer_files(_peer_config(config), clients, peer.root)
+    peer.dnsmasq_conf.write_text(_dnsmasq_conf(
+        topo, clients, f"http://{topo.server}:{PEER_HTTP_PORT}", peer.work / "dnsmasq.leases"))
+    cleanup.callback(forget_control_port, peer.tgt_control_port)
+    cleanup.callback(stop_tgtd, peer.tgt_control_port)
+    print(f"peer: dnsmasq, busybox httpd on port {PEER_HTTP_PORT}, tgtd on port "
+          f"{PEER_ISCSI_PORT} (control port {peer.tgt_control_port})", flush=True)
+    peer_groups["tgtd"].add(_peer_tgtd(topo, peer.tgt_control_port, clients,
+                                       peer.work / "peer-tgtd.log"))
+
+    machines = [_machine(c) for c in clients]
+    netns, interface = _machines_side(topo.netns, topo.bridge, machines,
+                                      topo.address.network.prefixlen)
+    cleanup.callback(iproute.delete_netns, netns)
+    server = str(topo.server)
+    rows = []
+    for count in args.clients:
+        print(f"storm of {count} machines: netboot (load {os.getloadavg()[0]:.2f}) ...",
+              flush=True)
+        ours = _storm("netboot", netns, interface, machines[:count],
+                      {"server": server, "http_port": config.server.http_port,
+                       "iscsi_port": config.target.portal_port},
+                      netboot_groups, args.timeout)
+        lab.stop_serve(state)  # one DHCP server on the VLAN at a time; its tgtd stays
+        print(f"storm of {count} machines: peer (load {os.getloadavg()[0]:.2f}) ...",
+              flush=True)
+        with _peer_serving(peer, peer_groups):
+            theirs = _storm("peer", netns, interface, machines[:count],
+                            {"server": server, "http_port": PEER_HTTP_PORT,
+                             "iscsi_port": PEER_ISCSI_PORT}, peer_groups, args.timeout)
+        state = lab.restart_serve(state)
+        netboot_groups["serve"].add(state.pids["serve"])
+        rows += [{**ours, **_ratios(ours, theirs)}, theirs]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,44 +619,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([asdict(r) for r in storm(json.load(sys.stdin))]))
         return 0
     if os.geteuid() != 0:
-        parser.error("needs root: network namespaces, tgtd, raw sockets")
-    for tool in ("tgtd", "iscsi-inq"):
+        parser.error("needs root: network namespaces, tgtd, raw sockets, cgroups")
+    for tool in ("tgtd", "iscsi-inq", "dnsmasq", "busybox"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (see debian-packages.txt)")
-    lab_dir = Path(tempfile.mkdtemp(prefix="netboot-storm-"))
-    netns = None
-    rows = []
-    try:
-        print(f"lab in {lab_dir} (discovery CHAP off: tgt holds at most 16 discovery accounts)")
-        state = lab.up(lab_dir, 0, lun_size=LUN_SIZE, discovery_auth=False,
-                       cache_dir=LAB_CACHE, vlan=VLAN,
-                       say=lambda line: print(f"  {line}", flush=True))
-        machines = _register(state, max(args.clients))
-        _wait_for_targets(state, len(machines))
-        topo = load_topology(lab_dir)
-        assert topo is not None
-        netns, interface = _machines_side(topo.netns, topo.bridge, machines,
-                                          topo.address.network.prefixlen)
-        for count in args.clients:
-            print(f"storm of {count} machines ...", flush=True)
-            rows.append(_round(state, netns, interface, machines[:count], args.timeout))
-    finally:
-        if netns is not None:
-            iproute.delete_netns(netns)
-        lab.down(lab_dir)
-        shutil.rmtree(lab_dir, ignore_errors=True)
+    with signals_interrupt(), ExitStack() as cleanup:
+        rows = _run(args, cleanup)
     if args.json:
         emit_json(rows)
         return 0
-    print(table(["machines", "logged in", "login p50", "p95", "max", "DHCP p50", "serve CPU",
-                 "tgtd CPU", "CPU/client", "cores", "MB/client"],
-                [(r["clients"], r["logged_in"], r["login_p50_s"], r["login_p95_s"],
-                  r["login_max_s"], r["dhcp_p50_s"], r["serve_cpu_s"], r["tgtd_cpu_s"],
-                  f'{r["cpu_ms_per_client"]} ms', r["server_cores"], r["mb_per_client"])
+    print(table(["machines", "server", "logged in", "login p50", "p95", "max", "DHCP p50",
+                 "CPU s", "CPU/client", "cores", "MB/client", "load", "p95 vs peer",
+                 "CPU vs peer"],
+                [(r["clients"], r["server"], r["logged_in"], r["login_p50_s"], r["login_p95_s"],
+                  r["login_max_s"], r["dhcp_p50_s"],
+                  " + ".join(f"{name} {s}" for name, s in r["cpu_s"].items()),
+                  f'{r["cpu_ms_per_client"]} ms', r["server_cores"], r["mb_per_client"],
+                  r["load_1m"], r.get("p95_vs_peer", ""), r.get("cpu_vs_peer", ""))
                  for r in rows]))
+    print("vs peer: netboot / peer (below 1: netboot is faster or cheaper)")
     for r in rows:
         if r["failures"]:
-            print(f'{r["clients"]} machines: failures {r["failures"]}; first: {r["first_failure"]}')
+            print(f'{r["clients"]} machines, {r["server"]}: failures {r["failures"]}; '
+                  f'first: {r["first_failure"]}')
     return 0
 
 
