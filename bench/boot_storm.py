@@ -133,6 +133,11 @@ class Result:
     bytes: int = 0
 
 
+def progress(line: str) -> None:
+    """A progress line for people, on stderr: stdout holds only the results (--json)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 # --- the machines' side (runs in its own namespace) ---------------------------------
 
 def _dhcp_frame(mac: str, xid: int, kind: str, extra: list) -> bytes:
@@ -305,7 +310,7 @@ def _register(state: lab.LabState, count: int) -> list[Client]:
                 config, inventory, mac, hostname=f"storm-{i + 1:03d}", image=lab.IMAGE,
                 backend=None).client)  # serve's reconcile makes the targets
             if (i + 1) % 25 == 0 or i + 1 == count:
-                print(f"  registered {i + 1}/{count} clients", flush=True)
+                progress(f"  registered {i + 1}/{count} clients")
     return clients
 
 
@@ -316,7 +321,7 @@ def _wait_for_targets(state: lab.LabState, count: int, timeout: float = 600) -> 
         if time.monotonic() > deadline:
             raise SystemExit(f"serve made {made} of {count} targets in {timeout:.0f} s")
         time.sleep(1)
-    print(f"  tgtd holds {count} targets", flush=True)
+    progress(f"  tgtd holds {count} targets")
 
 
 def _machines_side(vlan_netns: str, bridge: str, machines: list[Machine], prefix: int) -> tuple[
@@ -456,7 +461,7 @@ def _peer_tgtd(topo: Topology, control_port: int, clients: list[Client], log: Pa
                      ("--mode", "account", "--op", "bind", *target, "--user", client.chap_user)):
             tgtadm(control_port, *args, what=f"peer target for {client.mac}")
         if tid % 50 == 0 or tid == len(clients):
-            print(f"  peer tgtd holds {tid}/{len(clients)} targets", flush=True)
+            progress(f"  peer tgtd holds {tid}/{len(clients)} targets")
     return pid
 
 
@@ -554,10 +559,10 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     netboot_groups = {"serve": group("serve"), "tgtd": group("tgtd")}
     peer_groups = {"dnsmasq": group("dnsmasq"), "httpd": group("httpd"),
                    "tgtd": group("peer-tgtd")}
-    print(f"lab in {lab_dir} (discovery CHAP off: tgt holds at most 16 discovery accounts)")
+    progress(f"lab in {lab_dir} (discovery CHAP off: tgt holds at most 16 discovery accounts)")
     cleanup.callback(lab.down, lab_dir)
     state = lab.up(lab_dir, 0, lun_size=LUN_SIZE, discovery_auth=False, cache_dir=LAB_CACHE,
-                   vlan=VLAN, say=lambda line: print(f"  {line}", flush=True))
+                   vlan=VLAN, say=lambda line: progress(f"  {line}"))
     netboot_groups["serve"].add(state.pids["serve"])
     if (tgtd := tgtd_pid(state.tgt_control_port)) is None:
         raise SystemExit(f"no tgtd on control port {state.tgt_control_port} after lab up")
@@ -575,8 +580,8 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
         topo, clients, f"http://{topo.server}:{PEER_HTTP_PORT}", peer.work / "dnsmasq.leases"))
     cleanup.callback(forget_control_port, peer.tgt_control_port)
     cleanup.callback(stop_tgtd, peer.tgt_control_port)
-    print(f"peer: dnsmasq, busybox httpd on port {PEER_HTTP_PORT}, tgtd on port "
-          f"{PEER_ISCSI_PORT} (control port {peer.tgt_control_port})", flush=True)
+    progress(f"peer: dnsmasq, busybox httpd on port {PEER_HTTP_PORT}, tgtd on port "
+             f"{PEER_ISCSI_PORT} (control port {peer.tgt_control_port})")
     peer_groups["tgtd"].add(_peer_tgtd(topo, peer.tgt_control_port, clients,
                                        peer.work / "peer-tgtd.log"))
 
@@ -587,15 +592,13 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     server = str(topo.server)
     rows = []
     for count in args.clients:
-        print(f"storm of {count} machines: netboot (load {os.getloadavg()[0]:.2f}) ...",
-              flush=True)
+        progress(f"storm of {count} machines: netboot (load {os.getloadavg()[0]:.2f}) ...")
         ours = _storm("netboot", netns, interface, machines[:count],
                       {"server": server, "http_port": config.server.http_port,
                        "iscsi_port": config.target.portal_port},
                       netboot_groups, args.timeout)
         lab.stop_serve(state)  # one DHCP server on the VLAN at a time; its tgtd stays
-        print(f"storm of {count} machines: peer (load {os.getloadavg()[0]:.2f}) ...",
-              flush=True)
+        progress(f"storm of {count} machines: peer (load {os.getloadavg()[0]:.2f}) ...")
         with _peer_serving(peer, peer_groups):
             theirs = _storm("peer", netns, interface, machines[:count],
                             {"server": server, "http_port": PEER_HTTP_PORT,
