@@ -111,7 +111,8 @@ def _run(argv: list[str], what: str, ok: tuple[int, ...] = (0,), stdin: str | No
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, input=stdin)
     except FileNotFoundError:
-        raise CloneError(f"{argv[0]} is not installed (Debian package e2fsprogs)") from None
+        package = "fdisk" if argv[0] == "sfdisk" else "e2fsprogs"
+        raise CloneError(f"{argv[0]} is not installed (Debian package {package})") from None
     if done.returncode not in ok:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise CloneError(f"{what}: {detail[-1] if detail else f'exit {done.returncode}'}")

@@ -43,9 +43,10 @@ class Layout(enum.Enum):
     """What an image file is, read from its first bytes (nothing stored beside it).
 
     A FILESYSTEM (ext2/3/4 from byte 0) is what netboot's /init mounts (method
-    ``initramfs``) and can be grown with resize2fs; a DISK (an MBR partition
-    table, made by ``image build --debootstrap --sanboot``) boots its own GRUB
-    and kernel through iPXE ``sanboot`` and keeps the size it was built at.
+    ``initramfs``); a DISK (an MBR partition table, made by ``image build
+    --debootstrap --sanboot``) boots its own GRUB and kernel through iPXE
+    ``sanboot``. A clone of either is grown to its LUN size
+    (:func:`netboot.clone.grow_ext4`, :func:`netboot.clone.grow_disk`).
     """
 
     FILESYSTEM = "filesystem"

@@ -6,28 +6,21 @@ reuses its cache, which is also what the cache test checks.
 """
 
 import subprocess
-from ipaddress import IPv4Address
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from conftest import SAMPLE_CLIENT, needs_root
 
 from netboot.clientpart import render_client_conf
 from netboot.configfile import parse_config
-from netboot.inventory import Client
 from netboot.osfiles import OsImageError
 from netboot.osimage import build_debian_image, prepare_debian_tree
 
 pytestmark = [needs_root, pytest.mark.mirror]
 
 VERSION = "6.1.0-netboot-test"
-CLIENT = Client(
-    mac="52:54:00:12:34:56", hostname="web1", ip=IPv4Address("198.18.0.10"), image="deb12",
-    lun_path=None, lun_size=1 << 30,
-    initiator_iqn="iqn.2026-11.org.example:initiator:web1",
-    target_iqn="iqn.2026-11.org.example:target:web1", chap_user="web1",
-    chap_secret="Secret0123456789", mutual_secret="Mutual0123456789", created=1_700_000_000,
-)
+CLIENT = replace(SAMPLE_CLIENT, image="deb12")
 
 
 class Built:

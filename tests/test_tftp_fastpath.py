@@ -184,6 +184,17 @@ def started(served: Served, blocks: int) -> RawClient:
     return client
 
 
+def test_a_cached_file_is_sent_from_its_shared_prebuilt_datagrams(served: Served):
+    client = started(served, 1)
+    try:
+        (session,) = served.tftp.sessions.values()
+        plan = session.transfer.plan
+        assert plan.datagrams is not None
+        assert plan.datagrams is served.tftp.cache.datagrams(plan.source, plan.blksize)
+    finally:
+        client.close()
+
+
 def test_a_duplicate_ack_gets_no_resend(served: Served):
     client = started(served, 3)  # block 4 is out
     try:

@@ -22,9 +22,9 @@ from netboot.inventory import Client, Inventory
 
 
 def answered_alike(old: Client, new: Client) -> bool:
-    """Whether :func:`netboot.dhcp.decide.decide` treats the two records the same: it reads
-    a client's MAC, address and hostname, nothing else."""
-    return (old.mac, old.ip, old.hostname) == (new.mac, new.ip, new.hostname)
+    """Whether :func:`netboot.dhcp.decide.decide` treats two records of one MAC the same:
+    it reads a client's address and hostname, nothing else."""
+    return (old.ip, old.hostname) == (new.ip, new.hostname)
 
 
 class ClientDirectory:

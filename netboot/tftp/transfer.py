@@ -166,8 +166,9 @@ _SENDING = Phase.SENDING
 def _window(t: Transfer, now: float, acked: int, tries: int) -> tuple[Transfer, list[bytes]]:
     """Send everything after block ``acked``, up to one window; the state after that.
 
-    This runs once per ACK, so it is written for speed: no helper calls for an
-    in-memory file (a slice of its view), and the state built as a bare tuple.
+    This runs once per ACK, so it is written for speed: a cached file's datagrams
+    are prebuilt, other files are sliced or read per block, and the state is
+    built as a bare tuple.
     """
     plan = t.plan
     if acked < 0:
@@ -176,9 +177,20 @@ def _window(t: Transfer, now: float, acked: int, tries: int) -> tuple[Transfer, 
     if last > plan.last_block:
         last = plan.last_block
     if plan.datagrams is not None:
-        sent = t.sent if t.sent > last else last
-        state = _new_state(Transfer, (plan, acked, sent, now + plan.timeout, tries, _SENDING, ""))
-        return state, list(plan.datagrams[acked:last])
+        packets = list(plan.datagrams[acked:last])
+    else:
+        packets = _read_window(plan, acked, last)
+        if packets is None:
+            return _fail(t, "the file shrank while it was being sent",
+                         ErrorCode.NOT_DEFINED, "file changed on the server")
+    sent = t.sent if t.sent > last else last
+    state = _new_state(Transfer, (plan, acked, sent, now + plan.timeout, tries, _SENDING, ""))
+    return state, packets
+
+
+def _read_window(plan: Plan, acked: int, last: int) -> list[bytes] | None:
+    """DATA datagrams for blocks ``acked + 1`` to ``last``, made from the file; None if it
+    has shrunk."""
     source, blksize, view = plan.source, plan.blksize, plan.view
     size = source.size
     packets = []
@@ -192,13 +204,10 @@ def _window(t: Transfer, now: float, acked: int, tries: int) -> tuple[Transfer, 
         else:
             payload = source.read(offset, end - offset)
             if len(payload) != end - offset:
-                return _fail(t, "the file shrank while it was being sent",
-                             ErrorCode.NOT_DEFINED, "file changed on the server")
+                return None
         packets.append(data_header(block) + payload)
         offset = end
-    sent = t.sent if t.sent > last else last
-    state = _new_state(Transfer, (plan, acked, sent, now + plan.timeout, tries, _SENDING, ""))
-    return state, packets
+    return packets
 
 
 def _fail(t: Transfer, reason: str, code: ErrorCode | None = None,
