@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 
 # Debian's boot loaders into tftproot/, with MANIFEST.json (idempotent).
 tftproot: venv
-	@$(BIN)/python -m netboot.bootfiles tftproot
+	@$(BIN)/python -m netboot.boot.loaders tftproot
 
 demo: setup
 	@scripts/demo.sh

@@ -80,18 +80,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from netboot import iproute  # noqa: E402
-from netboot.bootscripts import ipxe_script  # noqa: E402
-from netboot.clientpart import build_client_part  # noqa: E402
-from netboot.clients import add_client  # noqa: E402
+from netboot.boot.clientpart import build_client_part  # noqa: E402
+from netboot.boot.scripts import ipxe_script  # noqa: E402
 from netboot.config import Config  # noqa: E402
 from netboot.configfile import load_config  # noqa: E402
-from netboot.inventory import Client, Inventory  # noqa: E402
+from netboot.host import iproute  # noqa: E402
+from netboot.inventory.clients import Client  # noqa: E402
+from netboot.inventory.store import Inventory  # noqa: E402
 from netboot.lab import lab, procs  # noqa: E402
 from netboot.lab.topology import Topology, signals_interrupt  # noqa: E402
 from netboot.lab.topology import load as load_topology  # noqa: E402
 from netboot.lab.vm import lab_mac  # noqa: E402
 from netboot.output import emit_json, table  # noqa: E402
+from netboot.provisioning.clients import add_client  # noqa: E402
 from netboot.target.model import TargetUnreachable  # noqa: E402
 from netboot.target.tgt import TgtBackend  # noqa: E402
 from netboot.target.tgtd import (  # noqa: E402
@@ -146,7 +147,7 @@ def _dhcp_frame(mac: str, xid: int, kind: str, extra: list) -> bytes:
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
 
-    from netboot.mac import mac_bytes
+    from netboot.names import mac_bytes
 
     packet = (Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
               / UDP(sport=68, dport=67)

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from netboot import iproute
-from netboot.clients import add_client
 from netboot.configfile import load_config
-from netboot.inventory import Client, Inventory
+from netboot.host import iproute
+from netboot.inventory.clients import Client
+from netboot.inventory.store import Inventory
 from netboot.output import table
+from netboot.provisioning.clients import add_client
 
 SUBNET = "198.18.0.0/21"  # room for 1,000 fixed addresses outside the dynamic quarter
 SERVER = "198.18.0.1"

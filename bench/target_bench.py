@@ -31,9 +31,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netboot.clone import clone_file
 from netboot.output import table
 from netboot.size import format_size
+from netboot.storage.clone import clone_file
 from netboot.target.model import Account, DesiredState, Lun, TargetSpec
 from netboot.target.tgt import DISCOVERY_ACCOUNTS_MAX, TgtBackend
 from netboot.target.tgtd import forget_control_port, start_tgtd, stop_tgtd

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from netboot import iproute
+from netboot.host import iproute
 from netboot.output import table
 from netboot.size import format_size, parse_size
 

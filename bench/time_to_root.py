@@ -16,12 +16,13 @@ import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from netboot.bootscripts import ipxe_script
-from netboot.clientpart import build_client_part
+from netboot.boot.clientpart import build_client_part
+from netboot.boot.scripts import ipxe_script
 from netboot.config import Config
 from netboot.configfile import load_config
 from netboot.errors import NetbootError
-from netboot.inventory import Client, Inventory
+from netboot.inventory.clients import Client
+from netboot.inventory.store import Inventory
 from netboot.lab import lab, reference, topology
 from netboot.lab.markers import ROOT_OK
 from netboot.lab.vm import Accel, Firmware, Vm, VmSpec

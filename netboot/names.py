@@ -1,4 +1,5 @@
-"""Host names (RFC 1123) and iSCSI qualified names (RFC 3720 section 3.2.6)."""
+"""Names people type, each checked once and kept in one normal form: MAC addresses, host
+names (RFC 1123), iSCSI qualified names (RFC 3720 section 3.2.6) and image names."""
 
 import re
 
@@ -13,6 +14,10 @@ _IQN = re.compile(
     r"\.(?P<domain>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)"
     r"(?::(?P<label>[a-z0-9.:_-]+))?$"
 )
+_SEPARATED = re.compile(r"^([0-9a-f]{2})([:-])((?:[0-9a-f]{2}\2){4}[0-9a-f]{2})$")
+_CISCO = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
+_BARE = re.compile(r"^[0-9a-f]{12}$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 IQN_MAX = 223  # RFC 3720 section 3.2.6.1: at most 223 bytes
 
 
@@ -64,3 +69,47 @@ def initiator_iqn(authority: str, hostname: str) -> str:
 def target_iqn(authority: str, hostname: str) -> str:
     """The IQN of a client's own target (its root LUN and any extra LUNs)."""
     return validate_iqn(f"{authority}:target:{hostname}")
+
+
+def normalize_mac(text: str) -> str:
+    """Return ``aa:bb:cc:dd:ee:ff`` for any accepted spelling, or raise.
+
+    Accepted: ``aa:bb:cc:dd:ee:ff``, ``AA-BB-CC-DD-EE-FF``, ``aabb.ccdd.eeff``
+    and ``aabbccddeeff``. Multicast (including broadcast) and all-zero
+    addresses are refused: no NIC boots with one, so it is always a typo.
+    """
+    raw = text.strip().lower()
+    if _SEPARATED.match(raw):
+        digits = raw.replace(":", "").replace("-", "")
+    elif _CISCO.match(raw) or _BARE.match(raw):
+        digits = raw.replace(".", "")
+    else:
+        raise ValidationError(
+            f"{text!r} is not a MAC address "
+            "(expected aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff or aabbccddeeff)"
+        )
+    if digits == "0" * 12:
+        raise ValidationError(f"{text!r} is the all-zero MAC address, which no NIC uses")
+    if int(digits[:2], 16) & 0x01:
+        kind = "broadcast" if digits == "f" * 12 else "multicast"
+        raise ValidationError(f"{text!r} is a {kind} MAC address, not a machine's")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+def mac_bytes(mac: str) -> bytes:
+    """The 6 bytes of a normalised MAC (as in a DHCP ``chaddr``)."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def mac_from_bytes(raw: bytes) -> str:
+    """Normal form of the first 6 bytes of ``raw``."""
+    return ":".join(f"{b:02x}" for b in raw[:6])
+
+
+def validate_image_name(name: str) -> str:
+    """Return ``name`` if it may name a golden image (it is a file name and a tgt/ext4 label
+    prefix: lower case, no path separators), else raise."""
+    if not _IMAGE.match(name):
+        raise ValidationError(f"image name {name!r} is not valid: 1-63 lower-case letters, "
+                              "digits, '.', '_' or '-', starting with a letter or digit")
+    return name

@@ -8,7 +8,6 @@ serial console of each VM it started. Boot times are collected with
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -23,25 +22,6 @@ from netboot.lab.vm import Accel, VmFactory, choose_accel
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _fast_tests_conftest():
-    """tests/conftest.py, loaded by path.
-
-    pytest imports both directories' conftest.py as the module "conftest",
-    and test modules do ``from conftest import needs_root``: whichever was
-    loaded last wins. Offering the same names here keeps that import right
-    from either directory (and gives these tests make_config and friends).
-    """
-    spec = importlib.util.spec_from_file_location("netboot_fast_tests_conftest",
-                                                  REPO / "tests" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_base = _fast_tests_conftest()
-globals().update({k: v for k, v in vars(_base).items()
-                  if not k.startswith("_") and k not in globals()})
 # Kernel .debs are kept between runs (not in /tmp): $NETBOOT_LAB_CACHE or lab-state/cache.
 LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 # Ample for one TCG boot on two shared cores (8-30 s measured); a limit, not a speed check.

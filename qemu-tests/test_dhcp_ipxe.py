@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import BOOT_TIMEOUT
 
-from netboot.clients import add_client
 from netboot.config import DEFAULT_TFTP_ROOT
 from netboot.configfile import load_config
-from netboot.inventory import Inventory
+from netboot.inventory.store import Inventory
 from netboot.lab.vm import Firmware, VmSpec, lab_mac
+from netboot.provisioning.clients import add_client
 
 MAC = lab_mac(7)
 # No option ROM on the NIC: OVMF's own PXE (EDK2 PxeBcDxe) boots, as a vendor UEFI PXE ROM does.

@@ -30,9 +30,9 @@ from direct_boot import (  # noqa: F401  (fixtures)
     vlan_config,
 )
 
-from netboot.chap import new_secret
 from netboot.initramfs.build import Compression, build
-from netboot.inventory import Client
+from netboot.inventory.clients import Client
+from netboot.provisioning.chap import new_secret
 from netboot.target import Account, Lun, TargetSpec
 from netboot.target.tgt import TgtBackend
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netboot.configfile import load_config
-from netboot.inventory import Inventory
+from netboot.inventory.store import Inventory
 from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
 from netboot.lab.rootfs import boot_count

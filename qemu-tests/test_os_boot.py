@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from netboot.bootdisk import PARTITION_START, SECTOR
 from netboot.configfile import load_config
-from netboot.inventory import Inventory
+from netboot.inventory.store import Inventory
 from netboot.lab import lab
 from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
+from netboot.storage.bootdisk import PARTITION_START, SECTOR
 from netboot.target.tgtd import stop_tgtd
 
 # The first test also builds both images (a cold sanboot image takes ~6 min on a fresh

@@ -26,10 +26,11 @@ from direct_boot import (  # noqa: F401  (fixtures)
     vlan_config,
 )
 
-from netboot.clients import add_client
-from netboot.images import build_builtin
-from netboot.inventory import Client, Inventory
+from netboot.inventory.clients import Client
+from netboot.inventory.store import Inventory
 from netboot.lab.rootfs import boot_count
+from netboot.provisioning.clients import add_client
+from netboot.storage.images import build_builtin
 from netboot.target.tgt import TgtBackend
 
 MAC = "52:54:00:4e:42:07"

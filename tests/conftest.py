@@ -14,7 +14,7 @@ import pytest
 
 from netboot.config import Config
 from netboot.configfile import parse_config
-from netboot.inventory import Client
+from netboot.inventory.clients import Client
 from netboot.target.tgtd import free_control_port
 
 IS_ROOT = os.geteuid() == 0

@@ -10,7 +10,7 @@ import click
 from netboot.config import DEFAULT_CONFIG_PATH, Config
 from netboot.configfile import load_config
 from netboot.errors import NetbootError
-from netboot.inventory import Inventory
+from netboot.inventory.store import Inventory
 from netboot.log import setup_logging
 
 

@@ -8,15 +8,15 @@ from ipaddress import IPv4Address
 
 import click
 
-from netboot.chap import mask
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import IPV4, MAC, SIZE
 from netboot.cli.progress import copy_progress
-from netboot.clients import add_client, remove_client
-from netboot.initiator import initiator_config as render_initiator_config
-from netboot.inventory import BootMethod, Client
-from netboot.luns import extra_luns
+from netboot.inventory.clients import BootMethod, Client
+from netboot.inventory.luns import extra_luns
 from netboot.output import emit_json, fields_table, table, when
+from netboot.provisioning.chap import mask
+from netboot.provisioning.clients import add_client, remove_client
+from netboot.provisioning.initiator import initiator_config as render_initiator_config
 from netboot.size import format_size
 from netboot.target import open_backend
 

@@ -15,7 +15,7 @@ from netboot.cli.params import IPV4, NETWORK
 from netboot.config import DEFAULT_TFTP_ROOT, DhcpConfig, effective_config, first_host
 from netboot.configfile import parse_config
 from netboot.errors import NetbootError
-from netboot.iproute import ipv4_addresses
+from netboot.host.iproute import ipv4_addresses
 from netboot.output import emit_json
 from netboot.templates import render
 

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from netboot.bootfiles import check
+from netboot.boot.loaders import check
 from netboot.cli.app import App, pass_app
 from netboot.output import emit_json, table
 

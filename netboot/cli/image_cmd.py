@@ -13,7 +13,9 @@ from netboot.cli.app import App, pass_app
 from netboot.cli.params import SIZE
 from netboot.cli.progress import copy_progress
 from netboot.errors import ValidationError
-from netboot.images import (
+from netboot.output import emit_json, table, when
+from netboot.size import format_size
+from netboot.storage.images import (
     Image,
     build_builtin,
     build_debian,
@@ -22,8 +24,6 @@ from netboot.images import (
     list_images,
     remove_image,
 )
-from netboot.output import emit_json, table, when
-from netboot.size import format_size
 
 
 def _image_json(image: Image) -> dict[str, object]:

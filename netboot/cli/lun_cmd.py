@@ -8,9 +8,10 @@ import click
 
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import MAC, SIZE
-from netboot.clients import apply_targets
-from netboot.luns import ROOT_LUN, add_lun, extra_luns, remove_lun
+from netboot.inventory.luns import ROOT_LUN, extra_luns
 from netboot.output import emit_json, table, when
+from netboot.provisioning.clients import apply_targets
+from netboot.provisioning.luns import add_lun, remove_lun
 from netboot.size import format_size
 from netboot.target import open_backend
 
@@ -38,7 +39,7 @@ def add(app: App, mac: str, file: Path | None, device: Path | None, size: int | 
     except BaseException:
         remove_lun(app.inventory, mac, record.lun)
         raise
-    click.echo(f"LUN {record.lun} of {client.target_iqn}: {record.kind} {record.path} "
+    click.echo(f"LUN {record.lun} of {client.target_iqn}: {record.kind.value} {record.path} "
                f"({format_size(record.size)})")
     click.echo(f"target: {applied}")
 
@@ -52,7 +53,7 @@ def list_(app: App, mac: str, as_json: bool) -> None:
     client = app.inventory.get(mac)
     records = extra_luns(app.inventory, mac)
     rows = [(ROOT_LUN, "root", client.lun_path, client.lun_size, client.created)]
-    rows += [(r.lun, r.kind, r.path, r.size, r.created) for r in records]
+    rows += [(r.lun, r.kind.value, r.path, r.size, r.created) for r in records]
     if as_json:
         emit_json([{"lun": n, "kind": k, "path": p, "size": s, "created": c}
                    for n, k, p, s, c in rows])

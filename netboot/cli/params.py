@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 import click
 
 from netboot.errors import ValidationError
-from netboot.mac import normalize_mac
+from netboot.names import normalize_mac
 from netboot.size import parse_size
 
 

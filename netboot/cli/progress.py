@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from netboot.clone import Progress
+from netboot.storage.clone import Progress
 
 LARGE = 64 << 20  # copies of less data than this finish before a bar would help
 

@@ -29,7 +29,7 @@ from netboot.dhcp.options import (
     PxeOption,
 )
 from netboot.dhcp.packet import BROADCAST, BROADCAST_FLAG, ZERO, Reply, Request, reply_from_request
-from netboot.inventory import Client
+from netboot.inventory.clients import Client
 
 OFFER_HOLD = 60.0  # seconds an offered dynamic address is kept for the client that was offered it
 DECLINE_HOLD = 600.0  # seconds a declined address stays out of the pool

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from netboot.inventory import Client, Inventory
+from netboot.inventory.clients import Client
+from netboot.inventory.store import Inventory
 
 
 def answered_alike(old: Client, new: Client) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from netboot.inventory import Inventory
+from netboot.inventory.store import Inventory
 
 
 @dataclass(frozen=True, slots=True)

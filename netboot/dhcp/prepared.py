@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from netboot.dhcp.decide import Decision
 from netboot.dhcp.packet import OPTIONS_START, Request
-from netboot.inventory import Client
+from netboot.inventory.clients import Client
 
 CIADDR = slice(12, 16)
 GIADDR = slice(24, 28)

@@ -32,10 +32,9 @@ from netboot.dhcp.packet import (
 )
 from netboot.dhcp.prepared import PreparedReplies
 from netboot.errors import NetbootError
-from netboot.inventory import Inventory
-from netboot.iproute import ipv4_addresses
+from netboot.host.iproute import ipv4_addresses
+from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.log import client_log
-from netboot.server import InventoryFactory
 
 log = logging.getLogger("netboot.dhcp")
 

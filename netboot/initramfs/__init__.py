@@ -1,5 +1,9 @@
 """The shared base initramfs: busybox, iscsistart with its libraries, kernel modules and /init.
 
 One image serves every client; what differs per client (addresses, IQNs,
-CHAP secrets) is in the small part :mod:`netboot.clientpart` builds.
+CHAP secrets) is in the small part :mod:`netboot.boot.clientpart` builds.
 """
+
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"  # /init's template, client.conf's, the module list

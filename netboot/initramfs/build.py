@@ -1,6 +1,6 @@
 """Build the shared base initramfs: gather files, write a reproducible cpio, compress, cache.
 
-Same inputs give the same bytes: the archive is :func:`netboot.cpio.write_newc`
+Same inputs give the same bytes: the archive is :func:`netboot.initramfs.cpio.write_newc`
 (sorted, root-owned, one mtime from ``SOURCE_DATE_EPOCH``), gzip runs with
 mtime 0 and zstd single-threaded. The uncompressed archive's hash names the
 cached result, so an unchanged build costs a hash, not a compression.
@@ -21,20 +21,20 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from netboot.clientpart import INITRAMFS_TEMPLATES
+from netboot.boot.kernel import KernelRelease, current
 from netboot.config import Config, OnFail
-from netboot.cpio import Entry, write_newc
 from netboot.errors import NetbootError
+from netboot.initramfs import DATA
+from netboot.initramfs.cpio import Entry, write_newc
 from netboot.initramfs.elf import interpreter, shared_libraries
 from netboot.initramfs.modules import ModuleTree, Resolution, parse_module_list
-from netboot.kernel import KernelRelease, current
 from netboot.templates import render
 
 Progress = Callable[[str], None]
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 ISCSISTART = Path("/sbin/iscsistart")  # Debian's open-iscsi
-MODULE_LIST = INITRAMFS_TEMPLATES / "modules.txt"
-UDHCPC_SCRIPT = INITRAMFS_TEMPLATES / "udhcpc.script"
+MODULE_LIST = DATA / "modules.txt"
+UDHCPC_SCRIPT = DATA / "udhcpc.script"
 ZSTD_LEVEL = 19
 # depmod's outputs /init, modprobe and iscsistart's libkmod read; the rest stays behind.
 MODULE_INDEXES = ("modules.alias", "modules.alias.bin", "modules.builtin", "modules.builtin.bin",
@@ -122,7 +122,7 @@ class InitSettings:
 
 def render_init(kernel_version: str, settings: InitSettings) -> str:
     values = asdict(settings) | {"onfail": settings.onfail.value}
-    return render("init.j2", INITRAMFS_TEMPLATES, kernel_version=kernel_version, **values)
+    return render("init.j2", DATA, kernel_version=kernel_version, **values)
 
 
 @dataclass

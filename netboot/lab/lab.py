@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from netboot.configfile import load_config
-from netboot.inventory import Inventory
+from netboot.inventory.store import Inventory
 from netboot.lab import procs, topology
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
@@ -40,7 +40,7 @@ from netboot.lab.vm import (
     lab_mac,
 )
 from netboot.lab.watch import watch
-from netboot.server import SERVE_READY
+from netboot.serve.service import SERVE_READY
 from netboot.target.tgtd import free_control_port, stop_tgtd
 from netboot.templates import render
 

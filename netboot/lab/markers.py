@@ -29,7 +29,8 @@ class Stage(StrEnum):
 
 ORDER: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.FAILED)
 
-# netboot's /init says "netboot[<uptime>]: <what>" (initramfs/init.j2); these lines mark stages.
+# netboot's /init says "netboot[<uptime>]: <what>" (netboot/initramfs/data/init.j2); these lines
+# mark stages.
 _INIT = re.compile(r"^netboot\[[0-9.]+\]: (.*)$")
 _INIT_STAGES: tuple[tuple[Stage, re.Pattern[str]], ...] = (
     (Stage.INITRAMFS, re.compile(r"^initramfs started \((.*)\)")),

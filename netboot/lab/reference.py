@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Interface
 from pathlib import Path
 
-from netboot import iproute
 from netboot.config import Loader
-from netboot.cpio import Entry, write_newc
+from netboot.host import iproute
+from netboot.initramfs.cpio import Entry, write_newc
 from netboot.lab import procs
 from netboot.lab.topology import LabError, Topology
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from netboot import iproute
 from netboot.errors import NetbootError
+from netboot.host import iproute
 
 NAME_PREFIX = "nbl"  # every lab name starts with it: nblXXXXXX, nblXXXXXX-br, nblXXXXXX-t0
 STATE_FILE = "topology.json"
@@ -182,7 +182,7 @@ def signals_interrupt() -> Iterator[None]:
     """Within: Ctrl-C, SIGTERM and SIGHUP unwind the stack, so ``finally`` blocks run.
 
     SIGINT is set to Python's KeyboardInterrupt explicitly: whatever handler
-    was installed before (``netboot.server.run`` installs its own) does not
+    was installed before (``netboot.serve.supervise.run`` installs its own) does not
     decide whether the lab gets cleaned up.
     """
     handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _raise_terminated,

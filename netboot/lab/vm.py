@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from netboot import iproute
+from netboot.host import iproute
 from netboot.lab.topology import LabError
 
 QEMU = "qemu-system-x86_64"

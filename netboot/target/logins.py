@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from netboot.inventory import Client
-from netboot.stages import Stage
+from netboot.inventory.clients import Client
+from netboot.inventory.stages import Stage
 from netboot.target.model import Login, TargetState
 
 Session = tuple[str, str]  # (target IQN, initiator IQN)

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Iterable
 
 from netboot.config import Config
-from netboot.inventory import Client, Inventory
-from netboot.luns import ROOT_LUN, LunRecord, extra_luns
-from netboot.provision import recover_interrupted
+from netboot.inventory.clients import Client
+from netboot.inventory.luns import ROOT_LUN, LunRecord, extra_luns
+from netboot.inventory.store import Inventory
+from netboot.provisioning.root import recover_interrupted
 from netboot.target import Account, DesiredState, Lun, Outcome, TargetBackend, TargetSpec
 
 log = logging.getLogger(__name__)

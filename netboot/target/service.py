@@ -24,9 +24,9 @@ from collections.abc import Callable
 
 from netboot.config import Config
 from netboot.errors import NetbootError
-from netboot.inventory import Inventory
+from netboot.inventory.stages import Stage
+from netboot.inventory.store import Inventory
 from netboot.log import client_log
-from netboot.stages import Stage
 from netboot.target import TargetBackend, managed_backend
 from netboot.target.logins import LOGIN_OR_LATER, Session, new_logins, sessions
 from netboot.target.reconcile import reconcile

@@ -21,7 +21,8 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from netboot.tftp.transfer import BytesSource, FileSource, build_datagrams
+from netboot.boot.content import BytesSource, FileSource
+from netboot.tftp.transfer import build_datagrams
 
 DEFAULT_BUDGET = 512 << 20  # bytes of file content (and its datagrams) kept in memory
 DATAGRAM_OVERHEAD = 40  # bytes a datagram costs beyond its content: header, object, slot

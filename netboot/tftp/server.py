@@ -44,10 +44,11 @@ from collections import Counter
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from netboot.catalog import AccessDenied, Catalog, Content
+from netboot.boot.catalog import AccessDenied, Catalog, Content
+from netboot.boot.content import BytesSource, FileSource
 from netboot.errors import NotFound
+from netboot.inventory.stages import StageRecorder
 from netboot.log import client_log
-from netboot.stages import StageRecorder
 from netboot.tftp.cache import ContentCache
 from netboot.tftp.options import DEFAULT_LIMITS, Limits, OptionError, negotiate
 from netboot.tftp.packets import (
@@ -61,8 +62,6 @@ from netboot.tftp.packets import (
     parse,
 )
 from netboot.tftp.transfer import (
-    BytesSource,
-    FileSource,
     Illegal,
     Phase,
     Start,
@@ -145,7 +144,7 @@ def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socke
 
 
 class TftpServer:
-    """A :class:`~netboot.server.Service` serving a :class:`Catalog` over TFTP."""
+    """A :class:`~netboot.serve.service.Service` serving a :class:`Catalog` over TFTP."""
 
     name = "tftp"
 

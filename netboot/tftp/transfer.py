@@ -17,43 +17,13 @@ other datagram and every timer still goes through :func:`step`.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
+from netboot.boot.content import BytesSource, Source
 from netboot.tftp.options import Limits, Negotiated
 from netboot.tftp.packets import Ack, Error, ErrorCode, data_header, encode_error, encode_oack
-
-
-class Source(Protocol):
-    """The bytes of one file: its size and a positional read."""
-
-    size: int
-
-    def read(self, offset: int, length: int) -> bytes | memoryview: ...
-
-
-@dataclass(frozen=True)
-class BytesSource:
-    """A file in memory: a client's rendered script, config or initrd part, or a cached file.
-
-    ``read`` returns a view, not a copy: the DATA packet made from it by
-    concatenation with its header is then the only copy per block.
-    """
-
-    data: bytes
-    view: memoryview = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "view", memoryview(self.data))
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, offset: int, length: int) -> bytes | memoryview:
-        return self.view[offset:offset + length]
 
 
 def build_datagrams(data: bytes, blksize: int) -> tuple[bytes, ...]:
@@ -64,17 +34,6 @@ def build_datagrams(data: bytes, blksize: int) -> tuple[bytes, ...]:
     view = memoryview(data)
     return tuple(data_header(n + 1) + view[n * blksize:(n + 1) * blksize]
                  for n in range(len(data) // blksize + 1))
-
-
-@dataclass(frozen=True)
-class FileSource:
-    """An open file, read with pread so a transfer never shares a file position."""
-
-    fd: int
-    size: int
-
-    def read(self, offset: int, length: int) -> bytes:
-        return os.pread(self.fd, length, offset)
 
 
 class Phase(StrEnum):

@@ -21,13 +21,13 @@ import threading
 import time
 from ipaddress import IPv4Address
 
-from netboot.catalog import Catalog
+from netboot.boot.catalog import Catalog
 from netboot.config import Config
 from netboot.errors import NetbootError
-from netboot.inventory import Inventory
+from netboot.inventory.pool import InventoryPool
+from netboot.inventory.stages import StageRecorder
+from netboot.inventory.store import Inventory
 from netboot.log import JsonFormatter, setup_logging
-from netboot.pool import InventoryPool
-from netboot.stages import StageRecorder
 from netboot.tftp.server import TftpServer
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _wait_ready(process: multiprocessing.process.BaseProcess,
 
 
 class TftpWorkers:
-    """A :class:`~netboot.server.Service`: ``count`` TFTP worker processes on one port."""
+    """A :class:`~netboot.serve.service.Service`: ``count`` TFTP worker processes on one port."""
 
     name = "tftp"
 

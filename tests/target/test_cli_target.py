@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import needs_root
-from tgtfixtures import (  # noqa: F401  (fixtures)
+
+from netboot.cli import cli
+from netboot.config import Config
+from netboot.target.tgtshow import parse_targets
+from tests.conftest import needs_root
+from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     read_capacity,
     target_config,
     tgtd,
     tgtd_endpoint,
 )
-
-from netboot.cli import cli
-from netboot.config import Config
-from netboot.target.tgtshow import parse_targets
 
 pytestmark = [needs_root, pytest.mark.root]
 MAC = "52:54:00:00:00:41"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netboot.initiator import initiator_config
-from netboot.inventory import Client
-from netboot.luns import LunRecord
+from netboot.inventory.clients import Client
+from netboot.inventory.luns import LunRecord
+from netboot.provisioning.initiator import initiator_config
 from netboot.target.model import Account, Lun
 from netboot.target.reconcile import desired_state
 
@@ -75,7 +75,7 @@ def test_initiator_config_without_mutual_or_discovery_chap(make_config) -> None:
 
 
 def test_serve_has_no_target_service_when_manage_is_off(make_config) -> None:
-    from netboot.server import build_services
+    from netboot.serve.compose import build_services
 
     config = make_config("target:\n  manage: false\n")
     assert "target" not in [s.name for s in build_services(config, lambda: None)]

@@ -6,7 +6,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netboot.inventory import Client
+from netboot.inventory.clients import Client
 from netboot.target.logins import new_logins, sessions
 from netboot.target.model import Login, TargetState
 from netboot.target.tgtshow import parse_targets

@@ -10,20 +10,20 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import needs_root
-from tgtfixtures import (  # noqa: F401  (fixtures)
+
+from netboot.config import Config
+from netboot.inventory.store import Inventory
+from netboot.provisioning.clients import add_client
+from netboot.target.service import TargetService
+from netboot.target.tgtd import forget_control_port, start_tgtd, stop_tgtd, tgtd_pid
+from tests.conftest import needs_root
+from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     builtin_image,
     read_capacity,
     target_config,
     tgtd_endpoint,
 )
-
-from netboot.clients import add_client
-from netboot.config import Config
-from netboot.inventory import Inventory
-from netboot.target.service import TargetService
-from netboot.target.tgtd import forget_control_port, start_tgtd, stop_tgtd, tgtd_pid
 
 pytestmark = [needs_root, pytest.mark.root]
 MAC = "52:54:00:00:00:31"

@@ -6,8 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
-from tgtfixtures import (  # noqa: F401  (fixtures)
+
+from netboot.config import Config
+from netboot.inventory.store import Inventory
+from netboot.provisioning.clients import add_client, remove_client
+from netboot.provisioning.luns import add_lun
+from netboot.storage.images import Image
+from netboot.target.reconcile import reconcile
+from netboot.target.tgt import TgtBackend
+from tests.conftest import needs_root
+from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     backend,
     builtin_image,
@@ -21,14 +29,6 @@ from tgtfixtures import (  # noqa: F401  (fixtures)
     tgtd,
     tgtd_endpoint,
 )
-
-from netboot.clients import add_client, remove_client
-from netboot.config import Config
-from netboot.images import Image
-from netboot.inventory import Inventory
-from netboot.luns import add_lun
-from netboot.target.reconcile import reconcile
-from netboot.target.tgt import TgtBackend
 
 pytestmark = [needs_root, pytest.mark.root]
 

@@ -1,0 +1,223 @@
+"""What a boot file name means, and who may have it: one namespace for TFTP and HTTP.
+
+Names (TFTP names them bare, HTTP with a leading ``/``):
+
+- ``vmlinuz``, ``initramfs.img`` (also ``boot/vmlinuz``, ``boot/initramfs.img``):
+  config.kernel_path and config.initramfs_path;
+- ``clients/<mac>/boot.ipxe``, ``clients/<mac>/client.img`` and
+  ``pxelinux.cfg/01-<mac-with-dashes>``: rendered in memory for that client and
+  given only to the address it holds (the initrd part carries its CHAP secrets);
+  for a MAC that is not registered, under ``dhcp.unknown: boot``, the two boot
+  loader names give the "not registered" script or config instead;
+- anything else: a regular file under server.tftp_root, never outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from netboot.boot import scripts
+from netboot.boot.clientpart import build_client_part
+from netboot.boot.content import BytesSource, FileSource
+from netboot.config import Config, UnknownPolicy
+from netboot.errors import NetbootError, NotFound, ValidationError
+from netboot.inventory.clients import Client
+from netboot.inventory.pool import InventoryPool
+from netboot.inventory.stages import Stage
+from netboot.inventory.store import Inventory
+from netboot.log import client_log
+from netboot.names import normalize_mac
+
+log = logging.getLogger(__name__)
+
+KERNEL_NAMES = frozenset({"vmlinuz", "boot/vmlinuz"})
+# The first file a PXE ROM fetches: its fetch marks the ``loader`` stage too.
+LOADER_NAMES = frozenset({"undionly.kpxe", "ipxe.efi", "snponly.efi", "pxelinux.0"})
+INITRAMFS_NAMES = frozenset({"initramfs.img", "boot/initramfs.img"})
+ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
+
+
+class AccessDenied(NetbootError):
+    """The name is not one this peer may read; the message says why (for the log)."""
+
+
+@dataclass
+class Content:
+    """An opened boot file: its bytes, whose it is and which boot stage fetching it marks."""
+
+    name: str
+    source: BytesSource | FileSource
+    mac: str | None = None  # the client it belongs to, or the registered client asking
+    stage: Stage | None = None
+
+    @property
+    def size(self) -> int:
+        return self.source.size
+
+    def close(self) -> None:
+        if isinstance(self.source, FileSource):
+            os.close(self.source.fd)
+
+
+def holds_address(client: Client, peer: IPv4Address) -> bool:
+    """Whether ``peer`` is an address ``client`` holds: the one rule for private files.
+
+    That is its inventory address: netboot's DHCP gives a registered client that
+    address and keeps leases (netboot.dhcp.leases) only for unregistered machines,
+    which have no private files. Any other source of addresses joins here.
+    """
+    return peer == client.ip
+
+
+def check_name(name: str) -> list[str]:
+    """The path components of a requested name, or AccessDenied for every traversal form.
+
+    Refused outright, whatever the root holds: NUL and control characters,
+    backslashes (a Windows separator), absolute paths and ``..`` components.
+    Names are never URL-decoded here (HTTP decodes once, before): ``%2e%2e``
+    is a file name with percent signs in it.
+    """
+    if "\0" in name:
+        raise AccessDenied("NUL byte in name")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise AccessDenied("control character in name")
+    if "\\" in name:
+        raise AccessDenied("backslash in name")
+    if name.startswith("/"):
+        raise AccessDenied("absolute path")
+    parts = name.split("/")
+    if ".." in parts:
+        raise AccessDenied("'..' in path")
+    parts = [p for p in parts if p not in ("", ".")]
+    if not parts:
+        raise NotFound("empty file name")
+    return parts
+
+
+def open_beneath(root: Path, parts: list[str]) -> FileSource:
+    """Open a regular file under ``root``; symlinks may be followed only if they stay inside.
+
+    The check is made on the opened descriptor (/proc/self/fd), so a link
+    swapped in between the check and the open cannot lead outside.
+    """
+    path = root.joinpath(*parts)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"no file {'/'.join(parts)} in {root}") from None
+    except PermissionError:
+        raise AccessDenied(f"{path} is not readable by the server") from None
+    except OSError as err:
+        raise NotFound(f"cannot open {path}: {err.strerror}") from None
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        top = os.path.realpath(root)
+        if os.path.commonpath([real, top]) != top:
+            raise AccessDenied(f"{'/'.join(parts)} leads outside {root} (to {real})")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotFound(f"{'/'.join(parts)} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return FileSource(fd, info.st_size)
+
+
+def open_file(path: Path) -> FileSource:
+    """Open a configured file (kernel, initramfs) that may live anywhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise NotFound(f"cannot open {path}: {err.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotFound(f"{path} is not a regular file")
+    return FileSource(fd, info.st_size)
+
+
+class Catalog:
+    """Turns (name, peer address) into :class:`Content`, or NotFound / AccessDenied."""
+
+    def __init__(self, config: Config, inventories: InventoryPool) -> None:
+        self.config = config
+        self.inventories = inventories
+        self._book: dict[IPv4Address, str] = {}
+        self._book_at = -ADDRESS_BOOK_TTL
+        self._book_lock = threading.Lock()
+
+    def open(self, name: str, peer: IPv4Address) -> Content:
+        parts = check_name(name)
+        name = "/".join(parts)
+        if name in KERNEL_NAMES:
+            return Content(name, open_file(self.config.kernel_path), self.client_at(peer),
+                           Stage.KERNEL)
+        if name in INITRAMFS_NAMES:
+            return Content(name, open_file(self.config.initramfs_path), self.client_at(peer))
+        private = self._private(parts, peer)
+        if private is not None:
+            return private
+        return Content(name, open_beneath(self.config.server.tftp_root, parts),
+                       self.client_at(peer), Stage.LOADER if name in LOADER_NAMES else None)
+
+    def client_at(self, peer: IPv4Address) -> str | None:
+        """The MAC of the registered client at ``peer``, to name it in logs and stages.
+
+        Cached for a couple of seconds: one read of the client list serves a
+        whole boot storm. Never used to grant access (see :func:`holds_address`).
+        """
+        with self._book_lock:
+            now = time.monotonic()
+            if now - self._book_at >= ADDRESS_BOOK_TTL:
+                with self.inventories.borrow() as inventory:
+                    self._book = {c.ip: c.mac for c in inventory.clients()}
+                self._book_at = now
+            return self._book.get(peer)
+
+    def owner(self, inventory: Inventory, mac_text: str, peer: IPv4Address) -> Client | None:
+        """The client named by ``mac_text`` if ``peer`` may have its files; None if unknown."""
+        try:
+            mac = normalize_mac(mac_text)
+        except ValidationError:
+            raise NotFound(f"{mac_text!r} is not a MAC address") from None
+        client = inventory.find(mac)
+        if client is not None and not holds_address(client, peer):
+            client_log(log, mac).warning("refused %s's private file to %s (it holds %s)",
+                                         mac, peer, client.ip)
+            raise AccessDenied(f"{peer} is not the address of client {mac}")
+        return client
+
+    def _private(self, parts: list[str], peer: IPv4Address) -> Content | None:
+        """A per-client name rendered for its owner, or None if ``parts`` is not one."""
+        name = "/".join(parts)
+        if len(parts) == 3 and parts[0] == "clients" and parts[2] in ("boot.ipxe", "client.img"):
+            mac_text, kind = parts[1], parts[2]
+        elif (len(parts) == 2 and parts[0] == "pxelinux.cfg" and parts[1].startswith("01-")
+              and len(parts[1]) == 20):
+            mac_text, kind = parts[1][3:], "pxelinux"
+        else:
+            return None
+        with self.inventories.borrow() as inventory:
+            client = self.owner(inventory, mac_text, peer)
+        if client is None:
+            return self._unregistered(name, normalize_mac(mac_text), kind)
+        if kind == "client.img":
+            return Content(name, BytesSource(build_client_part(self.config, client)),
+                           client.mac)
+        text = (scripts.ipxe_script(self.config, client) if kind == "boot.ipxe"
+                else scripts.pxelinux_config(self.config, client))
+        return Content(name, BytesSource(text.encode()), client.mac, Stage.LOADER)
+
+    def _unregistered(self, name: str, mac: str, kind: str) -> Content:
+        if self.config.dhcp.unknown is not UnknownPolicy.BOOT or kind == "client.img":
+            raise NotFound(f"{mac} is not a registered client")
+        text = (scripts.unregistered_ipxe(self.config, mac) if kind == "boot.ipxe"
+                else scripts.unregistered_pxelinux(mac))
+        return Content(name, BytesSource(text.encode()), mac)

@@ -1,0 +1,41 @@
+"""The per-client initramfs part: a tiny cpio with ``/etc/netboot/client.conf``.
+
+It is the only place a client's CHAP secrets leave the server, so it is
+built in memory on request and served only to that client's address. The
+boot loader passes it as a second initrd after the shared base image; the
+kernel unpacks both into one root.
+"""
+
+from __future__ import annotations
+
+from netboot import initramfs
+from netboot.config import Config
+from netboot.initramfs.cpio import Entry, write_newc
+from netboot.inventory.clients import Client
+from netboot.templates import render
+
+CLIENT_CONF = "etc/netboot/client.conf"
+
+
+def report_url(config: Config, mac: str) -> str:
+    """Where /init reports its stages: ``GET {url}/{stage}``."""
+    return f"http://{config.server.address}:{config.server.http_port}/report/{mac}"
+
+
+def render_client_conf(config: Config, client: Client) -> str:
+    portal, port = config.portal
+    return render(
+        "client.conf.j2", initramfs.DATA,
+        client=client, server=config.server.address, report_url=report_url(config, client.mac),
+        portal=portal, portal_port=port, mutual=config.target.mutual_chap,
+        root_fstype="ext4", root_options="rw",
+    )
+
+
+def build_client_part(config: Config, client: Client) -> bytes:
+    """The cpio of ``client``'s settings and initiator name, reproducible."""
+    return write_newc([
+        Entry.file(CLIENT_CONF, render_client_conf(config, client).encode(), 0o600),
+        Entry.file("etc/iscsi/initiatorname.iscsi",
+                   f"InitiatorName={client.initiator_iqn}\n".encode(), 0o644),
+    ], mtime=int(client.created))

@@ -1,0 +1,281 @@
+"""The boot kernel: one Debian kernel package gives both the served vmlinuz and the
+initramfs's modules, so they can never come from different builds.
+
+``fetch`` resolves the flavour's metapackage (``linux-image-cloud-amd64``) to the
+versioned package it depends on, downloads that with ``apt-get download`` into
+the cache, unpacks it with ``dpkg-deb`` and runs ``depmod`` (Debian's .deb ships
+no ``modules.dep``). A release lives under ``<state_dir>/kernel/releases/<version>``
+in the package's own layout (``boot/``, ``lib/modules/<version>``); ``current``
+points at the one in use and ``config.kernel_path`` holds a copy of its vmlinuz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from netboot.config import Config
+from netboot.errors import NetbootError
+from netboot.host.files import sha256_file
+
+Progress = Callable[[str], None]
+FLAVOURS = ("amd64", "cloud-amd64")
+MANIFEST = "kernel.json"
+
+
+class KernelError(NetbootError):
+    """A kernel package cannot be found, fetched or unpacked."""
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """The candidate version of one Debian package, from ``apt-cache show``."""
+
+    package: str
+    version: str
+    filename: str  # the pool path; its basename is what apt-get download writes
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class KernelRelease:
+    """An unpacked kernel: where its vmlinuz, config and modules are."""
+
+    version: str
+    root: Path  # the package's tree: boot/ and lib/modules/<version>
+    package: str
+    package_version: str
+    sha256: str  # of the .deb (or of the vmlinuz, for a --tree install)
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.root / "boot" / f"vmlinuz-{self.version}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "boot" / f"config-{self.version}"
+
+    @property
+    def modules(self) -> Path:
+        return self.root / "lib" / "modules" / self.version
+
+    def kernel_config(self) -> dict[str, str]:
+        """The kernel's build options (``CONFIG_RD_ZSTD`` -> ``y``); empty if it has none."""
+        if not self.config_file.exists():
+            return {}
+        return parse_kernel_config(self.config_file.read_text())
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """``CONFIG_X=y`` lines as a dict; ``# CONFIG_X is not set`` lines are left out."""
+    options = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.startswith("CONFIG_"):
+            options[name] = value.strip('"')
+    return options
+
+
+def parse_depends(text: str) -> list[str]:
+    """The ``Depends:`` package names in ``apt-cache depends`` output."""
+    return [m.group(1) for m in re.finditer(r"^\s*\|?Depends:\s*(\S+)", text, re.M)]
+
+
+def versioned_package(flavour: str, depends_output: str) -> str:
+    """The versioned image package a ``linux-image-<flavour>`` metapackage depends on."""
+    # linux-image-6.1.0-56-cloud-amd64: an ABI version, then exactly this flavour
+    pattern = re.compile(rf"linux-image-\d+(\.\d+)*-\d+-{re.escape(flavour)}$")
+    for name in parse_depends(depends_output):
+        if pattern.match(name):
+            return name
+    raise KernelError(f"linux-image-{flavour} depends on no versioned linux-image package "
+                      "(is the package index current? try 'apt-get update')")
+
+
+def parse_package_info(text: str) -> PackageInfo:
+    """The first stanza of ``apt-cache show --no-all-versions`` output."""
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and not key.startswith(" "):
+            fields[key] = value.strip()
+    try:
+        return PackageInfo(fields["Package"], fields["Version"], fields["Filename"],
+                           fields["SHA256"], int(fields["Size"]))
+    except KeyError as err:
+        raise KernelError(f"apt-cache show gave no {err.args[0]} field") from None
+
+
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+    except FileNotFoundError:
+        raise KernelError(f"{what}: {argv[0]} is not installed") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise KernelError(f"{what}: '{' '.join(argv)}' failed: "
+                          f"{detail[-1] if detail else f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+
+def resolve(flavour: str) -> PackageInfo:
+    """The versioned kernel package ``linux-image-<flavour>`` stands for, from the apt index."""
+    if flavour not in FLAVOURS:
+        raise KernelError(f"unknown kernel flavour {flavour!r} (expected one of "
+                          f"{', '.join(FLAVOURS)})")
+    meta = f"linux-image-{flavour}"
+    package = versioned_package(flavour, _run(["apt-cache", "depends", meta], f"resolving {meta}"))
+    return parse_package_info(_run(["apt-cache", "show", "--no-all-versions", package],
+                                   f"looking up {package}"))
+
+
+def download(flavour: str, cache: Path, progress: Progress) -> Path:
+    """The flavour's current kernel .deb in ``cache``, downloaded only if not already there."""
+    info = resolve(flavour)
+    progress(f"linux-image-{flavour} -> {info.package} {info.version}")
+    cache.mkdir(parents=True, exist_ok=True)
+    deb = cache / Path(info.filename).name
+    if deb.exists() and sha256_file(deb) == info.sha256:
+        progress(f"cached {deb}")
+        return deb
+    progress(f"downloading {info.package} {info.version} ({info.size / 1e6:.1f} MB) to {cache}")
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        _run(["apt-get", "download", "-q", f"{info.package}={info.version}"],
+             f"downloading {info.package}", cwd=Path(tmp))
+        got = Path(tmp) / deb.name
+        if not got.exists():
+            raise KernelError(f"apt-get download wrote no {deb.name}")
+        if sha256_file(got) != info.sha256:
+            raise KernelError(f"{deb.name}: SHA256 does not match the package index")
+        os.replace(got, deb)
+    return deb
+
+
+def kernel_dir(config: Config) -> Path:
+    return config.storage.state_dir / "kernel"
+
+
+def _version_of(tree: Path) -> str:
+    versions = sorted(p.name for p in (tree / "lib" / "modules").glob("*") if p.is_dir())
+    if len(versions) != 1:
+        raise KernelError(f"{tree}: expected one lib/modules/<version> directory, "
+                          f"found {len(versions)}")
+    version = versions[0]
+    if not (tree / "boot" / f"vmlinuz-{version}").exists():
+        raise KernelError(f"{tree}: no boot/vmlinuz-{version}")
+    return version
+
+
+def _deb_fields(deb: Path) -> tuple[str, str]:
+    out = _run(["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(deb)],
+               f"reading {deb}")
+    package, _, version = out.partition("\t")
+    return package, version
+
+
+def install(config: Config, progress: Progress, *, deb: Path | None = None,
+            tree: Path | None = None) -> KernelRelease:
+    """Unpack ``deb`` (or copy an extracted ``tree``), run depmod and make it current.
+
+    A source already installed (same SHA-256) is only made current again.
+    Unpacking goes to a temporary directory renamed into place when complete,
+    so a kill leaves either no release or a whole one.
+    """
+    if (deb is None) == (tree is None):
+        raise KernelError("install needs exactly one of a .deb or an extracted tree")
+    releases = kernel_dir(config) / "releases"
+    releases.mkdir(parents=True, exist_ok=True)
+    if deb is not None:
+        if not deb.is_file():
+            raise KernelError(f"{deb}: no such kernel package")
+        source_hash = sha256_file(deb)
+        package, package_version = _deb_fields(deb)
+    else:
+        assert tree is not None
+        version = _version_of(tree)
+        source_hash = sha256_file(tree / "boot" / f"vmlinuz-{version}")
+        package, package_version = f"linux-image-{version}", "(tree)"
+    release = _installed(releases, source_hash)
+    if release is not None:
+        progress(f"kernel {release.version} from {package} {package_version} already installed")
+    else:
+        release = _unpack(releases, progress, deb, tree, package, package_version, source_hash)
+    _make_current(config, release, progress)
+    return release
+
+
+def _installed(releases: Path, source_hash: str) -> KernelRelease | None:
+    for root in sorted(releases.iterdir()):
+        release = read_release(root)
+        if release is not None and release.sha256 == source_hash:
+            return release
+    return None
+
+
+def _unpack(releases: Path, progress: Progress, deb: Path | None, tree: Path | None,
+            package: str, package_version: str, source_hash: str) -> KernelRelease:
+    with tempfile.TemporaryDirectory(dir=releases, prefix=".unpack-") as tmp:
+        staging = Path(tmp) / "tree"
+        if deb is not None:
+            progress(f"extracting {deb.name}")
+            _run(["dpkg-deb", "-x", str(deb), str(staging)], f"extracting {deb}")
+        else:
+            progress(f"copying {tree}")
+            shutil.copytree(tree, staging, symlinks=True)
+        version = _version_of(staging)
+        release = KernelRelease(version, releases / version, package, package_version,
+                                source_hash)
+        progress(f"depmod {version}")
+        _run(["depmod", "-b", str(staging), version], f"depmod for {version}")
+        (staging / MANIFEST).write_text(json.dumps(
+            {k: str(v) for k, v in asdict(release).items() if k != "root"}, indent=2) + "\n")
+        if release.root.exists():  # an older build of the same version: replaced whole
+            shutil.rmtree(release.root)
+        os.replace(staging, release.root)
+    return release
+
+
+def read_release(root: Path) -> KernelRelease | None:
+    """The release unpacked at ``root``, or None if there is none (or only half of one)."""
+    try:
+        data = json.loads((root / MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return KernelRelease(data["version"], root.resolve(), data["package"], data["package_version"],
+                         data["sha256"])
+
+
+def _make_current(config: Config, release: KernelRelease, progress: Progress) -> None:
+    """Point ``current`` at ``release`` and put its vmlinuz at config.kernel_path, atomically."""
+    link = kernel_dir(config) / "current"
+    tmp_link = link.with_name(".current.tmp")
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(Path("releases") / release.version)
+    os.replace(tmp_link, link)
+    target = config.kernel_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists() or sha256_file(target) != sha256_file(release.vmlinuz):
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(release.vmlinuz, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    progress(f"kernel {release.version}: {target} ({target.stat().st_size / 1e6:.1f} MB), "
+             f"modules in {release.modules}")
+
+
+def current(config: Config) -> KernelRelease:
+    """The kernel in use; an error that says what to run if there is none."""
+    release = read_release(kernel_dir(config) / "current")
+    if release is None:
+        raise KernelError(f"no kernel installed under {kernel_dir(config)}: "
+                          "run 'netboot kernel fetch' first")
+    return release

@@ -1,0 +1,201 @@
+"""The boot loaders in the TFTP root: which Debian package each comes from, copied and checked.
+
+netboot does not build boot loaders; it serves Debian's. ``make setup`` copies
+them into ``tftproot/`` and writes ``MANIFEST.json`` (package, version,
+sha256 of each), so ``netboot doctor`` can tell a missing file from one that
+no longer matches what was installed, and say which package to install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from netboot.errors import NetbootError
+from netboot.host.files import sha256_file
+
+MANIFEST = "MANIFEST.json"
+_SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")
+
+
+@dataclass(frozen=True)
+class BootFile:
+    """One file the TFTP root must hold, and where Debian ships it."""
+
+    name: str
+    package: str
+    source: Path
+    purpose: str
+
+
+BOOT_FILES: tuple[BootFile, ...] = (
+    BootFile("undionly.kpxe", "ipxe", Path("/usr/lib/ipxe/undionly.kpxe"),
+             "iPXE for BIOS PXE ROMs (uses the ROM's UNDI driver)"),
+    BootFile("ipxe.efi", "ipxe", Path("/usr/lib/ipxe/ipxe.efi"),
+             "iPXE for UEFI x86-64 with its own NIC drivers"),
+    BootFile("snponly.efi", "ipxe", Path("/usr/lib/ipxe/snponly.efi"),
+             "iPXE for UEFI x86-64 using the firmware's SNP driver"),
+    BootFile("pxelinux.0", "pxelinux", Path("/usr/lib/PXELINUX/pxelinux.0"),
+             "PXELINUX for BIOS PXE ROMs (boot.loader: pxelinux)"),
+    BootFile("ldlinux.c32", "syslinux-common", _SYSLINUX_BIOS / "ldlinux.c32",
+             "PXELINUX's core module, loaded right after pxelinux.0"),
+    # The "not registered" PXELINUX config offers reboot (retry) and power off:
+    BootFile("reboot.c32", "syslinux-common", _SYSLINUX_BIOS / "reboot.c32",
+             "PXELINUX module: reboot (retry) for unregistered machines"),
+    BootFile("poweroff.c32", "syslinux-common", _SYSLINUX_BIOS / "poweroff.c32",
+             "PXELINUX module: power off for unregistered machines"),
+    BootFile("libcom32.c32", "syslinux-common", _SYSLINUX_BIOS / "libcom32.c32",
+             "library reboot.c32 needs"),
+)
+
+
+class FileState(StrEnum):
+    OK = "ok"
+    MISSING = "missing"  # not in the TFTP root
+    CHANGED = "changed"  # in the root, but not the bytes the manifest recorded
+    UNRECORDED = "unrecorded"  # in the root, but not in the manifest
+    OUTDATED = "outdated"  # matches the manifest, but the package has moved on since
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """What the set-up copied: enough to check the file and to say where it came from."""
+
+    name: str
+    package: str
+    version: str
+    sha256: str
+    size: int
+    source: str
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """One row of ``netboot doctor``."""
+
+    name: str
+    package: str
+    version: str | None
+    state: FileState
+    fix: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is FileState.OK
+
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of a Debian package, or None if it is not installed."""
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Status} ${Version}", package],
+        capture_output=True, text=True, check=False,
+    )
+    status, _, version = proc.stdout.partition(" ")
+    return version if proc.returncode == 0 and status == "installed" else None
+
+
+def read_manifest(root: Path) -> dict[str, ManifestEntry]:
+    path = root / MANIFEST
+    try:
+        data = json.loads(path.read_text())
+        return {e["name"]: ManifestEntry(**e) for e in data["files"]}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError) as err:
+        raise NetbootError(f"{path} is not a netboot manifest ({err}); "
+                           "rewrite it with 'make setup'") from None
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[ManifestEntry]:
+    """Copy every boot file into ``root`` and write the manifest; files already right stay.
+
+    Idempotent: a second run changes nothing on disk (not even mtimes). A
+    package that is not installed is an error naming it, since a TFTP root
+    without its boot loader cannot boot anything.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    missing = sorted({f.package for f in files if package_version(f.package) is None})
+    if missing:
+        raise NetbootError(f"Debian packages not installed: {', '.join(missing)}; "
+                           f"install them with 'apt-get install {' '.join(missing)}'")
+    entries = []
+    for f in files:
+        if not f.source.is_file():
+            raise NetbootError(f"{f.source} is missing although {f.package} is installed; "
+                               f"reinstall it with 'apt-get install --reinstall {f.package}'")
+        digest = sha256_file(f.source)
+        target = root / f.name
+        if not target.is_file() or sha256_file(target) != digest:
+            _write_atomic(target, f.source.read_bytes())
+        entries.append(ManifestEntry(f.name, f.package, package_version(f.package) or "",
+                                     digest, f.source.stat().st_size, str(f.source)))
+    text = json.dumps({"files": [asdict(e) for e in entries]}, indent=2) + "\n"
+    manifest = root / MANIFEST
+    if not manifest.is_file() or manifest.read_text() != text:
+        _write_atomic(manifest, text.encode())
+    return entries
+
+
+def _fix(f: BootFile) -> str:
+    return f"apt-get install {f.package} && make setup"
+
+
+def check(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[FileStatus]:
+    """Compare the TFTP root with its manifest and with the installed packages."""
+    manifest = read_manifest(root)
+    out = []
+    for f in files:
+        entry = manifest.get(f.name)
+        installed = package_version(f.package)
+        path = root / f.name
+        if not path.is_file():
+            state = FileState.MISSING
+        elif entry is None:
+            state = FileState.UNRECORDED
+        elif sha256_file(path) != entry.sha256:
+            state = FileState.CHANGED
+        elif installed is not None and installed != entry.version:
+            state = FileState.OUTDATED
+        else:
+            state = FileState.OK
+        fix = None
+        if state is not FileState.OK:
+            fix = _fix(f) if installed is None else "make setup"
+        out.append(FileStatus(f.name, f.package, entry.version if entry else installed,
+                              state, fix))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """``python -m netboot.boot.loaders ROOT``: what ``make setup`` runs."""
+    if len(argv) != 1:
+        print("usage: python -m netboot.boot.loaders TFTP_ROOT", file=sys.stderr)
+        return 2
+    try:
+        entries = populate(Path(argv[0]))
+    except NetbootError as err:
+        print(f"setup: {err}", file=sys.stderr)
+        return 1
+    print(f"setup: {len(entries)} boot files in {argv[0]} "
+          f"({', '.join(sorted({f'{e.package} {e.version}' for e in entries}))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

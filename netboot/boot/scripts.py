@@ -1,0 +1,49 @@
+"""Each client's boot loader files, rendered from Jinja2 templates in netboot/templates/.
+
+Rendered per request, in memory, so a change to a client or to the config is
+in the next boot without a rebuild step. The iPXE script fetches everything
+over HTTP; the PXELINUX config names TFTP paths relative to pxelinux.0.
+"""
+
+from __future__ import annotations
+
+from netboot.boot.sanboot import render_sanboot_script
+from netboot.config import Config
+from netboot.inventory.clients import BootMethod, Client
+from netboot.templates import render
+
+RETRY_SECONDS = 30  # how long a failed or unregistered machine waits before it asks again
+
+
+def base_url(config: Config) -> str:
+    """Where iPXE fetches the kernel and initrds: this server's HTTP port."""
+    return f"http://{config.server.address}:{config.server.http_port}"
+
+
+def ipxe_script(config: Config, client: Client) -> str:
+    """``clients/<mac>/boot.ipxe``, by the client's boot method: the one place that decides.
+
+    initramfs: kernel, the base and the client's initrd, arguments; sanboot:
+    iPXE logs in to the client's LUN itself (see netboot.boot.sanboot).
+    """
+    if client.boot_method == BootMethod.SANBOOT.value:
+        return render_sanboot_script(config, client)
+    return render("boot.ipxe.j2", client=client, base_url=base_url(config),
+                  kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value,
+                  retry_seconds=RETRY_SECONDS)
+
+
+def pxelinux_config(config: Config, client: Client) -> str:
+    """``pxelinux.cfg/01-<mac>``: the same boot for PXELINUX, BOOTIF from IPAPPEND 2."""
+    return render("pxelinux.cfg.j2", client=client, kernel_args=config.boot.kernel_args,
+                  onfail=config.boot.onfail.value)
+
+
+def unregistered_ipxe(config: Config, mac: str) -> str:
+    """For a machine that is not registered: say so, then try again or power off."""
+    return render("unregistered.ipxe.j2", mac=mac, base_url=base_url(config),
+                  retry_seconds=RETRY_SECONDS)
+
+
+def unregistered_pxelinux(mac: str) -> str:
+    return render("unregistered.pxelinux.j2", mac=mac, retry_seconds=RETRY_SECONDS)

@@ -1,0 +1,1 @@
+"""The machine netboot runs on: its files and its network links."""

@@ -1,0 +1,1 @@
+"""The HTTP server iPXE and /init talk to."""

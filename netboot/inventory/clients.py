@@ -1,0 +1,74 @@
+"""Client records: the registered machines and the machines that asked but are not registered."""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from dataclasses import dataclass, field, fields
+from ipaddress import IPv4Address
+
+
+class BootMethod(enum.Enum):
+    """How a client reaches its root (stored as its value in ``clients.boot_method``).
+
+    INITRAMFS: netboot's kernel and /init log in and mount an ext4 root image.
+    SANBOOT: iPXE logs in and boots the LUN as a disk (the image's own GRUB and
+    kernel), handing the session over through the iBFT.
+    """
+
+    INITRAMFS = "initramfs"
+    SANBOOT = "sanboot"
+
+
+@dataclass(frozen=True)
+class Client:
+    """One registered machine. Secrets are left out of ``repr`` so they never reach a log."""
+
+    mac: str
+    hostname: str
+    ip: IPv4Address
+    image: str | None
+    lun_path: str | None
+    lun_size: int
+    initiator_iqn: str
+    target_iqn: str
+    chap_user: str
+    chap_secret: str = field(repr=False)
+    mutual_secret: str = field(repr=False)
+    boot_method: str = BootMethod.INITRAMFS.value
+    provisioned: bool = False
+    created: float = 0.0
+    last_seen: float | None = None
+    last_stage: str | None = None
+    last_stage_at: float | None = None
+
+    @property
+    def mutual_user(self) -> str:
+        """The name the target answers with in mutual CHAP (tgt's accounts are global)."""
+        return f"{self.chap_user}-target"
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Client:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["ip"] = IPv4Address(values["ip"])
+        values["provisioned"] = bool(values["provisioned"])
+        return cls(**values)
+
+    def to_row(self) -> dict[str, object]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["ip"] = str(self.ip)
+        row["provisioned"] = int(self.provisioned)
+        return row
+
+
+@dataclass(frozen=True)
+class UnknownMachine:
+    """A machine that asked to boot but is not registered."""
+
+    mac: str
+    first_seen: float
+    last_seen: float
+    requests: int
+    vendor_class: str | None
+    arch: int | None
+

@@ -1,0 +1,65 @@
+"""The inventory's schema, as a list of migrations.
+
+Each entry moves the schema one version on; ``PRAGMA user_version`` says how
+far a database has come. Append, never edit: databases in the field have run them.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE clients (
+        mac TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL UNIQUE,
+        ip TEXT NOT NULL UNIQUE,
+        image TEXT,
+        lun_path TEXT,
+        lun_size INTEGER NOT NULL,
+        initiator_iqn TEXT NOT NULL UNIQUE,
+        target_iqn TEXT NOT NULL UNIQUE,
+        chap_user TEXT NOT NULL UNIQUE,
+        chap_secret TEXT NOT NULL,
+        mutual_secret TEXT NOT NULL,
+        boot_method TEXT NOT NULL DEFAULT 'initramfs',
+        provisioned INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_seen REAL,
+        last_stage TEXT,
+        last_stage_at REAL
+    );
+    CREATE TABLE unknown_machines (
+        mac TEXT PRIMARY KEY,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 1,
+        vendor_class TEXT,
+        arch INTEGER
+    );
+    """,
+    # extra LUNs (2, 3, ...) on a client's target: files or block devices (issue 7)
+    """
+    CREATE TABLE luns (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        lun INTEGER NOT NULL CHECK (lun >= 2),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device')),
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (mac, lun)
+    );
+    """,
+    # DHCP leases of machines without a fixed address, and addresses clients declined
+    # (RFC 2131 section 3.1 step 5: in use by someone else) with the time they are kept out.
+    """
+    CREATE TABLE dhcp_leases (
+        mac TEXT PRIMARY KEY,
+        ip TEXT NOT NULL UNIQUE,
+        expires REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE dhcp_declined (
+        ip TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    """,
+)
+

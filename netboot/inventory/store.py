@@ -1,0 +1,226 @@
+"""The client inventory: one SQLite database in WAL mode in the state dir.
+
+SQLite gives what the server and several CLI calls need at once: atomic
+transactions (a ``kill -9`` at any moment leaves the last committed state),
+one writer at a time with waiting readers (``BEGIN IMMEDIATE`` plus a busy
+timeout), and no daemon. The file holds CHAP secrets, so it and its WAL and
+shared-memory files are created mode 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from netboot.errors import Conflict, NotFound
+from netboot.inventory.clients import Client, UnknownMachine
+from netboot.inventory.migrations import MIGRATIONS
+
+_CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
+
+
+def _create_private(path: Path) -> None:
+    """Make ``path`` exist as an empty 0600 file without truncating an existing one.
+
+    An existing file is never opened: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included, and then
+    another process closing its connection takes itself for the last one and
+    deletes the -wal and -shm files under this process's open connections.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        return
+    os.close(fd)
+
+
+def _while_locked(attempt: Callable[[], None], timeout: float) -> None:
+    """Call ``attempt`` until it does not fail with SQLite's "database is locked", for at
+    most ``timeout`` seconds, backing off from 5 ms to 100 ms."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            attempt()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class Inventory:
+    """Access to the inventory database. Cheap to open; one per thread."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for suffix in ("", "-wal", "-shm"):
+            _create_private(Path(f"{self.path}{suffix}"))
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._db.row_factory = sqlite3.Row
+        try:
+            _while_locked(self._enter_wal, busy_timeout)
+            # FULL: a commit is on disk when it returns; a power cut loses nothing acknowledged.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _enter_wal(self) -> None:
+        """Switch to WAL (persistent in the file; a no-op once done). Turning a new database
+        to WAL needs an exclusive lock that SQLite tries once, without its busy handler:
+        the processes of `netboot serve` opening a new database together got "database is
+        locked" at once, so the caller retries."""
+        self._db.execute("PRAGMA journal_mode=WAL")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Inventory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the lock from the start (no upgrade deadlocks)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def change_mark(self) -> tuple[int, int]:
+        """A value that changes whenever anyone commits a change: another connection (SQLite's
+        data_version) or this one (its total_changes). A cache can skip re-reading while it
+        stays the same."""
+        return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+
+    # -- clients ---------------------------------------------------------------
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only statement, outside any write transaction (WAL: no lock taken)."""
+        return self._db.execute(sql, params).fetchall()
+
+    def clients(self) -> list[Client]:
+        """Every client in address order (sorted here: SQLite orders the text form)."""
+        rows = self._db.execute("SELECT * FROM clients")
+        return sorted((Client.from_row(r) for r in rows), key=lambda c: c.ip)
+
+    def get(self, mac: str) -> Client:
+        row = self._db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
+        if row is None:
+            raise NotFound(f"no client with MAC {mac}")
+        return Client.from_row(row)
+
+    def find(self, mac: str) -> Client | None:
+        row = self._db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
+        return Client.from_row(row) if row else None
+
+    def taken_addresses(self, db: sqlite3.Connection | None = None) -> set[IPv4Address]:
+        rows = (db or self._db).execute("SELECT ip FROM clients")
+        return {IPv4Address(r[0]) for r in rows}
+
+    def insert(self, db: sqlite3.Connection, client: Client) -> None:
+        """Insert inside a caller's :meth:`transaction`, naming the clash if there is one."""
+        for column, value in (("mac", client.mac), ("hostname", client.hostname),
+                              ("ip", str(client.ip)), ("initiator_iqn", client.initiator_iqn),
+                              ("target_iqn", client.target_iqn)):
+            clash = db.execute(f"SELECT mac FROM clients WHERE {column} = ?", (value,)).fetchone()
+            if clash is not None:
+                if column == "mac":
+                    raise Conflict(f"a client with MAC {value} is already registered")
+                what = column.replace("_", " ").replace("iqn", "IQN").replace("ip", "IP")
+                raise Conflict(f"{what} {value} is already used by client {clash[0]}")
+        names = ", ".join(_CLIENT_COLUMNS)
+        marks = ", ".join(f":{c}" for c in _CLIENT_COLUMNS)
+        db.execute(f"INSERT INTO clients ({names}) VALUES ({marks})", client.to_row())
+        db.execute("DELETE FROM unknown_machines WHERE mac = ?", (client.mac,))
+
+    def update(self, mac: str, **changes: object) -> Client:
+        """Change some columns of one client and return the new record."""
+        unknown = set(changes) - set(_CLIENT_COLUMNS)
+        if unknown:
+            raise ValueError(f"not client columns: {sorted(unknown)}")
+        if "ip" in changes:
+            changes["ip"] = str(changes["ip"])
+        with self.transaction() as db:
+            sets = ", ".join(f"{c} = :{c}" for c in changes)
+            cur = db.execute(f"UPDATE clients SET {sets} WHERE mac = :mac", {**changes, "mac": mac})
+            if cur.rowcount == 0:
+                raise NotFound(f"no client with MAC {mac}")
+        return self.get(mac)
+
+    def delete(self, mac: str) -> Client:
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
+            if row is None:
+                raise NotFound(f"no client with MAC {mac}")
+            db.execute("DELETE FROM clients WHERE mac = ?", (mac,))
+        return Client.from_row(row)
+
+    def record_stage(self, mac: str, stage: str, at: float | None = None, *,
+                     unless: Collection[str] = ()) -> bool:
+        """Note that a client reached a boot stage (DHCP, loader, kernel, login, root).
+
+        ``unless``: stages it must not replace, checked in the same transaction,
+        so a stage seen late (the target's session list) never overwrites a
+        later one that another writer recorded a moment before. True if recorded.
+        """
+        at = time.time() if at is None else at
+        keep = sorted(unless)
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? WHERE mac = ?"
+                f" AND coalesce(last_stage, '') NOT IN ({', '.join('?' * len(keep))})",
+                (stage, at, at, mac, *keep),
+            )
+            return cur.rowcount > 0
+
+    # -- machines that are not registered ------------------------------------------
+
+    def note_unknown(self, mac: str, now: float, vendor_class: str | None = None,
+                     arch: int | None = None) -> bool:
+        """Record a request from an unregistered MAC; True the first time it is seen."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE unknown_machines SET last_seen = ?, requests = requests + 1,"
+                " vendor_class = coalesce(?, vendor_class), arch = coalesce(?, arch)"
+                " WHERE mac = ?", (now, vendor_class, arch, mac))
+            if cur.rowcount:
+                return False
+            db.execute(
+                "INSERT INTO unknown_machines (mac, first_seen, last_seen, vendor_class, arch)"
+                " VALUES (?, ?, ?, ?, ?)", (mac, now, now, vendor_class, arch))
+            return True
+
+    def unknown_machines(self) -> list[UnknownMachine]:
+        rows = self._db.execute("SELECT * FROM unknown_machines ORDER BY first_seen")
+        return [UnknownMachine(**dict(r)) for r in rows]
+
+
+InventoryFactory = Callable[[], Inventory]  # how a service opens its own connections

@@ -1,0 +1,200 @@
+"""Registering and removing clients: the rules that turn CLI arguments into a record,
+a root LUN and a target.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from netboot import names
+from netboot.config import Config, Loader
+from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.inventory.clients import BootMethod, Client
+from netboot.inventory.store import Inventory
+from netboot.log import client_log
+from netboot.provisioning import chap
+from netboot.provisioning.addresses import check_address, pick_address
+from netboot.provisioning.root import (
+    make_root,
+    provisioning_lock,
+    recover_interrupted,
+    root_lun_path,
+)
+from netboot.storage.clone import Method, Progress
+from netboot.storage.images import Image, Layout, get_image
+from netboot.target import TargetBackend, TargetError, TargetUnreachable
+from netboot.target.reconcile import reconcile
+from netboot.target.tgtplan import GLOBAL
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Whether the target already reflects a change, or why it will only later."""
+
+    done: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass(frozen=True)
+class Added:
+    """A new client, how its root was made, and whether its target is up."""
+
+    client: Client
+    method: Method | None  # how the image was copied; None: blank LUN
+    target: Applied
+
+
+def apply_targets(config: Config, inventory: Inventory, backend: TargetBackend | None,
+                  iqn: str | None = None) -> Applied:
+    """Bring the target in step now if tgtd answers; else say serve's reconcile will.
+
+    Raises TargetError when the target ``iqn`` itself could not be made.
+    """
+    if backend is None:
+        return Applied(False, "not applied (target.manage is off: the LUNs are served elsewhere)")
+    try:
+        outcome = reconcile(config, inventory, backend)
+    except TargetUnreachable as err:
+        return Applied(False, f"pending: {err}; `netboot serve` applies it when it runs")
+    if iqn is not None and iqn in outcome.failed:
+        raise TargetError(f"target {iqn}: {outcome.failed[iqn]}")
+    if GLOBAL in outcome.failed:
+        return Applied(True, f"applied; but {outcome.failed[GLOBAL]}")
+    return Applied(True, "applied")
+
+
+def add_client(
+    config: Config,
+    inventory: Inventory,
+    mac: str,
+    *,
+    hostname: str | None = None,
+    ip: IPv4Address | None = None,
+    image: str | None = None,
+    size: int | None = None,
+    backend: TargetBackend | None = None,
+    progress: Progress | None = None,
+    boot_method: BootMethod = BootMethod.INITRAMFS,
+) -> Added:
+    """Register a client, make its root LUN and its target; all of it or nothing.
+
+    ``mac`` must already be normalised. The address is chosen while the write
+    lock is held, so concurrent adds never pick the same one. Without
+    ``image`` the root LUN is a blank sparse file (for an installer to fill).
+    """
+    host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
+    authority = config.target.iqn_authority
+    golden = get_image(config, image) if image else None
+    check_boot_method(boot_method, golden, config.boot.loader)
+    lun_size = size if size is not None else max(config.storage.default_lun_size,
+                                                 golden.size if golden else 0)
+    if lun_size < 1 << 20:
+        raise ValidationError(f"LUN size {lun_size} is too small (at least 1M)")
+    if golden and lun_size < golden.size:
+        raise ValidationError(f"LUN size {lun_size} is smaller than image {image} "
+                              f"({golden.size} bytes)")
+    recover_interrupted(config, inventory)
+    secret, mutual = chap.new_secret_pair()
+    final = root_lun_path(config, host)
+    logger = client_log(log, mac)
+    with provisioning_lock(config, host):
+        with inventory.transaction() as db:
+            taken = inventory.taken_addresses(db)
+            reserved = config.reserved_addresses()
+            if ip is None:
+                ip = pick_address(config.dhcp.subnet, reserved, config.dhcp.dynamic_range, taken)
+            else:
+                check_address(ip, config.dhcp.subnet, reserved, config.dhcp.dynamic_range)
+            client = Client(
+                mac=mac,
+                hostname=host,
+                ip=ip,
+                image=image,
+                lun_path=str(final),
+                lun_size=lun_size,
+                initiator_iqn=names.initiator_iqn(authority, host),
+                target_iqn=names.target_iqn(authority, host),
+                chap_user=host,
+                chap_secret=secret,
+                mutual_secret=mutual,
+                boot_method=boot_method.value,
+                created=time.time(),
+            )
+            inventory.insert(db, client)
+            if final.exists():
+                raise Conflict(f"{final} already exists (the data of a removed client?); "
+                               "move it away or choose another --hostname")
+        logger.info("registered %s as %s (%s); making its root LUN", mac, host, ip)
+        try:
+            method = make_root(config, final, golden, lun_size, progress)
+            client = inventory.update(mac, provisioned=True)
+            applied = apply_targets(config, inventory, backend, client.target_iqn)
+        except BaseException:
+            _undo(config, inventory, client, backend)
+            raise
+    logger.info("provisioned %s: root LUN %s (%s), target %s", host, final,
+                method or "blank", applied)
+    return Added(client, method, applied)
+
+
+def check_boot_method(method: BootMethod, golden: Image | None,
+                      loader: Loader = Loader.IPXE) -> None:
+    """Refuse a method the image cannot boot by, before anything is made.
+
+    netboot's /init mounts an ext4 filesystem; iPXE sanboot boots a disk with a
+    partition table and a boot loader.
+    """
+    if method is BootMethod.SANBOOT:
+        if loader is not Loader.IPXE:
+            raise ValidationError(f"--boot-method sanboot needs boot.loader: ipxe (it is {loader}; "
+                                  "PXELINUX cannot log in to an iSCSI target)")
+        if golden is None:
+            raise ValidationError("--boot-method sanboot needs --image: a disk image built with "
+                                  "`netboot image build NAME --debootstrap SUITE --sanboot`")
+        if golden.layout is not Layout.DISK:
+            raise ValidationError(
+                f"image {golden.name} is an ext4 filesystem, not a bootable disk: "
+                "--boot-method sanboot needs an image built with "
+                "`netboot image build NAME --debootstrap SUITE --sanboot`")
+    elif golden is not None and golden.layout is not Layout.FILESYSTEM:
+        raise ValidationError(f"image {golden.name} is a bootable disk ({golden.layout.value}), "
+                              "which netboot's /init cannot mount: use --boot-method sanboot")
+
+
+def _undo(config: Config, inventory: Inventory, client: Client,
+          backend: TargetBackend | None) -> None:
+    """Take back a failed add: record, root file, and any part of its target."""
+    with suppress(NotFound):
+        inventory.delete(client.mac)
+    Path(str(client.lun_path)).unlink(missing_ok=True)
+    try:
+        apply_targets(config, inventory, backend)
+    except TargetError as err:
+        client_log(log, client.mac).error("could not remove the failed target: %s", err)
+    client_log(log, client.mac).warning("add of %s failed; nothing of it was kept",
+                                        client.hostname)
+
+
+def remove_client(config: Config, inventory: Inventory, mac: str, *, purge: bool = False,
+                  backend: TargetBackend | None = None) -> tuple[Client, Applied]:
+    """Delete a client's record and its target; with ``purge`` also its root LUN's file.
+
+    Extra LUNs' files and devices are the admin's and are never deleted.
+    """
+    client = inventory.delete(mac)
+    applied = apply_targets(config, inventory, backend)
+    if purge and client.lun_path:
+        Path(client.lun_path).unlink(missing_ok=True)
+    client_log(log, mac).info("removed %s%s; target %s", client.hostname,
+                              " and its root LUN" if purge else "", applied)
+    return client, applied

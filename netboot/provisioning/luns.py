@@ -1,0 +1,97 @@
+"""Adding and removing extra LUNs (2, 3, ...): a SAN for hosts that boot from their own disk.
+
+The files or block devices are the admin's: a missing file is created sparse,
+but netboot never deletes one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.inventory.luns import ROOT_LUN, LunKind, LunRecord
+from netboot.inventory.store import Inventory
+
+
+def device_size(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def _check_file(path: Path, size: int | None) -> tuple[int, bool]:
+    """The file's size, creating it sparse when missing; True when it was created here."""
+    if path.exists():
+        if not path.is_file():
+            raise ValidationError(f"{path} exists and is not a regular file (use --device "
+                                  "for a block device)")
+        if size is not None and size != path.stat().st_size:
+            raise ValidationError(f"{path} exists with {path.stat().st_size} bytes; "
+                                  f"--size {size} differs (leave --size out to use it as is)")
+        return path.stat().st_size, False
+    if size is None:
+        raise ValidationError(f"{path} does not exist: give --size to create it")
+    if not path.parent.is_dir():
+        raise NotFound(f"directory {path.parent} does not exist")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return size, True
+
+
+def add_lun(inventory: Inventory, mac: str, *, file: Path | None = None,
+            device: Path | None = None, size: int | None = None) -> LunRecord:
+    """Record the next extra LUN of client ``mac`` (a sparse file is created when missing)."""
+    if (file is None) == (device is None):
+        raise ValidationError("give exactly one of --file or --device")
+    inventory.get(mac)  # NotFound before anything is created
+    if device is not None:
+        path = Path(os.path.abspath(device))
+        if not path.exists() or not stat.S_ISBLK(path.stat().st_mode):
+            raise ValidationError(f"{device} is not a block device")
+        if size is not None:
+            raise ValidationError("--size applies to --file only (a device has its own size)")
+        kind, size, created = LunKind.DEVICE, device_size(path), False
+    else:
+        path = Path(os.path.abspath(file))
+        kind = LunKind.FILE
+        size, created = _check_file(path, size)
+    try:
+        with inventory.transaction() as db:
+            clash = db.execute("SELECT mac, lun FROM luns WHERE path = ?", (str(path),)).fetchone()
+            root = db.execute("SELECT mac FROM clients WHERE lun_path = ?",
+                              (str(path),)).fetchone()
+            if clash or root:
+                owner = clash[0] if clash else root[0]
+                raise Conflict(f"{path} already backs a LUN of client {owner}")
+            number = db.execute("SELECT coalesce(max(lun), ?) + 1 FROM luns WHERE mac = ?",
+                                (ROOT_LUN, mac)).fetchone()[0]
+            record = LunRecord(mac, number, str(path), kind, size, time.time())
+            db.execute("INSERT INTO luns (mac, lun, path, kind, size, created)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (mac, number, record.path, kind.value, size, record.created))
+    except BaseException:
+        if created:
+            path.unlink(missing_ok=True)
+        raise
+    return record
+
+
+def remove_lun(inventory: Inventory, mac: str, number: int) -> LunRecord:
+    """Forget extra LUN ``number`` of ``mac`` (its file or device is left as it is)."""
+    if number == ROOT_LUN:
+        raise ValidationError("LUN 1 is the client's root; `netboot client remove` removes it")
+    with inventory.transaction() as db:
+        row = db.execute("SELECT * FROM luns WHERE mac = ? AND lun = ?", (mac, number)).fetchone()
+        if row is None:
+            raise NotFound(f"client {mac} has no LUN {number}")
+        db.execute("DELETE FROM luns WHERE mac = ? AND lun = ?", (mac, number))
+    return LunRecord.from_row(row)

@@ -1,0 +1,1 @@
+"""`netboot serve`: the Service protocol, which services a config asks for, and supervision."""

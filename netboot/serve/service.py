@@ -1,0 +1,21 @@
+"""What every part of ``netboot serve`` is, and the line that says they all listen.
+
+A leaf: the concrete services import it, and only :mod:`netboot.serve.compose`
+imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+SERVE_READY = "serving:"  # logged once every service listens; the lab and tests wait for it
+
+
+class Service(Protocol):
+    """A part of the server. ``start`` returns once it is listening; ``stop`` once it has let go."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...

@@ -1,0 +1,72 @@
+"""`netboot serve`: one process, several services, started together and stopped in reverse.
+
+Each subsystem (DHCP, TFTP, HTTP, target reconcile) is a
+:class:`~netboot.serve.service.Service` that runs its own threads
+(:mod:`netboot.serve.compose` picks them); this module checks the host, clears
+what an interrupted ``client add`` left, starts them, and turns SIGTERM or
+SIGINT into an orderly stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from netboot.config import Config
+from netboot.errors import NetbootError
+from netboot.host import iproute
+from netboot.inventory.store import Inventory
+from netboot.provisioning.root import recover_interrupted
+from netboot.serve.compose import build_services
+from netboot.serve.service import SERVE_READY, Service
+
+log = logging.getLogger(__name__)
+
+
+def check_interface(config: Config) -> None:
+    """Fail early, and clearly, when the boot interface or the server's address is not there."""
+    interface, address = config.server.interface, config.server.address
+    if not iproute.link_exists(interface):
+        raise NetbootError(f"server.interface {interface} does not exist on this host "
+                           "(see 'ip link'); fix it in the config")
+    if address not in {a.ip for a in iproute.ipv4_addresses(interface)}:
+        raise NetbootError(f"server.address {address} is not configured on {interface}: "
+                           f"add it (ip addr add {address}/{config.dhcp.subnet.prefixlen} "
+                           f"dev {interface}) or fix the config")
+
+
+def run(services: list[Service], stop: threading.Event | None = None) -> None:
+    """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``), then stop them in reverse."""
+    if not services:
+        raise NetbootError("nothing to serve: every service is turned off in the config")
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    started: list[Service] = []
+    try:
+        for service in services:
+            try:
+                service.start()
+            except OSError as err:
+                raise NetbootError(f"{service.name} could not start: {err}") from None
+            started.append(service)
+            log.info("%s started", service.name)
+        log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
+        stop.wait()
+        log.info("stopping")
+    finally:
+        for service in reversed(started):
+            try:
+                service.stop()
+            except Exception:  # one service failing to stop must not keep the others running
+                log.exception("%s did not stop cleanly", service.name)
+
+
+def serve(config: Config, stop: threading.Event | None = None) -> None:
+    """``netboot serve``: check the host, recover interrupted provisioning once, then run."""
+    check_interface(config)
+    with Inventory(config.storage.database) as inventory:
+        recover_interrupted(config, inventory)
+    run(build_services(config, lambda: Inventory(config.storage.database)), stop)

@@ -1,0 +1,1 @@
+"""Golden images and the copies made of them: ext4 and Debian images, bootable disks, clones."""

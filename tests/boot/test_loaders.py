@@ -1,0 +1,57 @@
+"""tftproot population from Debian's packages, its manifest, and `netboot doctor`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from netboot.boot.loaders import BOOT_FILES, MANIFEST, FileState, check, populate
+from netboot.cli import cli
+from netboot.host.files import sha256_file
+
+
+def test_populate_copies_every_boot_file_with_its_package_version_and_sha256(tmp_path: Path):
+    populate(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert [e["name"] for e in manifest] == [f.name for f in BOOT_FILES]
+    for entry, f in zip(manifest, BOOT_FILES, strict=True):
+        assert entry["package"] == f.package
+        assert entry["version"]
+        assert entry["sha256"] == sha256_file(tmp_path / f.name) == sha256_file(f.source)
+
+
+def test_populate_twice_changes_nothing(tmp_path: Path):
+    populate(tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    populate(tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+def test_check_reports_a_missing_and_a_changed_file(tmp_path: Path):
+    populate(tmp_path)
+    (tmp_path / "pxelinux.0").unlink()
+    (tmp_path / "ipxe.efi").write_bytes(b"not ipxe")
+    states = {s.name: s.state for s in check(tmp_path)}
+    assert states["pxelinux.0"] is FileState.MISSING
+    assert states["ipxe.efi"] is FileState.CHANGED
+    assert states["undionly.kpxe"] is FileState.OK
+
+
+def test_doctor_exits_1_and_says_how_to_fix_a_missing_file(make_config, tmp_path: Path):
+    config = make_config()
+    populate(config.server.tftp_root)
+    (config.server.tftp_root / "ldlinux.c32").unlink()
+    result = CliRunner().invoke(cli, ["--config", str(config.source), "doctor"])
+    assert result.exit_code == 1
+    line = next(x for x in result.output.splitlines() if x.startswith("ldlinux.c32"))
+    assert "missing" in line and "make setup" in line
+
+
+def test_doctor_exits_0_when_every_file_matches(make_config):
+    config = make_config()
+    populate(config.server.tftp_root)
+    result = CliRunner().invoke(cli, ["--config", str(config.source), "doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    assert {f["state"] for f in json.loads(result.output)["files"]} == {"ok"}

@@ -1,0 +1,117 @@
+"""netboot's HTTP server over loopback with curl: whole files, ranges, the per-client rule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.support.bootserving import MAC, SECRET, Served, sha256, start_served, stop_served
+
+
+@pytest.fixture
+def served(make_config):
+    running = start_served(make_config())
+    (running.root / "undionly.kpxe").write_bytes(os.urandom(70_000))
+    yield running
+    stop_served(running)
+
+
+def curl(served: Served, path: str, *extra: str, source: str = "127.0.0.1"):
+    """(status, body) of GET path from address ``source``."""
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "--interface", source, "-o", "-",
+         "-w", "\n%{http_code}", *extra, served.http_url + path],
+        capture_output=True, check=True)
+    body, _, code = result.stdout.rpartition(b"\n")
+    return int(code), body
+
+
+def test_kernel_is_served_whole(served: Served):
+    status, body = curl(served, "/boot/vmlinuz")
+    assert (status, sha256(body)) == (200, sha256(served.config.kernel_path.read_bytes()))
+
+
+def test_initramfs_is_served_whole(served: Served):
+    status, body = curl(served, "/boot/initramfs.img")
+    assert (status, body) == (200, served.config.initramfs_path.read_bytes())
+
+
+def test_a_range_request_gets_206_and_those_bytes(served: Served):
+    status, body = curl(served, "/boot/initramfs.img", "-r", "1000-1999")
+    assert (status, body) == (206, served.config.initramfs_path.read_bytes()[1000:2000])
+
+
+def test_a_suffix_range_gets_the_last_bytes(served: Served):
+    status, body = curl(served, "/undionly.kpxe", "-H", "Range: bytes=-100")
+    assert (status, body) == (206, (served.root / "undionly.kpxe").read_bytes()[-100:])
+
+
+def test_a_range_past_the_end_gets_416(served: Served):
+    status, _ = curl(served, "/undionly.kpxe", "-r", "70000-")
+    assert status == 416
+
+
+def test_tftp_root_files_are_served_at_their_path(served: Served):
+    status, body = curl(served, "/undionly.kpxe")
+    assert (status, body) == (200, (served.root / "undionly.kpxe").read_bytes())
+
+
+def test_a_clients_initrd_part_is_served_to_its_own_address(served: Served):
+    status, body = curl(served, f"/clients/{MAC}/client.img", source="127.0.0.2")
+    assert status == 200 and SECRET.encode() in body
+
+
+def test_a_clients_initrd_part_is_refused_to_another_address(served: Served):
+    status, body = curl(served, f"/clients/{MAC}/client.img", source="127.0.0.3")
+    assert status == 403 and SECRET.encode() not in body
+
+
+def test_a_clients_script_is_refused_to_another_address(served: Served):
+    status, _ = curl(served, f"/clients/{MAC}/boot.ipxe", source="127.0.0.3")
+    assert status == 403
+
+
+@pytest.mark.parametrize("path", ["/%2e%2e/secret", "/..%2fsecret", "/a/%2e%2e/%2e%2e/secret",
+                                  "/%5c..%5csecret", "/x%00y"])
+def test_encoded_traversal_is_refused(served: Served, path: str):
+    status, _ = curl(served, path, "--path-as-is")
+    assert status == 403
+
+
+def test_an_unknown_path_gets_404(served: Served):
+    assert curl(served, "/nothing-here")[0] == 404
+
+
+def test_fetching_the_script_records_the_loader_stage(served: Served):
+    status, body = curl(served, f"/clients/{MAC}/boot.ipxe", source="127.0.0.2")
+    assert status == 200 and body.startswith(b"#!ipxe")
+    assert served.stage_of(MAC) == "loader"
+
+
+def test_fetching_the_kernel_records_the_kernel_stage(served: Served):
+    curl(served, "/boot/vmlinuz", source="127.0.0.2")
+    assert served.stage_of(MAC) == "kernel"
+
+
+def test_a_report_from_the_client_records_its_stage_and_gets_204(served: Served):
+    status, _ = curl(served, f"/report/{MAC}/root", source="127.0.0.2")
+    assert status == 204
+    assert served.stage_of(MAC) == "root"
+
+
+def test_a_report_with_detail_is_logged(served: Served, caplog):
+    curl(served, f"/report/{MAC}/failed?detail=login%20refused", source="127.0.0.2")
+    served.stages.flush()
+    assert any("login refused" in r.getMessage() for r in caplog.records)
+
+
+def test_a_report_from_another_address_is_refused(served: Served):
+    status, _ = curl(served, f"/report/{MAC}/root", source="127.0.0.3")
+    assert status == 403
+    assert served.stage_of(MAC) is None
+
+
+def test_a_report_of_an_unknown_stage_gets_404(served: Served):
+    assert curl(served, f"/report/{MAC}/bogus", source="127.0.0.2")[0] == 404

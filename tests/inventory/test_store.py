@@ -1,0 +1,276 @@
+"""The inventory: records, address allocation, file modes, concurrency and crash safety."""
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from ipaddress import IPv4Address
+
+import pytest
+
+from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.inventory.store import Inventory
+from netboot.provisioning.clients import add_client, remove_client
+
+WIDE = """\
+server:
+  address: 198.18.0.1
+dhcp:
+  subnet: 198.18.0.0/22
+  router: 198.18.0.254
+  range_start: 198.18.3.0
+  range_end: 198.18.3.254
+storage:
+  state_dir: {state_dir}
+"""
+
+
+@pytest.fixture
+def config(make_config):
+    return make_config()
+
+
+@pytest.fixture
+def inventory(config):
+    with Inventory(config.storage.database) as inv:
+        yield inv
+
+
+def test_added_client_reads_back_identically(config, inventory):
+    added = add_client(config, inventory, "52:54:00:00:00:01", hostname="web1").client
+    assert inventory.get("52:54:00:00:00:01") == added
+    assert added.hostname == "web1"
+    assert added.initiator_iqn == "iqn.2026-11.org.example:initiator:web1"
+    assert added.target_iqn == "iqn.2026-11.org.example:target:web1"
+    assert len(added.chap_secret) == 16 and added.chap_secret != added.mutual_secret
+
+
+def test_secrets_are_not_in_repr(config, inventory):
+    added = add_client(config, inventory, "52:54:00:00:00:01").client
+    assert added.chap_secret not in repr(added)
+    assert added.mutual_secret not in repr(added)
+
+
+def test_store_and_state_dir_are_private(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    assert config.storage.database.stat().st_mode & 0o777 == 0o600
+    assert config.storage.state_dir.stat().st_mode & 0o777 == 0o700
+    for suffix in ("-wal", "-shm"):
+        extra = config.storage.database.with_name(config.storage.database.name + suffix)
+        if extra.exists():
+            assert extra.stat().st_mode & 0o777 == 0o600
+
+
+def test_first_free_address_skips_server_and_taken(config, inventory):
+    a = add_client(config, inventory, "52:54:00:00:00:01").client
+    b = add_client(config, inventory, "52:54:00:00:00:02").client
+    assert (a.ip, b.ip) == (IPv4Address("198.18.0.2"), IPv4Address("198.18.0.3"))
+
+
+def test_given_address_is_used(config, inventory):
+    c = add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.50")).client
+    assert c.ip == IPv4Address("198.18.0.50")
+
+
+def test_address_of_server_is_refused(config, inventory):
+    with pytest.raises(Conflict, match="server"):
+        add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.1"))
+
+
+def test_address_outside_subnet_is_refused(config, inventory):
+    with pytest.raises(ValidationError, match="not a host address"):
+        add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.19.0.5"))
+
+
+def test_address_in_dynamic_range_is_refused(config, inventory):
+    with pytest.raises(ValidationError, match="dynamic range"):
+        add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.200"))
+
+
+def test_address_of_another_client_is_refused(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.50"))
+    with pytest.raises(Conflict, match="52:54:00:00:00:01"):
+        add_client(config, inventory, "52:54:00:00:00:02", ip=IPv4Address("198.18.0.50"))
+
+
+def test_duplicate_mac_is_refused(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    with pytest.raises(Conflict, match="already registered"):
+        add_client(config, inventory, "52:54:00:00:00:01", hostname="other")
+
+
+def test_duplicate_hostname_is_refused(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01", hostname="web1")
+    with pytest.raises(Conflict, match="hostname web1"):
+        add_client(config, inventory, "52:54:00:00:00:02", hostname="web1")
+
+
+def test_invalid_hostname_is_refused(config, inventory):
+    with pytest.raises(ValidationError, match="RFC 1123"):
+        add_client(config, inventory, "52:54:00:00:00:01", hostname="web_1")
+
+
+def test_refused_add_leaves_no_record(config, inventory):
+    with pytest.raises(ValidationError):
+        add_client(config, inventory, "52:54:00:00:00:01", ip=IPv4Address("198.18.0.200"))
+    assert inventory.clients() == []
+
+
+def test_pool_exhaustion_is_a_clear_error(make_config, tmp_path):
+    config = make_config(base="""\
+server:
+  address: 198.18.0.1
+dhcp:
+  subnet: 198.18.0.0/29
+  range_start: 198.18.0.5
+  range_end: 198.18.0.6
+storage:
+  state_dir: {state_dir}
+""")
+    with Inventory(config.storage.database) as inv:
+        for i in range(3):
+            add_client(config, inv, f"52:54:00:00:00:0{i + 1}")
+        with pytest.raises(Conflict, match="no free address"):
+            add_client(config, inv, "52:54:00:00:00:09")
+
+
+def test_remove_deletes_the_record(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    remove_client(config, inventory, "52:54:00:00:00:01")
+    with pytest.raises(NotFound):
+        inventory.get("52:54:00:00:00:01")
+
+
+def test_remove_of_unknown_mac_is_not_found(config, inventory):
+    with pytest.raises(NotFound, match="52:54:00:00:00:01"):
+        remove_client(config, inventory, "52:54:00:00:00:01")
+
+
+def test_stage_is_recorded(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stage("52:54:00:00:00:01", "dhcp", at=1000.0)
+    c = inventory.get("52:54:00:00:00:01")
+    assert (c.last_stage, c.last_stage_at, c.last_seen) == ("dhcp", 1000.0, 1000.0)
+
+
+def test_stage_is_not_recorded_over_a_stage_it_must_not_replace(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stage("52:54:00:00:00:01", "root", at=1000.0)
+    assert not inventory.record_stage("52:54:00:00:00:01", "login", at=1001.0,
+                                      unless={"login", "root"})
+    c = inventory.get("52:54:00:00:00:01")
+    assert (c.last_stage, c.last_stage_at) == ("root", 1000.0)
+
+
+def test_stage_is_recorded_over_a_stage_not_listed_to_keep(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stage("52:54:00:00:00:01", "loader", at=1000.0)
+    assert inventory.record_stage("52:54:00:00:00:01", "login", at=1001.0,
+                                  unless={"login", "root"})
+    assert inventory.get("52:54:00:00:00:01").last_stage == "login"
+
+
+def test_unknown_machine_is_new_only_once(inventory):
+    assert inventory.note_unknown("52:54:00:00:00:09", 1.0, "PXEClient", 0)
+    assert not inventory.note_unknown("52:54:00:00:00:09", 2.0)
+    (m,) = inventory.unknown_machines()
+    assert (m.requests, m.first_seen, m.last_seen, m.vendor_class) == (2, 1.0, 2.0, "PXEClient")
+
+
+def test_registering_removes_it_from_unknown(config, inventory):
+    inventory.note_unknown("52:54:00:00:00:09", 1.0)
+    add_client(config, inventory, "52:54:00:00:00:09")
+    assert inventory.unknown_machines() == []
+
+
+def test_reopening_keeps_records(config):
+    with Inventory(config.storage.database) as inv:
+        add_client(config, inv, "52:54:00:00:00:01")
+    with Inventory(config.storage.database) as inv:
+        assert [c.mac for c in inv.clients()] == ["52:54:00:00:00:01"]
+
+
+def _add_many(config, worker: int, count: int) -> None:
+    with Inventory(config.storage.database) as inv:
+        for i in range(count):
+            add_client(config, inv, f"52:54:00:{worker:02x}:{i >> 8:02x}:{i & 0xFF:02x}")
+
+
+def test_concurrent_adds_lose_and_duplicate_nothing(make_config):
+    config = make_config(base=WIDE)
+    Inventory(config.storage.database).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_add_many, args=(config, w, 50)) for w in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    with Inventory(config.storage.database) as inv:
+        clients = inv.clients()
+    assert len(clients) == 400
+    assert len({c.mac for c in clients}) == 400
+    assert len({c.ip for c in clients}) == 400
+    assert len({c.hostname for c in clients}) == 400
+
+
+def _open_new(path, start) -> None:
+    start.wait()
+    with Inventory(path) as inv, inv.transaction() as db:
+        db.execute("SELECT 1")
+
+
+def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
+    """As `netboot serve`'s processes and threads do on a fresh state dir."""
+    ctx = multiprocessing.get_context("spawn")  # no fork of pytest's threads
+    for attempt in range(4):
+        start = ctx.Event()
+        procs = [ctx.Process(target=_open_new, args=(tmp_path / f"{attempt}.db", start))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        time.sleep(2.0)  # every process imported and waiting, so they open together
+        start.set()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0] * 6
+
+
+WRITER = textwrap.dedent("""\
+    import sys
+    from netboot.provisioning.clients import add_client
+    from netboot.configfile import load_config
+    from netboot.inventory.store import Inventory
+    config = load_config(sys.argv[1])
+    with Inventory(config.storage.database) as inv:
+        for i in range(100000):
+            mac = f"52:54:01:{i >> 16:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
+            add_client(config, inv, mac)
+            print(mac, flush=True)
+""")
+
+
+def test_writer_killed_mid_stream_leaves_a_consistent_store(make_config, tmp_path):
+    config = make_config(base=WIDE)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    proc = subprocess.Popen([sys.executable, str(script), str(config.source)],
+                            stdout=subprocess.PIPE, text=True)
+    acknowledged = []
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 40 and time.monotonic() < deadline:
+        acknowledged.append(proc.stdout.readline().strip())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(acknowledged) == 40
+    raw = sqlite3.connect(config.storage.database)
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    raw.close()
+    with Inventory(config.storage.database) as inv:
+        stored = {c.mac for c in inv.clients()}
+        assert set(acknowledged) <= stored  # every committed add survived
+        add_client(config, inv, "52:54:00:ff:ff:01")  # and the store takes new writes

@@ -1,0 +1,98 @@
+"""`netboot serve` as a user runs it, in a namespace, with clients in a second namespace."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Interface
+from pathlib import Path
+
+import pytest
+
+from netboot.boot.loaders import populate
+from netboot.host import iproute
+from tests.conftest import needs_root
+from tests.support.bootserving import Lan, sha256
+
+pytestmark = [needs_root, pytest.mark.root]
+NETBOOT = str(Path(sys.executable).with_name("netboot"))
+MAC = "52:54:00:12:34:56"
+
+
+@pytest.fixture
+def lan_pair():
+    suffix = secrets.token_hex(3)
+    server_ns, client_ns = f"nbfs{suffix}", f"nbfc{suffix}"
+    third = secrets.randbelow(512)
+    prefix = f"198.{18 + third // 256}.{third % 256}"
+    iproute.add_netns(server_ns)
+    iproute.add_netns(client_ns)
+    try:
+        iproute.add_veth(f"nbs{suffix}", f"nbc{suffix}", netns=server_ns, peer_netns=client_ns)
+        iproute.set_address(f"nbs{suffix}", IPv4Interface(f"{prefix}.1/24"), netns=server_ns)
+        iproute.set_address(f"nbc{suffix}", IPv4Interface(f"{prefix}.10/24"), netns=client_ns)
+        iproute.ip("addr", "add", f"{prefix}.11/24", "dev", f"nbc{suffix}", netns=client_ns)
+        yield server_ns, Lan(client_ns, f"{prefix}.1", f"{prefix}.10", f"{prefix}.11"), \
+            f"nbs{suffix}", prefix
+    finally:
+        iproute.delete_netns(server_ns)
+        iproute.delete_netns(client_ns)
+
+
+def wait_listening(netns: str, port: int, proto: str) -> None:
+    flag = "-ulnH" if proto == "udp" else "-tlnH"
+    for _ in range(200):
+        out = subprocess.run(iproute.in_netns(netns, ["ss", flag]), capture_output=True,
+                             text=True, check=False).stdout
+        if f":{port} " in out:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {proto} {port}")
+
+
+def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_path: Path):
+    server_ns, lan, interface, prefix = lan_pair
+    root, state = tmp_path / "tftproot", tmp_path / "state"
+    populate(root)
+    (state / "kernel").mkdir(parents=True)
+    (state / "kernel" / "vmlinuz").write_bytes(b"kernel" * 1000)
+    config = tmp_path / "netboot.yaml"
+    config.write_text(f"server:\n  interface: {interface}\n  address: {prefix}.1\n"
+                      f"  tftp_root: {root}\n  tftp_workers: 2\n"
+                      f"dhcp:\n  subnet: {prefix}.0/24\n  mode: \"off\"\n"
+                      f"storage:\n  state_dir: {state}\n"
+                      # boot files only: no tgtd of its own left behind, none adopted
+                      "target:\n  manage: false\n")
+    subprocess.run([NETBOOT, "--config", str(config), "client", "add", MAC, "--ip",
+                    lan.client], check=True, capture_output=True)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen(iproute.in_netns(server_ns, [NETBOOT, "--config", str(config),
+                                                              "serve"]),
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(server_ns, 69, "udp")
+        wait_listening(server_ns, 8080, "tcp")
+        loader = lan.run("curl", "-sS", f"tftp://{lan.server}/undionly.kpxe")
+        assert sha256(loader.stdout) == sha256((root / "undionly.kpxe").read_bytes())
+        script = lan.run("curl", "-sS", "--interface", lan.client,
+                         f"http://{lan.server}:8080/clients/{MAC}/boot.ipxe")
+        assert script.stdout.startswith(b"#!ipxe") and f"netboot.mac={MAC}".encode() in \
+            script.stdout
+        refused = lan.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--interface",
+                          lan.stranger, f"http://{lan.server}:8080/clients/{MAC}/client.img")
+        assert refused.stdout == b"403"
+        kernel = lan.run("curl", "-sS", "--interface", lan.client,
+                         f"tftp://{lan.server}/vmlinuz")
+        assert kernel.stdout == b"kernel" * 1000
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0
+    shown = subprocess.run([NETBOOT, "--config", str(config), "client", "show", MAC, "--json"],
+                           capture_output=True, text=True, check=True).stdout
+    assert '"last_stage": "kernel"' in shown
+    text = log.read_text()
+    assert "sent undionly.kpxe" in text and f"[{MAC}]" in text

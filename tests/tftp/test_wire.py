@@ -1,0 +1,399 @@
+"""netboot's TFTP server over loopback, with real clients (curl, tftp-hpa, atftp) and raw ones."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from netboot.tftp.options import Limits
+from netboot.tftp.packets import Error, Opcode, encode_ack, parse
+from netboot.tftp.server import SPIN_MISSES, raise_fd_limit, transfer_sockets
+from tests.support.bootserving import (
+    MAC,
+    SECRET,
+    RawClient,
+    Served,
+    oack_options,
+    sha256,
+    start_served,
+    stop_served,
+)
+
+BIG = 32 << 20
+
+
+@pytest.fixture
+def served(make_config, tmp_path: Path):
+    config = make_config()
+    running = start_served(config, limits=Limits(timeout=1.0, retries=2))
+    (running.root / "big").write_bytes(os.urandom(BIG))
+    (running.root / "small").write_bytes(os.urandom(5000))
+    (tmp_path / "secret").write_text("outside the root\n")
+    yield running
+    stop_served(running)
+
+
+def curl_tftp(served: Served, name: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "60", *extra,
+         f"tftp://127.0.0.1:{served.tftp.port}/{name}"],
+        capture_output=True, check=False)
+
+
+def error_of(data: bytes) -> Error:
+    packet = parse(data)
+    assert isinstance(packet, Error), packet
+    return packet
+
+
+@pytest.mark.parametrize("blksize", [512, 1468, 8192])
+def test_curl_downloads_32_mib_intact_at_blksize(served: Served, blksize: int):
+    result = curl_tftp(served, "big", "--tftp-blksize", str(blksize))
+    assert result.returncode == 0, result.stderr
+    assert sha256(result.stdout) == sha256((served.root / "big").read_bytes())
+
+
+def test_tftp_hpa_downloads_intact(served: Served, tmp_path: Path):
+    out = tmp_path / "got"
+    result = subprocess.run(
+        ["tftp", "-m", "binary", "127.0.0.1", str(served.tftp.port), "-c", "get", "big", str(out)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert sha256(out.read_bytes()) == sha256((served.root / "big").read_bytes())
+
+
+def test_atftp_downloads_intact_with_blksize_and_tsize(served: Served, tmp_path: Path):
+    out = tmp_path / "got"
+    result = subprocess.run(
+        ["atftp", "-g", "-r", "big", "-l", str(out), "--option", "blksize 1428",
+         "--option", "tsize 0", "127.0.0.1", str(served.tftp.port)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert sha256(out.read_bytes()) == sha256((served.root / "big").read_bytes())
+
+
+def test_eight_concurrent_curl_downloads_of_32_mib_all_match(served: Served):
+    want = sha256((served.root / "big").read_bytes())
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: curl_tftp(served, "big", "--tftp-blksize", "1468"),
+                                range(8)))
+    assert [r.returncode for r in results] == [0] * 8
+    assert {sha256(r.stdout) for r in results} == {want}
+
+
+@pytest.mark.parametrize("name", [
+    "../secret", "a/../../secret", "./../secret", "/etc/passwd", "..\\secret",
+    "\\etc\\passwd", "small\\..\\..\\secret", "outlink", "outdir/secret",
+])
+def test_traversal_forms_get_access_violation(served: Served, tmp_path: Path, name: str):
+    (served.root / "outlink").symlink_to(tmp_path / "secret")
+    (served.root / "outdir").symlink_to(tmp_path)
+    client = RawClient(served.tftp.port)
+    try:
+        assert error_of(client.request(name)).code == 2
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("name", ["%2e%2e/secret", "..%2fsecret", "%2e%2e%5csecret"])
+def test_url_encoded_names_are_taken_literally_and_not_found(served: Served, name: str):
+    client = RawClient(served.tftp.port)
+    try:
+        assert error_of(client.request(name)).code == 1
+    finally:
+        client.close()
+
+
+def test_a_nul_byte_ends_the_name_and_the_rest_is_refused(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        client.send_raw(b"\x00\x01small\x00../secret\x00octet\x00")
+        assert error_of(client.receive()).code == 4  # a malformed request, nothing read
+    finally:
+        client.close()
+    assert served.tftp.stats["malformed"] == 1
+
+
+def test_a_symlink_that_stays_inside_the_root_is_served(served: Served):
+    (served.root / "inlink").symlink_to("small")
+    client = RawClient(served.tftp.port)
+    try:
+        assert client.download("inlink") == (served.root / "small").read_bytes()
+    finally:
+        client.close()
+
+
+def test_unknown_file_gets_file_not_found(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        assert error_of(client.request("no-such-file")).code == 1
+    finally:
+        client.close()
+
+
+def test_write_request_gets_access_violation_and_writes_nothing(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        assert error_of(client.request("upload", opcode=Opcode.WRQ)).code == 2
+    finally:
+        client.close()
+    assert not (served.root / "upload").exists()
+    assert served.tftp.stats["write_refused"] == 1
+
+
+def test_blksize_65536_is_lowered_to_65464_and_the_transfer_completes(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        first = client.request("small", {"blksize": "65536"})
+        assert oack_options(first)["blksize"] == "65464"
+        client.close()
+        client = RawClient(served.tftp.port)
+        assert client.download("big", {"blksize": "65536"}) == (served.root / "big").read_bytes()
+    finally:
+        client.close()
+
+
+def test_blksize_below_8_gets_error_8(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        error = error_of(client.request("small", {"blksize": "4"}))
+        assert (error.code, error.message) == (8, "blksize 4 is outside at least 8")
+    finally:
+        client.close()
+
+
+def test_tsize_and_timeout_are_answered_in_the_oack(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        options = oack_options(client.request("small", {"tsize": "0", "timeout": "3"}))
+        assert options == {"tsize": "5000", "timeout": "3"}
+    finally:
+        client.close()
+
+
+def test_windowsize_download_is_intact(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        data = client.download("big", {"blksize": "1428", "windowsize": "16"})
+    finally:
+        client.close()
+    assert sha256(data) == sha256((served.root / "big").read_bytes())
+
+
+def test_a_packet_from_a_wrong_transfer_id_gets_error_5_and_is_not_processed(served: Served):
+    client = RawClient(served.tftp.port)
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.settimeout(5)
+    try:
+        first = client.request("small")
+        assert first[:4] == b"\x00\x03\x00\x01"
+        stranger.sendto(encode_ack(1), client.peer)  # would move the transfer on if processed
+        assert error_of(stranger.recv(1000)).code == 5
+        client.ack(1)
+        assert client.receive()[:4] == b"\x00\x03\x00\x02"  # block 2 follows: nothing skipped
+    finally:
+        client.close()
+        stranger.close()
+    assert served.tftp.stats["wrong_tid"] == 1
+
+
+def test_an_unacknowledged_block_is_sent_again_after_the_timeout(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        first = client.request("small")
+        began = time.monotonic()
+        again = client.receive()
+        assert again == first
+        assert time.monotonic() - began >= 0.9
+    finally:
+        client.close()
+
+
+def test_a_silent_client_is_given_up_after_the_retries(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        packets = [client.request("small")]
+        while True:
+            packets.append(client.receive())
+            if packets[-1][:2] == b"\x00\x05":
+                break
+    finally:
+        client.close()
+    assert len(packets) == 1 + 2 + 1  # first send, two resends (Limits.retries), then error
+    assert error_of(packets[-1]).message == "timed out"
+    deadline = time.monotonic() + 2
+    while served.tftp.sessions and time.monotonic() < deadline:  # closed just after the send
+        time.sleep(0.01)
+    assert not served.tftp.sessions
+
+
+def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        client.send_raw(b"\x00")  # not even an opcode: dropped without an answer
+        client.send_raw(b"\x00\x01\xff\xfe\x00octet\x00")  # a request: error 4 says why
+        assert error_of(client.receive()).code == 4
+        assert client.download("small") == (served.root / "small").read_bytes()
+    finally:
+        client.close()
+    assert served.tftp.stats["malformed"] == 2
+
+
+def test_lone_transfer_stops_spinning_for_a_client_that_answers_slowly(served: Served):
+    """Busy-polling for a slow client's ACK only burns CPU: after SPIN_MISSES misses the
+    transfer waits in epoll like any other, and still completes."""
+    client = RawClient(served.tftp.port)
+    try:
+        data = client.request("small")  # 5,000 bytes: ten blocks of 512, lock-step
+        blocks = [data]
+        while len(blocks[-1]) == 516:
+            time.sleep(0.005)  # far beyond the spin window
+            client.ack(len(blocks))
+            blocks.append(client.receive())
+        client.ack(len(blocks))
+    finally:
+        client.close()
+    assert b"".join(b[4:] for b in blocks) == (served.root / "small").read_bytes()
+    assert served.tftp.stats["spin_misses"] == SPIN_MISSES
+
+
+def test_transfer_ports_are_held_by_no_other_socket(served: Served):
+    """SO_REUSEADDR on a port-0 bind let Linux hand out the request port or another
+    transfer's port; a request then reached a transfer's stray socket (curl error 72)."""
+    raise_fd_limit()
+    pairs = []
+    try:
+        for n in range(3000):
+            pairs.append(transfer_sockets(IPv4Address("127.0.0.1"), ("127.0.0.1", 9 + n)))
+        ports = [sock.getsockname()[1] for sock, _ in pairs]
+        assert len(set(ports)) == len(ports)
+        assert served.tftp.port not in ports
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+
+
+def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(served: Served):
+    """Past 1,024 descriptors (tftpy's select() limit) and with every session stalled."""
+    stalled = []
+    try:
+        for _ in range(2000):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            # timeout 30 (RFC 2349): the sessions outlive the test however slow the machine is
+            sock.sendto(b"\x00\x01small\x00octet\x00timeout\x0030\x00",
+                        ("127.0.0.1", served.tftp.port))
+            stalled.append(sock)
+        for sock in stalled:
+            sock.settimeout(10)
+            assert sock.recv(1000)[:2] == b"\x00\x06"  # the OACK, never acknowledged
+        assert len(served.tftp.sessions) == 2000
+        result = curl_tftp(served, "big", "--tftp-blksize", "8192")
+        assert result.returncode == 0, result.stderr
+        assert sha256(result.stdout) == sha256((served.root / "big").read_bytes())
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert served.tftp.stats["internal_errors"] == 0
+
+
+def test_client_initrd_part_is_served_to_its_own_address(served: Served):
+    result = curl_tftp(served, f"clients/{MAC}/client.img", "--interface", "127.0.0.2")
+    assert result.returncode == 0, result.stderr
+    assert SECRET.encode() in result.stdout
+
+
+def test_client_initrd_part_is_refused_to_another_address(served: Served, caplog):
+    client = RawClient(served.tftp.port, bind="127.0.0.3")
+    try:
+        assert error_of(client.request(f"clients/{MAC}/client.img")).code == 2
+    finally:
+        client.close()
+    assert any("refused" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_pxelinux_config_fetch_records_the_loader_stage(served: Served):
+    name = "pxelinux.cfg/01-" + MAC.replace(":", "-")
+    result = curl_tftp(served, name, "--interface", "127.0.0.2")
+    assert b"KERNEL vmlinuz" in result.stdout
+    assert served.stage_of(MAC) == "loader"
+
+
+def test_kernel_fetch_over_tftp_records_the_kernel_stage(served: Served):
+    result = curl_tftp(served, "vmlinuz", "--interface", "127.0.0.2")
+    assert result.stdout == served.config.kernel_path.read_bytes()
+    assert served.stage_of(MAC) == "kernel"
+
+
+def test_two_thousand_concurrent_transfers_all_complete_intact(served: Served):
+    want = (served.root / "small").read_bytes()
+    selector = selectors.DefaultSelector()
+    received: dict[socket.socket, bytearray] = {}
+    try:
+        for _ in range(2000):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            sock.sendto(b"\x00\x01small\x00octet\x00", ("127.0.0.1", served.tftp.port))
+            selector.register(sock, selectors.EVENT_READ)
+            received[sock] = bytearray()
+        done = 0
+        deadline = time.monotonic() + 120
+        while done < 2000 and time.monotonic() < deadline:
+            for key, _ in selector.select(1.0):
+                sock = key.fileobj
+                data, peer = sock.recvfrom(1000)
+                assert data[:2] == b"\x00\x03", parse(data)
+                block = int.from_bytes(data[2:4], "big")
+                if block == len(received[sock]) // 512 + 1:  # the next block, not a resend
+                    received[sock] += data[4:]
+                    if len(data) < 516:
+                        selector.unregister(sock)
+                        done += 1
+                sock.sendto(encode_ack(block), peer)
+        assert done == 2000
+        assert all(bytes(data) == want for data in received.values())
+    finally:
+        selector.close()
+        for sock in received:
+            sock.close()
+    assert served.tftp.stats["internal_errors"] == 0
+
+
+def test_fetching_the_boot_loader_records_the_loader_stage(served: Served):
+    (served.root / "undionly.kpxe").write_bytes(b"ipxe" * 100)
+    result = curl_tftp(served, "undionly.kpxe", "--interface", "127.0.0.2")
+    assert result.returncode == 0
+    assert served.stage_of(MAC) == "loader"
+
+
+def test_a_new_request_from_the_same_port_replaces_the_unfinished_transfer(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        first = client.request("big", {"tsize": "0"})  # asks the size, never acknowledges
+        old_tid = client.peer
+        assert oack_options(first)["tsize"] == str(BIG)
+        assert client.download("small") == (served.root / "small").read_bytes()
+        assert client.peer != old_tid
+    finally:
+        client.close()
+    assert served.tftp.stats["failed"] == 1
+
+
+def test_a_netascii_request_is_refused_with_error_4_naming_octet(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        client.send_raw(b"\x00\x01small\x00netascii\x00")
+        error = error_of(client.receive())
+    finally:
+        client.close()
+    assert error.code == 4 and "octet" in error.message

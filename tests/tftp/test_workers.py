@@ -1,0 +1,53 @@
+"""TFTP worker processes sharing one port (SO_REUSEPORT), as `netboot serve` runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+
+import pytest
+
+from netboot.inventory.store import Inventory
+from netboot.tftp.workers import TftpWorkers
+from tests.support.bootserving import MAC, SECRET, sample_client, sha256
+
+
+@pytest.fixture
+def workers(make_config):
+    config = make_config()
+    config.server.tftp_root.mkdir()
+    (config.server.tftp_root / "file").write_bytes(os.urandom(4 << 20))
+    with Inventory(config.storage.database) as inventory, inventory.transaction() as db:
+        inventory.insert(db, sample_client("127.0.0.2"))
+    running = TftpWorkers(config, IPv4Address("127.0.0.1"), 0, 2)
+    running.start()
+    yield running
+    running.stop()
+
+
+def curl(workers: TftpWorkers, name: str, source: str = "127.0.0.1"):
+    return subprocess.run(["curl", "-sS", "--max-time", "60", "--interface", source,
+                           f"tftp://127.0.0.1:{workers.port}/{name}"],
+                          capture_output=True, check=False)
+
+
+def test_concurrent_downloads_from_two_workers_are_intact(workers: TftpWorkers):
+    want = sha256((workers.config.server.tftp_root / "file").read_bytes())
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: curl(workers, "file"), range(6)))
+    assert [r.returncode for r in results] == [0] * 6
+    assert {sha256(r.stdout) for r in results} == {want}
+
+
+def test_a_worker_serves_a_clients_part_only_to_its_address(workers: TftpWorkers):
+    assert SECRET.encode() in curl(workers, f"clients/{MAC}/client.img", "127.0.0.2").stdout
+    assert curl(workers, f"clients/{MAC}/client.img", "127.0.0.3").returncode == 69
+
+
+def test_stopping_ends_every_worker_process(workers: TftpWorkers):
+    pids = workers.pids
+    assert len(pids) == 2
+    workers.stop()
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
