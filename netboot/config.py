@@ -41,8 +41,8 @@ class Loader(StrEnum):
     PXELINUX = "pxelinux"
 
 
-class TargetBackend(StrEnum):
-    """Which iSCSI target implementation serves the LUNs."""
+class TargetKind(StrEnum):
+    """Which iSCSI target implementation serves the LUNs (``target.backend``)."""
 
     TGT = "tgt"
 
@@ -105,7 +105,7 @@ class DhcpConfig:
 class TargetConfig:
     """The iSCSI target: backend, portal and naming."""
 
-    backend: TargetBackend = TargetBackend.TGT
+    backend: TargetKind = TargetKind.TGT
     manage: bool = True  # false: the LUNs are served by hand or elsewhere; netboot only boots
     portal_address: IPv4Address | None = None  # default: server.address
     portal_port: int = 3260

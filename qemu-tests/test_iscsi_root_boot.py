@@ -33,7 +33,7 @@ from direct_boot import (  # noqa: F401  (fixtures)
 from netboot.initramfs.build import Compression, build
 from netboot.inventory.clients import Client
 from netboot.provisioning.chap import new_secret
-from netboot.target import Account, Lun, TargetSpec
+from netboot.target import Account, DesiredState, Lun, TargetSpec
 from netboot.target.tgt import TgtBackend
 
 MAC = "52:54:00:4e:42:01"
@@ -80,7 +80,8 @@ def tgt(vlan, client: Client, lun: Path | None, tmp_path: Path):
                           (Lun(1, str(lun)),) if lun is not None else (),
                           (client.initiator_iqn,), Account(client.chap_user, client.chap_secret),
                           Account(client.mutual_user, client.mutual_secret))
-        outcome = TgtBackend(control_port, tmp_path / "tgtd").ensure(spec)
+        desired = DesiredState(prefix=client.target_iqn, targets=(spec,), discovery=())
+        outcome = TgtBackend(control_port, tmp_path / "tgtd").apply(desired)
         assert not outcome.failed, outcome.failed
         yield control_port
 

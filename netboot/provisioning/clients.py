@@ -27,9 +27,8 @@ from netboot.provisioning.root import (
 )
 from netboot.storage.clone import Method, Progress
 from netboot.storage.images import Image, Layout, get_image
-from netboot.target import TargetBackend, TargetError, TargetUnreachable
+from netboot.target import GLOBAL, TargetBackend, TargetError, TargetUnreachable
 from netboot.target.reconcile import reconcile
-from netboot.target.tgtplan import GLOBAL
 
 log = logging.getLogger(__name__)
 

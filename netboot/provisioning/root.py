@@ -11,7 +11,7 @@ The order makes every crash harmless. Under the client's provisioning lock
 
 A process killed anywhere in between leaves a record that is not
 provisioned and a lock nobody holds; :func:`recover_interrupted` (run by
-every reconcile and every ``client add``) deletes such a record and its
+every ``client add`` and at every ``serve`` start) deletes such a record and its
 files, so the next start shows no client, no target and no temporary file.
 """
 

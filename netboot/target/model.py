@@ -86,9 +86,13 @@ class TargetState:
         return len(self.logins)
 
 
+GLOBAL = "discovery"  # the key failures of the global (discovery) target are reported under
+
+
 @dataclass
 class Outcome:
-    """What one apply did: changes made (for the log) and targets that failed, by IQN."""
+    """What one apply did: changes made (for the log) and targets that failed, by IQN
+    (or :data:`GLOBAL` for the discovery target)."""
 
     changes: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)

@@ -1,9 +1,10 @@
 """Reconcile: the inventory says what targets should exist; the backend is made to match.
 
 :func:`desired_state` is pure (records in, :class:`DesiredState` out);
-:func:`reconcile` adds the I/O: it first clears what an interrupted
-provisioning left behind, then applies. Running it twice changes nothing the
-second time.
+:func:`reconcile` adds the I/O: it reads the inventory and applies. Running it
+twice changes nothing the second time. What an interrupted ``client add`` left
+is provisioning's to clear (:func:`netboot.provisioning.root.recover_interrupted`,
+run by ``client add`` and at ``serve`` start); such a client gets no target meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from netboot.config import Config
 from netboot.inventory.clients import Client
 from netboot.inventory.luns import ROOT_LUN, LunRecord, extra_luns
 from netboot.inventory.store import Inventory
-from netboot.provisioning.root import recover_interrupted
 from netboot.target import Account, DesiredState, Lun, Outcome, TargetBackend, TargetSpec
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def desired_state(config: Config, clients: Iterable[Client],
 
 
 def reconcile(config: Config, inventory: Inventory, backend: TargetBackend) -> Outcome:
-    """Clean up interrupted provisioning, then make the target match the inventory."""
-    recover_interrupted(config, inventory)
+    """Make the target match the inventory (clients still being provisioned get none yet)."""
     desired = desired_state(config, inventory.clients(), extra_luns(inventory))
     outcome = backend.apply(desired)
     if outcome.changes:

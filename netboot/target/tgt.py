@@ -21,6 +21,7 @@ from pathlib import Path
 
 from netboot.log import client_log
 from netboot.target.model import (
+    GLOBAL,
     Account,
     DesiredState,
     Outcome,
@@ -30,7 +31,7 @@ from netboot.target.model import (
     TargetUnreachable,
 )
 from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtadm, tgtd_pid
-from netboot.target.tgtplan import GLOBAL, Observed, Op, plan
+from netboot.target.tgtplan import Observed, Op, plan
 from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,6 @@ class TgtBackend:
     def targets(self) -> list[TargetState]:
         """Every target tgtd has, netboot's or not, with its logins (one ``show``)."""
         return [t.state for t in parse_targets(self._show("target"))]
-
-    def ensure(self, spec: TargetSpec) -> Outcome:
-        """Get-or-create one target exactly as ``spec`` says (other targets untouched)."""
-        return self._apply([spec], remove=())
-
-    def remove(self, iqn: str) -> Outcome:
-        """Delete one target (sessions are cut) and the accounts only it used."""
-        return self._apply([], remove=(iqn,))
 
     def apply(self, desired: DesiredState) -> Outcome:
         """Make tgtd hold exactly ``desired`` under its prefix: create, fix, remove.
@@ -103,10 +96,6 @@ class TgtBackend:
             self._secrets.unlink(missing_ok=True)
 
     # -- internals ---------------------------------------------------------------
-
-    def _apply(self, specs: list[TargetSpec], *, remove: tuple[str, ...]) -> Outcome:
-        with self._locked():
-            return self._run_plan(self._observe(), specs, list(remove), None, prune=False)
 
     def _show(self, mode: str) -> str:
         return tgtadm(self.control_port, "--mode", mode, "--op", "show", what=f"show {mode}")

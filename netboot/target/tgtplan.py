@@ -23,10 +23,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from netboot.target.model import Account, TargetSpec
+from netboot.target.model import GLOBAL, Account, TargetSpec
 from netboot.target.tgtshow import TgtTarget
-
-GLOBAL = "discovery"  # the key failures of the global (discovery) target are reported under
 
 
 @dataclass(frozen=True)

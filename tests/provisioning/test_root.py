@@ -15,6 +15,7 @@ import pytest
 from netboot.config import Config
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
+from netboot.provisioning.root import recover_interrupted
 from netboot.storage.clone import CloneError, Method, data_extents
 from netboot.storage.images import build_builtin, build_image
 from netboot.target.reconcile import reconcile
@@ -142,7 +143,8 @@ def test_sigkill_mid_clone_leaves_nothing_after_the_next_start(
     assert temp is not None, "the clone finished before it could be interrupted"
     assert inventory.find(MAC) is not None and not inventory.find(MAC).provisioned
 
-    reconcile(target_config, inventory, backend)  # what the next `serve` start does
+    recover_interrupted(target_config, inventory)  # what the next `serve` start does,
+    reconcile(target_config, inventory, backend)  # then its first reconcile
 
     assert inventory.find(MAC) is None
     assert [p.name for p in luns.iterdir() if not p.name.endswith(".lock")] == []

@@ -1,0 +1,39 @@
+"""What netboot needs from an iSCSI target implementation: a small protocol.
+
+Everything above the target package (reconcile, the CLI, ``netboot serve``)
+uses :class:`TargetBackend` only, so a second implementation (LIO through
+rtslib-fb) is one more module and one more branch in
+:func:`netboot.target.open_backend`.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from netboot.target.model import DesiredState, Outcome, TargetState
+
+
+class TargetBackend(Protocol):
+    """An iSCSI target service netboot brings in step with the inventory."""
+
+    def running(self) -> int | None:
+        """An id of the running target service (tgtd's pid) or None; a new id = restarted."""
+
+    def start(self, portal: tuple[IPv4Address, int]) -> None:
+        """Start the target service listening on ``portal`` only."""
+
+    def stop(self) -> None:
+        """Remove every target and stop the service."""
+
+    def targets(self) -> list[TargetState]:
+        """Every target that exists, with the initiators logged in to it now.
+
+        Cheap enough to call every second: ``netboot serve`` watches logins with it.
+        """
+
+    def apply(self, desired: DesiredState) -> Outcome:
+        """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""
+
+    def forget_secrets(self) -> None:
+        """Trust no CHAP secret the target holds: the next apply sets every account again."""
