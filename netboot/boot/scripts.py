@@ -26,7 +26,7 @@ def ipxe_script(config: Config, client: Client) -> str:
     initramfs: kernel, the base and the client's initrd, arguments; sanboot:
     iPXE logs in to the client's LUN itself (see netboot.boot.sanboot).
     """
-    if client.boot_method == BootMethod.SANBOOT.value:
+    if client.boot_method is BootMethod.SANBOOT:
         return render_sanboot_script(config, client)
     return render("boot.ipxe.j2", client=client, base_url=base_url(config),
                   kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value,

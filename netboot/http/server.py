@@ -28,7 +28,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from netboot.boot.catalog import AccessDenied, Catalog, Content
 from netboot.boot.content import FileSource
 from netboot.errors import NotFound
-from netboot.inventory.stages import REPORTED_STAGES, Stage, StageRecorder
+from netboot.inventory.recorder import StageRecorder
+from netboot.inventory.stages import REPORTED_STAGES, Stage
 from netboot.log import client_log
 
 log = logging.getLogger(__name__)

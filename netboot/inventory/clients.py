@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from ipaddress import IPv4Address
 
+from netboot.inventory.stages import Stage
 
-class BootMethod(enum.Enum):
+
+class BootMethod(StrEnum):
     """How a client reaches its root (stored as its value in ``clients.boot_method``).
 
     INITRAMFS: netboot's kernel and /init log in and mount an ext4 root image.
@@ -35,11 +37,11 @@ class Client:
     chap_user: str
     chap_secret: str = field(repr=False)
     mutual_secret: str = field(repr=False)
-    boot_method: str = BootMethod.INITRAMFS.value
+    boot_method: BootMethod = BootMethod.INITRAMFS
     provisioned: bool = False
     created: float = 0.0
     last_seen: float | None = None
-    last_stage: str | None = None
+    last_stage: Stage | None = None
     last_stage_at: float | None = None
 
     @property
@@ -52,12 +54,17 @@ class Client:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["ip"] = IPv4Address(values["ip"])
         values["provisioned"] = bool(values["provisioned"])
+        values["boot_method"] = BootMethod(values["boot_method"])
+        if values["last_stage"] is not None:
+            values["last_stage"] = Stage(values["last_stage"])
         return cls(**values)
 
     def to_row(self) -> dict[str, object]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["ip"] = str(self.ip)
         row["provisioned"] = int(self.provisioned)
+        row["boot_method"] = self.boot_method.value
+        row["last_stage"] = self.last_stage.value if self.last_stage is not None else None
         return row
 
 

@@ -8,16 +8,16 @@ ones are files or block devices the admin names (see
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 from dataclasses import dataclass
+from enum import StrEnum
 
 from netboot.inventory.store import Inventory
 
 ROOT_LUN = 1  # every client's root: the target, /init, the sanboot URI and the CLI agree on it
 
 
-class LunKind(enum.Enum):
+class LunKind(StrEnum):
     """What backs an extra LUN (stored as its value in ``luns.kind``)."""
 
     FILE = "file"

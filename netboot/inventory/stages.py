@@ -1,83 +1,25 @@
-"""Boot stages seen by the file servers, written to the inventory off their hot paths.
-
-A stage write is an fsync'd SQLite transaction that may wait for another
-writer; the TFTP loop serves every client from one thread and must not wait
-for it. So the servers queue stages here and one thread writes them.
-"""
+"""Boot stages: one vocabulary for DHCP, the file servers, /init's reports, the target's
+login watch, the lab's console markers and ``netboot status``."""
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
-import time
 from enum import StrEnum
-
-from netboot.inventory.pool import InventoryPool
-from netboot.log import client_log
-
-log = logging.getLogger(__name__)
 
 
 class Stage(StrEnum):
-    """Boot stages, in boot order (the contract between DHCP, file servers and /init)."""
+    """A client's boot stages in the order they happen (``failed`` can come at any point)."""
 
-    DHCP = "dhcp"
-    LOADER = "loader"
-    KERNEL = "kernel"
-    INITRAMFS = "initramfs"
-    NETWORK = "network"
-    LOGIN = "login"
-    ROOT = "root"
+    DHCP = "dhcp"  # an address was acknowledged
+    LOADER = "loader"  # boot loader or iPXE script fetched
+    KERNEL = "kernel"  # kernel fetched or running
+    INITRAMFS = "initramfs"  # /init started
+    NETWORK = "network"  # /init configured the network
+    LOGIN = "login"  # iSCSI login done
+    ROOT = "root"  # root mounted
     FAILED = "failed"
 
 
+ORDER: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.FAILED)
 # What /init may report over HTTP; the earlier stages are seen by the servers themselves.
 REPORTED_STAGES = frozenset({Stage.INITRAMFS, Stage.NETWORK, Stage.LOGIN, Stage.ROOT,
                              Stage.FAILED})
-
-
-class StageRecorder:
-    """A :class:`~netboot.serve.service.Service` whose thread writes queued stages."""
-
-    name = "stages"
-
-    def __init__(self, inventories: InventoryPool) -> None:
-        self._inventories = inventories
-        self._queue: queue.Queue[tuple[str, Stage, float] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def record(self, mac: str, stage: Stage, detail: str | None = None) -> None:
-        """Queue ``stage`` for ``mac`` at the current time; log it now."""
-        at = time.time()
-        level = logging.WARNING if stage is Stage.FAILED else logging.INFO
-        client_log(log, mac, stage=stage.value).log(
-            level, "stage %s%s", stage.value, f": {detail}" if detail else "")
-        self._queue.put((mac, stage, at))
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stages", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join()
-
-    def flush(self) -> None:
-        """Wait until every queued stage is written (tests and shutdown)."""
-        self._queue.join()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                mac, stage, at = item
-                with self._inventories.borrow() as inventory:
-                    inventory.record_stage(mac, stage.value, at)
-            except Exception:  # one failed write must not stop the recording of the others
-                log.exception("could not record a boot stage")
-            finally:
-                self._queue.task_done()

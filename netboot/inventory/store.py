@@ -21,6 +21,7 @@ from pathlib import Path
 from netboot.errors import Conflict, NotFound
 from netboot.inventory.clients import Client, UnknownMachine
 from netboot.inventory.migrations import MIGRATIONS
+from netboot.inventory.stages import Stage
 
 _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
 
@@ -183,8 +184,8 @@ class Inventory:
             db.execute("DELETE FROM clients WHERE mac = ?", (mac,))
         return Client.from_row(row)
 
-    def record_stage(self, mac: str, stage: str, at: float | None = None, *,
-                     unless: Collection[str] = ()) -> bool:
+    def record_stage(self, mac: str, stage: Stage, at: float | None = None, *,
+                     unless: Collection[Stage] = ()) -> bool:
         """Note that a client reached a boot stage (DHCP, loader, kernel, login, root).
 
         ``unless``: stages it must not replace, checked in the same transaction,
@@ -192,12 +193,12 @@ class Inventory:
         later one that another writer recorded a moment before. True if recorded.
         """
         at = time.time() if at is None else at
-        keep = sorted(unless)
+        keep = sorted(Stage(s).value for s in unless)
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? WHERE mac = ?"
                 f" AND coalesce(last_stage, '') NOT IN ({', '.join('?' * len(keep))})",
-                (stage, at, at, mac, *keep),
+                (Stage(stage).value, at, at, mac, *keep),
             )
             return cur.rowcount > 0
 

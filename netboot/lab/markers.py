@@ -1,8 +1,7 @@
 """Boot stages as seen on a client's serial console: which line means which stage.
 
-The stage names are those the server records with ``inventory.record_stage``
-(dhcp, loader, kernel, then /init's initramfs, network, login, root or
-failed), so a board can merge both sources. Firmware and iPXE lines are as
+The stages are the ones the server records (:mod:`netboot.inventory.stages`),
+so a board can merge both sources. Firmware and iPXE lines are as
 SeaBIOS + iPXE ROM, OVMF, iPXE 1.0.0+git-20190125 and the Debian kernel
 print them (golden captures in tests/data/serial/).
 """
@@ -11,23 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Stage(StrEnum):
-    """A client's boot stages in the order they happen (``failed`` can come at any point)."""
-
-    DHCP = "dhcp"  # an address was acknowledged
-    LOADER = "loader"  # boot loader or iPXE script fetched
-    KERNEL = "kernel"  # kernel fetched or running
-    INITRAMFS = "initramfs"  # /init started
-    NETWORK = "network"  # /init configured the network
-    LOGIN = "login"  # iSCSI login done
-    ROOT = "root"  # root mounted
-    FAILED = "failed"
-
-
-ORDER: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.FAILED)
+from netboot.inventory.stages import Stage
 
 # netboot's /init says "netboot[<uptime>]: <what>" (netboot/initramfs/data/init.j2); these lines
 # mark stages.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from netboot.lab.markers import ORDER, Stage
+from netboot.inventory.stages import ORDER, Stage
 from netboot.output import table
 
 # The summary's columns: (heading, stage).

@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 
-from netboot.lab.markers import Stage, classify
+from netboot.inventory.stages import Stage
+from netboot.lab.markers import classify
 from netboot.lab.progress import Board
 from netboot.lab.vm import STOP_GRACE, SerialLine, Vm, VmTimeout
 
 TICK = 0.2  # seconds between board redraws and stage polls
-_STAGES = {s.value for s in Stage}
 
 # Stages the server saw: (mac, stage name, Unix time), e.g. from the inventory.
-StagePoll = Callable[[], Iterable[tuple[str, str, float]]]
+StagePoll = Callable[[], Iterable[tuple[str, Stage, float]]]
 
 
 def _pump(vm: Vm, timeout: float, out: queue.Queue[tuple[str, SerialLine | None]]) -> None:
@@ -57,8 +57,8 @@ def watch(vms: Sequence[Vm], board: Board, timeout: float,
         for mac, stage, at in (poll() if poll is not None else ()):
             owner = by_mac.get(mac)
             # A stage from before this VM started belongs to an earlier boot.
-            if owner is not None and stage in _STAGES and at >= owner.started_wall:
-                board.observe(owner.spec.name, Stage(stage), at - owner.started_wall)
+            if owner is not None and at >= owner.started_wall:
+                board.observe(owner.spec.name, stage, at - owner.started_wall)
         board.refresh({v.spec.name: time.monotonic() - v.started for v in vms})
     for vm in vms:
         board.end(vm.spec.name, f"timed out after {timeout:.0f} s",

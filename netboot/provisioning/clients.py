@@ -126,7 +126,7 @@ def add_client(
                 chap_user=host,
                 chap_secret=secret,
                 mutual_secret=mutual,
-                boot_method=boot_method.value,
+                boot_method=boot_method,
                 created=time.time(),
             )
             inventory.insert(db, client)

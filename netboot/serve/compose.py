@@ -7,7 +7,7 @@ from netboot.config import Config, DhcpMode
 from netboot.dhcp.service import DhcpService
 from netboot.http.server import HttpServer
 from netboot.inventory.pool import InventoryPool
-from netboot.inventory.stages import StageRecorder
+from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import InventoryFactory
 from netboot.serve.service import Service
 from netboot.target.service import TargetService

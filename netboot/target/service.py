@@ -76,7 +76,7 @@ class TargetService:
         if now - self._sessions:
             at = time.time()
             for client, login in new_logins(self._sessions, targets, inventory.clients()):
-                if not inventory.record_stage(client.mac, Stage.LOGIN.value, at,
+                if not inventory.record_stage(client.mac, Stage.LOGIN, at,
                                               unless=LOGIN_OR_LATER):
                     continue  # /init reported login or later between the read and this write
                 client_log(log, client.mac, stage=Stage.LOGIN.value).info(

@@ -47,7 +47,7 @@ from ipaddress import IPv4Address
 from netboot.boot.catalog import AccessDenied, Catalog, Content
 from netboot.boot.content import BytesSource, FileSource
 from netboot.errors import NotFound
-from netboot.inventory.stages import StageRecorder
+from netboot.inventory.recorder import StageRecorder
 from netboot.log import client_log
 from netboot.tftp.cache import ContentCache
 from netboot.tftp.options import DEFAULT_LIMITS, Limits, OptionError, negotiate

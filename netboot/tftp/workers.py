@@ -25,7 +25,7 @@ from netboot.boot.catalog import Catalog
 from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.inventory.pool import InventoryPool
-from netboot.inventory.stages import StageRecorder
+from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import Inventory
 from netboot.log import JsonFormatter, setup_logging
 from netboot.tftp.server import TftpServer

@@ -4,11 +4,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from netboot.boot.sanboot import render_sanboot_script, sanboot_uri
+from netboot.inventory.clients import BootMethod
 from tests.conftest import SAMPLE_CLIENT
 
 GOLDEN = Path(__file__).parent / "golden" / "sanboot.ipxe"
 
-CLIENT = replace(SAMPLE_CLIENT, image="deb12", boot_method="sanboot")
+CLIENT = replace(SAMPLE_CLIENT, image="deb12", boot_method=BootMethod.SANBOOT)
 
 
 def test_script_matches_golden(make_config):

@@ -10,6 +10,7 @@ import pytest
 from netboot.boot import scripts
 from netboot.boot.sanboot import render_sanboot_script
 from netboot.configfile import parse_config
+from netboot.inventory.clients import BootMethod
 from tests.support.bootserving import sample_client
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -64,5 +65,5 @@ def test_no_secret_is_in_any_boot_loader_file():
 
 
 def test_ipxe_script_of_a_sanboot_client_is_its_sanboot_script():
-    client = dataclasses.replace(CLIENT, boot_method="sanboot")
+    client = dataclasses.replace(CLIENT, boot_method=BootMethod.SANBOOT)
     assert scripts.ipxe_script(CONFIG, client) == render_sanboot_script(CONFIG, client)

@@ -5,6 +5,10 @@ The ``run`` and ``initialised`` fixtures are in conftest.py.
 
 import json
 
+from netboot.configfile import load_config
+from netboot.inventory.stages import Stage
+from netboot.inventory.store import Inventory
+
 MAC = "52:54:00:aa:00:01"
 
 
@@ -95,12 +99,10 @@ def test_unknown_list_is_empty_table(initialised):
 
 
 def test_status_shows_each_clients_last_stage(initialised, tmp_path):
-    from netboot.configfile import load_config
-    from netboot.inventory.store import Inventory
 
     initialised("client", "add", MAC, "--hostname", "web1")
     with Inventory(load_config(initialised.config).storage.database) as inv:
-        inv.record_stage(MAC, "login")
+        inv.record_stage(MAC, Stage.LOGIN)
     row = initialised("status").stdout.splitlines()[1].split()
     assert row[:4] == ["web1", MAC, "198.18.0.2", "login"]
     assert json.loads(initialised("status", "--json").stdout)["clients"][0]["stage"] == "login"

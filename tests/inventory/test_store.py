@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client, remove_client
 
@@ -152,25 +153,25 @@ def test_remove_of_unknown_mac_is_not_found(config, inventory):
 
 def test_stage_is_recorded(config, inventory):
     add_client(config, inventory, "52:54:00:00:00:01")
-    inventory.record_stage("52:54:00:00:00:01", "dhcp", at=1000.0)
+    inventory.record_stage("52:54:00:00:00:01", Stage.DHCP, at=1000.0)
     c = inventory.get("52:54:00:00:00:01")
     assert (c.last_stage, c.last_stage_at, c.last_seen) == ("dhcp", 1000.0, 1000.0)
 
 
 def test_stage_is_not_recorded_over_a_stage_it_must_not_replace(config, inventory):
     add_client(config, inventory, "52:54:00:00:00:01")
-    inventory.record_stage("52:54:00:00:00:01", "root", at=1000.0)
-    assert not inventory.record_stage("52:54:00:00:00:01", "login", at=1001.0,
-                                      unless={"login", "root"})
+    inventory.record_stage("52:54:00:00:00:01", Stage.ROOT, at=1000.0)
+    assert not inventory.record_stage("52:54:00:00:00:01", Stage.LOGIN, at=1001.0,
+                                      unless={Stage.LOGIN, Stage.ROOT})
     c = inventory.get("52:54:00:00:00:01")
     assert (c.last_stage, c.last_stage_at) == ("root", 1000.0)
 
 
 def test_stage_is_recorded_over_a_stage_not_listed_to_keep(config, inventory):
     add_client(config, inventory, "52:54:00:00:00:01")
-    inventory.record_stage("52:54:00:00:00:01", "loader", at=1000.0)
-    assert inventory.record_stage("52:54:00:00:00:01", "login", at=1001.0,
-                                  unless={"login", "root"})
+    inventory.record_stage("52:54:00:00:00:01", Stage.LOADER, at=1000.0)
+    assert inventory.record_stage("52:54:00:00:00:01", Stage.LOGIN, at=1001.0,
+                                  unless={Stage.LOGIN, Stage.ROOT})
     assert inventory.get("52:54:00:00:00:01").last_stage == "login"
 
 

@@ -16,7 +16,7 @@ from netboot.host import iproute
 from netboot.http.server import HttpServer
 from netboot.inventory.clients import Client
 from netboot.inventory.pool import InventoryPool
-from netboot.inventory.stages import StageRecorder
+from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import Inventory
 from netboot.tftp.options import Limits
 from netboot.tftp.packets import Opcode, encode_ack, encode_request, parse

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from netboot.config import Config
+from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
 from netboot.target.service import TargetService
@@ -114,7 +115,7 @@ def test_a_client_logged_in_to_its_target_gets_stage_login(service: TargetServic
                                                            registered) -> None:
     """As under sanboot: DHCP and the iPXE script were seen, then iPXE logs in, nothing reports."""
     with Inventory(target_config.storage.database) as inventory:
-        inventory.record_stage(MAC, "loader")
+        inventory.record_stage(MAC, Stage.LOADER)
     service.start()
     url = (f"iscsi://{registered.chap_user}%{registered.chap_secret}@{tgtd_endpoint.url}/"
            f"{registered.target_iqn}/1")
