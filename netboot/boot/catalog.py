@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netboot.boot import scripts
+from netboot.boot import loaders, scripts, urls
 from netboot.boot.clientpart import build_client_part
 from netboot.boot.content import BytesSource, FileSource
 from netboot.config import Config, UnknownPolicy
@@ -37,10 +37,8 @@ from netboot.names import normalize_mac
 
 log = logging.getLogger(__name__)
 
-KERNEL_NAMES = frozenset({"vmlinuz", "boot/vmlinuz"})
-# The first file a PXE ROM fetches: its fetch marks the ``loader`` stage too.
-LOADER_NAMES = frozenset({"undionly.kpxe", "ipxe.efi", "snponly.efi", "pxelinux.0"})
-INITRAMFS_NAMES = frozenset({"initramfs.img", "boot/initramfs.img"})
+KERNEL_NAMES = frozenset({urls.KERNEL_SHORT, urls.KERNEL})
+INITRAMFS_NAMES = frozenset({urls.INITRAMFS_SHORT, urls.INITRAMFS})
 ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
 
 
@@ -165,7 +163,7 @@ class Catalog:
         if private is not None:
             return private
         return Content(name, open_beneath(self.config.server.tftp_root, parts),
-                       self.client_at(peer), Stage.LOADER if name in LOADER_NAMES else None)
+                       self.client_at(peer), Stage.LOADER if name in loaders.FIRST_STAGE else None)
 
     def client_at(self, peer: IPv4Address) -> str | None:
         """The MAC of the registered client at ``peer``, to name it in logs and stages.
@@ -197,27 +195,28 @@ class Catalog:
     def _private(self, parts: list[str], peer: IPv4Address) -> Content | None:
         """A per-client name rendered for its owner, or None if ``parts`` is not one."""
         name = "/".join(parts)
-        if len(parts) == 3 and parts[0] == "clients" and parts[2] in ("boot.ipxe", "client.img"):
+        if (len(parts) == 3 and parts[0] == urls.CLIENTS
+                and parts[2] in (urls.SCRIPT, urls.CLIENT_PART)):
             mac_text, kind = parts[1], parts[2]
-        elif (len(parts) == 2 and parts[0] == "pxelinux.cfg" and parts[1].startswith("01-")
-              and len(parts[1]) == 20):
-            mac_text, kind = parts[1][3:], "pxelinux"
+        elif (len(parts) == 2 and parts[0] == urls.PXELINUX_DIR
+              and parts[1].startswith(urls.PXELINUX_PREFIX) and len(parts[1]) == 20):
+            mac_text, kind = parts[1][len(urls.PXELINUX_PREFIX):], urls.PXELINUX_DIR
         else:
             return None
         with self.inventories.borrow() as inventory:
             client = self.owner(inventory, mac_text, peer)
         if client is None:
             return self._unregistered(name, normalize_mac(mac_text), kind)
-        if kind == "client.img":
+        if kind == urls.CLIENT_PART:
             return Content(name, BytesSource(build_client_part(self.config, client)),
                            client.mac)
-        text = (scripts.ipxe_script(self.config, client) if kind == "boot.ipxe"
+        text = (scripts.ipxe_script(self.config, client) if kind == urls.SCRIPT
                 else scripts.pxelinux_config(self.config, client))
         return Content(name, BytesSource(text.encode()), client.mac, Stage.LOADER)
 
     def _unregistered(self, name: str, mac: str, kind: str) -> Content:
-        if self.config.dhcp.unknown is not UnknownPolicy.BOOT or kind == "client.img":
+        if self.config.dhcp.unknown is not UnknownPolicy.BOOT or kind == urls.CLIENT_PART:
             raise NotFound(f"{mac} is not a registered client")
-        text = (scripts.unregistered_ipxe(self.config, mac) if kind == "boot.ipxe"
+        text = (scripts.unregistered_ipxe(self.config, mac) if kind == urls.SCRIPT
                 else scripts.unregistered_pxelinux(mac))
         return Content(name, BytesSource(text.encode()), mac)

@@ -9,25 +9,22 @@ kernel unpacks both into one root.
 from __future__ import annotations
 
 from netboot import initramfs
+from netboot.boot import urls
 from netboot.config import Config
 from netboot.initramfs.cpio import Entry, write_newc
 from netboot.inventory.clients import Client
+from netboot.inventory.luns import ROOT_LUN
 from netboot.templates import render
 
 CLIENT_CONF = "etc/netboot/client.conf"
-
-
-def report_url(config: Config, mac: str) -> str:
-    """Where /init reports its stages: ``GET {url}/{stage}``."""
-    return f"http://{config.server.address}:{config.server.http_port}/report/{mac}"
 
 
 def render_client_conf(config: Config, client: Client) -> str:
     portal, port = config.portal
     return render(
         "client.conf.j2", initramfs.DATA,
-        client=client, server=config.server.address, report_url=report_url(config, client.mac),
-        portal=portal, portal_port=port, mutual=config.target.mutual_chap,
+        client=client, server=config.server.address, report_url=urls.report_url(config, client.mac),
+        portal=portal, portal_port=port, lun=ROOT_LUN, mutual=config.target.mutual_chap,
         root_fstype="ext4", root_options="rw",
     )
 

@@ -20,6 +20,13 @@ from netboot.errors import NetbootError
 from netboot.host.files import sha256_file
 
 MANIFEST = "MANIFEST.json"
+# The boot programs a PXE ROM or UEFI firmware is told to fetch (DHCP option 67).
+UNDIONLY = "undionly.kpxe"
+IPXE_EFI = "ipxe.efi"
+SNPONLY_EFI = "snponly.efi"
+PXELINUX = "pxelinux.0"
+IPXE_ARM64_EFI = "ipxe-arm64.efi"  # named for ARM64 firmware; no Debian package ships it
+FIRST_STAGE = frozenset({UNDIONLY, IPXE_EFI, SNPONLY_EFI, PXELINUX})  # fetching one: ``loader``
 _SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")
 
 
@@ -34,13 +41,13 @@ class BootFile:
 
 
 BOOT_FILES: tuple[BootFile, ...] = (
-    BootFile("undionly.kpxe", "ipxe", Path("/usr/lib/ipxe/undionly.kpxe"),
+    BootFile(UNDIONLY, "ipxe", Path("/usr/lib/ipxe/undionly.kpxe"),
              "iPXE for BIOS PXE ROMs (uses the ROM's UNDI driver)"),
-    BootFile("ipxe.efi", "ipxe", Path("/usr/lib/ipxe/ipxe.efi"),
+    BootFile(IPXE_EFI, "ipxe", Path("/usr/lib/ipxe/ipxe.efi"),
              "iPXE for UEFI x86-64 with its own NIC drivers"),
-    BootFile("snponly.efi", "ipxe", Path("/usr/lib/ipxe/snponly.efi"),
+    BootFile(SNPONLY_EFI, "ipxe", Path("/usr/lib/ipxe/snponly.efi"),
              "iPXE for UEFI x86-64 using the firmware's SNP driver"),
-    BootFile("pxelinux.0", "pxelinux", Path("/usr/lib/PXELINUX/pxelinux.0"),
+    BootFile(PXELINUX, "pxelinux", Path("/usr/lib/PXELINUX/pxelinux.0"),
              "PXELINUX for BIOS PXE ROMs (boot.loader: pxelinux)"),
     BootFile("ldlinux.c32", "syslinux-common", _SYSLINUX_BIOS / "ldlinux.c32",
              "PXELINUX's core module, loaded right after pxelinux.0"),

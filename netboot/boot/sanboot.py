@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from netboot.config import Config, OnFail
 from netboot.inventory.clients import Client
+from netboot.inventory.luns import ROOT_LUN
 from netboot.templates import render
 
-ROOT_LUN = 1
 # What the script does when the login or the boot fails, per boot.onfail.
 _ONFAIL = {OnFail.SHELL: ("dropping to the iPXE shell", "shell"),
            OnFail.REBOOT: ("rebooting", "reboot"),

@@ -7,17 +7,13 @@ over HTTP; the PXELINUX config names TFTP paths relative to pxelinux.0.
 
 from __future__ import annotations
 
+from netboot.boot import urls
 from netboot.boot.sanboot import render_sanboot_script
 from netboot.config import Config
 from netboot.inventory.clients import BootMethod, Client
 from netboot.templates import render
 
 RETRY_SECONDS = 30  # how long a failed or unregistered machine waits before it asks again
-
-
-def base_url(config: Config) -> str:
-    """Where iPXE fetches the kernel and initrds: this server's HTTP port."""
-    return f"http://{config.server.address}:{config.server.http_port}"
 
 
 def ipxe_script(config: Config, client: Client) -> str:
@@ -28,20 +24,25 @@ def ipxe_script(config: Config, client: Client) -> str:
     """
     if client.boot_method is BootMethod.SANBOOT:
         return render_sanboot_script(config, client)
-    return render("boot.ipxe.j2", client=client, base_url=base_url(config),
+    return render("boot.ipxe.j2", client=client, base_url=urls.base_url(config),
+                  kernel_url=urls.url(config, urls.KERNEL),
+                  initramfs_url=urls.url(config, urls.INITRAMFS),
+                  client_part_url=urls.client_part_url(config, client.mac),
+                  script_url=urls.script_url(config, client.mac),
                   kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value,
                   retry_seconds=RETRY_SECONDS)
 
 
 def pxelinux_config(config: Config, client: Client) -> str:
     """``pxelinux.cfg/01-<mac>``: the same boot for PXELINUX, BOOTIF from IPAPPEND 2."""
-    return render("pxelinux.cfg.j2", client=client, kernel_args=config.boot.kernel_args,
-                  onfail=config.boot.onfail.value)
+    return render("pxelinux.cfg.j2", client=client, kernel=urls.KERNEL_SHORT,
+                  initramfs=urls.INITRAMFS_SHORT, client_part=urls.pxelinux_client_part(client.mac),
+                  kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value)
 
 
 def unregistered_ipxe(config: Config, mac: str) -> str:
     """For a machine that is not registered: say so, then try again or power off."""
-    return render("unregistered.ipxe.j2", mac=mac, base_url=base_url(config),
+    return render("unregistered.ipxe.j2", mac=mac, script_url=urls.script_url(config, mac),
                   retry_seconds=RETRY_SECONDS)
 
 

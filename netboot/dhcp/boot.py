@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netboot.boot import loaders, urls
 from netboot.config import Config, Loader
 from netboot.dhcp.options import HTTP_VENDOR_CLASS, PXE_VENDOR_CLASS, ClientArch
 from netboot.dhcp.packet import Request
 
 # TFTP names of the boot loaders (the contract with the TFTP side), per option 93.
-BIOS_LOADERS = {Loader.IPXE: "undionly.kpxe", Loader.PXELINUX: "pxelinux.0"}
+BIOS_LOADERS = {Loader.IPXE: loaders.UNDIONLY, Loader.PXELINUX: loaders.PXELINUX}
 UEFI_LOADERS = {
-    ClientArch.EFI_BC: "ipxe.efi",
-    ClientArch.EFI_X86_64: "ipxe.efi",
-    ClientArch.EFI_ARM64: "ipxe-arm64.efi",
+    ClientArch.EFI_BC: loaders.IPXE_EFI,
+    ClientArch.EFI_X86_64: loaders.IPXE_EFI,
+    ClientArch.EFI_ARM64: loaders.IPXE_ARM64_EFI,
 }
 # UEFI HTTP boot (UEFI 2.5 section 24.7) fetches the same loaders over HTTP.
 HTTP_LOADERS = {
-    ClientArch.EFI_X86_64_HTTP: "ipxe.efi",
-    ClientArch.EFI_ARM64_HTTP: "ipxe-arm64.efi",
+    ClientArch.EFI_X86_64_HTTP: loaders.IPXE_EFI,
+    ClientArch.EFI_ARM64_HTTP: loaders.IPXE_ARM64_EFI,
 }
 
 
@@ -38,15 +39,6 @@ class BootChoice:
     pxe_rom: bool = False  # a firmware PXE ROM: it gets option 43 discovery control
 
 
-def http_base(config: Config) -> str:
-    return f"http://{config.server.address}:{config.server.http_port}"
-
-
-def script_url(config: Config, mac: str) -> str:
-    """The client's iPXE script (the contract with the HTTP side)."""
-    return f"{http_base(config)}/clients/{mac}/boot.ipxe"
-
-
 def choose_boot(request: Request, config: Config) -> BootChoice | None:
     """The boot file for ``request``, or None for an architecture netboot has no loader for."""
     arches = request.architectures
@@ -59,12 +51,12 @@ def choose_boot(request: Request, config: Config) -> BootChoice | None:
             # A NIC whose ROM is iPXE (QEMU's, many cloud NICs) runs pxelinux.0 as any PXE
             # ROM would; pxelinux reads the ROM's cached DHCP reply, so the chain ends there.
             return BootChoice(BIOS_LOADERS[Loader.PXELINUX], arch, echo, ipxe=True)
-        return BootChoice(script_url(config, request.mac), arch, echo, ipxe=True)
+        return BootChoice(urls.script_url(config, request.mac), arch, echo, ipxe=True)
     if vendor.startswith(HTTP_VENDOR_CLASS):
         for candidate in arches:
             if candidate in HTTP_LOADERS:
-                url = f"{http_base(config)}/{HTTP_LOADERS[ClientArch(candidate)]}"
-                return BootChoice(url, candidate, HTTP_VENDOR_CLASS)
+                loader = urls.url(config, HTTP_LOADERS[ClientArch(candidate)])
+                return BootChoice(loader, candidate, HTTP_VENDOR_CLASS)
         return None
     pxe = vendor.startswith(PXE_VENDOR_CLASS)
     echo = PXE_VENDOR_CLASS if pxe else None

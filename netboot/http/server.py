@@ -7,8 +7,8 @@ is then cheap enough for a boot storm and keeps the code short; an asyncio
 server would add a second concurrency model beside the TFTP loop for no
 measured gain (see bench/tftp_bench.py for the figures).
 
-URL layout (the contract with DHCP and /init): ``/boot/vmlinuz``,
-``/boot/initramfs.img``, ``/clients/<mac>/boot.ipxe``,
+URL layout (the contract with DHCP and /init, built in :mod:`netboot.boot.urls`):
+``/boot/vmlinuz``, ``/boot/initramfs.img``, ``/clients/<mac>/boot.ipxe``,
 ``/clients/<mac>/client.img``, ``/report/<mac>/<stage>[?detail=...]``, and any
 other path a file from the TFTP root. Names resolve through
 :class:`netboot.boot.catalog.Catalog`, so TFTP and HTTP apply the same rules.
@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from netboot.boot import urls
 from netboot.boot.catalog import AccessDenied, Catalog, Content
 from netboot.boot.content import FileSource
 from netboot.errors import NotFound
@@ -90,7 +91,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
         path = url.path
         try:
             path = unquote(url.path, errors="strict")  # once: "%2e%2e" is ".." from here on
-            if path.startswith("/report/"):
+            if path.startswith(f"/{urls.REPORT}/"):
                 self._report(path, url.query, peer, record=send_body)
                 return
             if not path.startswith("/"):
