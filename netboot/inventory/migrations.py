@@ -34,7 +34,7 @@ MIGRATIONS: tuple[str, ...] = (
         arch INTEGER
     );
     """,
-    # extra LUNs (2, 3, ...) on a client's target: files or block devices (issue 7)
+    # extra LUNs (2, 3, ...) on a client's target: files or block devices
     """
     CREATE TABLE luns (
         mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,

@@ -82,9 +82,8 @@ class Inventory:
 
     def _enter_wal(self) -> None:
         """Switch to WAL (persistent in the file; a no-op once done). Turning a new database
-        to WAL needs an exclusive lock that SQLite tries once, without its busy handler:
-        the processes of `netboot serve` opening a new database together got "database is
-        locked" at once, so the caller retries."""
+        to WAL takes an exclusive lock that SQLite tries once, without its busy handler, so
+        processes opening one new database together must retry (the caller does)."""
         self._db.execute("PRAGMA journal_mode=WAL")
 
     def close(self) -> None:
