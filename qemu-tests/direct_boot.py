@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from netboot.boot.clientpart import build_client_part
-from netboot.boot.kernel import download, install
 from netboot.config import Config
 from netboot.configfile import parse_config
 from netboot.initramfs.build import build
+from netboot.initramfs.kernel import download, install
 from netboot.inventory.clients import Client
 from netboot.lab import procs, topology
 from netboot.lab.topology import Topology

@@ -127,3 +127,14 @@ def test_an_import_inside_a_function_says_why_on_its_line(path):
                 if isinstance(inner, ast.Import | ast.ImportFrom):
                     line = lines[inner.lineno - 1]
                     assert "#" in line, f"{path}:{inner.lineno}: a late import needs a reason"
+
+
+def test_no_two_parts_of_the_system_depend_on_each_other():
+    """Folders too: a part (dhcp/, boot/, ...) and the ground floor form layers, not circles."""
+    parts: dict[str, set[str]] = {}
+    for module, imported in import_graph().items():
+        part = ".".join(module.split(".")[:2])
+        parts.setdefault(part, set()).update(".".join(m.split(".")[:2]) for m in imported)
+    for part in parts:
+        parts[part].discard(part)
+    assert cycles(parts) == []

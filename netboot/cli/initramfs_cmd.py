@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from netboot.boot.kernel import FLAVOURS, download, install
 from netboot.cli.app import App, pass_app
 from netboot.initramfs.build import Compression, build
+from netboot.initramfs.kernel import FLAVOURS, download, install
 from netboot.output import emit_json, table
 
 

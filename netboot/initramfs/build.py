@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from netboot.boot.kernel import KernelRelease, current
 from netboot.config import Config, OnFail
 from netboot.errors import NetbootError
 from netboot.initramfs import DATA
 from netboot.initramfs.cpio import Entry, write_newc
 from netboot.initramfs.elf import interpreter, shared_libraries
+from netboot.initramfs.kernel import KernelRelease, current
 from netboot.initramfs.modules import ModuleTree, Resolution, parse_module_list
 from netboot.templates import render
 

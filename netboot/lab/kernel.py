@@ -1,6 +1,6 @@
 """A bare vmlinuz for lab VMs that boot without netboot's initramfs (reference and direct boots).
 
-The .deb comes from :func:`netboot.boot.kernel.download` (resolved, verified and
+The .deb comes from :func:`netboot.initramfs.kernel.download` (resolved, verified and
 cached like `netboot kernel fetch` does); only /boot/vmlinuz-* is taken out
 of it, next to the .deb, so later runs work offline.
 """
@@ -13,7 +13,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from netboot.boot.kernel import download
+from netboot.initramfs.kernel import download
 from netboot.lab.topology import LabError
 
 

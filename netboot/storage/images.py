@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from netboot.boot import kernel
 from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
+from netboot.initramfs import kernel
 from netboot.inventory.store import Inventory
 from netboot.names import validate_image_name
 from netboot.size import parse_size

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from netboot.boot.kernel import current, download, install
 from netboot.config import OnFail
 from netboot.configfile import parse_config
 from netboot.initramfs.build import (
@@ -28,6 +27,7 @@ from netboot.initramfs.build import (
     pad4,
     render_init,
 )
+from netboot.initramfs.kernel import current, download, install
 from netboot.initramfs.modules import parse_modules_dep
 
 GOLDEN_INIT = Path(__file__).parent / "golden" / "init"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from netboot.boot.kernel import (
+from netboot.initramfs.kernel import (
     KernelError,
     parse_kernel_config,
     parse_package_info,

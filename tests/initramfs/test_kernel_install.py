@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from netboot.boot.kernel import KernelError, current, download, install, resolve
 from netboot.host.files import sha256_file
+from netboot.initramfs.kernel import KernelError, current, download, install, resolve
 
 
 @pytest.fixture(scope="module")
