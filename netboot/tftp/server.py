@@ -7,12 +7,11 @@ What it does differently from tftpy's server, each with a test:
 - epoll instead of ``select()``: no 1,024-descriptor ceiling; the
   file-descriptor limit is raised to its hard limit at start;
 - a session is found from the descriptor that became readable (O(1)), not by
-  scanning every session; timeouts sit in a heap with one entry per session;
-- each transfer's port (its transfer ID) has two sockets: one connected to the
-  client, which the kernel gives only the client's datagrams and which sends
-  without a route lookup per block (twice as cheap as ``sendto``), and one
-  unconnected, which gets everything else: a datagram from a wrong transfer
-  ID lands there, is answered with error 5, and never reaches the transfer;
+  scanning every session; timeouts sit in a heap with one entry per session
+  (:mod:`netboot.tftp.sessions`);
+- each transfer has its own port, with a socket connected to the client and
+  an unconnected one for everything else: a datagram from a wrong transfer ID
+  lands on the second, is answered with error 5, and never reaches the transfer;
 - write requests get error 2: the server is read-only;
 - blksize is capped at 65464, so no DATA exceeds a UDP datagram (tftpy's
   65536 killed its loop with EMSGSIZE); timeout and windowsize are honoured;
@@ -20,20 +19,16 @@ What it does differently from tftpy's server, each with a test:
   one request is logged and the loop goes on.
 
 Per block the loop does one epoll_wait, one recv and one send, and as little
-Python as it can between them: the datagram is compared with the ACK the
-transfer awaits (:func:`~netboot.tftp.transfer.awaited_ack`) and, if equal,
-the next block comes from :func:`~netboot.tftp.transfer.advance` with no
-parsing; anything else (a duplicate or old ACK, an ERROR, garbage) is parsed
-and handed to ``step()``. A wrong transfer ID never gets that far: the
-kernel delivers it to the stray socket.
+Python as it can between them: the ACK a transfer awaits takes the shortcut in
+:mod:`netboot.tftp.fastpath`, which also decides when the loop busy-polls
+instead of sleeping. Anything else a transfer's client sends is parsed here and
+handed to ``step()``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import heapq
-import itertools
 import logging
 import resource
 import select
@@ -41,15 +36,15 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from netboot.boot.catalog import AccessDenied, Catalog, Content
+from netboot.boot.catalog import AccessDenied, Catalog
 from netboot.boot.content import BytesSource, FileSource
 from netboot.errors import NotFound
 from netboot.inventory.recorder import StageRecorder
 from netboot.log import client_log
 from netboot.tftp.cache import ContentCache
+from netboot.tftp.fastpath import FastPath
 from netboot.tftp.options import DEFAULT_LIMITS, Limits, OptionError, negotiate
 from netboot.tftp.packets import (
     Ack,
@@ -61,13 +56,13 @@ from netboot.tftp.packets import (
     encode_error,
     parse,
 )
+from netboot.tftp.sessions import MAX_DATAGRAM, Session, SessionTable, transfer_sockets
 from netboot.tftp.transfer import (
     Illegal,
     Phase,
     Start,
     Tick,
     Transfer,
-    advance,
     awaited_ack,
     new_transfer,
     step,
@@ -75,31 +70,12 @@ from netboot.tftp.transfer import (
 
 log = logging.getLogger(__name__)
 
-MAX_DATAGRAM = 65536
 BURST = 64  # datagrams read from one socket per wake-up, so one busy peer cannot starve others
-SPIN_SECONDS = 200e-6  # the loop busy-polls this long for a lone transfer's ACK (_spin_for)
-SPIN_MISSES = 8  # ACKs that missed the spin window, after which a transfer is not spun for
 _RRQ, _WRQ, _ACK = (op.to_bytes(2, "big") for op in (Opcode.RRQ, Opcode.WRQ, Opcode.ACK))
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
 # Room for ~8,000 requests queued on the well-known port (the default holds ~270).
 REQUEST_BUFFER = 8 << 20
 SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; Python's socket module does not name it
-
-
-@dataclass(eq=False)
-class Session:
-    """One transfer in flight: its port's two sockets, its peer and its state."""
-
-    sock: socket.socket  # connected to the peer: the transfer's datagrams, both ways
-    stray: socket.socket  # same port, unconnected: datagrams from anyone else
-    peer: tuple[str, int]
-    request: Request
-    content: Content
-    transfer: Transfer
-    started: float
-    closed: bool = False
-    awaited: bytes | None = None  # the ACK that lets the fast path send the next window
-    spin_misses: int = 0  # times its ACK did not come within a spin (see TftpServer._spin_for)
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> None:
@@ -116,31 +92,6 @@ def raise_fd_limit() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socket.socket,
-                                                                          socket.socket]:
-    """A new port for one transfer: (connected to ``peer``, unconnected for strays).
-
-    The first socket binds port 0 WITHOUT SO_REUSEADDR: with it, Linux may pick a port
-    that other SO_REUSEADDR sockets hold (another transfer's, or the request port
-    itself, which then loses requests to this transfer's stray socket). Reuse is
-    allowed only afterwards, for the connected twin on the same port.
-    """
-    stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        stray.bind((str(address), 0))
-        for s in (stray, sock):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setblocking(False)
-        sock.bind(stray.getsockname())
-        sock.connect(peer)  # the kernel now prefers it for the peer's datagrams
-    except OSError:
-        stray.close()
-        sock.close()
-        raise
-    return sock, stray
 
 
 class TftpServer:
@@ -160,15 +111,17 @@ class TftpServer:
         self.reuse_port = reuse_port  # several worker processes share the port
         self.cache = ContentCache()
         self.stats: Counter[str] = Counter()  # done, failed, denied, malformed, wrong_tid...
-        self.sessions: dict[tuple[str, int], Session] = {}
-        self._by_fd: dict[int, tuple[Session, bool]] = {}  # fd -> (session, is the stray one)
-        self._timers: list[tuple[float, int, Session]] = []
-        self._seq = itertools.count()
+        self._table = SessionTable()
+        self._fast = FastPath(self._table.by_peer, self.stats, self._on_datagram, self._apply,
+                              self._send_failed)
         self._epoll: select.epoll | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._spinner: Session | None = None  # the lone transfer whose ACK the loop spins for
-        self._spin_until = 0.0
+
+    @property
+    def sessions(self) -> dict[tuple[str, int], Session]:
+        """The transfers in flight, by client address."""
+        return self._table.by_peer
 
     # -- service ---------------------------------------------------------------------
 
@@ -212,17 +165,17 @@ class TftpServer:
 
     def _run(self) -> None:
         assert self._epoll is not None
-        poll, by_fd, timers = self._epoll.poll, self._by_fd, self._timers
+        poll, by_fd, timers = self._epoll.poll, self._table.by_fd, self._table.timers
+        fast = self._fast
+        serve = fast.serve
         requests, wake = self._sock.fileno(), self._wake_r.fileno()
         while not self._stopping:
-            if self._spinner is not None:  # busy-poll for a lone transfer's ACK (_spin_for)
+            if fast.spinner is not None:  # busy-poll for a lone transfer's ACK (FastPath)
                 events = poll(0)
                 if not events:
-                    if time.monotonic() < self._spin_until:
+                    if time.monotonic() < fast.spin_until:
                         continue
-                    self._spinner.spin_misses += 1
-                    self.stats["spin_misses"] += 1
-                    self._spinner = None
+                    fast.missed()
                     continue
             else:
                 wait = -1.0
@@ -238,7 +191,7 @@ class TftpServer:
                         if entry[1]:
                             self._answer_stray(entry[0])
                         else:
-                            self._serve_session(entry[0], now)
+                            serve(entry[0], now)
                     elif fd == requests:
                         self._serve_requests()
                     elif fd == wake:
@@ -250,17 +203,10 @@ class TftpServer:
                 self._fire_timers(now)
 
     def _fire_timers(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            _, _, session = heapq.heappop(timers)
-            if session.closed:
-                continue
-            if session.transfer.deadline > now:  # progress since: sleep till the new deadline
-                heapq.heappush(timers, (session.transfer.deadline, next(self._seq), session))
-                continue
+        for session in self._table.due(now):
             self._advance(session, Tick(), now)
             if not session.closed:
-                heapq.heappush(timers, (session.transfer.deadline, next(self._seq), session))
+                self._table.schedule(session)
 
     def _serve_requests(self) -> None:
         for _ in range(BURST):
@@ -274,35 +220,9 @@ class TftpServer:
                 self.stats["internal_errors"] += 1
                 log.exception("TFTP: unexpected error on a request from %s", peer[0])
 
-    def _serve_session(self, session: Session, now: float) -> None:
-        """One datagram from the peer (epoll is level-triggered: more wake us again)."""
-        try:
-            data = session.sock.recv(MAX_DATAGRAM)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # an ICMP error surfacing; the timer will resend or give up
-            return
-        if self._on_datagram(session, data, now):
-            self._spin_for(session, now)
-        elif self._spinner is session:
-            self._spinner = None
-
-    def _on_datagram(self, session: Session, data: bytes, now: float) -> bool:
-        """Hand a datagram of the transfer to it; True when that was the awaited ACK and
-        the next block went out in lock-step (the transfer waits for one ACK again)."""
-        if data == session.awaited:  # the fast path: the ACK of all sent, one per window
-            transfer, packets = advance(session.transfer, now)
-            session.transfer = transfer
-            session.awaited = awaited_ack(transfer)
-            if len(packets) == 1 and transfer.phase is Phase.SENDING:  # lock-step
-                try:
-                    session.sock.send(packets[0])
-                except OSError as err:  # a lost datagram: the timer resends it
-                    self._send_failed(session.peer, err)
-                    return False
-                return True
-            self._apply(session, transfer, packets, now)
-            return False
+    def _on_datagram(self, session: Session, data: bytes, now: float) -> None:
+        """A datagram of the transfer other than the ACK it awaits (that one takes the
+        fast path): parsed, and handed to ``step()``."""
         if len(data) == 4 and data[:2] == _ACK:
             event = Ack(int.from_bytes(data[2:], "big"))
         else:
@@ -310,30 +230,12 @@ class TftpServer:
                 packet = parse(data)
             except Malformed:
                 self.stats["malformed"] += 1
-                return False
+                return
             if isinstance(packet, Ack | Error):
                 event = packet
             else:
                 event = Illegal(f"unexpected {getattr(packet, 'opcode', '?')!s} during a read")
         self._advance(session, event, now)
-        return False
-
-    def _spin_for(self, session: Session, now: float) -> None:
-        """Busy-poll for a lone lock-step transfer's next ACK, as Linux's busy polling does
-        for NICs that support it (veth and most VM NICs do not).
-
-        In lock-step a transfer moves one block per round trip, and a thread that sleeps
-        in epoll_wait adds a wake-up to every one of them. With a single transfer in
-        flight (one machine loading its kernel over TFTP) the loop instead calls epoll
-        with no timeout for up to ``SPIN_SECONDS`` after each block, so a new request is
-        seen as soon as it would have been. A client whose ACKs keep missing that window
-        (a slow link, or a CPU too busy to run the client soon) is not spun for again:
-        spinning then only takes CPU from the others.
-        """
-        if len(self.sessions) == 1 and session.spin_misses < SPIN_MISSES:
-            self._spinner, self._spin_until = session, now + SPIN_SECONDS
-        else:
-            self._spinner = None
 
     def _answer_stray(self, session: Session) -> None:
         """RFC 1350 section 4: answer a datagram from a wrong transfer ID, leave the transfer."""
@@ -420,16 +322,13 @@ class TftpServer:
         now = time.monotonic()
         session = Session(sock, stray, peer, request, content,
                           new_transfer(source, negotiated, self.limits, datagrams), now)
-        self.sessions[peer] = session
         assert self._epoll is not None
-        for s, is_stray in ((sock, False), (stray, True)):
-            self._by_fd[s.fileno()] = (session, is_stray)
-            self._epoll.register(s.fileno(), select.EPOLLIN)
+        self._table.add(session, self._epoll)
         if content.stage is not None and content.mac is not None and self.stages is not None:
             self.stages.record(content.mac, content.stage)
         self._advance(session, Start(), now)
         if not session.closed:
-            heapq.heappush(self._timers, (session.transfer.deadline, next(self._seq), session))
+            self._table.schedule(session)
 
     # -- sending and finishing ---------------------------------------------------------
 
@@ -480,17 +379,5 @@ class TftpServer:
         self._close(session)
 
     def _close(self, session: Session) -> None:
-        if session.closed:
-            return
-        session.closed = True
-        if self._spinner is session:
-            self._spinner = None
-        if self.sessions.get(session.peer) is session:
-            del self.sessions[session.peer]
-        for sock in (session.sock, session.stray):
-            self._by_fd.pop(sock.fileno(), None)
-            if self._epoll is not None and not self._epoll.closed:
-                with contextlib.suppress(OSError):
-                    self._epoll.unregister(sock.fileno())
-            sock.close()
-        session.content.close()
+        self._fast.forget(session)
+        self._table.close(session, self._epoll)

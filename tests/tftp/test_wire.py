@@ -15,7 +15,9 @@ import pytest
 
 from netboot.tftp.options import Limits
 from netboot.tftp.packets import Error, Opcode, encode_ack, parse
-from netboot.tftp.server import SPIN_MISSES, raise_fd_limit, transfer_sockets
+from netboot.tftp.fastpath import SPIN_MISSES
+from netboot.tftp.server import raise_fd_limit
+from netboot.tftp.sessions import transfer_sockets
 from tests.support.bootserving import (
     MAC,
     SECRET,
