@@ -13,8 +13,8 @@ What it does differently from tftpy's server, each with a test:
   an unconnected one for everything else: a datagram from a wrong transfer ID
   lands on the second, is answered with error 5, and never reaches the transfer;
 - write requests get error 2: the server is read-only;
-- blksize is capped at 65464, so no DATA exceeds a UDP datagram (tftpy's
-  65536 killed its loop with EMSGSIZE); timeout and windowsize are honoured;
+- blksize is capped at 65464, so no DATA exceeds a UDP datagram (tftpy takes
+  65536, and its loop dies of EMSGSIZE); timeout and windowsize are honoured;
 - a malformed datagram is counted and dropped; an exception while handling
   one request is logged and the loop goes on.
 

@@ -74,7 +74,7 @@ def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socke
 class SessionTable:
     """The open sessions by peer, by descriptor and by deadline. One thread only.
 
-    The loop reads ``by_fd`` and ``timers`` directly (bound to locals), as it does
+    The loop reads ``by_fd`` and ``timers`` itself, bound to locals: it looks at them
     for every datagram.
     """
 

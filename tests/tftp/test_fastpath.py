@@ -1,11 +1,11 @@
-"""The fast path (awaited_ack + advance) against step(), state by state, and on the wire.
+"""The fast path on the wire: the awaited ACK answered at once, each case it hands back to
+``step()``, and the busy-poll for a lone transfer.
 
-The server answers the ACK of everything sent by comparing its bytes with
-``awaited_ack(t)`` and calling ``advance(t, now)``; every other datagram and
-every timer goes to ``step``. The unit tests show ``advance`` is ``step`` for
-that ACK in every state a transfer passes through (lock-step and windowed, with
-and without an OACK, across the block-number wrap, after a resend, from a file
-on disk); the wire tests show each hand-back case on loopback sockets.
+The server compares each datagram of a transfer with the ACK it awaits and, when they
+are equal, sends the next block from ``advance()``; that ``advance()`` is ``step()`` for
+that ACK in every state is tested with the state machine (test_transfer.py). Here, on
+loopback sockets: the whole file arrives through the shortcut, and a duplicate or old
+ACK, an ERROR, a stall, a wrong transfer ID and a shrinking file each take the other way.
 """
 
 from __future__ import annotations
@@ -13,138 +13,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
-from netboot.boot.content import BytesSource, FileSource
-from netboot.tftp.options import Limits, negotiate
-from netboot.tftp.packets import Ack, Error, encode_ack, encode_error, parse
-from netboot.tftp.transfer import (
-    Phase,
-    Start,
-    Tick,
-    advance,
-    awaited_ack,
-    build_datagrams,
-    new_transfer,
-    step,
-)
+from netboot.tftp.fastpath import SPIN_MISSES
+from netboot.tftp.options import Limits
+from netboot.tftp.packets import Error, encode_ack, encode_error, parse
 from tests.support.bootserving import RawClient, Served, sha256, start_served, stop_served
-
-LIMITS = Limits(timeout=1.0, retries=3)
-
-
-def states(data: bytes, options: dict[str, str], source=None, prebuilt: bool = False):
-    """Every state of a transfer driven to its end by the ACKs a client sends, plus resends;
-    ``prebuilt``: with the file's datagrams built beforehand, as the cache does."""
-    negotiated = negotiate(options, len(data), LIMITS)
-    datagrams = build_datagrams(data, negotiated.blksize) if prebuilt else None
-    t, _ = step(new_transfer(source or BytesSource(data), negotiated, LIMITS, datagrams),
-                Start(), 0.0)
-    now = 0.0
-    while t.phase is Phase.SENDING:
-        yield t
-        now += 0.25
-        if t.sent % 5 == 0 and t.tries == 0:  # now and then a timeout resends the window
-            t, _ = step(t, Tick(), t.deadline)
-            yield t
-        t, _ = step(t, Ack(t.sent & 0xFFFF), now)
-
-
-@pytest.mark.parametrize("size, options", [
-    (5000, {}),
-    (4096, {}),  # a multiple of the block size: it ends with an empty block
-    (0, {"tsize": "0"}),  # an empty file after an OACK: ACK 0 sends the empty block
-    (5000, {"blksize": "1468", "tsize": "0"}),  # OACK first
-    (100, {"blksize": "8", "windowsize": "4"}),
-    (99, {"blksize": "8", "windowsize": "16"}),
-    (8 * 65540, {"blksize": "8"}),  # past block 65535: numbers wrap to 0
-])
-def test_advance_equals_step_for_the_awaited_ack_in_every_state(size: int, options):
-    data = os.urandom(size)
-    checked = 0
-    for t in states(data, options):
-        awaited = awaited_ack(t)
-        if awaited is None:
-            continue
-        assert parse(awaited) == Ack(t.sent & 0xFFFF)
-        now = t.deadline - 0.5
-        assert advance(t, now) == step(t, Ack(t.sent & 0xFFFF), now)
-        checked += 1
-    assert checked > 0
-
-
-@pytest.mark.parametrize("size, options", [
-    (5000, {}),
-    (4096, {}),
-    (0, {"tsize": "0"}),
-    (100, {"blksize": "8", "windowsize": "4"}),
-    (8 * 65540, {"blksize": "8"}),
-])
-def test_prebuilt_datagrams_send_what_slicing_the_file_sends(size: int, options):
-    data = os.urandom(size)
-    sliced = list(states(data, options))
-    prebuilt = list(states(data, options, prebuilt=True))
-    assert len(prebuilt) == len(sliced)
-    for p, s in zip(prebuilt, sliced, strict=True):
-        assert step(p, Ack(p.sent & 0xFFFF), 9.0)[1] == step(s, Ack(s.sent & 0xFFFF), 9.0)[1]
-        assert step(p, Tick(), p.deadline)[1] == step(s, Tick(), s.deadline)[1]
-        if awaited_ack(p) is not None:
-            assert advance(p, 9.0) == step(p, Ack(p.sent & 0xFFFF), 9.0)
-            assert advance(p, 9.0)[1] == advance(s, 9.0)[1]
-
-
-def test_datagrams_for_another_block_count_are_refused():
-    negotiated = negotiate({}, 5000, LIMITS)
-    with pytest.raises(ValueError, match="datagrams"):
-        new_transfer(BytesSource(bytes(5000)), negotiated, LIMITS,
-                     build_datagrams(bytes(5000), 1024))
-
-
-def test_advance_reads_a_file_on_disk_like_its_bytes_in_memory(tmp_path: Path):
-    data = os.urandom(10_000)
-    (tmp_path / "f").write_bytes(data)
-    fd = os.open(tmp_path / "f", os.O_RDONLY)
-    try:
-        on_disk = list(states(data, {"blksize": "700"}, FileSource(fd, len(data))))
-        in_memory = list(states(data, {"blksize": "700"}))
-        assert len(on_disk) == len(in_memory)
-        for d, m in zip(on_disk, in_memory, strict=True):
-            if awaited_ack(m) is not None:
-                assert advance(d, 1.0)[1] == advance(m, 1.0)[1]
-    finally:
-        os.close(fd)
-
-
-def test_advance_fails_like_step_when_the_file_on_disk_shrank(tmp_path: Path):
-    (tmp_path / "f").write_bytes(bytes(3000))
-    fd = os.open(tmp_path / "f", os.O_RDONLY)
-    try:
-        t = next(states(bytes(3000), {}, FileSource(fd, 3000)))
-        os.truncate(tmp_path / "f", 600)
-        failed, packets = advance(t, 1.0)
-        assert (failed, packets) == step(t, Ack(1), 1.0)
-        assert failed.phase is Phase.FAILED and parse(packets[0]).code == 0
-    finally:
-        os.close(fd)
-
-
-def test_no_ack_is_awaited_once_the_last_block_is_out():
-    t = list(states(b"x" * 600, {}))[-1]
-    assert (t.sent, t.plan.last_block, awaited_ack(t)) == (2, 2, None)
-
-
-def test_no_ack_is_awaited_before_the_start_or_after_the_end():
-    t = new_transfer(BytesSource(b"x"), negotiate({}, 1, LIMITS), LIMITS)
-    assert awaited_ack(t) is None
-    t, _ = step(t, Start(), 0.0)
-    t, _ = step(t, Error(0, "cancelled"), 0.1)
-    assert awaited_ack(t) is None
-
-
-# -- on the wire: each case the fast path hands back to step() ---------------------------
-
 
 TIMEOUT = 2.0
 
@@ -288,3 +163,21 @@ def test_a_file_on_disk_that_shrinks_mid_transfer_ends_it_with_an_error(served: 
     while served.tftp.sessions and time.monotonic() < deadline:
         time.sleep(0.01)
     assert (served.tftp.stats["failed"], served.tftp.sessions) == (1, {})
+
+
+def test_lone_transfer_stops_spinning_for_a_client_that_answers_slowly(served: Served):
+    """Busy-polling for a slow client's ACK only burns CPU: after SPIN_MISSES misses the
+    transfer waits in epoll like any other, and still completes."""
+    client = RawClient(served.tftp.port)
+    try:
+        data = client.request("small")  # 21 blocks of 512, lock-step
+        blocks = [data]
+        while len(blocks[-1]) == 516:
+            time.sleep(0.005)  # far beyond the spin window
+            client.ack(len(blocks))
+            blocks.append(client.receive())
+        client.ack(len(blocks))
+    finally:
+        client.close()
+    assert b"".join(b[4:] for b in blocks) == (served.root / "small").read_bytes()
+    assert served.tftp.stats["spin_misses"] == SPIN_MISSES

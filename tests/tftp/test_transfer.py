@@ -1,11 +1,32 @@
-"""The TFTP read-transfer state machine, event by event, with time passed in."""
+"""The TFTP read-transfer state machine, event by event, with time passed in.
+
+The shortcut for the ACK of everything sent (``awaited_ack`` + ``advance``) is checked
+against ``step`` for that ACK in every state a transfer passes through: lock-step and
+windowed, with and without an OACK, across the block-number wrap, after a resend, from
+a file on disk.
+"""
 
 from __future__ import annotations
 
-from netboot.boot.content import BytesSource
+import os
+from pathlib import Path
+
+import pytest
+
+from netboot.boot.content import BytesSource, FileSource
 from netboot.tftp.options import Limits, negotiate
 from netboot.tftp.packets import Ack, Error, data_header, encode_oack, parse
-from netboot.tftp.transfer import Illegal, Phase, Start, Tick, new_transfer, step
+from netboot.tftp.transfer import (
+    Illegal,
+    Phase,
+    Start,
+    Tick,
+    advance,
+    awaited_ack,
+    build_datagrams,
+    new_transfer,
+    step,
+)
 
 LIMITS = Limits(timeout=1.0, retries=3)
 
@@ -118,3 +139,114 @@ def test_a_finished_transfer_ignores_further_events():
     t, _ = step(t, Ack(1), 0.0)
     assert t.phase is Phase.DONE
     assert step(t, Tick(), 100.0) == (t, [])
+
+
+# -- the shortcut: advance() is step() for the awaited ACK ------------------------------
+
+
+def states(data: bytes, options: dict[str, str], source=None, prebuilt: bool = False):
+    """Every state of a transfer driven to its end by the ACKs a client sends, plus resends;
+    ``prebuilt``: with the file's datagrams built beforehand, as the cache does."""
+    negotiated = negotiate(options, len(data), LIMITS)
+    datagrams = build_datagrams(data, negotiated.blksize) if prebuilt else None
+    t, _ = step(new_transfer(source or BytesSource(data), negotiated, LIMITS, datagrams),
+                Start(), 0.0)
+    now = 0.0
+    while t.phase is Phase.SENDING:
+        yield t
+        now += 0.25
+        if t.sent % 5 == 0 and t.tries == 0:  # now and then a timeout resends the window
+            t, _ = step(t, Tick(), t.deadline)
+            yield t
+        t, _ = step(t, Ack(t.sent & 0xFFFF), now)
+
+
+@pytest.mark.parametrize("size, options", [
+    (5000, {}),
+    (4096, {}),  # a multiple of the block size: it ends with an empty block
+    (0, {"tsize": "0"}),  # an empty file after an OACK: ACK 0 sends the empty block
+    (5000, {"blksize": "1468", "tsize": "0"}),  # OACK first
+    (100, {"blksize": "8", "windowsize": "4"}),
+    (99, {"blksize": "8", "windowsize": "16"}),
+    (8 * 65540, {"blksize": "8"}),  # past block 65535: numbers wrap to 0
+])
+def test_advance_equals_step_for_the_awaited_ack_in_every_state(size: int, options):
+    data = os.urandom(size)
+    checked = 0
+    for t in states(data, options):
+        awaited = awaited_ack(t)
+        if awaited is None:
+            continue
+        assert parse(awaited) == Ack(t.sent & 0xFFFF)
+        now = t.deadline - 0.5
+        assert advance(t, now) == step(t, Ack(t.sent & 0xFFFF), now)
+        checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("size, options", [
+    (5000, {}),
+    (4096, {}),
+    (0, {"tsize": "0"}),
+    (100, {"blksize": "8", "windowsize": "4"}),
+    (8 * 65540, {"blksize": "8"}),
+])
+def test_prebuilt_datagrams_send_what_slicing_the_file_sends(size: int, options):
+    data = os.urandom(size)
+    sliced = list(states(data, options))
+    prebuilt = list(states(data, options, prebuilt=True))
+    assert len(prebuilt) == len(sliced)
+    for p, s in zip(prebuilt, sliced, strict=True):
+        assert step(p, Ack(p.sent & 0xFFFF), 9.0)[1] == step(s, Ack(s.sent & 0xFFFF), 9.0)[1]
+        assert step(p, Tick(), p.deadline)[1] == step(s, Tick(), s.deadline)[1]
+        if awaited_ack(p) is not None:
+            assert advance(p, 9.0) == step(p, Ack(p.sent & 0xFFFF), 9.0)
+            assert advance(p, 9.0)[1] == advance(s, 9.0)[1]
+
+
+def test_datagrams_for_another_block_count_are_refused():
+    negotiated = negotiate({}, 5000, LIMITS)
+    with pytest.raises(ValueError, match="datagrams"):
+        new_transfer(BytesSource(bytes(5000)), negotiated, LIMITS,
+                     build_datagrams(bytes(5000), 1024))
+
+
+def test_advance_reads_a_file_on_disk_like_its_bytes_in_memory(tmp_path: Path):
+    data = os.urandom(10_000)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        on_disk = list(states(data, {"blksize": "700"}, FileSource(fd, len(data))))
+        in_memory = list(states(data, {"blksize": "700"}))
+        assert len(on_disk) == len(in_memory)
+        for d, m in zip(on_disk, in_memory, strict=True):
+            if awaited_ack(m) is not None:
+                assert advance(d, 1.0)[1] == advance(m, 1.0)[1]
+    finally:
+        os.close(fd)
+
+
+def test_advance_fails_like_step_when_the_file_on_disk_shrank(tmp_path: Path):
+    (tmp_path / "f").write_bytes(bytes(3000))
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        t = next(states(bytes(3000), {}, FileSource(fd, 3000)))
+        os.truncate(tmp_path / "f", 600)
+        failed, packets = advance(t, 1.0)
+        assert (failed, packets) == step(t, Ack(1), 1.0)
+        assert failed.phase is Phase.FAILED and parse(packets[0]).code == 0
+    finally:
+        os.close(fd)
+
+
+def test_no_ack_is_awaited_once_the_last_block_is_out():
+    t = list(states(b"x" * 600, {}))[-1]
+    assert (t.sent, t.plan.last_block, awaited_ack(t)) == (2, 2, None)
+
+
+def test_no_ack_is_awaited_before_the_start_or_after_the_end():
+    t = new_transfer(BytesSource(b"x"), negotiate({}, 1, LIMITS), LIMITS)
+    assert awaited_ack(t) is None
+    t, _ = step(t, Start(), 0.0)
+    t, _ = step(t, Error(0, "cancelled"), 0.1)
+    assert awaited_ack(t) is None

@@ -8,16 +8,12 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from netboot.tftp.options import Limits
 from netboot.tftp.packets import Error, Opcode, encode_ack, parse
-from netboot.tftp.fastpath import SPIN_MISSES
-from netboot.tftp.server import raise_fd_limit
-from netboot.tftp.sessions import transfer_sockets
 from tests.support.bootserving import (
     MAC,
     SECRET,
@@ -247,41 +243,6 @@ def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
     finally:
         client.close()
     assert served.tftp.stats["malformed"] == 2
-
-
-def test_lone_transfer_stops_spinning_for_a_client_that_answers_slowly(served: Served):
-    """Busy-polling for a slow client's ACK only burns CPU: after SPIN_MISSES misses the
-    transfer waits in epoll like any other, and still completes."""
-    client = RawClient(served.tftp.port)
-    try:
-        data = client.request("small")  # 5,000 bytes: ten blocks of 512, lock-step
-        blocks = [data]
-        while len(blocks[-1]) == 516:
-            time.sleep(0.005)  # far beyond the spin window
-            client.ack(len(blocks))
-            blocks.append(client.receive())
-        client.ack(len(blocks))
-    finally:
-        client.close()
-    assert b"".join(b[4:] for b in blocks) == (served.root / "small").read_bytes()
-    assert served.tftp.stats["spin_misses"] == SPIN_MISSES
-
-
-def test_transfer_ports_are_held_by_no_other_socket(served: Served):
-    """SO_REUSEADDR on a port-0 bind let Linux hand out the request port or another
-    transfer's port; a request then reached a transfer's stray socket (curl error 72)."""
-    raise_fd_limit()
-    pairs = []
-    try:
-        for n in range(3000):
-            pairs.append(transfer_sockets(IPv4Address("127.0.0.1"), ("127.0.0.1", 9 + n)))
-        ports = [sock.getsockname()[1] for sock, _ in pairs]
-        assert len(set(ports)) == len(ports)
-        assert served.tftp.port not in ports
-    finally:
-        for pair in pairs:
-            for sock in pair:
-                sock.close()
 
 
 def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(served: Served):
