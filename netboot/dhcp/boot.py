@@ -7,12 +7,21 @@ the script URL, never a loader again, so the chain cannot loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 
 from netboot.boot import loaders, urls
 from netboot.config import Config, Loader
-from netboot.dhcp.options import HTTP_VENDOR_CLASS, PXE_VENDOR_CLASS, ClientArch
-from netboot.dhcp.packet import Request
+from netboot.dhcp.options import (
+    FILE_SIZE,
+    HTTP_VENDOR_CLASS,
+    PXE_VENDOR_CLASS,
+    ClientArch,
+    Option,
+    PxeDiscoveryControl,
+    PxeOption,
+)
+from netboot.dhcp.packet import Modifier, Request
 
 # TFTP names of the boot loaders (the contract with the TFTP side), per option 93.
 BIOS_LOADERS = {Loader.IPXE: loaders.UNDIONLY, Loader.PXELINUX: loaders.PXELINUX}
@@ -26,6 +35,10 @@ HTTP_LOADERS = {
     ClientArch.EFI_X86_64_HTTP: loaders.IPXE_EFI,
     ClientArch.EFI_ARM64_HTTP: loaders.IPXE_ARM64_EFI,
 }
+# Option 43 for firmware PXE ROMs: "boot the file in this offer, no boot server discovery"
+# (PXE 2.1 section 2.4). Without it some Intel and Broadcom ROMs wait for a boot server.
+PXE_DISCOVERY = bytes((PxeOption.DISCOVERY_CONTROL, 1, PxeDiscoveryControl.USE_BOOT_FILE,
+                       Option.END))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +79,16 @@ def choose_boot(request: Request, config: Config) -> BootChoice | None:
         if candidate in UEFI_LOADERS:
             return BootChoice(UEFI_LOADERS[ClientArch(candidate)], candidate, echo, pxe_rom=pxe)
     return None
+
+
+def with_boot(boot: BootChoice, server: IPv4Address) -> Modifier:
+    """next-server, ``file``, options 66/67 and the vendor options ``boot`` asks for."""
+    name = boot.file.encode()
+    options = {Option.TFTP_SERVER_NAME: str(server).encode(), Option.BOOTFILE_NAME: name}
+    if boot.vendor_class is not None:
+        options[Option.VENDOR_CLASS] = boot.vendor_class
+    if boot.pxe_rom:
+        options[Option.VENDOR_SPECIFIC] = PXE_DISCOVERY
+    file = name if len(name) < FILE_SIZE else b""  # else only in option 67
+    return lambda reply: replace(reply, siaddr=server, file=file,
+                                 options={**reply.options, **options})

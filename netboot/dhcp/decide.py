@@ -13,9 +13,27 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from netboot.config import Config, DhcpMode, UnknownPolicy
-from netboot.dhcp.boot import BootChoice, choose_boot
+from netboot.config import Config, DhcpConfig, DhcpMode, UnknownPolicy
+from netboot.dhcp.boot import BootChoice, choose_boot, with_boot
 from netboot.dhcp.leases import Decline, Grant, LeaseChange, LeaseTable, Release
+from netboot.dhcp.modifiers import (
+    with_broadcast,
+    with_broadcast_address,
+    with_client_ip,
+    with_destination,
+    with_dns,
+    with_domain_name,
+    with_hostname,
+    with_lease_time,
+    with_message,
+    with_message_type,
+    with_netmask,
+    with_option,
+    with_router,
+    with_server_id,
+    with_your_ip,
+    without_option,
+)
 from netboot.dhcp.options import (
     CLIENT_PORT,
     HTTP_VENDOR_CLASS,
@@ -25,18 +43,12 @@ from netboot.dhcp.options import (
     IpxeOption,
     MessageType,
     Option,
-    PxeDiscoveryControl,
-    PxeOption,
 )
-from netboot.dhcp.packet import BROADCAST, BROADCAST_FLAG, ZERO, Reply, Request, reply_from_request
+from netboot.dhcp.packet import BROADCAST, ZERO, Modifier, Reply, Request, reply_from_request
 from netboot.inventory.clients import Client
 
 OFFER_HOLD = 60.0  # seconds an offered dynamic address is kept for the client that was offered it
 DECLINE_HOLD = 600.0  # seconds a declined address stays out of the pool
-# Option 43 for firmware PXE ROMs: "boot the file in this offer, no boot server discovery"
-# (PXE 2.1 section 2.4). Without it some Intel and Broadcom ROMs wait for a boot server.
-PXE_DISCOVERY = bytes((PxeOption.DISCOVERY_CONTROL, 1, PxeDiscoveryControl.USE_BOOT_FILE,
-                       Option.END))
 # Option 175 for iPXE in full mode: no ProxyDHCP will come, do not wait ~3 s for one.
 IPXE_NO_PXEDHCP = bytes((IpxeOption.NO_PXEDHCP, 1, 1))
 
@@ -103,7 +115,9 @@ def _discover(request: Request, config: Config, client: Client | None, leases: L
                         f"({len(leases)} leases, {leases.declined_count(now)} declined)",
                         warning=True)
     boot = choose_boot(request, config)
-    reply = _configured(request, config, client, MessageType.OFFER, ip, boot)
+    reply = _answer(request, config, MessageType.OFFER, with_your_ip(ip),
+                    *_configured(config.dhcp, client), with_lease_time(config.dhcp.lease_time),
+                    *_full_boot(boot, config))
     changes: tuple[LeaseChange, ...] = ()
     own = leases.of(request.mac)
     if client is None and not (own and own.ip == ip and own.expires > now):
@@ -133,9 +147,9 @@ def _request(request: Request, config: Config, client: Client | None, leases: Le
     if ip != wanted:
         return _nak(request, config, f"asked for {wanted}, but its address is {ip or 'none'}")
     boot = choose_boot(request, config)
-    reply = _configured(request, config, client, MessageType.ACK, ip, boot)
-    if request.ciaddr != ZERO:
-        reply.ciaddr = request.ciaddr
+    reply = _answer(request, config, MessageType.ACK, with_client_ip(request.ciaddr),
+                    with_your_ip(ip), *_configured(config.dhcp, client),
+                    with_lease_time(config.dhcp.lease_time), *_full_boot(boot, config))
     if client is not None:
         # A renewal (ciaddr set) is a running machine, not a boot: its stage stays as it is.
         stage = "dhcp" if request.ciaddr == ZERO else None
@@ -161,10 +175,8 @@ def _decline(request: Request, config: Config, client: Client | None, now: float
 def _inform(request: Request, config: Config, client: Client | None) -> Decision:
     """RFC 2131 section 4.3.5: configuration (here: boot information) but no address."""
     boot = choose_boot(request, config)
-    reply = _configured(request, config, client, MessageType.ACK, ZERO, boot, lease=False)
-    reply.ciaddr = request.ciaddr
-    if request.giaddr == ZERO and request.ciaddr == ZERO:
-        reply.destination = request.source
+    reply = _answer(request, config, MessageType.ACK, with_client_ip(request.ciaddr),
+                    *_configured(config.dhcp, client), *_full_boot(boot, config))
     return Decision(reply, f"inform ack{_boot_note(boot)}")
 
 
@@ -187,10 +199,8 @@ def _proxy(request: Request, config: Config, client: Client | None) -> Decision:
     boot = choose_boot(request, config)
     if boot is None:
         return Decision(None, f"no boot loader for architecture {request.architectures}")
-    reply = reply_from_request(request, message_type, config.server.address)
-    reply.ciaddr = request.ciaddr
-    _boot(reply, config, boot, proxy=True)
-    reply.destination = _destination(request, reply)
+    reply = _answer(request, config, message_type, with_client_ip(request.ciaddr),
+                    with_boot(boot, config.server.address))
     return Decision(reply, f"proxy {message_type.name.lower()}{_boot_note(boot)}")
 
 
@@ -224,70 +234,61 @@ def _dynamic(request: Request, config: Config, leases: LeaseTable, clients: Clie
     return oldest.ip if oldest else None
 
 
-def _configured(request: Request, config: Config, client: Client | None,
-                message_type: MessageType, ip: IPv4Address, boot: BootChoice | None,
-                lease: bool = True) -> Reply:
-    """An OFFER or ACK with the address, the configured options and the boot information."""
-    dhcp = config.dhcp
-    reply = reply_from_request(request, message_type, config.server.address)
-    reply.yiaddr = ip
-    opts = reply.options
-    opts[Option.SUBNET_MASK] = dhcp.subnet.netmask.packed
+def _answer(request: Request, config: Config, message_type: MessageType,
+            *modifiers: Modifier) -> Reply:
+    """A reply of ``message_type`` from this server to where RFC 2131 says it goes."""
+    return reply_from_request(request, with_message_type(message_type),
+                              with_server_id(config.server.address),
+                              with_destination(_destination(request, message_type)), *modifiers)
+
+
+def _configured(dhcp: DhcpConfig, client: Client | None) -> list[Modifier]:
+    """The configured network options, and a registered client's host name."""
+    modifiers = [with_netmask(dhcp.subnet)]
     if dhcp.router is not None:
-        opts[Option.ROUTER] = dhcp.router.packed
+        modifiers.append(with_router(dhcp.router))
     if dhcp.dns:
-        opts[Option.DNS_SERVERS] = b"".join(a.packed for a in dhcp.dns)
+        modifiers.append(with_dns(dhcp.dns))
     if client is not None:
-        opts[Option.HOSTNAME] = client.hostname.encode()
+        modifiers.append(with_hostname(client.hostname))
     if dhcp.domain:
-        opts[Option.DOMAIN_NAME] = dhcp.domain.encode()
-    opts[Option.BROADCAST_ADDRESS] = dhcp.subnet.broadcast_address.packed
-    if lease:
-        opts[Option.LEASE_TIME] = dhcp.lease_time.to_bytes(4, "big")
-        opts[Option.RENEWAL_TIME] = (dhcp.lease_time // 2).to_bytes(4, "big")
-        opts[Option.REBINDING_TIME] = (dhcp.lease_time * 7 // 8).to_bytes(4, "big")
-    if boot is not None:
-        _boot(reply, config, boot, proxy=False)
-    reply.destination = _destination(request, reply)
-    return reply
+        modifiers.append(with_domain_name(dhcp.domain))
+    modifiers.append(with_broadcast_address(dhcp.subnet))
+    return modifiers
 
 
-def _boot(reply: Reply, config: Config, boot: BootChoice, proxy: bool) -> None:
-    """next-server, ``file``, options 66/67 and the PXE/iPXE vendor options."""
-    name = boot.file.encode()
-    reply.siaddr = config.server.address
-    reply.file = name if len(name) < 128 else b""  # else only in option 67
-    reply.options[Option.TFTP_SERVER_NAME] = str(config.server.address).encode()
-    reply.options[Option.BOOTFILE_NAME] = name
-    if boot.vendor_class is not None:
-        reply.options[Option.VENDOR_CLASS] = boot.vendor_class
-    if boot.pxe_rom or (proxy and boot.vendor_class == PXE_VENDOR_CLASS and not boot.ipxe):
-        reply.options[Option.VENDOR_SPECIFIC] = PXE_DISCOVERY
-    if boot.ipxe and not proxy:
-        reply.options[Option.IPXE_ENCAPSULATED] = IPXE_NO_PXEDHCP
+def _full_boot(boot: BootChoice | None, config: Config) -> list[Modifier]:
+    """The boot information of a full-mode reply (none for an unknown architecture)."""
+    if boot is None:
+        return []
+    modifiers = [with_boot(boot, config.server.address)]
+    if boot.ipxe:  # the address comes with it: iPXE need not wait for a ProxyDHCP
+        modifiers.append(with_option(Option.IPXE_ENCAPSULATED, IPXE_NO_PXEDHCP))
+    return modifiers
 
 
 def _nak(request: Request, config: Config, why: str) -> Decision:
-    """RFC 2131 table 3: a NAK carries 53, 54, 56 and the client id; 82 is echoed."""
-    reply = reply_from_request(request, MessageType.NAK, config.server.address)
-    reply.options.pop(Option.CLIENT_UUID, None)
-    reply.options[Option.MESSAGE] = why.encode()[:255]
-    if request.giaddr != ZERO:
-        reply.flags |= BROADCAST_FLAG  # RFC 2131 4.3.2: the relay must broadcast a NAK
-    reply.destination = _destination(request, reply)
+    """RFC 2131 table 3: a NAK carries 53, 54, 56 and the client id; 82 is echoed. The
+    relay must broadcast a NAK (RFC 2131 section 4.3.2), so a relayed one says so."""
+    relayed = [with_broadcast()] if request.giaddr != ZERO else []
+    reply = _answer(request, config, MessageType.NAK, without_option(Option.CLIENT_UUID),
+                    with_message(why), *relayed)
     return Decision(reply, f"nak: {why}")
 
 
-def _destination(request: Request, reply: Reply) -> tuple[str, int]:
+def _destination(request: Request, message_type: MessageType) -> tuple[str, int]:
     """RFC 2131 section 4.1: to the relay if there is one; to a PXE client's own port for a
-    4011 exchange; broadcast for a NAK; unicast to ``ciaddr`` if the client has an address;
-    else broadcast, since a client without an address cannot take unicast before the
-    server has added an ARP entry for it (which RFC 2131 allows a server not to do)."""
+    4011 exchange; an INFORM without ``ciaddr`` back to where it came from (section 4.3.5);
+    broadcast for a NAK; unicast to ``ciaddr`` if the client has an address; else
+    broadcast, since a client without an address cannot take unicast before the server has
+    added an ARP entry for it (which RFC 2131 allows a server not to do)."""
     if request.giaddr != ZERO:
         return str(request.giaddr), SERVER_PORT
     if request.local_port == PXE_PORT:
         return request.source
-    if reply.message_type is not MessageType.NAK and request.ciaddr != ZERO:
+    if request.message_type is MessageType.INFORM and request.ciaddr == ZERO:
+        return request.source
+    if message_type is not MessageType.NAK and request.ciaddr != ZERO:
         return str(request.ciaddr), CLIENT_PORT
     return str(BROADCAST), CLIENT_PORT
 

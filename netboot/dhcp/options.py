@@ -8,6 +8,8 @@ from enum import IntEnum
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 SERVER_PORT = 67  # RFC 2131 section 4.1
 CLIENT_PORT = 68  # RFC 2131 section 4.1
+SNAME_SIZE = 64  # RFC 2131 section 2: ``sname``, the optional server host name
+FILE_SIZE = 128  # RFC 2131 section 2: ``file``, the NUL-terminated boot file name
 PXE_PORT = 4011  # PXE 2.1 specification, section 2.2.5: the proxyDHCP service port
 
 

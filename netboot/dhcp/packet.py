@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address
 
 from netboot.dhcp.options import (
     CLIENT_PORT,
+    FILE_SIZE,
     IPXE_USER_CLASS,
     MAGIC_COOKIE,
+    SNAME_SIZE,
     HardwareType,
     MessageType,
     Op,
@@ -30,7 +33,7 @@ from netboot.dhcp.options import (
 
 # RFC 2131 section 2, figure 1: op htype hlen hops xid secs flags ciaddr yiaddr siaddr
 # giaddr chaddr(16) sname(64) file(128), then the options field.
-HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
+HEADER = struct.Struct(f"!BBBBIHH4s4s4s4s16s{SNAME_SIZE}s{FILE_SIZE}s")
 OPTIONS_START = HEADER.size + len(MAGIC_COOKIE)  # 240
 BOOTP_MIN_SIZE = 300  # RFC 1542 section 2.1: relays may drop shorter BOOTP messages
 BROADCAST_FLAG = 0x8000  # RFC 2131 section 2, figure 2
@@ -191,11 +194,11 @@ def parse_request(data: bytes, source: tuple[str, int] = ("0.0.0.0", CLIENT_PORT
     _walk(data, OPTIONS_START, len(data), options)
     overload = options.get(Option.OVERLOAD)
     if overload is not None:  # RFC 2132 section 9.3: file (1), sname (2) or both (3) hold options
-        file_at = HEADER.size - 128
+        file_at = HEADER.size - FILE_SIZE
         if overload[0] & 1:
-            _walk(data, file_at, file_at + 128, options)
+            _walk(data, file_at, file_at + FILE_SIZE, options)
         if overload[0] & 2:
-            _walk(data, file_at - 64, file_at, options)
+            _walk(data, file_at - SNAME_SIZE, file_at, options)
     for code, (exact, least) in _LENGTHS.items():
         value = options.get(code)
         if value is not None and (len(value) < least or (exact and len(value) != exact)):
@@ -219,13 +222,17 @@ def parse_request(data: bytes, source: tuple[str, int] = ("0.0.0.0", CLIENT_PORT
 # Reply options go out in this order; 82 last, as RFC 3046 section 2.1 asks of relays.
 _FIRST = (Option.MESSAGE_TYPE, Option.SERVER_ID)
 _LAST = (Option.RELAY_AGENT_INFORMATION,)
+# Request options every reply carries back unchanged.
+_ECHOED = (Option.CLIENT_ID, Option.CLIENT_UUID, Option.RELAY_AGENT_INFORMATION)
 
 
 @dataclass(slots=True)
 class Reply:
-    """A server message and where it goes."""
+    """A server message and where it goes. Built by :func:`reply_from_request` and the
+    modifiers of :mod:`netboot.dhcp.modifiers`, each of which returns a new reply and
+    changes neither the one it is given nor its ``options``. (Not frozen: a frozen
+    dataclass's ``__init__`` would double the cost of every modifier.)"""
 
-    message_type: MessageType
     xid: int
     flags: int
     chaddr: bytes
@@ -239,19 +246,24 @@ class Reply:
     secs: int = 0
     options: dict[int, bytes] = field(default_factory=dict)
 
+    @property
+    def message_type(self) -> MessageType:
+        """Option 53: the type is kept in one place, the option that goes on the wire."""
+        return MessageType(self.options[Option.MESSAGE_TYPE][0])
 
-def reply_from_request(request: Request, message_type: MessageType,
-                       server_id: IPv4Address) -> Reply:
-    """The skeleton of every answer: what RFC 2131 (table 3), RFC 3046 (82), RFC 6842 (61)
-    and RFC 4578 (97) say a reply copies from its request, plus type and server id."""
-    reply = Reply(message_type=message_type, xid=request.xid, flags=request.flags,
-                  chaddr=request.chaddr, giaddr=request.giaddr,
-                  destination=("255.255.255.255", CLIENT_PORT))
-    reply.options[Option.MESSAGE_TYPE] = bytes([message_type])
-    reply.options[Option.SERVER_ID] = server_id.packed
-    for code in (Option.CLIENT_ID, Option.CLIENT_UUID, Option.RELAY_AGENT_INFORMATION):
-        if code in request.options:
-            reply.options[code] = request.options[code]
+
+Modifier = Callable[[Reply], Reply]
+
+
+def reply_from_request(request: Request, *modifiers: Modifier) -> Reply:
+    """What RFC 2131 (table 3), RFC 3046 (82), RFC 6842 (61) and RFC 4578 (97) say a reply
+    copies from its request, broadcast to the client port, then ``modifiers`` in order."""
+    options = {code: request.options[code] for code in _ECHOED if code in request.options}
+    reply = Reply(xid=request.xid, flags=request.flags, chaddr=request.chaddr,
+                  giaddr=request.giaddr, destination=(str(BROADCAST), CLIENT_PORT),
+                  options=options)
+    for modify in modifiers:
+        reply = modify(reply)
     return reply
 
 

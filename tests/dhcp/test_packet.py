@@ -9,6 +9,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from netboot.dhcp.modifiers import with_message_type, with_option, with_server_id
 from netboot.dhcp.options import MessageType
 from netboot.dhcp.packet import (
     DropReason,
@@ -132,7 +133,8 @@ def test_reply_from_request_copies_identity_and_relay_fields():
     data = uefi_http(MAC, xid=0x01020304, flags=0x8000, giaddr="198.18.0.126",
                      extra=[("client_id", b"\x01cid"), ("relay_agent_information", b"\x01\x02ab")])
     request = parse_request(data)
-    reply = reply_from_request(request, MessageType.OFFER, IPv4Address("198.18.0.1"))
+    reply = reply_from_request(request, with_message_type(MessageType.OFFER),
+                               with_server_id(IPv4Address("198.18.0.1")))
     got = decode(encode_reply(reply))
     opts = options(got)
     assert (got.xid, got.flags, got.giaddr) == (0x01020304, 0x8000, "198.18.0.126")
@@ -144,13 +146,14 @@ def test_reply_from_request_copies_identity_and_relay_fields():
 
 
 def test_encoded_reply_has_bootp_minimum_size():
-    reply = reply_from_request(parse_request(plain(MAC)), MessageType.NAK, IPv4Address(1))
+    reply = reply_from_request(parse_request(plain(MAC)), with_message_type(MessageType.NAK),
+                               with_server_id(IPv4Address(1)))
     assert len(encode_reply(reply)) == 300
 
 
 def test_option_longer_than_255_is_split_and_rejoined():
-    reply = reply_from_request(parse_request(plain(MAC)), MessageType.ACK, IPv4Address(1))
-    reply.options[67] = b"u" * 300
+    reply = reply_from_request(parse_request(plain(MAC)), with_message_type(MessageType.ACK),
+                               with_server_id(IPv4Address(1)), with_option(67, b"u" * 300))
     data = encode_reply(reply)
     data = bytearray(data)
     data[0], data[242] = 1, MessageType.REQUEST  # make it a request to read it back ourselves
@@ -159,7 +162,7 @@ def test_option_longer_than_255_is_split_and_rejoined():
 
 
 def test_reply_round_trips_through_scapy():
-    reply = Reply(MessageType.ACK, 7, 0, bytes.fromhex("525400123456") + bytes(10),
+    reply = Reply(7, 0, bytes.fromhex("525400123456") + bytes(10),
                   IPv4Address(0), ("255.255.255.255", 68), yiaddr=IPv4Address("198.18.0.9"),
                   siaddr=IPv4Address("198.18.0.1"), file=b"undionly.kpxe",
                   options={53: b"\x05", 54: IPv4Address("198.18.0.1").packed})
