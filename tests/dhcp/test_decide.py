@@ -7,11 +7,10 @@ from ipaddress import IPv4Address
 import pytest
 
 from netboot.dhcp.decide import DECLINE_HOLD, OFFER_HOLD, Decision, decide
-from netboot.dhcp.directory import ClientDirectory
 from netboot.dhcp.leases import Decline, Grant, LeaseTable, Release
 from netboot.dhcp.packet import encode_reply, parse_request
-from netboot.inventory.store import Inventory
-from netboot.provisioning.clients import add_client
+from netboot.inventory.clients import Client
+from tests.conftest import SAMPLE_CLIENT
 from tests.support.dhcp_frames import (
     UUID,
     decode,
@@ -26,7 +25,7 @@ from tests.support.dhcp_frames import (
 )
 
 NOW = 1_800_000_000.0
-MAC = "52:54:00:12:34:56"
+MAC = SAMPLE_CLIENT.mac
 UNKNOWN = "52:54:00:aa:bb:cc"
 SERVER = "198.18.0.1"
 URL = f"http://{SERVER}:8080/clients/{MAC}/boot.ipxe"
@@ -46,16 +45,28 @@ dhcp:
 """
 
 
+class Clients:
+    """The registered clients as :func:`decide` sees them, from a dict: no database."""
+
+    def __init__(self, *clients: Client) -> None:
+        self.by_mac = {client.mac: client for client in clients}
+
+    def find(self, mac: str) -> Client | None:
+        return self.by_mac.get(mac)
+
+    def owner(self, ip: IPv4Address) -> str | None:
+        return next((c.mac for c in self.by_mac.values() if c.ip == ip), None)
+
+
 @pytest.fixture
-def world(make_config, tmp_path):
-    """A config, an inventory with one registered client, an empty lease table."""
+def world(make_config):
+    """A config, one registered client (the shared sample), an empty lease table."""
 
     class World:
         def __init__(self, extra: str = "") -> None:
             self.config = make_config(base=BASE + extra)
-            self.inventory = Inventory(self.config.storage.database)
-            self.client = add_client(self.config, self.inventory, MAC).client
-            self.clients = ClientDirectory(self.inventory)
+            self.client = SAMPLE_CLIENT
+            self.clients = Clients(SAMPLE_CLIENT)
             self.leases = LeaseTable()
 
         def ask(self, data: bytes, *, port: int = 67, source=("0.0.0.0", 68),
@@ -71,15 +82,7 @@ def world(make_config, tmp_path):
             assert decision.reply is not None, decision.note
             return decode(encode_reply(decision.reply)), decision
 
-    made: list[World] = []
-
-    def make(extra: str = "") -> World:
-        made.append(World(extra))
-        return made[-1]
-
-    yield make
-    for w in made:
-        w.inventory.close()
+    return World
 
 
 def test_registered_client_is_offered_its_reserved_address(world):
