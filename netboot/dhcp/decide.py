@@ -46,6 +46,7 @@ from netboot.dhcp.options import (
 )
 from netboot.dhcp.packet import BROADCAST, ZERO, Modifier, Reply, Request, reply_from_request
 from netboot.inventory.clients import Client
+from netboot.inventory.stages import Stage
 
 OFFER_HOLD = 60.0  # seconds an offered dynamic address is kept for the client that was offered it
 DECLINE_HOLD = 600.0  # seconds a declined address stays out of the pool
@@ -68,7 +69,7 @@ class Decision:
     reply: Reply | None
     note: str
     changes: tuple[LeaseChange, ...] = ()
-    stage: str | None = None  # boot stage to record for a registered client
+    stage: Stage | None = None  # boot stage to record for a registered client
     unknown: bool = False  # an unregistered machine asked: note it in the inventory
     warning: bool = False  # an operator should see this line
 
@@ -152,7 +153,7 @@ def _request(request: Request, config: Config, client: Client | None, leases: Le
                     with_lease_time(config.dhcp.lease_time), *_full_boot(boot, config))
     if client is not None:
         # A renewal (ciaddr set) is a running machine, not a boot: its stage stays as it is.
-        stage = "dhcp" if request.ciaddr == ZERO else None
+        stage = Stage.DHCP if request.ciaddr == ZERO else None
         return Decision(reply, f"ack {ip}{_boot_note(boot)}", stage=stage)
     grant = Grant(request.mac, ip, now + config.dhcp.lease_time)
     return Decision(reply, f"ack {ip} until +{config.dhcp.lease_time}s{_boot_note(boot)}",

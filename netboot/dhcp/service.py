@@ -33,6 +33,7 @@ from netboot.dhcp.packet import (
 from netboot.dhcp.prepared import PreparedReplies
 from netboot.errors import NetbootError
 from netboot.host.iproute import ipv4_addresses
+from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.log import client_log
 
@@ -110,13 +111,13 @@ class StageWriter:
     def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
         self.open_inventory = open_inventory
         self.interval = interval
-        self._pending: dict[str, tuple[str, float]] = {}
+        self._pending: dict[str, tuple[Stage, float]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dhcp-stages", daemon=True)
 
-    def record(self, mac: str, stage: str, at: float) -> None:
+    def record(self, mac: str, stage: Stage, at: float) -> None:
         with self._lock:
             self._pending[mac] = (stage, at)
         self._wake.set()
@@ -144,7 +145,7 @@ class StageWriter:
                 if self._stop.is_set() and not self._pending:
                     return
 
-    def _write(self, inventory: Inventory, mac: str, stage: str, at: float) -> None:
+    def _write(self, inventory: Inventory, mac: str, stage: Stage, at: float) -> None:
         current = inventory.find(mac)
         if current is None:
             return
@@ -159,7 +160,7 @@ class DhcpEngine:
     state it needs (leases, client cache, counters) but no socket."""
 
     def __init__(self, config: Config, inventory: Inventory, now: float,
-                 record_stage: Callable[[str, str, float], None] | None = None) -> None:
+                 record_stage: Callable[[str, Stage, float], None] | None = None) -> None:
         self.config = config
         self.inventory = inventory
         self.record_stage = record_stage or inventory.record_stage

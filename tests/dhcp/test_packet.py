@@ -20,6 +20,7 @@ from netboot.dhcp.packet import (
     reply_from_request,
 )
 from netboot.dhcp.service import DhcpEngine, RateLimiter, StageWriter
+from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
 from tests.conftest import BASE_CONFIG
@@ -253,7 +254,7 @@ def test_prepared_reply_is_not_used_after_the_client_changes(engine):
 def test_prepared_reply_survives_a_boot_stage_written_by_another_connection(engine):
     engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
     with Inventory(engine.config.storage.database) as other:  # as the stage writer does
-        other.record_stage(MAC, "dhcp", NOW)
+        other.record_stage(MAC, Stage.DHCP, NOW)
     engine.handle(intel_rom(MAC, xid=2), ("0.0.0.0", 68), 67, NOW + engine.clients.refresh)
     assert engine.prepared.hits == 1
 
@@ -273,7 +274,7 @@ def stage_writer_run(make_config, events):
     with Inventory(config.storage.database) as inventory:
         add_client(config, inventory, MAC)
         for stage, at in events:
-            if stage == "loader":  # recorded by the HTTP side, not by DHCP
+            if stage is Stage.LOADER:  # recorded by the HTTP side, not by DHCP
                 inventory.record_stage(MAC, stage, at)
                 continue
             writer = StageWriter(lambda: Inventory(config.storage.database), interval=10)
@@ -284,15 +285,16 @@ def stage_writer_run(make_config, events):
 
 
 def test_stage_writer_writes_a_repeated_stage_once_within_its_interval(make_config):
-    client = stage_writer_run(make_config, [("dhcp", NOW), ("dhcp", NOW + 5)])
+    client = stage_writer_run(make_config, [(Stage.DHCP, NOW), (Stage.DHCP, NOW + 5)])
     assert (client.last_stage, client.last_stage_at) == ("dhcp", NOW)
 
 
 def test_stage_writer_writes_a_repeated_stage_after_its_interval(make_config):
-    client = stage_writer_run(make_config, [("dhcp", NOW), ("dhcp", NOW + 11)])
+    client = stage_writer_run(make_config, [(Stage.DHCP, NOW), (Stage.DHCP, NOW + 11)])
     assert client.last_stage_at == NOW + 11
 
 
 def test_stage_writer_writes_dhcp_again_after_another_stage(make_config):
-    client = stage_writer_run(make_config, [("dhcp", NOW), ("loader", NOW + 1), ("dhcp", NOW + 5)])
+    client = stage_writer_run(make_config, [(Stage.DHCP, NOW), (Stage.LOADER, NOW + 1),
+                                            (Stage.DHCP, NOW + 5)])
     assert (client.last_stage, client.last_stage_at) == ("dhcp", NOW + 5)
