@@ -129,19 +129,22 @@ class LeaseStore:
         self.inventory = inventory
 
     def load(self, now: float) -> LeaseTable:
-        with self.inventory.transaction() as db:
-            db.execute("DELETE FROM dhcp_declined WHERE until <= ?", (now,))
-            leases = [Lease(r[0], IPv4Address(r[1]), r[2])
-                      for r in db.execute("SELECT mac, ip, expires FROM dhcp_leases")]
-            declined = {IPv4Address(r[0]): r[1]
-                        for r in db.execute("SELECT ip, until FROM dhcp_declined")}
+        """Every lease (expired ones too: ``netboot dhcp leases`` shows them) and the addresses
+        still declined at ``now``. Only reads: expired declines are deleted by :meth:`save`."""
+        leases = [Lease(r[0], IPv4Address(r[1]), r[2]) for r in
+                  self.inventory.query("SELECT mac, ip, expires FROM dhcp_leases")]
+        declined = {IPv4Address(r[0]): r[1] for r in
+                    self.inventory.query("SELECT ip, until FROM dhcp_declined WHERE until > ?",
+                                         (now,))}
         return LeaseTable(leases, declined)
 
     def save(self, change: LeaseChange, now: float) -> None:
-        """Write one change in its own transaction (an OFFER's hold is not written)."""
+        """Write one change in its own transaction (an OFFER's hold is not written), and drop
+        the declines that have run out by ``now``."""
         if isinstance(change, Grant) and not change.persist:
             return
         with self.inventory.transaction() as db:
+            db.execute("DELETE FROM dhcp_declined WHERE until <= ?", (now,))
             if isinstance(change, Grant):
                 db.execute("DELETE FROM dhcp_leases WHERE ip = ? AND mac <> ?",
                            (str(change.ip), change.mac))

@@ -54,6 +54,22 @@ def test_declined_address_stays_out_after_reload_until_its_time(store):
     assert not store.load(NOW + 601).declined(IP, NOW + 601)
 
 
+def declined_rows(store: LeaseStore) -> int:
+    return store.inventory.query("SELECT count(*) FROM dhcp_declined")[0][0]
+
+
+def test_loading_leaves_expired_declines_in_the_database(store):
+    store.save(Decline(A, IP, NOW + 600), NOW)
+    store.load(NOW + 601)
+    assert declined_rows(store) == 1
+
+
+def test_writing_a_lease_drops_expired_declines(store):
+    store.save(Decline(A, IP, NOW + 600), NOW)
+    store.save(Grant(B, IPv4Address("198.18.0.201"), NOW + 4200), NOW + 601)
+    assert declined_rows(store) == 0
+
+
 def test_address_of_another_live_lease_is_not_free():
     table = LeaseTable([Lease(A, IP, NOW + 10)])
     assert not table.free_for(IP, B, NOW)
