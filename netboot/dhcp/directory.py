@@ -7,11 +7,10 @@ MAC not in the cache is looked up directly: a new client is answered at once,
 a changed or removed one within ``refresh`` seconds.
 
 A re-read keeps the very record object of every client whose DHCP answer
-cannot have changed (same address and hostname; boot stages and the like are
-written all through a boot), because prepared replies stay valid only while
-the directory holds the record they were made from. Replacing all 1,000
-records every few seconds once sent every client back through scapy at once
-(~1 ms each), the cause of a 20-50 ms p99 in bench/dhcp_bench.py.
+cannot have changed (same address and hostname), because prepared replies
+stay valid only while the directory holds the record they were made from:
+boot stages, written all through every boot, must not send all clients back
+through :func:`netboot.dhcp.decide.decide` at once on each re-read.
 """
 
 from __future__ import annotations

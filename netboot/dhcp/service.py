@@ -105,7 +105,7 @@ class StageWriter:
     than ``interval`` seconds before, is not written again: a PXE ROM's ACK and
     then iPXE's are one step of one boot, while anything recorded in between
     (``loader``, ``failed``...) makes the next ``dhcp`` a new boot, written.
-    Measured: a commit per ACK halves the rate the DHCP loop sustains.
+    A commit per ACK would halve the rate the DHCP loop sustains.
     """
 
     def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
