@@ -200,10 +200,6 @@ class Request:
     outgoing: bool = False
     force: bool = False
 
-    def param(self, key: Param) -> str | None:
-        """The value of ``key`` in the body, or None."""
-        return next((value for k, value in self.params if k is key), None)
-
 
 @dataclass(frozen=True)
 class Answer:

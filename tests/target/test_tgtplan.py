@@ -118,7 +118,7 @@ def replay_discovery(slots: list[str], ops: list[Op]) -> list[str]:
         request = op.request
         if request.mode is not Mode.ACCOUNT or request.tid != GLOBAL_TID:
             continue
-        user = request.param(Param.USER)
+        user = dict(request.params)[Param.USER]
         if request.op is Operation.UNBIND:
             assert slots[-1] == user, f"{op.what}: not the last slot, tgtd would crash"
             slots.pop()
