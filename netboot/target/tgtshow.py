@@ -37,7 +37,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
         lines = block.splitlines()
         head = _TARGET.match(lines[0].strip())
         if not head:
-            raise ValueError(f"unexpected tgtadm output: {lines[0]!r}")
+            raise ValueError(f"unexpected line in tgtd's target report: {lines[0]!r}")
         section = ""
         luns: dict[int, str] = {}
         lun: int | None = None
