@@ -25,7 +25,8 @@ URL), busybox httpd on port 8081 serving files in netboot's URL layout
 rendered by netboot's own code (the same kernel and initramfs files; each
 machine's iPXE script and initrd part, pointing at the peer's ports; no
 per-address restriction, which busybox httpd cannot express per path), and a
-tgtd of its own on portal port 3261 set up with plain ``tgtadm`` calls: per
+tgtd of its own on portal port 3261 set up with one plain request per step (what
+``tgtadm`` sends, on tgtd's management socket, so no secret is in an argv): per
 machine a target, LUN 1 on the machine's own LUN file (the file netboot's
 tgtd serves too: the storm only reads it), an ACL by initiator name and an
 incoming CHAP account. The same machines (MACs, addresses, IQNs, secrets)
@@ -99,9 +100,9 @@ from netboot.target.tgtd import (  # noqa: E402
     forget_control_port,
     free_control_port,
     stop_tgtd,
-    tgtadm,
     tgtd_pid,
 )
+from netboot.target.tgtmgmt import Mode, Operation, Param, Request, call  # noqa: E402
 
 LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 VLAN = IPv4Interface("198.18.0.1/22")  # room for 200+ fixed addresses besides DHCP's pool
@@ -430,7 +431,7 @@ def _dnsmasq_conf(topo: Topology, clients: list[Client], base_url: str, leases: 
 
 def _peer_tgtd(topo: Topology, control_port: int, clients: list[Client], log: Path,
                timeout: float = 10) -> int:
-    """A tgtd of the peer's own, set up with plain tgtadm calls as an admin scripts them.
+    """A tgtd of the peer's own, set up step by step as an admin scripts tgtadm.
 
     Per client: a target, LUN 1 on that client's LUN file (the one netboot's
     tgtd serves too; the storm only reads it), an ACL by initiator name and
@@ -444,23 +445,23 @@ def _peer_tgtd(topo: Topology, control_port: int, clients: list[Client], log: Pa
     while True:
         with suppress(TargetUnreachable):
             if (pid := tgtd_pid(control_port)) is not None:
-                tgtadm(control_port, "--mode", "system", "--op", "show", what="peer tgtd")
+                call(control_port, Request(Mode.SYSTEM, Operation.SHOW), what="peer tgtd")
                 break
         if time.monotonic() > deadline:
             raise SystemExit(f"the peer's tgtd did not come up in {timeout:.0f} s (log: {log})")
         time.sleep(0.05)
     for tid, client in enumerate(clients, start=1):
-        target = ("--tid", str(tid))
-        for args in (("--mode", "target", "--op", "new", *target,
-                      "--targetname", client.target_iqn),
-                     ("--mode", "logicalunit", "--op", "new", *target, "--lun", "1",
-                      "--backing-store", str(client.lun_path)),
-                     ("--mode", "target", "--op", "bind", *target,
-                      "--initiator-name", client.initiator_iqn),
-                     ("--mode", "account", "--op", "new", "--user", client.chap_user,
-                      "--password", client.chap_secret),
-                     ("--mode", "account", "--op", "bind", *target, "--user", client.chap_user)):
-            tgtadm(control_port, *args, what=f"peer target for {client.mac}")
+        user = ((Param.USER, client.chap_user),)
+        for request in (
+                Request(Mode.TARGET, Operation.NEW, tid=tid,
+                        params=((Param.TARGETNAME, client.target_iqn),)),
+                Request(Mode.DEVICE, Operation.NEW, tid=tid, lun=1,
+                        params=((Param.PATH, str(client.lun_path)),)),
+                Request(Mode.TARGET, Operation.BIND, tid=tid,
+                        params=((Param.INITIATOR_NAME, client.initiator_iqn),)),
+                Request(Mode.ACCOUNT, Operation.NEW, params=user, secret=client.chap_secret),
+                Request(Mode.ACCOUNT, Operation.BIND, tid=tid, params=user)):
+            call(control_port, request, what=f"peer target for {client.mac}")
         if tid % 50 == 0 or tid == len(clients):
             progress(f"  peer tgtd holds {tid}/{len(clients)} targets")
     return pid

@@ -10,11 +10,17 @@
    existing account unless told `--ignore-errors`):
    netboot's apply on a fresh tgtd against tgt's own `tgt-admin` with the
    equivalent targets.conf (`-e` from empty, `--update ALL` with nothing to change).
+3. Reconcile N clients from an empty tgtd, the same apply and plan two ways: through
+   tgtd's management socket (netboot) and the old way, one `tgtadm` process per
+   request (a runner local to this benchmark; it puts CHAP secrets in argv, which
+   is acceptable only here, on a private tgtd). Both must leave tgtd holding the
+   same targets.
 
 Needs root (loop devices, tgtd); a private tgtd on a 127.x portal and control
-port; about a minute.
+port; about a minute, plus the reconciles of part 3.
 
-    sudo .venv/bin/python bench/target_bench.py [--clients 50] [--data-mib 128]
+    sudo .venv/bin/python bench/target_bench.py [--clients 50] [--reconcile 200 1000]
+        [--data-mib 128]
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
+from unittest import mock
 
 from netboot.output import table
 from netboot.size import format_size
 from netboot.storage.clone import clone_file
-from netboot.target.model import Account, DesiredState, Lun, TargetSpec
+from netboot.target.model import Account, DesiredState, Lun, TargetError, TargetSpec
 from netboot.target.tgt import DISCOVERY_ACCOUNTS_MAX, TgtBackend
 from netboot.target.tgtd import forget_control_port, start_tgtd, stop_tgtd
+from netboot.target.tgtmgmt import NO_LUN, NO_TID, Mode, Operation, Param, Request, call
 
 AUTH = "iqn.2026-11.org.example"
 
@@ -170,9 +178,76 @@ def reconcile_rows(work: Path, n: int) -> list[tuple]:
     return rows
 
 
+# The old way: tgtadm's command line for a request (tgtadm.c main() read backwards).
+TGTADM_MODES = {Mode.SYSTEM: "system", Mode.TARGET: "target", Mode.DEVICE: "logicalunit",
+                Mode.PORTAL: "portal", Mode.ACCOUNT: "account"}
+TGTADM_OPTIONS = {Param.PATH: "--backing-store", Param.TARGETNAME: "--targetname",
+                  Param.INITIATOR_NAME: "--initiator-name", Param.USER: "--user"}
+
+
+def tgtadm_argv(control_port: int, request: Request) -> list[str]:
+    argv = ["tgtadm", "-C", str(control_port), "--lld", "iscsi",
+            "--mode", TGTADM_MODES[request.mode], "--op", request.op.name.lower()]
+    if request.tid != NO_TID:  # the discovery target's tid is tgtadm's default too
+        argv += ["--tid", str(request.tid)]
+    if request.lun != NO_LUN:
+        argv += ["--lun", str(request.lun)]
+    for key, value in request.params:
+        argv += [TGTADM_OPTIONS[key], value]
+    if request.secret is not None:
+        argv += ["--password", request.secret]
+    return argv + ["--outgoing"] * request.outgoing + ["--force"] * request.force
+
+
+def tgtadm_call(control_port: int, request: Request, *, what: str,
+                timeout: float = 30.0) -> str:
+    """What netboot did before it spoke the socket: one tgtadm process per request."""
+    done = subprocess.run(tgtadm_argv(control_port, request), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise TargetError(f"{what}: {done.stderr.strip().removeprefix('tgtadm: ')}")
+    return done.stdout
+
+
+def socket_vs_tgtadm_rows(work: Path, counts: list[int]) -> list[tuple]:
+    """Reconcile N clients from an empty tgtd through the socket, then one tgtadm per request."""
+    port = random.randint(20000, 32000)
+    portal = (IPv4Address(f"127.{random.randint(1, 254)}.0.{random.randint(2, 254)}"),
+              random.randint(40000, 60000))
+    rows = []
+    try:
+        for n in counts:
+            targets = specs(work, n)
+            desired = DesiredState(f"{AUTH}:target:", tuple(targets),
+                                   tuple(t.incoming for t in targets[:DISCOVERY_ACCOUNTS_MAX]))
+            seconds, shown = [], []
+            for transport in (call, tgtadm_call):
+                start_tgtd(port, portal)
+                state = work / f"state-{n}-{transport.__name__}"
+                state.mkdir()
+                with mock.patch("netboot.target.tgt.call", transport):
+                    began = time.perf_counter()
+                    outcome = TgtBackend(port, state).apply(desired)
+                    seconds.append(time.perf_counter() - began)
+                if outcome.failed:
+                    sys.exit(f"reconcile of {n} clients failed: {outcome.failed}")
+                shown.append(call(port, Request(Mode.TARGET, Operation.SHOW), what="show"))
+                stop_tgtd(port)
+            if shown[0] != shown[1]:
+                sys.exit(f"the two ways left different targets for {n} clients")
+            rows.append((n, f"{seconds[0]:.2f}", f"{seconds[1]:.2f}",
+                         f"{seconds[1] / seconds[0]:.1f}x"))
+    finally:
+        stop_tgtd(port)
+        forget_control_port(port)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--reconcile", type=int, nargs="*", default=[200],
+                        help="client counts for the socket-against-tgtadm reconcile")
     parser.add_argument("--data-mib", type=int, default=128)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -186,6 +261,12 @@ def main() -> None:
         print(f"targets for {args.clients} clients (LUN, ACL, CHAP, mutual and discovery CHAP):")
         print(table(["tool", "targets", "from empty s", "no change s"],
                     reconcile_rows(work, args.clients)))
+        if args.reconcile:
+            print()
+            print("reconcile N clients from an empty tgtd, socket against one tgtadm per "
+                  "request:")
+            print(table(["targets", "socket s", "tgtadm s", "socket faster"],
+                        socket_vs_tgtadm_rows(work, args.reconcile)))
 
 
 if __name__ == "__main__":

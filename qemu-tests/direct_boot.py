@@ -32,7 +32,8 @@ from netboot.inventory.clients import Client
 from netboot.lab import procs, topology
 from netboot.lab.topology import Topology
 from netboot.lab.vm import STOP_GRACE, VmFactory, VmSpec, VmTimeout
-from netboot.target.tgtd import free_control_port, stop_tgtd, tgtadm, tgtd_pid
+from netboot.target.tgtd import free_control_port, stop_tgtd, tgtd_pid
+from netboot.target.tgtmgmt import Mode, Operation, Request, call
 
 MARKER = "NETBOOT-ROOT-OK"
 REPORT_PORT = 8080
@@ -93,7 +94,7 @@ def tgtd(vlan: Topology, log_dir: Path) -> Iterator[int]:
         while tgtd_pid(port) is None and time.monotonic() < deadline:
             proc.check_running()
             time.sleep(0.05)
-        tgtadm(port, "--mode", "system", "--op", "show", what="wait for tgtd")
+        call(port, Request(Mode.SYSTEM, Operation.SHOW), what="wait for tgtd")
         yield port
     finally:
         stop_tgtd(port)  # tgtd ignores SIGTERM: targets deleted, then the system

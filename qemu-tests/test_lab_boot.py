@@ -19,7 +19,7 @@ from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
 from netboot.lab.rootfs import boot_count
 from netboot.lab.vm import Firmware, Vm, VmSpec
-from netboot.target.tgtd import tgtadm
+from netboot.target.tgtmgmt import Mode, Operation, Param, Request, call
 from netboot.target.tgtshow import parse_targets
 
 
@@ -124,7 +124,7 @@ def test_serve_restarted_during_the_boot_loader_then_a_reboot_succeeds(netboot_l
 
 
 def _change_chap_secret_behind_netboot(state: lab.LabState, mac: str) -> None:
-    """Give the client's CHAP account another password with raw tgtadm, as an admin might.
+    """Give the client's CHAP account another password with raw requests, as an admin might.
 
     The lab runs without discovery CHAP, so the account is bound to this
     client's target alone, as its only (so last) account: unbinding it is
@@ -134,14 +134,17 @@ def _change_chap_secret_behind_netboot(state: lab.LabState, mac: str) -> None:
     with Inventory(config.storage.database) as inventory:
         client = inventory.get(mac)
     port = state.tgt_control_port
-    shown = parse_targets(tgtadm(port, "--mode", "target", "--op", "show", what="show"))
-    tid = str(next(t.tid for t in shown if t.state.iqn == client.target_iqn))
+    shown = parse_targets(call(port, Request(Mode.TARGET, Operation.SHOW), what="show"))
+    tid = next(t.tid for t in shown if t.state.iqn == client.target_iqn)
     assert [t.state.incoming for t in shown if t.state.iqn == client.target_iqn] == [
         (client.chap_user,)]
     other = "x" * 16 if client.chap_secret != "x" * 16 else "y" * 16
-    for args in (("--op", "unbind", "--tid", tid), ("--op", "delete"),
-                 ("--op", "new", "--password", other), ("--op", "bind", "--tid", tid)):
-        tgtadm(port, "--mode", "account", *args, "--user", client.chap_user, what=args[1])
+    user = ((Param.USER, client.chap_user),)
+    for request in (Request(Mode.ACCOUNT, Operation.UNBIND, tid=tid, params=user),
+                    Request(Mode.ACCOUNT, Operation.DELETE, params=user),
+                    Request(Mode.ACCOUNT, Operation.NEW, params=user, secret=other),
+                    Request(Mode.ACCOUNT, Operation.BIND, tid=tid, params=user)):
+        call(port, request, what=f"{request.op.name.lower()} account {client.chap_user}")
 
 
 def test_client_whose_chap_secret_changed_on_the_target_is_rejected_and_its_lun_untouched(

@@ -197,7 +197,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
 
 
 def _run(argv: list[str], logs: Path) -> None:
-    """Run a CLI step (on the host: downloads need its network; tgtadm works from anywhere).
+    """Run a CLI step on the host (downloads need its network; tgtd's socket is reachable anyway).
 
     Its output goes to the lab's commands.log, its error to the user.
     """

@@ -5,7 +5,8 @@ import string
 
 SECRET_LENGTH = 16
 # Letters and digits only: no character needs quoting in iscsid.conf, iPXE
-# URIs, tgtadm arguments or a shell, and 62**16 is ample (~95 bits).
+# URIs, tgtd's comma-separated request parameters or a shell, and 62**16 is
+# ample (~95 bits).
 _ALPHABET = string.ascii_letters + string.digits
 
 

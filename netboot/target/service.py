@@ -8,7 +8,7 @@ second or two), or ``target.reconcile_interval`` has passed. A tgtd that is
 gone is started again. Stopping serve leaves tgtd running: diskless clients
 live on it.
 
-Each round also lists the targets once (one ``tgtadm show``; reconcile runs
+Each round also lists the targets once (one ``show`` request; reconcile runs
 too rarely to lend its observation) and records the ``login`` stage of a
 client whose initiator newly logged in to its target (see
 :mod:`netboot.target.logins`); the inventory is read only when a session appeared.

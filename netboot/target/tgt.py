@@ -1,6 +1,6 @@
-"""The Linux tgt backend: netboot's targets kept in a tgtd through ``tgtadm``.
+"""The Linux tgt backend: netboot's targets kept in a tgtd through its management socket.
 
-Each apply observes tgtd (three ``show`` calls), plans with
+Each apply observes tgtd (three ``show`` requests), plans with
 :mod:`netboot.target.tgtplan` and runs the plan; an apply that finds
 everything in place runs nothing else. Applies from the CLI and from
 ``netboot serve`` are serialised by a lock file in the state directory, which
@@ -30,7 +30,8 @@ from netboot.target.model import (
     TargetState,
     TargetUnreachable,
 )
-from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtadm, tgtd_pid
+from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtd_pid
+from netboot.target.tgtmgmt import Mode, Operation, Request, call
 from netboot.target.tgtplan import Observed, Op, plan
 from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
 
@@ -61,7 +62,7 @@ class TgtBackend:
 
     def targets(self) -> list[TargetState]:
         """Every target tgtd has, netboot's or not, with its logins (one ``show``)."""
-        return [t.state for t in parse_targets(self._show("target"))]
+        return [t.state for t in parse_targets(self._show(Mode.TARGET))]
 
     def apply(self, desired: DesiredState) -> Outcome:
         """Make tgtd hold exactly ``desired`` under its prefix: create, fix, remove.
@@ -97,13 +98,14 @@ class TgtBackend:
 
     # -- internals ---------------------------------------------------------------
 
-    def _show(self, mode: str) -> str:
-        return tgtadm(self.control_port, "--mode", mode, "--op", "show", what=f"show {mode}")
+    def _show(self, mode: Mode) -> str:
+        return call(self.control_port, Request(mode, Operation.SHOW),
+                    what=f"show {mode.name.lower()}")
 
     def _observe(self) -> Observed:
-        targets = parse_targets(self._show("target"))
-        accounts = parse_accounts(self._show("account"))
-        discovery, discovery_out = parse_global_accounts(self._show("system"))
+        targets = parse_targets(self._show(Mode.TARGET))
+        accounts = parse_accounts(self._show(Mode.ACCOUNT))
+        discovery, discovery_out = parse_global_accounts(self._show(Mode.SYSTEM))
         return Observed(tuple(targets), tuple(accounts), tuple(discovery), discovery_out)
 
     def _run_plan(self, observed: Observed, specs: list[TargetSpec], remove: list[str],
@@ -127,7 +129,7 @@ class TgtBackend:
              known: dict[str, str]) -> None:
         logger = client_log(log, macs[op.owner]) if op.owner in macs else log
         try:
-            tgtadm(self.control_port, *op.args, what=op.what)
+            call(self.control_port, op.request, what=op.what)
         except TargetUnreachable:
             raise
         except TargetError as err:

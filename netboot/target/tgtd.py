@@ -20,6 +20,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from netboot.target.model import TargetError, TargetUnreachable
+from netboot.target.tgtmgmt import Mode, Operation, Request, call, socket_path
 from netboot.target.tgtshow import parse_targets
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,8 @@ _FLOCK = "hhqqi4x"  # struct flock on Linux (l_type, l_whence, l_start, l_len, l
 
 
 def lock_path(control_port: int) -> Path:
-    return IPC_DIR / f"socket.{control_port}.lock"
-
-
-def socket_path(control_port: int) -> Path:
-    return IPC_DIR / f"socket.{control_port}"
+    """The file tgtd locks while it runs: its socket's path plus ``.lock`` (``usr/mgmt.c``)."""
+    return Path(f"{socket_path(control_port)}.lock")
 
 
 def free_control_port() -> int:
@@ -64,27 +62,6 @@ def tgtd_pid(control_port: int) -> int | None:
     return None if kind == fcntl.F_UNLCK else pid
 
 
-def tgtadm(control_port: int, *args: str, what: str, timeout: float = 30.0) -> str:
-    """Run one ``tgtadm --lld iscsi`` call on our control port; its stdout, or a TargetError.
-
-    ``args`` may hold a CHAP secret: errors name ``what`` and tgtadm's message, never ``args``.
-    """
-    argv = ["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except FileNotFoundError:
-        raise TargetError("tgtadm is not installed (Debian package 'tgt')") from None
-    except subprocess.TimeoutExpired:
-        raise TargetError(f"{what}: tgtadm did not answer within {timeout:.0f} s") from None
-    if done.returncode == 0:
-        return done.stdout
-    message = done.stderr.strip().removeprefix("tgtadm: ") or f"exit status {done.returncode}"
-    if done.returncode == 107 or "tgt daemon" in message:
-        raise TargetUnreachable(f"no tgtd answers on control port {control_port}")
-    raise TargetError(f"{what}: {message}")
-
-
 def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
                timeout: float = 10.0) -> int:
     """Start a tgtd that listens on ``portal`` only; return its pid once it answers.
@@ -112,8 +89,8 @@ def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
     while time.monotonic() < deadline:
         pid = tgtd_pid(control_port)
         try:
-            portals = tgtadm(control_port, "--mode", "portal", "--op", "show",
-                             what="list portals") if pid else None
+            portals = call(control_port, Request(Mode.PORTAL, Operation.SHOW),
+                           what="list portals") if pid else None
         except TargetUnreachable:
             portals = None
         if pid is None or portals is None:
@@ -139,14 +116,14 @@ def stop_tgtd(control_port: int, *, timeout: float = 10.0) -> None:
     pid = tgtd_pid(control_port)
     if pid is not None:
         try:
-            listing = tgtadm(control_port, "--mode", "target", "--op", "show",
-                             what="list targets", timeout=timeout)
+            listing = call(control_port, Request(Mode.TARGET, Operation.SHOW),
+                           what="list targets", timeout=timeout)
             for target in parse_targets(listing):
-                tgtadm(control_port, "--mode", "target", "--op", "delete", "--force",
-                       "--tid", str(target.tid), what=f"delete target {target.state.iqn}",
-                       timeout=timeout)
-            tgtadm(control_port, "--mode", "system", "--op", "delete", "--force",
-                   what="stop tgtd", timeout=timeout)
+                call(control_port, Request(Mode.TARGET, Operation.DELETE, tid=target.tid,
+                                           force=True),
+                     what=f"delete target {target.state.iqn}", timeout=timeout)
+            call(control_port, Request(Mode.SYSTEM, Operation.DELETE, force=True),
+                 what="stop tgtd", timeout=timeout)
         except TargetUnreachable:
             pass
         except TargetError as err:

@@ -1,4 +1,4 @@
-"""From what tgtd holds to what netboot wants: an ordered list of ``tgtadm`` operations.
+"""From what tgtd holds to what netboot wants: an ordered list of management requests.
 
 Pure: observed state and desired state in, operations out, so every ordering
 rule below is unit-tested without a daemon. The rules exist because of how
@@ -24,17 +24,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from netboot.target.model import GLOBAL, Account, TargetSpec
+from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param, Request
 from netboot.target.tgtshow import TgtTarget
 
 
 @dataclass(frozen=True)
 class Op:
-    """One ``tgtadm`` call: its arguments, what it does in words, and whose it is.
+    """One request to tgtd: the request, what it does in words, and whose it is.
 
-    ``what`` is what logs and errors show; ``args`` may carry a secret and is never logged.
+    ``what`` is what logs and errors show; ``request`` may carry a secret (kept
+    out of its ``repr``) and is never logged.
     """
 
-    args: tuple[str, ...]
+    request: Request
     what: str
     owner: str | None = None  # target IQN, GLOBAL, or None for shared accounts
     sets: tuple[str, str] | None = None  # (user, fingerprint) an account now holds
@@ -56,13 +58,22 @@ def fingerprint(account: Account) -> str:
     return hashlib.sha256(f"{account.user}\0{account.secret}".encode()).hexdigest()
 
 
-def _unbind_tail(current: list[str], keep: int, tid: str | None, owner: str) -> list[Op]:
+def _account(op: Operation, user: str, tid: int = GLOBAL_TID, *,
+             outgoing: bool = False) -> Request:
+    """An account request: bind or unbind on target ``tid`` (default: discovery), or delete."""
+    return Request(Mode.ACCOUNT, op, tid=tid, params=((Param.USER, user),), outgoing=outgoing)
+
+
+def _acl(op: Operation, tid: int, initiator: str) -> Request:
+    return Request(Mode.TARGET, op, tid=tid, params=((Param.INITIATOR_NAME, initiator),))
+
+
+def _unbind_tail(current: list[str], keep: int, tid: int, owner: str) -> list[Op]:
     """Unbind incoming accounts from the last slot back to ``keep`` (never leaving a gap)."""
     ops = []
     while len(current) > keep:
         user = current.pop()
-        where = ("--tid", tid) if tid else ()
-        ops.append(Op(("--mode", "account", "--op", "unbind", *where, "--user", user),
+        ops.append(Op(_account(Operation.UNBIND, user, tid),
                       f"unbind account {user} from {owner}", owner))
     return ops
 
@@ -101,24 +112,24 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
     last: list[Op] = []   # creations and binds
     for iqn in remove:
         if iqn in by_iqn:
-            tid = str(by_iqn[iqn].tid)
-            first.append(Op(("--mode", "target", "--op", "delete", "--force", "--tid", tid),
-                            f"delete target {iqn}", iqn))
+            first.append(Op(Request(Mode.TARGET, Operation.DELETE, tid=by_iqn[iqn].tid,
+                                    force=True), f"delete target {iqn}", iqn))
 
     next_tid = max((t.tid for t in observed.targets), default=0) + 1
     for spec in targets:
         have = by_iqn.get(spec.iqn)
         if have is None:
-            tid = str(next_tid)
+            tid = next_tid
             next_tid += 1
-            last.append(Op(("--mode", "target", "--op", "new", "--tid", tid,
-                            "--targetname", spec.iqn), f"create target {spec.iqn}", spec.iqn))
+            last.append(Op(Request(Mode.TARGET, Operation.NEW, tid=tid,
+                                   params=((Param.TARGETNAME, spec.iqn),)),
+                           f"create target {spec.iqn}", spec.iqn))
             incoming: list[str] = []
             acl: list[str] = []
             out = None
             luns: dict[int, str] = {}
         else:
-            tid = str(have.tid)
+            tid = have.tid
             incoming = list(have.state.incoming)
             acl = list(have.state.initiators)
             out = have.state.outgoing
@@ -129,53 +140,47 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
         if keep < len(incoming) or len(incoming) < len(want_in):
             # its CHAP changes: close the target to everyone until CHAP is back
             for initiator in acl:
-                first.append(Op(("--mode", "target", "--op", "unbind", "--tid", tid,
-                                 "--initiator-name", initiator),
+                first.append(Op(_acl(Operation.UNBIND, tid, initiator),
                                 f"close {spec.iqn} to {initiator} while its CHAP changes",
                                 spec.iqn))
             acl = []
         first += _unbind_tail(incoming, keep, tid, spec.iqn)
         if out is not None and (out != want_out or out in renewed):
-            first.append(Op(("--mode", "account", "--op", "unbind", "--tid", tid, "--user", out,
-                             "--outgoing"), f"unbind outgoing account {out} from {spec.iqn}",
-                            spec.iqn))
+            first.append(Op(_account(Operation.UNBIND, out, tid, outgoing=True),
+                            f"unbind outgoing account {out} from {spec.iqn}", spec.iqn))
             out = None
         wanted_luns = {lun.number: lun.path for lun in spec.luns}
         for number, path in sorted(luns.items()):
             if wanted_luns.get(number) != path:
-                last.append(Op(("--mode", "logicalunit", "--op", "delete", "--tid", tid,
-                                "--lun", str(number)), f"delete LUN {number} of {spec.iqn}",
-                               spec.iqn))
+                last.append(Op(Request(Mode.DEVICE, Operation.DELETE, tid=tid, lun=number),
+                               f"delete LUN {number} of {spec.iqn}", spec.iqn))
         for number, path in sorted(wanted_luns.items()):
             if luns.get(number) != path:
-                last.append(Op(("--mode", "logicalunit", "--op", "new", "--tid", tid,
-                                "--lun", str(number), "--backing-store", path),
+                last.append(Op(Request(Mode.DEVICE, Operation.NEW, tid=tid, lun=number,
+                                       params=((Param.PATH, path),)),
                                f"add LUN {number} ({path}) to {spec.iqn}", spec.iqn))
         for user in want_in[len(incoming):]:
-            last.append(Op(("--mode", "account", "--op", "bind", "--tid", tid, "--user", user),
+            last.append(Op(_account(Operation.BIND, user, tid),
                            f"bind account {user} to {spec.iqn}", spec.iqn))
         if want_out is not None and out is None:
-            last.append(Op(("--mode", "account", "--op", "bind", "--tid", tid, "--user",
-                            want_out, "--outgoing"),
+            last.append(Op(_account(Operation.BIND, want_out, tid, outgoing=True),
                            f"bind outgoing account {want_out} to {spec.iqn}", spec.iqn))
         for initiator in acl:
             if initiator not in spec.initiators:
-                last.append(Op(("--mode", "target", "--op", "unbind", "--tid", tid,
-                                "--initiator-name", initiator),
+                last.append(Op(_acl(Operation.UNBIND, tid, initiator),
                                f"unbind initiator {initiator} from {spec.iqn}", spec.iqn))
         for initiator in spec.initiators:
             if initiator not in acl:
-                last.append(Op(("--mode", "target", "--op", "bind", "--tid", tid,
-                                "--initiator-name", initiator),
+                last.append(Op(_acl(Operation.BIND, tid, initiator),
                                f"admit initiator {initiator} to {spec.iqn}", spec.iqn))
 
     # The global target: as asked, or (None) as it is, renewed accounts unbound and bound again.
     current = list(observed.discovery)
     want = [a.user for a in discovery] if discovery is not None else list(current)
     keep = _kept_prefix(current, want, renewed)
-    first += _unbind_tail(current, keep, None, "discovery")
-    last += [Op(("--mode", "account", "--op", "bind", "--user", user),
-                f"bind account {user} to discovery", GLOBAL) for user in want[keep:]]
+    first += _unbind_tail(current, keep, GLOBAL_TID, "discovery")
+    last += [Op(_account(Operation.BIND, user), f"bind account {user} to discovery", GLOBAL)
+             for user in want[keep:]]
 
     # Accounts: renewed ones, and (with ``prune``, or those of removed targets) unused ones.
     listed = {s.iqn for s in targets} | set(remove)
@@ -187,11 +192,11 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
     accounts: list[Op] = []
     for user in observed.accounts:
         if user in renewed or (user in candidates and user not in wanted and user not in in_use):
-            accounts.append(Op(("--mode", "account", "--op", "delete", "--user", user),
-                               f"delete account {user}", drops=user))
+            accounts.append(Op(_account(Operation.DELETE, user), f"delete account {user}",
+                               drops=user))
     for user, account in wanted.items():
         if user in renewed or user not in observed.accounts:
-            accounts.append(Op(("--mode", "account", "--op", "new", "--user", user,
-                                "--password", account.secret), f"create account {user}",
-                               sets=(user, fingerprint(account))))
+            accounts.append(Op(Request(Mode.ACCOUNT, Operation.NEW,
+                                       params=((Param.USER, user),), secret=account.secret),
+                               f"create account {user}", sets=(user, fingerprint(account))))
     return first + accounts + last

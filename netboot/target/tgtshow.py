@@ -1,6 +1,7 @@
-"""Parsing what ``tgtadm --op show`` prints (tgt 1.0.x): targets, accounts, the global target.
+"""Parsing tgtd's ``show`` reports (tgt 1.0.x): targets, accounts, the global target.
 
-tgtadm has no machine-readable output; these parsers read the indented
+The text tgtd answers a ``show`` request with, which ``tgtadm --op show``
+prints as it is. It is not machine-readable; these parsers read the indented
 report that ``usr/target.c`` writes (``target_show``, ``account_show``,
 ``system_show``) and keep only what reconcile compares.
 """
@@ -36,7 +37,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
         lines = block.splitlines()
         head = _TARGET.match(lines[0].strip())
         if not head:
-            raise ValueError(f"unexpected tgtadm output: {lines[0]!r}")
+            raise ValueError(f"unexpected line in tgtd's target report: {lines[0]!r}")
         section = ""
         luns: dict[int, str] = {}
         lun: int | None = None

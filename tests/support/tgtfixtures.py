@@ -47,6 +47,15 @@ def free_port(address: str) -> int:
         return s.getsockname()[1]
 
 
+def tgtadm(control_port: int, *args: str) -> str:
+    """Run the real ``tgtadm --lld iscsi`` on a test's tgtd: an admin's tool, and the
+    reference the socket client is compared with. Its stdout; a failure fails the test."""
+    done = subprocess.run(["tgtadm", "-C", str(control_port), "--lld", "iscsi", *args],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, f"tgtadm {' '.join(args[:4])}: {done.stderr.strip()}"
+    return done.stdout
+
+
 @pytest.fixture
 def tgtd_endpoint() -> Tgtd:
     """A portal and control port nobody uses (tgtd not started)."""

@@ -17,6 +17,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     read_capacity,
     target_config,
+    tgtadm,
     tgtd,
     tgtd_endpoint,
 )
@@ -163,14 +164,12 @@ def _change_secret_behind_netboot(tgtd: Tgtd, user: str) -> None:
     It is the only account, so unbinding it (from its target, and from
     discovery by the delete) takes tgt's last slot: the safe case.
     """
-    from netboot.target.tgtd import tgtadm
-
     (tid,) = (t.tid for t in parse_targets(tgtadm(tgtd.control_port, "--mode", "target",
-                                                  "--op", "show", what="show")))
+                                                  "--op", "show")))
     for args in (("--op", "unbind", "--tid", str(tid)), ("--op", "delete"),
                  ("--op", "new", "--password", "Z" * 16), ("--op", "bind", "--tid", str(tid)),
                  ("--op", "bind")):
-        tgtadm(tgtd.control_port, "--mode", "account", *args, "--user", user, what=args[1])
+        tgtadm(tgtd.control_port, "--mode", "account", *args, "--user", user)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     qemu_io,
     read_capacity,
     target_config,
+    tgtadm,
     tgtd,
     tgtd_endpoint,
 )
@@ -212,11 +213,9 @@ def test_reconcile_leaves_targets_outside_its_prefix_alone(target_config: Config
                                                            inventory: Inventory,
                                                            backend: TgtBackend,
                                                            two_clients) -> None:
-    from netboot.target.tgtd import tgtadm
-
     foreign = "iqn.2001-04.com.example:storage.admin-made"
     tgtadm(tgtd.control_port, "--mode", "target", "--op", "new", "--tid", "99",
-           "--targetname", foreign, what="make a foreign target")
+           "--targetname", foreign)
     reconcile(target_config, inventory, backend)
     assert foreign in {t.iqn for t in backend.targets()}
 
@@ -224,11 +223,9 @@ def test_reconcile_leaves_targets_outside_its_prefix_alone(target_config: Config
 def test_stray_target_under_the_prefix_is_removed(target_config: Config, tgtd: Tgtd,
                                                   inventory: Inventory, backend: TgtBackend,
                                                   two_clients) -> None:
-    from netboot.target.tgtd import tgtadm
-
     stray = "iqn.2026-11.org.example:target:gone"
     tgtadm(tgtd.control_port, "--mode", "target", "--op", "new", "--tid", "99",
-           "--targetname", stray, what="make a stray target")
+           "--targetname", stray)
     reconcile(target_config, inventory, backend)
     assert stray not in {t.iqn for t in backend.targets()}
 

@@ -1,4 +1,4 @@
-"""tgtadm output parsing and reconcile planning, on real captured output, without a daemon."""
+"""``show`` report parsing and reconcile planning, on real captured output, without a daemon."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from netboot.target.model import Account, Login, Lun, TargetSpec
+from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param
 from netboot.target.tgtplan import Observed, Op, fingerprint, plan
 from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
 
@@ -107,19 +108,22 @@ def test_new_target_gets_chap_before_its_acl(observed: Observed) -> None:
 def test_new_target_takes_the_next_free_tid(observed: Observed) -> None:
     gamma = spec("gamma", GAMMA, None, "/luns/gamma.img")
     create = next(op for op in plan(observed, [gamma], known=KNOWN) if "create target" in op.what)
-    assert create.args[create.args.index("--tid") + 1] == "3"
+    assert create.request.tid == 3
 
 
 def replay_discovery(slots: list[str], ops: list[Op]) -> list[str]:
     """Apply the plan's global-target binds to a model of tgt's slots; refuse a gap."""
     slots = list(slots)
     for op in ops:
-        if op.args[:4] == ("--mode", "account", "--op", "unbind") and "--tid" not in op.args:
-            user = op.args[op.args.index("--user") + 1]
+        request = op.request
+        if request.mode is not Mode.ACCOUNT or request.tid != GLOBAL_TID:
+            continue
+        user = dict(request.params)[Param.USER]
+        if request.op is Operation.UNBIND:
             assert slots[-1] == user, f"{op.what}: not the last slot, tgtd would crash"
             slots.pop()
-        elif op.args[:4] == ("--mode", "account", "--op", "bind") and "--tid" not in op.args:
-            slots.append(op.args[op.args.index("--user") + 1])
+        elif request.op is Operation.BIND:
+            slots.append(user)
     return slots
 
 
@@ -169,5 +173,5 @@ def test_ensure_of_one_target_deletes_no_other_account(observed: Observed) -> No
 def test_no_secret_reaches_an_operation_description(observed: Observed) -> None:
     ops = plan(observed, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA], known={})
     secrets = {a.secret for a in (ALPHA, ALPHA_OUT, BETA, BETA_OUT)}
-    assert any(s in op.args for op in ops for s in secrets)
-    assert not any(s in op.what for op in ops for s in secrets)
+    assert any(op.request.secret in secrets for op in ops)
+    assert not any(s in op.what or s in repr(op) for op in ops for s in secrets)
