@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netboot.config import Config
+from netboot.host.files import fsync_dir, remove_stale_temps, temp_path
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
-from netboot.storage.clone import Method, Progress, clone_file, fsync_dir, grow_disk, grow_ext4
-from netboot.storage.images import Image, Layout, remove_stale_temps, temp_path
+from netboot.storage.clone import Method, Progress, clone_file, grow_disk, grow_ext4
+from netboot.storage.images import Image, Layout
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from netboot.errors import NetbootError
+from netboot.host.files import fsync_file
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 _CHUNK = 8 << 20
@@ -127,7 +128,7 @@ def grow_ext4(path: Path, size: int) -> None:
     _run(["e2fsck", "-f", "-p", str(path)], f"checking {path.name}", ok=(0, 1))
     os.truncate(path, size)
     _run(["resize2fs", str(path)], f"growing {path.name} to {size} bytes")
-    _fsync(path)
+    fsync_file(path)
 
 
 def grow_disk(path: Path, size: int) -> None:
@@ -148,7 +149,7 @@ def grow_disk(path: Path, size: int) -> None:
     number, offset, _ = _last_partition(path)
     os.truncate(path, size)
     if size - current < offset:
-        _fsync(path)
+        fsync_file(path)
         return
     inside = f"{path}?offset={offset}"
     _run(["e2fsck", "-f", "-p", inside], f"checking the root filesystem in {path.name}",
@@ -160,7 +161,7 @@ def grow_disk(path: Path, size: int) -> None:
     _run(["resize2fs", inside, f"{length // 1024}K"],
          f"growing the root filesystem in {path.name} to {length} bytes")
     os.truncate(path, size)
-    _fsync(path)
+    fsync_file(path)
 
 
 def _last_partition(path: Path) -> tuple[int, int, int]:
@@ -173,23 +174,6 @@ def _last_partition(path: Path) -> tuple[int, int, int]:
     last = max(table["partitions"], key=lambda p: p["start"])
     number = int(re.search(r"(\d+)$", last["node"]).group(1))
     return number, last["start"] * sector, last["size"] * sector
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_ext_filesystem(path: Path) -> bool:

@@ -21,15 +21,15 @@ from pathlib import Path
 from netboot.boot import kernel
 from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
+from netboot.host.files import fsync_dir, fsync_file, remove_stale_temps, temp_path
 from netboot.inventory.store import Inventory
 from netboot.names import validate_image_name
 from netboot.size import parse_size
-from netboot.storage.clone import Method, Progress, clone_file, fsync_dir, is_ext_filesystem
+from netboot.storage.clone import Method, Progress, clone_file, is_ext_filesystem
 from netboot.storage.osfiles import OsOptions
 from netboot.storage.osimage import build_debian_image, check_packages
 
 SUFFIX = ".img"
-TEMP_MARK = ".tmp-"  # temporary files: .<final name>.tmp-<pid>
 BUSYBOX = Path("/bin/busybox")
 BUILTIN_SIZE = parse_size("32M")
 
@@ -82,22 +82,6 @@ def image_path(config: Config, name: str) -> Path:
     return config.storage.images / f"{validate_image_name(name)}{SUFFIX}"
 
 
-def temp_path(final: Path) -> Path:
-    """Where ``final`` is made before it is renamed into place (the pid tells if it is stale)."""
-    return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}")
-
-
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete temporary files left by a process that died (a kill in mid-copy)."""
-    removed = []
-    for path in directory.glob(f".*{TEMP_MARK}*"):
-        pid = path.name.rsplit(TEMP_MARK, 1)[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
 def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
     st = path.stat()
     name = path.name.removesuffix(SUFFIX)
@@ -108,11 +92,7 @@ def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
 
 def _install(config: Config, temp: Path, final: Path) -> Image:
     """Rename a finished temporary image into place, durably."""
-    fd = os.open(temp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(temp)
     os.chmod(temp, 0o644)
     os.rename(temp, final)
     fsync_dir(final.parent)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from netboot.host.files import remove_stale_temps, temp_path
 from netboot.names import validate_image_name
 from netboot.size import format_size
 from netboot.storage.bootdisk import make_boot_disk
@@ -165,27 +166,6 @@ def mmdebstrap_version() -> str:
     return out.strip()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale(directory: Path, pattern: str) -> None:
-    """Remove partial files/dirs ``*.partial-PID*`` whose builder is gone (killed)."""
-    for path in directory.glob(pattern):
-        m = re.search(r"\.partial-(\d+)", path.name)
-        if m and not _pid_alive(int(m[1])):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
-
 def _run_streamed(argv: list[str], progress: Progress, prefix: str,
                   env: dict[str, str] | None = None) -> None:
     """Run ``argv``, passing each output line to ``progress``; on failure, the last lines."""
@@ -214,9 +194,9 @@ def base_tarball(suite: str, packages: tuple[str, ...], mirror: Mirror, cache_di
         progress(f"cache: reusing {path.name} ({format_size(path.stat().st_size)})")
         return path
     directory.mkdir(parents=True, exist_ok=True)
-    remove_stale(directory, ".*.partial-*")
-    partial = directory / f".{suite}-{key}.partial-{os.getpid()}.tar.zst"
-    scratch = directory / f".tmp.partial-{os.getpid()}"
+    remove_stale_temps(directory)
+    partial = temp_path(path, ".tar.zst")  # mmdebstrap compresses by the name's suffix
+    scratch = temp_path(directory / "scratch")
     scratch.mkdir(exist_ok=True)
     progress(f"mmdebstrap: building {suite} ({VARIANT} + {len(packages)} packages) from "
              f"{mirror.archive}")
@@ -331,10 +311,10 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
     validate_image_name(name)
     started = time.monotonic()
     images_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(images_dir, ".*.partial-*")
+    remove_stale_temps(images_dir)
     final = images_dir / f"{name}.img"
-    work = images_dir / f".{name}.partial-{os.getpid()}"
-    image = images_dir / f".{name}.img.partial-{os.getpid()}"
+    work = temp_path(images_dir / name)
+    image = temp_path(final)
     try:
         tree = work / "tree"
         work.mkdir()
