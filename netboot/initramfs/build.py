@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 from netboot.boot.kernel import KernelRelease, current
 from netboot.config import Config, OnFail
 from netboot.errors import NetbootError
+from netboot.host.run import run, run_bytes
 from netboot.initramfs import DATA
 from netboot.initramfs.cpio import Entry, write_newc
 from netboot.initramfs.elf import interpreter, shared_libraries
@@ -85,11 +85,8 @@ def compress(data: bytes, compression: Compression) -> bytes:
     if compression is Compression.GZIP:
         out = gzip.compress(data, compresslevel=9, mtime=0)
     elif compression is Compression.ZSTD:
-        proc = subprocess.run(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], input=data,
-                              capture_output=True)
-        if proc.returncode != 0:
-            raise InitramfsError(f"zstd failed: {proc.stderr.decode().strip()}")
-        out = proc.stdout
+        out = run_bytes(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], what="zstd failed",
+                        error=InitramfsError, input=data)
     else:
         out = data
     return out
@@ -171,8 +168,8 @@ def busybox_component(busybox: Path = BUSYBOX) -> Component:
         raise InitramfsError(f"{busybox} not found: install busybox-static")
     if interpreter(busybox.read_bytes()) is not None:
         raise InitramfsError(f"{busybox} is dynamically linked: install busybox-static")
-    applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    applets = run([str(busybox), "--list-full"], what=f"listing {busybox}'s applets",
+                  error=InitramfsError).split()
     entries = [_file(busybox, "bin/busybox")]
     entries += [Entry.symlink(a, "/bin/busybox") for a in applets if a != "bin/busybox"]
     return Component("busybox", entries, f"{len(applets)} applets")
@@ -208,10 +205,8 @@ def module_component(release: KernelRelease, requested: list[str]) -> tuple[Comp
         for index in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if (release.modules / index).exists():
                 shutil.copyfile(release.modules / index, root / index)
-        proc = subprocess.run(["depmod", "-b", tmp, release.version], capture_output=True,
-                              text=True)
-        if proc.returncode != 0:
-            raise InitramfsError(f"depmod for the image's modules failed: {proc.stderr.strip()}")
+        run(["depmod", "-b", tmp, release.version],
+            what="depmod for the image's modules failed", error=InitramfsError)
         entries = [Entry.file(f"{prefix}/{rel}", (root / rel).read_bytes())
                    for rel in resolution.files]
         entries += [Entry.file(f"{prefix}/{index}", (root / index).read_bytes())

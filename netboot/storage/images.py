@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from netboot.boot import kernel
 from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
 from netboot.host.files import fsync_dir, fsync_file, remove_stale_temps, temp_path
+from netboot.host.run import run
 from netboot.inventory.store import Inventory
 from netboot.names import validate_image_name
 from netboot.size import parse_size
@@ -130,13 +130,9 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     try:
         with open(temp, "xb") as f:
             f.truncate(size)
-        done = subprocess.run(
-            ["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
-             str(temp)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise ImageError(f"mke2fs could not build image {name} from {from_dir}: "
-                             f"{lines[-1] if lines else done.returncode}")
+        run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
+             str(temp)], what=f"mke2fs could not build image {name} from {from_dir}",
+            error=ImageError)
         return _install(config, temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -150,8 +146,8 @@ def stage_builtin(root: Path) -> None:
     for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "root"):
         (root / d).mkdir()
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    applets = run([str(BUSYBOX), "--list"], what=f"listing {BUSYBOX}'s applets",
+                  error=ImageError).split()
     for applet in applets:
         if applet not in ("busybox", "init"):
             (root / "bin" / applet).symlink_to("busybox")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netboot.host.files import remove_stale_temps, temp_path
+from netboot.host.run import run
 from netboot.names import validate_image_name
 from netboot.size import format_size
 from netboot.storage.bootdisk import make_boot_disk
@@ -157,13 +158,8 @@ def cache_key(suite: str, packages: tuple[str, ...], tool_version: str,
 
 
 def mmdebstrap_version() -> str:
-    try:
-        out = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True,
-                             check=True).stdout
-    except FileNotFoundError:
-        raise OsImageError("mmdebstrap is not installed (Debian package mmdebstrap; "
-                           "`make setup` installs it)") from None
-    return out.strip()
+    return run(["mmdebstrap", "--version"], what="mmdebstrap --version",
+               error=OsImageError).strip()
 
 
 def _run_streamed(argv: list[str], progress: Progress, prefix: str,
@@ -215,11 +211,9 @@ def base_tarball(suite: str, packages: tuple[str, ...], mirror: Mirror, cache_di
 def extract(tarball: Path, tree: Path) -> None:
     """Unpack a root tarball with owners, modes, device nodes and capabilities intact."""
     tree.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["tar", "--zstd", "-xpf", str(tarball), "--numeric-owner", "--xattrs",
-         "--xattrs-include=*", "-C", str(tree)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise OsImageError(f"unpacking {tarball} failed: {done.stderr.strip()}")
+    run(["tar", "--zstd", "-xpf", str(tarball), "--numeric-owner", "--xattrs",
+         "--xattrs-include=*", "-C", str(tree)], what=f"unpacking {tarball} failed",
+        error=OsImageError)
 
 
 def modules_version(modules_dir: Path) -> tuple[str, Path]:
@@ -270,11 +264,8 @@ def check_fits(tree: Path, size: int) -> None:
 def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
     """An ext4 filesystem of ``size`` bytes holding ``tree`` (mke2fs -d, no mounts)."""
     check_fits(tree, size)
-    done = subprocess.run(
-        ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree), str(image),
-         f"{size // 1024}k"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise OsImageError(f"mke2fs -d {tree} {image} failed: {done.stderr.strip()}")
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree), str(image),
+         f"{size // 1024}k"], what=f"mke2fs -d {tree} {image} failed", error=OsImageError)
 
 
 def prepare_debian_tree(tree: Path, suite: str, packages: tuple[str, ...],
