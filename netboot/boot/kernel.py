@@ -22,7 +22,7 @@ from pathlib import Path
 
 from netboot.config import Config
 from netboot.errors import NetbootError
-from netboot.host.files import sha256_file
+from netboot.host.files import atomic_write, sha256_file
 from netboot.host.run import run
 
 Progress = Callable[[str], None]
@@ -254,10 +254,7 @@ def _make_current(config: Config, release: KernelRelease, progress: Progress) ->
     target = config.kernel_path
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists() or sha256_file(target) != sha256_file(release.vmlinuz):
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(release.vmlinuz, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        atomic_write(target, release.vmlinuz.read_bytes(), 0o644)
     progress(f"kernel {release.version}: {target} ({target.stat().st_size / 1e6:.1f} MB), "
              f"modules in {release.modules}")
 

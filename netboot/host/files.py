@@ -9,10 +9,12 @@ name carries the pid of the process that made it (``.<final name>.tmp-<pid>``);
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 TEMP_MARK = ".tmp-"
@@ -44,6 +46,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def create_sparse(path: Path, size: int) -> None:
+    """A new file ``path`` (it must not exist) of ``size`` bytes that are all a hole, durably."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def temp_path(final: Path, suffix: str = "") -> Path:
     """Where ``final`` is made before it is renamed into place: hidden, beside it, and
     named with this process's pid so that :func:`remove_stale_temps` can tell if it is
@@ -61,11 +73,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete the temporary files and directories in ``directory`` whose process is gone
-    (killed mid-way); those of live processes stay. Returns what was removed."""
+def _remove_dead(candidates: Iterable[Path]) -> list[Path]:
+    """Delete the temporary files and directories among ``candidates`` whose process is gone."""
     removed = []
-    for path in directory.glob(f".*{TEMP_MARK}*"):
+    for path in candidates:
         match = _TEMP_NAME.match(path.name)
         if match is None or _pid_alive(int(match[1])):
             continue
@@ -77,11 +88,18 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     return removed
 
 
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete the temporary files and directories in ``directory`` whose process is gone
+    (killed mid-way); those of live processes stay. Returns what was removed."""
+    return _remove_dead(directory.glob(f".*{TEMP_MARK}*"))
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old content or the new,
     durably: a temporary file beside it is written, synced, given ``mode`` and renamed,
     and the directory synced. On a failure ``path`` is untouched and the temporary
-    file removed."""
+    file removed; one a killed writer left for ``path`` is removed by the next write."""
+    _remove_dead(path.parent.glob(f".{glob.escape(path.name)}{TEMP_MARK}*"))
     temp = temp_path(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

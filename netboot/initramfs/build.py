@@ -23,6 +23,7 @@ from pathlib import Path
 from netboot.boot.kernel import KernelRelease, current
 from netboot.config import Config, OnFail
 from netboot.errors import NetbootError
+from netboot.host.files import atomic_write
 from netboot.host.run import run, run_bytes
 from netboot.initramfs import DATA
 from netboot.initramfs.cpio import Entry, write_newc
@@ -269,14 +270,6 @@ def source_date_epoch() -> int:
         raise InitramfsError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def manifest_path(image: Path) -> Path:
     return image.with_name(image.name + ".json")
 
@@ -308,9 +301,11 @@ def build(config: Config, progress: Progress,
     else:
         progress(f"compressing {len(archive) / 1e6:.1f} MB with {chosen}")
         compressed = compress(archive, chosen)
-        _write_atomic(cached_image, compressed)
+        cached_image.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached_image, compressed, 0o644)
     image = pad4(compressed)
-    _write_atomic(config.initramfs_path, image)
+    config.initramfs_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(config.initramfs_path, image, 0o644)
     manifest = Manifest(
         digest=digest, path=str(config.initramfs_path), kernel_version=release.version,
         kernel_package=f"{release.package} {release.package_version}",
@@ -319,6 +314,6 @@ def build(config: Config, progress: Progress,
         components=[{"name": c.name, "files": len(c.entries), "bytes": c.size,
                      "detail": c.detail} for c in components],
         notes=module_notes(resolution, release.package), cached=cached)
-    _write_atomic(manifest_path(config.initramfs_path),
-                  (json.dumps(asdict(manifest), indent=2) + "\n").encode())
+    atomic_write(manifest_path(config.initramfs_path),
+                 (json.dumps(asdict(manifest), indent=2) + "\n").encode(), 0o644)
     return manifest

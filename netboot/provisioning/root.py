@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netboot.config import Config
-from netboot.host.files import fsync_dir, remove_stale_temps, temp_path
+from netboot.host.files import create_sparse, fsync_dir, remove_stale_temps, temp_path
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.storage.clone import Method, Progress, clone_file, grow_disk, grow_ext4
@@ -69,12 +69,7 @@ def make_root(config: Config, final: Path, image: Image | None, size: int,
     temp = temp_path(final)
     try:
         if image is None:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.ftruncate(fd, size)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            create_sparse(temp, size)
             method = None
         else:
             method = clone_file(image.path, temp, progress)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netboot.host.files import atomic_write, remove_stale_temps, temp_path
+from netboot.host.files import atomic_write, create_sparse, remove_stale_temps, temp_path
 
 
 def dead_pid() -> int:
@@ -73,3 +73,17 @@ def test_files_that_only_look_like_temps_are_kept(tmp_path: Path) -> None:
 def test_temp_path_is_hidden_beside_the_final_name_with_this_pid(tmp_path: Path) -> None:
     assert temp_path(tmp_path / "a.img") == tmp_path / f".a.img.tmp-{os.getpid()}"
     assert temp_path(tmp_path / "b.tar.zst", ".tar.zst").name.endswith(".tar.zst")
+
+
+def test_atomic_write_removes_the_temp_file_a_killed_writer_left(tmp_path: Path) -> None:
+    left = tmp_path / f".state.json.tmp-{dead_pid()}"
+    left.write_bytes(b"half")
+    atomic_write(tmp_path / "state.json", b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_create_sparse_makes_a_file_of_the_size_with_no_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "lun.img"
+    create_sparse(path, 1 << 30)
+    assert path.stat().st_size == 1 << 30
+    assert path.stat().st_blocks == 0
