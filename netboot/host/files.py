@@ -14,7 +14,8 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_MARK = ".tmp-"
@@ -94,25 +95,30 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     return _remove_dead(directory.glob(f".*{TEMP_MARK}*"))
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old content or the new,
-    durably: a temporary file beside it is written, synced, given ``mode`` and renamed,
-    and the directory synced. On a failure ``path`` is untouched and the temporary
-    file removed; one a killed writer left for ``path`` is removed by the next write."""
-    _remove_dead(path.parent.glob(f".{glob.escape(path.name)}{TEMP_MARK}*"))
-    temp = temp_path(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+@contextmanager
+def atomic_path(final: Path, suffix: str = "", mode: int | None = None) -> Iterator[Path]:
+    """The temporary path (see :func:`temp_path`) to make ``final`` at; when the block
+    ends without an error that file is synced, given ``mode``, renamed to ``final`` and
+    the directory synced, so a crash leaves the old ``final`` or the new one. On an
+    error the temporary file is removed and ``final`` is untouched."""
+    temp = temp_path(final, suffix)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)  # the umask narrowed what open gave
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
+        yield temp
+        fsync_file(temp)
+        if mode is not None:
+            os.chmod(temp, mode)
+        os.replace(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    fsync_dir(final.parent)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` through :func:`atomic_path`. A temporary file a
+    killed writer left for ``path`` is removed first."""
+    _remove_dead(path.parent.glob(f".{glob.escape(path.name)}{TEMP_MARK}*"))
+    with atomic_path(path, mode=mode) as temp:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with open(fd, "wb") as f:
+            f.write(data)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netboot.config import Config
-from netboot.host.files import create_sparse, fsync_dir, remove_stale_temps, temp_path
+from netboot.host.files import atomic_path, create_sparse, remove_stale_temps
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.storage.clone import Method, Progress, clone_file, grow_disk, grow_ext4
@@ -66,19 +66,13 @@ def make_root(config: Config, final: Path, image: Image | None, size: int,
     Returns how the image was copied (None for a blank LUN). Never leaves a
     partial ``final``: everything happens under a temporary name first.
     """
-    temp = temp_path(final)
-    try:
+    with atomic_path(final) as temp:
         if image is None:
             create_sparse(temp, size)
             method = None
         else:
             method = clone_file(image.path, temp, progress)
             (grow_disk if image.layout is Layout.DISK else grow_ext4)(temp, size)
-        os.rename(temp, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     return method
 
 

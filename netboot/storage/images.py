@@ -20,7 +20,7 @@ from pathlib import Path
 from netboot.boot import kernel
 from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
-from netboot.host.files import fsync_dir, fsync_file, remove_stale_temps, temp_path
+from netboot.host.files import atomic_path, fsync_dir, remove_stale_temps
 from netboot.host.run import run
 from netboot.inventory.store import Inventory
 from netboot.names import validate_image_name
@@ -30,6 +30,7 @@ from netboot.storage.osfiles import OsOptions
 from netboot.storage.osimage import build_debian_image, check_packages
 
 SUFFIX = ".img"
+IMAGE_MODE = 0o644  # images hold no secrets; a client's clone of one is 0o600
 BUSYBOX = Path("/bin/busybox")
 BUILTIN_SIZE = parse_size("32M")
 
@@ -90,22 +91,13 @@ def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
                  detect_layout(path))
 
 
-def _install(config: Config, temp: Path, final: Path) -> Image:
-    """Rename a finished temporary image into place, durably."""
-    fsync_file(temp)
-    os.chmod(temp, 0o644)
-    os.rename(temp, final)
-    fsync_dir(final.parent)
-    return _describe(config, None, final)
-
-
-def _prepare(config: Config, name: str) -> tuple[Path, Path]:
+def _prepare(config: Config, name: str) -> Path:
     final = image_path(config, name)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final.parent)
     if final.exists():
         raise Conflict(f"image {name} already exists ({final}); remove it first")
-    return final, temp_path(final)
+    return final
 
 
 def _dir_bytes(directory: Path) -> int:
@@ -124,19 +116,16 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     """
     if not from_dir.is_dir():
         raise ValidationError(f"{from_dir} is not a directory")
-    final, temp = _prepare(config, name)
+    final = _prepare(config, name)
     if size is None:
         size = ((_dir_bytes(from_dir) * 3 // 2 + (32 << 20)) >> 20) << 20
-    try:
+    with atomic_path(final, mode=IMAGE_MODE) as temp:
         with open(temp, "xb") as f:
             f.truncate(size)
         run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
              str(temp)], what=f"mke2fs could not build image {name} from {from_dir}",
             error=ImageError)
-        return _install(config, temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    return _describe(config, None, final)
 
 
 def stage_builtin(root: Path) -> None:
@@ -188,7 +177,7 @@ def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...
     modules = None if sanboot else kernel.current(config).modules
     path = build_debian_image(name, suite, packages, size, modules, config.storage.cache,
                               final.parent, progress, OsOptions(sanboot=sanboot))
-    os.chmod(path, 0o644)
+    os.chmod(path, IMAGE_MODE)
     fsync_dir(path.parent)
     return _describe(config, None, path)
 
@@ -201,13 +190,10 @@ def import_image(config: Config, name: str, source: Path,
     if not is_ext_filesystem(source):
         raise ValidationError(f"{source} is not an ext2/3/4 filesystem image "
                               "(no superblock magic at byte 1080)")
-    final, temp = _prepare(config, name)
-    try:
+    final = _prepare(config, name)
+    with atomic_path(final, mode=IMAGE_MODE) as temp:
         method = clone_file(source, temp, progress)
-        return _install(config, temp, final), method
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    return _describe(config, None, final), method
 
 
 def get_image(config: Config, name: str, inventory: Inventory | None = None) -> Image:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netboot.host.files import remove_stale_temps, temp_path
+from netboot.host.files import atomic_path, remove_stale_temps, temp_path
 from netboot.host.run import run
 from netboot.names import validate_image_name
 from netboot.size import format_size
@@ -191,18 +191,18 @@ def base_tarball(suite: str, packages: tuple[str, ...], mirror: Mirror, cache_di
         return path
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(directory)
-    partial = temp_path(path, ".tar.zst")  # mmdebstrap compresses by the name's suffix
     scratch = temp_path(directory / "scratch")
     scratch.mkdir(exist_ok=True)
     progress(f"mmdebstrap: building {suite} ({VARIANT} + {len(packages)} packages) from "
              f"{mirror.archive}")
-    argv = ["mmdebstrap", "--mode=root", f"--variant={VARIANT}", "--format=tar",
-            f"--include={','.join(packages)}", suite, str(partial), *sources]
     try:
-        _run_streamed(argv, progress, "mmdebstrap", env={**os.environ, "TMPDIR": str(scratch)})
-        os.replace(partial, path)
+        # mmdebstrap compresses by the name's suffix
+        with atomic_path(path, suffix=".tar.zst") as partial:
+            argv = ["mmdebstrap", "--mode=root", f"--variant={VARIANT}", "--format=tar",
+                    f"--include={','.join(packages)}", suite, str(partial), *sources]
+            _run_streamed(argv, progress, "mmdebstrap",
+                          env={**os.environ, "TMPDIR": str(scratch)})
     finally:
-        partial.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"cache: stored {path.name} ({format_size(path.stat().st_size)})")
     return path
@@ -305,23 +305,22 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
     remove_stale_temps(images_dir)
     final = images_dir / f"{name}.img"
     work = temp_path(images_dir / name)
-    image = temp_path(final)
     try:
         tree = work / "tree"
         work.mkdir()
         prepare_debian_tree(tree, suite, packages, modules_dir, cache_dir, progress, options,
                             mirror)
         size = size or DEFAULT_SIZE
-        if options.sanboot:
-            check_fits(tree, size)
-            progress(f"image: bootable disk, MBR + GRUB + ext4 partition ({format_size(size)})")
-            make_boot_disk(tree, image, size, name, grub_config(name, options))
-        else:
-            progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
-            make_ext4(tree, image, size, name)
-        os.replace(image, final)
+        with atomic_path(final) as image:
+            if options.sanboot:
+                check_fits(tree, size)
+                progress(f"image: bootable disk, MBR + GRUB + ext4 partition "
+                         f"({format_size(size)})")
+                make_boot_disk(tree, image, size, name, grub_config(name, options))
+            else:
+                progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
+                make_ext4(tree, image, size, name)
     finally:
-        image.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     progress(f"image: {final} in {time.monotonic() - started:.1f}s")
     return final
