@@ -24,8 +24,8 @@ PACKAGES: Mapping[str, str] = {
     "chroot": "coreutils",
     "debugfs": "e2fsprogs",
     "depmod": "kmod",
-    "dpkg-deb": "dpkg",
     "dnsmasq": "dnsmasq-base",
+    "dpkg-deb": "dpkg",
     "dpkg-query": "dpkg",
     "e2fsck": "e2fsprogs",
     "grub-mkimage": "grub-pc-bin",
@@ -36,7 +36,6 @@ PACKAGES: Mapping[str, str] = {
     "resize2fs": "e2fsprogs",
     "sfdisk": "fdisk",
     "tar": "tar",
-    "tgtadm": "tgt",
     "tgtd": "tgt",
     "zstd": "zstd",
 }
