@@ -9,7 +9,6 @@ no longer matches what was installed, and say which package to install.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -17,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from netboot.errors import NetbootError
-from netboot.host.files import sha256_file
+from netboot.host.files import atomic_write, sha256_file
 
 MANIFEST = "MANIFEST.json"
 # The boot programs a PXE ROM or UEFI firmware is told to fetch (DHCP option 67).
@@ -119,16 +118,6 @@ def read_manifest(root: Path) -> dict[str, ManifestEntry]:
                            "rewrite it with 'make setup'") from None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.chmod(mode)
-    os.replace(tmp, path)
-
-
 def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[ManifestEntry]:
     """Copy every boot file into ``root`` and write the manifest; files already right stay.
 
@@ -149,13 +138,13 @@ def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[Manif
         digest = sha256_file(f.source)
         target = root / f.name
         if not target.is_file() or sha256_file(target) != digest:
-            _write_atomic(target, f.source.read_bytes())
+            atomic_write(target, f.source.read_bytes(), 0o644)
         entries.append(ManifestEntry(f.name, f.package, package_version(f.package) or "",
                                      digest, f.source.stat().st_size, str(f.source)))
     text = json.dumps({"files": [asdict(e) for e in entries]}, indent=2) + "\n"
     manifest = root / MANIFEST
     if not manifest.is_file() or manifest.read_text() != text:
-        _write_atomic(manifest, text.encode())
+        atomic_write(manifest, text.encode(), 0o644)
     return entries
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from netboot.cli.params import IPV4, NETWORK
 from netboot.config import DEFAULT_TFTP_ROOT, DhcpConfig, effective_config, first_host
 from netboot.configfile import parse_config
 from netboot.errors import NetbootError
+from netboot.host.files import atomic_write
 from netboot.host.iproute import ipv4_addresses
 from netboot.output import emit_json
 from netboot.templates import render
@@ -53,9 +53,7 @@ def init(app: App, interface: str, subnet: IPv4Network, address: IPv4Address | N
     )
     parse_config(text, str(path))  # what init writes must load: fail here, not at serve time
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text.encode(), 0o644)
     click.echo(f"wrote {path}; check it with 'netboot --config {path} config check'")
 
 

@@ -7,20 +7,16 @@ create is given by the caller so it can be removed again.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from ipaddress import IPv4Interface
 
-from netboot.errors import NetbootError
+from netboot.host.run import run
 
 
 def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     """Run ``ip ARGS`` (inside ``netns`` if given) and return its stdout."""
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise NetbootError(f"'{' '.join(cmd)}' failed: {proc.stderr.strip()}")
-    return proc.stdout
+    return run(cmd, what=f"'{' '.join(cmd)}' failed", ok=(0,) if check else None)
 
 
 def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interface]:
@@ -71,8 +67,7 @@ def netns_pids(name: str) -> list[int]:
     Deleting a namespace does not stop them, and while one holds a tap open
     the tap lives on, so whoever tears a namespace down asks this first.
     """
-    proc = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-    return [int(p) for p in proc.stdout.split()] if proc.returncode == 0 else []
+    return [int(p) for p in ip("netns", "pids", name, check=False).split()]
 
 
 def add_bridge(name: str, address: IPv4Interface | None = None, netns: str | None = None) -> None:

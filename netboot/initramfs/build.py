@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 
 from netboot.config import Config, OnFail
 from netboot.errors import NetbootError
+from netboot.host.files import atomic_write
+from netboot.host.run import run, run_bytes
 from netboot.initramfs import DATA
 from netboot.initramfs.cpio import Entry, write_newc
 from netboot.initramfs.elf import interpreter, shared_libraries
@@ -85,11 +86,8 @@ def compress(data: bytes, compression: Compression) -> bytes:
     if compression is Compression.GZIP:
         out = gzip.compress(data, compresslevel=9, mtime=0)
     elif compression is Compression.ZSTD:
-        proc = subprocess.run(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], input=data,
-                              capture_output=True)
-        if proc.returncode != 0:
-            raise InitramfsError(f"zstd failed: {proc.stderr.decode().strip()}")
-        out = proc.stdout
+        out = run_bytes(["zstd", f"-{ZSTD_LEVEL}", "-T1", "-q", "-c"], what="zstd failed",
+                        error=InitramfsError, input=data)
     else:
         out = data
     return out
@@ -171,8 +169,8 @@ def busybox_component(busybox: Path = BUSYBOX) -> Component:
         raise InitramfsError(f"{busybox} not found: install busybox-static")
     if interpreter(busybox.read_bytes()) is not None:
         raise InitramfsError(f"{busybox} is dynamically linked: install busybox-static")
-    applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    applets = run([str(busybox), "--list-full"], what=f"listing {busybox}'s applets",
+                  error=InitramfsError).split()
     entries = [_file(busybox, "bin/busybox")]
     entries += [Entry.symlink(a, "/bin/busybox") for a in applets if a != "bin/busybox"]
     return Component("busybox", entries, f"{len(applets)} applets")
@@ -208,10 +206,8 @@ def module_component(release: KernelRelease, requested: list[str]) -> tuple[Comp
         for index in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
             if (release.modules / index).exists():
                 shutil.copyfile(release.modules / index, root / index)
-        proc = subprocess.run(["depmod", "-b", tmp, release.version], capture_output=True,
-                              text=True)
-        if proc.returncode != 0:
-            raise InitramfsError(f"depmod for the image's modules failed: {proc.stderr.strip()}")
+        run(["depmod", "-b", tmp, release.version],
+            what="depmod for the image's modules failed", error=InitramfsError)
         entries = [Entry.file(f"{prefix}/{rel}", (root / rel).read_bytes())
                    for rel in resolution.files]
         entries += [Entry.file(f"{prefix}/{index}", (root / index).read_bytes())
@@ -274,14 +270,6 @@ def source_date_epoch() -> int:
         raise InitramfsError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from None
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def manifest_path(image: Path) -> Path:
     return image.with_name(image.name + ".json")
 
@@ -313,9 +301,11 @@ def build(config: Config, progress: Progress,
     else:
         progress(f"compressing {len(archive) / 1e6:.1f} MB with {chosen}")
         compressed = compress(archive, chosen)
-        _write_atomic(cached_image, compressed)
+        cached_image.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached_image, compressed, 0o644)
     image = pad4(compressed)
-    _write_atomic(config.initramfs_path, image)
+    config.initramfs_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(config.initramfs_path, image, 0o644)
     manifest = Manifest(
         digest=digest, path=str(config.initramfs_path), kernel_version=release.version,
         kernel_package=f"{release.package} {release.package_version}",
@@ -324,6 +314,6 @@ def build(config: Config, progress: Progress,
         components=[{"name": c.name, "files": len(c.entries), "bytes": c.size,
                      "detail": c.detail} for c in components],
         notes=module_notes(resolution, release.package), cached=cached)
-    _write_atomic(manifest_path(config.initramfs_path),
-                  (json.dumps(asdict(manifest), indent=2) + "\n").encode())
+    atomic_write(manifest_path(config.initramfs_path),
+                 (json.dumps(asdict(manifest), indent=2) + "\n").encode(), 0o644)
     return manifest

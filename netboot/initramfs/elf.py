@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import struct
-import subprocess
 from pathlib import Path
 
 from netboot.errors import NetbootError
+from netboot.host.run import run
 
 PT_INTERP = 3
 _ELF_MAGIC = b"\x7fELF"
@@ -63,7 +63,6 @@ def shared_libraries(program: Path) -> tuple[str, list[Path]]:
         raise ElfError(f"{program}: {err}") from None
     if loader is None:
         return "", []
-    proc = subprocess.run([loader, "--list", str(program)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ElfError(f"{loader} --list {program} failed: {proc.stderr.strip()}")
-    return loader, parse_loader_list(proc.stdout)
+    listing = run([loader, "--list", str(program)], what=f"{loader} --list {program} failed",
+                  error=ElfError)
+    return loader, parse_loader_list(listing)

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,7 +22,8 @@ from pathlib import Path
 
 from netboot.config import Config
 from netboot.errors import NetbootError
-from netboot.host.files import sha256_file
+from netboot.host.files import atomic_write, sha256_file
+from netboot.host.run import run
 
 Progress = Callable[[str], None]
 FLAVOURS = ("amd64", "cloud-amd64")
@@ -114,28 +114,16 @@ def parse_package_info(text: str) -> PackageInfo:
         raise KernelError(f"apt-cache show gave no {err.args[0]} field") from None
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
-    except FileNotFoundError:
-        raise KernelError(f"{what}: {argv[0]} is not installed") from None
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise KernelError(f"{what}: '{' '.join(argv)}' failed: "
-                          f"{detail[-1] if detail else f'exit {proc.returncode}'}")
-    return proc.stdout
-
-
-
 def resolve(flavour: str) -> PackageInfo:
     """The versioned kernel package ``linux-image-<flavour>`` stands for, from the apt index."""
     if flavour not in FLAVOURS:
         raise KernelError(f"unknown kernel flavour {flavour!r} (expected one of "
                           f"{', '.join(FLAVOURS)})")
     meta = f"linux-image-{flavour}"
-    package = versioned_package(flavour, _run(["apt-cache", "depends", meta], f"resolving {meta}"))
-    return parse_package_info(_run(["apt-cache", "show", "--no-all-versions", package],
-                                   f"looking up {package}"))
+    package = versioned_package(flavour, run(["apt-cache", "depends", meta],
+                                             what=f"resolving {meta}", error=KernelError))
+    return parse_package_info(run(["apt-cache", "show", "--no-all-versions", package],
+                                  what=f"looking up {package}", error=KernelError))
 
 
 def download(flavour: str, cache: Path, progress: Progress) -> Path:
@@ -149,8 +137,8 @@ def download(flavour: str, cache: Path, progress: Progress) -> Path:
         return deb
     progress(f"downloading {info.package} {info.version} ({info.size / 1e6:.1f} MB) to {cache}")
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        _run(["apt-get", "download", "-q", f"{info.package}={info.version}"],
-             f"downloading {info.package}", cwd=Path(tmp))
+        run(["apt-get", "download", "-q", f"{info.package}={info.version}"],
+            what=f"downloading {info.package}", error=KernelError, cwd=Path(tmp))
         got = Path(tmp) / deb.name
         if not got.exists():
             raise KernelError(f"apt-get download wrote no {deb.name}")
@@ -176,8 +164,8 @@ def _version_of(tree: Path) -> str:
 
 
 def _deb_fields(deb: Path) -> tuple[str, str]:
-    out = _run(["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(deb)],
-               f"reading {deb}")
+    out = run(["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(deb)],
+              what=f"reading {deb}", error=KernelError)
     package, _, version = out.partition("\t")
     return package, version
 
@@ -227,7 +215,8 @@ def _unpack(releases: Path, progress: Progress, deb: Path | None, tree: Path | N
         staging = Path(tmp) / "tree"
         if deb is not None:
             progress(f"extracting {deb.name}")
-            _run(["dpkg-deb", "-x", str(deb), str(staging)], f"extracting {deb}")
+            run(["dpkg-deb", "-x", str(deb), str(staging)], what=f"extracting {deb}",
+                error=KernelError)
         else:
             progress(f"copying {tree}")
             shutil.copytree(tree, staging, symlinks=True)
@@ -235,7 +224,8 @@ def _unpack(releases: Path, progress: Progress, deb: Path | None, tree: Path | N
         release = KernelRelease(version, releases / version, package, package_version,
                                 source_hash)
         progress(f"depmod {version}")
-        _run(["depmod", "-b", str(staging), version], f"depmod for {version}")
+        run(["depmod", "-b", str(staging), version], what=f"depmod for {version}",
+            error=KernelError)
         (staging / MANIFEST).write_text(json.dumps(
             {k: str(v) for k, v in asdict(release).items() if k != "root"}, indent=2) + "\n")
         if release.root.exists():  # an older build of the same version: replaced whole
@@ -264,10 +254,7 @@ def _make_current(config: Config, release: KernelRelease, progress: Progress) ->
     target = config.kernel_path
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists() or sha256_file(target) != sha256_file(release.vmlinuz):
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(release.vmlinuz, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        atomic_write(target, release.vmlinuz.read_bytes(), 0o644)
     progress(f"kernel {release.version}: {target} ({target.stat().st_size / 1e6:.1f} MB), "
              f"modules in {release.modules}")
 

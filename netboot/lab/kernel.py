@@ -7,12 +7,12 @@ of it, next to the .deb, so later runs work offline.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tarfile
 from pathlib import Path
 
+from netboot.host.files import atomic_write
 from netboot.initramfs.kernel import download
 from netboot.lab.topology import LabError
 
@@ -30,18 +30,15 @@ def _extract_vmlinuz(deb: Path, dest: Path) -> None:
     """Copy ./boot/vmlinuz-* out of ``deb`` to ``dest`` (atomically: no half kernel on a kill)."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    tmp = dest.with_suffix(".part")
-    found = False
+    vmlinuz = None
     with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
         for member in tar:
             if member.isfile() and re.fullmatch(r"\./boot/vmlinuz-.+", member.name):
                 source = tar.extractfile(member)
                 assert source is not None
-                tmp.write_bytes(source.read())
-                found = True  # read on to the end: dpkg-deb complains of a broken pipe
+                vmlinuz = source.read()  # read on to the end: dpkg-deb complains of a broken pipe
     proc.stdout.close()
     proc.wait()
-    if not found:
-        tmp.unlink(missing_ok=True)
+    if vmlinuz is None:
         raise LabError(f"{deb} holds no /boot/vmlinuz-*")
-    os.replace(tmp, dest)
+    atomic_write(dest, vmlinuz, 0o644)

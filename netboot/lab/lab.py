@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from netboot.configfile import load_config
+from netboot.host.files import atomic_write
 from netboot.inventory.store import Inventory
 from netboot.lab import procs, topology
 from netboot.lab.progress import Board, ClientProgress
@@ -85,9 +86,8 @@ def default_lab_dir() -> Path:
 
 
 def _save(lab_dir: Path, state: LabState) -> None:
-    tmp = lab_dir / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
-    os.replace(tmp, lab_dir / STATE_FILE)
+    atomic_write(lab_dir / STATE_FILE, (json.dumps(asdict(state), indent=2) + "\n").encode(),
+                 0o644)
 
 
 def load_state(lab_dir: Path) -> LabState:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from netboot.config import Loader
 from netboot.host import iproute
+from netboot.host.run import not_installed
 from netboot.initramfs.cpio import Entry, write_newc
 from netboot.lab import procs
 from netboot.lab.topology import LabError, Topology
@@ -177,7 +178,7 @@ def serve(topology: Topology, work_dir: Path, kernel: Path, initrd: bytes,
     may sit in directories only root can enter; both stop when the block ends.
     """
     if shutil.which("dnsmasq") is None:
-        raise LabError("dnsmasq is not installed (Debian package dnsmasq-base)")
+        raise LabError(not_installed("dnsmasq"))
     root = work_dir / "reference-root"
     root.mkdir(parents=True, exist_ok=True)
     for path in LOADER_FILES[loader]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from netboot.host.run import not_installed
 from netboot.lab.topology import LabError
 
 
@@ -18,7 +19,7 @@ def read_file(image: Path, path: str) -> str:
         proc = subprocess.run(["debugfs", "-R", f"cat {path}", str(image)], capture_output=True,
                               text=True)
     except FileNotFoundError:
-        raise LabError("debugfs is not installed (Debian package e2fsprogs)") from None
+        raise LabError(not_installed("debugfs")) from None
     # debugfs exits 0 even for a missing file; it says so on stderr.
     problem = [line for line in proc.stderr.splitlines() if not line.startswith("debugfs ")]
     if proc.returncode != 0 or problem:

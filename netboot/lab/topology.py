@@ -22,6 +22,7 @@ from pathlib import Path
 
 from netboot.errors import NetbootError
 from netboot.host import iproute
+from netboot.host.files import atomic_write
 
 NAME_PREFIX = "nbl"  # every lab name starts with it: nblXXXXXX, nblXXXXXX-br, nblXXXXXX-t0
 STATE_FILE = "topology.json"
@@ -100,9 +101,7 @@ def _record(topology: Topology) -> None:
     """Write the state file atomically: a kill mid-write leaves the old file or the new one."""
     path = state_path(topology.lab_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(topology.to_json(), indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(topology.to_json(), indent=2) + "\n").encode(), 0o644)
 
 
 def create(lab_dir: Path, taps: int, address: IPv4Interface = BOOT_VLAN) -> Topology:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from netboot.host import iproute
+from netboot.host.run import not_installed
 from netboot.lab.topology import LabError
 
 QEMU = "qemu-system-x86_64"
@@ -134,7 +135,7 @@ class Vm:
 
     def start(self) -> Vm:
         if shutil.which(QEMU) is None:
-            raise LabError(f"{QEMU} is not installed (Debian package qemu-system-x86)")
+            raise LabError(not_installed(QEMU))
         argv = qemu_argv(self.spec)
         if self.netns is not None:
             argv = iproute.in_netns(self.netns, argv)

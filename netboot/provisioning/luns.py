@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.host.files import create_sparse
 from netboot.inventory.luns import ROOT_LUN, LunKind, LunRecord
 from netboot.inventory.store import Inventory
 
@@ -38,12 +39,7 @@ def _check_file(path: Path, size: int | None) -> tuple[int, bool]:
         raise ValidationError(f"{path} does not exist: give --size to create it")
     if not path.parent.is_dir():
         raise NotFound(f"directory {path.parent} does not exist")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    create_sparse(path, size)
     return size, True
 
 

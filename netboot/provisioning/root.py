@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from netboot.config import Config
+from netboot.host.files import atomic_path, create_sparse, remove_stale_temps
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
-from netboot.storage.clone import Method, Progress, clone_file, fsync_dir, grow_disk, grow_ext4
-from netboot.storage.images import Image, Layout, remove_stale_temps, temp_path
+from netboot.storage.clone import Method, Progress, clone_file, grow_disk, grow_ext4
+from netboot.storage.images import Image, Layout
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +66,13 @@ def make_root(config: Config, final: Path, image: Image | None, size: int,
     Returns how the image was copied (None for a blank LUN). Never leaves a
     partial ``final``: everything happens under a temporary name first.
     """
-    temp = temp_path(final)
-    try:
+    with atomic_path(final) as temp:
         if image is None:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.ftruncate(fd, size)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            create_sparse(temp, size)
             method = None
         else:
             method = clone_file(image.path, temp, progress)
             (grow_disk if image.layout is Layout.DISK else grow_ext4)(temp, size)
-        os.rename(temp, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     return method
 
 

@@ -13,9 +13,9 @@ image builder (debian-cloud-images) also sets by hand, as below.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+from netboot.host.run import run
 from netboot.storage.osfiles import OsImageError
 
 SECTOR = 512
@@ -52,13 +52,6 @@ def grub_boot_sectors(mbr: bytes, boot_img: bytes, core_img: bytes,
     return bytes(code) + mbr[BOOT_CODE_SIZE:], padded
 
 
-def _run(argv: list[str], **kwargs) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    if done.returncode != 0:
-        raise OsImageError(f"{argv[0]} failed (exit {done.returncode}): "
-                           f"{done.stderr.strip() or done.stdout.strip()}")
-
-
 def make_boot_disk(tree: Path, image: Path, size: int, label: str, grub_cfg: str) -> None:
     """``image``: ``size`` bytes, MBR + GRUB + one bootable ext4 partition holding ``tree``
     (labelled ``label``, with ``grub_cfg`` as its /boot/grub/grub.cfg)."""
@@ -67,19 +60,22 @@ def make_boot_disk(tree: Path, image: Path, size: int, label: str, grub_cfg: str
     cfg.write_text(grub_cfg)
     with image.open("wb") as f:
         f.truncate(size)
-    _run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(image)],
-         input=f"start={PARTITION_START}, type=83, bootable\n")
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(image)],
+        what=f"writing the partition table of {image.name}", error=OsImageError,
+        input=f"start={PARTITION_START}, type=83, bootable\n")
     offset = PARTITION_START * SECTOR
-    _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree),
-          "-E", f"offset={offset}", str(image), f"{(size - offset) // 1024}k"])
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree),
+         "-E", f"offset={offset}", str(image), f"{(size - offset) // 1024}k"],
+        what=f"making the root filesystem of {image.name} from {tree}", error=OsImageError)
     core_path = image.with_name(image.name + ".core")
     early = image.with_name(image.name + ".early.cfg")
     # Find the root by its label, whatever BIOS drive number the SAN disk got.
     early.write_text(f"search --no-floppy --label --set=root {label[:16]}\n"
                      "set prefix=($root)/boot/grub\n")
     try:
-        _run(["grub-mkimage", "-O", "i386-pc", "-o", str(core_path), "-c", str(early),
-              "-p", "/boot/grub", *GRUB_MODULES])
+        run(["grub-mkimage", "-O", "i386-pc", "-o", str(core_path), "-c", str(early),
+             "-p", "/boot/grub", *GRUB_MODULES], what="making GRUB's core.img",
+            error=OsImageError)
         core_img = core_path.read_bytes()
     finally:
         core_path.unlink(missing_ok=True)

@@ -15,12 +15,13 @@ import fcntl
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
 from netboot.errors import NetbootError
+from netboot.host.files import fsync_file
+from netboot.host.run import run
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 _CHUNK = 8 << 20
@@ -107,27 +108,16 @@ def clone_file(source: Path, target: Path, progress: Progress | None = None) -> 
     return method
 
 
-def _run(argv: list[str], what: str, ok: tuple[int, ...] = (0,), stdin: str | None = None) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, input=stdin)
-    except FileNotFoundError:
-        package = "fdisk" if argv[0] == "sfdisk" else "e2fsprogs"
-        raise CloneError(f"{argv[0]} is not installed (Debian package {package})") from None
-    if done.returncode not in ok:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        raise CloneError(f"{what}: {detail[-1] if detail else f'exit {done.returncode}'}")
-    return done.stdout
-
-
 def grow_ext4(path: Path, size: int) -> None:
     """Grow the file ``path`` to ``size`` bytes and its ext2/3/4 filesystem to fill it."""
     if os.path.getsize(path) >= size:
         return
     # resize2fs insists on a freshly checked filesystem; -p repairs only what is safe.
-    _run(["e2fsck", "-f", "-p", str(path)], f"checking {path.name}", ok=(0, 1))
+    run(["e2fsck", "-f", "-p", str(path)], what=f"checking {path.name}", error=CloneError,
+        ok=(0, 1))
     os.truncate(path, size)
-    _run(["resize2fs", str(path)], f"growing {path.name} to {size} bytes")
-    _fsync(path)
+    run(["resize2fs", str(path)], what=f"growing {path.name} to {size} bytes", error=CloneError)
+    fsync_file(path)
 
 
 def grow_disk(path: Path, size: int) -> None:
@@ -148,48 +138,32 @@ def grow_disk(path: Path, size: int) -> None:
     number, offset, _ = _last_partition(path)
     os.truncate(path, size)
     if size - current < offset:
-        _fsync(path)
+        fsync_file(path)
         return
     inside = f"{path}?offset={offset}"
-    _run(["e2fsck", "-f", "-p", inside], f"checking the root filesystem in {path.name}",
-         ok=(0, 1))
-    _run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "-N", str(number), str(path)],
-         f"growing partition {number} of {path.name}", stdin=", +\n")
+    run(["e2fsck", "-f", "-p", inside], what=f"checking the root filesystem in {path.name}",
+        error=CloneError, ok=(0, 1))
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", "-N", str(number), str(path)],
+        what=f"growing partition {number} of {path.name}", error=CloneError, input=", +\n")
     _, _, length = _last_partition(path)
     os.truncate(path, length)  # not longer than the filesystem will be: see above
-    _run(["resize2fs", inside, f"{length // 1024}K"],
-         f"growing the root filesystem in {path.name} to {length} bytes")
+    run(["resize2fs", inside, f"{length // 1024}K"],
+        what=f"growing the root filesystem in {path.name} to {length} bytes", error=CloneError)
     os.truncate(path, size)
-    _fsync(path)
+    fsync_file(path)
 
 
 def _last_partition(path: Path) -> tuple[int, int, int]:
     """The number, byte offset and length of the disk image's last partition."""
-    table = json.loads(_run(["sfdisk", "--json", str(path)],
-                            f"reading the partition table of {path.name}"))["partitiontable"]
+    table = json.loads(run(["sfdisk", "--json", str(path)],
+                           what=f"reading the partition table of {path.name}",
+                           error=CloneError))["partitiontable"]
     sector = table.get("sectorsize", 512)
     if not table.get("partitions"):
         raise CloneError(f"{path.name} has no partition to grow")
     last = max(table["partitions"], key=lambda p: p["start"])
     number = int(re.search(r"(\d+)$", last["node"]).group(1))
     return number, last["start"] * sector, last["size"] * sector
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def is_ext_filesystem(path: Path) -> bool:

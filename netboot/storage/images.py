@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,16 +19,18 @@ from pathlib import Path
 
 from netboot.config import Config
 from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
+from netboot.host.files import atomic_path, fsync_dir, remove_stale_temps
+from netboot.host.run import run
 from netboot.initramfs import kernel
 from netboot.inventory.store import Inventory
 from netboot.names import validate_image_name
 from netboot.size import parse_size
-from netboot.storage.clone import Method, Progress, clone_file, fsync_dir, is_ext_filesystem
+from netboot.storage.clone import Method, Progress, clone_file, is_ext_filesystem
 from netboot.storage.osfiles import OsOptions
 from netboot.storage.osimage import build_debian_image, check_packages
 
 SUFFIX = ".img"
-TEMP_MARK = ".tmp-"  # temporary files: .<final name>.tmp-<pid>
+IMAGE_MODE = 0o644  # images hold no secrets; a client's clone of one is 0o600
 BUSYBOX = Path("/bin/busybox")
 BUILTIN_SIZE = parse_size("32M")
 
@@ -82,22 +83,6 @@ def image_path(config: Config, name: str) -> Path:
     return config.storage.images / f"{validate_image_name(name)}{SUFFIX}"
 
 
-def temp_path(final: Path) -> Path:
-    """Where ``final`` is made before it is renamed into place (the pid tells if it is stale)."""
-    return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}")
-
-
-def remove_stale_temps(directory: Path) -> list[Path]:
-    """Delete temporary files left by a process that died (a kill in mid-copy)."""
-    removed = []
-    for path in directory.glob(f".*{TEMP_MARK}*"):
-        pid = path.name.rsplit(TEMP_MARK, 1)[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
 def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
     st = path.stat()
     name = path.name.removesuffix(SUFFIX)
@@ -106,26 +91,13 @@ def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
                  detect_layout(path))
 
 
-def _install(config: Config, temp: Path, final: Path) -> Image:
-    """Rename a finished temporary image into place, durably."""
-    fd = os.open(temp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(temp, 0o644)
-    os.rename(temp, final)
-    fsync_dir(final.parent)
-    return _describe(config, None, final)
-
-
-def _prepare(config: Config, name: str) -> tuple[Path, Path]:
+def _prepare(config: Config, name: str) -> Path:
     final = image_path(config, name)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final.parent)
     if final.exists():
         raise Conflict(f"image {name} already exists ({final}); remove it first")
-    return final, temp_path(final)
+    return final
 
 
 def _dir_bytes(directory: Path) -> int:
@@ -144,23 +116,16 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     """
     if not from_dir.is_dir():
         raise ValidationError(f"{from_dir} is not a directory")
-    final, temp = _prepare(config, name)
+    final = _prepare(config, name)
     if size is None:
         size = ((_dir_bytes(from_dir) * 3 // 2 + (32 << 20)) >> 20) << 20
-    try:
+    with atomic_path(final, mode=IMAGE_MODE) as temp:
         with open(temp, "xb") as f:
             f.truncate(size)
-        done = subprocess.run(
-            ["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
-             str(temp)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise ImageError(f"mke2fs could not build image {name} from {from_dir}: "
-                             f"{lines[-1] if lines else done.returncode}")
-        return _install(config, temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
+             str(temp)], what=f"mke2fs could not build image {name} from {from_dir}",
+            error=ImageError)
+    return _describe(config, None, final)
 
 
 def stage_builtin(root: Path) -> None:
@@ -170,8 +135,8 @@ def stage_builtin(root: Path) -> None:
     for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "root"):
         (root / d).mkdir()
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
+    applets = run([str(BUSYBOX), "--list"], what=f"listing {BUSYBOX}'s applets",
+                  error=ImageError).split()
     for applet in applets:
         if applet not in ("busybox", "init"):
             (root / "bin" / applet).symlink_to("busybox")
@@ -212,7 +177,7 @@ def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...
     modules = None if sanboot else kernel.current(config).modules
     path = build_debian_image(name, suite, packages, size, modules, config.storage.cache,
                               final.parent, progress, OsOptions(sanboot=sanboot))
-    os.chmod(path, 0o644)
+    os.chmod(path, IMAGE_MODE)
     fsync_dir(path.parent)
     return _describe(config, None, path)
 
@@ -225,13 +190,10 @@ def import_image(config: Config, name: str, source: Path,
     if not is_ext_filesystem(source):
         raise ValidationError(f"{source} is not an ext2/3/4 filesystem image "
                               "(no superblock magic at byte 1080)")
-    final, temp = _prepare(config, name)
-    try:
+    final = _prepare(config, name)
+    with atomic_path(final, mode=IMAGE_MODE) as temp:
         method = clone_file(source, temp, progress)
-        return _install(config, temp, final), method
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    return _describe(config, None, final), method
 
 
 def get_image(config: Config, name: str, inventory: Inventory | None = None) -> Image:

@@ -15,12 +15,12 @@ Everything here is pure (files rendered from templates, text edits) except
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from netboot.errors import NetbootError
+from netboot.host.run import run
 from netboot.templates import TEMPLATE_DIR, render
 
 OSIMAGE_TEMPLATES = TEMPLATE_DIR / "osimage"
@@ -175,8 +175,5 @@ def make_netboot_ready(root: Path, options: OsOptions) -> None:
 
 def run_in_root(root: Path, argv: list[str]) -> str:
     """Run ``argv`` inside the tree (chroot); its output, or an error naming it."""
-    done = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise OsImageError(f"{' '.join(argv)} in {root} failed (exit {done.returncode}): "
-                           f"{done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout
+    return run(["chroot", str(root), *argv], what=f"{' '.join(argv)} in {root} failed",
+               error=OsImageError)

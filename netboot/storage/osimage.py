@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from netboot.host.files import atomic_path, remove_stale_temps, temp_path
+from netboot.host.run import run
 from netboot.names import validate_image_name
 from netboot.size import format_size
 from netboot.storage.bootdisk import make_boot_disk
@@ -156,34 +158,8 @@ def cache_key(suite: str, packages: tuple[str, ...], tool_version: str,
 
 
 def mmdebstrap_version() -> str:
-    try:
-        out = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True,
-                             check=True).stdout
-    except FileNotFoundError:
-        raise OsImageError("mmdebstrap is not installed (Debian package mmdebstrap; "
-                           "`make setup` installs it)") from None
-    return out.strip()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale(directory: Path, pattern: str) -> None:
-    """Remove partial files/dirs ``*.partial-PID*`` whose builder is gone (killed)."""
-    for path in directory.glob(pattern):
-        m = re.search(r"\.partial-(\d+)", path.name)
-        if m and not _pid_alive(int(m[1])):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+    return run(["mmdebstrap", "--version"], what="mmdebstrap --version",
+               error=OsImageError).strip()
 
 
 def _run_streamed(argv: list[str], progress: Progress, prefix: str,
@@ -214,19 +190,19 @@ def base_tarball(suite: str, packages: tuple[str, ...], mirror: Mirror, cache_di
         progress(f"cache: reusing {path.name} ({format_size(path.stat().st_size)})")
         return path
     directory.mkdir(parents=True, exist_ok=True)
-    remove_stale(directory, ".*.partial-*")
-    partial = directory / f".{suite}-{key}.partial-{os.getpid()}.tar.zst"
-    scratch = directory / f".tmp.partial-{os.getpid()}"
+    remove_stale_temps(directory)
+    scratch = temp_path(directory / "scratch")
     scratch.mkdir(exist_ok=True)
     progress(f"mmdebstrap: building {suite} ({VARIANT} + {len(packages)} packages) from "
              f"{mirror.archive}")
-    argv = ["mmdebstrap", "--mode=root", f"--variant={VARIANT}", "--format=tar",
-            f"--include={','.join(packages)}", suite, str(partial), *sources]
     try:
-        _run_streamed(argv, progress, "mmdebstrap", env={**os.environ, "TMPDIR": str(scratch)})
-        os.replace(partial, path)
+        # mmdebstrap compresses by the name's suffix
+        with atomic_path(path, suffix=".tar.zst") as partial:
+            argv = ["mmdebstrap", "--mode=root", f"--variant={VARIANT}", "--format=tar",
+                    f"--include={','.join(packages)}", suite, str(partial), *sources]
+            _run_streamed(argv, progress, "mmdebstrap",
+                          env={**os.environ, "TMPDIR": str(scratch)})
     finally:
-        partial.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"cache: stored {path.name} ({format_size(path.stat().st_size)})")
     return path
@@ -235,11 +211,9 @@ def base_tarball(suite: str, packages: tuple[str, ...], mirror: Mirror, cache_di
 def extract(tarball: Path, tree: Path) -> None:
     """Unpack a root tarball with owners, modes, device nodes and capabilities intact."""
     tree.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["tar", "--zstd", "-xpf", str(tarball), "--numeric-owner", "--xattrs",
-         "--xattrs-include=*", "-C", str(tree)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise OsImageError(f"unpacking {tarball} failed: {done.stderr.strip()}")
+    run(["tar", "--zstd", "-xpf", str(tarball), "--numeric-owner", "--xattrs",
+         "--xattrs-include=*", "-C", str(tree)], what=f"unpacking {tarball} failed",
+        error=OsImageError)
 
 
 def modules_version(modules_dir: Path) -> tuple[str, Path]:
@@ -290,11 +264,8 @@ def check_fits(tree: Path, size: int) -> None:
 def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
     """An ext4 filesystem of ``size`` bytes holding ``tree`` (mke2fs -d, no mounts)."""
     check_fits(tree, size)
-    done = subprocess.run(
-        ["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree), str(image),
-         f"{size // 1024}k"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise OsImageError(f"mke2fs -d {tree} {image} failed: {done.stderr.strip()}")
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", label[:16], "-d", str(tree), str(image),
+         f"{size // 1024}k"], what=f"mke2fs -d {tree} {image} failed", error=OsImageError)
 
 
 def prepare_debian_tree(tree: Path, suite: str, packages: tuple[str, ...],
@@ -331,26 +302,25 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
     validate_image_name(name)
     started = time.monotonic()
     images_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale(images_dir, ".*.partial-*")
+    remove_stale_temps(images_dir)
     final = images_dir / f"{name}.img"
-    work = images_dir / f".{name}.partial-{os.getpid()}"
-    image = images_dir / f".{name}.img.partial-{os.getpid()}"
+    work = temp_path(images_dir / name)
     try:
         tree = work / "tree"
         work.mkdir()
         prepare_debian_tree(tree, suite, packages, modules_dir, cache_dir, progress, options,
                             mirror)
         size = size or DEFAULT_SIZE
-        if options.sanboot:
-            check_fits(tree, size)
-            progress(f"image: bootable disk, MBR + GRUB + ext4 partition ({format_size(size)})")
-            make_boot_disk(tree, image, size, name, grub_config(name, options))
-        else:
-            progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
-            make_ext4(tree, image, size, name)
-        os.replace(image, final)
+        with atomic_path(final) as image:
+            if options.sanboot:
+                check_fits(tree, size)
+                progress(f"image: bootable disk, MBR + GRUB + ext4 partition "
+                         f"({format_size(size)})")
+                make_boot_disk(tree, image, size, name, grub_config(name, options))
+            else:
+                progress(f"image: mke2fs -t ext4 -d ({format_size(size)})")
+                make_ext4(tree, image, size, name)
     finally:
-        image.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     progress(f"image: {final} in {time.monotonic() - started:.1f}s")
     return final

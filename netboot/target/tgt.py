@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot.host.files import atomic_write
 from netboot.log import client_log
 from netboot.target.model import (
     GLOBAL,
@@ -162,10 +163,4 @@ class TgtBackend:
         return dict(saved.get("accounts", {})) if saved.get("tgtd_pid") == pid else {}
 
     def _save_known(self, pid: int | None, known: dict[str, str]) -> None:
-        tmp = self._secrets.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({"tgtd_pid": pid, "accounts": known}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self._secrets)
+        atomic_write(self._secrets, json.dumps({"tgtd_pid": pid, "accounts": known}).encode())

@@ -19,6 +19,7 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot.host.run import not_installed
 from netboot.target.model import TargetError, TargetUnreachable
 from netboot.target.tgtmgmt import Mode, Operation, Request, call, socket_path
 from netboot.target.tgtshow import parse_targets
@@ -81,7 +82,7 @@ def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise TargetError("tgtd is not installed (Debian package 'tgt')") from None
+        raise TargetError(not_installed("tgtd")) from None
     if done.returncode != 0:
         raise TargetError(f"tgtd -C {control_port} failed to start: "
                           f"{done.stderr.strip() or done.returncode}")

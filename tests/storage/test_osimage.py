@@ -1,5 +1,5 @@
 """Debian golden images, the parts without a mirror: mirror config, cache key, package
-set, modules layout, stale leftovers, and the ext4 step on a small tree."""
+set, modules layout, and the ext4 step on a small tree."""
 
 import os
 import subprocess
@@ -17,7 +17,6 @@ from netboot.storage.osimage import (
     modules_version,
     package_set,
     parse_mirror,
-    remove_stale,
 )
 
 # The layout of Debian 12's /etc/apt/sources.list.d/debian.sources.
@@ -113,16 +112,6 @@ def test_modules_dir_with_two_kernels_is_refused(tmp_path):
         (tmp_path / version / "kernel").mkdir(parents=True)
     with pytest.raises(OsImageError, match="expected one kernel's modules"):
         modules_version(tmp_path)
-
-
-def test_stale_partials_of_dead_builders_are_removed_live_ones_kept(tmp_path):
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (tmp_path / f".img.partial-{dead.pid}").write_text("half")
-    (tmp_path / f".img.partial-{dead.pid}.d").mkdir()
-    (tmp_path / f".img.partial-{os.getpid()}").write_text("mine")
-    remove_stale(tmp_path, ".*.partial-*")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".img.partial-{os.getpid()}"]
 
 
 def test_ext4_image_holds_the_tree(tmp_path):
