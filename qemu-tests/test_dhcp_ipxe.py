@@ -32,7 +32,7 @@ NATIVE_UEFI_PXE = ("-global", "virtio-net-pci.romfile=")
 
 def start_serve(lab, tmp_path: Path, router_advertisements: bool = True) -> subprocess.Popen:
     """``netboot serve`` on the lab's bridge (DHCP, HTTP, TFTP; no iSCSI target), serving
-    the boot loaders `make setup` copied into the project's tftproot."""
+    the boot loaders `make setup` copied into the checkout's tftproot."""
     tftp_root = REPO / "tftproot"
     config_path = tmp_path / "netboot.yaml"
     config_path.write_text(

@@ -46,7 +46,8 @@ def test_doctor_exits_1_and_says_how_to_fix_a_missing_file(make_config, tmp_path
     result = CliRunner().invoke(cli, ["--config", str(config.source), "doctor"])
     assert result.exit_code == 1
     line = next(x for x in result.output.splitlines() if x.startswith("ldlinux.c32"))
-    assert "missing" in line and "make setup" in line
+    assert "missing" in line
+    assert f"python -m netboot.boot.loaders {config.tftp_root_path}" in line
 
 
 def test_doctor_exits_0_when_every_file_matches(make_config):
