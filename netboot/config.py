@@ -15,8 +15,6 @@ from pathlib import Path
 from netboot.size import parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/netboot/netboot.yaml")
-# The tftproot/ beside the package: `make setup` copies Debian's boot loaders there.
-DEFAULT_TFTP_ROOT = Path(__file__).resolve().parent.parent / "tftproot"
 
 
 class DhcpMode(StrEnum):
@@ -63,7 +61,8 @@ class ServerConfig:
     interface: str = "eth0"
     http_port: int = 8080
     tftp_port: int = 69
-    tftp_root: Path = DEFAULT_TFTP_ROOT
+    # Debian's boot loaders (`python -m netboot.boot.loaders DIR`); default: <state_dir>/tftproot
+    tftp_root: Path | None = None
     # TFTP server processes sharing the port (SO_REUSEPORT); 0: one per CPU, at most 8.
     tftp_workers: int = 0
 
@@ -173,6 +172,10 @@ class Config:
         return self.target.portal_address or self.server.address, self.target.portal_port
 
     @property
+    def tftp_root_path(self) -> Path:
+        return self.server.tftp_root or self.storage.state_dir / "tftproot"
+
+    @property
     def kernel_path(self) -> Path:
         return self.boot.kernel or self.storage.state_dir / "kernel" / "vmlinuz"
 
@@ -221,6 +224,7 @@ def effective_config(config: Config) -> dict[str, dict[str, object]]:
         section = getattr(config, name)
         out[name] = {f.name: _plain(getattr(section, f.name)) for f in fields(section)}
     start, end = config.dhcp.dynamic_range
+    out["server"]["tftp_root"] = str(config.tftp_root_path)
     out["dhcp"].update(range_start=str(start), range_end=str(end))
     out["target"]["portal_address"] = str(config.portal[0])
     out["storage"].update(images_dir=str(config.storage.images), lun_dir=str(config.storage.luns),

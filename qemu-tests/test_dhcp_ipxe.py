@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from conftest import BOOT_TIMEOUT
 
-from netboot.config import DEFAULT_TFTP_ROOT
 from netboot.configfile import load_config
 from netboot.inventory.store import Inventory
 from netboot.lab.vm import Firmware, VmSpec, lab_mac
 from netboot.provisioning.clients import add_client
+from tests.support import REPO
 
 MAC = lab_mac(7)
 # No option ROM on the NIC: OVMF's own PXE (EDK2 PxeBcDxe) boots, as a vendor UEFI PXE ROM does.
@@ -32,8 +32,8 @@ NATIVE_UEFI_PXE = ("-global", "virtio-net-pci.romfile=")
 
 def start_serve(lab, tmp_path: Path, router_advertisements: bool = True) -> subprocess.Popen:
     """``netboot serve`` on the lab's bridge (DHCP, HTTP, TFTP; no iSCSI target), serving
-    the boot loaders `make setup` copied into the project's tftproot."""
-    tftp_root = DEFAULT_TFTP_ROOT
+    the boot loaders `make setup` copied into the checkout's tftproot."""
+    tftp_root = REPO / "tftproot"
     config_path = tmp_path / "netboot.yaml"
     config_path.write_text(
         f"server:\n  interface: {lab.bridge}\n  address: {lab.server}\n"

@@ -1,10 +1,11 @@
 """Config validation: each rule with a passing and a failing case, errors naming file:line: key."""
 
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
-from netboot.config import DhcpMode, Loader, UnknownPolicy
+from netboot.config import DhcpMode, Loader, UnknownPolicy, effective_config
 from netboot.configfile import load_config, parse_config
 from netboot.errors import ConfigError, NetbootError
 
@@ -32,6 +33,17 @@ def test_minimal_file_fills_every_default():
     assert config.portal == (IPv4Address("198.18.0.1"), 3260)
     assert config.dhcp.dynamic_range == (IPv4Address("198.18.0.192"), IPv4Address("198.18.0.254"))
     assert config.storage.images == config.storage.state_dir / "images"
+
+
+def test_tftp_root_defaults_to_tftproot_in_the_state_dir():
+    config = parse_config(MINIMAL + "storage:\n  state_dir: /srv/netboot\n")
+    assert config.tftp_root_path == Path("/srv/netboot/tftproot")
+    assert effective_config(config)["server"]["tftp_root"] == "/srv/netboot/tftproot"
+
+
+def test_tftp_root_in_the_file_wins_over_the_state_dir():
+    config = parse_config(MINIMAL.replace("server:\n", "server:\n  tftp_root: /srv/tftp\n"))
+    assert config.tftp_root_path == Path("/srv/tftp")
 
 
 def test_every_section_key_is_read():

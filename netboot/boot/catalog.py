@@ -9,7 +9,7 @@ Names (TFTP names them bare, HTTP with a leading ``/``):
   given only to the address it holds (the initrd part carries its CHAP secrets);
   for a MAC that is not registered, under ``dhcp.unknown: boot``, the two boot
   loader names give the "not registered" script or config instead;
-- anything else: a regular file under server.tftp_root, never outside it.
+- anything else: a regular file under the TFTP root (server.tftp_root), never outside it.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class Catalog:
         private = self._private(parts, peer)
         if private is not None:
             return private
-        return Content(name, open_beneath(self.config.server.tftp_root, parts),
+        return Content(name, open_beneath(self.config.tftp_root_path, parts),
                        self.client_at(peer), Stage.LOADER if name in loaders.FIRST_STAGE else None)
 
     def client_at(self, peer: IPv4Address) -> str | None:

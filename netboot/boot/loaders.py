@@ -1,7 +1,8 @@
 """The boot loaders in the TFTP root: which Debian package each comes from, copied and checked.
 
-netboot does not build boot loaders; it serves Debian's. ``make setup`` copies
-them into ``tftproot/`` and writes ``MANIFEST.json`` (package, version,
+netboot does not build boot loaders; it serves Debian's. :func:`populate`
+(``python -m netboot.boot.loaders DIR``; ``make setup`` and ``netboot lab up``)
+copies them into a TFTP root and writes ``MANIFEST.json`` (package, version,
 sha256 of each), so ``netboot doctor`` can tell a missing file from one that
 no longer matches what was installed, and say which package to install.
 """
@@ -115,7 +116,7 @@ def read_manifest(root: Path) -> dict[str, ManifestEntry]:
         return {}
     except (ValueError, KeyError, TypeError) as err:
         raise NetbootError(f"{path} is not a netboot manifest ({err}); "
-                           "rewrite it with 'make setup'") from None
+                           f"rewrite it with '{_copy(root)}'") from None
 
 
 def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[ManifestEntry]:
@@ -148,8 +149,9 @@ def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[Manif
     return entries
 
 
-def _fix(f: BootFile) -> str:
-    return f"apt-get install {f.package} && make setup"
+def _copy(root: Path) -> str:
+    """The command that fills ``root`` with the boot files and their manifest."""
+    return f"python -m netboot.boot.loaders {root}"
 
 
 def check(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[FileStatus]:
@@ -172,14 +174,16 @@ def check(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[FileStat
             state = FileState.OK
         fix = None
         if state is not FileState.OK:
-            fix = _fix(f) if installed is None else "make setup"
+            fix = _copy(root)
+            if installed is None:
+                fix = f"apt-get install {f.package} && {fix}"
         out.append(FileStatus(f.name, f.package, entry.version if entry else installed,
                               state, fix))
     return out
 
 
 def main(argv: list[str]) -> int:
-    """``python -m netboot.boot.loaders ROOT``: what ``make setup`` runs."""
+    """``python -m netboot.boot.loaders ROOT``: what ``make setup`` runs, and a doctor's fix."""
     if len(argv) != 1:
         print("usage: python -m netboot.boot.loaders TFTP_ROOT", file=sys.stderr)
         return 2

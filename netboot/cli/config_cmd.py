@@ -11,7 +11,7 @@ import yaml
 
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import IPV4, NETWORK
-from netboot.config import DEFAULT_TFTP_ROOT, DhcpConfig, effective_config, first_host
+from netboot.config import DhcpConfig, effective_config, first_host
 from netboot.configfile import parse_config
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
@@ -49,7 +49,7 @@ def init(app: App, interface: str, subnet: IPv4Network, address: IPv4Address | N
         "netboot.yaml.j2",
         today=today.isoformat(), interface=interface, address=address, subnet=subnet,
         range_start=start, range_end=end, state_dir=state_dir.absolute(),
-        tftp_root=DEFAULT_TFTP_ROOT, iqn_month=f"{today:%Y-%m}",
+        iqn_month=f"{today:%Y-%m}",
     )
     parse_config(text, str(path))  # what init writes must load: fail here, not at serve time
     path.parent.mkdir(parents=True, exist_ok=True)

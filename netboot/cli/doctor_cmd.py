@@ -16,7 +16,7 @@ from netboot.output import emit_json, table
 @pass_app
 def doctor(app: App, as_json: bool) -> None:
     """Check the boot files in the TFTP root against MANIFEST.json; exit 1 if one is wrong."""
-    root = app.config.server.tftp_root
+    root = app.config.tftp_root_path
     rows = check(root)
     if as_json:
         emit_json({"tftp_root": str(root), "files": [asdict(r) for r in rows]})

@@ -1,12 +1,13 @@
 """`netboot lab up | boot | down` as functions: a whole boot VLAN with netboot serving N clients.
 
-``up`` makes the VLAN, prepares the boot files with the real CLI
-(subprocesses with the lab's own config file: kernel fetch, initramfs
-build, image build), starts ``netboot serve`` inside the VLAN (serve starts
-tgtd there), registers the clients (client add), and leaves it all running;
-``boot`` starts the clients' VMs and follows them; ``down`` stops and
-removes everything, also after a crash. What ``up`` started is recorded
-in ``<lab dir>/lab.json`` (and the VLAN's names in topology.json) as it goes.
+``up`` makes the VLAN, copies Debian's boot loaders into the lab's TFTP
+root, prepares the boot files with the real CLI (subprocesses with the
+lab's own config file: kernel fetch, initramfs build, image build),
+starts ``netboot serve`` inside the VLAN (serve starts tgtd there),
+registers the clients (client add), and leaves it all running; ``boot``
+starts the clients' VMs and follows them; ``down`` stops and removes
+everything, also after a crash. What ``up`` started is recorded in
+``<lab dir>/lab.json`` (and the VLAN's names in topology.json) as it goes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TextIO
 
+from netboot.boot.loaders import populate
 from netboot.configfile import load_config
 from netboot.host.files import atomic_write
 from netboot.inventory.store import Inventory
@@ -169,6 +171,8 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
                                        kernel_flavour, cache_dir or lab_dir / "cache", unknown,
                                        discovery_auth)
             config = load_config(config_path)
+            say(f"boot loaders from Debian's packages into {config.tftp_root_path}")
+            populate(config.tftp_root_path)
             for step in PREPARE:
                 say(f"netboot {' '.join(step)}")
                 _run(netboot_argv(config_path, *step), logs)

@@ -145,7 +145,7 @@ class TftpServer:
         self._thread = threading.Thread(target=self._run, name="tftp", daemon=True)
         self._thread.start()
         log.info("TFTP on %s:%d, root %s", self.address, self.port,
-                 self.catalog.config.server.tftp_root)
+                 self.catalog.config.tftp_root_path)
 
     def stop(self) -> None:
         self._stopping = True

@@ -24,7 +24,7 @@ def catalog_for(make_config):
     def make(unknown: str = "ignore") -> Catalog:
         base = BASE_CONFIG.replace("dhcp:\n", f"dhcp:\n  unknown: {unknown}\n")
         config = make_config(base=base)
-        config.server.tftp_root.mkdir(parents=True, exist_ok=True)
+        config.tftp_root_path.mkdir(parents=True, exist_ok=True)
         pool = InventoryPool(lambda: Inventory(config.storage.database))
         with pool.borrow() as inventory, inventory.transaction() as db:
             inventory.insert(db, sample_client(str(OWNER)))
@@ -83,13 +83,13 @@ def test_unregistered_mac_never_gets_a_client_part(catalog_for):
 
 def test_a_directory_is_not_a_file(catalog_for):
     catalog = catalog_for()
-    (catalog.config.server.tftp_root / "sub").mkdir()
+    (catalog.config.tftp_root_path / "sub").mkdir()
     with pytest.raises(NotFound):
         catalog.open("sub", OWNER)
 
 
 def test_a_fifo_is_not_opened_for_reading(catalog_for):
     catalog = catalog_for()
-    os.mkfifo(catalog.config.server.tftp_root / "pipe")
+    os.mkfifo(catalog.config.tftp_root_path / "pipe")
     with pytest.raises(NotFound):
         catalog.open("pipe", OWNER)

@@ -41,17 +41,18 @@ def test_check_reports_a_missing_and_a_changed_file(tmp_path: Path):
 
 def test_doctor_exits_1_and_says_how_to_fix_a_missing_file(make_config, tmp_path: Path):
     config = make_config()
-    populate(config.server.tftp_root)
-    (config.server.tftp_root / "ldlinux.c32").unlink()
+    populate(config.tftp_root_path)
+    (config.tftp_root_path / "ldlinux.c32").unlink()
     result = CliRunner().invoke(cli, ["--config", str(config.source), "doctor"])
     assert result.exit_code == 1
     line = next(x for x in result.output.splitlines() if x.startswith("ldlinux.c32"))
-    assert "missing" in line and "make setup" in line
+    assert "missing" in line
+    assert f"python -m netboot.boot.loaders {config.tftp_root_path}" in line
 
 
 def test_doctor_exits_0_when_every_file_matches(make_config):
     config = make_config()
-    populate(config.server.tftp_root)
+    populate(config.tftp_root_path)
     result = CliRunner().invoke(cli, ["--config", str(config.source), "doctor", "--json"])
     assert result.exit_code == 0, result.output
     assert {f["state"] for f in json.loads(result.output)["files"]} == {"ok"}

@@ -75,7 +75,7 @@ class Served:
 
 def start_served(config: Config, address: str = "127.0.0.1", client_ip: str = "127.0.0.2",
                  limits: Limits | None = None) -> Served:
-    root = config.server.tftp_root
+    root = config.tftp_root_path
     root.mkdir(parents=True, exist_ok=True)
     for path, size in ((config.kernel_path, 300_000), (config.initramfs_path, 1_000_000)):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ from tests.support.bootserving import MAC, SECRET, sample_client, sha256
 @pytest.fixture
 def workers(make_config):
     config = make_config()
-    config.server.tftp_root.mkdir()
-    (config.server.tftp_root / "file").write_bytes(os.urandom(4 << 20))
+    config.tftp_root_path.mkdir()
+    (config.tftp_root_path / "file").write_bytes(os.urandom(4 << 20))
     with Inventory(config.storage.database) as inventory, inventory.transaction() as db:
         inventory.insert(db, sample_client("127.0.0.2"))
     running = TftpWorkers(config, IPv4Address("127.0.0.1"), 0, 2)
@@ -34,7 +34,7 @@ def curl(workers: TftpWorkers, name: str, source: str = "127.0.0.1"):
 
 
 def test_concurrent_downloads_from_two_workers_are_intact(workers: TftpWorkers):
-    want = sha256((workers.config.server.tftp_root / "file").read_bytes())
+    want = sha256((workers.config.tftp_root_path / "file").read_bytes())
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda _: curl(workers, "file"), range(6)))
     assert [r.returncode for r in results] == [0] * 6

@@ -1,0 +1,113 @@
+"""The installed package: a wheel built from the checkout, installed into a fresh venv, works
+with nothing of the checkout in reach (templates, initramfs data and the CLI all come with it).
+
+The wheel is built offline with this venv's setuptools; the new venv gets only the wheel, and
+sees the runtime dependencies through a .pth naming this venv's site-packages (a folder
+named by a .pth is not a site folder, so the editable install's own .pth there stays unread).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BASE_CONFIG, SAMPLE_CLIENT
+from tests.support import REPO
+
+# What setuptools reads to build the wheel; the rest of the checkout stays out of reach.
+BUILD_INPUTS = ("pyproject.toml", "README.md", "netboot")
+GOLDEN_CLIENT_CONF = REPO / "tests" / "boot" / "golden" / "client.conf"
+GOLDEN_INIT = REPO / "tests" / "initramfs" / "golden" / "init"
+
+CLIENT_PART = """\
+import json, sys
+from ipaddress import IPv4Address
+from netboot.boot.clientpart import build_client_part
+from netboot.configfile import parse_config
+from netboot.inventory.clients import Client
+config_text, client = json.load(sys.stdin)
+client = Client(**client | {"ip": IPv4Address(client["ip"])})
+sys.stdout.buffer.write(build_client_part(parse_config(config_text), client))
+"""
+
+INIT = """\
+from netboot.initramfs.build import InitSettings, render_init
+print(render_init("6.1.0-99-test-amd64", InitSettings()), end="")
+"""
+
+
+def run(argv: list[str | Path], cwd: Path, stdin: bytes = b"") -> bytes:
+    """Run ``argv`` in ``cwd`` without PYTHONPATH, which may name the checkout (it does for a
+    work tree's tests), and return its output."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd, env=env, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A venv holding the installed wheel, run from a folder outside the checkout."""
+
+    venv: Path
+    cwd: Path
+
+    def run(self, argv: list[str | Path], stdin: bytes = b"") -> bytes:
+        return run(argv, self.cwd, stdin)
+
+    def python(self, code: str, stdin: bytes = b"") -> bytes:
+        return self.run([self.venv / "bin" / "python", "-c", code], stdin)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Installed:
+    work = tmp_path_factory.mktemp("package")
+    source, dist, venv = work / "source", work / "dist", work / "venv"
+    source.mkdir()
+    for name in BUILD_INPUTS:  # a copy, so the build's build/ and egg-info stay out of REPO
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", dist, source],
+        work)
+    wheel, = dist.glob("netboot-*.whl")
+    run([sys.executable, "-m", "venv", "--without-pip", venv], work)
+    run([*pip, "--python", venv / "bin" / "python", "install", "--no-deps", "--no-index", wheel],
+        work)
+    installed = Installed(venv, work)
+    site = installed.python("import sysconfig; print(sysconfig.get_path('purelib'))")
+    (Path(site.decode().strip()) / "dependencies.pth").write_text(
+        sysconfig.get_path("purelib") + "\n")
+    found = installed.python("import netboot; print(netboot.__file__)")
+    assert Path(found.decode().strip()).is_relative_to(venv), found
+    return installed
+
+
+def test_client_part_from_the_installed_package_holds_the_clients_conf(installed, tmp_path):
+    config = BASE_CONFIG.format(tftp_root=tmp_path / "tftproot", state_dir=tmp_path / "state")
+    client = asdict(SAMPLE_CLIENT) | {"ip": str(SAMPLE_CLIENT.ip)}
+    part = installed.python(CLIENT_PART, json.dumps([config, client]).encode())
+    conf = installed.run(["cpio", "-i", "--quiet", "--to-stdout", "etc/netboot/client.conf"],
+                         part)
+    assert conf.decode() == GOLDEN_CLIENT_CONF.read_text()
+
+
+def test_init_from_the_installed_package_matches_golden(installed):
+    assert installed.python(INIT).decode() == GOLDEN_INIT.read_text()
+
+
+def test_installed_cli_prints_its_help(installed):
+    out = installed.run([installed.venv / "bin" / "netboot", "--help"]).decode()
+    assert out.startswith("Usage: netboot")
