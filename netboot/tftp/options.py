@@ -43,7 +43,10 @@ class Limits:
     max_blksize: int = MAX_BLKSIZE
     max_windowsize: int = 64  # a 64-block burst is already line rate; larger only adds loss
     timeout: float = 1.0  # seconds before a DATA block is sent again, if the client sets none
-    retries: int = 5  # sends of the same block before the transfer is given up
+    retries: int = 5  # resends of the same block before the transfer is given up
+    # Resends of the first packet (the OACK or block 1) while the peer has answered
+    # nothing: a forged source never will, and its victim gets no more than these.
+    unanswered_retries: int = 2
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,9 @@ class TftpServer:
             logger.info("sent %s: %d bytes in %.3f s (%.1f MB/s, blksize %d, window %d)",
                         where, sent, seconds, sent / seconds / 1e6, t.plan.blksize,
                         t.plan.windowsize)
+        elif t.phase is Phase.UNANSWERED:  # perhaps a forged source: counted, not a warning
+            self.stats["unanswered"] += 1
+            logger.debug("dropped %s: %s", where, t.reason)
         else:
             self.stats["failed"] += 1
             logger.log(level, "gave up %s after %d of %d bytes in %.3f s: %s", where, sent,

@@ -5,7 +5,11 @@ ERROR, a malformed packet, a timer tick) with the current time and sends the
 packets it gets back. That is what makes the protocol rules testable one by
 one: lock-step and windowed sending (RFC 7440), block-number wrap-around, no
 answer to a duplicate ACK (the Sorcerer's Apprentice bug, RFC 1123 4.2.3.1),
-retransmission after a timeout, and giving up after a bounded number of tries.
+retransmission after a timeout, and giving up after a bounded number of tries:
+``Limits.retries`` once the peer has acknowledged something, and only
+``Limits.unanswered_retries`` of the first packet before that. A request can
+come from a forged address, and the transfer would then resend its first packet
+to a host that never asked; such a transfer is dropped without an ERROR.
 
 One shortcut, for speed and for nothing else: the ACK that acknowledges
 everything sent (one per window, nearly every datagram of a transfer) is
@@ -40,6 +44,7 @@ class Phase(StrEnum):
     SENDING = "sending"
     DONE = "done"
     FAILED = "failed"
+    UNANSWERED = "unanswered"  # the peer acknowledged nothing: dropped without an ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class Plan:
     windowsize: int
     timeout: float
     retries: int
+    unanswered_retries: int  # resends of the first packet while the peer has said nothing
     oack: bytes | None  # sent as "block 0" when options were negotiated
     last_block: int  # the short (possibly empty) block that ends the file
     view: memoryview | None = None  # the file's bytes, when they are in memory
@@ -110,7 +116,8 @@ def new_transfer(source: Source, negotiated: Negotiated, limits: Limits,
     if datagrams is not None and len(datagrams) != last_block:
         raise ValueError(f"{len(datagrams)} datagrams for a file of {last_block} blocks")
     plan = Plan(source=source, blksize=negotiated.blksize, windowsize=negotiated.windowsize,
-                timeout=negotiated.timeout, retries=limits.retries, oack=oack,
+                timeout=negotiated.timeout, retries=limits.retries,
+                unanswered_retries=min(limits.unanswered_retries, limits.retries), oack=oack,
                 last_block=last_block,
                 view=source.view if isinstance(source, BytesSource) else None,
                 datagrams=datagrams)
@@ -191,7 +198,13 @@ def step(t: Transfer, event: Event, now: float) -> tuple[Transfer, list[bytes]]:
     if isinstance(event, Tick):
         if now < t.deadline:
             return t, []
-        if t.tries >= t.plan.retries:
+        plan = t.plan
+        if t.acked < (0 if plan.oack is not None else 1):  # not even the first packet acked
+            if t.tries >= plan.unanswered_retries:
+                first = "the OACK" if plan.oack is not None else "block 1"
+                return t._replace(phase=Phase.UNANSWERED,
+                                  reason=f"no answer after {t.tries + 1} sends of {first}"), []
+        elif t.tries >= plan.retries:
             return _fail(t, f"no answer after {t.tries + 1} sends of block {t.acked + 1}",
                          ErrorCode.NOT_DEFINED, "timed out")
         return _window(t, now, t.acked, t.tries + 1)

@@ -103,14 +103,60 @@ def test_the_negotiated_timeout_sets_the_resend_interval():
     assert len(step(t, Tick(), 5.0)[1]) == 1
 
 
-def test_the_transfer_is_given_up_after_the_retries():
+def resends_until_the_end(t):
+    """Tick at each deadline until the transfer ends: (its end state, datagrams per tick)."""
+    sent = []
+    while t.phase is Phase.SENDING:
+        t, packets = step(t, Tick(), t.deadline)
+        sent.append(packets)
+    return t, sent
+
+
+def test_a_transfer_the_peer_acknowledged_is_given_up_after_the_retries():
     t, _ = started(b"a" * 1000, now=0.0)
-    for n in range(1, 4):
-        t, packets = step(t, Tick(), float(n))
-        assert packets
-    t, packets = step(t, Tick(), 4.0)
+    t, _ = step(t, Ack(1), 0.5)
+    t, sent = resends_until_the_end(t)
+    assert [len(p) for p in sent] == [1, 1, 1, 1]  # three resends (LIMITS.retries), an error
     assert t.phase is Phase.FAILED
-    assert parse(packets[0]) == Error(0, "timed out")
+    assert parse(sent[-1][0]) == Error(0, "timed out")
+
+
+def test_a_silent_peer_gets_block_1_only_twice_more_and_is_dropped_without_an_error():
+    t, first = started(b"a" * 1000, now=0.0)
+    t, sent = resends_until_the_end(t)
+    assert sent == [first, first, []]
+    assert (t.phase, t.reason) == (Phase.UNANSWERED, "no answer after 3 sends of block 1")
+
+
+def test_a_silent_peer_gets_the_oack_only_twice_more_and_is_dropped_without_an_error():
+    t, first = started(b"a" * 1000, {"tsize": "0"}, now=0.0)
+    t, sent = resends_until_the_end(t)
+    assert sent == [first, first, []]
+    assert (t.phase, t.reason) == (Phase.UNANSWERED, "no answer after 3 sends of the OACK")
+
+
+def test_a_peer_that_acknowledged_the_oack_gets_the_full_retries_for_block_1():
+    t, _ = started(b"a" * 1000, {"tsize": "0"}, now=0.0)
+    t, _ = step(t, Ack(0), 0.5)
+    t, sent = resends_until_the_end(t)
+    assert [p[0][:4] for p in sent[:-1]] == [data_header(1)] * 3
+    assert t.phase is Phase.FAILED
+
+
+def test_the_unanswered_resends_never_exceed_the_retries():
+    limits = Limits(timeout=1.0, retries=1, unanswered_retries=2)
+    t = new_transfer(BytesSource(b"a"), negotiate({}, 1, limits), limits)
+    t, first = step(t, Start(), 0.0)
+    t, sent = resends_until_the_end(t)
+    assert sent == [first, []]
+    assert t.phase is Phase.UNANSWERED
+
+
+def test_a_duplicate_ack_before_any_progress_does_not_count_as_an_answer():
+    t, first = started(b"a" * 1000, now=0.0)
+    t, _ = step(t, Ack(0), 0.5)  # no OACK was sent: ACK 0 acknowledges nothing
+    t, sent = resends_until_the_end(t)
+    assert (sent, t.phase) == ([first, first, []], Phase.UNANSWERED)
 
 
 def test_progress_resets_the_retry_count():

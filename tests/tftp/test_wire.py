@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import socket
@@ -29,14 +30,47 @@ BIG = 32 << 20
 
 
 @pytest.fixture
-def served(make_config, tmp_path: Path):
-    config = make_config()
-    running = start_served(config, limits=Limits(timeout=1.0, retries=2))
-    (running.root / "big").write_bytes(os.urandom(BIG))
-    (running.root / "small").write_bytes(os.urandom(5000))
-    (tmp_path / "secret").write_text("outside the root\n")
-    yield running
-    stop_served(running)
+def serve(make_config, tmp_path: Path):
+    """Start the server with the given limits (once per test), its files in place."""
+    running: list[Served] = []
+
+    def start(limits: Limits) -> Served:
+        served = start_served(make_config(), limits=limits)
+        running.append(served)
+        (served.root / "big").write_bytes(os.urandom(BIG))
+        (served.root / "small").write_bytes(os.urandom(5000))
+        (tmp_path / "secret").write_text("outside the root\n")
+        return served
+
+    yield start
+    for served in running:
+        stop_served(served)
+
+
+@pytest.fixture
+def served(serve) -> Served:
+    return serve(Limits(timeout=1.0, retries=2))
+
+
+# Resends come every 0.5 s; an established transfer may resend 4 times, a silent peer twice.
+PATIENT = Limits(timeout=0.5, retries=4)
+
+
+def everything_sent(client: RawClient, first: bytes, quiet: float) -> list[bytes]:
+    """``first`` and every datagram after it, until none comes for ``quiet`` seconds."""
+    packets = [first]
+    client.sock.settimeout(quiet)
+    with contextlib.suppress(TimeoutError):
+        while True:
+            packets.append(client.receive())
+    return packets
+
+
+def wait_closed(served: Served) -> None:
+    deadline = time.monotonic() + 2
+    while served.tftp.sessions and time.monotonic() < deadline:  # closed just after the send
+        time.sleep(0.01)
+    assert not served.tftp.sessions
 
 
 def curl_tftp(served: Served, name: str, *extra: str) -> subprocess.CompletedProcess:
@@ -215,22 +249,34 @@ def test_an_unacknowledged_block_is_sent_again_after_the_timeout(served: Served)
         client.close()
 
 
-def test_a_silent_client_is_given_up_after_the_retries(served: Served):
+def test_a_client_that_falls_silent_is_given_up_after_the_retries(serve):
+    served = serve(PATIENT)
     client = RawClient(served.tftp.port)
     try:
-        packets = [client.request("small")]
-        while True:
-            packets.append(client.receive())
-            if packets[-1][:2] == b"\x00\x05":
-                break
+        client.request("small")
+        client.ack(1)
+        packets = everything_sent(client, client.receive(), quiet=1.5)
     finally:
         client.close()
-    assert len(packets) == 1 + 2 + 1  # first send, two resends (Limits.retries), then error
+    assert [p[:4] for p in packets[:-1]] == [b"\x00\x03\x00\x02"] * (1 + 4)  # 4 resends
     assert error_of(packets[-1]).message == "timed out"
-    deadline = time.monotonic() + 2
-    while served.tftp.sessions and time.monotonic() < deadline:  # closed just after the send
-        time.sleep(0.01)
-    assert not served.tftp.sessions
+    wait_closed(served)
+    assert (served.tftp.stats["failed"], served.tftp.stats["unanswered"]) == (1, 0)
+
+
+@pytest.mark.parametrize("options", [{}, {"tsize": "0"}])
+def test_a_peer_that_never_answers_gets_the_first_packet_three_times_and_no_error(
+        serve, options: dict[str, str]):
+    served = serve(PATIENT)
+    client = RawClient(served.tftp.port)
+    try:
+        first = client.request("small", options)
+        packets = everything_sent(client, first, quiet=1.5)  # the last resends would be due
+    finally:
+        client.close()
+    assert packets == [first] * 3  # block 1 or the OACK: sent, resent twice, then dropped
+    wait_closed(served)
+    assert (served.tftp.stats["unanswered"], served.tftp.stats["failed"]) == (1, 0)
 
 
 def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
