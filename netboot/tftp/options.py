@@ -3,10 +3,15 @@
 RFC 2347 (the OACK), 2348 (blksize 8..65464), 2349 (timeout 1..255 s, tsize)
 and 7440 (windowsize 1..65535). Unknown options are left out of the OACK, as
 RFC 2347 allows; a known option with a value outside its RFC range is refused
-with error 8 and a message naming it. Two values are lowered instead: a
+with error 8 and a message naming it. Three values are lowered instead: a
 blksize above what this server sends (RFC 2348 lets the server answer with a
-smaller one, which is how a request for 65536 gets a working transfer), and a
-windowsize above our cap (RFC 7440 lets the server choose a smaller window).
+smaller one, which is how a request for 65536 gets a working transfer), a
+windowsize above our cap (RFC 7440 lets the server choose a smaller window),
+and a timeout above ``Limits.max_timeout``. RFC 2349 asks the server to echo
+the client's timeout or leave the option out; we answer the lowered value
+instead, so the client knows how often we resend, because a session a silent
+peer holds lasts (retries + 1) x timeout, and 255 s would let a few forged
+requests hold sessions for many minutes.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Limits:
     max_blksize: int = MAX_BLKSIZE
     max_windowsize: int = 64  # a 64-block burst is already line rate; larger only adds loss
     timeout: float = 1.0  # seconds before a DATA block is sent again, if the client sets none
+    max_timeout: int = 5  # a client's timeout option above this is lowered to it
     retries: int = 5  # resends of the same block before the transfer is given up
     # Resends of the first packet (the OACK or block 1) while the peer has answered
     # nothing: a forged source never will, and its victim gets no more than these.
@@ -86,7 +92,8 @@ def negotiate(requested: dict[str, str], size: int,
         _number(Option.TSIZE, requested[Option.TSIZE], 0, None)  # a client sends 0 in a RRQ
         oack.append((Option.TSIZE, str(size)))
     if Option.TIMEOUT in requested:
-        timeout = _number(Option.TIMEOUT, requested[Option.TIMEOUT], MIN_TIMEOUT, MAX_TIMEOUT)
+        timeout = min(_number(Option.TIMEOUT, requested[Option.TIMEOUT], MIN_TIMEOUT,
+                              MAX_TIMEOUT), limits.max_timeout)
         oack.append((Option.TIMEOUT, str(timeout)))
     if Option.WINDOWSIZE in requested:
         asked = _number(Option.WINDOWSIZE, requested[Option.WINDOWSIZE], MIN_WINDOWSIZE,

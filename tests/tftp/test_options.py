@@ -40,6 +40,16 @@ def test_timeout_is_honoured_as_the_retransmission_interval():
     assert (result.timeout, result.oack) == (3.0, (("timeout", "3"),))
 
 
+@pytest.mark.parametrize("value", ["6", "30", "255"])
+def test_timeout_above_5_seconds_is_lowered_to_5_in_the_oack(value: str):
+    result = negotiate({"timeout": value}, 10)
+    assert (result.timeout, result.oack) == (5.0, (("timeout", "5"),))
+
+
+def test_the_timeout_cap_comes_from_the_limits():
+    assert negotiate({"timeout": "30"}, 10, Limits(max_timeout=20)).timeout == 20.0
+
+
 @pytest.mark.parametrize("value", ["0", "256"])
 def test_timeout_outside_1_to_255_is_refused(value: str):
     with pytest.raises(OptionError, match="timeout"):

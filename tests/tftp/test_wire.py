@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netboot.tftp.options import Limits
+from netboot.tftp.options import MAX_TIMEOUT, Limits
 from netboot.tftp.packets import Error, Opcode, encode_ack, parse
 from tests.support.bootserving import (
     MAC,
@@ -211,6 +211,29 @@ def test_tsize_and_timeout_are_answered_in_the_oack(served: Served):
         client.close()
 
 
+def test_a_timeout_above_5_is_answered_as_5_and_blocks_are_resent_after_5_s(served: Served):
+    client = RawClient(served.tftp.port, timeout=10)
+    try:
+        assert oack_options(client.request("small", {"timeout": "30"})) == {"timeout": "5"}
+        client.ack(0)
+        first = client.receive()
+        began = time.monotonic()
+        assert client.receive() == first
+        assert 4.5 <= time.monotonic() - began < 9  # 5 s: not the client's 30, not our 1
+    finally:
+        client.close()
+
+
+def test_atftp_downloads_intact_when_its_timeout_is_lowered(served: Served, tmp_path: Path):
+    out = tmp_path / "got"
+    result = subprocess.run(
+        ["atftp", "-g", "-r", "small", "-l", str(out), "--option", "timeout 30",
+         "127.0.0.1", str(served.tftp.port)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (served.root / "small").read_bytes()
+
+
 def test_windowsize_download_is_intact(served: Served):
     client = RawClient(served.tftp.port)
     try:
@@ -291,14 +314,16 @@ def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
     assert served.tftp.stats["malformed"] == 2
 
 
-def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(served: Served):
+def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(serve):
     """Past 1,024 descriptors (tftpy's select() limit) and with every session stalled."""
+    served = serve(Limits(timeout=1.0, retries=2, max_timeout=MAX_TIMEOUT))
     stalled = []
     try:
         for _ in range(2000):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind(("127.0.0.1", 0))
-            # timeout 30 (RFC 2349): the sessions outlive the test however slow the machine is
+            # timeout 30 (RFC 2349; the cap raised above): the sessions outlive the test
+            # however slow the machine is
             sock.sendto(b"\x00\x01small\x00octet\x00timeout\x0030\x00",
                         ("127.0.0.1", served.tftp.port))
             stalled.append(sock)
