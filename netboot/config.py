@@ -65,6 +65,9 @@ class ServerConfig:
     tftp_root: Path | None = None
     # TFTP server processes sharing the port (SO_REUSEPORT); 0: one per CPU, at most 8.
     tftp_workers: int = 0
+    # TFTP transfers one client address may have in flight (in each worker process);
+    # a further request gets error 0. A booting machine needs one or two.
+    tftp_max_per_source: int = 8
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,8 @@ def _check_rules(config: Config, src: _Source) -> None:
             raise src.error(key, f"{port} is not a port number (expected 1-65535)")
     if not 0 <= server.tftp_workers <= 64:
         raise src.error("server.tftp_workers", "expected 0-64 (0: one per CPU)")
+    if not 1 <= server.tftp_max_per_source <= 10000:
+        raise src.error("server.tftp_max_per_source", "expected 1-10000")
     if not 0 <= target.tgt_control_port <= 32767:  # tgtd keeps it in a C short
         raise src.error("target.tgt_control_port", "expected 0-32767 (0: tgtd's default)")
     if subnet.prefixlen > 30:

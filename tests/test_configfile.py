@@ -150,6 +150,19 @@ def test_port_out_of_range_is_an_error():
     assert err.key == "server.http_port" and err.line == 3
 
 
+def test_tftp_max_per_source_defaults_to_8_and_is_shown():
+    config = parse_config(MINIMAL)
+    assert config.server.tftp_max_per_source == 8
+    assert effective_config(config)["server"]["tftp_max_per_source"] == 8
+
+
+@pytest.mark.parametrize("value", [0, 10001])
+def test_tftp_max_per_source_out_of_range_is_an_error(value: int):
+    err = error_of(MINIMAL.replace("address: 198.18.0.1",
+                                   f"address: 198.18.0.1\n  tftp_max_per_source: {value}"))
+    assert (err.key, err.line) == ("server.tftp_max_per_source", 3)
+
+
 def test_short_lease_is_an_error():
     assert error_of(MINIMAL + "  lease_time: 10\n").key == "dhcp.lease_time"
 

@@ -23,8 +23,9 @@ def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list
     catalog = Catalog(config, pool)
     address, port = config.server.address, config.server.tftp_port
     workers = worker_count(config)
-    tftp: Service = (TftpServer(address, port, catalog, stages) if workers == 1
-                     else TftpWorkers(config, address, port, workers))
+    tftp: Service = (TftpServer(address, port, catalog, stages,
+                                max_per_source=config.server.tftp_max_per_source)
+                     if workers == 1 else TftpWorkers(config, address, port, workers))
     return [pool, stages, tftp, HttpServer(address, config.server.http_port, catalog, stages)]
 
 

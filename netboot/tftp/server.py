@@ -13,8 +13,14 @@ What it does differently from tftpy's server, each with a test:
   an unconnected one for everything else: a datagram from a wrong transfer ID
   lands on the second, is answered with error 5, and never reaches the transfer;
 - write requests get error 2: the server is read-only;
+- one client address holds at most ``max_per_source`` transfers and all of them
+  at most ``max_sessions``; a request past either gets error 0 (RFC 1350 has no
+  code for "busy"; its message says which) and is counted by reason in ``stats``;
+- a peer that never answers gets its first packet resent at most twice
+  (:mod:`netboot.tftp.transfer`), and a client's timeout option is capped
+  (:mod:`netboot.tftp.options`), so a forged request costs little and briefly;
 - blksize is capped at 65464, so no DATA exceeds a UDP datagram (tftpy takes
-  65536, and its loop dies of EMSGSIZE); timeout and windowsize are honoured;
+  65536, and its loop dies of EMSGSIZE); timeout (capped) and windowsize are honoured;
 - a malformed datagram is counted and dropped; an exception while handling
   one request is logged and the loop goes on.
 
@@ -101,13 +107,15 @@ class TftpServer:
 
     def __init__(self, address: IPv4Address, port: int, catalog: Catalog,
                  stages: StageRecorder | None = None, limits: Limits = DEFAULT_LIMITS,
-                 max_sessions: int = 10000, reuse_port: bool = False) -> None:
+                 max_sessions: int = 10000, max_per_source: int = 8,
+                 reuse_port: bool = False) -> None:
         self.address = address
         self.port = port
         self.catalog = catalog
         self.stages = stages
         self.limits = limits
         self.max_sessions = max_sessions
+        self.max_per_source = max_per_source  # sessions one client IP may hold at once
         self.reuse_port = reuse_port  # several worker processes share the port
         self.cache = ContentCache()
         self.stats: Counter[str] = Counter()  # done, failed, denied, malformed, wrong_tid...
@@ -281,6 +289,10 @@ class TftpServer:
             existing.transfer = existing.transfer._replace(
                 phase=Phase.FAILED, reason=f"the client asked for {packet.filename!r} instead")
             self._finish(existing, time.monotonic(), logging.INFO)
+        if self._table.per_source.get(peer[0], 0) >= self.max_per_source:
+            self.stats["source_busy"] += 1
+            self._refuse(peer, ErrorCode.NOT_DEFINED, "too many transfers from your address")
+            return
         if len(self.sessions) >= self.max_sessions:
             self.stats["busy"] += 1
             self._refuse(peer, ErrorCode.NOT_DEFINED, "server busy, try again")

@@ -9,7 +9,9 @@ a wrong transfer ID lands there and never reaches the transfer.
 The table finds a session three ways, each in O(1) or O(log n): by the client's
 address (a repeated or replacing request), by the descriptor epoll reports
 (every datagram, without scanning the sessions) and by deadline (a heap with
-one entry per session, which the loop's timeout is taken from).
+one entry per session, which the loop's timeout is taken from). It also counts
+the sessions of each client IP address, when one opens or closes, for the
+server's cap per source.
 """
 
 from __future__ import annotations
@@ -82,11 +84,14 @@ class SessionTable:
         self.by_peer: dict[tuple[str, int], Session] = {}
         self.by_fd: dict[int, tuple[Session, bool]] = {}  # fd -> (session, is the stray one)
         self.timers: list[tuple[float, int, Session]] = []  # (deadline, tie-breaker, session)
+        self.per_source: dict[str, int] = {}  # client IP -> its open sessions (none: absent)
         self._seq = itertools.count()
 
     def add(self, session: Session, epoll: select.epoll) -> None:
         """Take a new session in and have epoll watch both its sockets."""
         self.by_peer[session.peer] = session
+        ip = session.peer[0]
+        self.per_source[ip] = self.per_source.get(ip, 0) + 1
         for s, is_stray in ((session.sock, False), (session.stray, True)):
             self.by_fd[s.fileno()] = (session, is_stray)
             epoll.register(s.fileno(), select.EPOLLIN)
@@ -116,6 +121,12 @@ class SessionTable:
         session.closed = True
         if self.by_peer.get(session.peer) is session:
             del self.by_peer[session.peer]
+        ip = session.peer[0]
+        left = self.per_source[ip] - 1
+        if left:
+            self.per_source[ip] = left
+        else:
+            del self.per_source[ip]
         for sock in (session.sock, session.stray):
             self.by_fd.pop(sock.fileno(), None)
             if epoll is not None and not epoll.closed:

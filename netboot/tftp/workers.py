@@ -58,7 +58,8 @@ def _worker(config: Config, address: IPv4Address, port: int, log_format: str, le
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops its workers itself
     pool = InventoryPool(lambda: Inventory(config.storage.database))
     stages = StageRecorder(pool)
-    server = TftpServer(address, port, Catalog(config, pool), stages, reuse_port=True)
+    server = TftpServer(address, port, Catalog(config, pool), stages,
+                        max_per_source=config.server.tftp_max_per_source, reuse_port=True)
     started = []
     try:
         for service in (pool, stages, server):

@@ -104,6 +104,24 @@ def test_a_session_that_moved_on_is_put_back_for_its_new_deadline(epoll):
         table.close(session, epoll)
 
 
+def test_the_table_counts_open_sessions_per_client_address(epoll):
+    table = SessionTable()
+    sessions = [session_for(peer) for peer in (("127.0.0.1", 9), ("127.0.0.1", 10),
+                                               ("127.0.0.2", 9))]
+    for session in sessions:
+        table.add(session, epoll)
+    try:
+        assert table.per_source == {"127.0.0.1": 2, "127.0.0.2": 1}
+        table.close(sessions[0], epoll)
+        table.close(sessions[0], epoll)  # closing twice counts once
+        table.close(sessions[2], epoll)
+        assert table.per_source == {"127.0.0.1": 1}  # an address with none is forgotten
+    finally:
+        for session in sessions:
+            table.close(session, epoll)
+    assert table.per_source == {}
+
+
 def test_a_closed_session_leaves_the_table_and_is_never_due(epoll):
     table = SessionTable()
     session = session_for(("127.0.0.1", 9))

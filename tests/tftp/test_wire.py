@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netboot.tftp.options import MAX_TIMEOUT, Limits
-from netboot.tftp.packets import Error, Opcode, encode_ack, parse
+from netboot.tftp.packets import Error, ErrorCode, Opcode, encode_ack, encode_error, parse
 from tests.support.bootserving import (
     MAC,
     SECRET,
@@ -314,14 +314,19 @@ def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
     assert served.tftp.stats["malformed"] == 2
 
 
+def source(n: int) -> str:
+    """The n-th of 62,500 loopback addresses: many clients, each within the cap per source."""
+    return f"127.1.{n // 250}.{n % 250 + 1}"
+
+
 def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(serve):
     """Past 1,024 descriptors (tftpy's select() limit) and with every session stalled."""
     served = serve(Limits(timeout=1.0, retries=2, max_timeout=MAX_TIMEOUT))
     stalled = []
     try:
-        for _ in range(2000):
+        for n in range(2000):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((source(n), 0))
             # timeout 30 (RFC 2349; the cap raised above): the sessions outlive the test
             # however slow the machine is
             sock.sendto(b"\x00\x01small\x00octet\x00timeout\x0030\x00",
@@ -338,6 +343,40 @@ def test_two_thousand_stalled_transfers_do_not_stop_a_new_download(serve):
         for sock in stalled:
             sock.close()
     assert served.tftp.stats["internal_errors"] == 0
+
+
+def test_a_ninth_transfer_from_one_address_gets_error_0_and_other_addresses_are_served(
+        served: Served):
+    held = [RawClient(served.tftp.port, bind="127.0.0.5") for _ in range(8)]
+    extra = RawClient(served.tftp.port, bind="127.0.0.5")
+    other = RawClient(served.tftp.port, bind="127.0.0.6")
+    try:
+        for client in held:
+            assert client.request("small")[:4] == b"\x00\x03\x00\x01"
+        error = error_of(extra.request("small"))
+        assert (error.code, error.message) == (0, "too many transfers from your address")
+        assert other.download("small") == (served.root / "small").read_bytes()
+    finally:
+        for client in (*held, extra, other):
+            client.close()
+    assert (served.tftp.stats["source_busy"], served.tftp.stats["busy"]) == (1, 0)
+
+
+def test_a_transfer_that_ends_gives_its_address_a_place_again(served: Served):
+    held = [RawClient(served.tftp.port, bind="127.0.0.5") for _ in range(8)]
+    late = RawClient(served.tftp.port, bind="127.0.0.5")
+    try:
+        for client in held:
+            client.request("small")
+        held[0].sock.sendto(encode_error(ErrorCode.NOT_DEFINED, "cancelled"), held[0].peer)
+        deadline = time.monotonic() + 2
+        while len(served.tftp.sessions) > 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert late.download("small") == (served.root / "small").read_bytes()
+    finally:
+        for client in (*held, late):
+            client.close()
+    assert served.tftp.stats["source_busy"] == 0
 
 
 def test_client_initrd_part_is_served_to_its_own_address(served: Served):
@@ -373,9 +412,9 @@ def test_two_thousand_concurrent_transfers_all_complete_intact(served: Served):
     selector = selectors.DefaultSelector()
     received: dict[socket.socket, bytearray] = {}
     try:
-        for _ in range(2000):
+        for n in range(2000):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((source(n), 0))
             sock.setblocking(False)
             sock.sendto(b"\x00\x01small\x00octet\x00", ("127.0.0.1", served.tftp.port))
             selector.register(sock, selectors.EVENT_READ)
