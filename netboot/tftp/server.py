@@ -118,7 +118,11 @@ class TftpServer:
         self.max_per_source = max_per_source  # sessions one client IP may hold at once
         self.reuse_port = reuse_port  # several worker processes share the port
         self.cache = ContentCache()
-        self.stats: Counter[str] = Counter()  # done, failed, denied, malformed, wrong_tid...
+        # What became of each datagram and transfer: done, failed, unanswered, and each
+        # refusal by reason (malformed, wrong_tid, write_refused, mode_refused, not_found,
+        # denied, bad_options, source_busy, busy), and the loop's own (send_errors,
+        # internal_errors, spin_misses); logged when the server stops.
+        self.stats: Counter[str] = Counter()
         self._table = SessionTable()
         self._fast = FastPath(self._table.by_peer, self.stats, self._on_datagram, self._apply,
                               self._send_failed)
@@ -266,7 +270,8 @@ class TftpServer:
             if data[:2] in (_RRQ, _WRQ):  # tell a client why its request went unanswered
                 self._refuse(peer, ErrorCode.ILLEGAL_OPERATION, f"malformed request: {err}")
             return
-        if not isinstance(packet, Request):
+        if not isinstance(packet, Request):  # an ACK, ERROR or DATA for no transfer of ours
+            self.stats["wrong_tid"] += 1
             if not isinstance(packet, Error):  # never answer an error with an error
                 self._refuse(peer, ErrorCode.UNKNOWN_TID, "unknown transfer ID")
             return
@@ -277,6 +282,7 @@ class TftpServer:
             self._refuse(peer, ErrorCode.ACCESS_VIOLATION, "read-only server")
             return
         if packet.mode not in MODES:
+            self.stats["mode_refused"] += 1
             self._refuse(peer, ErrorCode.ILLEGAL_OPERATION,
                          f"mode {packet.mode} not served; use octet (binary)")
             return

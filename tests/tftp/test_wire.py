@@ -133,6 +133,7 @@ def test_traversal_forms_get_access_violation(served: Served, tmp_path: Path, na
         assert error_of(client.request(name)).code == 2
     finally:
         client.close()
+    assert served.tftp.stats["denied"] == 1
 
 
 @pytest.mark.parametrize("name", ["%2e%2e/secret", "..%2fsecret", "%2e%2e%5csecret"])
@@ -169,6 +170,7 @@ def test_unknown_file_gets_file_not_found(served: Served):
         assert error_of(client.request("no-such-file")).code == 1
     finally:
         client.close()
+    assert served.tftp.stats["not_found"] == 1
 
 
 def test_write_request_gets_access_violation_and_writes_nothing(served: Served):
@@ -200,6 +202,7 @@ def test_blksize_below_8_gets_error_8(served: Served):
         assert (error.code, error.message) == (8, "blksize 4 is outside at least 8")
     finally:
         client.close()
+    assert served.tftp.stats["bad_options"] == 1
 
 
 def test_tsize_and_timeout_are_answered_in_the_oack(served: Served):
@@ -362,6 +365,20 @@ def test_a_ninth_transfer_from_one_address_gets_error_0_and_other_addresses_are_
     assert (served.tftp.stats["source_busy"], served.tftp.stats["busy"]) == (1, 0)
 
 
+def test_past_the_global_cap_any_address_gets_server_busy(served: Served):
+    served.tftp.max_sessions = 2
+    clients = [RawClient(served.tftp.port, bind=f"127.0.0.{n}") for n in (5, 6, 7)]
+    try:
+        for client in clients[:2]:
+            assert client.request("small")[:2] == b"\x00\x03"
+        error = error_of(clients[2].request("small"))
+        assert (error.code, error.message) == (0, "server busy, try again")
+    finally:
+        for client in clients:
+            client.close()
+    assert (served.tftp.stats["busy"], served.tftp.stats["source_busy"]) == (1, 0)
+
+
 def test_a_transfer_that_ends_gives_its_address_a_place_again(served: Served):
     held = [RawClient(served.tftp.port, bind="127.0.0.5") for _ in range(8)]
     late = RawClient(served.tftp.port, bind="127.0.0.5")
@@ -470,3 +487,14 @@ def test_a_netascii_request_is_refused_with_error_4_naming_octet(served: Served)
     finally:
         client.close()
     assert error.code == 4 and "octet" in error.message
+    assert served.tftp.stats["mode_refused"] == 1
+
+
+def test_an_ack_to_the_request_port_gets_error_5_and_is_counted(served: Served):
+    client = RawClient(served.tftp.port)
+    try:
+        client.send_raw(encode_ack(1))
+        assert error_of(client.receive()).code == 5
+    finally:
+        client.close()
+    assert served.tftp.stats["wrong_tid"] == 1
