@@ -7,11 +7,11 @@ with error 8 and a message naming it. Three values are lowered instead: a
 blksize above what this server sends (RFC 2348 lets the server answer with a
 smaller one, which is how a request for 65536 gets a working transfer), a
 windowsize above our cap (RFC 7440 lets the server choose a smaller window),
-and a timeout above ``Limits.max_timeout``. RFC 2349 asks the server to echo
-the client's timeout or leave the option out; we answer the lowered value
-instead, so the client knows how often we resend, because a session a silent
-peer holds lasts (retries + 1) x timeout, and 255 s would let a few forged
-requests hold sessions for many minutes.
+and a timeout above ``Limits.max_timeout``. RFC 2349 lets the server only echo
+the client's timeout or leave the option out, so a timeout above the cap is
+left out of the OACK and the server resends every ``max_timeout`` seconds: a
+session a silent peer holds lasts (retries + 1) x timeout, and 255 s would let
+a few forged requests hold sessions for many minutes.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Limits:
     max_blksize: int = MAX_BLKSIZE
     max_windowsize: int = 64  # a 64-block burst is already line rate; larger only adds loss
     timeout: float = 1.0  # seconds before a DATA block is sent again, if the client sets none
-    max_timeout: int = 5  # a client's timeout option above this is lowered to it
+    max_timeout: int = 5  # a client's timeout option above this is not acknowledged; we use this
     retries: int = 5  # resends of the same block before the transfer is given up
     # Resends of the first packet (the OACK or block 1) while the peer has answered
     # nothing: a forged source never will, and its victim gets no more than these.
@@ -92,9 +92,11 @@ def negotiate(requested: dict[str, str], size: int,
         _number(Option.TSIZE, requested[Option.TSIZE], 0, None)  # a client sends 0 in a RRQ
         oack.append((Option.TSIZE, str(size)))
     if Option.TIMEOUT in requested:
-        timeout = min(_number(Option.TIMEOUT, requested[Option.TIMEOUT], MIN_TIMEOUT,
-                              MAX_TIMEOUT), limits.max_timeout)
-        oack.append((Option.TIMEOUT, str(timeout)))
+        asked_timeout = _number(Option.TIMEOUT, requested[Option.TIMEOUT], MIN_TIMEOUT,
+                                MAX_TIMEOUT)
+        timeout = min(asked_timeout, limits.max_timeout)
+        if asked_timeout == timeout:  # RFC 2349: echoed as asked, or not acknowledged at all
+            oack.append((Option.TIMEOUT, str(timeout)))
     if Option.WINDOWSIZE in requested:
         asked = _number(Option.WINDOWSIZE, requested[Option.WINDOWSIZE], MIN_WINDOWSIZE,
                         MAX_WINDOWSIZE)
