@@ -15,6 +15,7 @@ GROUND_FLOOR = frozenset({
     "names",  # names people type (MAC, host name, IQN, image): config, CLI and provisioning
     "size",  # sizes people type: config defaults, CLI options, image and LUN sizes
     "output",  # tables for people, JSON for scripts: the CLI and the lab's live board
+    "threads",  # service threads that cannot die quietly: every service starts them, serve watches
 })
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr
 
 from netboot.errors import NetbootError
+from netboot.threads import start_thread
 
 log = logging.getLogger("netboot.ra")
 
@@ -89,8 +90,7 @@ class RouterAdvertiser:
                                f"{err.strerror or err}") from None
         self._sock, self._index = sock, index
         self._packet = advertisement(interface_mac(self.interface))
-        self._thread = threading.Thread(target=self._run, name="ra", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self.name, "ra", self._run)
         log.info("answering IPv6 router solicitations on %s", self.interface)
 
     def stop(self) -> None:

@@ -36,6 +36,7 @@ from netboot.host.iproute import ipv4_addresses
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.log import client_log
+from netboot.threads import start_thread
 
 log = logging.getLogger("netboot.dhcp")
 
@@ -115,7 +116,7 @@ class StageWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dhcp-stages", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def record(self, mac: str, stage: Stage, at: float) -> None:
         with self._lock:
@@ -123,12 +124,13 @@ class StageWriter:
         self._wake.set()
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = start_thread(DhcpService.name, "dhcp-stages", self._run)
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         with self.open_inventory() as inventory:
@@ -256,8 +258,6 @@ class DhcpService:
         self.open_inventory = open_inventory
         self.engine: DhcpEngine | None = None
         self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._sockets: list[tuple[socket.socket, int]] = []
         self._stages = StageWriter(open_inventory)
@@ -271,14 +271,13 @@ class DhcpService:
         except NetbootError:
             self._close()
             raise
-        self._stages.start()
-        self._thread = threading.Thread(target=self._run, name="dhcp", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._failure is not None:
-            self._stages.stop()
+        try:
+            self.engine = self._open_engine()
+        except Exception as err:
             self._close()
-            raise NetbootError(f"DHCP could not start: {self._failure}")
+            raise NetbootError(f"DHCP could not start: {err}") from None
+        self._stages.start()
+        self._thread = start_thread(self.name, "dhcp", self._run)
         log.info("DHCP (%s mode) on %s ports %s", self.config.dhcp.mode, interface,
                  ", ".join(map(str, ports)))
         address = self.config.server.address
@@ -301,15 +300,17 @@ class DhcpService:
             sock.close()
         self._sockets.clear()
 
-    def _run(self) -> None:
+    def _open_engine(self) -> DhcpEngine:
+        inventory = self.open_inventory()
         try:
-            inventory = self.open_inventory()
-            self.engine = DhcpEngine(self.config, inventory, time.time(), self._stages.record)
-        except Exception as err:  # reported by start(), in the caller's thread
-            self._failure = err
-            self._ready.set()
-            return
-        self._ready.set()
+            return DhcpEngine(self.config, inventory, time.time(), self._stages.record)
+        except BaseException:
+            inventory.close()
+            raise
+
+    def _run(self) -> None:
+        assert self.engine is not None
+        inventory = self.engine.inventory
         selector = selectors.DefaultSelector()
         for sock, port in self._sockets:
             selector.register(sock, selectors.EVENT_READ, port)

@@ -32,6 +32,7 @@ from netboot.errors import NotFound
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.stages import REPORTED_STAGES, Stage
 from netboot.log import client_log
+from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +208,8 @@ class HttpServer:
     def start(self) -> None:
         self._server = BootHTTPServer((str(self.address), self.port), self.catalog, self.stages)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http",
-                                        kwargs={"poll_interval": 0.5}, daemon=True)
-        self._thread.start()
+        server = self._server
+        self._thread = start_thread(self.name, "http", lambda: server.serve_forever(0.5))
         log.info("HTTP on %s:%d", self.address, self.port)
 
     def stop(self) -> None:

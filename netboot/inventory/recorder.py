@@ -15,6 +15,7 @@ import time
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.stages import Stage
 from netboot.log import client_log
+from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,7 @@ class StageRecorder:
         self._queue.put((mac, stage, at))
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stages", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self.name, "stages", self._run)
 
     def stop(self) -> None:
         self._queue.put(None)

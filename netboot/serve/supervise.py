@@ -4,7 +4,9 @@ Each subsystem (DHCP, TFTP, HTTP, target reconcile) is a
 :class:`~netboot.serve.service.Service` that runs its own threads
 (:mod:`netboot.serve.compose` picks them); this module checks the host, clears
 what an interrupted ``client add`` left, starts them, and turns SIGTERM or
-SIGINT into an orderly stop.
+SIGINT into an orderly stop. A service thread that dies (see
+:mod:`netboot.threads`) stops the others too and ends serve with an
+error naming it, rather than leaving it to serve on without that part.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from netboot.inventory.store import Inventory
 from netboot.provisioning.root import recover_interrupted
 from netboot.serve.compose import build_services
 from netboot.serve.service import SERVE_READY, Service
+from netboot.threads import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +40,36 @@ def check_interface(config: Config) -> None:
 
 
 def run(services: list[Service], stop: threading.Event | None = None) -> None:
-    """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``), then stop them in reverse."""
+    """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``) or until a thread of one
+    dies, then stop them in reverse; a death raises, so ``netboot serve`` exits non-zero."""
     if not services:
         raise NetbootError("nothing to serve: every service is turned off in the config")
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    supervisor = Supervisor(stop)
     started: list[Service] = []
     try:
-        for service in services:
-            try:
-                service.start()
-            except OSError as err:
-                raise NetbootError(f"{service.name} could not start: {err}") from None
-            started.append(service)
-            log.info("%s started", service.name)
-        log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
-        stop.wait()
-        log.info("stopping")
+        with supervisor.starting():
+            for service in services:
+                try:
+                    service.start()
+                except OSError as err:
+                    raise NetbootError(f"{service.name} could not start: {err}") from None
+                started.append(service)
+                log.info("%s started", service.name)
+        if not stop.is_set():
+            log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
+            stop.wait()
+        if supervisor.death is None:
+            log.info("stopping")
+        else:
+            log.error("stopping every service: %s", supervisor.death)
     finally:
-        for service in reversed(started):
-            try:
-                service.stop()
-            except Exception:  # one service failing to stop must not keep the others running
-                log.exception("%s did not stop cleanly", service.name)
+        supervisor.stop_all(started)
+    if supervisor.death is not None:
+        raise NetbootError(f"serve stopped: {supervisor.death}")
 
 
 def serve(config: Config, stop: threading.Event | None = None) -> None:

@@ -30,6 +30,7 @@ from netboot.log import client_log
 from netboot.target import TargetBackend, managed_backend
 from netboot.target.logins import LOGIN_OR_LATER, Session, new_logins, sessions
 from netboot.target.reconcile import reconcile
+from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,7 @@ class TargetService:
             self._reconcile(inventory)
         self._stop.clear()
         self._sessions = frozenset()
-        self._thread = threading.Thread(target=self._run, args=(pid,), name="target-watch",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self.name, "target-watch", lambda: self._run(pid))
 
     def stop(self) -> None:
         self._stop.set()

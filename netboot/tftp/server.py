@@ -73,6 +73,7 @@ from netboot.tftp.transfer import (
     new_transfer,
     step,
 )
+from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ class TftpServer:
         self._epoll = select.epoll()
         self._epoll.register(self._sock.fileno(), select.EPOLLIN)
         self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
-        self._thread = threading.Thread(target=self._run, name="tftp", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self.name, "tftp", self._run)
         log.info("TFTP on %s:%d, root %s", self.address, self.port,
                  self.catalog.config.tftp_root_path)
 

@@ -7,16 +7,22 @@ worker process takes a share of the transfers (a client's repeated request
 reaches the same worker) with no hand-off between them. Workers are started
 with ``spawn``: a fresh interpreter, never a fork of a process with threads.
 Each opens its own inventory connections; SQLite in WAL mode takes readers
-and the odd stage write from several processes.
+and the odd stage write from several processes. A worker whose thread dies
+exits non-zero; a worker that exits non-zero or is killed ends the parent's
+watch thread, which stops ``netboot serve`` (:mod:`netboot.threads`). Exit
+status 0 is a worker stopped by a SIGTERM, as systemd sends to every process
+of the service when it stops it.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from ipaddress import IPv4Address
@@ -29,6 +35,7 @@ from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import Inventory
 from netboot.log import JsonFormatter, setup_logging
 from netboot.tftp.server import TftpServer
+from netboot.threads import Supervisor, start_thread
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,8 @@ def _log_settings() -> tuple[str, int]:
 
 def _worker(config: Config, address: IPv4Address, port: int, log_format: str, level: int,
             ready: multiprocessing.Queue) -> None:
-    """A worker's life: serve until SIGTERM, then let go in reverse order."""
+    """A worker's life: serve until SIGTERM or until its thread dies, then let go in reverse
+    order; a death is exit status 1."""
     setup_logging(log_format, level)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -60,18 +68,28 @@ def _worker(config: Config, address: IPv4Address, port: int, log_format: str, le
     stages = StageRecorder(pool)
     server = TftpServer(address, port, Catalog(config, pool), stages,
                         max_per_source=config.server.tftp_max_per_source, reuse_port=True)
+    supervisor = Supervisor(stop)
     started = []
     try:
-        for service in (pool, stages, server):
-            service.start()
-            started.append(service)
+        with supervisor.starting():
+            for service in (pool, stages, server):
+                service.start()
+                started.append(service)
         ready.put(server.port)
         stop.wait()
     except Exception as err:
         ready.put(f"{type(err).__name__}: {err}")
     finally:
-        for service in reversed(started):
-            service.stop()
+        supervisor.stop_all(started)
+    if supervisor.death is not None:
+        sys.exit(1)
+
+
+def _ended(process: multiprocessing.process.BaseProcess) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"it was killed by {signal.Signals(-code).name}"
+    return f"it exited with status {code}"
 
 
 def _wait_ready(process: multiprocessing.process.BaseProcess,
@@ -83,7 +101,7 @@ def _wait_ready(process: multiprocessing.process.BaseProcess,
             return ready.get(timeout=0.2)
         except queue.Empty:
             if not process.is_alive():
-                return f"it exited with status {process.exitcode}"
+                return _ended(process)
     return f"no answer within {START_TIMEOUT:.0f} s"
 
 
@@ -98,6 +116,8 @@ class TftpWorkers:
         self.port = port
         self.count = count
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._watch: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def pids(self) -> list[int]:
@@ -121,9 +141,29 @@ class TftpWorkers:
         except BaseException:
             self.stop()
             raise
+        processes = list(self._processes)
+        self._watch = start_thread(self.name, "tftp-workers", lambda: self._watch_for(processes))
         log.info("TFTP: %d worker processes on %s:%d", self.count, self.address, self.port)
 
+    def _watch_for(self, processes: list[multiprocessing.process.BaseProcess]) -> None:
+        """Return once :meth:`stop` stops the workers or each has stopped on a SIGTERM;
+        raise when one exits any other way."""
+        running = list(processes)
+        while running:
+            ended = multiprocessing.connection.wait([p.sentinel for p in running])
+            if self._stopping:
+                return
+            for process in [p for p in running if p.sentinel in ended]:
+                process.join()  # its pipe closes as it exits, a moment before it can be reaped
+                if process.exitcode != 0:
+                    raise NetbootError(f"TFTP worker {process.name} (pid {process.pid}) is "
+                                       f"gone: {_ended(process)}")
+                log.info("TFTP worker %s (pid %d) stopped on a SIGTERM", process.name,
+                         process.pid)
+                running.remove(process)
+
     def stop(self) -> None:
+        self._stopping = True
         for process in self._processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: the worker closes its transfers and exits
@@ -134,3 +174,6 @@ class TftpWorkers:
                 process.kill()
                 process.join()
         self._processes.clear()
+        if self._watch is not None:
+            self._watch.join()
+            self._watch = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from netboot.boot.loaders import populate
 from netboot.host import iproute
+from netboot.serve.service import SERVE_READY
 from tests.conftest import needs_root
 from tests.support.bootserving import Lan, sha256
 
@@ -53,8 +55,9 @@ def wait_listening(netns: str, port: int, proto: str) -> None:
     raise AssertionError(f"nothing listens on {proto} {port}")
 
 
-def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_path: Path):
-    server_ns, lan, interface, prefix = lan_pair
+def boot_files_config(tmp_path: Path, interface: str, prefix: str) -> Path:
+    """Boot files only, from two TFTP worker processes: no DHCP, no tgtd of its own left
+    behind, none adopted."""
     root, state = tmp_path / "tftproot", tmp_path / "state"
     populate(root)
     (state / "kernel").mkdir(parents=True)
@@ -64,15 +67,25 @@ def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_pa
                       f"  tftp_root: {root}\n  tftp_workers: 2\n"
                       f"dhcp:\n  subnet: {prefix}.0/24\n  mode: \"off\"\n"
                       f"storage:\n  state_dir: {state}\n"
-                      # boot files only: no tgtd of its own left behind, none adopted
                       "target:\n  manage: false\n")
+    return config
+
+
+def start_serve(server_ns: str, config: Path, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(iproute.in_netns(server_ns, [NETBOOT, "--config", str(config),
+                                                             "serve"]),
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_path: Path):
+    server_ns, lan, interface, prefix = lan_pair
+    config = boot_files_config(tmp_path, interface, prefix)
+    root = tmp_path / "tftproot"
     subprocess.run([NETBOOT, "--config", str(config), "client", "add", MAC, "--ip",
                     lan.client], check=True, capture_output=True)
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        serve = subprocess.Popen(iproute.in_netns(server_ns, [NETBOOT, "--config", str(config),
-                                                              "serve"]),
-                                 stdout=out, stderr=subprocess.STDOUT)
+    serve = start_serve(server_ns, config, log)
     try:
         wait_listening(server_ns, 69, "udp")
         wait_listening(server_ns, 8080, "tcp")
@@ -96,3 +109,44 @@ def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_pa
     assert '"last_stage": "kernel"' in shown
     text = log.read_text()
     assert "sent undionly.kpxe" in text and f"[{MAC}]" in text
+
+
+def worker_processes(pid: int) -> list[int]:
+    """The TFTP worker processes among the descendants of ``pid`` (``spawn`` starts each
+    with ``spawn_main`` on its command line; the resource tracker has another)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            for child in map(int, (task / "children").read_text().split()):
+                todo.append(child)
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+    return found
+
+
+def test_serve_exits_non_zero_naming_tftp_when_a_worker_process_is_killed(lan_pair,
+                                                                          tmp_path: Path):
+    server_ns, _, interface, prefix = lan_pair
+    config = boot_files_config(tmp_path, interface, prefix)
+    log = tmp_path / "serve.log"
+    serve = start_serve(server_ns, config, log)
+    try:
+        for _ in range(600):
+            if SERVE_READY in log.read_text():
+                break
+            assert serve.poll() is None, log.read_text()
+            time.sleep(0.05)
+        workers = worker_processes(serve.pid)
+        assert len(workers) == 2
+        os.kill(workers[1], signal.SIGKILL)
+        assert serve.wait(30) == 1
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    text = log.read_text()
+    assert f"tftp thread tftp-workers died: TFTP worker tftp-1 (pid {workers[1]}) is gone: " \
+           "it was killed by SIGKILL" in text
+    assert "Error: serve stopped: tftp thread tftp-workers died" in text
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]

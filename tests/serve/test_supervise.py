@@ -1,0 +1,95 @@
+"""``run()`` with services whose threads die, return early, or stop when asked: real threads
+started with :func:`netboot.threads.start_thread`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from netboot.errors import NetbootError
+from netboot.serve.supervise import run
+from netboot.threads import start_thread
+
+Body = Callable[[threading.Event], None]
+
+
+class Part:
+    """A service with one thread running ``body`` until ``stop`` sets its event."""
+
+    def __init__(self, name: str, body: Body, stops: list[str]) -> None:
+        self.name = name
+        self.body = body
+        self.stops = stops  # the order services were stopped in, shared by the test's parts
+        self.running = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = start_thread(self.name, f"{self.name}-loop", self._run)
+
+    def _run(self) -> None:
+        self.running.set()
+        self.body(self._stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(5)
+        self.stops.append(self.name)
+
+
+def serves(stop: threading.Event) -> None:
+    stop.wait()
+
+
+def crashes(stop: threading.Event) -> None:
+    raise RuntimeError("disk on fire")
+
+
+def returns(stop: threading.Event) -> None:
+    return
+
+
+def run_in_thread(parts: list[Part], stop: threading.Event) -> None:
+    """``run`` off the main thread, so it leaves pytest's signal handlers alone."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(run, parts, stop).result(timeout=20)
+
+
+def test_a_thread_that_raises_stops_run_with_an_error_naming_it_and_stops_the_others(caplog):
+    stops: list[str] = []
+    parts = [Part("first", serves, stops), Part("broken", crashes, stops),
+             Part("last", serves, stops)]
+    with caplog.at_level(logging.INFO), pytest.raises(NetbootError) as failed:
+        run_in_thread(parts, threading.Event())
+    assert str(failed.value) == \
+        "serve stopped: broken thread broken-loop died: RuntimeError: disk on fire"
+    assert stops == ["last", "broken", "first"]
+    died = [r for r in caplog.records if "broken thread broken-loop died" in r.getMessage()]
+    assert died[0].levelno == logging.ERROR and died[0].exc_info is not None
+
+
+def test_a_thread_that_returns_while_serving_counts_as_dead():
+    stops: list[str] = []
+    parts = [Part("steady", serves, stops), Part("quitter", returns, stops)]
+    with pytest.raises(NetbootError, match="quitter thread quitter-loop died: it returned"):
+        run_in_thread(parts, threading.Event())
+    assert stops == ["quitter", "steady"]
+
+
+def test_a_stop_asked_for_ends_run_cleanly(caplog):
+    stops: list[str] = []
+    parts = [Part("one", serves, stops), Part("two", serves, stops)]
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool, caplog.at_level(logging.INFO):
+        running = pool.submit(run, parts, stop)
+        for part in parts:
+            assert part.running.wait(5)
+        stop.set()
+        assert running.result(timeout=20) is None
+    assert stops == ["two", "one"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
