@@ -68,6 +68,12 @@ class ServerConfig:
     # TFTP transfers one client address may have in flight (in each worker process);
     # a further request gets error 0. A booting machine needs one or two.
     tftp_max_per_source: int = 8
+    # HTTP handler threads; past them new connections wait in the listen backlog.
+    http_threads: int = 64
+    # Open HTTP connections one address may hold; past them it gets 503.
+    http_max_per_source: int = 16
+    # Seconds from waiting for a request to having its headers (slowloris defence).
+    http_request_timeout: int = 30
 
 
 @dataclass(frozen=True)

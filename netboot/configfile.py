@@ -226,6 +226,11 @@ def _check_rules(config: Config, src: _Source) -> None:
         raise src.error("server.tftp_workers", "expected 0-64 (0: one per CPU)")
     if not 1 <= server.tftp_max_per_source <= 10000:
         raise src.error("server.tftp_max_per_source", "expected 1-10000")
+    for key, value, most in (("server.http_threads", server.http_threads, 1024),
+                             ("server.http_max_per_source", server.http_max_per_source, 1024),
+                             ("server.http_request_timeout", server.http_request_timeout, 3600)):
+        if not 1 <= value <= most:
+            raise src.error(key, f"{value} is out of range (expected 1-{most})")
     if not 0 <= target.tgt_control_port <= 32767:  # tgtd keeps it in a C short
         raise src.error("target.tgt_control_port", "expected 0-32767 (0: tgtd's default)")
     if subnet.prefixlen > 30:

@@ -1,11 +1,20 @@
 """The HTTP server iPXE fetches the kernel, the initrds and its script from.
 
-The stdlib's ThreadingHTTPServer: a boot needs a handful of requests per
-client, and the large ones (kernel, base initramfs) go out with sendfile(2),
-so the copying happens in the kernel without the GIL. A thread per connection
-is then cheap enough for a boot storm and keeps the code short; an asyncio
-server would add a second concurrency model beside the TFTP loop for no
-measured gain (see bench/tftp_bench.py for the figures).
+The stdlib's HTTP request handler on a fixed pool of threads: a boot needs a
+handful of requests per client, and the large ones (kernel, base initramfs) go
+out with sendfile(2), so the copying happens in the kernel without the GIL. An
+asyncio server would add a second concurrency model beside the TFTP loop for
+no measured gain (see bench/tftp_bench.py for the figures).
+
+Hostile peers are bounded three ways. The accept loop takes a connection only
+while a handler thread is free, so past ``server.http_threads`` connections
+wait in the kernel's listen backlog (a boot storm is delayed, not failed: iPXE
+gives up on a 503 but waits on a slow connect). An address holding
+``server.http_max_per_source`` connections is answered 503 at once, without a
+thread. Reading a request, from the wait for its first byte to its last header,
+must end within ``server.http_request_timeout`` seconds (a client trickling its
+headers is cut off); after that, each send to a slow reader is bounded by the
+per-operation timeout only.
 
 URL layout (the contract with DHCP and /init, built in :mod:`netboot.boot.urls`):
 ``/boot/vmlinuz``, ``/boot/initramfs.img``, ``/clients/<mac>/boot.ipxe``,
@@ -16,18 +25,28 @@ other path a file from the TFTP root. Names resolve through
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import math
+import queue
 import re
+import selectors
+import socket
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from ipaddress import IPv4Address
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from netboot.boot import urls
 from netboot.boot.catalog import AccessDenied, Catalog, Content
 from netboot.boot.content import FileSource
+from netboot.config import ServerConfig
 from netboot.errors import NotFound
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.stages import REPORTED_STAGES, Stage
@@ -38,6 +57,87 @@ log = logging.getLogger(__name__)
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 MAX_DETAIL = 200  # characters of a failure detail kept in the log
+MAX_DIGITS = 18  # digits of a Range position read as written: 10**18 bytes is past any file
+IO_TIMEOUT = 60  # seconds one read or send may block: a client that stops reading is let go
+RETRY_AFTER = 5  # seconds a refused client is told to wait (RFC 9110 10.2.3)
+POLL_INTERVAL = 0.5  # seconds between the accept loop's looks at its stop flag
+STOP_GRACE = 5.0  # seconds stop() waits for a handler thread to end
+
+
+class Refusal(StrEnum):
+    """Why a connection or request was turned away; counted, logged at stop."""
+
+    PER_SOURCE = "per-source limit"  # 503: the address holds its maximum of connections
+    DEADLINE = "request deadline"  # closed: no whole request line and headers in time
+    OVERSIZED = "oversized request"  # 414/431 from the parser: a line or header set too long
+    MALFORMED = "malformed request"  # 400/501/505 from the parser
+    RANGE = "unsatisfiable range"  # 416
+
+
+_REFUSAL_OF_STATUS = {HTTPStatus.REQUEST_URI_TOO_LONG: Refusal.OVERSIZED,
+                      HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: Refusal.OVERSIZED}
+
+BUSY = (f"HTTP/1.1 {HTTPStatus.SERVICE_UNAVAILABLE.value} "
+        f"{HTTPStatus.SERVICE_UNAVAILABLE.phrase}\r\n"
+        f"Retry-After: {RETRY_AFTER}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode()
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """The bounds one hostile peer meets (``server.http_*``)."""
+
+    threads: int
+    per_source: int
+    request_timeout: float
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> HttpLimits:
+        return cls(server.http_threads, server.http_max_per_source, server.http_request_timeout)
+
+
+@dataclass
+class Stats:
+    """Connections served and refusals by reason, counted from every handler thread."""
+
+    connections: int = 0
+    refused: Counter[Refusal] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def served(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    def count(self, reason: Refusal) -> None:
+        with self._lock:
+            self.refused[reason] += 1
+
+    def line(self) -> str:
+        with self._lock:
+            refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
+            return f"connections {self.connections}, refused: {refused}"
+
+
+class Sources:
+    """Open connections per source address, at most ``limit`` each."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def admit(self, source: str) -> bool:
+        with self._lock:
+            if self._open[source] >= self.limit:
+                return False
+            self._open[source] += 1
+            return True
+
+    def release(self, source: str) -> None:
+        with self._lock:
+            self._open[source] -= 1
+            if not self._open[source]:
+                del self._open[source]
 
 
 class RangeNotSatisfiable(ValueError):
@@ -48,7 +148,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The single byte range asked for, inclusive, or None to send the whole file.
 
     Several ranges or a header that does not parse are ignored (RFC 9110
-    14.2 lets a server do so); a range wholly past the end raises.
+    14.2 lets a server do so); a range wholly past the end raises. A position
+    of any length is read (past :data:`MAX_DIGITS` digits it is past the end).
     """
     if not header:
         return None
@@ -57,24 +158,82 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = match.groups()
     if first == "":  # the last N bytes
-        count = int(last)
+        count = _position(last)
         if count == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(0, size - count), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if last != "" and int(last) < start:
+    start = _position(first)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if last != "" and _position(last) < start:
         return None  # invalid: ignored, like a header that does not parse
     if start >= size:
         raise RangeNotSatisfiable
     return start, end
 
 
+def _position(digits: str) -> int:
+    """A Range position; one too long to convert (int() refuses 4,300 digits) is 10**18."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= MAX_DIGITS else 10 ** MAX_DIGITS
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads, each bounded by ``io_timeout`` and all of them by ``deadline``.
+
+    The per-operation timeout alone lets a client sending a byte a second hold
+    a thread for ever; the handler sets ``deadline`` before each request.
+    """
+
+    def __init__(self, sock: socket.socket, io_timeout: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.io_timeout = io_timeout
+        self.deadline = math.inf
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("request deadline passed")
+        self.sock.settimeout(min(self.io_timeout, left))
+        try:
+            return self.sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = left < self.io_timeout
+            raise
+        finally:
+            self.sock.settimeout(self.io_timeout)
+
+
 class BootRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: iPXE fetches kernel and initrds in a row
     server_version = "netboot"
-    timeout = 60  # a client that stops reading frees its thread after this long
+    timeout = IO_TIMEOUT
     server: BootHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own file: replaced, not left holding the socket open
+        self._reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = time.monotonic() + self.server.limits.request_timeout
+        super().handle_one_request()
+        if self._reader.expired:
+            self.server.stats.count(Refusal.DEADLINE)
+            log.debug("closed %s: no whole request in %s s", self.client_address[0],
+                      self.server.limits.request_timeout)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """The parser's refusals (400, 414, 431, 501, 505), counted by reason."""
+        self.server.stats.count(_REFUSAL_OF_STATUS.get(code, Refusal.MALFORMED))
+        super().send_error(code, message, explain)
 
     def do_GET(self) -> None:
         self._serve(send_body=True)
@@ -118,6 +277,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
         try:
             span = parse_range(self.headers.get("Range"), size)
         except RangeNotSatisfiable:
+            self.server.stats.count(Refusal.RANGE)
             self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
             self.send_header("Content-Range", f"bytes */{size}")
             self.send_header("Content-Length", "0")
@@ -179,42 +339,150 @@ class BootRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class BootHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class BootHTTPServer(HTTPServer):
+    """The listening socket, a fixed pool of handler threads and the loop that feeds it.
+
+    :meth:`serve` accepts only while a thread is free and hands each
+    connection to the pool through a queue, so no more than
+    ``limits.threads`` connections are ever being handled and the rest wait,
+    unaccepted, in the kernel's backlog of ``request_queue_size``.
+    """
+
     allow_reuse_address = True
     request_queue_size = 128  # a boot storm connects at once
 
-    def __init__(self, address: tuple[str, int], catalog: Catalog,
-                 stages: StageRecorder) -> None:
+    def __init__(self, address: tuple[str, int], catalog: Catalog, stages: StageRecorder,
+                 limits: HttpLimits) -> None:
         self.catalog = catalog
         self.stages = stages
+        self.limits = limits
+        self.stats = Stats()
+        self._sources = Sources(limits.per_source)
+        self._free = threading.Semaphore(limits.threads)
+        self._queue: queue.SimpleQueue[tuple[socket.socket, tuple[str, int]] | None] = \
+            queue.SimpleQueue()
+        self._open: set[socket.socket] = set()
+        self._closing = False
+        self._lock = threading.Lock()
+        self._workers = [threading.Thread(target=self._work, name=f"http-{n}", daemon=True)
+                         for n in range(limits.threads)]
         super().__init__(address, BootRequestHandler)
+        self.socket.setblocking(False)  # a connection reset between select and accept
+
+    def serve(self, stop: threading.Event) -> None:
+        """Accept connections until ``stop`` is set, each only once a thread is free."""
+        for worker in self._workers:
+            worker.start()
+        with selectors.DefaultSelector() as ready:
+            ready.register(self.socket, selectors.EVENT_READ)
+            while not stop.is_set():
+                if not self._free.acquire(timeout=POLL_INTERVAL):
+                    continue
+                if not ready.select(POLL_INTERVAL) or not self._accept():
+                    self._free.release()
+
+    def _accept(self) -> bool:
+        """Take one connection to the pool; False if none came or it was refused."""
+        try:
+            conn, peer = self.socket.accept()
+        except OSError:  # gone before accept, or no descriptor left: the loop goes on
+            return False
+        if not self._sources.admit(peer[0]):
+            self.stats.count(Refusal.PER_SOURCE)
+            log.debug("refused a connection from %s: %d open", peer[0], self.limits.per_source)
+            _refuse(conn)
+            return False
+        self._queue.put((conn, peer))
+        return True
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            conn, peer = item
+            with self._lock:
+                closing = self._closing
+                self._open.add(conn)
+            try:
+                if not closing:
+                    self.stats.served()
+                    self.finish_request(conn, peer)
+            except OSError as err:  # reset or broken pipe: the client's business
+                log.debug("HTTP connection from %s ended: %s", peer[0], err)
+            except Exception:
+                log.exception("HTTP connection from %s failed", peer[0])
+            finally:
+                with self._lock:
+                    self._open.discard(conn)
+                self.shutdown_request(conn)
+                self._sources.release(peer[0])
+                self._free.release()
+
+    def close(self) -> None:
+        """End the pool after :meth:`serve` returned: open connections are cut, not awaited."""
+        with self._lock:
+            self._closing = True
+            for conn in self._open:
+                with contextlib.suppress(OSError):  # already closed by its peer
+                    conn.shutdown(socket.SHUT_RDWR)
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join(timeout=STOP_GRACE)
+        self.server_close()
+
+
+def _refuse(conn: socket.socket) -> None:
+    """503 with Retry-After, written without blocking and without a thread, then closed.
+
+    Whatever the client already sent is read first: closing a socket with
+    unread data sends a reset, which can destroy the 503 before it is read.
+    """
+    try:
+        conn.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # nothing sent yet
+            conn.recv(65536)
+        conn.send(BUSY)
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the client is gone: nothing to tell it
+    finally:
+        conn.close()
 
 
 class HttpServer:
-    """A :class:`~netboot.serve.service.Service` running :class:`BootHTTPServer` in a thread."""
+    """A :class:`~netboot.serve.service.Service` running :class:`BootHTTPServer`."""
 
     name = "http"
 
     def __init__(self, address: IPv4Address, port: int, catalog: Catalog,
-                 stages: StageRecorder) -> None:
+                 stages: StageRecorder, limits: HttpLimits) -> None:
         self.address = address
         self.port = port
         self.catalog = catalog
         self.stages = stages
+        self.limits = limits
         self._server: BootHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def stats(self) -> Stats:
+        assert self._server is not None, "not started"
+        return self._server.stats
 
     def start(self) -> None:
-        self._server = BootHTTPServer((str(self.address), self.port), self.catalog, self.stages)
+        self._server = BootHTTPServer((str(self.address), self.port), self.catalog, self.stages,
+                                      self.limits)
         self.port = self._server.server_address[1]
-        server = self._server
-        self._thread = start_thread(self.name, "http", lambda: server.serve_forever(0.5))
-        log.info("HTTP on %s:%d", self.address, self.port)
+        server, stop = self._server, self._stop
+        self._thread = start_thread(self.name, "http", lambda: server.serve(stop))
+        log.info("HTTP on %s:%d (%d threads, %d connections per address)", self.address,
+                 self.port, self.limits.threads, self.limits.per_source)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._server is not None:
+            self._server.close()
+            log.info("HTTP stopped: %s", self._server.stats.line())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from netboot.boot.catalog import Catalog
 from netboot.config import Config, DhcpMode
 from netboot.dhcp.service import DhcpService
-from netboot.http.server import HttpServer
+from netboot.http.server import HttpLimits, HttpServer
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import InventoryFactory
@@ -26,7 +26,8 @@ def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list
     tftp: Service = (TftpServer(address, port, catalog, stages,
                                 max_per_source=config.server.tftp_max_per_source)
                      if workers == 1 else TftpWorkers(config, address, port, workers))
-    return [pool, stages, tftp, HttpServer(address, config.server.http_port, catalog, stages)]
+    return [pool, stages, tftp, HttpServer(address, config.server.http_port, catalog, stages,
+                                            HttpLimits.of(config.server))]
 
 
 def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from netboot.boot.catalog import Catalog
 from netboot.config import Config
 from netboot.host import iproute
-from netboot.http.server import HttpServer
+from netboot.http.server import HttpLimits, HttpServer
 from netboot.inventory.clients import Client
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
@@ -87,7 +87,7 @@ def start_served(config: Config, address: str = "127.0.0.1", client_ip: str = "1
     stages = StageRecorder(pool)
     catalog = Catalog(config, pool)
     tftp = TftpServer(IPv4Address(address), 0, catalog, stages, limits or Limits())
-    http = HttpServer(IPv4Address(address), 0, catalog, stages)
+    http = HttpServer(IPv4Address(address), 0, catalog, stages, HttpLimits.of(config.server))
     for service in (stages, tftp, http):
         service.start()
     return Served(config, root, tftp, http, stages, pool, client)
