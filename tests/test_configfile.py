@@ -163,6 +163,13 @@ def test_tftp_max_per_source_out_of_range_is_an_error(value: int):
     assert (err.key, err.line) == ("server.tftp_max_per_source", 3)
 
 
+@pytest.mark.parametrize("key", ["http_threads", "http_max_per_source", "http_request_timeout"])
+def test_an_http_limit_of_zero_is_an_error(key: str):
+    text = MINIMAL.replace("address: 198.18.0.1", f"address: 198.18.0.1\n  {key}: 0")
+    err = error_of(text)
+    assert err.key == f"server.{key}" and err.line == 3
+
+
 def test_short_lease_is_an_error():
     assert error_of(MINIMAL + "  lease_time: 10\n").key == "dhcp.lease_time"
 

@@ -212,6 +212,9 @@ class _DeadlineReader(io.RawIOBase):
 class BootRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: iPXE fetches kernel and initrds in a row
     server_version = "netboot"
+    # A request line that does not parse is answered as HTTP/1.0, with a status line, not
+    # as HTTP/0.9 (a bare body): no boot client speaks 0.9, and a status line can be read.
+    default_request_version = "HTTP/1.0"
     timeout = IO_TIMEOUT
     server: BootHTTPServer
 
@@ -368,11 +371,11 @@ class BootHTTPServer(HTTPServer):
                          for n in range(limits.threads)]
         super().__init__(address, BootRequestHandler)
         self.socket.setblocking(False)  # a connection reset between select and accept
+        for worker in self._workers:
+            worker.start()
 
     def serve(self, stop: threading.Event) -> None:
         """Accept connections until ``stop`` is set, each only once a thread is free."""
-        for worker in self._workers:
-            worker.start()
         with selectors.DefaultSelector() as ready:
             ready.register(self.socket, selectors.EVENT_READ)
             while not stop.is_set():
