@@ -194,7 +194,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:
         left = self.deadline - time.monotonic()
         if left <= 0:
             self.expired = True

@@ -267,3 +267,12 @@ def test_refusals_are_counted_by_reason_and_logged_at_stop(make_config, caplog):
             stop_served(served)
     assert ("HTTP stopped: connections 2, refused: oversized request 1, per-source limit 1"
             in caplog.text)
+
+
+def test_stop_cuts_held_connections_instead_of_waiting_for_them(make_config):
+    served = start_served(make_config())
+    held = hold(served, ["127.0.0.60", "127.0.0.61"])
+    began = time.monotonic()
+    stop_served(served)
+    assert time.monotonic() - began < 2
+    assert [reply(sock) for sock in held] == [b"", b""]
