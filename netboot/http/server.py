@@ -8,13 +8,16 @@ no measured gain (see bench/tftp_bench.py for the figures).
 
 Hostile peers are bounded three ways. The accept loop takes a connection only
 while a handler thread is free, so past ``server.http_threads`` connections
-wait in the kernel's listen backlog (a boot storm is delayed, not failed: iPXE
-gives up on a 503 but waits on a slow connect). An address holding
-``server.http_max_per_source`` connections is answered 503 at once, without a
-thread. Reading a request, from the wait for its first byte to its last header,
-must end within ``server.http_request_timeout`` seconds (a client trickling its
-headers is cut off); after that, each send to a slow reader is bounded by the
-per-operation timeout only.
+wait in the kernel's listen backlog: a boot storm is delayed, not failed, and a
+waiting connection is served the moment a thread frees, where a 503 would rely
+on the client honouring Retry-After (iPXE does; /init's busybox wget does not).
+An address holding ``server.http_max_per_source`` connections is answered 503
+with Retry-After at once, by the accept loop, without a thread. Reading a
+request, from the wait for its first byte to its last header, must end within
+``server.http_request_timeout`` seconds (a client trickling its headers is cut
+off), and a kept-alive connection must begin its next request within
+:data:`KEEPALIVE_IDLE`; sending the answer to a slow reader is bounded per send
+by :data:`IO_TIMEOUT` only.
 
 URL layout (the contract with DHCP and /init, built in :mod:`netboot.boot.urls`):
 ``/boot/vmlinuz``, ``/boot/initramfs.img``, ``/clients/<mac>/boot.ipxe``,
@@ -60,6 +63,10 @@ MAX_DETAIL = 200  # characters of a failure detail kept in the log
 MAX_DIGITS = 18  # digits of a Range position read as written: 10**18 bytes is past any file
 IO_TIMEOUT = 60  # seconds one read or send may block: a client that stops reading is let go
 RETRY_AFTER = 5  # seconds a refused client is told to wait (RFC 9110 10.2.3)
+# Seconds a kept-alive connection may wait for its next request: iPXE asks for the initrds
+# right after the kernel, then boots the kernel without closing, which would otherwise hold
+# a thread for the whole request deadline.
+KEEPALIVE_IDLE = 5
 POLL_INTERVAL = 0.5  # seconds between the accept loop's looks at its stop flag
 STOP_GRACE = 5.0  # seconds stop() waits for a handler thread to end
 
@@ -178,35 +185,44 @@ def _position(digits: str) -> int:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """A socket's reads, each bounded by ``io_timeout`` and all of them by ``deadline``.
+    """A socket's reads, each bounded by ``io_timeout`` and all of them by a deadline.
 
     The per-operation timeout alone lets a client sending a byte a second hold
-    a thread for ever; the handler sets ``deadline`` before each request.
+    a thread for ever. :meth:`begin` starts a request: its first byte must
+    come by ``idle``, its last by ``deadline``; ``expired`` says the deadline,
+    not the idle wait, ended it.
     """
 
     def __init__(self, sock: socket.socket, io_timeout: float) -> None:
         super().__init__()
         self.sock = sock
         self.io_timeout = io_timeout
-        self.deadline = math.inf
-        self.expired = False
+        self.deadline = self.idle = math.inf
+        self.started = self.expired = False
+
+    def begin(self, deadline: float, idle: float) -> None:
+        self.deadline, self.idle = deadline, min(idle, deadline)
+        self.started = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            self.expired = True
-            raise TimeoutError("request deadline passed")
-        self.sock.settimeout(min(self.io_timeout, left))
-        try:
-            return self.sock.recv_into(buffer)
-        except TimeoutError:
-            self.expired = left < self.io_timeout
-            raise
-        finally:
-            self.sock.settimeout(self.io_timeout)
+        until = self.deadline if self.started else self.idle
+        left = until - time.monotonic()
+        if left > 0:
+            self.sock.settimeout(min(self.io_timeout, left))
+            try:
+                count = self.sock.recv_into(buffer)
+                self.started = True
+                return count
+            except TimeoutError:
+                if left >= self.io_timeout:
+                    raise  # the per-operation timeout, not the deadline
+            finally:
+                self.sock.settimeout(self.io_timeout)
+        self.expired = until == self.deadline
+        raise TimeoutError("request deadline passed" if self.expired else "idle between requests")
 
 
 class BootRequestHandler(BaseHTTPRequestHandler):
@@ -223,9 +239,15 @@ class BootRequestHandler(BaseHTTPRequestHandler):
         self.rfile.close()  # the socket's own file: replaced, not left holding the socket open
         self._reader = _DeadlineReader(self.connection, self.timeout)
         self.rfile = io.BufferedReader(self._reader)
+        self._kept_alive = False
 
     def handle_one_request(self) -> None:
-        self._reader.deadline = time.monotonic() + self.server.limits.request_timeout
+        """One request, read within the deadline; on a kept-alive connection it must also
+        begin within :data:`KEEPALIVE_IDLE`, or the connection is closed (not a refusal)."""
+        now = time.monotonic()
+        self._reader.begin(deadline=now + self.server.limits.request_timeout,
+                           idle=now + KEEPALIVE_IDLE if self._kept_alive else math.inf)
+        self._kept_alive = True
         super().handle_one_request()
         if self._reader.expired:
             self.server.stats.count(Refusal.DEADLINE)
@@ -352,7 +374,9 @@ class BootHTTPServer(HTTPServer):
     """
 
     allow_reuse_address = True
-    request_queue_size = 128  # a boot storm connects at once
+    # The waiting room past the thread pool: a boot storm of hundreds connects at once
+    # (the kernel caps it at net.core.somaxconn).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], catalog: Catalog, stages: StageRecorder,
                  limits: HttpLimits) -> None:

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import pytest
 
-from netboot.http.server import RETRY_AFTER, Refusal
+from netboot.http.server import KEEPALIVE_IDLE, RETRY_AFTER, Refusal
 from tests.support.bootserving import Served, start_served, stop_served
 
 FILE = "/undionly.kpxe"
@@ -197,6 +197,17 @@ def test_an_idle_connection_is_closed_at_the_deadline(serve):
         began = time.monotonic()
         assert reply(idle) == b""
     assert time.monotonic() - began < 3
+
+
+def test_a_kept_alive_connection_idle_after_a_request_is_closed_without_a_refusal(serve):
+    served = serve(http_request_timeout=30)
+    with connect(served, "127.0.0.45", timeout=KEEPALIVE_IDLE + 5) as kept:
+        kept.sendall(GET)
+        began = time.monotonic()
+        response = reply(kept)
+    assert status(response) == 200 and response.endswith(b"x" * FILE_SIZE)
+    assert KEEPALIVE_IDLE - 1 < time.monotonic() - began < KEEPALIVE_IDLE + 2
+    assert served.http.stats.refused == {}
 
 
 def test_a_body_that_never_ends_frees_the_thread_at_the_deadline(serve):
