@@ -391,12 +391,10 @@ class BootHTTPServer(HTTPServer):
         self._open: set[socket.socket] = set()
         self._closing = False
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._work, name=f"http-{n}", daemon=True)
-                         for n in range(limits.threads)]
         super().__init__(address, BootRequestHandler)
         self.socket.setblocking(False)  # a connection reset between select and accept
-        for worker in self._workers:
-            worker.start()
+        self._workers = [start_thread("http", f"http-{n}", self._work)
+                         for n in range(limits.threads)]
 
     def serve(self, stop: threading.Event) -> None:
         """Accept connections until ``stop`` is set, each only once a thread is free."""
