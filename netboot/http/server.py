@@ -451,8 +451,7 @@ class BootHTTPServer(HTTPServer):
         for _ in self._workers:
             self._queue.put(None)
         for worker in self._workers:
-            if worker.is_alive():
-                worker.join(timeout=STOP_GRACE)
+            worker.join(timeout=STOP_GRACE)
         self.server_close()
 
 
