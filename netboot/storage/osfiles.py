@@ -6,7 +6,9 @@ Each clone gets its own at boot, from what netboot's initramfs leaves in
 /run/netboot (method ``initramfs``) or from the iBFT (method ``sanboot``).
 The same files let the root's open-iscsi take over the session the
 initramfs logged in, and keep shutdown from logging out of it before the
-root is unmounted (docs/os-takeover.md is the contract with /init).
+root is unmounted (docs/os-takeover.md is the contract with /init). A sanboot
+image's own initramfs also makes the iBFT's CHAP secrets readable by root only,
+before any user process runs.
 
 Everything here is pure (files rendered from templates, text edits) except
 :func:`make_netboot_ready`, which applies it to a tree.
@@ -27,6 +29,11 @@ OSIMAGE_TEMPLATES = TEMPLATE_DIR / "osimage"
 # What /init leaves for the running system (the contract in docs/os-takeover.md).
 CLIENT_CONF = "/run/netboot/client.conf"
 IBFT_DIR = "/sys/firmware/ibft"
+# The attributes of each iBFT target that hold CHAP credentials (the kernel's
+# drivers/scsi/iscsi_boot_sysfs.c names them; drivers/firmware/iscsi_ibft.c makes
+# them 0444) and the mode that keeps them to root.
+IBFT_SECRETS = ("chap-name", "chap-secret", "rev-chap-name", "rev-chap-secret")
+IBFT_SECRET_MODE = 0o400
 # tgt puts each target's portal in group 1; used when sysfs does not say.
 DEFAULT_TPGT = 1
 
@@ -37,6 +44,13 @@ ROOT_ISCSID_SETTINGS = {
     "node.session.timeo.replacement_timeout": "86400",
     "node.conn[0].timeo.noop_out_interval": "0",
     "node.conn[0].timeo.noop_out_timeout": "0",
+}
+
+# Method sanboot: initramfs-tools copies scripts/ into every initramfs it makes and
+# runs hooks/ as it makes one, so an initramfs rebuilt later keeps them.
+INITRAMFS_FILES = {
+    "etc/initramfs-tools/scripts/init-top/netboot-ibft-private": "ibft-private",
+    "etc/initramfs-tools/hooks/netboot-ibft-private": "ibft-private-hook",
 }
 
 UNITS = (
@@ -94,6 +108,7 @@ def _render(name: str, options: OsOptions) -> str:
         f"{name}.j2", OSIMAGE_TEMPLATES, client_conf=CLIENT_CONF, ibft=IBFT_DIR,
         default_tpgt=DEFAULT_TPGT, console=options.console, sanboot=options.sanboot,
         boot_timeout=options.boot_timeout, root_settings=ROOT_ISCSID_SETTINGS,
+        ibft_secrets=IBFT_SECRETS, ibft_secret_mode=f"{IBFT_SECRET_MODE:o}",
     )
 
 
@@ -104,7 +119,10 @@ def image_files(options: OsOptions) -> list[ImageFile]:
     scripts = [ImageFile(f"usr/lib/netboot/{name}", _render(name, options), 0o755)
                for name in ("identity", "iscsi-root", "os-up")]
     marker = ImageFile("etc/iscsi/iscsi.initramfs", _render("iscsi.initramfs", options), 0o644)
-    return [*units, *scripts, marker]
+    # Only the image's own initramfs (sanboot) sees the iBFT; method initramfs boots netboot's.
+    initramfs = [ImageFile(path, _render(name, options), 0o755)
+                 for path, name in INITRAMFS_FILES.items()] if options.sanboot else []
+    return [*units, *scripts, marker, *initramfs]
 
 
 def grub_config(label: str, options: OsOptions) -> str:

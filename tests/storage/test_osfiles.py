@@ -8,6 +8,7 @@ import pytest
 
 from netboot.storage.osfiles import (
     DEFAULT_OPTIONS,
+    INITRAMFS_FILES,
     ROOT_ISCSID_SETTINGS,
     OsImageError,
     OsOptions,
@@ -35,6 +36,24 @@ def test_rendered_file_matches_golden(name):
 def test_sanboot_marker_turns_on_ibft_login():
     assert _files(OsOptions(sanboot=True))["iscsi.initramfs"].content == \
         (GOLDEN / "iscsi.initramfs.sanboot").read_text()
+
+
+@pytest.mark.parametrize("path", sorted(INITRAMFS_FILES))
+def test_sanboot_image_gets_the_initramfs_file_that_hides_ibft_secrets(path):
+    files = {f.path: f for f in image_files(OsOptions(sanboot=True))}
+    assert files[path].content == (GOLDEN / INITRAMFS_FILES[path]).read_text()
+
+
+def test_initramfs_image_gets_no_initramfs_tools_files():
+    assert not [f.path for f in image_files(DEFAULT_OPTIONS) if "initramfs-tools" in f.path]
+
+
+@pytest.mark.parametrize("path", sorted(INITRAMFS_FILES))
+def test_initramfs_tools_file_is_executable_posix_shell(path):
+    # initramfs-tools skips a hook or script that is not executable.
+    (item,) = [f for f in image_files(OsOptions(sanboot=True)) if f.path == path]
+    assert item.mode == 0o755 and item.content.startswith("#!/bin/sh\n")
+    subprocess.run(["dash", "-n"], input=item.content, text=True, check=True)
 
 
 def test_console_is_where_the_report_goes():
