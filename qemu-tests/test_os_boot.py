@@ -7,10 +7,12 @@ initramfs: the lab's kernel and netboot's /init), lab-03 from
 image's own kernel boot). mmdebstrap's tarballs are cached in the lab cache,
 so only the first run on a machine downloads packages.
 
-Boots are kept few (60-150 s each under TCG): lab-02 and lab-03 boot once;
-lab-01 boots twice, with a check script written into its LUN beforehand that
-writes 64 MiB, waits for the host to stop tgtd for 5 s, writes again after
-the session came back and reboots; its second boot reads the data back.
+Boots are kept few (60-150 s each under TCG): lab-02 and lab-03 boot once,
+lab-03 with a check script written into its disk beforehand that reports who
+may read the iBFT's CHAP secret; lab-01 boots twice, with a check script
+written into its LUN beforehand that writes 64 MiB, waits for the host to
+stop tgtd for 5 s, writes again after the session came back and reboots; its
+second boot reads the data back.
 """
 
 from __future__ import annotations
@@ -76,6 +78,20 @@ echo "TEST-REBOOT"
 systemctl reboot
 """.replace("BLOB_BYTES", str(BLOB))
 
+IBFT_SECRET = "/sys/firmware/ibft/target0/chap-secret"
+IBFT_CHECK_SCRIPT = """#!/bin/sh
+# Written into lab-03's root by qemu-tests/test_os_boot.py: who may read the iBFT's secret.
+S=IBFT_SECRET
+while systemctl is-active -q netboot-os-up.service; do sleep 1; done
+exec >/dev/ttyS0 2>&1  # afresh: a getty starting meanwhile hangs the first one up
+if err=$(su nobody -s /bin/sh -c "cat $S" 2>&1 >/dev/null); then
+	echo "TEST-IBFT-NOBODY read"
+else
+	echo "TEST-IBFT-NOBODY $err"
+fi
+echo "TEST-IBFT-ROOT $(sha256sum <"$S" | cut -d' ' -f1)"
+""".replace("IBFT_SECRET", IBFT_SECRET)
+
 CHECK_UNIT = """[Unit]
 Description=qemu-test checks on the running system
 After=multi-user.target getty.target netboot-os-up.service
@@ -97,6 +113,7 @@ class OsLab:
     state: lab.LabState
     build_seconds: dict[str, float]
     luns: dict[str, Path]
+    chap_secrets: dict[str, str]
     factory: VmFactory
 
     def boot(self, name: str, run: str) -> Vm:
@@ -120,10 +137,11 @@ def expected_sum() -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def install_check_script(lun: Path, work: Path) -> None:
-    """Put the check script and its unit (enabled) into an ext4 LUN with debugfs -w."""
+def install_check_script(filesystem: str, work: Path, text: str) -> None:
+    """Put a check script and its unit (enabled) into an ext4 filesystem with debugfs -w;
+    ``filesystem`` is a LUN, or ``LUN?offset=BYTES`` for the partition of a sanboot disk."""
     script, unit = work / "netboot-test", work / "netboot-test.service"
-    script.write_text(CHECK_SCRIPT)
+    script.write_text(text)
     script.chmod(0o755)
     unit.write_text(CHECK_UNIT)
     unit.chmod(0o644)
@@ -131,7 +149,7 @@ def install_check_script(lun: Path, work: Path) -> None:
                 f"cd /etc/systemd/system\nwrite {unit} netboot-test.service\n"
                 "mkdir multi-user.target.wants\ncd multi-user.target.wants\n"
                 "symlink netboot-test.service /etc/systemd/system/netboot-test.service\n")
-    subprocess.run(["debugfs", "-w", "-f", "-", str(lun)], input=commands, text=True,
+    subprocess.run(["debugfs", "-w", "-f", "-", filesystem], input=commands, text=True,
                    check=True, capture_output=True)
 
 
@@ -168,9 +186,11 @@ def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
             lab.run_cli(state, "client", "add", client.mac, "--hostname", client.name,
                         "--image", image, "--boot-method", method, *size)
         with Inventory(load_config(state.config).storage.database) as inventory:
-            luns = {c.hostname: Path(str(c.lun_path)) for c in inventory.clients()}
+            clients = list(inventory.clients())
+        luns = {c.hostname: Path(str(c.lun_path)) for c in clients}
+        secrets = {c.hostname: c.chap_secret for c in clients}
         factory = VmFactory(lab_dir / "vms")
-        made = OsLab(state, seconds, luns, factory)
+        made = OsLab(state, seconds, luns, secrets, factory)
         yield made
         factory.stop_all()
     finally:
@@ -192,14 +212,24 @@ def second_clone(oslab: OsLab) -> Boot:
 
 
 @pytest.fixture(scope="module")
-def sanboot_clone(oslab: OsLab) -> Boot:
-    return boot_once(oslab, "lab-03")
+def sanboot_clone(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory) -> Boot:
+    """lab-03's boot until its iBFT check has reported, then power off."""
+    partition = f"{oslab.luns['lab-03']}?offset={PARTITION_START * SECTOR}"
+    install_check_script(partition, tmp_path_factory.mktemp("ibft"), IBFT_CHECK_SCRIPT)
+    vm = oslab.boot("lab-03", "boot1")
+    try:
+        up = wait_up(vm)
+        vm.wait_for(r"TEST-IBFT-ROOT ", 120)
+        return Boot(vm.serial_log.read_text(errors="replace"), up.up_at)
+    finally:
+        vm.stop()
 
 
 @pytest.fixture(scope="module")
 def first_clone(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Boot, str]:
     """lab-01's first boot, through the outage to its reboot, and its second boot's console."""
-    install_check_script(oslab.luns["lab-01"], tmp_path_factory.mktemp("check"))
+    install_check_script(str(oslab.luns["lab-01"]), tmp_path_factory.mktemp("check"),
+                         CHECK_SCRIPT)
     vm = oslab.boot("lab-01", "boot1")
     try:
         up = wait_up(vm)
@@ -263,6 +293,18 @@ def test_sanboot_clone_lists_its_root_session_and_no_failed_iscsi_or_network_uni
     assert target.endswith(":lab-03")
     failed = [u[0] for u in reports(sanboot_clone.console, "NETBOOT-OS-FAILED ")]
     assert [u for u in failed if UNREACHABLE_OR_NET.search(u)] == []
+
+
+def test_sanboot_clone_hides_the_ibft_chap_secret_from_other_users(sanboot_clone):
+    line = next(line for line in sanboot_clone.console.splitlines() if "TEST-IBFT-NOBODY " in line)
+    assert "Permission denied" in line
+
+
+def test_sanboot_clone_root_reads_its_chap_secret_from_the_ibft(oslab: OsLab, sanboot_clone):
+    # The kernel shows each iBFT string with a newline after it.
+    secret = oslab.chap_secrets["lab-03"] + "\n"
+    assert reports(sanboot_clone.console, "TEST-IBFT-ROOT ")[0] == [
+        hashlib.sha256(secret.encode()).hexdigest()]
 
 
 def test_two_clones_have_their_own_hostname_machine_id_and_ssh_host_key(first_clone,
