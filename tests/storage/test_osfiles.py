@@ -8,6 +8,9 @@ import pytest
 
 from netboot.storage.osfiles import (
     DEFAULT_OPTIONS,
+    IBFT_DIR,
+    IBFT_SECRET_MODE,
+    IBFT_SECRETS,
     INITRAMFS_FILES,
     ROOT_ISCSID_SETTINGS,
     OsImageError,
@@ -28,6 +31,10 @@ def _files(options=DEFAULT_OPTIONS):
     return {Path(f.path).name: f for f in image_files(options)}
 
 
+def _sanboot_files():
+    return {f.path: f for f in image_files(OsOptions(sanboot=True))}
+
+
 @pytest.mark.parametrize("name", sorted(_files()))
 def test_rendered_file_matches_golden(name):
     assert _files()[name].content == (GOLDEN / name).read_text()
@@ -40,8 +47,7 @@ def test_sanboot_marker_turns_on_ibft_login():
 
 @pytest.mark.parametrize("path", sorted(INITRAMFS_FILES))
 def test_sanboot_image_gets_the_initramfs_file_that_hides_ibft_secrets(path):
-    files = {f.path: f for f in image_files(OsOptions(sanboot=True))}
-    assert files[path].content == (GOLDEN / INITRAMFS_FILES[path]).read_text()
+    assert _sanboot_files()[path].content == (GOLDEN / INITRAMFS_FILES[path]).read_text()
 
 
 def test_initramfs_image_gets_no_initramfs_tools_files():
@@ -51,9 +57,43 @@ def test_initramfs_image_gets_no_initramfs_tools_files():
 @pytest.mark.parametrize("path", sorted(INITRAMFS_FILES))
 def test_initramfs_tools_file_is_executable_posix_shell(path):
     # initramfs-tools skips a hook or script that is not executable.
-    (item,) = [f for f in image_files(OsOptions(sanboot=True)) if f.path == path]
+    item = _sanboot_files()[path]
     assert item.mode == 0o755 and item.content.startswith("#!/bin/sh\n")
     subprocess.run(["dash", "-n"], input=item.content, text=True, check=True)
+
+
+def _run_ibft_script(tmp_path, modprobe_status):
+    """The init-top script run by dash on a fake iBFT tree, with a stub modprobe;
+    the mode of every attribute afterwards."""
+    ibft = tmp_path / "ibft"
+    attributes = [ibft / target / name for target in ("target0", "target1")
+                  for name in (*IBFT_SECRETS, "ip-addr", "target-name")]
+    for path in attributes:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+        path.chmod(0o444)
+    stub = tmp_path / "bin" / "modprobe"
+    stub.parent.mkdir()
+    stub.write_text(f"#!/bin/sh\nexit {modprobe_status}\n")
+    stub.chmod(0o755)
+    script = tmp_path / "ibft-private"
+    text = _sanboot_files()["etc/initramfs-tools/scripts/init-top/netboot-ibft-private"].content
+    script.write_text(text.replace(IBFT_DIR, str(ibft)))
+    subprocess.run(["dash", str(script)], check=True,
+                   env={"PATH": f"{stub.parent}:/usr/bin:/bin"})
+    return {f"{p.parent.name}/{p.name}": p.stat().st_mode & 0o777 for p in attributes}
+
+
+def test_ibft_script_leaves_the_chap_attributes_to_root_and_the_rest_alone(tmp_path):
+    modes = _run_ibft_script(tmp_path, 0)
+    assert {k for k, mode in modes.items() if mode == IBFT_SECRET_MODE} == {
+        f"{t}/{n}" for t in ("target0", "target1") for n in IBFT_SECRETS}
+    assert {k for k, mode in modes.items() if mode == 0o444} == {
+        f"{t}/{n}" for t in ("target0", "target1") for n in ("ip-addr", "target-name")}
+
+
+def test_ibft_script_without_the_module_changes_nothing_and_lets_the_boot_go_on(tmp_path):
+    assert set(_run_ibft_script(tmp_path, 1).values()) == {0o444}
 
 
 def test_console_is_where_the_report_goes():
