@@ -108,8 +108,7 @@ def test_an_error_from_the_client_mid_transfer_ends_it(served: Served):
 
 def test_a_client_that_stalls_mid_transfer_gets_the_block_again_after_the_timeout(
         served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         client.request("small")
         for block in range(1, 5):
             client.ack(block)
@@ -120,8 +119,6 @@ def test_a_client_that_stalls_mid_transfer_gets_the_block_again_after_the_timeou
         assert time.monotonic() - began >= TIMEOUT - 0.1
         client.ack(5)
         assert client.receive()[:4] == b"\x00\x03\x00\x06"  # and the fast path resumes
-    finally:
-        client.close()
 
 
 def test_a_wrong_tid_mid_transfer_gets_error_5_and_does_not_advance_it(served: Served):
@@ -142,11 +139,8 @@ def test_a_wrong_tid_mid_transfer_gets_error_5_and_does_not_advance_it(served: S
 
 
 def test_the_whole_file_arrives_intact_through_the_fast_path(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         assert sha256(client.download("small")) == sha256((served.root / "small").read_bytes())
-    finally:
-        client.close()
 
 
 def test_a_file_on_disk_that_shrinks_mid_transfer_ends_it_with_an_error(served: Served):
@@ -168,8 +162,7 @@ def test_a_file_on_disk_that_shrinks_mid_transfer_ends_it_with_an_error(served: 
 def test_lone_transfer_stops_spinning_for_a_client_that_answers_slowly(served: Served):
     """Busy-polling for a slow client's ACK only burns CPU: after SPIN_MISSES misses the
     transfer waits in epoll like any other, and still completes."""
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         data = client.request("small")  # 21 blocks of 512, lock-step
         blocks = [data]
         while len(blocks[-1]) == 516:
@@ -177,7 +170,5 @@ def test_lone_transfer_stops_spinning_for_a_client_that_answers_slowly(served: S
             client.ack(len(blocks))
             blocks.append(client.receive())
         client.ack(len(blocks))
-    finally:
-        client.close()
     assert b"".join(b[4:] for b in blocks) == (served.root / "small").read_bytes()
     assert served.tftp.stats["spin_misses"] == SPIN_MISSES

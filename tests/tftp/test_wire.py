@@ -128,57 +128,39 @@ def test_eight_concurrent_curl_downloads_of_32_mib_all_match(served: Served):
 def test_traversal_forms_get_access_violation(served: Served, tmp_path: Path, name: str):
     (served.root / "outlink").symlink_to(tmp_path / "secret")
     (served.root / "outdir").symlink_to(tmp_path)
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         assert error_of(client.request(name)).code == 2
-    finally:
-        client.close()
     assert served.tftp.stats["denied"] == 1
 
 
 @pytest.mark.parametrize("name", ["%2e%2e/secret", "..%2fsecret", "%2e%2e%5csecret"])
 def test_url_encoded_names_are_taken_literally_and_not_found(served: Served, name: str):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         assert error_of(client.request(name)).code == 1
-    finally:
-        client.close()
 
 
 def test_a_nul_byte_ends_the_name_and_the_rest_is_refused(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         client.send_raw(b"\x00\x01small\x00../secret\x00octet\x00")
         assert error_of(client.receive()).code == 4  # a malformed request, nothing read
-    finally:
-        client.close()
     assert served.tftp.stats["malformed"] == 1
 
 
 def test_a_symlink_that_stays_inside_the_root_is_served(served: Served):
     (served.root / "inlink").symlink_to("small")
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         assert client.download("inlink") == (served.root / "small").read_bytes()
-    finally:
-        client.close()
 
 
 def test_unknown_file_gets_file_not_found(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         assert error_of(client.request("no-such-file")).code == 1
-    finally:
-        client.close()
     assert served.tftp.stats["not_found"] == 1
 
 
 def test_write_request_gets_access_violation_and_writes_nothing(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         assert error_of(client.request("upload", opcode=Opcode.WRQ)).code == 2
-    finally:
-        client.close()
     assert not (served.root / "upload").exists()
     assert served.tftp.stats["write_refused"] == 1
 
@@ -196,35 +178,26 @@ def test_blksize_65536_is_lowered_to_65464_and_the_transfer_completes(served: Se
 
 
 def test_blksize_below_8_gets_error_8(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         error = error_of(client.request("small", {"blksize": "4"}))
         assert (error.code, error.message) == (8, "blksize 4 is outside at least 8")
-    finally:
-        client.close()
     assert served.tftp.stats["bad_options"] == 1
 
 
 def test_tsize_and_timeout_are_answered_in_the_oack(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         options = oack_options(client.request("small", {"tsize": "0", "timeout": "3"}))
         assert options == {"tsize": "5000", "timeout": "3"}
-    finally:
-        client.close()
 
 
 def test_a_timeout_above_5_is_not_acknowledged_and_blocks_are_resent_after_5_s(
         served: Served):
-    client = RawClient(served.tftp.port, timeout=10)
-    try:
+    with RawClient(served.tftp.port, timeout=10) as client:
         first = client.request("small", {"timeout": "30"})
         assert first[:4] == b"\x00\x03\x00\x01"  # no OACK (RFC 2349 allows no other value): DATA 1
         began = time.monotonic()
         assert client.receive() == first
         assert 4.5 <= time.monotonic() - began < 9  # 5 s: not the client's 30, not our 1
-    finally:
-        client.close()
 
 
 def test_atftp_downloads_intact_when_its_timeout_is_not_acknowledged(served: Served,
@@ -239,11 +212,8 @@ def test_atftp_downloads_intact_when_its_timeout_is_not_acknowledged(served: Ser
 
 
 def test_windowsize_download_is_intact(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         data = client.download("big", {"blksize": "1428", "windowsize": "16"})
-    finally:
-        client.close()
     assert sha256(data) == sha256((served.root / "big").read_bytes())
 
 
@@ -265,26 +235,20 @@ def test_a_packet_from_a_wrong_transfer_id_gets_error_5_and_is_not_processed(ser
 
 
 def test_an_unacknowledged_block_is_sent_again_after_the_timeout(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         first = client.request("small")
         began = time.monotonic()
         again = client.receive()
         assert again == first
         assert time.monotonic() - began >= 0.9
-    finally:
-        client.close()
 
 
 def test_a_client_that_falls_silent_is_given_up_after_the_retries(serve):
     served = serve(PATIENT)
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         client.request("small")
         client.ack(1)
         packets = everything_sent(client, client.receive(), quiet=1.5)
-    finally:
-        client.close()
     assert [p[:4] for p in packets[:-1]] == [b"\x00\x03\x00\x02"] * (1 + 4)  # 4 resends
     assert error_of(packets[-1]).message == "timed out"
     wait_closed(served)
@@ -295,26 +259,20 @@ def test_a_client_that_falls_silent_is_given_up_after_the_retries(serve):
 def test_a_peer_that_never_answers_gets_the_first_packet_three_times_and_no_error(
         serve, options: dict[str, str]):
     served = serve(PATIENT)
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         first = client.request("small", options)
         packets = everything_sent(client, first, quiet=1.5)  # the last resends would be due
-    finally:
-        client.close()
     assert packets == [first] * 3  # block 1 or the OACK: sent, resent twice, then dropped
     wait_closed(served)
     assert (served.tftp.stats["unanswered"], served.tftp.stats["failed"]) == (1, 0)
 
 
 def test_a_malformed_datagram_is_counted_and_the_server_goes_on(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         client.send_raw(b"\x00")  # not even an opcode: dropped without an answer
         client.send_raw(b"\x00\x01\xff\xfe\x00octet\x00")  # a request: error 4 says why
         assert error_of(client.receive()).code == 4
         assert client.download("small") == (served.root / "small").read_bytes()
-    finally:
-        client.close()
     assert served.tftp.stats["malformed"] == 2
 
 
@@ -404,11 +362,8 @@ def test_client_initrd_part_is_served_to_its_own_address(served: Served):
 
 
 def test_client_initrd_part_is_refused_to_another_address(served: Served, caplog):
-    client = RawClient(served.tftp.port, bind="127.0.0.3")
-    try:
+    with RawClient(served.tftp.port, bind="127.0.0.3") as client:
         assert error_of(client.request(f"clients/{MAC}/client.img")).code == 2
-    finally:
-        client.close()
     assert any("refused" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
@@ -468,34 +423,25 @@ def test_fetching_the_boot_loader_records_the_loader_stage(served: Served):
 
 
 def test_a_new_request_from_the_same_port_replaces_the_unfinished_transfer(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         first = client.request("big", {"tsize": "0"})  # asks the size, never acknowledges
         old_tid = client.peer
         assert oack_options(first)["tsize"] == str(BIG)
         assert client.download("small") == (served.root / "small").read_bytes()
         assert client.peer != old_tid
-    finally:
-        client.close()
     assert served.tftp.stats["failed"] == 1
 
 
 def test_a_netascii_request_is_refused_with_error_4_naming_octet(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         client.send_raw(b"\x00\x01small\x00netascii\x00")
         error = error_of(client.receive())
-    finally:
-        client.close()
     assert error.code == 4 and "octet" in error.message
     assert served.tftp.stats["mode_refused"] == 1
 
 
 def test_an_ack_to_the_request_port_gets_error_5_and_is_counted(served: Served):
-    client = RawClient(served.tftp.port)
-    try:
+    with RawClient(served.tftp.port) as client:
         client.send_raw(encode_ack(1))
         assert error_of(client.receive()).code == 5
-    finally:
-        client.close()
     assert served.tftp.stats["wrong_tid"] == 1
