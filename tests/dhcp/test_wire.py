@@ -193,6 +193,7 @@ def test_serve_survives_garbage_and_still_answers(served, lab, tmp_path):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"{s.cli_if}")
+        s.bind(("0.0.0.0", 68))  # a client's port: from any other, netboot drops it unread
         rng = random.Random(4)
         base = bytes.fromhex("{_discover_hex()}")
         for i in range(2000):
@@ -301,6 +302,7 @@ def test_flooding_mac_is_rate_limited_and_others_still_served(served, lab, tmp_p
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"{s.cli_if}")
+        s.bind(("0.0.0.0", 68))  # a client's port: from any other, netboot drops it unread
         data = bytes.fromhex("{intel_rom(OTHER_MAC).hex()}")
         for _ in range(500):
             s.sendto(data, ("255.255.255.255", 67))
