@@ -139,7 +139,7 @@ def add_neighbour(sock: socket.socket, interface: bytes, ip: str, mac: bytes) ->
     fcntl.ioctl(sock.fileno(), SIOCSARP, request)
 
 
-def note_unknowns(inventory: Inventory, notes: list[UnknownNote], keep: int) -> None:
+def record_unknowns(inventory: Inventory, notes: list[UnknownNote], keep: int) -> None:
     """Record ``notes`` in one transaction, keeping the ``keep`` most recent machines, and
     log each machine seen for the first time."""
     vendors = {note.mac: note.vendor_class for note in notes}
@@ -219,7 +219,7 @@ class UnknownWriter(PendingWriter[UnknownNote]):
 
     def _write(self, inventory: Inventory, batch: dict[str, UnknownNote]) -> None:
         try:
-            note_unknowns(inventory, list(batch.values()), self.keep)
+            record_unknowns(inventory, list(batch.values()), self.keep)
         except Exception:  # a locked or full disk: log, keep serving DHCP
             log.exception("could not record %d unregistered machines", len(batch))
 
@@ -269,7 +269,7 @@ class DhcpEngine:
         self.inventory = inventory
         self.record_stage = record_stage or inventory.record_stage
         self.record_unknown = record_unknown or (
-            lambda note: note_unknowns(inventory, [note], config.dhcp.unknown_max))
+            lambda note: record_unknowns(inventory, [note], config.dhcp.unknown_max))
         self.store = LeaseStore(inventory)
         self.leases: LeaseTable = self.store.load(now)
         self.clients = ClientDirectory(inventory)

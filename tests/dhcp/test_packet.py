@@ -394,3 +394,23 @@ def test_flood_notes_are_written_in_batches_and_the_table_stays_bounded(flooded)
     assert sum(transactions) == 2_000
     assert len(transactions) < 20  # the pause gathers hundreds of notes per transaction
     assert len(engine.inventory.unknown_machines()) == 40
+
+
+class Untouchable:
+    """An inventory that fails the test if anything reads or writes it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the inventory was used ({name}) while answering")
+
+
+def test_registered_client_is_answered_from_memory(engine):
+    engine.record_stage = lambda mac, stage, at: None  # serve hands stages to its writer
+    ip = str(engine.clients.find(MAC).ip)
+    request = ipxe_bios(MAC, "request", extra=[("server_id", "198.18.0.1"),
+                                               ("requested_addr", ip)])
+    engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    engine.handle(request, ("0.0.0.0", 68), 67, NOW)
+    engine.inventory = engine.clients.inventory = engine.store.inventory = Untouchable()
+    offer = engine.handle(intel_rom(MAC, xid=2), ("0.0.0.0", 68), 67, NOW + 1)
+    ack = engine.handle(request, ("0.0.0.0", 68), 67, NOW + 1)
+    assert [options(decode(out[0]))[53] for out in (offer, ack)] == [2, 5]
