@@ -2,8 +2,10 @@
 
 One thread owns the sockets, the lease table and its own inventory
 connection. Sockets are bound to the boot interface (``SO_BINDTODEVICE``) so
-netboot never answers on another network, and allowed to broadcast, since a
-client without an address can only be reached by broadcast.
+netboot never answers on another network, and allowed to broadcast, for a
+client that asks for a broadcast reply. A client without an address that does
+not is reached by unicast at its MAC (:func:`add_neighbour`), so its answer is
+not shown to every machine on the VLAN.
 """
 
 from __future__ import annotations
