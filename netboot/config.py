@@ -90,6 +90,8 @@ class DhcpConfig:
     lease_time: int = 3600
     unknown: UnknownPolicy = UnknownPolicy.IGNORE
     router_advertisements: bool = True
+    unknown_rate: int = 50  # requests per second answered from all unregistered MACs
+    unknown_max: int = 10000  # unregistered machines remembered (the oldest are forgotten)
 
     @property
     def dynamic_range(self) -> tuple[IPv4Address, IPv4Address]:

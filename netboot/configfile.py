@@ -256,6 +256,10 @@ def _check_rules(config: Config, src: _Source) -> None:
                                 f"the dynamic range {start}-{end} includes {what} {addr}")
     if dhcp.lease_time < 60:
         raise src.error("dhcp.lease_time", f"{dhcp.lease_time} s is too short (at least 60)")
+    if dhcp.unknown_rate < 1:
+        raise src.error("dhcp.unknown_rate", "expected at least 1 request per second")
+    if dhcp.unknown_max < 1:
+        raise src.error("dhcp.unknown_max", "expected at least 1")
     if target.reconcile_interval < 1:
         raise src.error("target.reconcile_interval", "expected at least 1 second")
     try:

@@ -174,6 +174,11 @@ def test_short_lease_is_an_error():
     assert error_of(MINIMAL + "  lease_time: 10\n").key == "dhcp.lease_time"
 
 
+@pytest.mark.parametrize("line", ["unknown_rate: 0", "unknown_max: 0"])
+def test_an_unknown_machine_limit_of_zero_is_an_error(line: str):
+    assert error_of(MINIMAL + f"  {line}\n").key == f"dhcp.{line.split(':')[0]}"
+
+
 def test_iqn_authority_must_be_valid():
     err = error_of(MINIMAL + "target:\n  iqn_authority: iqn.2026-11.Example\n")
     assert (err.line, err.key) == (6, "target.iqn_authority")

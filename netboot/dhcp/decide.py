@@ -44,7 +44,15 @@ from netboot.dhcp.options import (
     MessageType,
     Option,
 )
-from netboot.dhcp.packet import BROADCAST, ZERO, Modifier, Reply, Request, reply_from_request
+from netboot.dhcp.packet import (
+    BROADCAST,
+    BROADCAST_FLAG,
+    ZERO,
+    Modifier,
+    Reply,
+    Request,
+    reply_from_request,
+)
 from netboot.inventory.clients import Client
 from netboot.inventory.stages import Stage
 
@@ -238,9 +246,9 @@ def _dynamic(request: Request, config: Config, leases: LeaseTable, clients: Clie
 def _answer(request: Request, config: Config, message_type: MessageType,
             *modifiers: Modifier) -> Reply:
     """A reply of ``message_type`` from this server to where RFC 2131 says it goes."""
-    return reply_from_request(request, with_message_type(message_type),
-                              with_server_id(config.server.address),
-                              with_destination(_destination(request, message_type)), *modifiers)
+    reply = reply_from_request(request, with_message_type(message_type),
+                               with_server_id(config.server.address), *modifiers)
+    return with_destination(*_destination(request, reply))(reply)
 
 
 def _configured(dhcp: DhcpConfig, client: Client | None) -> list[Modifier]:
@@ -277,21 +285,26 @@ def _nak(request: Request, config: Config, why: str) -> Decision:
     return Decision(reply, f"nak: {why}")
 
 
-def _destination(request: Request, message_type: MessageType) -> tuple[str, int]:
+def _destination(request: Request, reply: Reply) -> tuple[tuple[str, int], bool]:
     """RFC 2131 section 4.1: to the relay if there is one; to a PXE client's own port for a
     4011 exchange; an INFORM without ``ciaddr`` back to where it came from (section 4.3.5);
-    broadcast for a NAK; unicast to ``ciaddr`` if the client has an address; else
-    broadcast, since a client without an address cannot take unicast before the server has
-    added an ARP entry for it (which RFC 2131 allows a server not to do)."""
+    broadcast for a NAK and to a client that sets the broadcast bit; unicast to ``ciaddr``
+    if the client has an address; else unicast to ``yiaddr`` at ``chaddr`` (the second
+    value: the sender must not ask ARP), so an answer for one client is not broadcast
+    to the whole VLAN."""
     if request.giaddr != ZERO:
-        return str(request.giaddr), SERVER_PORT
+        return (str(request.giaddr), SERVER_PORT), False
     if request.local_port == PXE_PORT:
-        return request.source
+        return request.source, False
     if request.message_type is MessageType.INFORM and request.ciaddr == ZERO:
-        return request.source
-    if message_type is not MessageType.NAK and request.ciaddr != ZERO:
-        return str(request.ciaddr), CLIENT_PORT
-    return str(BROADCAST), CLIENT_PORT
+        return request.source, False
+    if reply.message_type is MessageType.NAK or request.flags & BROADCAST_FLAG:
+        return (str(BROADCAST), CLIENT_PORT), False
+    if request.ciaddr != ZERO:
+        return (str(request.ciaddr), CLIENT_PORT), False
+    if reply.yiaddr != ZERO:
+        return (str(reply.yiaddr), CLIENT_PORT), True
+    return (str(BROADCAST), CLIENT_PORT), False
 
 
 def _boot_note(boot: BootChoice | None) -> str:

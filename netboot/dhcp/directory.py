@@ -57,6 +57,10 @@ class ClientDirectory:
         self._by_mac = by_mac
         self._by_ip = {c.ip: c.mac for c in by_mac.values()}
 
+    def holds(self, mac: str) -> bool:
+        """Whether ``mac`` is a client in the cache (answered without reading the disk)."""
+        return mac in self._by_mac
+
     def find(self, mac: str) -> Client | None:
         client = self._by_mac.get(mac)
         if client is None:

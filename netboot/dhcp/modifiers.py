@@ -55,9 +55,10 @@ def with_broadcast() -> Modifier:
     return lambda reply: replace(reply, flags=reply.flags | BROADCAST_FLAG)
 
 
-def with_destination(destination: tuple[str, int]) -> Modifier:
-    """Where the reply is sent: an address and a UDP port."""
-    return lambda reply: replace(reply, destination=destination)
+def with_destination(destination: tuple[str, int], to_chaddr: bool = False) -> Modifier:
+    """Where the reply is sent: an address and a UDP port, and whether that address must
+    be reached at ``chaddr`` (a client's ``yiaddr``, before it can answer ARP)."""
+    return lambda reply: replace(reply, destination=destination, to_chaddr=to_chaddr)
 
 
 def with_netmask(subnet: IPv4Network) -> Modifier:

@@ -24,6 +24,7 @@ from netboot.dhcp.options import (
     FILE_SIZE,
     IPXE_USER_CLASS,
     MAGIC_COOKIE,
+    SERVER_PORT,
     SNAME_SIZE,
     HardwareType,
     MessageType,
@@ -72,7 +73,9 @@ class DropReason(StrEnum):
     NO_MESSAGE_TYPE = "no-message-type"
     BAD_MESSAGE_TYPE = "bad-message-type"
     BAD_CHADDR = "bad-chaddr"
+    BAD_SOURCE_PORT = "bad-source-port"
     RATE_LIMITED = "rate-limited"
+    UNKNOWN_RATE_LIMITED = "unknown-rate-limited"
 
 
 class Malformed(Exception):
@@ -183,6 +186,12 @@ def parse_request(data: bytes, source: tuple[str, int] = ("0.0.0.0", CLIENT_PORT
      bootfile) = HEADER.unpack_from(data)
     if op != Op.BOOTREQUEST:
         raise Malformed(DropReason.NOT_REQUEST, f"op {op}")
+    if local_port == SERVER_PORT and source[1] != CLIENT_PORT and \
+            not (source[1] == SERVER_PORT and giaddr != bytes(4)):
+        # RFC 2131 section 4.1: clients send from 68, relays (giaddr set) from 67. A PXE
+        # boot server request (port 4011) is answered at whatever port it came from.
+        raise Malformed(DropReason.BAD_SOURCE_PORT, f"source port {source[1]}"
+                        f"{' (a relay sends from 67)' if giaddr != bytes(4) else ''}")
     if htype != HardwareType.ETHERNET or hlen != 6:
         raise Malformed(DropReason.NOT_ETHERNET, f"htype {htype} hlen {hlen}")
     if data[HEADER.size : OPTIONS_START] != MAGIC_COOKIE:
@@ -238,6 +247,9 @@ class Reply:
     chaddr: bytes
     giaddr: IPv4Address
     destination: tuple[str, int]
+    # The destination is ``yiaddr``, which the client will not answer ARP for before it
+    # has this reply: the sender delivers it to ``chaddr`` itself (RFC 2131 section 4.1).
+    to_chaddr: bool = False
     ciaddr: IPv4Address = ZERO
     yiaddr: IPv4Address = ZERO
     siaddr: IPv4Address = ZERO

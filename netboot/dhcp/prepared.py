@@ -4,9 +4,9 @@ A registered client's reply depends only on the config, its inventory record
 and the shape of its request (options, ``ciaddr``, the relay's ``giaddr``, the
 port), never on leases or the clock. So the first reply to each shape is
 kept as bytes, and the next request of that shape costs a dict lookup and
-two patches: ``xid`` and ``flags`` (``giaddr`` is part of the shape, since
-it also picks the subnet and the destination; the reply's ``secs`` is
-always 0). This is what lets one Python thread answer well ahead of dnsmasq
+two patches: ``xid`` and ``flags`` (``giaddr`` and the broadcast bit are part
+of the shape, since they also pick the subnet and the destination; the
+reply's ``secs`` is always 0). This is what lets one Python thread answer well ahead of dnsmasq
 (see bench/dhcp_bench.py). An entry is used only while the client record it
 was made from is the one the directory holds, so an edited client is
 re-decided within the directory's refresh interval.
@@ -18,6 +18,7 @@ from netboot.dhcp.decide import Decision
 from netboot.dhcp.packet import OPTIONS_START, Request
 from netboot.inventory.clients import Client
 
+FLAGS = 10  # the octet holding the broadcast bit
 CIADDR = slice(12, 16)
 GIADDR = slice(24, 28)
 
@@ -34,7 +35,7 @@ class PreparedReplies:
     def shape(data: bytes, request: Request) -> bytes:
         """Everything in a request that can change a registered client's reply, except the
         fields :meth:`patch` sets."""
-        return (request.chaddr + data[CIADDR] + data[GIADDR]
+        return (request.chaddr + data[CIADDR] + data[GIADDR] + bytes((data[FLAGS] >> 7,))
                 + request.local_port.to_bytes(2, "big") + data[OPTIONS_START:])
 
     def get(self, shape: bytes, client: Client | None) -> tuple[Decision, bytes] | None:

@@ -2,27 +2,33 @@
 
 One thread owns the sockets, the lease table and its own inventory
 connection. Sockets are bound to the boot interface (``SO_BINDTODEVICE``) so
-netboot never answers on another network, and allowed to broadcast, since a
-client without an address can only be reached by broadcast.
+netboot never answers on another network, and allowed to broadcast, for a
+client that asks for a broadcast reply. A client without an address that does
+not is reached by unicast at its MAC (:func:`add_neighbour`), so its answer is
+not shown to every machine on the VLAN.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from netboot.config import Config, DhcpMode
 from netboot.dhcp.decide import Decision, decide
 from netboot.dhcp.directory import ClientDirectory
 from netboot.dhcp.leases import LeaseStore, LeaseTable
-from netboot.dhcp.options import PXE_PORT, SERVER_PORT, MessageType
+from netboot.dhcp.options import CLIENT_PORT, PXE_PORT, SERVER_PORT, MessageType
 from netboot.dhcp.packet import (
+    BROADCAST,
     DropReason,
     Malformed,
     Request,
@@ -33,6 +39,7 @@ from netboot.dhcp.packet import (
 from netboot.dhcp.prepared import PreparedReplies
 from netboot.errors import NetbootError
 from netboot.host.iproute import ipv4_addresses
+from netboot.inventory.clients import UnknownNote
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.log import client_log
@@ -42,6 +49,15 @@ log = logging.getLogger("netboot.dhcp")
 
 BATCH = 64  # datagrams answered per wake-up of the loop
 UNKNOWN_NOTE_INTERVAL = 60.0  # seconds between inventory notes of one unregistered MAC
+UNKNOWN_NOTE_PAUSE = 1.0  # seconds the notes of unregistered MACs gather between transactions
+
+# A neighbour entry by the BSD ARP ioctl (linux/sockios.h, linux/if_arp.h): struct arpreq is
+# the protocol address (a sockaddr_in), the hardware address (a sockaddr), flags, a netmask
+# and the device name. ATF_COM: the hardware address is known, no ARP request is sent.
+SIOCSARP = 0x8955
+ATF_COM = 0x02
+ARPHRD_ETHER = 1
+ARPREQ = struct.Struct("=H2s4s8sH6s8si16s16s")
 
 
 class RateLimiter:
@@ -64,6 +80,23 @@ class RateLimiter:
         return True
 
 
+class TokenBucket:
+    """One bucket shared by many senders: ``burst`` messages at once, then ``rate`` per
+    second."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens, self._last = burst, float("-inf")
+
+    def allow(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
 @dataclass
 class Stats:
     """What the loop has seen; logged when the service stops."""
@@ -72,12 +105,14 @@ class Stats:
     replied: int = 0
     unanswered: int = 0
     errors: int = 0
+    broadcast_fallbacks: int = 0  # unicast to yiaddr failed: the reply went out broadcast
     dropped: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
         return (f"received {self.received}, replied {self.replied}, unanswered "
-                f"{self.unanswered}, errors {self.errors}, dropped: {drops}")
+                f"{self.unanswered}, errors {self.errors}, broadcast fallbacks "
+                f"{self.broadcast_fallbacks}, dropped: {drops}")
 
 
 def open_dhcp_socket(interface: str, port: int) -> socket.socket:
@@ -96,35 +131,55 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
     return sock
 
 
-class StageWriter:
-    """Writes boot stages to the inventory from a thread of its own.
+def add_neighbour(sock: socket.socket, interface: bytes, ip: str, mac: bytes) -> None:
+    """Tell the kernel that ``ip`` is at ``mac`` on ``interface``, so a unicast to a client
+    that has no address yet (and so answers no ARP) reaches it: what dnsmasq does. The
+    entry is an ordinary (stale) one that the kernel re-checks and ages out, not a
+    permanent one; one ioctl per reply."""
+    request = ARPREQ.pack(socket.AF_INET, b"", socket.inet_aton(ip), b"", ARPHRD_ETHER, mac,
+                          b"", ATF_COM, b"", interface)
+    fcntl.ioctl(sock.fileno(), SIOCSARP, request)
 
-    A commit waits for the disk (the inventory fsyncs), which must not hold up
-    the next DHCP reply. Pending stages are kept per MAC, the latest winning,
-    so a backlog never grows past the number of clients; ``stop`` writes what
-    is left. A stage the inventory already shows for that MAC, recorded less
-    than ``interval`` seconds before, is not written again: a PXE ROM's ACK and
-    then iPXE's are one step of one boot, while anything recorded in between
-    (``loader``, ``failed``...) makes the next ``dhcp`` a new boot, written.
-    A commit per ACK would halve the rate the DHCP loop sustains.
+
+def record_unknowns(inventory: Inventory, notes: list[UnknownNote], keep: int) -> None:
+    """Record ``notes`` in one transaction, keeping the ``keep`` most recent machines, and
+    log each machine seen for the first time."""
+    vendors = {note.mac: note.vendor_class for note in notes}
+    for mac in inventory.note_unknowns(notes, keep):
+        client_log(log, mac).info("unregistered machine asks to boot (vendor class %r); "
+                                  "`netboot client add %s` registers it", vendors[mac] or "", mac)
+
+
+Item = TypeVar("Item")
+
+
+class PendingWriter(Generic[Item]):
+    """Writes what the DHCP loop hands it to the inventory from a thread of its own.
+
+    A commit waits for the disk (the inventory fsyncs), which must not hold up the next
+    DHCP reply. Pending items are kept per MAC, the latest winning, so a backlog never
+    grows past the number of MACs; after each wake-up the thread waits ``pause`` seconds
+    for more before writing them; ``stop`` writes what is left.
     """
 
-    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
+    thread_name = "dhcp-writer"
+
+    def __init__(self, open_inventory: InventoryFactory, pause: float = 0.0) -> None:
         self.open_inventory = open_inventory
-        self.interval = interval
-        self._pending: dict[str, tuple[Stage, float]] = {}
+        self.pause = pause
+        self._pending: dict[str, Item] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, mac: str, stage: Stage, at: float) -> None:
+    def _put(self, mac: str, item: Item) -> None:
         with self._lock:
-            self._pending[mac] = (stage, at)
+            self._pending[mac] = item
         self._wake.set()
 
     def start(self) -> None:
-        self._thread = start_thread(DhcpService.name, "dhcp-stages", self._run)
+        self._thread = start_thread(DhcpService.name, self.thread_name, self._run)
 
     def stop(self) -> None:
         self._stop.set()
@@ -136,18 +191,66 @@ class StageWriter:
         with self.open_inventory() as inventory:
             while True:
                 self._wake.wait()
+                self._stop.wait(self.pause)
                 self._wake.clear()
                 with self._lock:
                     batch, self._pending = self._pending, {}
-                for mac, (stage, at) in batch.items():
-                    try:
-                        self._write(inventory, mac, stage, at)
-                    except Exception:  # a locked or full disk: log, keep serving DHCP
-                        log.exception("could not record stage %s of %s", stage, mac)
+                if batch:
+                    self._write(inventory, batch)
                 if self._stop.is_set() and not self._pending:
                     return
 
-    def _write(self, inventory: Inventory, mac: str, stage: Stage, at: float) -> None:
+    def _write(self, inventory: Inventory, batch: dict[str, Item]) -> None:
+        raise NotImplementedError
+
+
+class UnknownWriter(PendingWriter[UnknownNote]):
+    """Notes of unregistered machines, one transaction per ``pause``: a flood of made-up
+    MACs costs the disk one commit a second, and the table keeps the ``keep`` most
+    recently seen machines."""
+
+    thread_name = "dhcp-unknown"
+
+    def __init__(self, open_inventory: InventoryFactory, keep: int,
+                 pause: float = UNKNOWN_NOTE_PAUSE) -> None:
+        super().__init__(open_inventory, pause)
+        self.keep = keep
+
+    def record(self, note: UnknownNote) -> None:
+        self._put(note.mac, note)
+
+    def _write(self, inventory: Inventory, batch: dict[str, UnknownNote]) -> None:
+        try:
+            record_unknowns(inventory, list(batch.values()), self.keep)
+        except Exception:  # a locked or full disk: log, keep serving DHCP
+            log.exception("could not record %d unregistered machines", len(batch))
+
+
+class StageWriter(PendingWriter[tuple[Stage, float]]):
+    """Boot stages of registered clients. A stage the inventory already shows for that
+    MAC, recorded less than ``interval`` seconds before, is not written again: a PXE ROM's
+    ACK and then iPXE's are one step of one boot, while anything recorded in between
+    (``loader``, ``failed``...) makes the next ``dhcp`` a new boot, written. A commit per
+    ACK would halve the rate the DHCP loop sustains.
+    """
+
+    thread_name = "dhcp-stages"
+
+    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
+        super().__init__(open_inventory)
+        self.interval = interval
+
+    def record(self, mac: str, stage: Stage, at: float) -> None:
+        self._put(mac, (stage, at))
+
+    def _write(self, inventory: Inventory, batch: dict[str, tuple[Stage, float]]) -> None:
+        for mac, (stage, at) in batch.items():
+            try:
+                self._write_stage(inventory, mac, stage, at)
+            except Exception:  # a locked or full disk: log, keep serving DHCP
+                log.exception("could not record stage %s of %s", stage, mac)
+
+    def _write_stage(self, inventory: Inventory, mac: str, stage: Stage, at: float) -> None:
         current = inventory.find(mac)
         if current is None:
             return
@@ -162,21 +265,27 @@ class DhcpEngine:
     state it needs (leases, client cache, counters) but no socket."""
 
     def __init__(self, config: Config, inventory: Inventory, now: float,
-                 record_stage: Callable[[str, Stage, float], None] | None = None) -> None:
+                 record_stage: Callable[[str, Stage, float], None] | None = None,
+                 record_unknown: Callable[[UnknownNote], None] | None = None) -> None:
         self.config = config
         self.inventory = inventory
         self.record_stage = record_stage or inventory.record_stage
+        self.record_unknown = record_unknown or (
+            lambda note: record_unknowns(inventory, [note], config.dhcp.unknown_max))
         self.store = LeaseStore(inventory)
         self.leases: LeaseTable = self.store.load(now)
         self.clients = ClientDirectory(inventory)
         self.limiter = RateLimiter()
+        self.unknown_limiter = TokenBucket(config.dhcp.unknown_rate, config.dhcp.unknown_rate)
         self.prepared = PreparedReplies()
         self.stats = Stats()
         self._noted: dict[str, float] = {}
 
     def handle(self, data: bytes, source: tuple[str, int], local_port: int,
-               now: float) -> tuple[bytes, tuple[str, int]] | None:
-        """The reply to send for ``data`` and where, or None. Malformed packets are counted."""
+               now: float) -> tuple[bytes, tuple[str, int], bytes | None] | None:
+        """The reply to send for ``data``, where, and the client's MAC if the kernel must be
+        told where that address is (see :func:`add_neighbour`); or None. Malformed packets,
+        and requests over a rate, are counted."""
         self.stats.received += 1
         try:
             request = parse_request(data, source, local_port)
@@ -187,6 +296,10 @@ class DhcpEngine:
             self._drop(DropReason.RATE_LIMITED, f"{request.mac} is over its rate", None)
             return None
         self.clients.tick(now)
+        if not self.clients.holds(request.mac) and not self.unknown_limiter.allow(now):
+            self._drop(DropReason.UNKNOWN_RATE_LIMITED, f"{request.mac}: unregistered MACs "
+                       "are over dhcp.unknown_rate", None)
+            return None
         client = self.clients.find(request.mac)
         shape = None
         if client is not None and self.config.dhcp.mode is DhcpMode.FULL and \
@@ -198,7 +311,8 @@ class DhcpEngine:
                 self._apply(request, decision, now)
                 self.stats.replied += 1
                 assert decision.reply is not None
-                return PreparedReplies.patch(encoded, data), decision.reply.destination
+                return (PreparedReplies.patch(encoded, data), decision.reply.destination,
+                        request.chaddr[:6] if decision.reply.to_chaddr else None)
         decision = decide(request, self.config, self.leases, self.clients, now)
         self._apply(request, decision, now)
         if decision.reply is None:
@@ -209,7 +323,8 @@ class DhcpEngine:
         if shape is not None and client is not None and not decision.changes and \
                 decision.reply.message_type in (MessageType.OFFER, MessageType.ACK):
             self.prepared.put(shape, client, decision, encoded)
-        return encoded, decision.reply.destination
+        return (encoded, decision.reply.destination,
+                request.chaddr[:6] if decision.reply.to_chaddr else None)
 
     def _drop(self, reason: DropReason, detail: str, data: bytes | None) -> None:
         self.stats.dropped[reason] += 1
@@ -225,27 +340,23 @@ class DhcpEngine:
             self.leases.apply(change)
         if decision.stage is not None:
             self.record_stage(request.mac, decision.stage, now)
-        clog = client_log(log, request.mac)
         if decision.unknown and now - self._noted.get(request.mac, -1e18) >= \
                 UNKNOWN_NOTE_INTERVAL:
             if len(self._noted) >= self.limiter.max_macs:
                 self._noted.clear()  # a storm of made-up MACs must not grow memory
             self._noted[request.mac] = now
             arches = request.architectures
-            first = self.inventory.note_unknown(
+            self.record_unknown(UnknownNote(
                 request.mac, now, request.vendor_class.decode("ascii", "replace") or None,
-                arches[0] if arches else None)
-            if first:
-                clog.info("unregistered machine asks to boot (vendor class %r); "
-                          "`netboot client add %s` registers it",
-                          request.vendor_class.decode("ascii", "replace"), request.mac)
+                arches[0] if arches else None))
         if decision.warning:
             level = logging.WARNING
         elif decision.changes or request.message_type is not MessageType.DISCOVER:
             level = logging.INFO
         else:
             level = logging.DEBUG
-        clog.log(level, "%s xid %08x: %s", request.message_type.name, request.xid, decision.note)
+        client_log(log, request.mac).log(level, "%s xid %08x: %s", request.message_type.name,
+                                         request.xid, decision.note)
 
 
 class DhcpService:
@@ -261,6 +372,8 @@ class DhcpService:
         self._thread: threading.Thread | None = None
         self._sockets: list[tuple[socket.socket, int]] = []
         self._stages = StageWriter(open_inventory)
+        self._unknowns = UnknownWriter(open_inventory, config.dhcp.unknown_max)
+        self._interface = config.server.interface.encode()
 
     def start(self) -> None:
         interface = self.config.server.interface
@@ -277,6 +390,7 @@ class DhcpService:
             self._close()
             raise NetbootError(f"DHCP could not start: {err}") from None
         self._stages.start()
+        self._unknowns.start()
         self._thread = start_thread(self.name, "dhcp", self._run)
         log.info("DHCP (%s mode) on %s ports %s", self.config.dhcp.mode, interface,
                  ", ".join(map(str, ports)))
@@ -291,6 +405,7 @@ class DhcpService:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._stages.stop()
+            self._unknowns.stop()
         self._close()
         if self.engine is not None:
             log.info("DHCP stopped: %s", self.engine.stats.line())
@@ -303,7 +418,8 @@ class DhcpService:
     def _open_engine(self) -> DhcpEngine:
         inventory = self.open_inventory()
         try:
-            return DhcpEngine(self.config, inventory, time.time(), self._stages.record)
+            return DhcpEngine(self.config, inventory, time.time(), self._stages.record,
+                              self._unknowns.record)
         except BaseException:
             inventory.close()
             raise
@@ -343,8 +459,26 @@ class DhcpService:
                 continue
             if out is None:
                 continue
+            self._send(sock, *out)
+
+    def _send(self, sock: socket.socket, data: bytes, destination: tuple[str, int],
+              mac: bytes | None) -> None:
+        """Send a reply; one for a client without an address goes to its new address at its
+        MAC, or, if the kernel refuses that, by broadcast (counted)."""
+        engine = self.engine
+        assert engine is not None
+        if mac is not None:
             try:
-                sock.sendto(out[0], out[1])
-            except OSError as err:  # a full send buffer or an unreachable relay
-                engine.stats.errors += 1
-                log.warning("sending %d bytes to %s:%d failed: %s", len(out[0]), *out[1], err)
+                add_neighbour(sock, self._interface, destination[0], mac)
+                sock.sendto(data, destination)
+                return
+            except OSError as err:
+                engine.stats.broadcast_fallbacks += 1
+                log.debug("unicast to %s at %s failed (%s): broadcast instead", destination[0],
+                          mac.hex(":"), err)
+                destination = (str(BROADCAST), CLIENT_PORT)
+        try:
+            sock.sendto(data, destination)
+        except OSError as err:  # a full send buffer or an unreachable relay
+            engine.stats.errors += 1
+            log.warning("sending %d bytes to %s:%d failed: %s", len(data), *destination, err)

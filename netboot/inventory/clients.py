@@ -68,6 +68,16 @@ class Client:
         return row
 
 
+@dataclass(frozen=True, slots=True)
+class UnknownNote:
+    """One request of an unregistered machine, to be recorded."""
+
+    mac: str
+    at: float
+    vendor_class: str | None = None
+    arch: int | None = None
+
+
 @dataclass(frozen=True)
 class UnknownMachine:
     """A machine that asked to boot but is not registered."""

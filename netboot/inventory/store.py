@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from netboot.errors import Conflict, NotFound
-from netboot.inventory.clients import Client, UnknownMachine
+from netboot.inventory.clients import Client, UnknownMachine, UnknownNote
 from netboot.inventory.migrations import MIGRATIONS
 from netboot.inventory.stages import Stage
 
@@ -203,20 +203,28 @@ class Inventory:
 
     # -- machines that are not registered ------------------------------------------
 
-    def note_unknown(self, mac: str, now: float, vendor_class: str | None = None,
-                     arch: int | None = None) -> bool:
-        """Record a request from an unregistered MAC; True the first time it is seen."""
+    def note_unknowns(self, notes: list[UnknownNote], keep: int | None = None) -> list[str]:
+        """Record requests from unregistered MACs in one transaction, then forget all but
+        the ``keep`` most recently seen; the MACs seen for the first time."""
+        first = []
         with self.transaction() as db:
-            cur = db.execute(
-                "UPDATE unknown_machines SET last_seen = ?, requests = requests + 1,"
-                " vendor_class = coalesce(?, vendor_class), arch = coalesce(?, arch)"
-                " WHERE mac = ?", (now, vendor_class, arch, mac))
-            if cur.rowcount:
-                return False
-            db.execute(
-                "INSERT INTO unknown_machines (mac, first_seen, last_seen, vendor_class, arch)"
-                " VALUES (?, ?, ?, ?, ?)", (mac, now, now, vendor_class, arch))
-            return True
+            for note in notes:
+                cur = db.execute(
+                    "UPDATE unknown_machines SET last_seen = ?, requests = requests + 1,"
+                    " vendor_class = coalesce(?, vendor_class), arch = coalesce(?, arch)"
+                    " WHERE mac = ?", (note.at, note.vendor_class, note.arch, note.mac))
+                if cur.rowcount:
+                    continue
+                db.execute(
+                    "INSERT INTO unknown_machines (mac, first_seen, last_seen, vendor_class,"
+                    " arch) VALUES (?, ?, ?, ?, ?)",
+                    (note.mac, note.at, note.at, note.vendor_class, note.arch))
+                first.append(note.mac)
+            if keep is not None:
+                db.execute(
+                    "DELETE FROM unknown_machines WHERE mac NOT IN (SELECT mac FROM"
+                    " unknown_machines ORDER BY last_seen DESC, mac LIMIT ?)", (keep,))
+        return first
 
     def unknown_machines(self) -> list[UnknownMachine]:
         rows = self._db.execute("SELECT * FROM unknown_machines ORDER BY first_seen")

@@ -211,9 +211,16 @@ def test_unsupported_architecture_gets_an_address_but_no_boot_file(world):
     assert "no boot file" in decision.note
 
 
-def test_reply_without_address_is_broadcast(world):
+def test_offer_to_client_without_address_goes_to_yiaddr_at_chaddr(world):
     w = world()
-    assert w.ask(plain(MAC)).reply.destination == ("255.255.255.255", 68)
+    reply = w.ask(plain(MAC)).reply
+    assert (reply.destination, reply.to_chaddr) == ((str(w.client.ip), 68), True)
+
+
+def test_offer_to_client_that_sets_the_broadcast_flag_is_broadcast(world):
+    w = world()
+    reply = w.ask(plain(MAC, flags=0x8000)).reply
+    assert (reply.destination, reply.to_chaddr) == (("255.255.255.255", 68), False)
 
 
 def test_renewing_client_is_acked_by_unicast(world):

@@ -19,7 +19,7 @@ from netboot.dhcp.packet import (
     parse_request,
     reply_from_request,
 )
-from netboot.dhcp.service import DhcpEngine, RateLimiter, StageWriter
+from netboot.dhcp.service import DhcpEngine, RateLimiter, StageWriter, UnknownWriter
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
@@ -179,6 +179,23 @@ def test_rate_limit_stops_a_flooding_mac_only():
     assert limiter.allow("52:54:00:00:00:02", NOW)
 
 
+def test_client_message_from_another_port_than_68_is_dropped():
+    with pytest.raises(Malformed) as err:
+        parse_request(intel_rom(MAC), source=("198.18.0.9", 1068))
+    assert err.value.reason is DropReason.BAD_SOURCE_PORT
+
+
+def test_message_from_port_67_without_giaddr_is_dropped():
+    with pytest.raises(Malformed) as err:
+        parse_request(intel_rom(MAC), source=("198.18.0.9", 67))
+    assert err.value.reason is DropReason.BAD_SOURCE_PORT
+
+
+def test_relayed_message_from_port_67_is_accepted():
+    request = parse_request(intel_rom(MAC, giaddr="198.18.0.126"), source=("198.18.0.126", 67))
+    assert request.giaddr == IPv4Address("198.18.0.126")
+
+
 def test_rate_limit_refills_with_time():
     limiter = RateLimiter(rate=10, burst=1)
     assert limiter.allow(MAC, NOW)
@@ -235,12 +252,32 @@ def test_fuzz_10000_random_and_mutated_packets_never_raise(engine):
 
 
 def test_second_request_of_a_shape_is_patched_from_the_prepared_reply(engine):
-    first = engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    first = engine.handle(intel_rom(MAC, xid=1, flags=0x8000), ("0.0.0.0", 68), 67, NOW)
     second = engine.handle(intel_rom(MAC, xid=2, flags=0x8000), ("0.0.0.0", 68), 67, NOW + 1)
     assert engine.prepared.hits == 1
     got = decode(second[0])
     assert (got.xid, got.flags) == (2, 0x8000)
     assert second[0][12:] == first[0][12:]  # all but op..flags is the same reply
+
+
+def test_engine_sends_an_offer_without_broadcast_flag_to_yiaddr_at_chaddr(engine):
+    _, destination, mac = engine.handle(intel_rom(MAC), ("0.0.0.0", 68), 67, NOW)
+    assert destination == (str(engine.clients.find(MAC).ip), 68)
+    assert mac == bytes.fromhex(MAC.replace(":", ""))
+
+
+def test_prepared_unicast_reply_is_not_used_for_a_request_with_the_broadcast_flag(engine):
+    engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    engine.handle(intel_rom(MAC, xid=2), ("0.0.0.0", 68), 67, NOW)
+    _, destination, mac = engine.handle(intel_rom(MAC, xid=3, flags=0x8000), ("0.0.0.0", 68),
+                                        67, NOW)
+    assert engine.prepared.hits == 1
+    assert (destination, mac) == (("255.255.255.255", 68), None)
+
+
+def test_engine_counts_a_client_message_from_a_wrong_port(engine):
+    assert engine.handle(intel_rom(MAC), ("198.18.0.9", 6800), 67, NOW) is None
+    assert engine.stats.dropped == {DropReason.BAD_SOURCE_PORT: 1}
 
 
 def test_prepared_reply_is_not_used_after_the_client_changes(engine):
@@ -298,3 +335,82 @@ def test_stage_writer_writes_dhcp_again_after_another_stage(make_config):
     client = stage_writer_run(make_config, [(Stage.DHCP, NOW), (Stage.LOADER, NOW + 1),
                                             (Stage.DHCP, NOW + 5)])
     assert (client.last_stage, client.last_stage_at) == ("dhcp", NOW + 5)
+
+
+def random_macs(count: int, seed: int = 13) -> list[str]:
+    """Locally administered unicast MACs, as a flooding tool makes them up."""
+    rng = random.Random(seed)
+    return [":".join(f"{b:02x}" for b in (0x02, *rng.randbytes(5))) for _ in range(count)]
+
+
+@pytest.fixture
+def flooded(make_config):
+    """An engine as serve runs it (unknown machines noted by an UnknownWriter), with one
+    registered client; counts the writer's transactions."""
+    limits = "  subnet: 198.18.0.0/24\n  unknown_rate: 50\n  unknown_max: 40\n"
+    config = make_config(base=BASE_CONFIG.replace("  subnet: 198.18.0.0/24\n", limits))
+    inventory = Inventory(config.storage.database)
+    add_client(config, inventory, MAC)
+    transactions = []
+
+    class Counted(Inventory):
+        def note_unknowns(self, notes, keep=None):
+            transactions.append(len(notes))
+            return super().note_unknowns(notes, keep)
+
+    writer = UnknownWriter(lambda: Counted(config.storage.database), config.dhcp.unknown_max,
+                           pause=0.2)
+    writer.start()
+    engine = DhcpEngine(config, inventory, NOW, record_unknown=writer.record)
+    yield engine, writer, transactions
+    writer.stop()
+    inventory.close()
+
+
+def test_flood_of_random_macs_does_not_starve_a_registered_client(flooded):
+    engine, _, _ = flooded
+    answered = 0
+    for i, mac in enumerate(random_macs(20_000)):
+        now = NOW + i / 10_000  # 10,000 a second
+        engine.handle(intel_rom(mac), ("0.0.0.0", 68), 67, now)
+        if i % 1000 == 0:
+            out = engine.handle(intel_rom(MAC, xid=i), ("0.0.0.0", 68), 67, now)
+            answered += out is not None and options(decode(out[0]))[53] == 2
+    assert answered == 20
+    # 2 s of flood: a burst of 50, then 50 a second; the rest dropped and counted.
+    assert engine.stats.dropped[DropReason.UNKNOWN_RATE_LIMITED] >= 20_000 - 50 * 3
+    assert engine.stats.unanswered <= 50 * 3
+
+
+def test_flood_notes_are_written_in_batches_and_the_table_stays_bounded(flooded):
+    engine, writer, transactions = flooded
+    engine.unknown_limiter.rate = engine.unknown_limiter.burst = 1e9  # every MAC gets noted
+    macs = random_macs(2_000)
+    for i, mac in enumerate(macs):
+        engine.handle(intel_rom(mac), ("0.0.0.0", 68), 67, NOW + i / 10_000)
+        if i % 250 == 0:
+            assert len(engine.inventory.unknown_machines()) <= 40
+    writer.stop()
+    assert sum(transactions) == 2_000
+    assert len(transactions) < 20  # the pause gathers hundreds of notes per transaction
+    assert len(engine.inventory.unknown_machines()) == 40
+
+
+class Untouchable:
+    """An inventory that fails the test if anything reads or writes it."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the inventory was used ({name}) while answering")
+
+
+def test_registered_client_is_answered_from_memory(engine):
+    engine.record_stage = lambda mac, stage, at: None  # serve hands stages to its writer
+    ip = str(engine.clients.find(MAC).ip)
+    request = ipxe_bios(MAC, "request", extra=[("server_id", "198.18.0.1"),
+                                               ("requested_addr", ip)])
+    engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    engine.handle(request, ("0.0.0.0", 68), 67, NOW)
+    engine.inventory = engine.clients.inventory = engine.store.inventory = Untouchable()
+    offer = engine.handle(intel_rom(MAC, xid=2), ("0.0.0.0", 68), 67, NOW + 1)
+    ack = engine.handle(request, ("0.0.0.0", 68), 67, NOW + 1)
+    assert [options(decode(out[0]))[53] for out in (offer, ack)] == [2, 5]

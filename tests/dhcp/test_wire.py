@@ -193,6 +193,7 @@ def test_serve_survives_garbage_and_still_answers(served, lab, tmp_path):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"{s.cli_if}")
+        s.bind(("0.0.0.0", 68))  # a client's port: from any other, netboot drops it unread
         rng = random.Random(4)
         base = bytes.fromhex("{_discover_hex()}")
         for i in range(2000):
@@ -301,6 +302,7 @@ def test_flooding_mac_is_rate_limited_and_others_still_served(served, lab, tmp_p
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"{s.cli_if}")
+        s.bind(("0.0.0.0", 68))  # a client's port: from any other, netboot drops it unread
         data = bytes.fromhex("{intel_rom(OTHER_MAC).hex()}")
         for _ in range(500):
             s.sendto(data, ("255.255.255.255", 67))
@@ -320,3 +322,109 @@ def test_flooding_mac_is_rate_limited_and_others_still_served(served, lab, tmp_p
         limited += "(rate-limited)" in line
     assert limited > 0
     assert offers <= 30 + 10 * (max(stamps) - min(stamps)) + 1
+
+
+@pytest.fixture
+def on_a_switch(lab, tmp_path):
+    """Server, client and a third machine on one bridge; the client registered. ``extra``
+    is added to the dhcp section."""
+
+    class OnASwitch:
+        def __init__(self, extra: str = "") -> None:
+            self.srv, self.cli, self.other = lab.netns("s"), lab.netns("c"), lab.netns("o")
+            self.ifs = lab.switch((self.srv, "198.18.0.1/24", None), (self.cli, None, CLIENT_MAC),
+                                  (self.other, None, OTHER_MAC))
+            path = write_config(tmp_path / "netboot.yaml", self.ifs[self.srv], tmp_path,
+                                extra=extra)
+            self.config = load_config(path)
+            with Inventory(self.config.storage.database) as inventory:
+                self.client = add_client(self.config, inventory, CLIENT_MAC).client
+            self.serve = lab.serve(self.srv, path, tmp_path / "serve.log")
+
+        def stop(self) -> str:
+            assert lab.stop(self.serve) == 0
+            return (tmp_path / "serve.log").read_text()
+
+    return OnASwitch
+
+
+def server_replies_seen(lab: Lab, ns: str, interface: str, tmp_path, during) -> list[str]:
+    """The frames from port 67 that reach ``interface`` (promiscuous) while ``during()`` runs."""
+    log = tmp_path / f"tcpdump-{ns}.log"
+    proc = lab.spawn(ns, ["tcpdump", "-i", interface, "-n", "-e", "-l", "udp src port 67"], log)
+    deadline = time.monotonic() + 10
+    while "listening on" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+        time.sleep(0.05)
+    during()
+    time.sleep(0.5)  # the last frames reach tcpdump
+    lab.stop(proc)
+    return [line for line in log.read_text().splitlines() if ".67 > " in line]
+
+
+def test_reply_to_a_client_without_broadcast_flag_is_not_seen_by_another_machine(
+        on_a_switch, lab, tmp_path):
+    s = on_a_switch()
+    got = {}
+    seen = server_replies_seen(lab, s.other, s.ifs[s.other], tmp_path, lambda: got.update(
+        udhcpc(lab, s.cli, s.ifs[s.cli], tmp_path)))
+    s.stop()
+    assert got["ip"] == str(s.client.ip)
+    assert seen == []
+
+
+def test_client_that_sets_the_broadcast_flag_gets_a_broadcast_reply(on_a_switch, lab,
+                                                                     tmp_path):
+    s = on_a_switch()
+    got = {}
+    seen = server_replies_seen(lab, s.other, s.ifs[s.other], tmp_path, lambda: got.update(
+        udhcpc(lab, s.cli, s.ifs[s.cli], tmp_path, "-B")))
+    s.stop()
+    assert got["ip"] == str(s.client.ip)
+    assert len(seen) >= 2  # OFFER and ACK
+    assert all("> ff:ff:ff:ff:ff:ff" in line and "> 255.255.255.255.68" in line for line in seen)
+
+
+def test_flood_of_random_macs_does_not_starve_a_registered_client(on_a_switch, lab, tmp_path):
+    s = on_a_switch("  unknown_max: 100\n")
+    flood = textwrap.dedent(f"""
+        import random, socket, time
+        from tests.support.dhcp_frames import intel_rom
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"{s.ifs[s.other]}")
+        s.bind(("0.0.0.0", 68))
+        rng = random.Random(13)
+        frames = [intel_rom(":".join(f"{{b:02x}}" for b in (2, *rng.randbytes(5))))
+                  for _ in range(2000)]
+        print("ready", flush=True)
+        while True:  # 3,000 a second: 60 times dhcp.unknown_rate, within what one loop reads
+            for at, data in enumerate(frames):
+                s.sendto(data, ("255.255.255.255", 67))
+                if at % 30 == 29:
+                    time.sleep(0.01)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "flood.log"
+    out = log.open("ab")
+    flooder = subprocess.Popen(["ip", "netns", "exec", s.other, sys.executable, "-c", flood],
+                               stdout=out, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True)
+    out.close()
+    lab.processes.append(flooder)
+    deadline = time.monotonic() + 30
+    while "ready" not in log.read_text():
+        assert time.monotonic() < deadline and flooder.poll() is None, log.read_text()
+        time.sleep(0.1)
+    time.sleep(1)  # the flood is under way
+    env_got = udhcpc(lab, s.cli, s.ifs[s.cli], tmp_path)
+    time.sleep(1)
+    with Inventory(s.config.storage.database) as inventory:
+        assert len(inventory.unknown_machines()) <= 100
+    lab.stop(flooder)
+    served_log = s.stop()
+    assert env_got["ip"] == str(s.client.ip)
+    stopped = next(line for line in served_log.splitlines() if "DHCP stopped" in line)
+    assert "unknown-rate-limited" in stopped
+    with Inventory(s.config.storage.database) as inventory:
+        assert len(inventory.unknown_machines()) == 100

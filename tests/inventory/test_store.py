@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.inventory.clients import UnknownNote
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client, remove_client
@@ -176,14 +177,22 @@ def test_stage_is_recorded_over_a_stage_not_listed_to_keep(config, inventory):
 
 
 def test_unknown_machine_is_new_only_once(inventory):
-    assert inventory.note_unknown("52:54:00:00:00:09", 1.0, "PXEClient", 0)
-    assert not inventory.note_unknown("52:54:00:00:00:09", 2.0)
+    first = UnknownNote("52:54:00:00:00:09", 1.0, "PXEClient", 0)
+    assert inventory.note_unknowns([first]) == ["52:54:00:00:00:09"]
+    assert inventory.note_unknowns([UnknownNote("52:54:00:00:00:09", 2.0)]) == []
     (m,) = inventory.unknown_machines()
     assert (m.requests, m.first_seen, m.last_seen, m.vendor_class) == (2, 1.0, 2.0, "PXEClient")
 
 
+def test_unknown_machines_past_keep_are_forgotten_oldest_first(inventory):
+    notes = [UnknownNote(f"52:54:00:00:01:{i:02x}", float(i)) for i in range(10)]
+    inventory.note_unknowns(notes[:6], keep=4)
+    inventory.note_unknowns(notes[6:], keep=4)
+    assert [m.mac for m in inventory.unknown_machines()] == [n.mac for n in notes[6:]]
+
+
 def test_registering_removes_it_from_unknown(config, inventory):
-    inventory.note_unknown("52:54:00:00:00:09", 1.0)
+    inventory.note_unknowns([UnknownNote("52:54:00:00:00:09", 1.0)])
     add_client(config, inventory, "52:54:00:00:00:09")
     assert inventory.unknown_machines() == []
 
