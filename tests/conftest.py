@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,16 @@ needs_root = pytest.mark.skipif(
     reason="needs root: creates network namespaces, starts tgtd or uses loop devices "
     "(CI runs as root)",
 )
+
+@pytest.fixture(autouse=True)
+def netboot_logger_restored():
+    """Put the ``netboot`` logger back as it was: a CLI run in-process (click's runner) sets
+    it up for stderr and stops it propagating, which would leak into later tests' caplog."""
+    logger = logging.getLogger("netboot")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
 
 # One registered machine with fixed secrets, for golden renderings of its files.
 SAMPLE_CLIENT = Client(
