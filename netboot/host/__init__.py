@@ -1,1 +1,1 @@
-"""The machine netboot runs on: its files and its network links."""
+"""The machine netboot runs on: its tools, its files and its network links."""
