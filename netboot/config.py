@@ -45,6 +45,13 @@ class TargetKind(StrEnum):
     TGT = "tgt"
 
 
+class ChapRotation(StrEnum):
+    """When a client's CHAP secrets are replaced (target.rotate_chap)."""
+
+    PER_BOOT = "per-boot"  # each boot window: a secret stolen earlier dies at the next boot
+    NEVER = "never"
+
+
 class OnFail(StrEnum):
     """What the initramfs does when it cannot reach its root."""
 
@@ -124,6 +131,9 @@ class TargetConfig:
     discovery_auth: bool = True
     tgt_control_port: int = 0  # tgtd -C N: a control socket of netboot's own
     reconcile_interval: int = 30
+    # per-boot: a boot window drops the client's sessions and renews its secrets (managed
+    # targets only: a target netboot does not manage keeps the secrets it was given)
+    rotate_chap: ChapRotation = ChapRotation.PER_BOOT
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,10 @@ class BootConfig:
     kernel_args: str = ""
     onfail: OnFail = OnFail.REBOOT
     extra_modules: tuple[str, ...] = ()
+    # a client's private files only with its boot's single-use tokens, which netboot's DHCP
+    # hands out (default: on unless dhcp.mode is off); false: to the client's address
+    tokens: bool | None = None
+    window: int = 120  # seconds a boot window stays open for the files of one boot
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,13 @@ class Config:
     @property
     def initramfs_path(self) -> Path:
         return self.boot.initramfs or self.storage.state_dir / "initramfs" / "base.img"
+
+    @property
+    def tokens(self) -> bool:
+        """Whether private files need a boot token (see :mod:`netboot.inventory.windows`)."""
+        if self.boot.tokens is not None:
+            return self.boot.tokens
+        return self.dhcp.mode is not DhcpMode.OFF
 
     def reserved_addresses(self) -> set[IPv4Address]:
         """Addresses no client may be given: the server's, the router's, the portal's."""
@@ -240,5 +261,6 @@ def effective_config(config: Config) -> dict[str, dict[str, object]]:
     out["target"]["portal_address"] = str(config.portal[0])
     out["storage"].update(images_dir=str(config.storage.images), lun_dir=str(config.storage.luns),
                           cache_dir=str(config.storage.cache))
-    out["boot"].update(kernel=str(config.kernel_path), initramfs=str(config.initramfs_path))
+    out["boot"].update(kernel=str(config.kernel_path), initramfs=str(config.initramfs_path),
+                       tokens=config.tokens)
     return out

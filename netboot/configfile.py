@@ -266,5 +266,10 @@ def _check_rules(config: Config, src: _Source) -> None:
         validate_iqn(target.iqn_authority, with_label=False)
     except ValidationError as err:
         raise src.error("target.iqn_authority", str(err)) from None
+    if config.boot.tokens and dhcp.mode is DhcpMode.OFF:
+        raise src.error("boot.tokens", "tokens come in netboot's DHCP replies, and dhcp.mode "
+                        "is off: set boot.tokens: false (private files go by address then)")
+    if not 10 <= config.boot.window <= 3600:
+        raise src.error("boot.window", f"{config.boot.window} s is out of range (10-3600)")
     if config.storage.default_lun_size < 1 << 20:
         raise src.error("storage.default_lun_size", "expected at least 1M")

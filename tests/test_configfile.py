@@ -227,3 +227,18 @@ def test_bare_off_is_the_word_not_a_boolean():
 def test_boolean_key_still_needs_a_boolean():
     err = error_of(MINIMAL + "  router_advertisements: maybe\n")
     assert err.key == "dhcp.router_advertisements" and "true or false" in err.message
+
+
+def test_boot_tokens_are_on_wherever_netboot_answers_dhcp():
+    assert parse_config(MINIMAL).tokens
+    assert not parse_config(MINIMAL + "  mode: off\n").tokens
+
+
+def test_boot_tokens_with_dhcp_off_name_the_key_and_its_line():
+    err = error_of(MINIMAL + "  mode: off\nboot:\n  tokens: true\n")
+    assert (err.key, err.line) == ("boot.tokens", 7) and "dhcp.mode" in err.message
+
+
+def test_rotate_chap_takes_per_boot_or_never():
+    assert parse_config(MINIMAL + "target:\n  rotate_chap: never\n").target.rotate_chap == "never"
+    assert error_of(MINIMAL + "target:\n  rotate_chap: daily\n").key == "target.rotate_chap"

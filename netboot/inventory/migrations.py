@@ -61,5 +61,24 @@ MIGRATIONS: tuple[str, ...] = (
         until REAL NOT NULL
     );
     """,
+    # boot windows and their single-use tokens (netboot.inventory.windows)
+    """
+    CREATE TABLE boot_windows (
+        boot_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        opened REAL NOT NULL,
+        expires REAL NOT NULL,
+        ready INTEGER NOT NULL DEFAULT 0,
+        closed REAL
+    );
+    CREATE INDEX boot_windows_by_mac ON boot_windows (mac, boot_id);
+    CREATE TABLE boot_tokens (
+        token TEXT PRIMARY KEY,
+        boot_id INTEGER NOT NULL REFERENCES boot_windows(boot_id) ON DELETE CASCADE,
+        file TEXT NOT NULL,
+        used_at REAL,
+        used_by TEXT,
+        UNIQUE (boot_id, file)
+    );
+    """,
 )
-

@@ -22,6 +22,16 @@ from netboot.errors import Conflict, NotFound
 from netboot.inventory.clients import Client, UnknownMachine, UnknownNote
 from netboot.inventory.migrations import MIGRATIONS
 from netboot.inventory.stages import Stage
+from netboot.inventory.windows import (
+    EXPIRED_KEPT,
+    BootFile,
+    BootWindow,
+    Spend,
+    TokenUse,
+    Verdict,
+    judge,
+    new_tokens,
+)
 
 _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
 
@@ -200,6 +210,93 @@ class Inventory:
                 (Stage(stage).value, at, at, mac, *keep),
             )
             return cur.rowcount > 0
+
+    # -- boot windows (netboot.inventory.windows) -------------------------------------
+
+    @staticmethod
+    def _window(db: sqlite3.Connection, row: sqlite3.Row) -> BootWindow:
+        tokens = db.execute("SELECT file, token, used_at FROM boot_tokens WHERE boot_id = ?",
+                            (row["boot_id"],)).fetchall()
+        return BootWindow(
+            boot_id=row["boot_id"], mac=row["mac"], opened=row["opened"],
+            expires=row["expires"], ready=bool(row["ready"]), closed=row["closed"],
+            tokens={BootFile(t["file"]): t["token"] for t in tokens},
+            spent=frozenset(BootFile(t["file"]) for t in tokens if t["used_at"] is not None))
+
+    def current_window(self, mac: str, db: sqlite3.Connection | None = None) -> BootWindow | None:
+        """The client's latest boot window, open or not."""
+        db = db or self._db
+        row = db.execute("SELECT * FROM boot_windows WHERE mac = ? ORDER BY boot_id DESC LIMIT 1",
+                         (mac,)).fetchone()
+        return self._window(db, row) if row else None
+
+    def open_window(self, mac: str, now: float, seconds: float, *,
+                    ready: bool) -> tuple[BootWindow, bool]:
+        """The window a PXE exchange of ``mac`` at ``now`` belongs to, and whether it is new.
+
+        Its current window while that is reusable (same boot); otherwise a new
+        one with fresh tokens, which closes the old one. ``ready``: nothing needs
+        preparing first (else :meth:`window_ready` says when it is).
+        """
+        with self.transaction() as db:
+            current = self.current_window(mac, db)
+            if current is not None and current.reusable(now):
+                return current, False
+            db.execute("UPDATE boot_windows SET closed = ? WHERE mac = ? AND closed IS NULL",
+                       (now, mac))
+            db.execute("DELETE FROM boot_windows WHERE expires < ?", (now - EXPIRED_KEPT,))
+            cur = db.execute("INSERT INTO boot_windows (mac, opened, expires, ready)"
+                             " VALUES (?, ?, ?, ?)", (mac, now, now + seconds, int(ready)))
+            boot_id = cur.lastrowid
+            assert boot_id is not None
+            tokens = new_tokens()
+            db.executemany("INSERT INTO boot_tokens (token, boot_id, file) VALUES (?, ?, ?)",
+                           [(token, boot_id, file.value) for file, token in tokens.items()])
+            return BootWindow(boot_id, mac, now, now + seconds, ready, None, tokens), True
+
+    def window_ready(self, boot_id: int) -> None:
+        """The window's client is prepared (old sessions dropped, secrets renewed)."""
+        with self.transaction() as db:
+            db.execute("UPDATE boot_windows SET ready = 1 WHERE boot_id = ?", (boot_id,))
+
+    def unready_windows(self, now: float) -> list[BootWindow]:
+        """Open windows still to be prepared (a serve stopped while preparing them)."""
+        rows = self._db.execute("SELECT * FROM boot_windows WHERE ready = 0 AND closed IS NULL"
+                                " AND expires > ? ORDER BY boot_id", (now,)).fetchall()
+        return [self._window(self._db, row) for row in rows]
+
+    def close_window(self, mac: str, now: float) -> bool:
+        """Close the client's open window (it reported root); True if one was open."""
+        with self.transaction() as db:
+            cur = db.execute("UPDATE boot_windows SET closed = ? WHERE mac = ? AND closed IS NULL"
+                             " AND expires > ?", (now, mac, now))
+            return cur.rowcount > 0
+
+    def spend_token(self, token: str, mac: str, file: BootFile, user: str, now: float, *,
+                    spend: bool = True) -> Spend:
+        """Judge ``token`` for client ``mac``'s ``file`` and, if granted (and ``spend``),
+        spend it on ``user``."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT t.file AS file, t.used_at AS used_at, t.used_by AS used_by, w.*"
+                " FROM boot_tokens t JOIN boot_windows w USING (boot_id) WHERE t.token = ?",
+                (token,)).fetchone()
+            use = (TokenUse(BootFile(row["file"]), self._window(db, row), row["used_at"],
+                            row["used_by"]) if row else None)
+            verdict = judge(use, mac, file, now)
+            if verdict.verdict is Verdict.GRANTED and spend:
+                db.execute("UPDATE boot_tokens SET used_at = ?, used_by = ? WHERE token = ?",
+                           (now, user, token))
+            return verdict
+
+    def spend_named(self, mac: str, file: BootFile, user: str, now: float, *,
+                    spend: bool = True) -> Spend:
+        """Spend the current window's token for ``file``, which the client cannot name
+        (PXELINUX asks for its config by a fixed name)."""
+        window = self.current_window(mac)
+        if window is None:
+            return Spend(Verdict.UNKNOWN)
+        return self.spend_token(window.tokens[file], mac, file, user, now, spend=spend)
 
     # -- machines that are not registered ------------------------------------------
 
