@@ -11,7 +11,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from netboot.target.model import DesiredState, Outcome, TargetState
+from netboot.target.model import DesiredState, Login, Outcome, TargetSpec, TargetState
 
 
 class TargetBackend(Protocol):
@@ -34,6 +34,10 @@ class TargetBackend(Protocol):
 
     def apply(self, desired: DesiredState) -> Outcome:
         """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""
+
+    def renew(self, spec: TargetSpec) -> tuple[Login, ...]:
+        """Bring one target to ``spec`` (an account whose secret changed is made again),
+        then close every session on it; the sessions it had. A boot window's preparation."""
 
     def forget_secrets(self) -> None:
         """Trust no CHAP secret the target holds: the next apply sets every account again."""

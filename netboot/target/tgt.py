@@ -25,6 +25,7 @@ from netboot.target.model import (
     GLOBAL,
     Account,
     DesiredState,
+    Login,
     Outcome,
     TargetError,
     TargetSpec,
@@ -85,6 +86,34 @@ class TgtBackend:
                 f"tgt holds at most {DISCOVERY_ACCOUNTS_MAX} discovery accounts; "
                 f"{', '.join(left_out)} can log in but not use SendTargets discovery")
         return outcome
+
+    def renew(self, spec: TargetSpec) -> tuple[Login, ...]:
+        """One target brought to ``spec`` (accounts left alone elsewhere), then each of its
+        connections closed (``--mode conn --op delete``), which ends its sessions.
+
+        The sessions are listed after the accounts changed: an initiator that logged
+        in again a moment before with the old secret is closed too, and cannot return.
+        """
+        with self._locked():
+            outcome = self._run_plan(self._observe(), [spec], [], None, prune=False)
+            if outcome.failed:
+                raise TargetError(f"{spec.iqn}: {'; '.join(outcome.failed.values())}")
+            target = next((t for t in parse_targets(self._show(Mode.TARGET))
+                           if t.state.iqn == spec.iqn), None)
+            if target is None:
+                return ()
+            for connection in target.connections:
+                request = Request(Mode.CONNECTION, Operation.DELETE, tid=target.tid,
+                                  sid=connection.sid, cid=connection.cid)
+                try:
+                    call(self.control_port, request,
+                         what=f"close connection {connection.cid} of session "
+                              f"{connection.sid} on {spec.iqn}")
+                except TargetUnreachable:
+                    raise
+                except TargetError as err:  # it ended by itself meanwhile
+                    client_log(log, spec.mac).info("%s", err)
+            return target.state.logins
 
     def forget_secrets(self) -> None:
         """Drop the fingerprints of the secrets netboot set.

@@ -195,6 +195,8 @@ class Request:
     op: Operation
     tid: int = NO_TID
     lun: int = NO_LUN
+    sid: int = 0  # a session's TSIH (--sid), for --mode conn
+    cid: int = 0  # a connection id (--cid)
     params: tuple[tuple[Param, str], ...] = ()
     secret: str | None = field(default=None, repr=False)
     outgoing: bool = False
@@ -234,7 +236,8 @@ def encode_request(request: Request) -> bytes:
                          f"not {len(body)}")
     header = _Header(
         mode=request.mode, op=request.op, lld=LLD_ISCSI, len=HEADER_SIZE + len(body),
-        tid=request.tid, lun=request.lun, device_type=TYPE_DISK,
+        tid=request.tid, sid=request.sid, lun=request.lun, cid=request.cid,
+        device_type=TYPE_DISK,
         ac_dir=AccountDirection.OUTGOING if request.outgoing else AccountDirection.INCOMING,
         force=int(request.force))
     return bytes(header) + body

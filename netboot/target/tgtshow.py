@@ -18,11 +18,22 @@ _OUTGOING = " (outgoing)"
 
 
 @dataclass(frozen=True)
+class Connection:
+    """One connection of a session, by the numbers ``--mode conn --op delete`` takes: the
+    session's I_T nexus number (iSCSI's TSIH, ``usr/iscsi/session.c`` ``it_nexus_create``)
+    and the connection id."""
+
+    sid: int
+    cid: int
+
+
+@dataclass(frozen=True)
 class TgtTarget:
-    """A target as tgtd holds it: its target id and its state."""
+    """A target as tgtd holds it: its target id, its state and its sessions' connections."""
 
     tid: int
     state: TargetState
+    connections: tuple[Connection, ...] = ()
 
 
 def _indent(line: str) -> int:
@@ -45,6 +56,8 @@ def parse_targets(text: str) -> list[TgtTarget]:
         outgoing: str | None = None
         initiators: list[str] = []
         logins: list[Login] = []
+        connections: list[Connection] = []
+        nexus: int | None = None
         for line in lines[1:]:
             if not line.strip():
                 continue
@@ -53,6 +66,10 @@ def parse_targets(text: str) -> list[TgtTarget]:
                 section = text_.rstrip(":")
                 continue
             if section == "I_T nexus information":
+                if text_.startswith("I_T nexus: "):
+                    nexus = int(text_.split(": ", 1)[1])
+                elif text_.startswith("Connection: ") and nexus is not None:
+                    connections.append(Connection(nexus, int(text_.split(": ", 1)[1])))
                 _read_nexus(text_, logins)
             elif section == "LUN information":
                 if text_.startswith("LUN: "):
@@ -73,7 +90,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
             incoming=tuple(incoming),
             outgoing=outgoing,
             logins=tuple(logins),
-        )))
+        ), tuple(connections)))
     return found
 
 
