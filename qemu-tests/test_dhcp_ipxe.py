@@ -26,6 +26,7 @@ from netboot.provisioning.clients import add_client
 from tests.support import REPO
 
 MAC = lab_mac(7)
+SCRIPT = rf"clients/{MAC}/[0-9a-f]{{32}}/boot\.ipxe"  # iPXE prints the URL with its token
 # No option ROM on the NIC: OVMF's own PXE (EDK2 PxeBcDxe) boots, as a vendor UEFI PXE ROM does.
 NATIVE_UEFI_PXE = ("-global", "virtio-net-pci.romfile=")
 
@@ -69,12 +70,12 @@ def test_ipxe_rom_asks_for_the_script_url_netboot_gave(make_lab, vms, accel, tmp
     serve = start_serve(lab, tmp_path, router_advertisements)
     try:
         vm = vms.start(VmSpec("client", MAC, lab.taps[0], accel=accel), lab.netns)
-        line = vm.wait_for(f"clients/{MAC}/boot.ipxe", BOOT_TIMEOUT)
+        line = vm.wait_for(SCRIPT, BOOT_TIMEOUT)
     finally:
         stop_serve(serve)
     log = (tmp_path / "serve.log").read_text()
     assert f"[{MAC}] REQUEST" in log
-    assert f"boot http://{lab.server}:8080/clients/{MAC}/boot.ipxe" in log
+    assert f"boot http://{lab.server}:8080/clients/{MAC}/<token>/boot.ipxe" in log
     record_boot(f"BIOS {accel} iPXE ROM to script request, router advertisements "
                 f"{'on' if router_advertisements else 'off'}", line.at)
 
@@ -88,10 +89,10 @@ def test_uefi_native_pxe_chains_to_ipxe_efi_then_to_the_script(make_lab, vms, ac
     try:
         vm = vms.start(VmSpec("client", MAC, lab.taps[0], firmware=Firmware.UEFI, accel=accel,
                               extra=NATIVE_UEFI_PXE), lab.netns)
-        line = vm.wait_for(f"clients/{MAC}/boot.ipxe", BOOT_TIMEOUT)
+        line = vm.wait_for(SCRIPT, BOOT_TIMEOUT)
     finally:
         stop_serve(serve)
     log = (tmp_path / "serve.log").read_text()
     assert "boot ipxe.efi (arch 7)" in log
-    assert f"boot http://{lab.server}:8080/clients/{MAC}/boot.ipxe" in log
+    assert f"boot http://{lab.server}:8080/clients/{MAC}/<token>/boot.ipxe" in log
     record_boot(f"UEFI {accel} native PXE -> ipxe.efi -> script request", line.at)

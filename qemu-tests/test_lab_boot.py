@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from netboot.configfile import load_config
+from netboot.host import iproute
 from netboot.inventory.store import Inventory
 from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
@@ -68,6 +70,35 @@ def test_client_booted_twice_has_counted_two_boots(shared_lab, boot_timeout):
         progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
         assert progress[0].result == "ok"
     assert _counts(state)[first.mac] == before + 2
+
+
+def _record(state: lab.LabState, mac: str):
+    config = load_config(state.config)
+    with Inventory(config.storage.database) as inventory:
+        return config, inventory.get(mac)
+
+
+def test_each_boot_renews_the_clients_chap_and_the_target_refuses_the_old_secret(
+        shared_lab, boot_timeout):
+    lab_dir, state = shared_lab
+    _, before = _record(state, state.clients[0].mac)
+    progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
+    assert progress[0].result == "ok"
+    config, after = _record(state, before.mac)
+    assert (after.chap_secret, after.mutual_secret) != (before.chap_secret, before.mutual_secret)
+    vlan = topology.load(lab_dir)
+    assert vlan is not None
+    portal, port = config.portal
+
+    def read_capacity(secret: str) -> subprocess.CompletedProcess[str]:
+        url = f"iscsi://{before.chap_user}%{secret}@{portal}:{port}/{before.target_iqn}/1"
+        return subprocess.run(iproute.in_netns(vlan.netns, [
+            "iscsi-readcapacity16", "-s", "-i", before.initiator_iqn, url]),
+            capture_output=True, text=True, timeout=60, check=False)
+
+    refused = read_capacity(before.chap_secret)
+    assert refused.returncode != 0 and "Authentication failure" in refused.stderr
+    assert read_capacity(after.chap_secret).returncode == 0
 
 
 def test_pxelinux_client_loads_everything_over_tftp_and_reaches_its_root(netboot_lab,
@@ -154,6 +185,11 @@ def test_client_whose_chap_secret_changed_on_the_target_is_rejected_and_its_lun_
     lun = _luns(state)[client.mac]
     before = hashlib.sha256(lun.read_bytes()).hexdigest()
     lab.stop_serve(state)  # so no reconcile runs while the account is half changed
+    # per-boot rotation would set the account right at the boot: this test is of a target
+    # whose secret differs at the login
+    config = Path(state.config)
+    config.write_text(config.read_text().replace("target:\n", "target:\n  rotate_chap: never\n",
+                                                 1))
     _change_chap_secret_behind_netboot(state, client.mac)
     state = lab.restart_serve(state)  # its start-up reconcile cannot tell the secret changed
     vlan = topology.load(state.lab_dir)

@@ -4,11 +4,17 @@ Names (TFTP names them bare, HTTP with a leading ``/``):
 
 - ``vmlinuz``, ``initramfs.img`` (also ``boot/vmlinuz``, ``boot/initramfs.img``):
   config.kernel_path and config.initramfs_path;
-- ``clients/<mac>/boot.ipxe``, ``clients/<mac>/client.img`` and
-  ``pxelinux.cfg/01-<mac-with-dashes>``: rendered in memory for that client and
-  given only to the address it holds (the initrd part carries its CHAP secrets);
-  for a MAC that is not registered, under ``dhcp.unknown: boot``, the two boot
-  loader names give the "not registered" script or config instead;
+- a client's private files, rendered in memory for that client (the script and
+  the initrd part carry its CHAP secrets): ``clients/<mac>/<token>/boot.ipxe``,
+  ``clients/<mac>/<token>/client.img`` and ``pxelinux.cfg/01-<mac-with-dashes>``.
+  With ``boot.tokens`` (the default) each is given once, to the boot whose DHCP
+  exchange opened a window for the MAC (see :mod:`netboot.inventory.windows`):
+  the token in the name is spent, and PXELINUX's config, which has a fixed
+  name, spends its token by name. Without tokens (``dhcp.mode: off``) the names
+  have no token and go to the address the client holds;
+- for a MAC that is not registered, under ``dhcp.unknown: boot``,
+  ``clients/<mac>/boot.ipxe`` and the PXELINUX name give the "not registered"
+  script or config instead (nothing secret in them);
 - anything else: a regular file under the TFTP root (server.tftp_root), never outside it.
 """
 
@@ -26,12 +32,13 @@ from pathlib import Path
 from netboot.boot import loaders, scripts, urls
 from netboot.boot.clientpart import build_client_part
 from netboot.boot.content import BytesSource, FileSource
-from netboot.config import Config, UnknownPolicy
+from netboot.config import Config, Loader, UnknownPolicy
 from netboot.errors import NetbootError, NotFound, ValidationError
 from netboot.inventory.clients import Client
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
+from netboot.inventory.windows import BootFile, Spend, Verdict
 from netboot.log import client_log
 from netboot.names import normalize_mac
 
@@ -40,6 +47,11 @@ log = logging.getLogger(__name__)
 KERNEL_NAMES = frozenset({urls.KERNEL_SHORT, urls.KERNEL})
 INITRAMFS_NAMES = frozenset({urls.INITRAMFS_SHORT, urls.INITRAMFS})
 ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
+READY_WAIT = 10.0  # seconds a request waits for its window to be prepared (normally ~10 ms)
+READY_POLL = 0.02
+# The private files by the name a client asks for
+_FILES = {urls.SCRIPT: BootFile.SCRIPT, urls.CLIENT_PART: BootFile.CLIENT_PART,
+          urls.PXELINUX_DIR: BootFile.PXELINUX}
 
 
 class AccessDenied(NetbootError):
@@ -151,7 +163,8 @@ class Catalog:
         self._book_at = -ADDRESS_BOOK_TTL
         self._book_lock = threading.Lock()
 
-    def open(self, name: str, peer: IPv4Address) -> Content:
+    def open(self, name: str, peer: IPv4Address, *, spend: bool = True) -> Content:
+        """The file ``name`` for ``peer``; ``spend=False`` (an HTTP HEAD) leaves a token unspent."""
         parts = check_name(name)
         name = "/".join(parts)
         if name in KERNEL_NAMES:
@@ -159,7 +172,7 @@ class Catalog:
                            Stage.KERNEL)
         if name in INITRAMFS_NAMES:
             return Content(name, open_file(self.config.initramfs_path), self.client_at(peer))
-        private = self._private(parts, peer)
+        private = self._private(parts, peer, spend)
         if private is not None:
             return private
         return Content(name, open_beneath(self.config.tftp_root_path, parts),
@@ -192,27 +205,83 @@ class Catalog:
             raise AccessDenied(f"{peer} is not the address of client {mac}")
         return client
 
-    def _private(self, parts: list[str], peer: IPv4Address) -> Content | None:
+    def close_window(self, mac: str) -> None:
+        """The client reported ``root``: its boot's tokens are dead from now on."""
+        if self.config.tokens:
+            with self.inventories.borrow() as inventory:
+                inventory.close_window(mac, time.time())
+
+    def _private(self, parts: list[str], peer: IPv4Address, spend: bool) -> Content | None:
         """A per-client name rendered for its owner, or None if ``parts`` is not one."""
         name = "/".join(parts)
-        if (len(parts) == 3 and parts[0] == urls.CLIENTS
-                and parts[2] in (urls.SCRIPT, urls.CLIENT_PART)):
-            mac_text, kind = parts[1], parts[2]
+        token = None
+        if (len(parts) in (3, 4) and parts[0] == urls.CLIENTS
+                and parts[-1] in (urls.SCRIPT, urls.CLIENT_PART)):
+            mac_text, kind = parts[1], parts[-1]
+            token = parts[2] if len(parts) == 4 else None
         elif (len(parts) == 2 and parts[0] == urls.PXELINUX_DIR
               and parts[1].startswith(urls.PXELINUX_PREFIX) and len(parts[1]) == 20):
             mac_text, kind = parts[1][len(urls.PXELINUX_PREFIX):], urls.PXELINUX_DIR
         else:
             return None
+        shown = urls.redact(name)
+        if not self.config.tokens:
+            if token is not None:
+                raise NotFound(f"{shown}: boot tokens are off (boot.tokens)")
+            with self.inventories.borrow() as inventory:
+                client = self.owner(inventory, mac_text, peer)
+            if client is None:
+                return self._unregistered(name, normalize_mac(mac_text), kind)
+            return self._render(shown, client, kind, None)
+        try:
+            mac = normalize_mac(mac_text)
+        except ValidationError:
+            raise NotFound(f"{mac_text!r} is not a MAC address") from None
         with self.inventories.borrow() as inventory:
-            client = self.owner(inventory, mac_text, peer)
+            client = inventory.find(mac)
         if client is None:
-            return self._unregistered(name, normalize_mac(mac_text), kind)
+            if token is not None:
+                raise NotFound(f"{mac} is not a registered client")
+            return self._unregistered(name, mac, kind)
+        if kind == urls.PXELINUX_DIR and self.config.boot.loader is not Loader.PXELINUX:
+            raise AccessDenied(f"{shown}: no boot asks for it (boot.loader is ipxe)")
+        if token is None and kind != urls.PXELINUX_DIR:
+            raise AccessDenied(f"{shown} has no boot token: it is given only to a boot "
+                               "that netboot's DHCP opened a window for")
+        window = self._spend(mac, _FILES[kind], token, peer, spend).window
+        assert window is not None
+        return self._render(shown, client, kind, window.tokens[BootFile.CLIENT_PART])
+
+    def _spend(self, mac: str, file: BootFile, token: str | None, peer: IPv4Address,
+               spend: bool) -> Spend:
+        """Spend ``token`` (None: the window's own for ``file``), waiting while the window
+        is prepared; AccessDenied with the reason unless it is granted."""
+        deadline = time.monotonic() + READY_WAIT
+        while True:
+            now = time.time()
+            with self.inventories.borrow() as inventory:
+                if token is None:
+                    verdict = inventory.spend_named(mac, file, str(peer), now, spend=spend)
+                else:
+                    verdict = inventory.spend_token(token, mac, file, str(peer), now, spend=spend)
+            if verdict.verdict is not Verdict.NOT_READY or time.monotonic() >= deadline:
+                break
+            time.sleep(READY_POLL)
+        if verdict.verdict is Verdict.GRANTED:
+            return verdict
+        if verdict.verdict is Verdict.SPENT:
+            client_log(log, mac).warning(
+                "the %s token of %s's boot was used again, by %s (first used by %s): someone "
+                "else has it", file.value, mac, peer, verdict.first_user)
+        raise AccessDenied(f"{file.value} of {mac}: token {verdict.verdict.value}")
+
+    def _render(self, shown: str, client: Client, kind: str, part_token: str | None) -> Content:
         if kind == urls.CLIENT_PART:
-            return Content(name, BytesSource(build_client_part(self.config, client)),
+            return Content(shown, BytesSource(build_client_part(self.config, client)),
                            client.mac)
-        text = (scripts.ipxe_script(self.config, client) if kind == urls.SCRIPT
-                else scripts.pxelinux_config(self.config, client))
-        return Content(name, BytesSource(text.encode()), client.mac, Stage.LOADER)
+        text = (scripts.ipxe_script(self.config, client, part_token) if kind == urls.SCRIPT
+                else scripts.pxelinux_config(self.config, client, part_token))
+        return Content(shown, BytesSource(text.encode()), client.mac, Stage.LOADER)
 
     def _unregistered(self, name: str, mac: str, kind: str) -> Content:
         if self.config.dhcp.unknown is not UnknownPolicy.BOOT or kind == urls.CLIENT_PART:

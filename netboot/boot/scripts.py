@@ -16,27 +16,32 @@ from netboot.templates import render
 RETRY_SECONDS = 30  # how long a failed or unregistered machine waits before it asks again
 
 
-def ipxe_script(config: Config, client: Client) -> str:
-    """``clients/<mac>/boot.ipxe``, by the client's boot method: the one place that decides.
+def ipxe_script(config: Config, client: Client, part_token: str | None = None) -> str:
+    """``clients/<mac>/[<token>/]boot.ipxe``, by the client's boot method: the one place that
+    decides.
 
-    initramfs: kernel, the base and the client's initrd, arguments; sanboot:
-    iPXE logs in to the client's LUN itself (see netboot.boot.sanboot).
+    initramfs: kernel, the base and the client's initrd (named with ``part_token``
+    when files go by token), arguments; sanboot: iPXE logs in to the client's LUN
+    itself (see netboot.boot.sanboot). On failure it tries again: with tokens by a
+    new DHCP exchange (a new boot, whose reply names the script with a new token),
+    else from the script's own URL.
     """
     if client.boot_method is BootMethod.SANBOOT:
         return render_sanboot_script(config, client)
     return render("boot.ipxe.j2", client=client, base_url=urls.base_url(config),
                   kernel_url=urls.url(config, urls.KERNEL),
                   initramfs_url=urls.url(config, urls.INITRAMFS),
-                  client_part_url=urls.client_part_url(config, client.mac),
-                  script_url=urls.script_url(config, client.mac),
+                  client_part_url=urls.client_part_url(config, client.mac, part_token),
+                  script_url=None if part_token else urls.script_url(config, client.mac),
                   kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value,
                   retry_seconds=RETRY_SECONDS)
 
 
-def pxelinux_config(config: Config, client: Client) -> str:
+def pxelinux_config(config: Config, client: Client, part_token: str | None = None) -> str:
     """``pxelinux.cfg/01-<mac>``: the same boot for PXELINUX, BOOTIF from IPAPPEND 2."""
     return render("pxelinux.cfg.j2", client=client, kernel=urls.KERNEL_SHORT,
-                  initramfs=urls.INITRAMFS_SHORT, client_part=urls.pxelinux_client_part(client.mac),
+                  initramfs=urls.INITRAMFS_SHORT,
+                  client_part=urls.pxelinux_client_part(client.mac, part_token),
                   kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value)
 
 

@@ -8,14 +8,17 @@ leading ``/``; TFTP uses them bare.
 
 from __future__ import annotations
 
+import re
+
 from netboot.config import Config
+from netboot.inventory.windows import TOKEN_BYTES
 
 KERNEL = "boot/vmlinuz"
 INITRAMFS = "boot/initramfs.img"
 # What PXELINUX asks for: names relative to pxelinux.0 in the TFTP root.
 KERNEL_SHORT = "vmlinuz"
 INITRAMFS_SHORT = "initramfs.img"
-CLIENTS = "clients"  # clients/<mac>/<file>: files rendered for one client
+CLIENTS = "clients"  # clients/<mac>/[<token>/]<file>: files rendered for one client
 SCRIPT = "boot.ipxe"  # the client's iPXE script
 CLIENT_PART = "client.img"  # the client's initrd part (its CHAP secrets)
 PXELINUX_DIR = "pxelinux.cfg"  # pxelinux.cfg/01-<mac with dashes>
@@ -23,9 +26,20 @@ PXELINUX_PREFIX = "01-"  # ARP hardware type 1 (Ethernet), as PXELINUX names its
 REPORT = "report"  # report/<mac>/<stage>: /init telling how far it got
 
 
-def client_file(mac: str, name: str) -> str:
-    """``clients/<mac>/<name>``."""
-    return f"{CLIENTS}/{mac}/{name}"
+def client_file(mac: str, name: str, token: str | None = None) -> str:
+    """``clients/<mac>/<token>/<name>``: the token of one boot (netboot.inventory.windows)
+    in the path, so TFTP and HTTP read it alike; ``clients/<mac>/<name>`` without one."""
+    return f"{CLIENTS}/{mac}/{token}/{name}" if token else f"{CLIENTS}/{mac}/{name}"
+
+
+TOKEN_SHOWN = "<token>"
+_TOKEN = re.compile(rf"(?<=/)[0-9a-f]{{{2 * TOKEN_BYTES}}}(?=/)")  # a path component that is
+                                                                  # a boot token (hex)
+
+
+def redact(name: str) -> str:
+    """``name`` (a path or URL) fit for a log: an unspent boot token is a secret."""
+    return _TOKEN.sub(TOKEN_SHOWN, name)
 
 
 def pxelinux_config(mac: str) -> str:
@@ -33,9 +47,9 @@ def pxelinux_config(mac: str) -> str:
     return f"{PXELINUX_DIR}/{PXELINUX_PREFIX}{mac.replace(':', '-')}"
 
 
-def pxelinux_client_part(mac: str) -> str:
+def pxelinux_client_part(mac: str, token: str | None = None) -> str:
     """The client part as PXELINUX names it: dashes, since it reads ``host::path`` in names."""
-    return client_file(mac.replace(":", "-"), CLIENT_PART)
+    return client_file(mac.replace(":", "-"), CLIENT_PART, token)
 
 
 def base_url(config: Config) -> str:
@@ -48,12 +62,12 @@ def url(config: Config, name: str) -> str:
     return f"{base_url(config)}/{name}"
 
 
-def script_url(config: Config, mac: str) -> str:
-    return url(config, client_file(mac, SCRIPT))
+def script_url(config: Config, mac: str, token: str | None = None) -> str:
+    return url(config, client_file(mac, SCRIPT, token))
 
 
-def client_part_url(config: Config, mac: str) -> str:
-    return url(config, client_file(mac, CLIENT_PART))
+def client_part_url(config: Config, mac: str, token: str | None = None) -> str:
+    return url(config, client_file(mac, CLIENT_PART, token))
 
 
 def report_url(config: Config, mac: str) -> str:

@@ -52,8 +52,20 @@ class BootChoice:
     pxe_rom: bool = False  # a firmware PXE ROM: it gets option 43 discovery control
 
 
-def choose_boot(request: Request, config: Config) -> BootChoice | None:
-    """The boot file for ``request``, or None for an architecture netboot has no loader for."""
+def opens_window(request: Request) -> bool:
+    """Whether ``request`` is a boot's own DHCP exchange: a PXE ROM's, UEFI HTTP boot's or
+    iPXE's, which may open a boot window (:mod:`netboot.inventory.windows`). A booted
+    system's DHCP client has none of these identities, and an unprivileged process cannot
+    send from port 68 (the decision's caller only sees such requests)."""
+    vendor = request.vendor_class
+    return (request.is_ipxe or vendor.startswith(PXE_VENDOR_CLASS)
+            or vendor.startswith(HTTP_VENDOR_CLASS))
+
+
+def choose_boot(request: Request, config: Config, token: str | None = None) -> BootChoice | None:
+    """The boot file for ``request``, or None for an architecture netboot has no loader for.
+
+    ``token``: the script token of the client's boot window, put in the script's URL."""
     arches = request.architectures
     arch = arches[0] if arches else None
     vendor = request.vendor_class
@@ -64,7 +76,7 @@ def choose_boot(request: Request, config: Config) -> BootChoice | None:
             # A NIC whose ROM is iPXE (QEMU's, many cloud NICs) runs pxelinux.0 as any PXE
             # ROM would; pxelinux reads the ROM's cached DHCP reply, so the chain ends there.
             return BootChoice(BIOS_LOADERS[Loader.PXELINUX], arch, echo, ipxe=True)
-        return BootChoice(urls.script_url(config, request.mac), arch, echo, ipxe=True)
+        return BootChoice(urls.script_url(config, request.mac, token), arch, echo, ipxe=True)
     if vendor.startswith(HTTP_VENDOR_CLASS):
         for candidate in arches:
             if candidate in HTTP_LOADERS:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Protocol
 
+from netboot.boot import urls
 from netboot.config import Config, DhcpConfig, DhcpMode, UnknownPolicy
 from netboot.dhcp.boot import BootChoice, choose_boot, with_boot
 from netboot.dhcp.leases import Decline, Grant, LeaseChange, LeaseTable, Release
@@ -83,8 +84,9 @@ class Decision:
 
 
 def decide(request: Request, config: Config, leases: LeaseTable, clients: ClientView,
-           now: float) -> Decision:
-    """What netboot answers to ``request`` (see the module docstring)."""
+           now: float, token: str | None = None) -> Decision:
+    """What netboot answers to ``request`` (see the module docstring); ``token``: the script
+    token of the client's boot window, for the iPXE script URL (see :func:`opens_window`)."""
     dhcp = config.dhcp
     kind = request.message_type.name
     if dhcp.mode is DhcpMode.OFF:
@@ -93,7 +95,7 @@ def decide(request: Request, config: Config, leases: LeaseTable, clients: Client
         return Decision(None, f"{kind} relayed by {request.giaddr}, not on {dhcp.subnet}: ignored")
     client = clients.find(request.mac)
     if dhcp.mode is DhcpMode.PROXY:
-        return _proxy(request, config, client)
+        return _proxy(request, config, client, token)
     server_id = request.server_id
     if server_id is not None and server_id != config.server.address:
         return Decision(None, f"{kind} for server {server_id}: not for us")
@@ -101,9 +103,9 @@ def decide(request: Request, config: Config, leases: LeaseTable, clients: Client
         return Decision(None, f"{kind} from an unregistered machine: ignored (dhcp.unknown is"
                         " ignore; `netboot client add` registers it)", unknown=True)
     if request.message_type is MessageType.DISCOVER:
-        return _discover(request, config, client, leases, clients, now)
+        return _discover(request, config, client, leases, clients, now, token)
     if request.message_type is MessageType.REQUEST:
-        return _request(request, config, client, leases, clients, now)
+        return _request(request, config, client, leases, clients, now, token)
     if request.message_type is MessageType.DECLINE:
         return _decline(request, config, client, now)
     if request.message_type is MessageType.RELEASE:
@@ -111,11 +113,11 @@ def decide(request: Request, config: Config, leases: LeaseTable, clients: Client
             return Decision(None, f"release of fixed address {request.ciaddr}")
         return Decision(None, f"release {request.ciaddr}",
                         changes=(Release(request.mac, request.ciaddr),))
-    return _inform(request, config, client)
+    return _inform(request, config, client, token)
 
 
 def _discover(request: Request, config: Config, client: Client | None, leases: LeaseTable,
-              clients: ClientView, now: float) -> Decision:
+              clients: ClientView, now: float, token: str | None) -> Decision:
     ip = client.ip if client else _dynamic(request, config, leases, clients, now,
                                             request.requested_address)
     if ip is None:
@@ -123,7 +125,7 @@ def _discover(request: Request, config: Config, client: Client | None, leases: L
         return Decision(None, f"no offer: dynamic range {start}-{end} is exhausted "
                         f"({len(leases)} leases, {leases.declined_count(now)} declined)",
                         warning=True)
-    boot = choose_boot(request, config)
+    boot = choose_boot(request, config, token)
     reply = _answer(request, config, MessageType.OFFER, with_your_ip(ip),
                     *_configured(config.dhcp, client), with_lease_time(config.dhcp.lease_time),
                     *_full_boot(boot, config))
@@ -135,7 +137,7 @@ def _discover(request: Request, config: Config, client: Client | None, leases: L
 
 
 def _request(request: Request, config: Config, client: Client | None, leases: LeaseTable,
-             clients: ClientView, now: float) -> Decision:
+             clients: ClientView, now: float, token: str | None) -> Decision:
     """RFC 2131 section 4.3.2: SELECTING (server id), INIT-REBOOT (option 50, no server id),
     RENEWING/REBINDING (ciaddr only)."""
     wanted = request.requested_address
@@ -155,7 +157,7 @@ def _request(request: Request, config: Config, client: Client | None, leases: Le
         ip = _dynamic(request, config, leases, clients, now, wanted)
     if ip != wanted:
         return _nak(request, config, f"asked for {wanted}, but its address is {ip or 'none'}")
-    boot = choose_boot(request, config)
+    boot = choose_boot(request, config, token)
     reply = _answer(request, config, MessageType.ACK, with_client_ip(request.ciaddr),
                     with_your_ip(ip), *_configured(config.dhcp, client),
                     with_lease_time(config.dhcp.lease_time), *_full_boot(boot, config))
@@ -181,15 +183,17 @@ def _decline(request: Request, config: Config, client: Client | None, now: float
                     changes=(Decline(request.mac, ip, now + DECLINE_HOLD),), warning=True)
 
 
-def _inform(request: Request, config: Config, client: Client | None) -> Decision:
+def _inform(request: Request, config: Config, client: Client | None,
+            token: str | None) -> Decision:
     """RFC 2131 section 4.3.5: configuration (here: boot information) but no address."""
-    boot = choose_boot(request, config)
+    boot = choose_boot(request, config, token)
     reply = _answer(request, config, MessageType.ACK, with_client_ip(request.ciaddr),
                     *_configured(config.dhcp, client), *_full_boot(boot, config))
     return Decision(reply, f"inform ack{_boot_note(boot)}")
 
 
-def _proxy(request: Request, config: Config, client: Client | None) -> Decision:
+def _proxy(request: Request, config: Config, client: Client | None,
+           token: str | None) -> Decision:
     """PXE proxyDHCP (PXE 2.1 section 2.2.5): boot information only, never an address;
     OFFER on port 67 to a DISCOVER, ACK on port 4011 to a REQUEST."""
     kind = request.message_type.name
@@ -205,7 +209,7 @@ def _proxy(request: Request, config: Config, client: Client | None) -> Decision:
         message_type = MessageType.ACK
     else:
         return Decision(None, f"{kind} on port {request.local_port}: the DHCP server's to answer")
-    boot = choose_boot(request, config)
+    boot = choose_boot(request, config, token)
     if boot is None:
         return Decision(None, f"no boot loader for architecture {request.architectures}")
     reply = _answer(request, config, message_type, with_client_ip(request.ciaddr),
@@ -311,4 +315,4 @@ def _boot_note(boot: BootChoice | None) -> str:
     if boot is None:
         return ", no boot file (no loader for its architecture)"
     arch = f" (arch {boot.arch})" if boot.arch is not None else ""
-    return f", boot {boot.file}{arch}"
+    return f", boot {urls.redact(boot.file)}{arch}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from netboot.config import Config, DhcpMode
+from netboot.dhcp.boot import opens_window
 from netboot.dhcp.decide import Decision, decide
 from netboot.dhcp.directory import ClientDirectory
 from netboot.dhcp.leases import LeaseStore, LeaseTable
@@ -42,6 +43,7 @@ from netboot.host.iproute import ipv4_addresses
 from netboot.inventory.clients import UnknownNote
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
+from netboot.inventory.windows import BootFile, BootWindow
 from netboot.log import client_log
 from netboot.threads import start_thread
 
@@ -260,15 +262,27 @@ class StageWriter(PendingWriter[tuple[Stage, float]]):
         inventory.record_stage(mac, stage, at)
 
 
+Prepare = Callable[[BootWindow], None]  # gets a new window ready (see netboot.provisioning)
+
+
 class DhcpEngine:
     """Everything between a received datagram and the datagram to send back, with the
-    state it needs (leases, client cache, counters) but no socket."""
+    state it needs (leases, client cache, counters) but no socket.
+
+    With ``boot.tokens`` a registered client's boot exchange (:func:`opens_window`) that
+    gets an offer or an ack also opens its boot window, or finds the one its boot already
+    has, and the reply names the script with the window's token; ``prepare`` is handed
+    each new window (its sessions dropped and secrets renewed before its files are
+    served); without it a window is ready at once.
+    """
 
     def __init__(self, config: Config, inventory: Inventory, now: float,
                  record_stage: Callable[[str, Stage, float], None] | None = None,
-                 record_unknown: Callable[[UnknownNote], None] | None = None) -> None:
+                 record_unknown: Callable[[UnknownNote], None] | None = None,
+                 prepare: Prepare | None = None) -> None:
         self.config = config
         self.inventory = inventory
+        self.prepare = prepare
         self.record_stage = record_stage or inventory.record_stage
         self.record_unknown = record_unknown or (
             lambda note: record_unknowns(inventory, [note], config.dhcp.unknown_max))
@@ -301,9 +315,10 @@ class DhcpEngine:
                        "are over dhcp.unknown_rate", None)
             return None
         client = self.clients.find(request.mac)
+        boot_exchange = client is not None and self.config.tokens and opens_window(request)
         shape = None
-        if client is not None and self.config.dhcp.mode is DhcpMode.FULL and \
-                request.message_type in (MessageType.DISCOVER, MessageType.REQUEST):
+        if client is not None and not boot_exchange and self.config.dhcp.mode is DhcpMode.FULL \
+                and request.message_type in (MessageType.DISCOVER, MessageType.REQUEST):
             shape = PreparedReplies.shape(data, request)
             prepared = self.prepared.get(shape, client)
             if prepared is not None:
@@ -314,6 +329,11 @@ class DhcpEngine:
                 return (PreparedReplies.patch(encoded, data), decision.reply.destination,
                         request.chaddr[:6] if decision.reply.to_chaddr else None)
         decision = decide(request, self.config, self.leases, self.clients, now)
+        if boot_exchange and decision.reply is not None and \
+                decision.reply.message_type in (MessageType.OFFER, MessageType.ACK):
+            window = self._window(request.mac, now)
+            decision = decide(request, self.config, self.leases, self.clients, now,
+                              window.tokens[BootFile.SCRIPT])
         self._apply(request, decision, now)
         if decision.reply is None:
             self.stats.unanswered += 1
@@ -325,6 +345,17 @@ class DhcpEngine:
             self.prepared.put(shape, client, decision, encoded)
         return (encoded, decision.reply.destination,
                 request.chaddr[:6] if decision.reply.to_chaddr else None)
+
+    def _window(self, mac: str, now: float) -> BootWindow:
+        """The boot window this exchange belongs to: the boot's own, or a new one."""
+        window, new = self.inventory.open_window(mac, now, self.config.boot.window,
+                                                 ready=self.prepare is None)
+        if new:
+            client_log(log, mac).info("boot window %d opened for %d s", window.boot_id,
+                                      self.config.boot.window)
+            if self.prepare is not None:
+                self.prepare(window)
+        return window
 
     def _drop(self, reason: DropReason, detail: str, data: bytes | None) -> None:
         self.stats.dropped[reason] += 1
@@ -364,9 +395,11 @@ class DhcpService:
 
     name = "dhcp"
 
-    def __init__(self, config: Config, open_inventory: InventoryFactory) -> None:
+    def __init__(self, config: Config, open_inventory: InventoryFactory,
+                 prepare: Prepare | None = None) -> None:
         self.config = config
         self.open_inventory = open_inventory
+        self.prepare = prepare
         self.engine: DhcpEngine | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -419,7 +452,7 @@ class DhcpService:
         inventory = self.open_inventory()
         try:
             return DhcpEngine(self.config, inventory, time.time(), self._stages.record,
-                              self._unknowns.record)
+                              self._unknowns.record, self.prepare)
         except BaseException:
             inventory.close()
             raise

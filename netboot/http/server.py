@@ -281,12 +281,12 @@ class BootRequestHandler(BaseHTTPRequestHandler):
                 return
             if not path.startswith("/"):
                 raise NotFound("not a path")
-            content = catalog.open(path[1:], peer)
+            content = catalog.open(path[1:], peer, spend=send_body)
         except NotFound:
             self._plain(HTTPStatus.NOT_FOUND, "not found\n")
             return
         except AccessDenied as err:
-            log.warning("refused %r to %s: %s", path, peer, err)
+            log.warning("refused %r to %s: %s", urls.redact(path), peer, err)
             self._plain(HTTPStatus.FORBIDDEN, "forbidden\n")
             return
         except UnicodeDecodeError:
@@ -351,6 +351,8 @@ class BootRequestHandler(BaseHTTPRequestHandler):
             detail = parse_qs(query).get("detail", [""])[0]
             detail = "".join(c if c.isprintable() else "?" for c in detail)[:MAX_DETAIL]
             self.server.stages.record(client.mac, Stage(stage_text), detail or None)
+            if stage_text == Stage.ROOT:
+                catalog.close_window(client.mac)
         self.send_response(HTTPStatus.NO_CONTENT)
         self.end_headers()
 

@@ -9,6 +9,7 @@ from netboot.http.server import HttpLimits, HttpServer
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import InventoryFactory
+from netboot.provisioning.windows import WindowPreparer
 from netboot.serve.service import Service
 from netboot.target.service import TargetService
 from netboot.tftp.server import TftpServer
@@ -33,12 +34,19 @@ def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list
 def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
     """The services ``config`` asks for, in start order."""
     services = boot_file_services(config, open_inventory)
+    # A new boot window drops the client's sessions and renews its CHAP first, on a target
+    # netboot manages (started after the target service; DHCP only queues windows for it).
+    preparer = (WindowPreparer(config, open_inventory)
+                if config.tokens and config.target.manage else None)
     if config.dhcp.mode is not DhcpMode.OFF:
-        services.append(DhcpService(config, open_inventory))
+        services.append(DhcpService(config, open_inventory,
+                                    preparer.submit if preparer is not None else None))
     if config.dhcp.router_advertisements:
         from netboot.dhcp.ra import RouterAdvertiser  # slow on purpose: scapy loads only here
 
         services.append(RouterAdvertiser(config.server.interface))
     if config.target.manage:
         services.append(TargetService(config, open_inventory))
+    if preparer is not None:
+        services.append(preparer)
     return services

@@ -44,6 +44,7 @@ import time
 from collections import Counter
 from ipaddress import IPv4Address
 
+from netboot.boot import urls
 from netboot.boot.catalog import AccessDenied, Catalog
 from netboot.boot.content import BytesSource, FileSource
 from netboot.errors import NotFound
@@ -292,8 +293,9 @@ class TftpServer:
                 return  # the client sent its request again; that transfer's timer answers it
             # A new request from the same port: the client has given the old transfer up
             # (PXE ROMs ask once for tsize, then again for the file, often without an ERROR).
+            asked = urls.redact(packet.filename)
             existing.transfer = existing.transfer._replace(
-                phase=Phase.FAILED, reason=f"the client asked for {packet.filename!r} instead")
+                phase=Phase.FAILED, reason=f"the client asked for {asked!r} instead")
             self._finish(existing, time.monotonic(), logging.INFO)
         if self._table.per_source.get(peer[0], 0) >= self.max_per_source:
             self.stats["source_busy"] += 1
@@ -311,12 +313,12 @@ class TftpServer:
             content = self.catalog.open(request.filename, ip)
         except NotFound:
             self.stats["not_found"] += 1
-            log.info("no file %r for %s", request.filename, ip)
+            log.info("no file %r for %s", urls.redact(request.filename), ip)
             self._refuse(peer, ErrorCode.FILE_NOT_FOUND, "file not found")
             return
         except AccessDenied as err:
             self.stats["denied"] += 1
-            log.warning("refused %r to %s: %s", request.filename, ip, err)
+            log.warning("refused %r to %s: %s", urls.redact(request.filename), ip, err)
             self._refuse(peer, ErrorCode.ACCESS_VIOLATION, "access violation")
             return
         try:

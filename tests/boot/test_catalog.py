@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
@@ -11,8 +15,9 @@ from netboot.boot.catalog import AccessDenied, Catalog, check_name
 from netboot.errors import NotFound
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.store import Inventory
+from netboot.inventory.windows import BootFile
 from tests.conftest import BASE_CONFIG
-from tests.support.bootserving import MAC, SECRET, sample_client
+from tests.support.bootserving import MAC, SECRET, open_window, sample_client
 
 OWNER, OTHER = IPv4Address("198.18.0.10"), IPv4Address("198.18.0.11")
 
@@ -21,9 +26,10 @@ OWNER, OTHER = IPv4Address("198.18.0.10"), IPv4Address("198.18.0.11")
 def catalog_for(make_config):
     made = []
 
-    def make(unknown: str = "ignore") -> Catalog:
+    def make(unknown: str = "ignore", *, tokens: bool = True, loader: str = "ipxe") -> Catalog:
         base = BASE_CONFIG.replace("dhcp:\n", f"dhcp:\n  unknown: {unknown}\n")
-        config = make_config(base=base)
+        config = make_config(f"boot:\n  tokens: {str(tokens).lower()}\n  loader: {loader}\n",
+                             base=base)
         config.tftp_root_path.mkdir(parents=True, exist_ok=True)
         pool = InventoryPool(lambda: Inventory(config.storage.database))
         with pool.borrow() as inventory, inventory.transaction() as db:
@@ -49,19 +55,139 @@ def test_check_name_drops_dot_and_empty_components():
     assert check_name("./a//b/.") == ["a", "b"]
 
 
-def test_client_part_is_rendered_for_its_owner(catalog_for):
-    content = catalog_for().open(f"clients/{MAC}/client.img", OWNER)
+def window_of(catalog: Catalog, **kwargs):
+    return open_window(catalog.inventories, catalog.config, **kwargs)
+
+
+def test_script_is_given_with_the_token_of_its_window(catalog_for):
+    catalog = catalog_for()
+    window = window_of(catalog)
+    content = catalog.open(f"clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe", OTHER)
+    assert content.source.data.startswith(b"#!ipxe") and content.mac == MAC
+
+
+def test_script_names_the_client_part_with_the_next_token(catalog_for):
+    catalog = catalog_for()
+    window = window_of(catalog)
+    script = catalog.open(f"clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe", OWNER)
+    part = f"clients/{MAC}/{window.tokens[BootFile.CLIENT_PART]}/client.img"
+    assert part.encode() in script.source.data
+    assert SECRET.encode() in catalog.open(part, OWNER).source.data
+
+
+def test_a_private_file_without_a_token_is_refused_even_to_its_address(catalog_for):
+    catalog = catalog_for()
+    window_of(catalog)
+    for name in ("boot.ipxe", "client.img"):
+        with pytest.raises(AccessDenied, match="no boot token"):
+            catalog.open(f"clients/{MAC}/{name}", OWNER)
+
+
+def test_a_second_use_of_a_token_is_refused_and_names_both_addresses(catalog_for, caplog):
+    catalog = catalog_for()
+    name = f"clients/{MAC}/{window_of(catalog).tokens[BootFile.CLIENT_PART]}/client.img"
+    catalog.open(name, OWNER)
+    with caplog.at_level(logging.WARNING), pytest.raises(AccessDenied, match="spent"):
+        catalog.open(name, OTHER)
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(OWNER) in warning.getMessage() and str(OTHER) in warning.getMessage()
+    assert MAC in warning.getMessage()
+
+
+def test_a_token_is_good_only_for_its_own_file(catalog_for):
+    catalog = catalog_for()
+    token = window_of(catalog).tokens[BootFile.SCRIPT]
+    with pytest.raises(AccessDenied, match="unknown"):
+        catalog.open(f"clients/{MAC}/{token}/client.img", OWNER)
+
+
+def test_a_token_is_good_only_for_its_own_client(catalog_for):
+    catalog = catalog_for()
+    other = replace(sample_client("198.18.0.12", "52:54:00:00:00:02"), hostname="node-b",
+                    initiator_iqn="iqn.2026-11.org.example:node-b",
+                    target_iqn="iqn.2026-11.org.example:target.node-b", chap_user="node-b")
+    with catalog.inventories.borrow() as inventory, inventory.transaction() as db:
+        inventory.insert(db, other)
+    token = window_of(catalog, mac=other.mac).tokens[BootFile.CLIENT_PART]
+    with pytest.raises(AccessDenied, match="unknown"):
+        catalog.open(f"clients/{MAC}/{token}/client.img", OWNER)
+
+
+def test_the_root_report_closes_the_window_to_its_unspent_tokens(catalog_for):
+    catalog = catalog_for()
+    token = window_of(catalog).tokens[BootFile.CLIENT_PART]
+    catalog.close_window(MAC)
+    with pytest.raises(AccessDenied, match="expired"):
+        catalog.open(f"clients/{MAC}/{token}/client.img", OWNER)
+
+
+def test_a_window_past_its_time_refuses_its_tokens(catalog_for):
+    catalog = catalog_for()
+    window = window_of(catalog, now=time.time() - catalog.config.boot.window - 1)
+    with pytest.raises(AccessDenied, match="expired"):
+        catalog.open(f"clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe", OWNER)
+
+
+def test_a_request_waits_while_its_window_is_prepared(catalog_for):
+    catalog = catalog_for()
+    window = window_of(catalog, ready=False)
+
+    def prepared() -> None:
+        time.sleep(0.3)
+        with catalog.inventories.borrow() as inventory:
+            inventory.window_ready(window.boot_id)
+
+    threading.Thread(target=prepared).start()
+    began = time.monotonic()
+    catalog.open(f"clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe", OWNER)
+    assert time.monotonic() - began >= 0.3
+
+
+def test_a_look_without_spending_leaves_the_token_good(catalog_for):
+    catalog = catalog_for()
+    name = f"clients/{MAC}/{window_of(catalog).tokens[BootFile.SCRIPT]}/boot.ipxe"
+    catalog.open(name, OWNER, spend=False)
+    catalog.open(name, OWNER)
+    with pytest.raises(AccessDenied, match="spent"):
+        catalog.open(name, OWNER)
+
+
+def test_pxelinux_config_is_given_once_inside_the_window_with_the_part_token(catalog_for):
+    catalog = catalog_for(loader="pxelinux")
+    window = window_of(catalog)
+    content = catalog.open("pxelinux.cfg/01-52-54-00-12-34-56", OTHER)
+    part = f"clients/52-54-00-12-34-56/{window.tokens[BootFile.CLIENT_PART]}/client.img"
+    assert part.encode() in content.source.data
+    with pytest.raises(AccessDenied, match="spent"):
+        catalog.open("pxelinux.cfg/01-52-54-00-12-34-56", OTHER)
+    assert SECRET.encode() in catalog.open(part, OWNER).source.data
+
+
+def test_pxelinux_config_is_refused_outside_a_window(catalog_for):
+    with pytest.raises(AccessDenied):
+        catalog_for(loader="pxelinux").open("pxelinux.cfg/01-52-54-00-12-34-56", OWNER)
+
+
+def test_pxelinux_config_is_refused_when_clients_boot_ipxe_scripts(catalog_for):
+    catalog = catalog_for()
+    window_of(catalog)
+    with pytest.raises(AccessDenied):
+        catalog.open("pxelinux.cfg/01-52-54-00-12-34-56", OWNER)
+
+
+def test_without_tokens_the_client_part_is_rendered_for_its_address(catalog_for):
+    content = catalog_for(tokens=False).open(f"clients/{MAC}/client.img", OWNER)
     assert SECRET.encode() in content.source.data
     assert content.mac == MAC
 
 
-def test_client_part_is_refused_to_another_address(catalog_for):
+def test_without_tokens_the_client_part_is_refused_to_another_address(catalog_for):
     with pytest.raises(AccessDenied):
-        catalog_for().open(f"clients/{MAC}/client.img", OTHER)
+        catalog_for(tokens=False).open(f"clients/{MAC}/client.img", OTHER)
 
 
-def test_pxelinux_config_accepts_the_dashed_mac_of_its_initrd_path(catalog_for):
-    content = catalog_for().open("clients/52-54-00-12-34-56/client.img", OWNER)
+def test_without_tokens_the_pxelinux_initrd_path_takes_the_dashed_mac(catalog_for):
+    content = catalog_for(tokens=False).open("clients/52-54-00-12-34-56/client.img", OWNER)
     assert content.mac == MAC
 
 

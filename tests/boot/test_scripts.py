@@ -18,11 +18,14 @@ CONFIG = parse_config("server: {address: 198.18.0.1}\ndhcp: {subnet: 198.18.0.0/
                       "boot: {kernel_args: 'quiet loglevel=4', onfail: shell}\n")
 CLIENT = sample_client("198.18.0.10")
 UNKNOWN = "52:54:00:ab:cd:ef"
+PART_TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.mark.parametrize(("golden", "rendered"), [
-    ("boot.ipxe", lambda: scripts.ipxe_script(CONFIG, CLIENT)),
-    ("pxelinux.cfg", lambda: scripts.pxelinux_config(CONFIG, CLIENT)),
+    ("boot.ipxe", lambda: scripts.ipxe_script(CONFIG, CLIENT, PART_TOKEN)),
+    ("pxelinux.cfg", lambda: scripts.pxelinux_config(CONFIG, CLIENT, PART_TOKEN)),
+    ("boot.by-address.ipxe", lambda: scripts.ipxe_script(CONFIG, CLIENT)),
+    ("pxelinux.by-address.cfg", lambda: scripts.pxelinux_config(CONFIG, CLIENT)),
     ("unregistered.ipxe", lambda: scripts.unregistered_ipxe(CONFIG, UNKNOWN)),
     ("unregistered.pxelinux", lambda: scripts.unregistered_pxelinux(UNKNOWN)),
 ])

@@ -205,8 +205,10 @@ def test_rate_limit_refills_with_time():
 
 @pytest.fixture
 def engine(make_config):
-    config = make_config(base=BASE_CONFIG.replace("  subnet: 198.18.0.0/24\n",
-                                                  "  subnet: 198.18.0.0/24\n  unknown: boot\n"))
+    """An engine without boot tokens: every reply to a registered client comes from memory
+    (tests/dhcp/test_windows.py has the boot exchanges that open windows)."""
+    config = make_config("boot:\n  tokens: false\n", base=BASE_CONFIG.replace(
+        "  subnet: 198.18.0.0/24\n", "  subnet: 198.18.0.0/24\n  unknown: boot\n"))
     inventory = Inventory(config.storage.database)
     add_client(config, inventory, MAC)
     yield DhcpEngine(config, inventory, NOW)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 
 import pytest
 
+from netboot.inventory.windows import BootFile
 from tests.support.bootserving import MAC, SECRET, Served, sha256, start_served, stop_served
 
 
@@ -14,6 +16,14 @@ from tests.support.bootserving import MAC, SECRET, Served, sha256, start_served,
 def served(make_config):
     running = start_served(make_config())
     (running.root / "undionly.kpxe").write_bytes(os.urandom(70_000))
+    yield running
+    stop_served(running)
+
+
+@pytest.fixture
+def by_address(make_config):
+    """Served with ``boot.tokens: false``: private files go to the client's address."""
+    running = start_served(make_config("boot:\n  tokens: false\n"))
     yield running
     stop_served(running)
 
@@ -58,18 +68,70 @@ def test_tftp_root_files_are_served_at_their_path(served: Served):
     assert (status, body) == (200, (served.root / "undionly.kpxe").read_bytes())
 
 
-def test_a_clients_initrd_part_is_served_to_its_own_address(served: Served):
-    status, body = curl(served, f"/clients/{MAC}/client.img", source="127.0.0.2")
+def test_a_clients_files_are_served_once_each_with_the_tokens_of_its_window(served: Served):
+    window = served.open_window()
+    status, script = curl(served, f"/clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe",
+                          source="127.0.0.2")
+    assert status == 200
+    part = f"/clients/{MAC}/{window.tokens[BootFile.CLIENT_PART]}/client.img"
+    assert part.encode() in script
+    status, body = curl(served, part, source="127.0.0.2")
     assert status == 200 and SECRET.encode() in body
 
 
-def test_a_clients_initrd_part_is_refused_to_another_address(served: Served):
-    status, body = curl(served, f"/clients/{MAC}/client.img", source="127.0.0.3")
+def test_a_clients_files_without_a_token_get_403_from_its_own_address(served: Served):
+    served.open_window()
+    for name in ("boot.ipxe", "client.img"):
+        status, body = curl(served, f"/clients/{MAC}/{name}", source="127.0.0.2")
+        assert status == 403 and SECRET.encode() not in body
+
+
+def test_a_spent_token_gets_403_and_a_warning_with_both_addresses(served: Served, caplog):
+    part = f"/clients/{MAC}/{served.open_window().tokens[BootFile.CLIENT_PART]}/client.img"
+    assert curl(served, part, source="127.0.0.2")[0] == 200
+    with caplog.at_level(logging.WARNING):
+        status, body = curl(served, part, source="127.0.0.3")
+    assert status == 403 and SECRET.encode() not in body
+    assert any("127.0.0.2" in r.getMessage() and "127.0.0.3" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_a_head_request_does_not_spend_a_token(served: Served):
+    script = f"/clients/{MAC}/{served.open_window().tokens[BootFile.SCRIPT]}/boot.ipxe"
+    assert curl(served, script, "--head", source="127.0.0.2")[0] == 200
+    assert curl(served, script, source="127.0.0.2")[0] == 200
+
+
+def test_no_log_line_shows_an_unspent_token(served: Served, caplog):
+    window = served.open_window()
+    with caplog.at_level(logging.DEBUG):
+        curl(served, f"/clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe",
+             source="127.0.0.2")
+        curl(served, f"/clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe",
+             source="127.0.0.3")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "<token>" in logged
+    assert window.tokens[BootFile.CLIENT_PART] not in logged
+
+
+def test_the_root_report_closes_the_window(served: Served):
+    part = f"/clients/{MAC}/{served.open_window().tokens[BootFile.CLIENT_PART]}/client.img"
+    assert curl(served, f"/report/{MAC}/root", source="127.0.0.2")[0] == 204
+    assert curl(served, part, source="127.0.0.2")[0] == 403
+
+
+def test_without_tokens_a_clients_initrd_part_is_served_to_its_own_address(by_address):
+    status, body = curl(by_address, f"/clients/{MAC}/client.img", source="127.0.0.2")
+    assert status == 200 and SECRET.encode() in body
+
+
+def test_without_tokens_a_clients_initrd_part_is_refused_to_another_address(by_address):
+    status, body = curl(by_address, f"/clients/{MAC}/client.img", source="127.0.0.3")
     assert status == 403 and SECRET.encode() not in body
 
 
-def test_a_clients_script_is_refused_to_another_address(served: Served):
-    status, _ = curl(served, f"/clients/{MAC}/boot.ipxe", source="127.0.0.3")
+def test_without_tokens_a_clients_script_is_refused_to_another_address(by_address):
+    status, _ = curl(by_address, f"/clients/{MAC}/boot.ipxe", source="127.0.0.3")
     assert status == 403
 
 
@@ -85,7 +147,8 @@ def test_an_unknown_path_gets_404(served: Served):
 
 
 def test_fetching_the_script_records_the_loader_stage(served: Served):
-    status, body = curl(served, f"/clients/{MAC}/boot.ipxe", source="127.0.0.2")
+    script = f"/clients/{MAC}/{served.open_window().tokens[BootFile.SCRIPT]}/boot.ipxe"
+    status, body = curl(served, script, source="127.0.0.2")
     assert status == 200 and body.startswith(b"#!ipxe")
     assert served.stage_of(MAC) == "loader"
 

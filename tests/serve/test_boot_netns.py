@@ -2,7 +2,8 @@
 
 The server side of the pair stays in this process's namespace and the server
 binds its address; curl, tftp-hpa and atftp run in the namespace, from the
-client's address (and from a second one, which must be refused private files).
+client's address (and from a second one, which must be refused private files;
+tests/serve/test_boot_windows.py has the whole threat model with `netboot serve`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ipaddress import IPv4Interface
 import pytest
 
 from netboot.host import iproute
+from netboot.inventory.windows import BootFile
 from tests.conftest import BASE_CONFIG, needs_root
 from tests.support.bootserving import MAC, SECRET, Lan, sha256, start_served, stop_served
 
@@ -72,9 +74,10 @@ def test_atftp_in_a_namespace_downloads_intact(lan: Lan, served, tmp_path):
     assert sha256(out.read_bytes()) == sha256((served.root / "big").read_bytes())
 
 
-def test_the_client_gets_its_initrd_part_over_tftp(lan: Lan, served):
+def test_the_client_gets_its_initrd_part_over_tftp_with_its_token(lan: Lan, served):
+    token = served.open_window().tokens[BootFile.CLIENT_PART]
     result = lan.run("curl", "-sS", "--interface", lan.client,
-                     f"tftp://{lan.server}:{served.tftp.port}/clients/{MAC}/client.img")
+                     f"tftp://{lan.server}:{served.tftp.port}/clients/{MAC}/{token}/client.img")
     assert result.returncode == 0 and SECRET.encode() in result.stdout
 
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -18,6 +19,7 @@ from netboot.inventory.clients import Client
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import Inventory
+from netboot.inventory.windows import BootWindow
 from netboot.tftp.options import Limits
 from netboot.tftp.packets import Opcode, encode_ack, encode_request, parse
 from netboot.tftp.server import TftpServer
@@ -47,6 +49,15 @@ class Lan:
                               timeout=timeout, check=False)
 
 
+def open_window(pool: InventoryPool, config: Config, mac: str = MAC, *, ready: bool = True,
+                now: float | None = None) -> BootWindow:
+    """A boot window for ``mac``, as its PXE exchange with netboot's DHCP would open it."""
+    with pool.borrow() as inventory:
+        window, _ = inventory.open_window(mac, time.time() if now is None else now,
+                                          config.boot.window, ready=ready)
+    return window
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -62,6 +73,9 @@ class Served:
     stages: StageRecorder
     pool: InventoryPool
     client: Client
+
+    def open_window(self, mac: str = MAC, *, ready: bool = True) -> BootWindow:
+        return open_window(self.pool, self.config, mac, ready=ready)
 
     @property
     def http_url(self) -> str:

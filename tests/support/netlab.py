@@ -79,8 +79,8 @@ class Lab:
 
     def run(self, ns: str, argv: list[str], timeout: float = 60, check: bool = True,
             **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(iproute.in_netns(ns, argv), capture_output=True, text=True,
-                              timeout=timeout, check=check, **kw)
+        return subprocess.run(iproute.in_netns(ns, argv), capture_output=True,
+                              timeout=timeout, check=check, **{"text": True, **kw})
 
     def spawn(self, ns: str, argv: list[str], log: Path) -> subprocess.Popen:
         """Start a long-running process in ``ns``, its output to ``log``."""

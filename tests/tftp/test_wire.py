@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.inventory.windows import BootFile
 from netboot.tftp.options import MAX_TIMEOUT, Limits
 from netboot.tftp.packets import Error, ErrorCode, Opcode, encode_ack, encode_error, parse
 from tests.support.bootserving import (
@@ -34,8 +35,8 @@ def serve(make_config, tmp_path: Path):
     """Start the server with the given limits (once per test), its files in place."""
     running: list[Served] = []
 
-    def start(limits: Limits) -> Served:
-        served = start_served(make_config(), limits=limits)
+    def start(limits: Limits, extra: str = "") -> Served:
+        served = start_served(make_config(extra), limits=limits)
         running.append(served)
         (served.root / "big").write_bytes(os.urandom(BIG))
         (served.root / "small").write_bytes(os.urandom(5000))
@@ -355,23 +356,36 @@ def test_a_transfer_that_ends_gives_its_address_a_place_again(served: Served):
     assert served.tftp.stats["source_busy"] == 0
 
 
-def test_client_initrd_part_is_served_to_its_own_address(served: Served):
-    result = curl_tftp(served, f"clients/{MAC}/client.img", "--interface", "127.0.0.2")
+def test_client_initrd_part_is_served_with_its_token(served: Served):
+    token = served.open_window().tokens[BootFile.CLIENT_PART]
+    result = curl_tftp(served, f"clients/{MAC}/{token}/client.img", "--interface", "127.0.0.2")
     assert result.returncode == 0, result.stderr
     assert SECRET.encode() in result.stdout
 
 
-def test_client_initrd_part_is_refused_to_another_address(served: Served, caplog):
+def test_client_initrd_part_without_a_token_gets_access_violation(served: Served, caplog):
+    served.open_window()
+    with RawClient(served.tftp.port, bind="127.0.0.2") as client:
+        assert error_of(client.request(f"clients/{MAC}/client.img")).code == 2
+    assert any("refused" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_client_initrd_part_without_tokens_is_refused_to_another_address(serve, caplog):
+    served = serve(Limits(), "boot:\n  tokens: false\n")
     with RawClient(served.tftp.port, bind="127.0.0.3") as client:
         assert error_of(client.request(f"clients/{MAC}/client.img")).code == 2
     assert any("refused" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
-def test_pxelinux_config_fetch_records_the_loader_stage(served: Served):
+def test_pxelinux_config_is_served_once_in_the_window_and_records_the_loader_stage(serve):
+    served = serve(Limits(), "boot:\n  loader: pxelinux\n")
+    window = served.open_window()
     name = "pxelinux.cfg/01-" + MAC.replace(":", "-")
     result = curl_tftp(served, name, "--interface", "127.0.0.2")
     assert b"KERNEL vmlinuz" in result.stdout
+    assert window.tokens[BootFile.CLIENT_PART].encode() in result.stdout
     assert served.stage_of(MAC) == "loader"
+    assert curl_tftp(served, name, "--interface", "127.0.0.2").stdout == b""
 
 
 def test_kernel_fetch_over_tftp_records_the_kernel_stage(served: Served):

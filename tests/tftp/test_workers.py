@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
 
 import pytest
 
 from netboot.inventory.store import Inventory
+from netboot.inventory.windows import BootFile
 from netboot.tftp.workers import TftpWorkers
 from tests.support.bootserving import MAC, SECRET, sample_client, sha256
 
@@ -41,9 +43,14 @@ def test_concurrent_downloads_from_two_workers_are_intact(workers: TftpWorkers):
     assert {sha256(r.stdout) for r in results} == {want}
 
 
-def test_a_worker_serves_a_clients_part_only_to_its_address(workers: TftpWorkers):
-    assert SECRET.encode() in curl(workers, f"clients/{MAC}/client.img", "127.0.0.2").stdout
-    assert curl(workers, f"clients/{MAC}/client.img", "127.0.0.3").returncode == 69
+def test_workers_spend_a_clients_token_once_between_them(workers: TftpWorkers):
+    with Inventory(workers.config.storage.database) as inventory:
+        window, _ = inventory.open_window(MAC, time.time(), 120, ready=True)
+    name = f"clients/{MAC}/{window.tokens[BootFile.CLIENT_PART]}/client.img"
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: curl(workers, name, "127.0.0.2"), range(4)))
+    assert sorted(r.returncode for r in results) == [0, 69, 69, 69]
+    assert sum(SECRET.encode() in r.stdout for r in results) == 1
 
 
 def test_stopping_ends_every_worker_process(workers: TftpWorkers):

@@ -1,0 +1,119 @@
+"""Preparing a boot window on a real tgtd: sessions closed, CHAP renewed, old secret refused."""
+# ruff: noqa: F811  (pytest fixtures are imported from tgtfixtures and requested by name)
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+from netboot.config import Config
+from netboot.inventory.clients import Client
+from netboot.inventory.store import Inventory
+from netboot.provisioning.clients import add_client
+from netboot.provisioning.windows import WindowPreparer, prepare_window
+from netboot.target.tgt import TgtBackend
+from tests.conftest import needs_root
+from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
+    Tgtd,
+    backend,
+    builtin_image,
+    inventory,
+    read_capacity,
+    target_config,
+    tgtd,
+    tgtd_endpoint,
+)
+
+pytestmark = [needs_root, pytest.mark.root]
+MAC = "52:54:00:00:00:41"
+
+
+@pytest.fixture
+def client(target_config: Config, inventory: Inventory, backend: TgtBackend,
+           builtin_image) -> Client:
+    return add_client(target_config, inventory, MAC, image="builtin", size=32 << 20,
+                      backend=backend).client
+
+
+def logs_in(tgtd: Tgtd, client: Client) -> subprocess.CompletedProcess[str]:
+    return read_capacity(tgtd, client.initiator_iqn, client.chap_user, client.chap_secret,
+                         client.target_iqn)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_prepared_window_renews_the_secrets_and_the_target_refuses_the_old_ones(
+        target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
+        client: Client):
+    window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
+    prepare_window(target_config, inventory, backend, window)
+    renewed = inventory.get(MAC)
+    assert renewed.chap_secret != client.chap_secret
+    assert renewed.mutual_secret != client.mutual_secret
+    refused = logs_in(tgtd, client)
+    assert refused.returncode != 0 and "Authentication failure" in refused.stderr
+    assert logs_in(tgtd, renewed).returncode == 0
+
+
+def test_a_prepared_window_closes_a_live_session_and_warns(
+        target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
+        client: Client, caplog):
+    url = f"iscsi://{client.chap_user}%{client.chap_secret}@{tgtd.url}/{client.target_iqn}/1"
+    reader = subprocess.Popen(["iscsi-perf", "-i", client.initiator_iqn, "-t", "60", "-x", "3",
+                               url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert eventually(lambda: any(t.logins for t in backend.targets()), 10)
+        window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
+        with caplog.at_level(logging.WARNING):
+            prepare_window(target_config, inventory, backend, window)
+        assert any("session(s) open" in r.getMessage() and getattr(r, "mac", None) == MAC
+                   for r in caplog.records)
+        # the thief's initiator tries again with the secret it had, and is refused
+        assert reader.wait(timeout=30) != 0
+        assert not any(t.logins for t in backend.targets())
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def test_without_rotation_the_secrets_stay_and_the_session_is_still_closed(
+        make_config, target_config: Config, inventory: Inventory, backend: TgtBackend,
+        tgtd: Tgtd, client: Client):
+    address, port = target_config.portal
+    config = make_config(f"""
+        target:
+          portal_address: {address}
+          portal_port: {port}
+          tgt_control_port: {target_config.target.tgt_control_port}
+          rotate_chap: never
+        """)
+    window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
+    prepare_window(config, inventory, backend, window)
+    assert inventory.get(MAC).chap_secret == client.chap_secret
+    assert logs_in(tgtd, client).returncode == 0
+
+
+def test_the_preparer_makes_windows_ready_left_from_a_stopped_serve(
+        target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
+        client: Client):
+    window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
+    preparer = WindowPreparer(target_config, lambda: Inventory(target_config.storage.database),
+                              backend)
+    preparer.start()
+    try:
+        assert eventually(lambda: inventory.current_window(MAC).ready, 15)
+    finally:
+        preparer.stop()
+    assert window.boot_id == inventory.current_window(MAC).boot_id
+    assert inventory.get(MAC).chap_secret != client.chap_secret
