@@ -259,7 +259,16 @@ def decode_response(data: bytes) -> Answer:
 
 def socket_path(control_port: int) -> Path:
     """The control port's socket: ``$TGT_IPC_SOCKET`` or tgt's default, then ``.<port>``."""
-    return Path(f"{os.environ.get(IPC_SOCKET_ENV) or IPC_NAMESPACE}.{control_port}")
+    return Path(_address(control_port))
+
+
+def _address(control_port: int) -> str:
+    """:func:`socket_path` as the string connect() takes.
+
+    Requests connect with it directly: a ``Path`` built for each of the
+    thousands of requests of a large reconcile is Python time tgtd waits for.
+    """
+    return f"{os.environ.get(IPC_SOCKET_ENV) or IPC_NAMESPACE}.{control_port}"
 
 
 def call(control_port: int, request: Request, *, what: str, timeout: float = 30.0) -> str:
@@ -295,13 +304,13 @@ def _connect(control_port: int, timeout: float) -> socket.socket:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(timeout)
     try:
-        conn.connect(str(socket_path(control_port)))
+        conn.connect(_address(control_port))
     except (FileNotFoundError, ConnectionRefusedError):
         conn.close()
         raise TargetUnreachable(f"no tgtd answers on control port {control_port}") from None
     except OSError as err:
         conn.close()
-        raise TargetError(f"tgtd's control socket {socket_path(control_port)}: "
+        raise TargetError(f"tgtd's control socket {_address(control_port)}: "
                           f"{err.strerror or err}") from None
     return conn
 
@@ -319,7 +328,7 @@ def _wait_closed(control_port: int, what: str, deadline: float) -> None:
     while True:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(str(socket_path(control_port)))
+            probe.connect(_address(control_port))
         except OSError as err:
             if err.errno in (errno.ECONNREFUSED, errno.ENOENT):
                 return
