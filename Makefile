@@ -1,15 +1,20 @@
 # netboot: `make demo` sets up and runs the main job; `make test` sets up and runs every test.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Debian's python3: serve's network part runs the venv as the netboot user, who must be able
+# to run its interpreter (a pyenv one under /root is out of its reach).
+PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup debs venv tftproot demo test test-fast lint bench clean
+.PHONY: setup debs user venv tftproot demo test test-fast lint bench clean
 
-setup: debs venv tftproot
+setup: debs user venv tftproot
 
 debs:
 	@scripts/install-debs.sh
+
+user:
+	@scripts/add-user.sh
 
 venv: $(VENV)/.installed
 

@@ -547,9 +547,18 @@ def _ratios(netboot: dict, peer: dict) -> dict:
     return {"p95_vs_peer": ratio("login_p95_s"), "cpu_vs_peer": ratio("cpu_ms_per_client")}
 
 
+def _add_tree(group: CpuGroup, pid: int) -> None:
+    """Serve and what runs below it (its network part, TFTP workers): started before they
+    could be put in the cgroup, so they go in one by one."""
+    for member in lab.process_tree(pid):
+        with suppress(ProcessLookupError):
+            group.add(member)
+
+
 def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     """Lab, peer and machines up (``cleanup`` undoes each), then netboot's and the peer's turns."""
     lab_dir = Path(tempfile.mkdtemp(prefix="netboot-storm-"))
+    lab_dir.chmod(0o711)  # serve's network part (the netboot user) passes it: a split serve
     cleanup.callback(shutil.rmtree, lab_dir, ignore_errors=True)
     cgroups = _cgroup2_root()
 
@@ -565,7 +574,7 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     cleanup.callback(lab.down, lab_dir)
     state = lab.up(lab_dir, 0, lun_size=LUN_SIZE, discovery_auth=False, cache_dir=LAB_CACHE,
                    vlan=VLAN, say=lambda line: progress(f"  {line}"))
-    netboot_groups["serve"].add(state.pids["serve"])
+    _add_tree(netboot_groups["serve"], state.pids["serve"])
     if (tgtd := tgtd_pid(state.tgt_control_port)) is None:
         raise SystemExit(f"no tgtd on control port {state.tgt_control_port} after lab up")
     netboot_groups["tgtd"].add(tgtd)
@@ -606,7 +615,7 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
                             {"server": server, "http_port": PEER_HTTP_PORT,
                              "iscsi_port": PEER_ISCSI_PORT}, peer_groups, args.timeout)
         state = lab.restart_serve(state)
-        netboot_groups["serve"].add(state.pids["serve"])
+        _add_tree(netboot_groups["serve"], state.pids["serve"])
         rows += [{**ours, **_ratios(ours, theirs)}, theirs]
     return rows
 

@@ -60,6 +60,10 @@ class OnFail(StrEnum):
     HALT = "halt"
 
 
+SERVICE_USER = "netboot"  # the system user `make setup` creates for serve's network part
+ROOT_USER = "root"  # server.user: everything in one root process
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """The serving side: which interface, which address, where files live."""
@@ -81,6 +85,8 @@ class ServerConfig:
     http_max_per_source: int = 16
     # Seconds from waiting for a request to having its headers (slowloris defence).
     http_request_timeout: int = 30
+    # the user DHCP, TFTP and HTTP run as (netboot.host.users); root: one root process
+    user: str = SERVICE_USER
 
 
 @dataclass(frozen=True)

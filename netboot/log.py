@@ -61,6 +61,14 @@ def setup_logging(fmt: str = "human", level: str | int = "INFO", stream=None) ->
     root.propagate = False
 
 
+def log_settings() -> tuple[str, int]:
+    """The format (``human`` or ``json``) and level :func:`setup_logging` set, for a child
+    process to log alike."""
+    logger = logging.getLogger("netboot")
+    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers)
+    return ("json" if json_lines else "human"), logger.getEffectiveLevel()
+
+
 def client_log(logger: logging.Logger, mac: str, **extra: Any) -> logging.LoggerAdapter:
     """A logger whose every line carries the client's MAC (and any other fields)."""
     return logging.LoggerAdapter(logger, {"mac": mac, **extra})

@@ -18,6 +18,7 @@ import pytest
 from netboot.lab import lab, topology
 from netboot.lab.kernel import fetch_kernel
 from netboot.lab.vm import Accel, VmFactory, choose_accel
+from tests.support.paths import make_reachable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,6 +128,7 @@ def netboot_lab(tmp_path: Path, accel: Accel) -> Iterator[Callable[..., lab.LabS
     the CLI. ``lab.boot(state_dir)`` or the VM factory then boots them.
     """
     lab_dir = tmp_path / "netboot-lab"
+    make_reachable(tmp_path)  # so the lab's serve splits (netboot.lab.lab.serve_user)
 
     def make(clients: int = 1, **options: object) -> lab.LabState:
         return lab.up(lab_dir, clients, accel=accel, cache_dir=LAB_CACHE,
@@ -144,6 +146,7 @@ def shared_lab(tmp_path_factory: pytest.TempPathFactory,
     Tests sharing it compare before and after (boot counts), never absolute values.
     """
     lab_dir = tmp_path_factory.mktemp("shared-lab")
+    make_reachable(lab_dir)  # so the lab's serve splits (netboot.lab.lab.serve_user)
     try:
         yield lab_dir, lab.up(lab_dir, 2, accel=accel, cache_dir=LAB_CACHE, say=lambda _: None)
     finally:

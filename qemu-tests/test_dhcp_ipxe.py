@@ -24,9 +24,12 @@ from netboot.inventory.store import Inventory
 from netboot.lab.vm import Firmware, VmSpec, lab_mac
 from netboot.provisioning.clients import add_client
 from tests.support import REPO
+from tests.support.paths import make_reachable
 
 MAC = lab_mac(7)
-SCRIPT = rf"clients/{MAC}/[0-9a-f]{{32}}/boot\.ipxe"  # iPXE prints the URL with its token
+# iPXE prints the script's URL (with its token, its colons as %3A, wrapped at 80 columns),
+# then "... ok" once it has the script
+SCRIPT = r"/boot\.ipxe\.\.\. ok"
 # No option ROM on the NIC: OVMF's own PXE (EDK2 PxeBcDxe) boots, as a vendor UEFI PXE ROM does.
 NATIVE_UEFI_PXE = ("-global", "virtio-net-pci.romfile=")
 
@@ -46,6 +49,7 @@ def start_serve(lab, tmp_path: Path, router_advertisements: bool = True) -> subp
     config = load_config(config_path)
     with Inventory(config.storage.database) as inventory:
         add_client(config, inventory, MAC)
+    make_reachable(tmp_path, tftp_root)  # for the network part, run as server.user
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(lab.argv([sys.executable, "-m", "netboot", "--config",

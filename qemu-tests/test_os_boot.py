@@ -33,6 +33,7 @@ from netboot.lab import lab
 from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
 from netboot.storage.bootdisk import PARTITION_START, SECTOR
 from netboot.target.tgtd import stop_tgtd
+from tests.support.paths import make_reachable
 
 # The first test also builds both images (a cold sanboot image takes ~6 min on a fresh
 # machine, whose lab cache is empty): a limit for that, not a speed check.
@@ -172,6 +173,7 @@ def session_lines(console: str) -> list[str]:
 def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
           lab_cache: Path) -> Iterator[OsLab]:
     lab_dir = tmp_path_factory.mktemp("os-lab")
+    make_reachable(lab_dir)  # so the lab's serve splits (netboot.lab.lab.serve_user)
     try:
         state = lab.up(lab_dir, 3, accel=accel, cache_dir=lab_cache, say=lambda _: None)
         seconds = {}

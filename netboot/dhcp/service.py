@@ -262,27 +262,22 @@ class StageWriter(PendingWriter[tuple[Stage, float]]):
         inventory.record_stage(mac, stage, at)
 
 
-Prepare = Callable[[BootWindow], None]  # gets a new window ready (see netboot.provisioning)
-
-
 class DhcpEngine:
     """Everything between a received datagram and the datagram to send back, with the
     state it needs (leases, client cache, counters) but no socket.
 
     With ``boot.tokens`` a registered client's boot exchange (:func:`opens_window`) that
     gets an offer or an ack also opens its boot window, or finds the one its boot already
-    has, and the reply names the script with the window's token; ``prepare`` is handed
-    each new window (its sessions dropped and secrets renewed before its files are
-    served); without it a window is ready at once.
+    has, and the reply names the script with the window's token. On a target netboot
+    manages a new window waits for netboot.provisioning.windows to close the client's
+    sessions and renew its secrets; otherwise it is ready at once.
     """
 
     def __init__(self, config: Config, inventory: Inventory, now: float,
                  record_stage: Callable[[str, Stage, float], None] | None = None,
-                 record_unknown: Callable[[UnknownNote], None] | None = None,
-                 prepare: Prepare | None = None) -> None:
+                 record_unknown: Callable[[UnknownNote], None] | None = None) -> None:
         self.config = config
         self.inventory = inventory
-        self.prepare = prepare
         self.record_stage = record_stage or inventory.record_stage
         self.record_unknown = record_unknown or (
             lambda note: record_unknowns(inventory, [note], config.dhcp.unknown_max))
@@ -349,12 +344,10 @@ class DhcpEngine:
     def _window(self, mac: str, now: float) -> BootWindow:
         """The boot window this exchange belongs to: the boot's own, or a new one."""
         window, new = self.inventory.open_window(mac, now, self.config.boot.window,
-                                                 ready=self.prepare is None)
+                                                 ready=not self.config.target.manage)
         if new:
             client_log(log, mac).info("boot window %d opened for %d s", window.boot_id,
                                       self.config.boot.window)
-            if self.prepare is not None:
-                self.prepare(window)
         return window
 
     def _drop(self, reason: DropReason, detail: str, data: bytes | None) -> None:
@@ -395,11 +388,9 @@ class DhcpService:
 
     name = "dhcp"
 
-    def __init__(self, config: Config, open_inventory: InventoryFactory,
-                 prepare: Prepare | None = None) -> None:
+    def __init__(self, config: Config, open_inventory: InventoryFactory) -> None:
         self.config = config
         self.open_inventory = open_inventory
-        self.prepare = prepare
         self.engine: DhcpEngine | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -452,7 +443,7 @@ class DhcpService:
         inventory = self.open_inventory()
         try:
             return DhcpEngine(self.config, inventory, time.time(), self._stages.record,
-                              self._unknowns.record, self.prepare)
+                              self._unknowns.record)
         except BaseException:
             inventory.close()
             raise

@@ -9,8 +9,10 @@ shared-memory files are created mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -34,10 +36,14 @@ from netboot.inventory.windows import (
 )
 
 _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
+# What the database files may allow: their owner, and the group of serve's network part
+# (netboot.serve.supervise shares them with it); never anyone else.
+PRIVATE_MODES = 0o660
 
 
 def _create_private(path: Path) -> None:
-    """Make ``path`` exist as an empty 0600 file without truncating an existing one.
+    """Make ``path`` exist as an empty 0600 file without truncating an existing one, which
+    keeps at most :data:`PRIVATE_MODES`.
 
     An existing file is never opened: closing any descriptor of a file drops
     every POSIX lock this process holds on it, SQLite's included, and then
@@ -47,9 +53,28 @@ def _create_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     except FileExistsError:
-        os.chmod(path, 0o600)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & ~PRIVATE_MODES:
+            os.chmod(path, mode & PRIVATE_MODES)
         return
     os.close(fd)
+
+
+def _like_database(path: Path) -> None:
+    """Give the -wal and -shm files the database's owner, group and mode, as SQLite does with
+    owners for those it makes as root: serve's network part (another user, sharing the
+    database by group) must open them too after root (the CLI, serve's root part) made them."""
+    if os.geteuid() != 0:
+        return
+    db = path.stat()
+    for suffix in ("-wal", "-shm"):
+        other = Path(f"{path}{suffix}")
+        with contextlib.suppress(FileNotFoundError):  # SQLite removes them at the last close
+            info = other.stat()
+            if (info.st_uid, info.st_gid) != (db.st_uid, db.st_gid):
+                os.chown(other, db.st_uid, db.st_gid)
+            if stat.S_IMODE(info.st_mode) != stat.S_IMODE(db.st_mode):
+                os.chmod(other, stat.S_IMODE(db.st_mode))
 
 
 def _while_locked(attempt: Callable[[], None], timeout: float) -> None:
@@ -76,6 +101,7 @@ class Inventory:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         for suffix in ("", "-wal", "-shm"):
             _create_private(Path(f"{self.path}{suffix}"))
+        _like_database(self.path)
         self._db = sqlite3.connect(
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )

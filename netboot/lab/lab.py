@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import TextIO
 
 from netboot.boot.loaders import populate
+from netboot.config import ROOT_USER, SERVICE_USER
 from netboot.configfile import load_config
+from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
+from netboot.host.users import blocking_directory, service_user
 from netboot.inventory.store import Inventory
 from netboot.lab import procs, topology
 from netboot.lab.progress import Board, ClientProgress
@@ -117,9 +120,20 @@ def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_siz
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
         cache_dir=cache_dir, lun_size=lun_size, unknown=unknown, loader=loader,
-        kernel_flavour=kernel_flavour, discovery_auth=discovery_auth))
+        kernel_flavour=kernel_flavour, discovery_auth=discovery_auth,
+        user=serve_user(topology.lab_dir)))
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
+
+
+def serve_user(lab_dir: Path) -> str:
+    """Who runs the lab's network part: netboot's service user when it exists and can
+    reach the lab dir; root for a lab in a private directory (a test's tmp_path)."""
+    try:
+        user = service_user(SERVICE_USER)
+    except NetbootError:
+        return ROOT_USER
+    return ROOT_USER if blocking_directory(lab_dir, user) is not None else user.name
 
 
 def netboot_argv(config: Path, *args: str) -> list[str]:
@@ -265,13 +279,32 @@ def _terminate(pid: int, grace: float = procs.STOP_GRACE) -> None:
         time.sleep(0.05)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it now (serve's network part, its TFTP workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with suppress(FileNotFoundError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with suppress(FileNotFoundError):
+                    todo += map(int, (task / "children").read_text().split())
+    return found
+
+
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds ``pid`` has used (None if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds ``pid`` and the processes below it have used (None if it
+    is gone)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            if member == pid:
+                return None
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def inventory_poll(inventory: Inventory,

@@ -23,7 +23,6 @@ never becomes ready would fail anyway.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
@@ -39,6 +38,8 @@ from netboot.target.reconcile import target_spec
 from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
+
+POLL = 0.02  # seconds between looks for new windows (a look costs one PRAGMA when idle)
 
 
 def prepare_window(config: Config, inventory: Inventory, backend: TargetBackend,
@@ -65,45 +66,55 @@ def prepare_window(config: Config, inventory: Inventory, backend: TargetBackend,
 
 
 class WindowPreparer:
-    """A :class:`~netboot.serve.service.Service`: prepares windows in the order they opened."""
+    """A :class:`~netboot.serve.service.Service`: prepares windows in the order they opened.
+
+    It looks for unready windows in the inventory whenever anyone committed there (a
+    cheap check every :data:`POLL` seconds), so the DHCP loop that opens them may run
+    in another process, as another user (:mod:`netboot.serve.network`).
+    """
 
     name = "windows"
 
     def __init__(self, config: Config, open_inventory: InventoryFactory,
-                 backend: TargetBackend | None = None) -> None:
+                 backend: TargetBackend | None = None, poll: float = POLL) -> None:
         self.config = config
         self.open_inventory = open_inventory
         self.backend = backend or managed_backend(config)
+        self.poll = poll
         self.prepared = 0  # windows made ready (tests read it)
-        self._queue: queue.Queue[BootWindow | None] = queue.Queue()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def submit(self, window: BootWindow) -> None:
-        """Prepare ``window`` soon (the DHCP loop calls this; it returns at once)."""
-        self._queue.put(window)
-
     def start(self) -> None:
-        with self.open_inventory() as inventory:
-            for window in inventory.unready_windows(time.time()):
-                self._queue.put(window)
+        self._stop.clear()
         self._thread = start_thread(self.name, "window-prepare", self._run)
 
     def stop(self) -> None:
-        self._queue.put(None)
+        self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
     def _run(self) -> None:
         with self.open_inventory() as inventory:
-            while (window := self._queue.get()) is not None:
-                try:
-                    prepare_window(self.config, inventory, self.backend, window)
-                except NetbootError as err:
-                    client_log(log, window.mac).error(
-                        "boot window %d: could not prepare it: %s", window.boot_id, err)
-                except Exception:  # one failed window must not stop the next ones
-                    client_log(log, window.mac).exception(
-                        "boot window %d: could not prepare it", window.boot_id)
-                inventory.window_ready(window.boot_id)
-                self.prepared += 1
+            seen = None
+            while True:
+                mark = inventory.change_mark()
+                if mark != seen:
+                    for window in inventory.unready_windows(time.time()):
+                        self._prepare(inventory, window)
+                    seen = inventory.change_mark()
+                if self._stop.wait(self.poll):
+                    return
+
+    def _prepare(self, inventory: Inventory, window: BootWindow) -> None:
+        try:
+            prepare_window(self.config, inventory, self.backend, window)
+        except NetbootError as err:
+            client_log(log, window.mac).error(
+                "boot window %d: could not prepare it: %s", window.boot_id, err)
+        except Exception:  # one failed window must not stop the next ones
+            client_log(log, window.mac).exception(
+                "boot window %d: could not prepare it", window.boot_id)
+        inventory.window_ready(window.boot_id)
+        self.prepared += 1

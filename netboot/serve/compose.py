@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from netboot.boot.catalog import Catalog
 from netboot.config import Config, DhcpMode
 from netboot.dhcp.service import DhcpService
+from netboot.host.users import ServiceUser
 from netboot.http.server import HttpLimits, HttpServer
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import InventoryFactory
 from netboot.provisioning.windows import WindowPreparer
+from netboot.serve.network import NetworkProcess
 from netboot.serve.service import Service
 from netboot.target.service import TargetService
 from netboot.tftp.server import TftpServer
@@ -31,22 +35,44 @@ def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list
                                             HttpLimits.of(config.server))]
 
 
-def build_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
-    """The services ``config`` asks for, in start order."""
+class Part(Enum):
+    """Which services one process of ``netboot serve`` runs."""
+
+    WHOLE = "whole"  # everything in one root process (server.user: root)
+    ROOT = "root"  # the target, window preparation, and the network part as a child
+    NETWORK = "network"  # DHCP, router advertisements, TFTP and HTTP, without root
+
+
+def network_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
+    """What reads the boot network's packets, in start order."""
     services = boot_file_services(config, open_inventory)
-    # A new boot window drops the client's sessions and renews its CHAP first, on a target
-    # netboot manages (started after the target service; DHCP only queues windows for it).
-    preparer = (WindowPreparer(config, open_inventory)
-                if config.tokens and config.target.manage else None)
     if config.dhcp.mode is not DhcpMode.OFF:
-        services.append(DhcpService(config, open_inventory,
-                                    preparer.submit if preparer is not None else None))
+        services.append(DhcpService(config, open_inventory))
     if config.dhcp.router_advertisements:
         from netboot.dhcp.ra import RouterAdvertiser  # slow on purpose: scapy loads only here
 
         services.append(RouterAdvertiser(config.server.interface))
-    if config.target.manage:
-        services.append(TargetService(config, open_inventory))
-    if preparer is not None:
-        services.append(preparer)
     return services
+
+
+def root_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
+    """What needs root: tgtd kept in step, and new boot windows prepared on it (their
+    client's sessions closed and CHAP renewed before the window's files are served)."""
+    if not config.target.manage:
+        return []
+    services: list[Service] = [TargetService(config, open_inventory)]
+    if config.tokens:
+        services.append(WindowPreparer(config, open_inventory))
+    return services
+
+
+def build_services(config: Config, open_inventory: InventoryFactory, part: Part = Part.WHOLE,
+                   user: ServiceUser | None = None) -> list[Service]:
+    """The services ``config`` asks for in ``part``, in start order (``user``: the network
+    part's, for :attr:`Part.ROOT`)."""
+    if part is Part.NETWORK:
+        return network_services(config, open_inventory)
+    if part is Part.ROOT:
+        assert user is not None
+        return [*root_services(config, open_inventory), NetworkProcess(config, user)]
+    return [*network_services(config, open_inventory), *root_services(config, open_inventory)]

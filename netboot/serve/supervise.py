@@ -1,4 +1,9 @@
-"""`netboot serve`: one process, several services, started together and stopped in reverse.
+"""`netboot serve`: services started together and stopped in reverse, in two processes.
+
+As root, serve keeps the parts that need root (the target, boot window
+preparation) and runs the network part (DHCP, TFTP, HTTP) as ``server.user``
+(see :mod:`netboot.serve.network`); with ``server.user: root``, or started by
+another user, everything runs in one process.
 
 Each subsystem (DHCP, TFTP, HTTP, target reconcile) is a
 :class:`~netboot.serve.service.Service` that runs its own threads
@@ -12,15 +17,21 @@ error naming it, rather than leaving it to serve on without that part.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
-from netboot.config import Config
+from netboot.config import ROOT_USER, Config
 from netboot.errors import NetbootError
 from netboot.host import iproute
+from netboot.host.users import ServiceUser, blocking_directory, service_user, share
 from netboot.inventory.store import Inventory
 from netboot.provisioning.root import recover_interrupted
-from netboot.serve.compose import build_services
+from netboot.serve.compose import Part, build_services
+from netboot.serve.network import READY
 from netboot.serve.service import SERVE_READY, Service
 from netboot.threads import Supervisor
 
@@ -39,9 +50,13 @@ def check_interface(config: Config) -> None:
                            f"dev {interface}) or fix the config")
 
 
-def run(services: list[Service], stop: threading.Event | None = None) -> None:
+def run(services: list[Service], stop: threading.Event | None = None,
+        ready: Callable[[], None] | None = None) -> None:
     """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``) or until a thread of one
-    dies, then stop them in reverse; a death raises, so ``netboot serve`` exits non-zero."""
+    dies, then stop them in reverse; a death raises, so ``netboot serve`` exits non-zero.
+
+    Once all listen, ``ready`` is called (the network part tells its parent), or else the
+    :data:`SERVE_READY` line is logged."""
     if not services:
         raise NetbootError("nothing to serve: every service is turned off in the config")
     stop = stop or threading.Event()
@@ -60,7 +75,10 @@ def run(services: list[Service], stop: threading.Event | None = None) -> None:
                 started.append(service)
                 log.info("%s started", service.name)
         if not stop.is_set():
-            log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
+            if ready is not None:
+                ready()
+            else:
+                log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
             stop.wait()
         if supervisor.death is None:
             log.info("stopping")
@@ -73,8 +91,65 @@ def run(services: list[Service], stop: threading.Event | None = None) -> None:
 
 
 def serve(config: Config, stop: threading.Event | None = None) -> None:
-    """``netboot serve``: check the host, recover interrupted provisioning once, then run."""
+    """``netboot serve``: check the host, recover interrupted provisioning once, then run,
+    split in two processes unless ``server.user`` is root (see netboot.serve.network)."""
     check_interface(config)
     with Inventory(config.storage.database) as inventory:
         recover_interrupted(config, inventory)
-    run(build_services(config, lambda: Inventory(config.storage.database)), stop)
+    open_inventory = partial(Inventory, config.storage.database)
+    if config.server.user == ROOT_USER or os.geteuid() != 0:
+        run(build_services(config, open_inventory), stop)
+        return
+    user = service_user(config.server.user)
+    hand_state_over(config, user)
+    # Held open to the end: the -wal and -shm files stay, so the network part, which cannot
+    # create files in the state dir, never has to.
+    with open_inventory():
+        run(build_services(config, open_inventory, Part.ROOT, user), stop)
+
+
+def hand_state_over(config: Config, user: ServiceUser) -> None:
+    """Share what the network part needs with ``user``'s group: the inventory read-write,
+    the boot files netboot keeps in its state dir read-only (root stays their owner, so
+    the network part cannot change what clients boot); then check it reaches each, or
+    raise a NetbootError naming the directory in its way."""
+    state = config.storage.state_dir
+    database = config.storage.database
+    share(state, user)
+    for path in (database, *(Path(f"{database}{s}") for s in ("-wal", "-shm"))):
+        if path.exists():
+            share(path, user, write=True)
+    for served in (config.tftp_root_path, config.kernel_path, config.initramfs_path):
+        if state not in served.parents or not served.exists():
+            continue  # not netboot's: the admin's permissions hold
+        for directory in reversed(served.parents):
+            if state in directory.parents:
+                share(directory, user)
+        for path in (served, *(served.rglob("*") if served.is_dir() else ())):
+            share(path, user)
+    assert config.source is not None  # the network part reads the same file
+    for what, path in (("the config", config.source),
+                       ("storage.state_dir", state), ("server.tftp_root", config.tftp_root_path),
+                       ("boot.kernel", config.kernel_path),
+                       ("boot.initramfs", config.initramfs_path)):
+        blocked = blocking_directory(path, user)
+        if blocked is not None:
+            raise NetbootError(
+                f"server.user {user.name} cannot reach {what} {path}: {blocked} is not "
+                f"searchable by it (mode {blocked.stat().st_mode & 0o7777:04o}); allow it "
+                f"(chmod o+x), move the path, or set server.user: {ROOT_USER}")
+
+
+def serve_network_part(config: Config, ready_fd: int) -> None:
+    """``netboot serve --network-part``: the DHCP, TFTP and HTTP of a split serve, run as
+    server.user by the root part, which it tells through ``ready_fd`` when all listen."""
+    if os.geteuid() == 0:
+        raise NetbootError("the network part must not run as root: `netboot serve` starts it")
+
+    def ready() -> None:
+        os.write(ready_fd, READY)
+        os.close(ready_fd)
+        log.info("network part serving as uid %d", os.geteuid())
+
+    run(build_services(config, partial(Inventory, config.storage.database), Part.NETWORK),
+        ready=ready)

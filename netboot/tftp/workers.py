@@ -33,7 +33,7 @@ from netboot.errors import NetbootError
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import Inventory
-from netboot.log import JsonFormatter, setup_logging
+from netboot.log import log_settings, setup_logging
 from netboot.tftp.server import TftpServer
 from netboot.threads import Supervisor, start_thread
 
@@ -48,12 +48,6 @@ def worker_count(config: Config) -> int:
     if config.server.tftp_workers:
         return config.server.tftp_workers
     return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
-
-
-def _log_settings() -> tuple[str, int]:
-    logger = logging.getLogger("netboot")
-    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers)
-    return ("json" if json_lines else "human"), logger.getEffectiveLevel()
 
 
 def _worker(config: Config, address: IPv4Address, port: int, log_format: str, level: int,
@@ -126,7 +120,7 @@ class TftpWorkers:
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")
         ready = context.Queue()
-        log_format, level = _log_settings()
+        log_format, level = log_settings()
         try:
             for number in range(self.count):
                 process = context.Process(

@@ -18,6 +18,7 @@ from netboot.host import iproute
 from netboot.serve.service import SERVE_READY
 from tests.conftest import needs_root
 from tests.support.bootserving import Lan, sha256
+from tests.support.paths import make_reachable
 
 pytestmark = [needs_root, pytest.mark.root]
 NETBOOT = str(Path(sys.executable).with_name("netboot"))
@@ -68,6 +69,7 @@ def boot_files_config(tmp_path: Path, interface: str, prefix: str) -> Path:
                       f"dhcp:\n  subnet: {prefix}.0/24\n  mode: \"off\"\n"
                       f"storage:\n  state_dir: {state}\n"
                       "target:\n  manage: false\n")
+    make_reachable(tmp_path)  # for the network part, run as server.user
     return config
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.config import SERVICE_USER
 from netboot.configfile import load_config
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
@@ -54,6 +57,7 @@ class Booted:
     initiator: str
     target: str
     session: subprocess.Popen
+    serve: subprocess.Popen | None = None
 
     def http(self, ns: str, path: str, *, user: list[str] = ()) -> tuple[int, bytes]:
         done = self.lab.run(ns, [*user, "curl", "-sS", "--max-time", "10", "-o", "-", "-w",
@@ -96,9 +100,10 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         with Inventory(config.storage.database) as inventory:
             record = add_client(config, inventory, MAC, image="builtin", size=32 << 20).client
         log = tmp / "serve.log"
-        lab.serve(server, path, log)
+        serve = lab.serve(server, path, log)
         booted = Booted(lab, server, client, thief, interfaces, "", log, "", "", "",
-                        record.initiator_iqn, record.target_iqn, None)  # type: ignore[arg-type]
+                        record.initiator_iqn, record.target_iqn, None,  # type: ignore[arg-type]
+                        serve)
         reply = booted.exchange(client)
         booted.address = reply["address"]
         lab.run(client, ["ip", "addr", "add", f"{booted.address}/24", "dev", interfaces[client]])
@@ -156,8 +161,39 @@ def test_a_host_that_takes_the_clients_address_gets_nothing(booted):
                                       booted.interfaces[booted.thief]])
 
 
+def status_of(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def network_part(booted: Booted) -> int:
+    """The pid of serve's network part: the child of its root part that says so in argv."""
+    assert booted.serve is not None
+    children = Path(f"/proc/{booted.serve.pid}/task/{booted.serve.pid}/children").read_text()
+    for pid in map(int, children.split()):
+        for child in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+            if b"--network-part" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+    raise AssertionError("no network part among serve's children")
+
+
+def test_dhcp_tftp_and_http_run_as_the_netboot_user_with_three_capabilities(booted):
+    assert booted.serve is not None
+    root, network = status_of(booted.serve.pid), status_of(network_part(booted))
+    assert root["Uid"].split()[0] == "0"
+    assert network["Uid"].split() == [str(pwd.getpwnam(SERVICE_USER).pw_uid)] * 4
+    # CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13); nothing else, ever
+    assert int(network["CapEff"], 16) == int(network["CapBnd"], 16) == (1 << 10) | (1 << 12) \
+        | (1 << 13)
+    listening = booted.lab.run(booted.server, ["ss", "-lntupH"]).stdout
+    for port in (":67 ", ":69 ", ":8080 "):  # held by the network part or its TFTP workers
+        owners = {int(pid) for line in listening.splitlines() if port in line
+                  for pid in re.findall(r"pid=(\d+)", line)}
+        assert owners and all(status_of(pid)["Uid"] == network["Uid"] for pid in owners), port
+
+
 def test_opening_a_window_for_a_running_client_ends_its_session_and_its_secret(booted):
-    """Last in the module: it ends the client's session."""
+    """Late in the module: it ends the client's session."""
     assert booted.logs_in(booted.thief, booted.password).returncode == 0  # stolen, it works
     reply = booted.exchange(booted.thief)
     assert reply["file"].endswith("/boot.ipxe") and "/clients/" in reply["file"]
@@ -168,3 +204,11 @@ def test_opening_a_window_for_a_running_client_ends_its_session_and_its_secret(b
     assert refused.returncode != 0 and "Authentication failure" in refused.stderr
     line = next(x for x in booted.log.read_text().splitlines() if "session(s) open" in x)
     assert MAC in line and "WARNING" in line
+
+
+def test_a_network_part_that_dies_stops_serve_with_a_line_naming_it(booted):
+    """Last in the module: it ends serve."""
+    assert booted.serve is not None
+    os.kill(network_part(booted), signal.SIGKILL)
+    assert booted.serve.wait(timeout=30) == 1
+    assert "the network part" in booted.log.read_text().splitlines()[-1]

@@ -21,6 +21,7 @@ from netboot.configfile import load_config
 from netboot.host import iproute
 from netboot.serve.service import SERVE_READY
 from netboot.target.tgtd import forget_control_port, free_control_port, stop_tgtd
+from tests.support.paths import make_reachable
 
 
 def unique(prefix: str) -> str:
@@ -94,7 +95,10 @@ class Lab:
     def serve(self, ns: str, config: Path, log: Path, timeout: float = 30) -> subprocess.Popen:
         """``netboot serve`` in ``ns``; returns once it logs that it is serving."""
         start = log.stat().st_size if log.exists() else 0
-        port = load_config(config).target.tgt_control_port
+        loaded = load_config(config)
+        make_reachable(config, loaded.storage.state_dir, loaded.tftp_root_path,
+                       loaded.kernel_path, loaded.initramfs_path)
+        port = loaded.target.tgt_control_port
         assert port != 0, "a test's serve must not touch the host's tgtd (control port 0)"
         self.tgtd_ports.add(port)
         proc = self.spawn(ns, [sys.executable, "-m", "netboot", "--config", str(config),
