@@ -114,8 +114,12 @@ class OsLab:
     state: lab.LabState
     build_seconds: dict[str, float]
     luns: dict[str, Path]
-    chap_secrets: dict[str, str]
     factory: VmFactory
+
+    def chap_secret(self, name: str) -> str:
+        """The client's CHAP secret now: the one its latest boot window gave it."""
+        with Inventory(load_config(self.state.config).storage.database) as inventory:
+            return next(c.chap_secret for c in inventory.clients() if c.hostname == name)
 
     def boot(self, name: str, run: str) -> Vm:
         client = next(c for c in self.state.clients if c.name == name)
@@ -190,9 +194,8 @@ def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
         with Inventory(load_config(state.config).storage.database) as inventory:
             clients = list(inventory.clients())
         luns = {c.hostname: Path(str(c.lun_path)) for c in clients}
-        secrets = {c.hostname: c.chap_secret for c in clients}
         factory = VmFactory(lab_dir / "vms")
-        made = OsLab(state, seconds, luns, secrets, factory)
+        made = OsLab(state, seconds, luns, factory)
         yield made
         factory.stop_all()
     finally:
@@ -304,7 +307,7 @@ def test_sanboot_clone_hides_the_ibft_chap_secret_from_other_users(sanboot_clone
 
 def test_sanboot_clone_root_reads_its_chap_secret_from_the_ibft(oslab: OsLab, sanboot_clone):
     # The kernel shows each iBFT string with a newline after it.
-    secret = oslab.chap_secrets["lab-03"] + "\n"
+    secret = oslab.chap_secret("lab-03") + "\n"  # renewed by its boot window
     assert reports(sanboot_clone.console, "TEST-IBFT-ROOT ")[0] == [
         hashlib.sha256(secret.encode()).hexdigest()]
 
@@ -327,6 +330,16 @@ def test_session_recovers_after_tgtd_was_away_and_a_write_then_succeeds(first_cl
     assert reports(console, "TEST-SESSION-LOST ")[0] != ["LOGGED_IN"]
     assert reports(console, "TEST-SESSION-BACK ")[0] == ["LOGGED_IN"]
     assert reports(console, "TEST-WRITE-AFTER-OUTAGE ")[0] == ["ok"]
+
+
+def test_the_session_that_recovered_uses_the_secret_its_boot_window_renewed(oslab: OsLab,
+                                                                           first_clone):
+    """Per-boot CHAP: the target restart above came after a rotation, and the OS logged in
+    again with the secret it was booted with, the renewed one."""
+    mac = next(c.mac for c in oslab.state.clients if c.name == "lab-01")
+    log = (oslab.state.lab_dir / "logs" / "netboot-serve.log").read_text().splitlines()
+    assert any(f"[{mac}]" in line and "CHAP secrets renewed" in line for line in log)
+    assert reports(first_clone[0].console, "TEST-SESSION-BACK ")[0] == ["LOGGED_IN"]
 
 
 def test_reboot_is_clean(first_clone):
