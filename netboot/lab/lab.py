@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -169,6 +170,8 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     ``vlan`` is the server's address and the boot VLAN's subnet (wider for many clients).
     """
     lab_dir.mkdir(parents=True, exist_ok=True)
+    # passable (not listable) by serve's network part, which runs as another user
+    lab_dir.chmod(lab_dir.stat().st_mode | stat.S_IXOTH)
     if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
         raise LabError(f"a lab is already up in {lab_dir}; "
                        f"'netboot lab down --dir {lab_dir}' removes it")
