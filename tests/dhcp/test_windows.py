@@ -18,9 +18,9 @@ NOW = 1_800_000_000.0
 ROM_PORT = ("0.0.0.0", 68)
 
 
-def make_engine(make_config, extra: str = "") -> DhcpEngine:
+def make_engine(make_config, extra: str = "", dhcp: str = "") -> DhcpEngine:
     config = make_config(extra, base=BASE_CONFIG.replace(
-        "  subnet: 198.18.0.0/24\n", "  subnet: 198.18.0.0/24\n  unknown: boot\n"))
+        "  subnet: 198.18.0.0/24\n", f"  subnet: 198.18.0.0/24\n  unknown: boot\n{dhcp}"))
     inventory = Inventory(config.storage.database)
     add_client(config, inventory, MAC)
     return DhcpEngine(config, inventory, NOW, record_stage=lambda *_: None)
@@ -99,3 +99,12 @@ def test_the_log_line_shows_no_token(engine, caplog):
     window = engine.inventory.current_window(MAC)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "<token>" in logged and window.tokens[BootFile.SCRIPT] not in logged
+
+
+def test_in_proxy_mode_the_token_in_the_boot_file_is_what_proves_the_boot(make_config):
+    proxy = make_engine(make_config, dhcp="  mode: proxy\n")
+    out = proxy.handle(ipxe_bios(MAC, "request", ciaddr="198.18.0.77"), ("198.18.0.77", 68),
+                       4011, NOW)
+    window = proxy.inventory.current_window(MAC)
+    assert boot_file(out).endswith(f"/{window.tokens[BootFile.SCRIPT]}/boot.ipxe")
+    proxy.inventory.close()
