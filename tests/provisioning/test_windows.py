@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -27,6 +26,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     tgtd,
     tgtd_endpoint,
 )
+from tests.support.waiting import eventually
 
 pytestmark = [needs_root, pytest.mark.root]
 MAC = "52:54:00:00:00:41"
@@ -42,15 +42,6 @@ def client(target_config: Config, inventory: Inventory, backend: TgtBackend,
 def logs_in(tgtd: Tgtd, client: Client) -> subprocess.CompletedProcess[str]:
     return read_capacity(tgtd, client.initiator_iqn, client.chap_user, client.chap_secret,
                          client.target_iqn)
-
-
-def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_prepared_window_renews_the_secrets_and_the_target_refuses_the_old_ones(

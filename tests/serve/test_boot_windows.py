@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from netboot.storage.images import build_builtin
 from tests.conftest import needs_root
 from tests.support import REPO
 from tests.support.netlab import Lab, write_config
+from tests.support.waiting import eventually
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -79,13 +79,6 @@ class Booted:
                             check=False)
 
 
-def wait_for(check, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     tmp = tmp_path_factory.mktemp("windows")
@@ -120,8 +113,8 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
         url = f"iscsi://{booted.username}%{booted.password}@{SERVER}:3260/{booted.target}/1"
         booted.session = lab.spawn(client, ["iscsi-perf", "-i", booted.initiator, "-t", "300",
                                             "-x", "3", url], tmp / "session.log")
-        wait_for(lambda: f"login: {booted.initiator}" in log.read_text(), 20,
-                 "the client's session was not seen by serve")
+        assert eventually(lambda: f"login: {booted.initiator}" in log.read_text(), 20), \
+            "the client's session was not seen by serve"
         assert booted.http(client, f"report/{MAC}/root")[0] == 204
         yield booted
     finally:
@@ -197,8 +190,8 @@ def test_opening_a_window_for_a_running_client_ends_its_session_and_its_secret(b
     assert booted.logs_in(booted.thief, booted.password).returncode == 0  # stolen, it works
     reply = booted.exchange(booted.thief)
     assert reply["file"].endswith("/boot.ipxe") and "/clients/" in reply["file"]
-    wait_for(lambda: "session(s) open" in booted.log.read_text(), 20,
-             "no warning about the running client's session")
+    assert eventually(lambda: "session(s) open" in booted.log.read_text(), 20), \
+        "no warning about the running client's session"
     assert booted.session.wait(timeout=60) != 0  # dropped, and its re-login is refused
     refused = booted.logs_in(booted.thief, booted.password)
     assert refused.returncode != 0 and "Authentication failure" in refused.stderr

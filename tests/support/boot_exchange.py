@@ -9,22 +9,17 @@ ACK's address and boot file name as JSON; ``--assign`` puts the address on IFACE
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 from tests.support.dhcp_frames import ipxe_bios, options
-from tests.support.pxe_client import collect
+from tests.support.pxe_client import client_socket, collect
 
 BROADCAST_FLAG = 0x8000
 
 
 def main(interface: str, mac: str, assign: bool) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-    sock.bind(("0.0.0.0", 68))
+    sock = client_socket(interface)
     xid = 0x1BE5EED5
     sock.sendto(ipxe_bios(mac, xid=xid, flags=BROADCAST_FLAG), ("255.255.255.255", 67))
     offers = collect(sock, xid, 5.0, bool)

@@ -34,12 +34,18 @@ def collect(sock: socket.socket, xid: int, seconds: float, enough=lambda replies
     return replies
 
 
-def main(interface: str, mac: str) -> None:
+def client_socket(interface: str) -> socket.socket:
+    """A DHCP client's socket: port 68 on ``interface``, allowed to broadcast."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
     sock.bind(("0.0.0.0", 68))
+    return sock
+
+
+def main(interface: str, mac: str) -> None:
+    sock = client_socket(interface)
     xid = 0x1D0C5EED
     sock.sendto(intel_rom(mac, xid=xid, flags=0x8000), ("255.255.255.255", 67))
     # dnsmasq pings an address before offering it: its offer can take 3 s, as on a real LAN.

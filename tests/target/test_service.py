@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,6 +25,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     target_config,
     tgtd_endpoint,
 )
+from tests.support.waiting import eventually
 
 pytestmark = [needs_root, pytest.mark.root]
 MAC = "52:54:00:00:00:31"
@@ -39,15 +40,6 @@ def service(target_config: Config, tgtd_endpoint: Tgtd) -> Iterator[TargetServic
         service.stop()
         stop_tgtd(tgtd_endpoint.control_port)
         forget_control_port(tgtd_endpoint.control_port)
-
-
-def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture
