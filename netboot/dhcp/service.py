@@ -43,13 +43,16 @@ from netboot.host.iproute import ipv4_addresses
 from netboot.inventory.clients import UnknownNote
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
-from netboot.inventory.windows import BootFile, BootWindow
+from netboot.inventory.windows import TOKEN_BYTES, BootFile, BootWindow
 from netboot.log import client_log
 from netboot.threads import start_thread
 
 log = logging.getLogger("netboot.dhcp")
 
 BATCH = 64  # datagrams answered per wake-up of the loop
+# Where a boot exchange's reply has the window's script token: as long as a token, so the
+# decided reply (kept for the next request of that shape) is patched, not decided again.
+TOKEN_SLOT = "0" * (2 * TOKEN_BYTES)
 UNKNOWN_NOTE_INTERVAL = 60.0  # seconds between inventory notes of one unregistered MAC
 UNKNOWN_NOTE_PAUSE = 1.0  # seconds the notes of unregistered MACs gather between transactions
 
@@ -311,8 +314,9 @@ class DhcpEngine:
             return None
         client = self.clients.find(request.mac)
         boot_exchange = client is not None and self.config.tokens and opens_window(request)
+        slot = TOKEN_SLOT if boot_exchange else None
         shape = None
-        if client is not None and not boot_exchange and self.config.dhcp.mode is DhcpMode.FULL \
+        if client is not None and self.config.dhcp.mode is DhcpMode.FULL \
                 and request.message_type in (MessageType.DISCOVER, MessageType.REQUEST):
             shape = PreparedReplies.shape(data, request)
             prepared = self.prepared.get(shape, client)
@@ -321,14 +325,11 @@ class DhcpEngine:
                 self._apply(request, decision, now)
                 self.stats.replied += 1
                 assert decision.reply is not None
-                return (PreparedReplies.patch(encoded, data), decision.reply.destination,
+                return (self._fill_slot(PreparedReplies.patch(encoded, data), decision,
+                                        request.mac, slot, now),
+                        decision.reply.destination,
                         request.chaddr[:6] if decision.reply.to_chaddr else None)
-        decision = decide(request, self.config, self.leases, self.clients, now)
-        if boot_exchange and decision.reply is not None and \
-                decision.reply.message_type in (MessageType.OFFER, MessageType.ACK):
-            window = self._window(request.mac, now)
-            decision = decide(request, self.config, self.leases, self.clients, now,
-                              window.tokens[BootFile.SCRIPT])
+        decision = decide(request, self.config, self.leases, self.clients, now, slot)
         self._apply(request, decision, now)
         if decision.reply is None:
             self.stats.unanswered += 1
@@ -338,8 +339,19 @@ class DhcpEngine:
         if shape is not None and client is not None and not decision.changes and \
                 decision.reply.message_type in (MessageType.OFFER, MessageType.ACK):
             self.prepared.put(shape, client, decision, encoded)
-        return (encoded, decision.reply.destination,
+        return (self._fill_slot(encoded, decision, request.mac, slot, now),
+                decision.reply.destination,
                 request.chaddr[:6] if decision.reply.to_chaddr else None)
+
+    def _fill_slot(self, encoded: bytes, decision: Decision, mac: str, slot: str | None,
+                   now: float) -> bytes:
+        """A boot exchange's reply is decided (and kept as bytes) with :data:`TOKEN_SLOT` in
+        the script's URL; an offer or an ack gets the token of the client's window there."""
+        if slot is None or decision.reply is None or \
+                decision.reply.message_type not in (MessageType.OFFER, MessageType.ACK):
+            return encoded
+        token = self._window(mac, now).tokens[BootFile.SCRIPT]
+        return encoded.replace(slot.encode(), token.encode())
 
     def _window(self, mac: str, now: float) -> BootWindow:
         """The boot window this exchange belongs to: the boot's own, or a new one."""

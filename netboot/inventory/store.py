@@ -264,13 +264,17 @@ class Inventory:
         one with fresh tokens, which closes the old one. ``ready``: nothing needs
         preparing first (else :meth:`window_ready` says when it is).
         """
+        current = self.current_window(mac)  # most exchanges find their boot's: no write lock
+        if current is not None and current.reusable(now):
+            return current, False
         with self.transaction() as db:
             current = self.current_window(mac, db)
             if current is not None and current.reusable(now):
                 return current, False
             db.execute("UPDATE boot_windows SET closed = ? WHERE mac = ? AND closed IS NULL",
                        (now, mac))
-            db.execute("DELETE FROM boot_windows WHERE expires < ?", (now - EXPIRED_KEPT,))
+            db.execute("DELETE FROM boot_windows WHERE mac = ? AND expires < ?",
+                       (mac, now - EXPIRED_KEPT))  # each client keeps its own few
             cur = db.execute("INSERT INTO boot_windows (mac, opened, expires, ready)"
                              " VALUES (?, ?, ?, ?)", (mac, now, now + seconds, int(ready)))
             boot_id = cur.lastrowid
