@@ -11,12 +11,14 @@ the machines. Each simulated machine, all started together:
    scapy-built frames sent from an AF_PACKET socket (broadcast flag set, so
    replies reach the one UDP port-68 socket that collects every machine's);
    the ACK must give its inventory address and, as boot file, the URL of its
-   own iPXE script;
+   own iPXE script (netboot's with its boot window's token);
 2. its iPXE script over HTTP, then the kernel and both initrds the script
-   names, from the address DHCP gave it (per-client paths are served only there);
-3. an iSCSI login to its own target with its initiator IQN and CHAP
-   (libiscsi's ``iscsi-inq``: login, INQUIRY of LUN 1, logout; the secret goes
-   in the environment, never on a command line).
+   names (netboot's initrd part with the next token), from the address DHCP
+   gave it;
+3. an iSCSI login to its own target with its initiator IQN and the CHAP secret
+   its initrd part holds (netboot renews it at each boot window) (libiscsi's
+   ``iscsi-inq``: login, INQUIRY of LUN 1, logout; the secret goes in the
+   environment, never on a command line).
 
 The peer is the same boot set up by hand, inside the lab's namespace on the
 server's address: dnsmasq (DHCP only: a ``dhcp-host`` with a fixed address
@@ -108,6 +110,8 @@ LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache
 VLAN = IPv4Interface("198.18.0.1/22")  # room for 200+ fixed addresses besides DHCP's pool
 LUN_SIZE = "32M"  # the built-in image's own size: no resize per client
 STAGES = ("dhcp", "script", "files", "login")
+# The secret in the initrd part's client.conf: netboot renews it at each boot window.
+PASSWORD = re.compile(rb"^ISCSI_PASSWORD='([^']*)'$", re.MULTILINE)
 DHCP_TRIES = 4  # a lost DISCOVER/REQUEST is sent again, as firmware does
 DHCP_WAIT = 4.0  # seconds per try
 # The peer's servers listen beside netboot's in the lab's own namespace, where nothing else runs.
@@ -247,18 +251,23 @@ def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, isc
     if BOOTP(ack).yiaddr != machine.ip:
         raise RuntimeError(f"dhcp: got {BOOTP(ack).yiaddr}, inventory says {machine.ip}")
     boot_file = BOOTP(ack).file.rstrip(b"\0").decode()
-    if boot_file != f"http://{server}:{http_port}/clients/{machine.mac}/boot.ipxe":
+    own = f"http://{server}:{http_port}/clients/{machine.mac}/"
+    if not (boot_file.startswith(own) and boot_file.endswith("/boot.ipxe")):
         raise RuntimeError(f"dhcp: boot file {boot_file!r} is not this machine's script")
     mark("dhcp")
-    script = _get(server, http_port, machine.ip, f"/clients/{machine.mac}/boot.ipxe").decode()
+    script = _get(server, http_port, machine.ip, "/" + boot_file.split("/", 3)[3]).decode()
     mark("script")
     urls = re.findall(r"^(?:kernel|initrd(?: --name \S+)?) (http://\S+)", script, re.MULTILINE)
     if len(urls) != 3:
         raise RuntimeError(f"script: expected a kernel and two initrds, found {urls}")
+    secret = machine.secret
     for url in urls:
-        result.bytes += len(_get(server, http_port, machine.ip, "/" + url.split("/", 3)[3]))
+        body = _get(server, http_port, machine.ip, "/" + url.split("/", 3)[3])
+        result.bytes += len(body)
+        if (found := PASSWORD.search(body)) is not None:  # the initrd part: this boot's secret
+            secret = found[1].decode()
     mark("files")
-    env = {**os.environ, "LIBISCSI_CHAP_PASSWORD": machine.secret}
+    env = {**os.environ, "LIBISCSI_CHAP_PASSWORD": secret}
     done = subprocess.run(["iscsi-inq", "-i", machine.initiator,
                            f"iscsi://{machine.user}@{server}:{iscsi_port}/{machine.target}/1"],
                           capture_output=True, text=True, env=env, timeout=120)

@@ -35,7 +35,12 @@ from netboot.target.model import (
 from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtd_pid
 from netboot.target.tgtmgmt import Mode, Operation, Request, call
 from netboot.target.tgtplan import Observed, Op, plan
-from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
+from netboot.target.tgtshow import (
+    find_target,
+    parse_accounts,
+    parse_global_accounts,
+    parse_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +98,20 @@ class TgtBackend:
 
         The sessions are listed after the accounts changed: an initiator that logged
         in again a moment before with the old secret is closed too, and cannot return.
+        Only this target is parsed from tgtd's reports (a new window per boot must not
+        cost a parse of every target); the plan then sees it alone, which is enough
+        with ``prune=False``: it touches no other target and no account but this one's.
+        A target tgtd does not hold yet is made from a full observation (a new tid).
         """
         with self._locked():
-            outcome = self._run_plan(self._observe(), [spec], [], None, prune=False)
+            target = find_target(self._show(Mode.TARGET), spec.iqn)
+            observed = (self._observe() if target is None else Observed(
+                (target,), tuple(parse_accounts(self._show(Mode.ACCOUNT))),
+                *parse_global_accounts(self._show(Mode.SYSTEM))))
+            outcome = self._run_plan(observed, [spec], [], None, prune=False)
             if outcome.failed:
                 raise TargetError(f"{spec.iqn}: {'; '.join(outcome.failed.values())}")
-            target = next((t for t in parse_targets(self._show(Mode.TARGET))
-                           if t.state.iqn == spec.iqn), None)
+            target = find_target(self._show(Mode.TARGET), spec.iqn)
             if target is None:
                 return ()
             for connection in target.connections:

@@ -9,7 +9,13 @@ import pytest
 from netboot.target.model import Account, Login, Lun, TargetSpec
 from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param
 from netboot.target.tgtplan import Observed, Op, fingerprint, plan
-from netboot.target.tgtshow import parse_accounts, parse_global_accounts, parse_targets
+from netboot.target.tgtshow import (
+    Connection,
+    find_target,
+    parse_accounts,
+    parse_global_accounts,
+    parse_targets,
+)
 
 DATA = Path(__file__).parent / "data"
 AUTH = "iqn.2026-11.org.example"
@@ -67,6 +73,19 @@ def test_parse_targets_reads_two_sessions_of_one_initiator() -> None:
     alpha, beta = (t.state for t in parse_targets((DATA / "show-target-logins.txt").read_text()))
     assert alpha.logins == (Login(f"{AUTH}:initiator:alpha", "127.0.0.1"),) * 2
     assert (alpha.sessions, beta.sessions) == (2, 0)
+
+
+def test_parse_targets_reads_each_sessions_nexus_and_connection_to_close() -> None:
+    alpha, beta = parse_targets((DATA / "show-target-logins.txt").read_text())
+    assert alpha.connections == (Connection(1, 0), Connection(2, 0))
+    assert beta.connections == ()
+
+
+def test_find_target_parses_one_target_out_of_a_whole_report() -> None:
+    text = (DATA / "show-target-logins.txt").read_text()
+    assert find_target(text, f"{AUTH}:target:beta") == parse_targets(text)[1]
+    assert find_target(text, f"{AUTH}:target:alpha") == parse_targets(text)[0]
+    assert find_target(text, f"{AUTH}:target:gamma") is None
 
 
 def test_parse_targets_reads_no_login_when_nobody_is_logged_in() -> None:
