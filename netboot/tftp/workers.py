@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_AUTO_WORKERS = 8
 START_TIMEOUT = 30.0  # seconds for a worker to bind its socket
+PARENT_CHECK = 1.0  # seconds between a worker's looks at whether its parent still runs
 
 
 def worker_count(config: Config) -> int:
@@ -52,9 +53,11 @@ def worker_count(config: Config) -> int:
 
 def _worker(config: Config, address: IPv4Address, port: int, log_format: str, level: int,
             ready: multiprocessing.Queue) -> None:
-    """A worker's life: serve until SIGTERM or until its thread dies, then let go in reverse
-    order; a death is exit status 1."""
+    """A worker's life: serve until SIGTERM, until its thread dies or until its parent is gone
+    (killed without a chance to stop it: the worker must not hold the port on), then let
+    go in reverse order; a death is exit status 1."""
     setup_logging(log_format, level)
+    parent = os.getppid()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops its workers itself
@@ -70,7 +73,11 @@ def _worker(config: Config, address: IPv4Address, port: int, log_format: str, le
                 service.start()
                 started.append(service)
         ready.put(server.port)
-        stop.wait()
+        while not stop.wait(PARENT_CHECK):
+            if os.getppid() != parent:
+                log.warning("TFTP worker %d: its parent %d is gone; stopping", os.getpid(),
+                            parent)
+                break
     except Exception as err:
         ready.put(f"{type(err).__name__}: {err}")
     finally:

@@ -200,8 +200,12 @@ def test_opening_a_window_for_a_running_client_ends_its_session_and_its_secret(b
 
 
 def test_a_network_part_that_dies_stops_serve_with_a_line_naming_it(booted):
-    """Last in the module: it ends serve."""
+    """Last in the module: it ends serve. Its TFTP workers, orphaned, stop too."""
     assert booted.serve is not None
-    os.kill(network_part(booted), signal.SIGKILL)
+    part = network_part(booted)
+    workers = [int(p) for p in Path(f"/proc/{part}/task/{part}/children").read_text().split()]
+    os.kill(part, signal.SIGKILL)
     assert booted.serve.wait(timeout=30) == 1
     assert "the network part" in booted.log.read_text().splitlines()[-1]
+    assert workers and eventually(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 10)
