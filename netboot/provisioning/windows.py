@@ -81,7 +81,6 @@ class WindowPreparer:
         self.open_inventory = open_inventory
         self.backend = backend or managed_backend(config)
         self.poll = poll
-        self.prepared = 0  # windows made ready (tests read it)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -117,4 +116,3 @@ class WindowPreparer:
             client_log(log, window.mac).exception(
                 "boot window %d: could not prepare it", window.boot_id)
         inventory.window_ready(window.boot_id)
-        self.prepared += 1
