@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	scripts/link-system-modules.sh $(VENV) rados rbd
 	touch $@
 
 # Debian's boot loaders into tftproot/, with MANIFEST.json (idempotent).

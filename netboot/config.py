@@ -7,7 +7,7 @@ Loading and validation live in :mod:`netboot.configfile`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -142,10 +142,28 @@ class TargetConfig:
     rotate_chap: ChapRotation = ChapRotation.PER_BOOT
 
 
+class StorageKind(StrEnum):
+    """Where golden images and client roots live (``storage.backend``)."""
+
+    FILE = "file"  # files under state_dir: reflink or sparse copies
+    RBD = "rbd"  # a Ceph pool: a snapshot per image version, a thin clone per client
+
+
+@dataclass(frozen=True)
+class RbdConfig:
+    """The Ceph pool and identity netboot (and the tgtd it runs) use for RBD images."""
+
+    pool: str = "netboot"
+    ceph_conf: Path = Path("/etc/ceph/ceph.conf")  # mon_host and the client's keyring
+    client_id: str = "netboot"  # client.<id>: needs `profile rbd` on the pool
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     """Where state, golden images and client LUNs live."""
 
+    backend: StorageKind = StorageKind.FILE
+    rbd: RbdConfig = field(default_factory=RbdConfig)
     state_dir: Path = Path("/var/lib/netboot")
     images_dir: Path | None = None
     lun_dir: Path | None = None
@@ -246,6 +264,8 @@ def first_host(subnet: IPv4Network) -> IPv4Address:
 
 
 def _plain(value: object) -> object:
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, tuple):

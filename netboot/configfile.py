@@ -78,7 +78,7 @@ def parse_config(text: str, path: str = "<config>") -> Config:
             continue
         if not isinstance(value_node, yaml.MappingNode):
             raise source.error(name, "expected a mapping of keys")
-        values[name] = _read_section(name, value_node, source)
+        values[name] = _read_section(SECTIONS[name], name, value_node, source)
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         missing = [f.name for f in dataclasses.fields(cls) if _required(f)
@@ -104,8 +104,10 @@ def _pairs(node: yaml.MappingNode, source: _Source, where: str):
         yield key_node, value_node
 
 
-def _read_section(name: str, node: yaml.MappingNode, source: _Source) -> dict[str, Any]:
-    cls = SECTIONS[name]
+def _read_section(cls: type, name: str, node: yaml.MappingNode,
+                  source: _Source) -> dict[str, Any]:
+    """The keys of section (or subsection) ``name``, converted to ``cls``'s field types; a
+    field that is itself a dataclass is a nested mapping (``storage.rbd.pool``)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
@@ -115,6 +117,12 @@ def _read_section(name: str, node: yaml.MappingNode, source: _Source) -> dict[st
         if key_node.value not in fields:
             raise source.error(key, _unknown(key_node.value, fields, "key"))
         f = fields[key_node.value]
+        if dataclasses.is_dataclass(hints[f.name]):
+            if not isinstance(value_node, yaml.MappingNode):
+                raise source.error(key, "expected a mapping of keys")
+            out[f.name] = hints[f.name](**_read_section(hints[f.name], key, value_node,
+                                                         source))
+            continue
         raw = _construct(value_node)
         if isinstance(raw, bool) and _is_text(hints[f.name]):
             raw = value_node.value  # YAML 1.1 reads a bare `off` or `no` as a boolean

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from ipaddress import IPv4Address
 
@@ -11,6 +10,7 @@ import click
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import IPV4, MAC, SIZE
 from netboot.cli.progress import copy_progress
+from netboot.config import Config
 from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.luns import extra_luns
 from netboot.output import emit_json, fields_table, table, when
@@ -18,28 +18,38 @@ from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
 from netboot.size import format_size
+from netboot.storage.backend import describe, store_of
+from netboot.storage.location import Location
 from netboot.target import open_backend
 
 
-def _used(client: Client) -> int | None:
-    """Bytes the root LUN really takes on disk (a reflinked clone shares the rest)."""
-    try:
-        return os.stat(client.lun_path).st_blocks * 512 if client.lun_path else None
-    except FileNotFoundError:
+def _used(config: Config, client: Client) -> int | None:
+    """Bytes the root LUN really takes (its own: a reflinked or RBD clone shares the rest)."""
+    if not client.lun_path:
         return None
+    location = Location.parse(client.lun_path)
+    return store_of(config, location).allocated(location)
 
 
-def _client_json(client: Client, show_secrets: bool) -> dict[str, object]:
+def _root(client: Client) -> str | None:
+    return describe(Location.parse(client.lun_path)) if client.lun_path else None
+
+
+def _client_json(config: Config, client: Client, show_secrets: bool) -> dict[str, object]:
     data = asdict(client)
     data["ip"] = str(client.ip)
-    data["lun_used"] = _used(client)
+    data["lun_used"] = _used(config, client)
+    if client.lun_path:
+        location = Location.parse(client.lun_path)
+        data["root"] = {"store": location.store.value, "name": location.name}
     if not show_secrets:
         data["chap_secret"] = mask(client.chap_secret)
         data["mutual_secret"] = mask(client.mutual_secret)
     return data
 
 
-def _client_fields(client: Client, show_secrets: bool) -> list[tuple[str, object]]:
+def _client_fields(config: Config, client: Client,
+                   show_secrets: bool) -> list[tuple[str, object]]:
     secret = client.chap_secret if show_secrets else mask(client.chap_secret)
     mutual = client.mutual_secret if show_secrets else mask(client.mutual_secret)
     return [
@@ -47,9 +57,9 @@ def _client_fields(client: Client, show_secrets: bool) -> list[tuple[str, object
         ("hostname", client.hostname),
         ("ip", client.ip),
         ("image", client.image),
-        ("lun", client.lun_path),
+        ("root", _root(client)),
         ("lun size", format_size(client.lun_size)),
-        ("lun used", None if _used(client) is None else format_size(_used(client) or 0)),
+        ("lun used", None if (used := _used(config, client)) is None else format_size(used)),
         ("provisioned", "yes" if client.provisioned else "no"),
         ("boot method", client.boot_method),
         ("initiator iqn", client.initiator_iqn),
@@ -88,7 +98,7 @@ def add(app: App, mac: str, hostname: str | None, ip: IPv4Address | None, image:
         added = add_client(app.config, app.inventory, mac, hostname=hostname, ip=ip,
                            image=image, size=size, backend=open_backend(app.config),
                            progress=progress, boot_method=BootMethod(boot_method))
-    click.echo(fields_table(_client_fields(added.client, show_secrets=False)))
+    click.echo(fields_table(_client_fields(app.config, added.client, show_secrets=False)))
     root = (f"cloned from image {image} by {added.method}" if image
             else "blank (no image given)")
     click.echo(f"root LUN: {root}, {format_size(added.client.lun_size)}")
@@ -113,7 +123,7 @@ def list_(app: App, as_json: bool, unknown: bool) -> None:
         return
     clients = app.inventory.clients()
     if as_json:
-        emit_json([_client_json(c, show_secrets=False) for c in clients])
+        emit_json([_client_json(app.config, c, show_secrets=False) for c in clients])
         return
     click.echo(table(
         ["mac", "hostname", "ip", "image", "lun size", "stage", "last seen"],
@@ -137,11 +147,11 @@ def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config
         return
     luns = extra_luns(app.inventory, mac)
     if as_json:
-        data = _client_json(found, show_secrets)
+        data = _client_json(app.config, found, show_secrets)
         data["extra_luns"] = [asdict(r) for r in luns]
         emit_json(data)
         return
-    pairs = _client_fields(found, show_secrets)
+    pairs = _client_fields(app.config, found, show_secrets)
     pairs += [(f"lun {r.lun}", f"{r.kind} {r.path} ({format_size(r.size)})") for r in luns]
     click.echo(fields_table(pairs))
 

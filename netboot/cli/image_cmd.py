@@ -15,6 +15,7 @@ from netboot.cli.progress import copy_progress
 from netboot.errors import ValidationError
 from netboot.output import emit_json, table, when
 from netboot.size import format_size
+from netboot.storage.backend import describe
 from netboot.storage.images import (
     Image,
     build_builtin,
@@ -27,7 +28,8 @@ from netboot.storage.images import (
 
 
 def _image_json(image: Image) -> dict[str, object]:
-    return {"name": image.name, "path": str(image.path), "size": image.size,
+    return {"name": image.name, "location": str(image.location), "version": image.version,
+            "size": image.size,
             "used": image.used, "created": image.created, "clients": list(image.clients),
             "layout": image.layout.value}
 
@@ -74,7 +76,8 @@ def build(app: App, name: str, from_dir: Path | None, builtin: bool, suite: str 
         assert from_dir is not None
         made = build_image(app.config, name, from_dir, size)
     click.echo(f"built image {made.name} ({made.layout.value}): {format_size(made.size)} "
-               f"({format_size(made.used)} used) at {made.path}")
+               f"({format_size(made.used)} used) at {describe(made.location)}"
+               f"{'' if made.version is None else f' version {made.version}'}")
 
 
 def _step_printer() -> Callable[[str], None]:

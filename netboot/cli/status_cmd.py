@@ -8,6 +8,8 @@ import click
 
 from netboot.cli.app import App, pass_app
 from netboot.output import emit_json, table, when
+from netboot.storage.backend import describe
+from netboot.storage.location import Location
 
 
 def _ago(stamp: float | None, now: float) -> str | None:
@@ -31,15 +33,16 @@ def status(app: App, as_json: bool) -> None:
         emit_json({
             "clients": [{"mac": c.mac, "hostname": c.hostname, "ip": str(c.ip),
                          "stage": c.last_stage, "stage_at": c.last_stage_at,
-                         "last_seen": c.last_seen} for c in clients],
+                         "last_seen": c.last_seen, "root": c.lun_path} for c in clients],
             "unknown_machines": len(unknown),
         })
         return
     now = time.time()
     click.echo(table(
-        ["hostname", "mac", "ip", "stage", "reached", "when"],
+        ["hostname", "mac", "ip", "stage", "reached", "when", "root"],
         [(c.hostname, c.mac, c.ip, c.last_stage, when(c.last_stage_at),
-          _ago(c.last_stage_at, now)) for c in clients]))
+          _ago(c.last_stage_at, now),
+          describe(Location.parse(c.lun_path)) if c.lun_path else None) for c in clients]))
     if unknown:
         click.echo(f"\n{len(unknown)} unregistered machine(s) asked to boot: "
                    "'netboot client list --unknown' lists them")

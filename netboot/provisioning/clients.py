@@ -9,24 +9,20 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from pathlib import Path
 
 from netboot import names
-from netboot.config import Config, Loader
-from netboot.errors import Conflict, NotFound, ValidationError
+from netboot.config import Config, Loader, StorageKind
+from netboot.errors import NotFound, ValidationError
 from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.provisioning import chap
 from netboot.provisioning.addresses import check_address, pick_address
-from netboot.provisioning.root import (
-    make_root,
-    provisioning_lock,
-    recover_interrupted,
-    root_lun_path,
-)
-from netboot.storage.clone import Method, Progress
+from netboot.provisioning.root import provisioning_lock, recover_interrupted
+from netboot.storage.backend import Storage, open_storage, store_of
+from netboot.storage.clone import Progress
 from netboot.storage.images import Image, Layout, get_image
+from netboot.storage.location import Location
 from netboot.target import GLOBAL, TargetBackend, TargetError, TargetUnreachable
 from netboot.target.reconcile import reconcile
 
@@ -49,7 +45,7 @@ class Added:
     """A new client, how its root was made, and whether its target is up."""
 
     client: Client
-    method: Method | None  # how the image was copied; None: blank LUN
+    method: str  # how the store made the root (a reflink, an RBD clone, blank, ...)
     target: Applied
 
 
@@ -95,8 +91,8 @@ def add_client(
     authority = config.target.iqn_authority
     golden = get_image(config, image) if image else None
     check_boot_method(boot_method, golden, config.boot.loader)
-    lun_size = size if size is not None else max(config.storage.default_lun_size,
-                                                 golden.size if golden else 0)
+    storage = open_storage(config)
+    lun_size = size if size is not None else default_root_size(config, storage, golden)
     if lun_size < 1 << 20:
         raise ValidationError(f"LUN size {lun_size} is too small (at least 1M)")
     if golden and lun_size < golden.size:
@@ -104,7 +100,7 @@ def add_client(
                               f"({golden.size} bytes)")
     recover_interrupted(config, inventory)
     secret, mutual = chap.new_secret_pair()
-    final = root_lun_path(config, host)
+    final = storage.root_location(host)
     logger = client_log(log, mac)
     with provisioning_lock(config, host):
         with inventory.transaction() as db:
@@ -130,20 +126,26 @@ def add_client(
                 created=time.time(),
             )
             inventory.insert(db, client)
-            if final.exists():
-                raise Conflict(f"{final} already exists (the data of a removed client?); "
-                               "move it away or choose another --hostname")
         logger.info("registered %s as %s (%s); making its root LUN", mac, host, ip)
+        made = False
         try:
-            method = make_root(config, final, golden, lun_size, progress)
+            method = storage.make_root(final, golden, lun_size, progress)
+            made = True
             client = inventory.update(mac, provisioned=True)
             applied = apply_targets(config, inventory, backend, client.target_iqn)
         except BaseException:
-            _undo(config, inventory, client, backend)
+            _undo(config, inventory, client, backend, storage if made else None)
             raise
-    logger.info("provisioned %s: root LUN %s (%s), target %s", host, final,
-                method or "blank", applied)
+    logger.info("provisioned %s: root LUN %s (%s), target %s", host, final, method, applied)
     return Added(client, method, applied)
+
+
+def default_root_size(config: Config, storage: Storage, golden: Image | None) -> int:
+    """A root's size when none is asked for: ``storage.default_lun_size``, or the image's
+    if larger; a disk image on RBD keeps its own (see RbdStore.make_root)."""
+    if golden is not None and golden.layout is Layout.DISK and storage.kind is StorageKind.RBD:
+        return golden.size
+    return max(config.storage.default_lun_size, golden.size if golden else 0)
 
 
 def check_boot_method(method: BootMethod, golden: Image | None,
@@ -171,29 +173,33 @@ def check_boot_method(method: BootMethod, golden: Image | None,
 
 
 def _undo(config: Config, inventory: Inventory, client: Client,
-          backend: TargetBackend | None) -> None:
-    """Take back a failed add: record, root file, and any part of its target."""
+          backend: TargetBackend | None, storage: Storage | None) -> None:
+    """Take back a failed add: record, root (``storage``: the one this add made; None:
+    none was made, and what is there is not this add's), and any part of its target."""
     with suppress(NotFound):
         inventory.delete(client.mac)
-    Path(str(client.lun_path)).unlink(missing_ok=True)
     try:
         apply_targets(config, inventory, backend)
     except TargetError as err:
         client_log(log, client.mac).error("could not remove the failed target: %s", err)
+    if storage is not None and client.lun_path:
+        storage.remove(Location.parse(client.lun_path))
     client_log(log, client.mac).warning("add of %s failed; nothing of it was kept",
                                         client.hostname)
 
 
 def remove_client(config: Config, inventory: Inventory, mac: str, *, purge: bool = False,
                   backend: TargetBackend | None = None) -> tuple[Client, Applied]:
-    """Delete a client's record and its target; with ``purge`` also its root LUN's file.
+    """Delete a client's record and its target; with ``purge`` also its root LUN (a file or
+    an RBD clone).
 
-    Extra LUNs' files and devices are the admin's and are never deleted.
+    Extra LUNs' files, devices and RBD images are the admin's and are never deleted.
     """
     client = inventory.delete(mac)
     applied = apply_targets(config, inventory, backend)
     if purge and client.lun_path:
-        Path(client.lun_path).unlink(missing_ok=True)
+        location = Location.parse(client.lun_path)
+        store_of(config, location).remove(location)
     client_log(log, mac).info("removed %s%s; target %s", client.hostname,
                               " and its root LUN" if purge else "", applied)
     return client, applied

@@ -1,103 +1,59 @@
-"""Golden images: ext4 filesystem images in ``storage.images`` that client roots are cloned from.
+"""Golden images that client roots are cloned from, kept by the configured store.
 
-An image is one file, ``<images>/<name>.img``, and nothing else: it is made
-under a temporary name and renamed into place, so a crash leaves either the
-whole image or a temporary file that the next image command removes. Which
-clients use an image is read from the inventory, never stored twice.
+An image is always made as a local file first (mke2fs -d, mmdebstrap, or a
+copy of an imported file) at the store's staging path, under a temporary name
+renamed into place; the store then keeps it (the file store: that file is the
+image; the RBD store: a new version in the pool). Which clients use an image is
+read from the inventory, never stored twice.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 from netboot.config import Config
-from netboot.errors import Conflict, NetbootError, NotFound, ValidationError
+from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.host.files import atomic_path, fsync_dir, remove_stale_temps
 from netboot.host.run import run
 from netboot.initramfs import kernel
 from netboot.inventory.store import Inventory
-from netboot.names import validate_image_name
 from netboot.size import parse_size
+from netboot.storage.backend import Storage, open_storage
 from netboot.storage.clone import Method, Progress, clone_file, is_ext_filesystem
+from netboot.storage.filestore import detect_layout
+from netboot.storage.model import Image, ImageError, Layout
 from netboot.storage.osfiles import OsOptions
 from netboot.storage.osimage import build_debian_image, check_packages
 
-SUFFIX = ".img"
+__all__ = ["Image", "ImageError", "Layout", "detect_layout"]
+
 IMAGE_MODE = 0o644  # images hold no secrets; a client's clone of one is 0o600
 BUSYBOX = Path("/bin/busybox")
 BUILTIN_SIZE = parse_size("32M")
 
 
-class ImageError(NetbootError):
-    """Building, importing or removing an image failed."""
+def _users(inventory: Inventory | None, image: Image) -> Image:
+    if inventory is None:
+        return image
+    return replace(image, clients=tuple(c.hostname for c in inventory.clients()
+                                        if c.image == image.name))
 
 
-class Layout(enum.Enum):
-    """What an image file is, read from its first bytes (nothing stored beside it).
-
-    A FILESYSTEM (ext2/3/4 from byte 0) is what netboot's /init mounts (method
-    ``initramfs``); a DISK (an MBR partition table, made by ``image build
-    --debootstrap --sanboot``) boots its own GRUB and kernel through iPXE
-    ``sanboot``. A clone of either is grown to its LUN size
-    (:func:`netboot.storage.clone.grow_ext4`, :func:`netboot.storage.clone.grow_disk`).
-    """
-
-    FILESYSTEM = "filesystem"
-    DISK = "disk"
-    UNKNOWN = "unknown"
-
-
-MBR_SIGNATURE = (510, b"\x55\xaa")  # the boot sector's last two bytes
-
-
-def detect_layout(path: Path) -> Layout:
-    if is_ext_filesystem(path):
-        return Layout.FILESYSTEM
-    offset, magic = MBR_SIGNATURE
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return Layout.DISK if f.read(len(magic)) == magic else Layout.UNKNOWN
-
-
-@dataclass(frozen=True)
-class Image:
-    """A golden image and what it costs: apparent size and bytes really allocated."""
-
-    name: str
-    path: Path
-    size: int
-    used: int
-    created: float
-    clients: tuple[str, ...] = ()
-    layout: Layout = Layout.FILESYSTEM
-
-
-def image_path(config: Config, name: str) -> Path:
-    return config.storage.images / f"{validate_image_name(name)}{SUFFIX}"
-
-
-def _describe(config: Config, inventory: Inventory | None, path: Path) -> Image:
-    st = path.stat()
-    name = path.name.removesuffix(SUFFIX)
-    users = tuple(c.hostname for c in inventory.clients() if c.image == name) if inventory else ()
-    return Image(name, path, st.st_size, st.st_blocks * 512, st.st_mtime, users,
-                 detect_layout(path))
-
-
-def _prepare(config: Config, name: str) -> Path:
-    final = image_path(config, name)
+def _prepare(config: Config, name: str) -> tuple[Storage, Path]:
+    """The store and the staging path to make image ``name`` at (refused if it exists)."""
+    storage = open_storage(config)
+    final = storage.staging(name)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final.parent)
-    if final.exists():
-        raise Conflict(f"image {name} already exists ({final}); remove it first")
-    return final
+    if storage.find_image(name) is not None:
+        raise Conflict(f"image {name} already exists; remove it first")
+    return storage, final
 
 
 def _dir_bytes(directory: Path) -> int:
@@ -116,7 +72,7 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     """
     if not from_dir.is_dir():
         raise ValidationError(f"{from_dir} is not a directory")
-    final = _prepare(config, name)
+    storage, final = _prepare(config, name)
     if size is None:
         size = ((_dir_bytes(from_dir) * 3 // 2 + (32 << 20)) >> 20) << 20
     with atomic_path(final, mode=IMAGE_MODE) as temp:
@@ -125,7 +81,7 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
         run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
              str(temp)], what=f"mke2fs could not build image {name} from {from_dir}",
             error=ImageError)
-    return _describe(config, None, final)
+    return storage.keep_image(name, final)
 
 
 def stage_builtin(root: Path) -> None:
@@ -164,22 +120,24 @@ def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...
     ``netboot kernel fetch`` installed), since that kernel runs them; a
     ``sanboot`` image is a bootable disk with its own kernel instead. An
     existing NAME is replaced only with ``force``: clients cloned from it keep
-    their own copy.
+    their own copy (the RBD store keeps the old version for them).
     """
-    final = image_path(config, name)
+    storage = open_storage(config)
+    final = storage.staging(name)
     check_packages(packages)
     if os.geteuid() != 0:
         raise ImageError(f"building image {name} from Debian packages needs root "
                          "(mmdebstrap --mode=root unpacks a root tree with its owners); "
                          "run it as root, or build elsewhere and `netboot image import`")
-    if final.exists() and not force:
-        raise Conflict(f"image {name} already exists ({final}); --force replaces it")
+    if storage.find_image(name) is not None and not force:
+        raise Conflict(f"image {name} already exists; --force replaces it")
+    final.parent.mkdir(parents=True, exist_ok=True)
     modules = None if sanboot else kernel.current(config).modules
     path = build_debian_image(name, suite, packages, size, modules, config.storage.cache,
                               final.parent, progress, OsOptions(sanboot=sanboot))
     os.chmod(path, IMAGE_MODE)
     fsync_dir(path.parent)
-    return _describe(config, None, path)
+    return storage.keep_image(name, path)
 
 
 def import_image(config: Config, name: str, source: Path,
@@ -190,33 +148,29 @@ def import_image(config: Config, name: str, source: Path,
     if not is_ext_filesystem(source):
         raise ValidationError(f"{source} is not an ext2/3/4 filesystem image "
                               "(no superblock magic at byte 1080)")
-    final = _prepare(config, name)
+    storage, final = _prepare(config, name)
     with atomic_path(final, mode=IMAGE_MODE) as temp:
         method = clone_file(source, temp, progress)
-    return _describe(config, None, final), method
+    return storage.keep_image(name, final, progress), method
 
 
 def get_image(config: Config, name: str, inventory: Inventory | None = None) -> Image:
-    path = image_path(config, name)
-    if not path.is_file():
+    image = open_storage(config).find_image(name)
+    if image is None:
         raise NotFound(f"no image named {name} (see `netboot image list`)")
-    return _describe(config, inventory, path)
+    return _users(inventory, image)
 
 
 def list_images(config: Config, inventory: Inventory) -> list[Image]:
-    directory = config.storage.images
-    if not directory.is_dir():
-        return []
-    return [_describe(config, inventory, p) for p in sorted(directory.glob(f"*{SUFFIX}"))
-            if not p.name.startswith(".")]
+    return [_users(inventory, image) for image in open_storage(config).images()]
 
 
 def remove_image(config: Config, inventory: Inventory, name: str) -> Image:
-    """Delete an image, unless a client was cloned from it and is still registered."""
+    """Delete an image, unless a client was cloned from it and is still registered (or,
+    in a store that knows its clones, any clone of it exists)."""
     image = get_image(config, name, inventory)
     if image.clients:
         raise Conflict(f"image {name} is used by {len(image.clients)} client(s): "
                        f"{', '.join(image.clients)}; remove them first")
-    image.path.unlink()
-    fsync_dir(image.path.parent)
+    open_storage(config).drop_image(image)
     return image

@@ -24,8 +24,16 @@ def open_backend(config: Config) -> TargetBackend | None:
     if not config.target.manage:
         return None
     if config.target.backend is TargetKind.TGT:
-        return TgtBackend(config.target.tgt_control_port, config.storage.state_dir)
+        return TgtBackend(config.target.tgt_control_port, config.storage.state_dir,
+                          rbd_options(config))
     raise TargetError(f"target backend {config.target.backend} is not implemented")
+
+
+def rbd_options(config: Config) -> str:
+    """tgt bs_rbd's ``--bsopts``: the Ceph configuration and client id ``storage.rbd`` names
+    (the keyring comes from that file; a key is never put in the options)."""
+    rbd = config.storage.rbd
+    return f"conf={rbd.ceph_conf};id={rbd.client_id}"
 
 
 def managed_backend(config: Config) -> TargetBackend:

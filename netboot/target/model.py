@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netboot.errors import NetbootError
+from netboot.storage.location import Store
 
 
 class TargetError(NetbootError):
@@ -29,10 +30,12 @@ class Account:
 
 @dataclass(frozen=True)
 class Lun:
-    """One logical unit: its number on the target and the file or device behind it."""
+    """One logical unit: its number on the target and the storage behind it (``path``: a
+    file or device, or ``POOL/IMAGE`` for an RBD image)."""
 
     number: int
     path: str
+    store: Store = Store.FILE
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,10 @@ DISCOVERY_ACCOUNTS_MAX = 16  # tgt's global target: a static int[16], never grow
 class TgtBackend:
     """tgtd on one control port, with netboot's bookkeeping in ``state_dir``."""
 
-    def __init__(self, control_port: int, state_dir: Path) -> None:
+    def __init__(self, control_port: int, state_dir: Path, rbd_options: str = "") -> None:
+        """``rbd_options``: bs_rbd's ``--bsopts`` for LUNs on RBD images."""
         self.control_port = control_port
+        self.rbd_options = rbd_options
         self._lock = state_dir / f"tgt-{control_port}.lock"
         self._secrets = state_dir / f"tgt-{control_port}.accounts.json"
 
@@ -154,7 +156,8 @@ class TgtBackend:
                   discovery: list[Account] | None, *, prune: bool) -> Outcome:
         pid = self.running()
         known = self._load_known(pid)
-        ops = plan(observed, specs, remove=remove, discovery=discovery, prune=prune, known=known)
+        ops = plan(observed, specs, remove=remove, discovery=discovery, prune=prune, known=known,
+                   rbd_options=self.rbd_options)
         macs = {s.iqn: s.mac for s in specs}
         outcome = Outcome()
         try:

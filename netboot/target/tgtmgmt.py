@@ -140,6 +140,8 @@ class Param(Enum):
     """The body's keys netboot uses, in the order tgtadm writes them (``usr/tgtadm.c`` main)."""
 
     PATH = "path"  # --backing-store
+    BSTYPE = "bstype"  # --bstype: the backing store module (rdwr for files, rbd for Ceph)
+    BSOPTS = "bsopts"  # --bsopts: the module's options (bs_rbd: "conf=FILE;id=CLIENT")
     TARGETNAME = "targetname"  # --targetname
     INITIATOR_NAME = "initiator-name"  # --initiator-name
     USER = "user"  # --user

@@ -23,9 +23,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from netboot.target.model import GLOBAL, Account, TargetSpec
+from netboot.storage.location import Location, Store
+from netboot.target.model import GLOBAL, Account, Lun, TargetSpec
 from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param, Request
-from netboot.target.tgtshow import TgtTarget
+from netboot.target.tgtshow import RBD_BSTYPE, TgtTarget
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,24 @@ def _kept_prefix(current: Iterable[str], wanted: list[str], renewed: set[str]) -
     return n
 
 
+def _new_lun(tid: int, lun: Lun, rbd_options: str) -> Request:
+    """A LUN request: a file through tgt's default backing store, an RBD image through bs_rbd
+    with ``rbd_options`` (which Ceph configuration and client to open it as)."""
+    params: tuple[tuple[Param, str], ...] = ((Param.PATH, lun.path),)
+    if lun.store is Store.RBD:
+        params += ((Param.BSTYPE, RBD_BSTYPE), (Param.BSOPTS, rbd_options))
+    return Request(Mode.DEVICE, Operation.NEW, tid=tid, lun=lun.number, params=params)
+
+
 def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[str] = (),
          discovery: list[Account] | None = None, prune: bool = False,
-         known: Mapping[str, str]) -> list[Op]:
+         known: Mapping[str, str], rbd_options: str = "") -> list[Op]:
     """Operations that make tgtd hold ``targets`` and not ``remove``.
 
     ``discovery``: the accounts the global target should hold (None: leave it).
     ``prune``: also delete accounts nothing netboot wants uses (a full reconcile).
     ``known``: fingerprints of the secrets netboot gave the accounts tgtd holds now.
+    ``rbd_options``: bs_rbd's options for LUNs on RBD images.
     """
     targets = list(targets)
     by_iqn = {t.state.iqn: t for t in observed.targets}
@@ -127,13 +138,13 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
             incoming: list[str] = []
             acl: list[str] = []
             out = None
-            luns: dict[int, str] = {}
+            luns: dict[int, Lun] = {}
         else:
             tid = have.tid
             incoming = list(have.state.incoming)
             acl = list(have.state.initiators)
             out = have.state.outgoing
-            luns = {lun.number: lun.path for lun in have.state.luns}
+            luns = {lun.number: lun for lun in have.state.luns}
         want_in = [spec.incoming.user]
         keep = _kept_prefix(incoming, want_in, renewed)
         want_out = spec.outgoing.user if spec.outgoing else None
@@ -149,16 +160,16 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
             first.append(Op(_account(Operation.UNBIND, out, tid, outgoing=True),
                             f"unbind outgoing account {out} from {spec.iqn}", spec.iqn))
             out = None
-        wanted_luns = {lun.number: lun.path for lun in spec.luns}
-        for number, path in sorted(luns.items()):
-            if wanted_luns.get(number) != path:
+        wanted_luns = {lun.number: lun for lun in spec.luns}
+        for number, lun in sorted(luns.items()):
+            if wanted_luns.get(number) != lun:
                 last.append(Op(Request(Mode.DEVICE, Operation.DELETE, tid=tid, lun=number),
                                f"delete LUN {number} of {spec.iqn}", spec.iqn))
-        for number, path in sorted(wanted_luns.items()):
-            if luns.get(number) != path:
-                last.append(Op(Request(Mode.DEVICE, Operation.NEW, tid=tid, lun=number,
-                                       params=((Param.PATH, path),)),
-                               f"add LUN {number} ({path}) to {spec.iqn}", spec.iqn))
+        for number, lun in sorted(wanted_luns.items()):
+            if luns.get(number) != lun:
+                last.append(Op(_new_lun(tid, lun, rbd_options),
+                               f"add LUN {number} ({Location(lun.store, lun.path)}) to {spec.iqn}",
+                               spec.iqn))
         for user in want_in[len(incoming):]:
             last.append(Op(_account(Operation.BIND, user, tid),
                            f"bind account {user} to {spec.iqn}", spec.iqn))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from netboot.storage.location import Store
 from netboot.target.model import Login, Lun, TargetState
 
 _TARGET = re.compile(r"^Target (\d+): (\S+)$")
 _OUTGOING = " (outgoing)"
+RBD_BSTYPE = "rbd"  # tgt's bs_rbd module (Debian tgt-rbd); files use "rdwr", its default
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
             raise ValueError(f"unexpected line in tgtd's target report: {lines[0]!r}")
         section = ""
         luns: dict[int, str] = {}
+        stores: dict[int, Store] = {}
         lun: int | None = None
         incoming: list[str] = []
         outgoing: str | None = None
@@ -74,6 +77,9 @@ def parse_targets(text: str) -> list[TgtTarget]:
             elif section == "LUN information":
                 if text_.startswith("LUN: "):
                     lun = int(text_.split(":", 1)[1])
+                elif text_.startswith("Backing store type: ") and lun:
+                    rbd = text_.split(": ", 1)[1] == RBD_BSTYPE
+                    stores[lun] = Store.RBD if rbd else Store.FILE
                 elif text_.startswith("Backing store path: ") and lun:
                     luns[lun] = text_.split(": ", 1)[1]
             elif section == "Account information":
@@ -85,7 +91,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
                 initiators.append(text_)
         found.append(TgtTarget(int(head[1]), TargetState(
             iqn=head[2],
-            luns=tuple(Lun(n, p) for n, p in sorted(luns.items())),
+            luns=tuple(Lun(n, p, stores.get(n, Store.FILE)) for n, p in sorted(luns.items())),
             initiators=tuple(initiators),
             incoming=tuple(incoming),
             outgoing=outgoing,

@@ -68,7 +68,7 @@ def test_clone_on_xfs_is_a_reflink_that_takes_no_space(make_config, loop_fs,
         before = free_bytes(config.storage.luns.parent)
         added = add_client(config, inventory, MAC, image="golden", size=image.size)
         after = free_bytes(config.storage.luns.parent)
-    assert added.method is Method.REFLINK
+    assert added.method == Method.REFLINK
     assert before - after < (1 << 20) < image.used // 16
 
 
@@ -78,7 +78,7 @@ def test_clone_on_ext4_is_a_sparse_copy_grown_to_size(make_config, loop_fs) -> N
     with Inventory(config.storage.database) as inventory:
         added = add_client(config, inventory, MAC, image="builtin", size=256 << 20)
     lun = Path(added.client.lun_path)
-    assert added.method is Method.SPARSE
+    assert added.method == Method.SPARSE
     assert lun.stat().st_size == 256 << 20
     assert used(lun) < 2 * image.used  # holes stayed holes
     check = subprocess.run(["e2fsck", "-fn", str(lun)], capture_output=True, text=True)

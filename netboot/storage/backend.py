@@ -1,0 +1,79 @@
+"""What netboot needs from a place that keeps golden images and client roots: a small protocol.
+
+Everything above (image commands, provisioning, the CLI) speaks :class:`Storage`
+and :class:`netboot.storage.location.Location` only. Two implementations:
+files under ``state_dir`` (:mod:`netboot.storage.filestore`, the default) and a
+Ceph pool (:mod:`netboot.storage.rbdstore`). An image is always made as a local
+file first (mke2fs, mmdebstrap and imports write files); the store then keeps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from netboot.config import Config, StorageKind
+from netboot.storage.clone import Progress
+from netboot.storage.filestore import FileStore
+from netboot.storage.location import Location, Store
+from netboot.storage.model import Image
+
+
+class Storage(Protocol):
+    """Golden images, and the roots cloned from them."""
+
+    kind: StorageKind
+
+    def staging(self, name: str) -> Path:
+        """Where image ``name`` is made as a file before :meth:`keep_image` takes it."""
+
+    def keep_image(self, name: str, staged: Path, progress: Progress | None = None) -> Image:
+        """Make the file ``staged`` image ``name``'s newest version."""
+
+    def find_image(self, name: str) -> Image | None:
+        """Image ``name`` (its newest version), or None; ``clients`` left empty."""
+
+    def images(self) -> list[Image]:
+        """Every image, by name; ``clients`` left empty."""
+
+    def drop_image(self, image: Image) -> None:
+        """Delete an image and its versions; refused while a clone of one exists."""
+
+    def root_location(self, hostname: str) -> Location:
+        """Where the root of client ``hostname`` is kept."""
+
+    def make_root(self, location: Location, image: Image | None, size: int,
+                  progress: Progress | None = None) -> str:
+        """Create ``location``: a clone of ``image`` (None: blank) of ``size`` bytes, whole or
+        not at all; returns how it was made (for people)."""
+
+    def remove(self, location: Location) -> None:
+        """Delete a root or LUN made here; one already gone is no error."""
+
+    def allocated(self, location: Location) -> int | None:
+        """Bytes really allocated to ``location`` (its own, not its image's); None: unknown."""
+
+    def recover(self) -> list[str]:
+        """Remove what an interrupted image import or clone left; what was removed."""
+
+
+def open_storage(config: Config) -> Storage:
+    """The store ``storage.backend`` names."""
+    if config.storage.backend is StorageKind.RBD:
+        from netboot.storage.rbdstore import RbdStore  # Ceph's bindings only when chosen
+        return RbdStore(config)
+    return FileStore(config)
+
+
+def store_of(config: Config, location: Location) -> Storage:
+    """The store that holds ``location`` (a file root stays the file store's after
+    ``storage.backend`` changes to rbd, and the other way round)."""
+    kind = StorageKind.RBD if location.store is Store.RBD else StorageKind.FILE
+    return open_storage(config if config.storage.backend is kind else replace(
+        config, storage=replace(config.storage, backend=kind)))
+
+
+def describe(location: Location) -> str:
+    """Where a LUN lives, for people: ``file PATH`` or ``rbd POOL/IMAGE``."""
+    return f"{location.store} {location.name}"

@@ -1,0 +1,70 @@
+"""Storage records every backend speaks: golden images, their layout, and one error base."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from netboot.errors import NetbootError
+from netboot.storage.location import Location, Store
+
+
+class StorageError(NetbootError):
+    """A storage backend refused or failed an operation; the message says which and why."""
+
+
+class ImageError(StorageError):
+    """Building, importing or removing an image failed."""
+
+
+class Layout(enum.Enum):
+    """What an image holds, read from its first bytes (nothing stored beside it).
+
+    A FILESYSTEM (ext2/3/4 from byte 0) is what netboot's /init mounts (method
+    ``initramfs``); a DISK (an MBR partition table, made by ``image build
+    --debootstrap --sanboot``) boots its own GRUB and kernel through iPXE
+    ``sanboot``.
+    """
+
+    FILESYSTEM = "filesystem"
+    DISK = "disk"
+    UNKNOWN = "unknown"
+
+
+EXT_MAGIC = (1080, b"\x53\xef")  # an ext2/3/4 superblock's s_magic (0xEF53, little-endian)
+MBR_SIGNATURE = (510, b"\x55\xaa")  # the boot sector's last two bytes
+HEAD_BYTES = 2048  # enough of an image's start to tell its layout
+
+
+def layout_of(head: bytes) -> Layout:
+    """An image's layout from its first :data:`HEAD_BYTES` bytes."""
+    for (offset, magic), layout in ((EXT_MAGIC, Layout.FILESYSTEM), (MBR_SIGNATURE, Layout.DISK)):
+        if head[offset:offset + len(magic)] == magic:
+            return layout
+    return Layout.UNKNOWN
+
+
+@dataclass(frozen=True)
+class Image:
+    """A golden image and what it costs: apparent size and bytes really allocated.
+
+    ``version`` counts the image's versions in a store that keeps them (an RBD
+    snapshot ``v<N>`` per version); a file image has none.
+    """
+
+    name: str
+    location: Location
+    size: int
+    used: int
+    created: float
+    clients: tuple[str, ...] = ()
+    layout: Layout = Layout.FILESYSTEM
+    version: int | None = None
+
+    @property
+    def path(self) -> Path:
+        """The image's file (file store only)."""
+        if self.location.store is not Store.FILE:
+            raise StorageError(f"image {self.name} is an RBD image ({self.location}), not a file")
+        return Path(self.location.name)

@@ -1,0 +1,304 @@
+"""The RBD store: golden images in a Ceph pool with a snapshot per version, client roots as
+thin clones of the newest one, through Ceph's own bindings (python3-rados, python3-rbd).
+
+Names in the pool: ``image.<name>`` with snapshots ``v1``, ``v2``, ... (each
+protected: clones hang from them), ``root.<hostname>`` for a client's root, and
+``tmp.<name>.<host>.<pid>`` for an image being imported. A new image is written
+under its temporary name, snapshotted and renamed into place, so a killed
+import leaves a ``tmp.`` image that :meth:`RbdStore.recover` removes once its
+process is gone; a version added to an existing image is written to that
+image's head first and becomes a version only when its snapshot exists.
+
+A root is cloned at the image's size and grown with ``resize``; the ext4 inside
+grows at the client's first boot (netboot's /init runs ``resize2fs`` online),
+because this server has no kernel block device for an RBD image. Every root
+and LUN made here has librbd's cache off (the per-image override
+``conf_rbd_cache``): two targets may export one image during a failover, and a
+write the initiator was told is done must be in the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import rados
+import rbd
+
+from netboot.config import Config, StorageKind
+from netboot.errors import Conflict, ValidationError
+from netboot.host.files import remove_stale_temps
+from netboot.names import validate_image_name
+from netboot.storage.clone import Progress, data_extents
+from netboot.storage.location import Location, rbd_location
+from netboot.storage.model import HEAD_BYTES, Image, Layout, StorageError, layout_of
+
+log = logging.getLogger(__name__)
+
+IMAGE_PREFIX = "image."
+ROOT_PREFIX = "root."
+TEMP_PREFIX = "tmp."
+VERSION = re.compile(r"^v(\d+)$")
+CHUNK = 4 << 20  # RBD's default object size: a write of one whole object at a time
+CONNECT_TIMEOUT = 15  # seconds to reach the monitors before giving up
+# librbd reads per-image config overrides from metadata keys "conf_<option>"
+# (what `rbd config image set IMAGE rbd_cache false` writes).
+NO_CACHE = ("conf_rbd_cache", "false")
+
+
+def _version_name(number: int) -> str:
+    return f"v{number}"
+
+
+class RbdStore:
+    """Images and roots in one Ceph pool, as ``storage.rbd`` names it."""
+
+    kind = StorageKind.RBD
+
+    def __init__(self, config: Config) -> None:
+        self.settings = config.storage.rbd
+        self.staging_dir = config.storage.cache / "staging"
+
+    # -- images ------------------------------------------------------------------
+
+    def staging(self, name: str) -> Path:
+        return self.staging_dir / f"{validate_image_name(name)}.img"
+
+    def keep_image(self, name: str, staged: Path, progress: Progress | None = None) -> Image:
+        """Write ``staged`` into the pool as image ``name``'s next version; ``staged`` goes."""
+        final = IMAGE_PREFIX + validate_image_name(name)
+        size = staged.stat().st_size
+        with self._pool() as io:
+            versions = self._versions(io, final)
+            if versions:
+                target = final
+            else:
+                target = f"{TEMP_PREFIX}{name}.{socket.gethostname()}.{os.getpid()}"
+                self._remove(io, final)  # an image left without any version is nothing
+                rbd.RBD().create(io, target, size)
+            number = max(versions, default=0) + 1
+            try:
+                with rbd.Image(io, target) as image:
+                    if versions:
+                        image.resize(size)
+                        image.discard(0, size)  # the versions keep their own blocks
+                    self._write(image, staged, size, progress)
+                    image.create_snap(_version_name(number))
+                    image.protect_snap(_version_name(number))
+                if target != final:
+                    rbd.RBD().rename(io, target, final)
+            except BaseException:
+                if target != final:
+                    self._remove(io, target, snapshots=True)
+                raise
+        staged.unlink(missing_ok=True)
+        made = self.find_image(name)
+        assert made is not None
+        return made
+
+    def find_image(self, name: str) -> Image | None:
+        with self._pool() as io:
+            return self._describe(io, IMAGE_PREFIX + validate_image_name(name))
+
+    def images(self) -> list[Image]:
+        with self._pool() as io:
+            found = (self._describe(io, n) for n in sorted(rbd.RBD().list(io))
+                     if n.startswith(IMAGE_PREFIX))
+            return [image for image in found if image is not None]
+
+    def drop_image(self, image: Image) -> None:
+        """Delete every version of ``image``: refused while a clone of any version exists
+        (``rbd children``), whatever the inventory says."""
+        final = IMAGE_PREFIX + image.name
+        with self._pool() as io, rbd.Image(io, final) as head:
+            for snap in list(head.list_snaps()):
+                head.set_snap(snap["name"])
+                children = [f"{c['pool']}/{c['image']}" for c in head.list_children2()]
+                if children:
+                    raise Conflict(f"image {image.name} version {snap['name']} has clones: "
+                                   f"{', '.join(children)}; remove those clients first")
+            head.set_snap(None)
+            for snap in list(head.list_snaps()):
+                if head.is_protected_snap(snap["name"]):
+                    head.unprotect_snap(snap["name"])
+                head.remove_snap(snap["name"])
+        with self._pool() as io:
+            self._remove(io, final)
+
+    # -- roots and LUNs ----------------------------------------------------------------
+
+    def root_location(self, hostname: str) -> Location:
+        return rbd_location(self.settings.pool, ROOT_PREFIX + hostname)
+
+    def make_root(self, location: Location, image: Image | None, size: int,
+                  progress: Progress | None = None) -> str:
+        if image is not None and image.layout is Layout.DISK and size != image.size:
+            raise ValidationError(
+                f"a disk image on RBD keeps its size ({image.size} bytes): its partition "
+                "cannot be grown without a block device on this server; leave --size out")
+        with self._pool() as io:
+            if location.image in rbd.RBD().list(io):
+                raise Conflict(f"RBD image {location} already exists (the data of a removed "
+                               "client?); remove it or choose another --hostname")
+            if image is None:
+                rbd.RBD().create(io, location.image, size)
+                how = "blank RBD image"
+            else:
+                version = _version_name(image.version or 0)
+                rbd.RBD().clone(io, IMAGE_PREFIX + image.name, version, io, location.image)
+                how = f"RBD clone of {image.name}@{version}"
+            try:
+                with rbd.Image(io, location.image) as made:
+                    if made.size() < size:
+                        made.resize(size)
+                    made.metadata_set(*NO_CACHE)
+            except BaseException:
+                self._remove(io, location.image)
+                raise
+            if progress:
+                progress(size, size)
+        return how
+
+    def remove(self, location: Location) -> None:
+        with self._pool() as io:
+            self._remove(io, location.image)
+
+    def allocated(self, location: Location) -> int | None:
+        total = 0
+
+        def count(offset: int, length: int, exists: bool) -> None:
+            nonlocal total
+            total += length if exists else 0
+        try:
+            with self._pool() as io, rbd.Image(io, location.image, read_only=True) as image:
+                image.diff_iterate(0, image.size(), None, count, include_parent=False,
+                                   whole_object=True)
+        except (rbd.Error, StorageError):
+            return None
+        return total
+
+    def recover(self) -> list[str]:
+        """Remove ``tmp.`` images whose importing process (on this host) is gone."""
+        removed = []
+        host = socket.gethostname()
+        with self._pool() as io:
+            for name in rbd.RBD().list(io):
+                parts = name.rsplit(".", 2)
+                if not name.startswith(TEMP_PREFIX) or len(parts) != 3 or parts[1] != host:
+                    continue
+                if parts[2].isdigit() and not os.path.exists(f"/proc/{parts[2]}"):
+                    self._remove(io, name, snapshots=True)
+                    log.warning("removed RBD image %s/%s left by an interrupted import",
+                                self.settings.pool, name)
+                    removed.append(name)
+        if self.staging_dir.is_dir():
+            removed += [str(p) for p in remove_stale_temps(self.staging_dir)]
+        return removed
+
+    # -- internals -----------------------------------------------------------------
+
+    @contextmanager
+    def _pool(self) -> Iterator[rados.Ioctx]:
+        """One connection to the cluster and the pool, as ``storage.rbd`` says."""
+        where = f"Ceph ({self.settings.ceph_conf}, client.{self.settings.client_id})"
+        if not self.settings.ceph_conf.is_file():
+            raise StorageError(f"{where}: {self.settings.ceph_conf} does not exist "
+                               "(storage.rbd.ceph_conf)")
+        cluster = rados.Rados(conffile=str(self.settings.ceph_conf),
+                              rados_id=self.settings.client_id)
+        try:
+            cluster.conf_set("client_mount_timeout", str(CONNECT_TIMEOUT))
+            cluster.connect(timeout=CONNECT_TIMEOUT)
+            io = cluster.open_ioctx(self.settings.pool)
+        except rados.ObjectNotFound:
+            cluster.shutdown()
+            raise StorageError(f"{where}: pool {self.settings.pool} does not exist "
+                               "(storage.rbd.pool)") from None
+        except rados.Error as err:
+            cluster.shutdown()
+            raise StorageError(f"{where}: cannot connect: {err}") from None
+        try:
+            yield io
+        except rbd.Error as err:
+            raise StorageError(f"pool {self.settings.pool}: {err}") from None
+        finally:
+            io.close()
+            cluster.shutdown()
+
+    @staticmethod
+    def _versions(io: rados.Ioctx, name: str) -> list[int]:
+        try:
+            with rbd.Image(io, name, read_only=True) as image:
+                return sorted(int(m[1]) for s in image.list_snaps()
+                              if (m := VERSION.match(s["name"])))
+        except rbd.ImageNotFound:
+            return []
+
+    def _describe(self, io: rados.Ioctx, rbd_name: str) -> Image | None:
+        versions = self._versions(io, rbd_name)
+        if not versions:
+            return None  # an import that never finished
+        version = _version_name(versions[-1])
+        with rbd.Image(io, rbd_name, snapshot=version, read_only=True) as image:
+            size = image.size()
+            head = image.read(0, min(HEAD_BYTES, size))
+            snap = next(s for s in image.list_snaps() if s["name"] == version)
+            created = image.get_snap_timestamp(snap["id"]).timestamp()
+            used = 0
+
+            def count(offset: int, length: int, exists: bool) -> None:
+                nonlocal used
+                used += length if exists else 0
+            image.diff_iterate(0, size, None, count, whole_object=True)
+        return Image(rbd_name.removeprefix(IMAGE_PREFIX),
+                     rbd_location(self.settings.pool, rbd_name),
+                     size, used, created, layout=layout_of(head), version=versions[-1])
+
+    @staticmethod
+    def _write(image: rbd.Image, staged: Path, size: int, progress: Progress | None) -> None:
+        """The file's data into the image, one object at a time; zeros are left unwritten
+        (the image reads zeros there anyway), so a mostly empty file costs its data only."""
+        zero = bytes(CHUNK)
+        with open(staged, "rb") as f:
+            extents = data_extents(f.fileno(), size)
+            total = sum(length for _, length in extents)
+            done = 0
+            last = -1  # the chunk written last: extents may share one
+            for start, length in extents:
+                for offset in range(start - start % CHUNK, start + length, CHUNK):
+                    if offset <= last:
+                        continue
+                    last = offset
+                    f.seek(offset)
+                    data = f.read(min(CHUNK, size - offset))
+                    if data != zero[:len(data)]:
+                        image.write(data, offset)
+                done += length
+                if progress:
+                    progress(done, total)
+            image.flush()
+
+    @staticmethod
+    def _remove(io: rados.Ioctx, name: str, *, snapshots: bool = False) -> None:
+        """Delete RBD image ``name`` (gone already: nothing to do); ``snapshots``: its
+        snapshots first (an unfinished import's, which no clone uses)."""
+        try:
+            if snapshots:
+                with rbd.Image(io, name) as image:
+                    for snap in list(image.list_snaps()):
+                        if image.is_protected_snap(snap["name"]):
+                            image.unprotect_snap(snap["name"])
+                        image.remove_snap(snap["name"])
+            rbd.RBD().remove(io, name)
+        except rbd.ImageNotFound:
+            pass
+        except rbd.ImageBusy:
+            raise StorageError(f"RBD image {name} is still open (by a target?)") from None
+        except rbd.ImageHasSnapshots:
+            raise StorageError(f"RBD image {name} has snapshots; netboot made none, so they "
+                               "are somebody else's: remove them by hand") from None
