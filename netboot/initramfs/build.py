@@ -195,11 +195,9 @@ def program_component(program: Program, present: Collection[str] = ()) -> Compon
     if not program.path.exists():
         raise InitramfsError(f"{program.path} not found: install {program.package}")
     loader, libraries = shared_libraries(program.path)
+    needed = [str(p).lstrip("/") for p in ([Path(loader)] if loader else []) + libraries]
     entries = [_file(program.path, str(program.path).lstrip("/"))]
-    if loader:
-        entries.append(_file(Path(loader), loader.lstrip("/")))
-    entries += [_file(lib, str(lib).lstrip("/")) for lib in libraries]
-    entries = [entries[0], *(e for e in entries[1:] if e.name not in present)]
+    entries += [_file(Path("/" + name), name) for name in needed if name not in present]
     return Component(program.path.name, entries,
                      ", ".join(Path(e.name).name for e in entries[1:]))
 
