@@ -3,15 +3,19 @@ on the lab's boot VLAN and VM runner; the target made by netboot's TgtBackend.
 
 No PXE here: the guest gets netboot's kernel and base+client initrds directly,
 so what is tested is the initramfs: NIC by MAC, udhcpc, iscsistart with CHAP
-and mutual CHAP, the LUN found by target IQN + LUN, switch_root, and the one
-failure line for a wrong secret. The serial log is printed when a test fails.
+and mutual CHAP, the LUN found by target IQN + LUN, a root smaller than its LUN
+grown online, switch_root, and the one failure line for a wrong secret. The
+serial log is printed when a test fails.
 """
 
 # ruff: noqa: F811  (fixtures imported from direct_boot are requested by name)
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -33,11 +37,13 @@ from direct_boot import (  # noqa: F401  (fixtures)
 from netboot.initramfs.build import Compression, build
 from netboot.inventory.clients import Client
 from netboot.provisioning.chap import new_secret
+from netboot.storage.images import BUILTIN_SIZE, build_builtin
 from netboot.target import Account, DesiredState, Lun, TargetSpec
 from netboot.target.tgt import TgtBackend
 
 MAC = "52:54:00:4e:42:01"
 HOSTNAME = "nbvm1"
+GROWN_LUN_SIZE = 64 << 20  # the built-in image's LUN, grown past its 32 MiB filesystem
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +61,25 @@ def client(config, vlan) -> Client:
         chap_secret=new_secret(), mutual_secret=new_secret(), created=1_700_000_000)
 
 
+@pytest.fixture(scope="module")
+def builtin_image(config) -> Path:
+    """The built-in image (``netboot image build builtin --builtin``) in the module's store."""
+    return build_builtin(config).path
+
+
 @pytest.fixture
 def lun(request, tmp_path: Path) -> Path | None:
-    """The client's LUN: a bootable root (default), ``"blank"`` (zeros) or ``"none"``."""
+    """The client's LUN: a bootable root (default), ``"blank"`` (zeros), ``"none"`` or
+    ``"grown"``: the built-in image on a larger LUN, as ``rbd resize`` leaves a clone."""
     kind = getattr(request, "param", "root")
     if kind == "none":
         return None
     path = tmp_path / "root.img"
     if kind == "blank":
         path.write_bytes(bytes(8 << 20))
+    elif kind == "grown":
+        shutil.copyfile(request.getfixturevalue("builtin_image"), path)
+        os.truncate(path, GROWN_LUN_SIZE)
     else:
         make_root_image(path, tmp_path)
     return path
@@ -202,3 +218,28 @@ def test_target_without_the_lun_gives_lun_not_found(config, client, san, boot):
 def test_lun_without_a_filesystem_gives_mount_failed(config, client, san, boot):
     result = boot(config, client)
     assert "FAILED at root: mount failed: /dev/sda as ext4" in result.log
+
+
+def ext_size(image: Path) -> int:
+    """Bytes the ext4 filesystem in ``image`` spans (block count * block size, dumpe2fs -h)."""
+    header = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True, text=True,
+                            check=True).stdout
+    fields = dict(line.split(":", 1) for line in header.splitlines() if ":" in line)
+    return int(fields["Block count"]) * int(fields["Block size"])
+
+
+@pytest.mark.parametrize("lun", ["grown"], indirect=True)
+def test_root_on_a_larger_lun_is_grown_to_fill_it(config, client, san, lun, boot):
+    assert ext_size(lun) == BUILTIN_SIZE < lun.stat().st_size
+    result = boot(config, client)
+    assert f"{MARKER} {HOSTNAME}" in result.log
+    assert (f"grew the root filesystem on /dev/sda from {BUILTIN_SIZE >> 20} MiB "
+            f"to {GROWN_LUN_SIZE >> 20} MiB") in result.log
+    assert ext_size(lun) == lun.stat().st_size == GROWN_LUN_SIZE
+
+
+def test_root_that_fills_its_lun_is_left_alone(config, client, san, boot):
+    result = boot(config, client)
+    assert f"{MARKER} {HOSTNAME}" in result.log
+    assert "grew the root filesystem" not in result.log
+    assert "not growing" not in result.log and "could not grow" not in result.log

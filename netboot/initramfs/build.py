@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -33,7 +33,6 @@ from netboot.templates import render
 
 Progress = Callable[[str], None]
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
-ISCSISTART = Path("/sbin/iscsistart")  # Debian's open-iscsi
 MODULE_LIST = DATA / "modules.txt"
 UDHCPC_SCRIPT = DATA / "udhcpc.script"
 ZSTD_LEVEL = 19
@@ -48,6 +47,20 @@ DIRECTORIES = ("dev", "proc", "sys", "run", "root", "tmp", "etc/iscsi", "var/loc
 
 class InitramfsError(NetbootError):
     """The base image cannot be built from what is installed."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A dynamically linked program /init runs, copied in with its libraries."""
+
+    path: Path  # on this host and in the image
+    package: str  # the Debian package that installs it
+
+
+# iscsistart logs in to the root's target; resize2fs grows the root's ext4 online to fill
+# its LUN (a LUN grown on the server where its filesystem cannot be, such as an RBD clone).
+PROGRAMS = (Program(Path("/sbin/iscsistart"), "open-iscsi"),
+            Program(Path("/sbin/resize2fs"), "e2fsprogs"))
 
 
 class Compression(StrEnum):
@@ -176,16 +189,16 @@ def busybox_component(busybox: Path = BUSYBOX) -> Component:
     return Component("busybox", entries, f"{len(applets)} applets")
 
 
-def program_component(program: Path, name: str) -> Component:
-    """``program`` at ``name`` with its dynamic loader and every library it loads."""
-    if not program.exists():
-        raise InitramfsError(f"{program} not found: install open-iscsi")
-    loader, libraries = shared_libraries(program)
-    entries = [_file(program, name)]
-    if loader:
-        entries.append(_file(Path(loader), loader.lstrip("/")))
-    entries += [_file(lib, str(lib).lstrip("/")) for lib in libraries]
-    return Component(Path(name).name, entries,
+def program_component(program: Program, present: Collection[str] = ()) -> Component:
+    """``program`` with its dynamic loader and the libraries it loads, but for those already
+    ``present`` (archive names an earlier component holds: libc is everyone's)."""
+    if not program.path.exists():
+        raise InitramfsError(f"{program.path} not found: install {program.package}")
+    loader, libraries = shared_libraries(program.path)
+    needed = [str(p).lstrip("/") for p in ([Path(loader)] if loader else []) + libraries]
+    entries = [_file(program.path, str(program.path).lstrip("/"))]
+    entries += [_file(Path("/" + name), name) for name in needed if name not in present]
+    return Component(program.path.name, entries,
                      ", ".join(Path(e.name).name for e in entries[1:]))
 
 
@@ -285,8 +298,10 @@ def build(config: Config, progress: Progress,
                                 shutil.which("zstd") is not None)
     progress("busybox")
     components = [busybox_component()]
-    progress("iscsistart and its libraries")
-    components.append(program_component(ISCSISTART, "sbin/iscsistart"))
+    for program in PROGRAMS:
+        progress(f"{program.path.name} and its libraries")
+        present = {e.name for c in components for e in c.entries}
+        components.append(program_component(program, present))
     progress(f"modules from {release.modules}")
     modules, resolution = module_component(release, requested_modules(config))
     components.append(modules)

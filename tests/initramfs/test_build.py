@@ -19,14 +19,17 @@ import pytest
 from netboot.config import OnFail
 from netboot.configfile import parse_config
 from netboot.initramfs.build import (
+    PROGRAMS,
     Compression,
     InitSettings,
     build,
     choose_compression,
     compress,
     pad4,
+    program_component,
     render_init,
 )
+from netboot.initramfs.elf import shared_libraries
 from netboot.initramfs.kernel import current, download, install
 from netboot.initramfs.modules import parse_modules_dep
 
@@ -125,6 +128,23 @@ def test_iscsistart_runs_in_the_unpacked_image(state):
     assert out.startswith("iscsistart version")
 
 
+def test_resize2fs_and_all_its_libraries_are_in_the_image(state):
+    _, _, unpacked, _ = state
+    loader, libraries = shared_libraries(Path("/sbin/resize2fs"))
+    wanted = [Path("/sbin/resize2fs"), Path(loader), *libraries]
+    assert {"libext2fs.so.2", "libe2p.so.2"} <= {p.name for p in libraries}
+    assert [p for p in wanted if not (unpacked / str(p).lstrip("/")).is_file()] == []
+
+
+@needs_root
+def test_resize2fs_runs_in_the_unpacked_image(state):
+    _, _, unpacked, _ = state
+    # Without arguments it prints its version and usage (exit 1): its libraries loaded.
+    done = subprocess.run(["chroot", str(unpacked), "/sbin/resize2fs"], capture_output=True,
+                          text=True)
+    assert done.stderr.startswith("resize2fs 1.") and "Usage:" in done.stderr
+
+
 @needs_root
 def test_init_parses_with_the_image_busybox(state):
     _, _, unpacked, _ = state
@@ -165,6 +185,15 @@ def test_changed_module_list_changes_the_hash(state):
     other = dataclasses.replace(config, boot=dataclasses.replace(
         config.boot, extra_modules=("loop",)))
     assert build(other, print, Compression.GZIP).digest != manifest.digest
+
+
+def test_program_component_leaves_out_libraries_already_present():
+    resize2fs = next(p for p in PROGRAMS if p.path.name == "resize2fs")
+    libc = next(str(lib).lstrip("/") for lib in shared_libraries(resize2fs.path)[1]
+                if lib.name == "libc.so.6")
+    names = [e.name for e in program_component(resize2fs, {libc}).entries]
+    assert names[0] == "sbin/resize2fs" and libc not in names
+    assert any(n.endswith("/libext2fs.so.2") for n in names)
 
 
 def test_zstd_is_chosen_when_the_kernel_unpacks_it():
