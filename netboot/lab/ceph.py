@@ -370,8 +370,7 @@ def up(directory: Path, *, pool: str = "netboot",
             osd_uuid = str(uuid.uuid4())
             _ceph(cluster, "ceph", "--connect-timeout", str(int(MON_TIMEOUT)), "osd", "new",
                   osd_uuid, "0", what="ceph osd new")
-            mgr = _start(cluster, "mgr.x", ["ceph-mgr", "-i", "x"])
-            step(f"mon answers, osd.0 made; ceph-mgr running (pid {mgr.pid})")
+            step("mon answers, osd.0 made")
             _ceph(cluster, "ceph", "osd", "pool", "create", pool, what="ceph osd pool create")
             run(cluster.argv(["ceph-osd", "--conf", str(cluster.cluster_conf), "-i", "0",
                               "--mkfs", "--osd-uuid", osd_uuid]),
@@ -381,6 +380,10 @@ def up(directory: Path, *, pool: str = "netboot",
             _wait_active(osd, cluster.logs / "ceph-osd.0.log")
             step(f"ceph-osd active (pid {osd.pid})")
             _ceph(cluster, "rbd", "pool", "init", pool, what="rbd pool init")
+            # last and not waited for: RBD I/O does not need it, and its start (Python
+            # modules) would take CPU from the OSD's
+            mgr = _start(cluster, "mgr.x", ["ceph-mgr", "-i", "x"])
+            step(f"rbd pool init done; ceph-mgr started (pid {mgr.pid})")
             cluster = _require(directory)
             step(f"cluster up: pool {pool}, client.{cluster.client_id}, conf {cluster.conf}")
             return cluster
@@ -479,7 +482,7 @@ def running(cluster: Cluster) -> dict[str, bool]:
 
 
 def health(cluster: Cluster) -> str:
-    """``ceph health``'s one line (HEALTH_OK, HEALTH_WARN ...), or why there is none."""
+    """``ceph health``'s line (HEALTH_OK, HEALTH_WARN ...), or why there is none."""
     if not running(cluster).get("mon.a"):
         return "mon not running"
     try:
@@ -487,3 +490,19 @@ def health(cluster: Cluster) -> str:
                      what="ceph health").strip()
     except CephError as err:
         return str(err)
+
+
+def status(directory: Path) -> dict[str, object]:
+    """The cluster in ``directory`` for people and scripts: where it is, how consumers
+    reach it (netboot's storage.rbd), its daemons, its consumers and its health."""
+    cluster = _require(directory)
+    alive = running(cluster)
+    return {"dir": str(cluster.directory), "netns": cluster.netns,
+            "address": str(cluster.address.ip), "mon_host": cluster.mon_host,
+            "pool": cluster.pool, "ceph_conf": str(cluster.conf),
+            "client_id": cluster.client_id, "keyring": str(cluster.keyring),
+            "health": health(cluster),
+            "daemons": [{"name": name, "pid": pid, "running": alive[name]}
+                        for name, pid in cluster.pids.items()],
+            "attachments": [{"netns": a.netns, "address": str(a.address.ip)}
+                            for a in cluster.attachments]}
