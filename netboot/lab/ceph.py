@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import shutil
 import struct
@@ -441,6 +442,23 @@ def detach(cluster: Cluster, netns: str | None) -> bool:
 # -- down ---------------------------------------------------------------------------------
 
 
+def processes_naming(needle: str) -> list[int]:
+    """The processes (this one aside) whose command line or working directory contains
+    ``needle`` (a cluster's directory or namespace name: random, so only its own match)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:  # gone, or a kernel thread
+            continue
+        if needle.encode() in cmdline or needle in cwd:
+            found.append(int(entry.name))
+    return found
+
+
 def down(directory: Path) -> bool:
     """Stop and remove the cluster recorded in ``directory`` (a killed run's too): its
     daemons by pid (OSD and mgr before the mon, which they report to on the way out),
@@ -454,7 +472,11 @@ def down(directory: Path) -> bool:
         for group in (("osd.0", "mgr.x"), ("mon.a",)):
             topology.stop([pid for name, pid in cluster.pids.items()
                            if name in group and pid in inside])
-        topology.stop_processes(cluster.netns)  # started, not yet on record: a killed up's
+    # What a killed up left running besides its daemons: the tool it was waiting for
+    # (`ip netns add`, a mkfs, a daemon started but not yet on record).
+    topology.stop(processes_naming(str(directory)) + processes_naming(cluster.netns))
+    if cluster.netns in iproute.netns_names():
+        topology.stop_processes(cluster.netns)
         iproute.delete_netns(cluster.netns)
         if cluster.netns in iproute.netns_names():
             raise CephError(f"namespace {cluster.netns} could not be deleted; "
