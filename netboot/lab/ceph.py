@@ -43,7 +43,7 @@ from pathlib import Path
 
 from netboot.host import iproute
 from netboot.host.files import atomic_write
-from netboot.host.run import run
+from netboot.host.run import not_installed, run
 from netboot.lab import procs, topology
 from netboot.lab.topology import LabError
 from netboot.templates import render
@@ -67,6 +67,8 @@ OSD_SIZE = "10G"  # BlueStore's file: sparse, so it costs only what is written
 MAX_ATTACHMENTS = 99  # keeps "<prefix>-c99" within the kernel's 15-character names
 MON_TIMEOUT = 30.0  # seconds for the mon to answer its first command
 OSD_TIMEOUT = 60.0  # seconds for the OSD to be active
+# The programs up runs (Debian's ceph-mon, ceph-mgr, ceph-osd, ceph-common).
+PROGRAMS = ("ceph-mon", "ceph-mgr", "ceph-osd", "monmaptool", "ceph", "rbd")
 OSD_ACTIVE = "state: booting -> active"  # the OSD's log line once the mon has it up
 # Who may do what. client.netboot: RBD images in its pool, nothing else.
 ADMIN_CAPS = (("mds", "allow *"), ("mgr", "allow *"), ("mon", "allow *"), ("osd", "allow *"))
@@ -338,6 +340,9 @@ def up(directory: Path, *, pool: str = "netboot",
     def step(what: str) -> None:
         say(f"[{time.monotonic() - started:5.1f} s] {what}")
 
+    for program in PROGRAMS:  # a daemon missing would show only as a mon that never answers
+        if shutil.which(program) is None:
+            raise CephError(not_installed(program))
     directory.mkdir(parents=True, exist_ok=True)
     if load(directory) is not None:
         raise CephError(f"a Ceph cluster is already up in {directory}; "

@@ -20,14 +20,12 @@ import pytest
 
 from netboot.lab import ceph
 
-DAEMONS = ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph-authtool", "monmaptool", "ceph", "rbd")
-
 
 def missing() -> str | None:
     """Why the cluster cannot be made here, or None."""
     if os.geteuid() != 0:
         return "needs root: the Ceph cluster runs in a network namespace of its own"
-    absent = [program for program in DAEMONS if shutil.which(program) is None]
+    absent = [program for program in ceph.PROGRAMS if shutil.which(program) is None]
     if absent:
         return (f"Ceph is not installed ({', '.join(absent)} missing: Debian packages ceph-mon "
                 "ceph-mgr ceph-osd ceph-common; `make setup` installs them)")
