@@ -386,8 +386,8 @@ def up(directory: Path, *, pool: str = "netboot",
             _wait_active(osd, cluster.logs / "ceph-osd.0.log")
             step(f"ceph-osd active (pid {osd.pid})")
             _ceph(cluster, "rbd", "pool", "init", pool, what="rbd pool init")
-            # last and not waited for: RBD I/O does not need it, and its start (Python
-            # modules) would take CPU from the OSD's
+            # last and not waited for: RBD I/O does not need it (Ceph expects one, and
+            # `ceph health` warns without it)
             mgr = _start(cluster, "mgr.x", ["ceph-mgr", "-i", "x"])
             step(f"rbd pool init done; ceph-mgr started (pid {mgr.pid})")
             cluster = _require(directory)
