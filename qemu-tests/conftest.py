@@ -22,6 +22,10 @@ from tests.support.paths import make_reachable
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The session's shared Ceph cluster (ceph_cluster, ceph_attach): one plugin for both test
+# folders, so a run of both makes one cluster.
+pytest_plugins = ("tests.support.ceph",)
+
 
 # Kernel .debs are kept between runs (not in /tmp): $NETBOOT_LAB_CACHE or lab-state/cache.
 LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))

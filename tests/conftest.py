@@ -18,6 +18,10 @@ from netboot.configfile import parse_config
 from netboot.inventory.clients import Client
 from netboot.target.tgtd import free_control_port
 
+# The session's shared Ceph cluster (ceph_cluster, ceph_attach): one plugin for both test
+# folders, so a run of both makes one cluster.
+pytest_plugins = ("tests.support.ceph",)
+
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
     not IS_ROOT,

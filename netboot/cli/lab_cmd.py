@@ -1,4 +1,5 @@
-"""`netboot lab up|boot|down`: a boot VLAN with QEMU clients on this machine, for a first look."""
+"""`netboot lab up|boot|down`: a boot VLAN with QEMU clients on this machine, for a first look;
+`netboot lab ceph up|down|status`: the one-node Ceph cluster RBD storage is tried on."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from netboot.lab import lab
+from netboot.lab import ceph, lab
 from netboot.lab.progress import summary_json, summary_table
 from netboot.lab.vm import Accel, Firmware
-from netboot.output import emit_json
+from netboot.output import emit_json, fields_table, table
 
 LAB_DIR = click.option("--dir", "lab_dir", type=click.Path(path_type=Path, file_okay=False),
                        default=lab.default_lab_dir, show_default="$NETBOOT_LAB_DIR or ./lab-state",
@@ -68,3 +69,52 @@ def down(lab_dir: Path) -> None:
     """Stop and remove everything the lab made (also what a crashed run left)."""
     removed = lab.down(lab_dir.resolve())
     click.echo(f"lab in {lab_dir} removed" if removed else f"no lab in {lab_dir}")
+
+
+CEPH_DIR = click.option("--dir", "ceph_dir", type=click.Path(path_type=Path, file_okay=False),
+                        default=lambda: lab.default_lab_dir() / "ceph",
+                        show_default="the lab dir's ceph/",
+                        help="Where the cluster keeps its conf, keys, data and logs.")
+
+
+@lab_group.group(name="ceph")
+def ceph_group() -> None:
+    """A one-node Ceph cluster (mon, mgr, OSD on a sparse file) in a namespace of its own."""
+
+
+@ceph_group.command(name="up")
+@CEPH_DIR
+@click.option("--pool", default="netboot", show_default=True, help="The RBD pool to make.")
+def ceph_up(ceph_dir: Path, pool: str) -> None:
+    """Make the cluster and its pool, attach the host, and leave it running."""
+    cluster = ceph.up(ceph_dir.resolve(), pool=pool, say=click.echo)
+    address = ceph.attach(cluster, None)
+    click.echo(f"host attached as {address}; storage.rbd: pool {cluster.pool}, "
+               f"ceph_conf {cluster.conf}, client_id {cluster.client_id}")
+
+
+@ceph_group.command(name="down")
+@CEPH_DIR
+def ceph_down(ceph_dir: Path) -> None:
+    """Stop and remove everything the cluster made (also what a killed run left)."""
+    removed = ceph.down(ceph_dir.resolve())
+    click.echo(f"Ceph cluster in {ceph_dir} removed" if removed
+               else f"no Ceph cluster in {ceph_dir}")
+
+
+@ceph_group.command(name="status")
+@CEPH_DIR
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+def ceph_status(ceph_dir: Path, as_json: bool) -> None:
+    """Where the cluster is, how to reach it, its daemons, consumers and health."""
+    report = ceph.status(ceph_dir.resolve())
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(fields_table((key, value) for key, value in report.items()
+                                if not isinstance(value, list | dict)))
+        click.echo(table(("daemon", "pid", "running"),
+                         ((d["name"], d["pid"], "yes" if d["running"] else "no")
+                          for d in report["daemons"])))
+        click.echo(table(("consumer", "address"),
+                         ((a["netns"] or "(host)", a["address"]) for a in report["attachments"])))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv4Network
 
 from netboot.host.run import run
 
@@ -32,6 +32,17 @@ def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interfa
         for a in link.get("addr_info", [])
         if a.get("family") == "inet"
     ]
+
+
+def ipv4_routes(netns: str | None = None) -> list[IPv4Network]:
+    """The destinations of the IPv4 routes in the main table ("default" is 0.0.0.0/0)."""
+    out = ip("-j", "-4", "route", "show", netns=netns, check=False)
+    try:
+        routes = json.loads(out or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [IPv4Network("0.0.0.0/0" if r["dst"] == "default" else r["dst"], strict=False)
+            for r in routes if "dst" in r]
 
 
 def link_exists(interface: str, netns: str | None = None) -> bool:

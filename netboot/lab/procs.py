@@ -11,10 +11,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from netboot.lab.topology import LabError, Topology
+from netboot.lab.topology import LabError
 
 STOP_GRACE = 5.0
+
+
+class Namespace(Protocol):
+    """Where a process is started: a lab's boot VLAN, a Ceph cluster's storage network."""
+
+    def argv(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` as run inside the namespace."""
 
 
 @dataclass
@@ -55,14 +63,14 @@ def tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:]) or "(empty log)"
 
 
-def start(topology: Topology, name: str, argv: Sequence[str], log_dir: Path,
+def start(where: Namespace, name: str, argv: Sequence[str], log_dir: Path,
           settle: float = 0.3) -> LabProcess:
-    """Start ``argv`` inside the lab namespace; fail at once if it dies within ``settle`` s."""
+    """Start ``argv`` inside ``where``'s namespace; fail at once if it dies within ``settle`` s."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with log.open("wb") as out:
         try:
-            proc = subprocess.Popen(topology.argv(argv), stdin=subprocess.DEVNULL, stdout=out,
+            proc = subprocess.Popen(where.argv(argv), stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT)
         except FileNotFoundError as err:
             raise LabError(f"cannot start {name}: {err.filename} not found") from None

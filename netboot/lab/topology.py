@@ -124,13 +124,25 @@ def create(lab_dir: Path, taps: int, address: IPv4Interface = BOOT_VLAN) -> Topo
     return topology
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie has no namespace link any more and counts as gone)."""
     try:
         os.readlink(f"/proc/{pid}/ns/net")
     except OSError:
         return False
     return True
+
+
+def stop(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
+    """SIGTERM ``pids``, SIGKILL those still there after ``grace`` s; back once all are gone
+    (or a second grace period has passed)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def stop_processes(netns: str, grace: float = STOP_GRACE) -> list[int]:
@@ -141,13 +153,7 @@ def stop_processes(netns: str, grace: float = STOP_GRACE) -> list[int]:
     owners before this sweep.
     """
     pids = iproute.netns_pids(netns)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    stop(pids, grace)
     return pids
 
 

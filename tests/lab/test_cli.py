@@ -22,3 +22,16 @@ def test_lab_boot_without_a_lab_fails_with_how_to_start_one(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == (f"Error: no lab is up in {tmp_path}: start one with "
                                    "'netboot lab up'")
+
+
+def test_lab_ceph_down_without_a_cluster_says_so(tmp_path):
+    proc = _netboot("lab", "ceph", "down", "--dir", str(tmp_path))
+    assert proc.returncode == 0
+    assert proc.stdout == f"no Ceph cluster in {tmp_path}\n"
+
+
+def test_lab_ceph_status_without_a_cluster_fails_with_how_to_start_one(tmp_path):
+    proc = _netboot("lab", "ceph", "status", "--dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"Error: no Ceph cluster is up in {tmp_path}: start one "
+                                   f"with 'netboot lab ceph up --dir {tmp_path}'")
