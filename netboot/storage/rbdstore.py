@@ -151,7 +151,7 @@ class RbdStore:
             else:
                 version = _version_name(image.version or 0)
                 rbd.RBD().clone(io, IMAGE_PREFIX + image.name, version, io, location.image)
-                how = f"RBD clone of {image.name}@{version}"
+                how = f"RBD clone of version {version}"
             try:
                 with rbd.Image(io, location.image) as made:
                     if made.size() < size:

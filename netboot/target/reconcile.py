@@ -16,6 +16,7 @@ from netboot.config import Config
 from netboot.inventory.clients import Client
 from netboot.inventory.luns import ROOT_LUN, LunRecord, extra_luns
 from netboot.inventory.store import Inventory
+from netboot.storage.location import Location
 from netboot.target import Account, DesiredState, Lun, Outcome, TargetBackend, TargetSpec
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,17 @@ def target_spec(config: Config, client: Client, luns: Iterable[LunRecord] = ()) 
     return TargetSpec(
         iqn=client.target_iqn,
         mac=client.mac,
-        luns=(Lun(ROOT_LUN, client.lun_path), *(Lun(r.lun, r.path) for r in luns)),
+        luns=(_lun(ROOT_LUN, client.lun_path), *(_lun(r.lun, r.path) for r in luns)),
         initiators=(client.initiator_iqn,),
         incoming=Account(client.chap_user, client.chap_secret),
         outgoing=mutual if config.target.mutual_chap else None,
     )
+
+
+def _lun(number: int, stored: str) -> Lun:
+    """A LUN from the location the inventory keeps (a path, or ``rbd:POOL/IMAGE``)."""
+    location = Location.parse(stored)
+    return Lun(number, location.name, location.store)
 
 
 def desired_state(config: Config, clients: Iterable[Client],

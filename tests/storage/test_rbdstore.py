@@ -1,0 +1,244 @@
+"""The RBD store on a real one-node Ceph cluster: images as versioned snapshots, roots as thin
+clones served by a real tgtd through bs_rbd and read back by libiscsi and QEMU's initiator."""
+# ruff: noqa: F811  (pytest fixtures are imported from tgtfixtures and requested by name)
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import rados
+import rbd
+
+from netboot.config import Config
+from netboot.errors import Conflict
+from netboot.inventory.store import Inventory
+from netboot.lab.ceph import Cluster
+from netboot.provisioning.clients import add_client, remove_client
+from netboot.provisioning.root import recover_interrupted
+from netboot.storage import rbdstore
+from netboot.storage.images import build_builtin, get_image, list_images, remove_image
+from netboot.storage.location import Location, Store
+from netboot.target import open_backend
+from tests.support.ceph import image_name
+from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
+    Tgtd,
+    qemu_io,
+    tgtd,
+    tgtd_endpoint,
+)
+
+MAC = "52:54:00:00:0c:01"
+OTHER = "52:54:00:00:0c:02"
+
+
+@pytest.fixture
+def rbd_config(make_config: Callable[..., Config], tgtd_endpoint: Tgtd,
+               ceph_cluster: Cluster) -> Config:
+    """Storage on the session's cluster (as client.netboot), the target this test's tgtd."""
+    address, port = tgtd_endpoint.portal
+    rbd = (f"  backend: rbd\n  rbd:\n    pool: {ceph_cluster.pool}\n"
+           f"    ceph_conf: {ceph_cluster.conf}\n    client_id: {ceph_cluster.client_id}\n")
+    return make_config(rbd + f"target:\n  portal_address: {address}\n  portal_port: {port}\n"
+                       f"  tgt_control_port: {tgtd_endpoint.control_port}\n")
+
+
+@pytest.fixture
+def inventory(rbd_config: Config) -> Iterator[Inventory]:
+    with Inventory(rbd_config.storage.database) as inv:
+        yield inv
+
+
+@pytest.fixture
+def pool(ceph_cluster: Cluster) -> Iterator[rados.Ioctx]:
+    with (rados.Rados(conffile=str(ceph_cluster.conf), rados_id=ceph_cluster.client_id) as c,
+          c.open_ioctx(ceph_cluster.pool) as io):
+        yield io
+
+
+def read_rbd(io: rados.Ioctx, name: str, length: int, snapshot: str | None = None) -> bytes:
+    with rbd.Image(io, name, snapshot=snapshot, read_only=True) as image:
+        return image.read(0, length)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def rbd_names(io: rados.Ioctx) -> set[str]:
+    return set(rbd.RBD().list(io))
+
+
+def test_built_image_is_an_rbd_image_with_a_protected_version_snapshot(
+        rbd_config: Config, pool: rados.Ioctx, tmp_path: Path) -> None:
+    name = image_name("img")
+    made = build_builtin(rbd_config, name)
+    assert made.location == Location(Store.RBD, f"{rbd_config.storage.rbd.pool}/image.{name}")
+    assert made.version == 1
+    with rbd.Image(pool, f"image.{name}", read_only=True) as image:
+        assert [s["name"] for s in image.list_snaps()] == ["v1"]
+        assert image.is_protected_snap("v1")
+    assert not list((rbd_config.storage.cache / "staging").glob("*.img"))  # uploaded, gone
+    assert made.used < made.size  # only the data was written
+
+
+def test_building_an_existing_image_name_is_refused(rbd_config: Config) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    with pytest.raises(Conflict, match="already exists"):
+        build_builtin(rbd_config, name)
+
+
+def test_root_is_a_thin_clone_whose_blocks_libiscsi_reads_back_equal_to_the_image(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx,
+        tmp_path: Path) -> None:
+    name = image_name("img")
+    image = build_builtin(rbd_config, name)
+    added = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name,
+                       size=image.size, backend=open_backend(rbd_config))
+    assert added.target.done
+    root = Location.parse(added.client.lun_path)
+    with rbd.Image(pool, root.image, read_only=True) as clone:
+        assert clone.parent_info()[1:] == (f"image.{name}", "v1")
+        assert clone.metadata_get("conf_rbd_cache") == "false"
+    out = tmp_path / "read.raw"
+    client = added.client
+    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
+            f"lun=1,user={client.chap_user},password={client.chap_secret},"
+            f"initiator-name={client.initiator_iqn}")
+    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sha(out.read_bytes()) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
+
+
+def test_writes_to_one_clone_show_neither_in_another_nor_in_the_image(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    image = build_builtin(rbd_config, name)
+    backend = open_backend(rbd_config)
+    first = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name,
+                       size=image.size, backend=backend).client
+    second = add_client(rbd_config, inventory, OTHER, hostname=image_name("h"), image=name,
+                        size=image.size, backend=backend).client
+    before = read_rbd(pool, f"image.{name}", 1 << 20, "v1")
+    written = qemu_io(tgtd, first, "write -P 0x5a 0 1M", write=True)
+    assert written.returncode == 0, written.stderr
+    assert read_rbd(pool, Location.parse(first.lun_path).image, 1 << 20) == b"\x5a" * (1 << 20)
+    assert read_rbd(pool, Location.parse(second.lun_path).image, 1 << 20) == before
+    assert read_rbd(pool, f"image.{name}", 1 << 20, "v1") == before
+
+
+def test_size_grows_the_clone(rbd_config: Config, inventory: Inventory,
+                              pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    added = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name,
+                       size=256 << 20)
+    with rbd.Image(pool, Location.parse(added.client.lun_path).image, read_only=True) as clone:
+        assert clone.size() == 256 << 20
+
+
+def test_remove_purge_deletes_the_clone(rbd_config: Config, inventory: Inventory,
+                                        pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    added = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    root = Location.parse(added.client.lun_path)
+    assert root.image in rbd_names(pool)
+    remove_client(rbd_config, inventory, MAC, purge=True)
+    assert root.image not in rbd_names(pool)
+
+
+def test_remove_without_purge_keeps_the_clone(rbd_config: Config, inventory: Inventory,
+                                              pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    added = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    remove_client(rbd_config, inventory, MAC)
+    assert Location.parse(added.client.lun_path).image in rbd_names(pool)
+
+
+def test_image_remove_is_refused_while_a_client_uses_it(rbd_config: Config,
+                                                        inventory: Inventory) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    with pytest.raises(Conflict, match="used by 1 client"):
+        remove_image(rbd_config, inventory, name)
+
+
+def test_image_remove_is_refused_while_a_clone_exists_even_without_its_record(
+        rbd_config: Config, inventory: Inventory, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    added = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    remove_client(rbd_config, inventory, MAC)  # the clone stays (no --purge)
+    clone = Location.parse(added.client.lun_path).image
+    with pytest.raises(Conflict, match=f"has clones: .*{clone}"):
+        remove_image(rbd_config, inventory, name)
+    assert f"image.{name}" in rbd_names(pool)
+
+
+def test_image_remove_deletes_an_unused_image_and_its_versions(
+        rbd_config: Config, inventory: Inventory, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    remove_image(rbd_config, inventory, name)
+    assert f"image.{name}" not in rbd_names(pool)
+    assert name not in [i.name for i in list_images(rbd_config, inventory)]
+
+
+def test_image_list_shows_the_clients_cloned_from_it(rbd_config: Config,
+                                                     inventory: Inventory) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    host = image_name("h")
+    add_client(rbd_config, inventory, MAC, hostname=host, image=name)
+    assert get_image(rbd_config, name, inventory).clients == (host,)
+
+
+ADD_SCRIPT = """
+import sys
+from netboot.configfile import load_config
+from netboot.inventory.store import Inventory
+from netboot.provisioning.clients import add_client
+config = load_config(sys.argv[1])
+with Inventory(config.storage.database) as inventory:
+    print("adding", flush=True)
+    add_client(config, inventory, sys.argv[2], hostname=sys.argv[3], image=sys.argv[4])
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 0.8])
+def test_a_killed_add_leaves_no_clone_no_record_and_no_target(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx,
+        delay: float) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    host = image_name("h")
+    proc = subprocess.Popen([sys.executable, "-c", ADD_SCRIPT, str(rbd_config.source), MAC,
+                             host, name], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert proc.stdout is not None and proc.stdout.readline() == "adding\n"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    recover_interrupted(rbd_config, inventory)  # what the next add or serve start runs
+    record = inventory.find(MAC)
+    if record is not None:  # it finished before the kill: then all of it is there
+        assert record.provisioned
+        assert f"root.{host}" in rbd_names(pool)
+        return
+    assert f"root.{host}" not in rbd_names(pool)
+    assert not any(n.startswith(rbdstore.TEMP_PREFIX) for n in rbd_names(pool))
+    backend = open_backend(rbd_config)
+    assert backend is not None
+    assert not [t for t in backend.targets() if host in t.iqn]
