@@ -262,6 +262,14 @@ def _check_rules(config: Config, src: _Source) -> None:
             if addr is not None and start <= addr <= end:
                 raise src.error("dhcp.range_start" if dhcp.range_start else "dhcp.subnet",
                                 f"the dynamic range {start}-{end} includes {what} {addr}")
+    rbd = config.storage.rbd
+    for key, value in (("pool", rbd.pool), ("client_id", rbd.client_id),
+                       ("ceph_conf", str(rbd.ceph_conf))):
+        # tgt's bs_rbd reads "conf=..;id=.." split at ';' out of a ','-joined request
+        bad = sorted(set(value) & set(";,=" if key == "ceph_conf" else ";,=/@ "))
+        if not value or bad:
+            raise src.error(f"storage.rbd.{key}", f"{value!r} is empty or holds "
+                            f"{' '.join(bad)}, which tgt's RBD options cannot carry")
     if dhcp.lease_time < 60:
         raise src.error("dhcp.lease_time", f"{dhcp.lease_time} s is too short (at least 60)")
     if dhcp.unknown_rate < 1:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from netboot.config import DhcpMode, Loader, UnknownPolicy, effective_config
+from netboot.config import DhcpMode, Loader, RbdConfig, StorageKind, UnknownPolicy, effective_config
 from netboot.configfile import load_config, parse_config
 from netboot.errors import ConfigError, NetbootError
 
@@ -242,3 +242,21 @@ def test_boot_tokens_with_dhcp_off_name_the_key_and_its_line():
 def test_rotate_chap_takes_per_boot_or_never():
     assert parse_config(MINIMAL + "target:\n  rotate_chap: never\n").target.rotate_chap == "never"
     assert error_of(MINIMAL + "target:\n  rotate_chap: daily\n").key == "target.rotate_chap"
+
+
+def test_storage_rbd_is_a_nested_mapping_of_typed_keys(config_text: str) -> None:
+    config = parse_config(config_text + "  backend: rbd\n  rbd:\n    pool: roots\n"
+                          "    ceph_conf: /etc/ceph/lab.conf\n")
+    assert config.storage.backend is StorageKind.RBD
+    assert config.storage.rbd == RbdConfig(pool="roots", ceph_conf=Path("/etc/ceph/lab.conf"))
+
+
+def test_an_unknown_key_under_storage_rbd_names_its_line(config_text: str) -> None:
+    with pytest.raises(ConfigError, match=r":10: storage\.rbd\.pol: unknown key; did you mean "
+                                          "'pool'"):
+        parse_config(config_text + "  rbd:\n    pol: roots\n")
+
+
+def test_an_rbd_pool_name_tgt_cannot_carry_is_refused(config_text: str) -> None:
+    with pytest.raises(ConfigError, match=r"storage\.rbd\.pool: 'a;b' is empty or holds ;"):
+        parse_config(config_text + "  rbd:\n    pool: a;b\n")

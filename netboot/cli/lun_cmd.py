@@ -13,6 +13,7 @@ from netboot.output import emit_json, table, when
 from netboot.provisioning.clients import apply_targets
 from netboot.provisioning.luns import add_lun, remove_lun
 from netboot.size import format_size
+from netboot.storage.location import RBD_SCHEME, Location
 from netboot.target import open_backend
 
 
@@ -27,11 +28,17 @@ def lun() -> None:
               help="A file to serve (created sparse when missing; then --size is needed).")
 @click.option("--device", type=click.Path(dir_okay=False, path_type=Path),
               help="A block device to serve, e.g. /dev/vg0/data.")
-@click.option("--size", type=SIZE, help="Size of a file that does not exist yet.")
+@click.option("--rbd", "rbd", metavar="POOL/IMAGE",
+              help="An RBD image in Ceph (storage.rbd's cluster and client; created when "
+              "missing, then --size is needed).")
+@click.option("--size", type=SIZE, help="Size of a file or RBD image that does not exist yet.")
 @pass_app
-def add(app: App, mac: str, file: Path | None, device: Path | None, size: int | None) -> None:
+def add(app: App, mac: str, file: Path | None, device: Path | None, rbd: str | None,
+        size: int | None) -> None:
     """Add the next LUN to client MAC's target."""
-    record = add_lun(app.inventory, mac, file=file, device=device, size=size)
+    image = Location.parse(f"{RBD_SCHEME}{rbd}") if rbd is not None else None
+    record = add_lun(app.config, app.inventory, mac, file=file, device=device, rbd=image,
+                     size=size)
     client = app.inventory.get(mac)
     try:
         applied = apply_targets(app.config, app.inventory, open_backend(app.config),

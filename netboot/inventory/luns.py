@@ -1,7 +1,7 @@
 """LUN records: the root LUN's number and the extra LUNs (2, 3, ...) on a client's target.
 
 LUN 1 is the client's root (see :mod:`netboot.provisioning.root`); the extra
-ones are files or block devices the admin names (see
+ones are files, block devices or RBD images the admin names (see
 :mod:`netboot.provisioning.luns`). Their records live in the inventory's
 ``luns`` table and go with the client when it is removed.
 """
@@ -22,6 +22,7 @@ class LunKind(StrEnum):
 
     FILE = "file"
     DEVICE = "device"
+    RBD = "rbd"  # an RBD image; its path is ``rbd:POOL/IMAGE``
 
 
 @dataclass(frozen=True)

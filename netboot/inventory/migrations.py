@@ -81,4 +81,20 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (boot_id, file)
     );
     """,
+    # extra LUNs may be RBD images too (kind 'rbd', path rbd:POOL/IMAGE): SQLite changes a
+    # CHECK only by making the table again
+    """
+    CREATE TABLE luns_new (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        lun INTEGER NOT NULL CHECK (lun >= 2),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device', 'rbd')),
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (mac, lun)
+    );
+    INSERT INTO luns_new SELECT mac, lun, path, kind, size, created FROM luns;
+    DROP TABLE luns;
+    ALTER TABLE luns_new RENAME TO luns;
+    """,
 )

@@ -11,10 +11,12 @@ import stat
 import time
 from pathlib import Path
 
+from netboot.config import Config
 from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.host.files import create_sparse
 from netboot.inventory.luns import ROOT_LUN, LunKind, LunRecord
 from netboot.inventory.store import Inventory
+from netboot.storage.location import Location
 
 
 def device_size(path: Path) -> int:
@@ -43,13 +45,22 @@ def _check_file(path: Path, size: int | None) -> tuple[int, bool]:
     return size, True
 
 
-def add_lun(inventory: Inventory, mac: str, *, file: Path | None = None,
-            device: Path | None = None, size: int | None = None) -> LunRecord:
-    """Record the next extra LUN of client ``mac`` (a sparse file is created when missing)."""
-    if (file is None) == (device is None):
-        raise ValidationError("give exactly one of --file or --device")
+def add_lun(config: Config, inventory: Inventory, mac: str, *, file: Path | None = None,
+            device: Path | None = None, rbd: Location | None = None,
+            size: int | None = None) -> LunRecord:
+    """Record the next extra LUN of client ``mac`` (a sparse file or an RBD image is created
+    when missing)."""
+    if [file, device, rbd].count(None) != 2:
+        raise ValidationError("give exactly one of --file, --device or --rbd")
     inventory.get(mac)  # NotFound before anything is created
-    if device is not None:
+    store = None
+    path: Path | Location
+    if rbd is not None:
+        from netboot.storage.rbdstore import RbdStore  # Ceph's bindings only for an RBD LUN
+        store = RbdStore(config)
+        kind, path = LunKind.RBD, rbd
+        size, created = store.open_lun(rbd, size)
+    elif device is not None:
         path = Path(os.path.abspath(device))
         if not path.exists() or not stat.S_ISBLK(path.stat().st_mode):
             raise ValidationError(f"{device} is not a block device")
@@ -75,7 +86,9 @@ def add_lun(inventory: Inventory, mac: str, *, file: Path | None = None,
                        " VALUES (?, ?, ?, ?, ?, ?)",
                        (mac, number, record.path, kind.value, size, record.created))
     except BaseException:
-        if created:
+        if created and store is not None and rbd is not None:
+            store.remove(rbd)
+        elif created and isinstance(path, Path):
             path.unlink(missing_ok=True)
         raise
     return record

@@ -164,8 +164,28 @@ class RbdStore:
                 progress(size, size)
         return how
 
+    def open_lun(self, location: Location, size: int | None) -> tuple[int, bool]:
+        """An admin's RBD image as an extra LUN: its size, and whether it was made here
+        (missing, it is made with ``size``). Its librbd cache is turned off either way."""
+        with self._pool(location.pool) as io:
+            created = False
+            if location.image not in rbd.RBD().list(io):
+                if size is None:
+                    raise ValidationError(f"RBD image {location} does not exist: give --size "
+                                          "to create it")
+                rbd.RBD().create(io, location.image, size)
+                created = True
+            with rbd.Image(io, location.image) as image:
+                have = image.size()
+                if size is not None and size != have:
+                    raise ValidationError(f"RBD image {location} exists with {have} bytes; "
+                                          f"--size {size} differs (leave --size out to use it "
+                                          "as is)")
+                image.metadata_set(*NO_CACHE)
+        return have, created
+
     def remove(self, location: Location) -> None:
-        with self._pool() as io:
+        with self._pool(location.pool) as io:
             self._remove(io, location.image)
 
     def allocated(self, location: Location) -> int | None:
@@ -175,7 +195,8 @@ class RbdStore:
             nonlocal total
             total += length if exists else 0
         try:
-            with self._pool() as io, rbd.Image(io, location.image, read_only=True) as image:
+            with (self._pool(location.pool) as io,
+                  rbd.Image(io, location.image, read_only=True) as image):
                 image.diff_iterate(0, image.size(), None, count, include_parent=False,
                                    whole_object=True)
         except (rbd.Error, StorageError):
@@ -203,8 +224,9 @@ class RbdStore:
     # -- internals -----------------------------------------------------------------
 
     @contextmanager
-    def _pool(self) -> Iterator[rados.Ioctx]:
-        """One connection to the cluster and the pool, as ``storage.rbd`` says."""
+    def _pool(self, pool: str | None = None) -> Iterator[rados.Ioctx]:
+        """One connection to the cluster and ``pool`` (default: ``storage.rbd.pool``)."""
+        pool = pool or self.settings.pool
         where = f"Ceph ({self.settings.ceph_conf}, client.{self.settings.client_id})"
         if not self.settings.ceph_conf.is_file():
             raise StorageError(f"{where}: {self.settings.ceph_conf} does not exist "
@@ -214,18 +236,17 @@ class RbdStore:
         try:
             cluster.conf_set("client_mount_timeout", str(CONNECT_TIMEOUT))
             cluster.connect(timeout=CONNECT_TIMEOUT)
-            io = cluster.open_ioctx(self.settings.pool)
+            io = cluster.open_ioctx(pool)
         except rados.ObjectNotFound:
             cluster.shutdown()
-            raise StorageError(f"{where}: pool {self.settings.pool} does not exist "
-                               "(storage.rbd.pool)") from None
+            raise StorageError(f"{where}: pool {pool} does not exist") from None
         except rados.Error as err:
             cluster.shutdown()
             raise StorageError(f"{where}: cannot connect: {err}") from None
         try:
             yield io
         except rbd.Error as err:
-            raise StorageError(f"pool {self.settings.pool}: {err}") from None
+            raise StorageError(f"pool {pool}: {err}") from None
         finally:
             io.close()
             cluster.shutdown()

@@ -18,10 +18,12 @@ import rados
 import rbd
 
 from netboot.config import Config
-from netboot.errors import Conflict
+from netboot.errors import Conflict, ValidationError
+from netboot.inventory.luns import LunKind
 from netboot.inventory.store import Inventory
 from netboot.lab.ceph import Cluster
-from netboot.provisioning.clients import add_client, remove_client
+from netboot.provisioning.clients import add_client, apply_targets, remove_client
+from netboot.provisioning.luns import add_lun
 from netboot.provisioning.root import recover_interrupted
 from netboot.storage import rbdstore
 from netboot.storage.images import build_builtin, get_image, list_images, remove_image
@@ -242,3 +244,31 @@ def test_a_killed_add_leaves_no_clone_no_record_and_no_target(
     backend = open_backend(rbd_config)
     assert backend is not None
     assert not [t for t in backend.targets() if host in t.iqn]
+
+
+def test_an_extra_lun_on_an_rbd_image_is_made_and_served_as_lun_2(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    client = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name,
+                        backend=open_backend(rbd_config)).client
+    data = Location.parse(f"rbd:{rbd_config.storage.rbd.pool}/{image_name('data')}")
+    record = add_lun(rbd_config, inventory, MAC, rbd=data, size=48 << 20)
+    assert (record.lun, record.kind, record.path) == (2, LunKind.RBD, str(data))
+    apply_targets(rbd_config, inventory, open_backend(rbd_config), client.target_iqn)
+    written = qemu_io(tgtd, client, "write -P 0x33 0 64k", lun=2, write=True)
+    assert written.returncode == 0, written.stderr
+    assert read_rbd(pool, data.image, 64 << 10) == b"\x33" * (64 << 10)
+    with rbd.Image(pool, data.image, read_only=True) as image:
+        assert image.size() == 48 << 20
+        assert image.metadata_get("conf_rbd_cache") == "false"
+
+
+def test_an_extra_rbd_lun_that_does_not_exist_needs_a_size(rbd_config: Config,
+                                                           inventory: Inventory) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    missing = Location.parse(f"rbd:{rbd_config.storage.rbd.pool}/{image_name('none')}")
+    with pytest.raises(ValidationError, match="does not exist: give --size"):
+        add_lun(rbd_config, inventory, MAC, rbd=missing)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.storage.location import Store
 from netboot.target.model import Account, Login, Lun, TargetSpec
 from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param
 from netboot.target.tgtplan import Observed, Op, fingerprint, plan
@@ -194,3 +195,30 @@ def test_no_secret_reaches_an_operation_description(observed: Observed) -> None:
     secrets = {a.secret for a in (ALPHA, ALPHA_OUT, BETA, BETA_OUT)}
     assert any(op.request.secret in secrets for op in ops)
     assert not any(s in op.what or s in repr(op) for op in ops for s in secrets)
+
+
+def test_parse_targets_reads_an_rbd_backed_lun() -> None:
+    target = parse_targets((DATA / "show-target-rbd.txt").read_text())[1]
+    assert target.state.luns == (Lun(1, "netboot/root.node-525400000099", Store.RBD),)
+
+
+RBD_OPTIONS = "conf=/etc/ceph/ceph.conf;id=netboot"
+
+
+def test_an_rbd_lun_is_added_through_bs_rbd_with_its_options(observed: Observed) -> None:
+    moved = TargetSpec(**{**BETA_SPEC.__dict__,
+                          "luns": (Lun(1, "netboot/root.beta", Store.RBD),)})
+    ops = plan(observed, [moved], known=KNOWN, rbd_options=RBD_OPTIONS)
+    assert kinds(ops) == [f"delete LUN 1 of {moved.iqn}",
+                          f"add LUN 1 (rbd:netboot/root.beta) to {moved.iqn}"]
+    assert ops[1].request.params == ((Param.PATH, "netboot/root.beta"),
+                                     (Param.BSTYPE, "rbd"), (Param.BSOPTS, RBD_OPTIONS))
+
+
+def test_an_rbd_lun_in_place_is_left_alone() -> None:
+    observed = Observed(tuple(parse_targets((DATA / "show-target-rbd.txt").read_text())), (),
+                        ())
+    target = observed.targets[1].state
+    same = TargetSpec(iqn=target.iqn, mac="52:54:00:00:00:99", luns=target.luns,
+                      initiators=target.initiators, incoming=Account("x", "y"))
+    assert not [op for op in plan(observed, [same], known={}) if op.request.mode is Mode.DEVICE]
