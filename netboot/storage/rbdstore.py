@@ -55,6 +55,19 @@ def _version_name(number: int) -> str:
     return f"v{number}"
 
 
+def _allocated(image: rbd.Image, *, include_parent: bool) -> int:
+    """Bytes of the objects ``image`` holds (an object counts whole: RBD allocates by object;
+    cheap with the object map, which new images have)."""
+    total = 0
+
+    def count(offset: int, length: int, exists: bool) -> None:
+        nonlocal total
+        total += length if exists else 0
+    image.diff_iterate(0, image.size(), None, count, include_parent=include_parent,
+                       whole_object=True)
+    return total
+
+
 class RbdStore:
     """Images and roots in one Ceph pool, as ``storage.rbd`` names it."""
 
@@ -189,19 +202,12 @@ class RbdStore:
             self._remove(io, location.image)
 
     def allocated(self, location: Location) -> int | None:
-        total = 0
-
-        def count(offset: int, length: int, exists: bool) -> None:
-            nonlocal total
-            total += length if exists else 0
         try:
             with (self._pool(location.pool) as io,
                   rbd.Image(io, location.image, read_only=True) as image):
-                image.diff_iterate(0, image.size(), None, count, include_parent=False,
-                                   whole_object=True)
+                return _allocated(image, include_parent=False)
         except (rbd.Error, StorageError):
             return None
-        return total
 
     def recover(self) -> list[str]:
         """Remove ``tmp.`` images whose importing process (on this host) is gone."""
@@ -270,12 +276,7 @@ class RbdStore:
             head = image.read(0, min(HEAD_BYTES, size))
             snap = next(s for s in image.list_snaps() if s["name"] == version)
             created = image.get_snap_timestamp(snap["id"]).timestamp()
-            used = 0
-
-            def count(offset: int, length: int, exists: bool) -> None:
-                nonlocal used
-                used += length if exists else 0
-            image.diff_iterate(0, size, None, count, whole_object=True)
+            used = _allocated(image, include_parent=True)
         return Image(rbd_name.removeprefix(IMAGE_PREFIX),
                      rbd_location(self.settings.pool, rbd_name),
                      size, used, created, layout=layout_of(head), version=versions[-1])
