@@ -33,6 +33,7 @@ from netboot.provisioning.root import recover_interrupted
 from netboot.serve.compose import Part, build_services
 from netboot.serve.network import READY
 from netboot.serve.service import SERVE_READY, Service
+from netboot.storage.model import StorageError
 from netboot.threads import Supervisor
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,11 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     split in two processes unless ``server.user`` is root (see netboot.serve.network)."""
     check_interface(config)
     with Inventory(config.storage.database) as inventory:
-        recover_interrupted(config, inventory)
+        try:
+            recover_interrupted(config, inventory)
+        except StorageError as err:  # Ceph away: boots of file roots and DHCP still serve
+            log.error("could not clear interrupted provisioning now (the next `client add` "
+                      "will): %s", err)
     open_inventory = partial(Inventory, config.storage.database)
     if config.server.user == ROOT_USER or os.geteuid() != 0:
         run(build_services(config, open_inventory), stop)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ from netboot.provisioning.clients import add_client, apply_targets, remove_clien
 from netboot.provisioning.luns import add_lun
 from netboot.provisioning.root import recover_interrupted
 from netboot.storage import rbdstore
+from netboot.storage.backend import Storage, open_storage
 from netboot.storage.images import build_builtin, get_image, list_images, remove_image
 from netboot.storage.location import Location, Store
 from netboot.target import open_backend
@@ -272,3 +275,46 @@ def test_an_extra_rbd_lun_that_does_not_exist_needs_a_size(rbd_config: Config,
     missing = Location.parse(f"rbd:{rbd_config.storage.rbd.pool}/{image_name('none')}")
     with pytest.raises(ValidationError, match="does not exist: give --size"):
         add_lun(rbd_config, inventory, MAC, rbd=missing)
+
+
+def staged_ext4(storage: Storage, name: str, tmp_path: Path, text: str) -> Path:
+    """An ext4 file at the store's staging path holding /motd = ``text``."""
+    tree = tmp_path / f"tree-{secrets.token_hex(2)}"
+    tree.mkdir()
+    (tree / "motd").write_text(text)
+    path = storage.staging(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(path), "16M"],
+                   check=True)
+    return path
+
+
+def test_a_second_version_is_a_new_snapshot_and_clones_of_the_first_keep_theirs(
+        rbd_config: Config, pool: rados.Ioctx, tmp_path: Path) -> None:
+    storage = open_storage(rbd_config)
+    name = image_name("img")
+    first = storage.keep_image(name, staged_ext4(storage, name, tmp_path, "one"))
+    old = storage.root_location(image_name("h"))
+    storage.make_root(old, first, first.size)
+    before = read_rbd(pool, old.image, first.size)
+    second = storage.keep_image(name, staged_ext4(storage, name, tmp_path, "two"))
+    assert (first.version, second.version) == (1, 2)
+    with rbd.Image(pool, f"image.{name}", read_only=True) as image:
+        assert [s["name"] for s in image.list_snaps()] == ["v1", "v2"]
+    assert read_rbd(pool, old.image, first.size) == before
+    new = storage.root_location(image_name("h"))
+    assert "version v2" in storage.make_root(new, second, second.size)
+    assert read_rbd(pool, new.image, second.size) == read_rbd(pool, f"image.{name}",
+                                                              second.size, "v2")
+    assert read_rbd(pool, new.image, second.size) != before
+
+
+def test_an_import_killed_before_its_snapshot_leaves_no_listed_image(
+        rbd_config: Config, pool: rados.Ioctx) -> None:
+    storage = open_storage(rbd_config)
+    name = image_name("img")
+    rbd.RBD().create(pool, f"{rbdstore.TEMP_PREFIX}{name}.{socket.gethostname()}.999999999",
+                     1 << 20)  # what a killed import of a new image leaves (pid gone)
+    assert name not in [i.name for i in storage.images()]
+    storage.recover()
+    assert not [n for n in rbd_names(pool) if name in n]
