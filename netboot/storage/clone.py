@@ -57,6 +57,19 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
     return extents
 
 
+def _copy_range(src: int, dst: int, length: int, offset: int) -> int:
+    """Up to ``length`` bytes at ``offset`` from ``src`` to the same offset in ``dst``; bytes
+    copied. copy_file_range where the kernel allows it; across filesystems (Linux 5.19 and
+    later refuse it unless both are of one type that implements it: not ext4 to XFS, nor
+    ext4 to another ext4) a read and a write."""
+    try:
+        return os.copy_file_range(src, dst, length, offset, offset)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+    return os.pwrite(dst, os.pread(src, length, offset), offset)
+
+
 def _sparse_copy(src: int, dst: int, size: int, progress: Progress | None) -> None:
     extents = data_extents(src, size)
     total = sum(length for _, length in extents)
@@ -65,7 +78,7 @@ def _sparse_copy(src: int, dst: int, size: int, progress: Progress | None) -> No
         copied = 0
         while copied < length:
             step = min(_CHUNK, length - copied)
-            n = os.copy_file_range(src, dst, step, start + copied, start + copied)
+            n = _copy_range(src, dst, step, start + copied)
             if n == 0:
                 raise CloneError("source image shrank while it was being copied")
             copied += n

@@ -8,8 +8,11 @@ whole file or a temporary one that :meth:`FileStore.recover` removes.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
+import struct
 from pathlib import Path
 
 from netboot.config import Config, StorageKind
@@ -23,6 +26,44 @@ from netboot.storage.model import HEAD_BYTES, Image, Layout, layout_of
 log = logging.getLogger(__name__)
 
 SUFFIX = ".img"
+
+
+FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap), linux/fs.h
+FIEMAP_HEADER = struct.Struct("=QQIIII")  # fm_start, fm_length, fm_flags, mapped, count, reserved
+FIEMAP_EXTENT = struct.Struct("=QQQQQIIII")  # logical, physical, length, 2 unused, flags, 3 unused
+FIEMAP_FLAG_SYNC = 0x1  # linux/fiemap.h: flush delayed allocations first
+FIEMAP_EXTENT_LAST = 0x1
+FIEMAP_EXTENT_SHARED = 0x2000  # the extent is shared with another file (a reflink)
+FIEMAP_BATCH = 256
+
+
+def own_bytes(path: Path) -> int:
+    """Bytes of ``path``'s extents that no other file shares (FIEMAP): what a reflinked clone
+    costs on its own. A filesystem without FIEMAP counts its blocks (``st_blocks``)."""
+    total = 0
+    start = 0
+    with open(path, "rb") as f:
+        while True:
+            request = bytearray(FIEMAP_HEADER.size + FIEMAP_BATCH * FIEMAP_EXTENT.size)
+            FIEMAP_HEADER.pack_into(request, 0, start, 2**64 - 1, FIEMAP_FLAG_SYNC, 0,
+                                    FIEMAP_BATCH, 0)
+            try:
+                fcntl.ioctl(f.fileno(), FS_IOC_FIEMAP, request)
+            except OSError as err:
+                if err.errno in (errno.EOPNOTSUPP, errno.ENOTTY):
+                    return os.fstat(f.fileno()).st_blocks * 512
+                raise
+            mapped = FIEMAP_HEADER.unpack_from(request, 0)[3]
+            if mapped == 0:
+                return total
+            for i in range(mapped):
+                logical, _, length, _, _, flags, *_ = FIEMAP_EXTENT.unpack_from(
+                    request, FIEMAP_HEADER.size + i * FIEMAP_EXTENT.size)
+                if not flags & FIEMAP_EXTENT_SHARED:
+                    total += length
+                if flags & FIEMAP_EXTENT_LAST:
+                    return total
+                start = logical + length
 
 
 def detect_layout(path: Path) -> Layout:
@@ -81,7 +122,7 @@ class FileStore:
 
     def allocated(self, location: Location) -> int | None:
         try:
-            return os.stat(location.name).st_blocks * 512
+            return own_bytes(Path(location.name))
         except OSError:
             return None
 

@@ -17,7 +17,9 @@ from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.root import recover_interrupted
 from netboot.storage.clone import CloneError, Method, data_extents
+from netboot.storage.filestore import FileStore
 from netboot.storage.images import build_builtin, build_image
+from netboot.storage.location import Location
 from netboot.target.reconcile import reconcile
 from netboot.target.tgt import TgtBackend
 from tests.conftest import needs_root
@@ -149,3 +151,17 @@ def test_sigkill_mid_clone_leaves_nothing_after_the_next_start(
     assert inventory.find(MAC) is None
     assert [p.name for p in luns.iterdir() if not p.name.endswith(".lock")] == []
     assert backend.targets() == []
+
+
+def test_a_reflinked_root_counts_only_its_own_bytes_as_used(make_config, loop_fs,
+                                                            tmp_path: Path) -> None:
+    config = config_on(make_config, loop_fs("xfs"))
+    image = data_image(config, tmp_path, "golden", 24)
+    with Inventory(config.storage.database) as inventory:
+        added = add_client(config, inventory, MAC, image="golden", size=image.size)
+    store = FileStore(config)
+    root = Location.parse(added.client.lun_path)
+    assert store.allocated(root) < 1 << 20 < image.used  # st_blocks would say image.used
+    with open(root.name, "r+b") as f:
+        f.write(b"\x01" * (4 << 20))
+    assert (4 << 20) <= store.allocated(root) < (5 << 20)

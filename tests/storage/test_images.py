@@ -1,4 +1,5 @@
 """Golden images: built with mke2fs -d, imported, listed, removed; checked with debugfs."""
+# ruff: noqa: F811  (pytest fixtures are imported from tgtfixtures and requested by name)
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from netboot.config import Config
 from netboot.errors import Conflict, ValidationError
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
+from netboot.storage.clone import Method
 from netboot.storage.images import (
     ImageError,
     build_builtin,
@@ -19,6 +21,8 @@ from netboot.storage.images import (
     list_images,
     remove_image,
 )
+from tests.conftest import needs_root
+from tests.support.tgtfixtures import loop_fs  # noqa: F401  (fixture)
 
 
 def debugfs(image: Path, request: str) -> str:
@@ -99,6 +103,18 @@ def test_import_refuses_a_file_that_is_not_ext4(config: Config, tmp_path: Path) 
 def test_import_copies_the_image_in(config: Config, tmp_path: Path) -> None:
     source = build_builtin(config, "source")
     copied, _ = import_image(config, "copy", source.path)
+    assert copied.path.read_bytes() == source.path.read_bytes()
+
+
+@needs_root
+def test_import_copies_an_image_from_another_filesystem(config: Config, loop_fs) -> None:
+    # copy_file_range refuses ext4 to another ext4 (EXDEV, Linux 5.19 and later)
+    elsewhere = loop_fs("ext4", "64M")
+    source = build_builtin(config, "source")
+    moved = elsewhere / "source.img"
+    moved.write_bytes(source.path.read_bytes())
+    copied, method = import_image(config, "copy", moved)
+    assert method is Method.SPARSE
     assert copied.path.read_bytes() == source.path.read_bytes()
 
 
