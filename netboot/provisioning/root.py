@@ -73,7 +73,7 @@ def recover_interrupted(config: Config, inventory: Inventory) -> list[str]:
                 continue
             if client.lun_path:
                 location = Location.parse(client.lun_path)
-                store_of(config, location).remove(location)
+                store_of(config, location).remove_abandoned(location)
             inventory.delete(client.mac)
             client_log(log, client.mac).warning(
                 "removed %s: its provisioning was interrupted", client.hostname)

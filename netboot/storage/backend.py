@@ -51,6 +51,10 @@ class Storage(Protocol):
     def remove(self, location: Location) -> None:
         """Delete a root or LUN made here; one already gone is no error."""
 
+    def remove_abandoned(self, location: Location) -> None:
+        """Remove a root whose maker died (an interrupted ``client add``), breaking whatever
+        hold the dead process left on it."""
+
     def allocated(self, location: Location) -> int | None:
         """Bytes really allocated to ``location`` (its own, not its image's); None: unknown."""
 

@@ -120,6 +120,9 @@ class FileStore:
     def remove(self, location: Location) -> None:
         Path(location.name).unlink(missing_ok=True)
 
+    def remove_abandoned(self, location: Location) -> None:
+        self.remove(location)  # a dead process's open file is no obstacle to unlink
+
     def allocated(self, location: Location) -> int | None:
         try:
             return own_bytes(Path(location.name))

@@ -19,10 +19,14 @@ write the initiator was told is done must be in the cluster.
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
 import os
 import re
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,14 +49,60 @@ ROOT_PREFIX = "root."
 TEMP_PREFIX = "tmp."
 VERSION = re.compile(r"^v(\d+)$")
 CHUNK = 4 << 20  # RBD's default object size: a write of one whole object at a time
+FENCE_SETTLE = 10.0  # seconds a fenced watch may take to go (the OSD learning the blocklist)
+FENCE_SECONDS = 3600.0  # how long a fenced client stays blocklisted (Ceph's default)
 CONNECT_TIMEOUT = 15  # seconds to reach the monitors before giving up
 # librbd reads per-image config overrides from metadata keys "conf_<option>"
 # (what `rbd config image set IMAGE rbd_cache false` writes).
 NO_CACHE = ("conf_rbd_cache", "false")
 
 
+class ImageBusyError(StorageError):
+    """An RBD image is still open by some client (a target, or a process that died)."""
+
+
 def _version_name(number: int) -> str:
     return f"v{number}"
+
+
+_connections: dict[tuple[Path, str, int], rados.Rados] = {}
+_connections_lock = threading.Lock()
+
+
+def _where(conf: Path, client_id: str) -> str:
+    return f"Ceph ({conf}, client.{client_id})"
+
+
+def _connection(conf: Path, client_id: str) -> rados.Rados:
+    """One connection to the cluster per process and identity, made at first use and kept:
+    a connection costs ~30 ms (monitor session, maps), several per command otherwise.
+    A forked child makes its own (librados' threads do not survive a fork)."""
+    key = (conf, client_id, os.getpid())
+    with _connections_lock:
+        cluster = _connections.get(key)
+        if cluster is not None and cluster.state == "connected":
+            return cluster
+        if not conf.is_file():
+            raise StorageError(f"{_where(conf, client_id)}: {conf} does not exist "
+                               "(storage.rbd.ceph_conf)")
+        cluster = rados.Rados(conffile=str(conf), rados_id=client_id)
+        try:
+            cluster.conf_set("client_mount_timeout", str(CONNECT_TIMEOUT))
+            cluster.connect(timeout=CONNECT_TIMEOUT)
+        except rados.Error as err:
+            cluster.shutdown()
+            raise StorageError(f"{_where(conf, client_id)}: cannot connect: {err}") from None
+        _connections[key] = cluster
+        return cluster
+
+
+@atexit.register
+def _disconnect() -> None:
+    with _connections_lock:
+        for key, cluster in list(_connections.items()):
+            if key[2] == os.getpid():
+                cluster.shutdown()
+        _connections.clear()
 
 
 def _allocated(image: rbd.Image, *, include_parent: bool) -> int:
@@ -201,6 +251,41 @@ class RbdStore:
         with self._pool(location.pool) as io:
             self._remove(io, location.image)
 
+    def remove_abandoned(self, location: Location) -> None:
+        """Remove a root whose maker died with it open: its watch would keep the image busy
+        until the OSD times it out (~30 s), so every watcher is blocklisted first (a root
+        whose record is unfinished has no target, so its only watcher is the dead maker).
+        Needs the monitor's ``osd blocklist``, which ``profile rbd`` allows."""
+        with self._pool(location.pool) as io:
+            try:
+                with rbd.Image(io, location.image, read_only=True) as image:
+                    watchers = [w["addr"] for w in image.watchers_list()]
+            except rbd.ImageNotFound:
+                return
+            cluster = _connection(self.settings.ceph_conf, self.settings.client_id)
+            for addr in watchers:
+                code, _, status = cluster.mon_command(json.dumps(
+                    {"prefix": "osd blocklist", "blocklistop": "add", "addr": addr,
+                     "expire": FENCE_SECONDS}), b"")
+                if code != 0:
+                    raise StorageError(f"could not blocklist {addr}, which holds "
+                                       f"{location}: {status}")
+                log.warning("blocklisted %s for %.0f s: the dead process that held %s",
+                            addr, FENCE_SECONDS, location)
+            if watchers:
+                # ops carry this client's newest osdmap epoch, and an OSD serves them only once
+                # it has that map too, by then without the blocklisted client's watch
+                cluster.wait_for_latest_osdmap()
+            deadline = time.monotonic() + FENCE_SETTLE
+            while True:
+                try:
+                    self._remove(io, location.image)
+                    return
+                except ImageBusyError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
     def allocated(self, location: Location) -> int | None:
         try:
             with (self._pool(location.pool) as io,
@@ -231,31 +316,19 @@ class RbdStore:
 
     @contextmanager
     def _pool(self, pool: str | None = None) -> Iterator[rados.Ioctx]:
-        """One connection to the cluster and ``pool`` (default: ``storage.rbd.pool``)."""
+        """The pool ``pool`` (default: ``storage.rbd.pool``) on this process's connection."""
         pool = pool or self.settings.pool
-        where = f"Ceph ({self.settings.ceph_conf}, client.{self.settings.client_id})"
-        if not self.settings.ceph_conf.is_file():
-            raise StorageError(f"{where}: {self.settings.ceph_conf} does not exist "
-                               "(storage.rbd.ceph_conf)")
-        cluster = rados.Rados(conffile=str(self.settings.ceph_conf),
-                              rados_id=self.settings.client_id)
         try:
-            cluster.conf_set("client_mount_timeout", str(CONNECT_TIMEOUT))
-            cluster.connect(timeout=CONNECT_TIMEOUT)
-            io = cluster.open_ioctx(pool)
+            io = _connection(self.settings.ceph_conf, self.settings.client_id).open_ioctx(pool)
         except rados.ObjectNotFound:
-            cluster.shutdown()
-            raise StorageError(f"{where}: pool {pool} does not exist") from None
-        except rados.Error as err:
-            cluster.shutdown()
-            raise StorageError(f"{where}: cannot connect: {err}") from None
+            raise StorageError(f"{_where(self.settings.ceph_conf, self.settings.client_id)}: "
+                               f"pool {pool} does not exist") from None
         try:
             yield io
         except rbd.Error as err:
             raise StorageError(f"pool {pool}: {err}") from None
         finally:
             io.close()
-            cluster.shutdown()
 
     @staticmethod
     def _versions(io: rados.Ioctx, name: str) -> list[int]:
@@ -320,7 +393,7 @@ class RbdStore:
         except rbd.ImageNotFound:
             pass
         except rbd.ImageBusy:
-            raise StorageError(f"RBD image {name} is still open (by a target?)") from None
+            raise ImageBusyError(f"RBD image {name} is still open (by a target?)") from None
         except rbd.ImageHasSnapshots:
             raise StorageError(f"RBD image {name} has snapshots; netboot made none, so they "
                                "are somebody else's: remove them by hand") from None
