@@ -39,7 +39,7 @@ def lab_group() -> None:
                    "one-node Ceph cluster (the lab's own in DIR/ceph, or --ceph-dir's).")
 @click.option("--ceph-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="With --storage ceph: a cluster that is up ('netboot lab ceph up --dir') to "
-                   "use; 'lab down' only detaches from it.")
+                   "use; 'lab down' removes the lab's roots and image there and detaches.")
 def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
        accel: str, storage: str, ceph_dir: Path | None) -> None:
     """Prepare boot files, make the VLAN, start tgtd and netboot serve, add the clients."""

@@ -12,9 +12,9 @@ everything, also after a crash. What ``up`` started is recorded in
 With ``storage`` ceph the golden image and the clients' roots are RBD images
 on a one-node Ceph cluster (:mod:`netboot.lab.ceph`): the lab's own, made in
 ``<lab dir>/ceph`` and taken down with the lab, or one given (or already up
-there, from `netboot lab ceph up`), which the lab only attaches to and detaches
-from. The lab's namespace is attached (serve and tgtd run there) and the host
-(the CLI steps run there).
+there, from `netboot lab ceph up`), which ``down`` leaves as ``up`` found it
+(the lab's roots and golden image removed, the lab detached). The lab's
+namespace is attached (serve and tgtd run there) and the host (CLI steps run there).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TextIO
 
 from netboot.boot.loaders import populate
-from netboot.config import ROOT_USER, SERVICE_USER, RbdConfig
+from netboot.config import ROOT_USER, SERVICE_USER, Config, RbdConfig
 from netboot.configfile import load_config
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
@@ -56,6 +56,8 @@ from netboot.lab.vm import (
 )
 from netboot.lab.watch import watch
 from netboot.serve.service import SERVE_READY
+from netboot.storage.backend import open_storage
+from netboot.storage.location import Location, Store
 from netboot.target.tgtd import free_control_port, stop_tgtd
 from netboot.templates import render
 
@@ -236,14 +238,38 @@ def _ceph_up(record: LabCeph, say: Callable[[str], None]) -> ceph.Cluster:
     return cluster
 
 
-def _ceph_down(record: LabCeph) -> None:
-    """Take down the lab's own cluster; detach the lab from one it was given."""
+def _ceph_down(state: LabState, record: LabCeph) -> None:
+    """Take down the lab's own cluster; from one it was given, remove what the lab put
+    there (see :func:`purge_rbd`), then detach the lab."""
     directory = Path(record.directory)
     if record.made:
         ceph.down(directory)
     elif (cluster := ceph.load(directory)) is not None:
-        for netns in record.attached:
-            ceph.detach(cluster, netns)
+        try:
+            config = load_config(state.config)
+        except NetbootError:  # never written or never valid: up put nothing in the pool
+            config = None
+        try:
+            if config is not None:
+                purge_rbd(config)
+        finally:
+            for netns in record.attached:
+                ceph.detach(cluster, netns)
+
+
+def purge_rbd(config: Config) -> None:
+    """Remove from a cluster the lab was given what ``up`` made there, so the next lab
+    on it starts clean: its clients' roots and the golden image; an image a user of
+    the lab added is theirs to remove (``netboot image remove``). Run once tgtd,
+    which holds the roots open, is stopped."""
+    store = open_storage(config)
+    with Inventory(config.storage.database) as inventory:
+        roots = [Location.parse(c.lun_path) for c in inventory.clients() if c.lun_path]
+    for location in roots:
+        if location.store is Store.RBD:
+            store.remove(location)
+    if (image := store.find_image(IMAGE)) is not None:
+        store.drop_image(image)
 
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
@@ -350,21 +376,23 @@ def restart_serve(state: LabState) -> LabState:
 
 def down(lab_dir: Path) -> bool:
     """Stop and remove the lab in ``lab_dir``; False if there was nothing to remove."""
-    found = False
     path = lab_dir / STATE_FILE
     if path.exists():
-        found = True
         try:
             state = load_state(lab_dir)
         except LabError:
             state = None
-        if state is not None:
-            stop_serve(state)
-            stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
-            if state.ceph is not None:  # after tgtd, which has its LUNs open there
-                _ceph_down(state.ceph)
-        path.unlink(missing_ok=True)
-    return (topology.down(lab_dir) is not None) or found
+        try:
+            if state is not None:
+                stop_serve(state)
+                stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
+                if state.ceph is not None:  # after tgtd, which has its LUNs open there
+                    _ceph_down(state, state.ceph)
+            path.unlink(missing_ok=True)  # kept if the cluster's part failed: down again
+        finally:  # the VLAN goes whatever went wrong with the cluster
+            topology.down(lab_dir)
+        return True
+    return topology.down(lab_dir) is not None
 
 
 def _terminate(pid: int, grace: float = procs.STOP_GRACE) -> None:
