@@ -12,7 +12,9 @@ lab-03 with a check script written into its disk beforehand that reports who
 may read the iBFT's CHAP secret; lab-01 boots twice, with a check script
 written into its LUN beforehand that writes 64 MiB, waits for the host to
 stop tgtd for 5 s, writes again after the session came back and reboots; its
-second boot reads the data back.
+second boot reads the data back. A second lab, on the session's Ceph cluster,
+imports the deb12 image file into its pool and boots its client once from its
+RBD clone (method initramfs).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import pytest
 
 from netboot.configfile import load_config
 from netboot.inventory.store import Inventory
-from netboot.lab import lab
+from netboot.lab import ceph, lab
 from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
+from netboot.storage.backend import open_storage
 from netboot.storage.bootdisk import PARTITION_START, SECTOR
 from netboot.target.tgtd import stop_tgtd
 from tests.support.paths import make_reachable
@@ -212,6 +215,38 @@ def boot_once(oslab: OsLab, name: str) -> Boot:
 
 
 @pytest.fixture(scope="module")
+def rbd_clone(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory, accel: Accel,
+              lab_cache: Path, ceph_cluster: ceph.Cluster) -> Boot:
+    """One boot of lab-01 of a lab on Ceph, from its RBD clone of the deb12 image file
+    oslab built (imported with the CLI), until the OS is up; all of it removed after."""
+    built = open_storage(load_config(oslab.state.config)).find_image("deb12")
+    assert built is not None
+    lab_dir = tmp_path_factory.mktemp("os-ceph-lab")
+    make_reachable(lab_dir)  # so the lab's serve splits (netboot.lab.lab.serve_user)
+    factory = VmFactory(lab_dir / "vms")
+    try:
+        state = lab.up(lab_dir, 1, accel=accel, cache_dir=lab_cache, say=lambda _: None,
+                       storage=lab.LabStorage.CEPH, ceph_dir=ceph_cluster.directory)
+        client = state.clients[0]
+        lab.run_cli(state, "image", "import", "deb12", built.location.name)
+        lab.run_cli(state, "client", "remove", "--purge", client.mac)
+        lab.run_cli(state, "client", "add", client.mac, "--hostname", client.name,
+                    "--image", "deb12", "--boot-method", "initramfs")
+        try:
+            topo = lab.topology.load(lab_dir)
+            assert topo is not None
+            vm = factory.start(VmSpec(f"{client.name}-rbd", client.mac, topo.taps[0],
+                                      accel=accel, memory_mb=MEMORY_MB), topo.netns)
+            return wait_up(vm)
+        finally:  # the image is the test's to remove (lab down removes its own)
+            factory.stop_all()
+            lab.run_cli(state, "client", "remove", "--purge", client.mac)
+            lab.run_cli(state, "image", "remove", "deb12")
+    finally:
+        lab.down(lab_dir)
+
+
+@pytest.fixture(scope="module")
 def second_clone(oslab: OsLab) -> Boot:
     return boot_once(oslab, "lab-02")
 
@@ -261,6 +296,13 @@ def test_initramfs_clone_boots_to_a_running_system(second_clone, record_boot, os
     record_boot("Debian 12, method initramfs: power-on to NETBOOT-OS-UP", second_clone.up_at)
     for name, seconds in oslab.build_seconds.items():
         record_boot(f"image build {name} (mmdebstrap tarball cached)", seconds)
+
+
+def test_initramfs_clone_of_the_imported_image_on_rbd_boots_to_a_running_system(rbd_clone,
+                                                                              record_boot):
+    assert reports(rbd_clone.console, "NETBOOT-OS-UP ")[0] == ["lab-01", "running"]
+    record_boot("Debian 12 on an RBD clone, method initramfs: power-on to NETBOOT-OS-UP",
+                rbd_clone.up_at)
 
 
 def test_initramfs_clone_lists_its_root_session(second_clone):

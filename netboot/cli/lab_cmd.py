@@ -33,11 +33,19 @@ def lab_group() -> None:
               show_default=True, help="What an unregistered machine gets (dhcp.unknown).")
 @click.option("--accel", type=click.Choice(["auto", *(a.value for a in Accel)]), default="auto",
               show_default=True, help="auto: KVM only if a probe boot shows it works.")
+@click.option("--storage", type=click.Choice([s.value for s in lab.LabStorage]), default="file",
+              show_default=True,
+              help="Where the image and roots live: files in the lab dir, or RBD images on a "
+                   "one-node Ceph cluster (the lab's own in DIR/ceph, or --ceph-dir's).")
+@click.option("--ceph-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --storage ceph: a cluster that is up ('netboot lab ceph up --dir') to "
+                   "use; 'lab down' removes the lab's roots and image there and detaches.")
 def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
-       accel: str) -> None:
+       accel: str, storage: str, ceph_dir: Path | None) -> None:
     """Prepare boot files, make the VLAN, start tgtd and netboot serve, add the clients."""
     lab.up(lab_dir.resolve(), clients, loader=loader, lun_size=lun_size, unknown=unknown,
-           accel=None if accel == "auto" else Accel(accel), say=click.echo)
+           accel=None if accel == "auto" else Accel(accel), storage=lab.LabStorage(storage),
+           ceph_dir=ceph_dir.resolve() if ceph_dir else None, say=click.echo)
     click.echo(f"lab is up in {lab_dir}; 'netboot lab boot' boots its clients")
 
 
@@ -72,7 +80,7 @@ def down(lab_dir: Path) -> None:
 
 
 CEPH_DIR = click.option("--dir", "ceph_dir", type=click.Path(path_type=Path, file_okay=False),
-                        default=lambda: lab.default_lab_dir() / "ceph",
+                        default=lambda: lab.default_lab_dir() / lab.CEPH_DIR,
                         show_default="the lab dir's ceph/",
                         help="Where the cluster keeps its conf, keys, data and logs.")
 

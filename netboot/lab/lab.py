@@ -8,6 +8,13 @@ registers the clients (client add), and leaves it all running; ``boot``
 starts the clients' VMs and follows them; ``down`` stops and removes
 everything, also after a crash. What ``up`` started is recorded in
 ``<lab dir>/lab.json`` (and the VLAN's names in topology.json) as it goes.
+
+With ``storage`` ceph the golden image and the clients' roots are RBD images
+on a one-node Ceph cluster (:mod:`netboot.lab.ceph`): the lab's own, made in
+``<lab dir>/ceph`` and taken down with the lab, or one given (or already up
+there, from `netboot lab ceph up`), which ``down`` leaves as ``up`` found it
+(the lab's roots and golden image removed, the lab detached). The lab's
+namespace is attached (serve and tgtd run there) and the host (CLI steps run there).
 """
 
 from __future__ import annotations
@@ -23,18 +30,19 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TextIO
 
 from netboot.boot.loaders import populate
-from netboot.config import ROOT_USER, SERVICE_USER
+from netboot.config import ROOT_USER, SERVICE_USER, Config, RbdConfig
 from netboot.configfile import load_config
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
 from netboot.host.users import blocking_directory, service_user
 from netboot.inventory.store import Inventory
-from netboot.lab import procs, topology
+from netboot.lab import ceph, procs, topology
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
 from netboot.lab.vm import (
@@ -48,6 +56,8 @@ from netboot.lab.vm import (
 )
 from netboot.lab.watch import watch
 from netboot.serve.service import SERVE_READY
+from netboot.storage.backend import open_storage
+from netboot.storage.location import Location, Store
 from netboot.target.tgtd import free_control_port, stop_tgtd
 from netboot.templates import render
 
@@ -57,12 +67,36 @@ HTTP_PORT = 8080
 BOOT_TIMEOUT = 300.0  # seconds for every client to reach its root (TCG, several VMs at once)
 ROOT_GRACE = 30.0  # seconds a client that reached its root gets to finish and power off
 IMAGE = "builtin"  # the golden image every lab client's root is cloned from
+CEPH_DIR = "ceph"  # the lab's own cluster, in the lab dir (where `lab ceph up` puts one too)
+
+
+class LabStorage(StrEnum):
+    """Where a lab keeps its golden image and its clients' roots (``lab up --storage``)."""
+
+    FILE = "file"  # files in the lab's state dir
+    CEPH = "ceph"  # RBD images on a one-node Ceph cluster
 
 
 @dataclass(frozen=True)
 class LabClient:
     name: str
     mac: str
+
+
+@dataclass(frozen=True)
+class LabCeph:
+    """The Ceph cluster a lab's roots live on, as ``down`` needs it: its dir, whether the
+    lab made it (then it goes with the lab) or was given it (then only what the lab
+    attached goes), and the namespaces the lab attaches (None: the host)."""
+
+    directory: str
+    made: bool
+    attached: tuple[str | None, ...]
+
+    @classmethod
+    def from_json(cls, data: dict) -> LabCeph:
+        return cls(directory=data["directory"], made=bool(data["made"]),
+                   attached=tuple(data["attached"]))
 
 
 @dataclass(frozen=True)
@@ -74,6 +108,7 @@ class LabState:
     accel: str
     tgt_control_port: int
     pids: dict[str, int]
+    ceph: LabCeph | None = None  # storage ceph: the cluster, recorded before it is made
 
     @property
     def lab_dir(self) -> Path:
@@ -83,7 +118,8 @@ class LabState:
     def from_json(cls, data: dict) -> LabState:
         return cls(config=data["config"], accel=data["accel"],
                    clients=tuple(LabClient(**c) for c in data["clients"]),
-                   tgt_control_port=int(data["tgt_control_port"]), pids=dict(data["pids"]))
+                   tgt_control_port=int(data["tgt_control_port"]), pids=dict(data["pids"]),
+                   ceph=LabCeph.from_json(data["ceph"]) if data.get("ceph") else None)
 
 
 def default_lab_dir() -> Path:
@@ -109,20 +145,23 @@ def load_state(lab_dir: Path) -> LabState:
 
 def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_size: str,
                  kernel_flavour: str, cache_dir: Path, unknown: str = "ignore",
-                 discovery_auth: bool = True) -> Path:
+                 discovery_auth: bool = True, rbd: RbdConfig | None = None) -> Path:
     """The lab's netboot.yaml: the server on the VLAN's bridge, all state in the lab dir.
 
-    Downloads go to ``cache_dir``, which may be shared between labs.
+    Downloads go to ``cache_dir``, which may be shared between labs. With ``rbd``
+    images and roots live in that pool (``storage.backend: rbd``), else in the lab dir.
     """
     path = topology.lab_dir / CONFIG_FILE
-    path.write_text(render(
+    # 0644 whatever the umask (the CLI's is 077): serve's network part, run as another
+    # user, reads it too; it holds no secret (the Ceph keyring is a file of its own)
+    atomic_write(path, render(
         "lab.yaml.j2", today=time.strftime("%Y-%m-%d"), lab_dir=topology.lab_dir,
         netns=topology.netns, bridge=topology.bridge, address=topology.server,
         http_port=HTTP_PORT, subnet=topology.address.network, iqn_month=time.strftime("%Y-%m"),
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
         cache_dir=cache_dir, lun_size=lun_size, unknown=unknown, loader=loader,
-        kernel_flavour=kernel_flavour, discovery_auth=discovery_auth,
-        user=serve_user(topology.lab_dir)))
+        kernel_flavour=kernel_flavour, discovery_auth=discovery_auth, rbd=rbd,
+        user=serve_user(topology.lab_dir)).encode(), 0o644)
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -159,22 +198,101 @@ def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.L
     return serve
 
 
+def plan_ceph(own: Path, given: ceph.Cluster | None, netns: str) -> LabCeph:
+    """What a lab on Ceph does: without a ``given`` cluster, make its own in ``own`` and
+    attach its namespace ``netns`` and the host; with one, attach ``netns``, and the host
+    unless it is attached already (then it stays so after the lab)."""
+    if given is None:
+        return LabCeph(str(own), made=True, attached=(netns, None))
+    host_attached = any(a.netns is None for a in given.attachments)
+    return LabCeph(str(given.directory), made=False,
+                   attached=(netns,) if host_attached else (netns, None))
+
+
+def rbd_config(cluster: ceph.Cluster) -> RbdConfig:
+    """netboot's ``storage.rbd`` for ``cluster``: its pool, consumers' conf and client id."""
+    return RbdConfig(pool=cluster.pool, ceph_conf=cluster.conf, client_id=cluster.client_id)
+
+
+def _ceph_given(lab_dir: Path, ceph_dir: Path | None) -> ceph.Cluster | None:
+    """The cluster a lab on Ceph uses rather than make: ``ceph_dir``'s (which must be up),
+    or one already up in the lab's ceph/ (made by `netboot lab ceph up`)."""
+    if ceph_dir is None:
+        return ceph.load(lab_dir / CEPH_DIR)
+    given = ceph.load(ceph_dir)
+    if given is None:
+        raise LabError(f"no Ceph cluster is up in {ceph_dir}: start one with "
+                       f"'netboot lab ceph up --dir {ceph_dir}', or leave the lab to make its own")
+    return given
+
+
+def _ceph_up(record: LabCeph, say: Callable[[str], None]) -> ceph.Cluster:
+    """Make the lab's cluster if it is the lab's own, then attach what ``record`` says."""
+    directory = Path(record.directory)
+    cluster = ceph.up(directory, say=say) if record.made else ceph.load(directory)
+    if cluster is None:
+        raise LabError(f"the Ceph cluster in {directory} is gone")
+    for netns in record.attached:
+        address = ceph.attach(cluster, netns)
+        say(f"Ceph cluster in {directory} reachable from {netns or 'the host'} as {address}")
+    return cluster
+
+
+def _ceph_down(state: LabState, record: LabCeph) -> None:
+    """Take down the lab's own cluster; from one it was given, remove what the lab put
+    there (see :func:`purge_rbd`), then detach the lab."""
+    directory = Path(record.directory)
+    if record.made:
+        ceph.down(directory)
+    elif (cluster := ceph.load(directory)) is not None:
+        try:
+            config = load_config(state.config)
+        except NetbootError:  # never written or never valid: up put nothing in the pool
+            config = None
+        try:
+            if config is not None:
+                purge_rbd(config)
+        finally:
+            for netns in record.attached:
+                ceph.detach(cluster, netns)
+
+
+def purge_rbd(config: Config) -> None:
+    """Remove from a cluster the lab was given what ``up`` made there, so the next lab
+    on it starts clean: its clients' roots and the golden image; an image a user of
+    the lab added is theirs to remove (``netboot image remove``). Run once tgtd,
+    which holds the roots open, is stopped."""
+    store = open_storage(config)
+    with Inventory(config.storage.database) as inventory:
+        roots = [Location.parse(c.lun_path) for c in inventory.clients() if c.lun_path]
+    for location in roots:
+        if location.store is Store.RBD:
+            store.remove(location)
+    if (image := store.find_image(IMAGE)) is not None:
+        store.drop_image(image)
+
+
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",
        kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", discovery_auth: bool = True,
        accel: Accel | None = None, cache_dir: Path | None = None,
-       vlan: IPv4Interface = topology.BOOT_VLAN,
-       say: Callable[[str], None] = print) -> LabState:
+       vlan: IPv4Interface = topology.BOOT_VLAN, storage: LabStorage = LabStorage.FILE,
+       ceph_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
     Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
     ``vlan`` is the server's address and the boot VLAN's subnet (wider for many clients).
+    ``storage`` ceph puts the image and roots on RBD: on the cluster up in ``ceph_dir``
+    (left up afterwards), else on one the lab makes in its ceph/ (see :func:`plan_ceph`).
     """
+    if ceph_dir is not None and storage is not LabStorage.CEPH:
+        raise LabError(f"a Ceph cluster ({ceph_dir}) is for a lab with storage ceph")
     lab_dir.mkdir(parents=True, exist_ok=True)
     # passable (not listable) by serve's network part, which runs as another user
     lab_dir.chmod(lab_dir.stat().st_mode | stat.S_IXOTH)
     if (lab_dir / STATE_FILE).exists() or topology.load(lab_dir) is not None:
         raise LabError(f"a lab is already up in {lab_dir}; "
                        f"'netboot lab down --dir {lab_dir}' removes it")
+    given = _ceph_given(lab_dir, ceph_dir) if storage is LabStorage.CEPH else None
     logs = lab_dir / "logs"
     # No lab is up here, so what a previous one left (inventory, LUNs, logs) goes.
     for leftover in ("state", "logs", "vms"):
@@ -184,20 +302,22 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
         try:
             say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
                 f"{clients} taps")
-            config_path = write_config(topo, free_control_port(), loader, lun_size,
+            chosen = accel or choose_accel(logs)
+            say(f"VMs run under {chosen}")
+            state = LabState(str(lab_dir / CONFIG_FILE), (), str(chosen), free_control_port(),
+                             {}, plan_ceph(lab_dir / CEPH_DIR, given, topo.netns)
+                             if storage is LabStorage.CEPH else None)
+            _save(lab_dir, state)  # from here on, each start is on record before the next
+            rbd = None if state.ceph is None else rbd_config(_ceph_up(state.ceph, say))
+            config_path = write_config(topo, state.tgt_control_port, loader, lun_size,
                                        kernel_flavour, cache_dir or lab_dir / "cache", unknown,
-                                       discovery_auth)
+                                       discovery_auth, rbd)
             config = load_config(config_path)
             say(f"boot loaders from Debian's packages into {config.tftp_root_path}")
             populate(config.tftp_root_path)
             for step in PREPARE:
                 say(f"netboot {' '.join(step)}")
                 _run(netboot_argv(config_path, *step), logs)
-            chosen = accel or choose_accel(logs)
-            say(f"VMs run under {chosen}")
-            state = LabState(str(config_path), (), str(chosen),
-                             config.target.tgt_control_port, {})
-            _save(lab_dir, state)  # from here on, each start is on record before the next
             serve = start_serve(topo, config_path, logs)
             state = replace(state, pids={"serve": serve.pid})
             _save(lab_dir, state)
@@ -256,19 +376,23 @@ def restart_serve(state: LabState) -> LabState:
 
 def down(lab_dir: Path) -> bool:
     """Stop and remove the lab in ``lab_dir``; False if there was nothing to remove."""
-    found = False
     path = lab_dir / STATE_FILE
     if path.exists():
-        found = True
         try:
             state = load_state(lab_dir)
         except LabError:
             state = None
-        if state is not None:
-            stop_serve(state)
-            stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
-        path.unlink(missing_ok=True)
-    return (topology.down(lab_dir) is not None) or found
+        try:
+            if state is not None:
+                stop_serve(state)
+                stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
+                if state.ceph is not None:  # after tgtd, which has its LUNs open there
+                    _ceph_down(state, state.ceph)
+            path.unlink(missing_ok=True)  # kept if the cluster's part failed: down again
+        finally:  # the VLAN goes whatever went wrong with the cluster
+            topology.down(lab_dir)
+        return True
+    return topology.down(lab_dir) is not None
 
 
 def _terminate(pid: int, grace: float = procs.STOP_GRACE) -> None:

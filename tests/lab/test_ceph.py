@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from netboot.host import iproute
 from netboot.lab import ceph
 from netboot.lab.ceph import Attachment, CephError, Cluster
 from tests.conftest import needs_root
-from tests.support.ceph import image_name, missing
+from tests.support.ceph import image_name, leftovers, listening, missing
 from tests.support.netlab import Lab
 from tests.support.waiting import eventually
 
@@ -143,30 +142,6 @@ def _round_trip(cluster: Cluster, name: str) -> bytes:
             rbd.RBD().remove(io, name)
 
 
-def _listening(netns: str | None) -> list[str]:
-    """Local addresses of listening TCP sockets (in ``netns``, or the host's)."""
-    argv = ["ss", "-Hltn"]
-    out = subprocess.run(iproute.in_netns(netns, argv) if netns else argv, capture_output=True,
-                         text=True, check=True).stdout
-    return [line.split()[3] for line in out.splitlines()]
-
-
-def _leftovers(cluster: Cluster) -> list[str]:
-    """Whatever of ``cluster`` is still there: processes, namespace, links, routes, files."""
-    left = [f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}"
-            for pid in ceph.processes_naming(str(cluster.directory))]
-    if cluster.netns in iproute.netns_names():
-        left.append(f"namespace {cluster.netns}")
-    links = json.loads(iproute.ip("-j", "link", "show"))
-    left += [f"link {link['ifname']}" for link in links
-             if link["ifname"].startswith(cluster.netns)]
-    left += [f"route {r}" for r in iproute.ipv4_routes() if r == cluster.address.network]
-    left += [f"listening {a}" for a in _listening(None) if str(cluster.address.ip) in a]
-    if cluster.directory.exists():
-        left.append(f"files {sorted(p.name for p in cluster.directory.iterdir())}")
-    return left
-
-
 def _ceph_system_dirs() -> dict[str, list[str]]:
     return {d: sorted(os.listdir(d)) for d in ("/var/log/ceph", "/var/run/ceph")
             if os.path.isdir(d)}
@@ -206,9 +181,9 @@ def test_client_netboot_may_not_touch_other_pools(ceph_cluster):
 @needs_root
 @needs_ceph
 def test_daemons_listen_on_the_cluster_address_only(ceph_cluster):
-    addresses = _listening(ceph_cluster.netns)
+    addresses = listening(ceph_cluster.netns)
     assert addresses and all(a.startswith(f"{ceph_cluster.address.ip}:") for a in addresses)
-    assert not [a for a in _listening(None) if str(ceph_cluster.address.ip) in a]
+    assert not [a for a in listening(None) if str(ceph_cluster.address.ip) in a]
 
 
 @needs_root
@@ -222,7 +197,7 @@ def test_up_use_down_three_times_leaves_nothing(tmp_path):
             assert _round_trip(cluster, image_name()) == b"from the host"
         finally:
             assert ceph.down(cluster.directory)
-        assert _leftovers(cluster) == []
+        assert leftovers(cluster) == []
     assert _ceph_system_dirs() == system_dirs  # nothing in /var/log/ceph or /var/run/ceph
 
 
@@ -249,7 +224,7 @@ def test_down_after_up_is_killed_leaves_nothing(tmp_path, stage):
         up.wait()
     cluster = ceph.load(directory)
     assert ceph.down(directory)
-    assert _leftovers(cluster) == []
+    assert leftovers(cluster) == []
 
 
 @needs_root
@@ -262,4 +237,4 @@ def test_down_after_the_daemons_are_killed_leaves_nothing(tmp_path):
         time.sleep(0.2)
     finally:
         assert ceph.down(cluster.directory)
-    assert _leftovers(cluster) == []
+    assert leftovers(cluster) == []

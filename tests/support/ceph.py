@@ -10,14 +10,18 @@ them; a test that needs the cluster from a namespace attaches it with
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Interface
+from pathlib import Path
 
 import pytest
 
+from netboot.host import iproute
 from netboot.lab import ceph
 
 
@@ -41,6 +45,30 @@ def missing() -> str | None:
 def image_name(prefix: str = "test") -> str:
     """An RBD image name no other test uses."""
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def listening(netns: str | None) -> list[str]:
+    """Local addresses of listening TCP sockets (in ``netns``, or the host's)."""
+    argv = ["ss", "-Hltn"]
+    out = subprocess.run(iproute.in_netns(netns, argv) if netns else argv, capture_output=True,
+                         text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines()]
+
+
+def leftovers(cluster: ceph.Cluster) -> list[str]:
+    """Whatever of ``cluster`` is still there: processes, namespace, links, routes, files."""
+    left = [f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}"
+            for pid in ceph.processes_naming(str(cluster.directory))]
+    if cluster.netns in iproute.netns_names():
+        left.append(f"namespace {cluster.netns}")
+    links = json.loads(iproute.ip("-j", "link", "show"))
+    left += [f"link {link['ifname']}" for link in links
+             if link["ifname"].startswith(cluster.netns)]
+    left += [f"route {r}" for r in iproute.ipv4_routes() if r == cluster.address.network]
+    left += [f"listening {a}" for a in listening(None) if str(cluster.address.ip) in a]
+    if cluster.directory.exists():
+        left.append(f"files {sorted(p.name for p in cluster.directory.iterdir())}")
+    return left
 
 
 @pytest.fixture(scope="session")
