@@ -78,9 +78,12 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     with atomic_path(final, mode=IMAGE_MODE) as temp:
         with open(temp, "xb") as f:
             f.truncate(size)
-        run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", name[:16], "-d", str(from_dir),
-             str(temp)], what=f"mke2fs could not build image {name} from {from_dir}",
-            error=ImageError)
+        # -T default: 4 KiB blocks even for a small image (mke2fs's "small" type takes 1 KiB),
+        # so the clone that grows it to a whole LUN gets 1/4 the blocks and 1/16 the groups
+        # to add (online, at the client's first boot on RBD: 22 s instead of seconds in TCG)
+        run(["mke2fs", "-q", "-F", "-t", "ext4", "-T", "default", "-L", name[:16],
+             "-d", str(from_dir), str(temp)],
+            what=f"mke2fs could not build image {name} from {from_dir}", error=ImageError)
     return storage.keep_image(name, final)
 
 
