@@ -28,7 +28,7 @@ from netboot.config import ROOT_USER, Config
 from netboot.errors import NetbootError
 from netboot.host import iproute
 from netboot.host.users import ServiceUser, blocking_directory, service_user, share
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import open_inventory
 from netboot.provisioning.root import recover_interrupted
 from netboot.serve.compose import Part, build_services
 from netboot.serve.network import READY
@@ -95,22 +95,22 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     """``netboot serve``: check the host, recover interrupted provisioning once, then run,
     split in two processes unless ``server.user`` is root (see netboot.serve.network)."""
     check_interface(config)
-    with Inventory(config.storage.database) as inventory:
+    with open_inventory(config) as inventory:
         try:
             recover_interrupted(config, inventory)
         except StorageError as err:  # Ceph away: boots of file roots and DHCP still serve
             log.error("could not clear interrupted provisioning now (the next `client add` "
                       "will): %s", err)
-    open_inventory = partial(Inventory, config.storage.database)
+    opener = partial(open_inventory, config)
     if config.server.user == ROOT_USER or os.geteuid() != 0:
-        run(build_services(config, open_inventory), stop)
+        run(build_services(config, opener), stop)
         return
     user = service_user(config.server.user)
     hand_state_over(config, user)
     # Held open to the end: the -wal and -shm files stay, so the network part, which cannot
     # create files in the state dir, never has to.
-    with open_inventory():
-        run(build_services(config, open_inventory, Part.ROOT, user), stop)
+    with opener():
+        run(build_services(config, opener, Part.ROOT, user), stop)
 
 
 def hand_state_over(config: Config, user: ServiceUser) -> None:
@@ -156,5 +156,5 @@ def serve_network_part(config: Config, ready_fd: int) -> None:
         os.close(ready_fd)
         log.info("network part serving as uid %d", os.geteuid())
 
-    run(build_services(config, partial(Inventory, config.storage.database), Part.NETWORK),
+    run(build_services(config, partial(open_inventory, config), Part.NETWORK),
         ready=ready)
