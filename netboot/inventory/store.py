@@ -37,8 +37,7 @@ _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
 
 def _backend(location: Path | str, password_file: Path | None, busy_timeout: float) -> Backend:
     if isinstance(location, str):
-        # imported here: psycopg is loaded only by processes with a PostgreSQL inventory
-        from netboot.inventory.postgres import PostgresBackend
+        from netboot.inventory.postgres import PostgresBackend  # psycopg only when it is used
         return PostgresBackend(location, password_file, busy_timeout)
     return SqliteBackend(location, busy_timeout)
 
