@@ -114,16 +114,20 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
 
 
 def hand_state_over(config: Config, user: ServiceUser) -> None:
-    """Share what the network part needs with ``user``'s group: the inventory read-write,
-    the boot files netboot keeps in its state dir read-only (root stays their owner, so
-    the network part cannot change what clients boot); then check it reaches each, or
-    raise a NetbootError naming the directory in its way."""
+    """Share what the network part needs with ``user``'s group: the inventory read-write
+    (a PostgreSQL inventory's password file read-only), the boot files netboot keeps in its
+    state dir read-only (root stays their owner, so the network part cannot change what
+    clients boot); then check it reaches each, or raise a NetbootError naming the
+    directory in its way."""
     state = config.storage.state_dir
     database = config.storage.database
     share(state, user)
     for path in (database, *(Path(f"{database}{s}") for s in ("-wal", "-shm"))):
         if path.exists():
             share(path, user, write=True)
+    password_file = config.inventory.password_file
+    if password_file is not None:
+        share(password_file, user)
     for served in (config.tftp_root_path, config.kernel_path, config.initramfs_path):
         if state not in served.parents or not served.exists():
             continue  # not netboot's: the admin's permissions hold
@@ -133,10 +137,12 @@ def hand_state_over(config: Config, user: ServiceUser) -> None:
         for path in (served, *(served.rglob("*") if served.is_dir() else ())):
             share(path, user)
     assert config.source is not None  # the network part reads the same file
-    for what, path in (("the config", config.source),
-                       ("storage.state_dir", state), ("server.tftp_root", config.tftp_root_path),
-                       ("boot.kernel", config.kernel_path),
-                       ("boot.initramfs", config.initramfs_path)):
+    reached = [("the config", config.source),
+               ("storage.state_dir", state), ("server.tftp_root", config.tftp_root_path),
+               ("boot.kernel", config.kernel_path), ("boot.initramfs", config.initramfs_path)]
+    if password_file is not None:
+        reached.append(("inventory.password_file", password_file))
+    for what, path in reached:
         blocked = blocking_directory(path, user)
         if blocked is not None:
             raise NetbootError(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from netboot.config import Config
+from tests.support.postgres import inventory_yaml
 
 STORES = ("sqlite", "postgresql")
 
@@ -33,11 +34,7 @@ def store(request: pytest.FixtureRequest) -> str:
 def store_config(request: pytest.FixtureRequest, store: str,
                  make_config: Callable[..., Config]) -> Callable[..., Config]:
     """``make_config`` with the inventory of the store under test."""
-    section = ""
-    if store == "postgresql":
-        server = request.getfixturevalue("postgres_server")
-        section = (f'inventory:\n  url: "{request.getfixturevalue("postgres_url")}"\n'
-                   f"  password_file: {server.password_file}\n")
+    section = inventory_yaml(request, store)
 
     def make(extra: str = "", base: str | None = None) -> Config:
         return make_config(section + textwrap.dedent(extra), base=base)

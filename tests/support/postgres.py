@@ -130,6 +130,23 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(top)
 
 
+def inventory_yaml(request: pytest.FixtureRequest, store: str) -> str:
+    """The config's ``inventory`` section for ``store`` ("sqlite": none, the default; or
+    "postgresql": a new database of the session's server, with its password file)."""
+    if store == "sqlite":
+        return ""
+    server = request.getfixturevalue("postgres_server")
+    return (f'inventory:\n  url: "{request.getfixturevalue("postgres_url")}"\n'
+            f"  password_file: {server.password_file}\n")
+
+
+@pytest.fixture
+def inventory_store(request: pytest.FixtureRequest) -> str:
+    """The store of a test's inventory where fixtures build its config (tgtfixtures'
+    ``target_config``): SQLite, unless the test parametrizes this fixture (indirect)."""
+    return getattr(request, "param", "sqlite")
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """The URL of a new, empty database of the session's server, dropped after the test."""
