@@ -237,6 +237,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs (other work skews both servers)")
     work = Path(tempfile.mkdtemp(prefix="netboot-dhcp-bench-"))
+    work.chmod(0o711)  # serve's network part (server.user) reaches the config and state in it
     pairs: dict[str, Pair] = {}
     procs: list[subprocess.Popen] = []
     try:

@@ -104,18 +104,47 @@ def read_password(path: Path) -> str:
 
 
 class _Database:
-    """A :class:`~netboot.inventory.backend.Database` over one psycopg connection."""
+    """A :class:`~netboot.inventory.backend.Database` over one psycopg connection, made
+    again by ``connect`` when it broke (the server restarted, or ended the session)
+    outside a transaction; the statement that found it broken fails, the next one runs."""
 
-    def __init__(self, connection: psycopg.Connection) -> None:
-        self.connection = connection
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self._connect = connect
+        self.connection = connect()
+        self.in_transaction = False  # kept by the backend: a broken one is the caller's
+
+    def _live(self) -> psycopg.Connection:
+        if self.connection.broken and not self.in_transaction:
+            self.connection.close()
+            self.connection = self._connect()
+        return self.connection
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> psycopg.Cursor:
-        return self.connection.execute(translate(sql), _params(params))
+        return self._live().execute(translate(sql), _params(params))
 
     def executemany(self, sql: str, seq: Sequence[Sequence[object]]) -> psycopg.Cursor:
-        cursor = self.connection.cursor()
+        cursor = self._live().cursor()
         cursor.executemany(translate(sql), [_params(p) for p in seq])
         return cursor
+
+
+def _connect(url: str, password_file: Path | None, busy_timeout: float) -> psycopg.Connection:
+    """A connection in autocommit (transactions are begun explicitly) whose writers wait
+    for the write lock as long as SQLite's busy timeout lets them."""
+    secret = {"password": read_password(password_file)} if password_file else {}
+    try:
+        connection = psycopg.connect(url, autocommit=True, row_factory=_rows,
+                                     application_name="netboot", **secret)
+    except psycopg.OperationalError as err:
+        raise NetbootError(f"cannot open the PostgreSQL inventory at {url}: "
+                           f"{str(err).strip()}") from None
+    try:
+        connection.execute("SELECT set_config('lock_timeout', %s, false)",
+                           (f"{int(busy_timeout * 1000)}ms",))
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 class PostgresBackend:
@@ -124,21 +153,11 @@ class PostgresBackend:
     migrations = POSTGRESQL
 
     def __init__(self, url: str, password_file: Path | None, busy_timeout: float) -> None:
-        secret = {"password": read_password(password_file)} if password_file else {}
+        self.db = _Database(functools.partial(_connect, url, password_file, busy_timeout))
         try:
-            connection = psycopg.connect(url, autocommit=True, row_factory=_rows,
-                                         application_name="netboot", **secret)
-        except psycopg.OperationalError as err:
-            raise NetbootError(f"cannot open the PostgreSQL inventory at {url}: "
-                               f"{str(err).strip()}") from None
-        self.db = _Database(connection)
-        try:
-            # a writer waits for the write lock as long as SQLite's busy timeout lets it
-            self.db.execute("SELECT set_config('lock_timeout', ?, false)",
-                            (f"{int(busy_timeout * 1000)}ms",))
             self._ensure_state()
         except BaseException:
-            connection.close()
+            self.db.connection.close()
             raise
 
     def _ensure_state(self) -> None:
@@ -162,13 +181,19 @@ class PostgresBackend:
         # READ COMMITTED: each later statement sees what writers committed before this one
         # got the lock (a snapshot taken at BEGIN, as in REPEATABLE READ, would not)
         self.db.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        self.db.in_transaction = True
         self.db.execute("UPDATE inventory_state SET changes = changes + 1")
 
     def commit(self) -> None:
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        finally:
+            self.db.in_transaction = False
 
     def rollback(self) -> None:
-        self.db.execute("ROLLBACK")
+        self.db.in_transaction = False
+        if not self.db.connection.broken:  # else the server has rolled it back
+            self.db.execute("ROLLBACK")
 
     def schema_version(self) -> int:
         return self.db.execute("SELECT schema_version FROM inventory_state").fetchone()[0]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 import pytest
 
 from netboot.errors import NetbootError
+from netboot.inventory.clients import UnknownNote
 from netboot.inventory.migrations import POSTGRESQL, SQLITE
 from netboot.inventory.postgres import read_password, translate
 from netboot.inventory.store import Inventory
@@ -75,3 +77,16 @@ def test_a_wrong_password_is_a_clear_error_without_it(postgres_url, tmp_path):
     with pytest.raises(NetbootError, match="cannot open the PostgreSQL inventory") as err:
         Inventory(postgres_url, password_file=wrong)
     assert "not-the-password" not in str(err.value)
+
+
+def test_an_inventory_whose_session_the_server_ended_connects_again(postgres_server,
+                                                                    postgres_url):
+    """A restarted server (or one that ended the session) costs the statement that found
+    out, not every later one: serve's connections live as long as serve."""
+    with Inventory(postgres_url, password_file=postgres_server.password_file) as inv:
+        pid = inv.query("SELECT pg_backend_pid()")[0][0]
+        postgres_server.admin(f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(psycopg.OperationalError):
+            inv.clients()
+        inv.note_unknowns([UnknownNote("52:54:00:00:00:09", 1.0)])
+        assert [m.mac for m in inv.unknown_machines()] == ["52:54:00:00:00:09"]
