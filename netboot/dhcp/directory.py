@@ -1,6 +1,6 @@
 """The registered clients as the DHCP server sees them: the inventory, cached.
 
-A DHCP exchange must not wait for SQLite on every packet, and must not miss a
+A DHCP exchange must not wait for the database on every packet, and must not miss a
 client registered a second ago. So all clients are read at once and re-read
 every ``refresh`` seconds when anyone has committed since, and a
 MAC not in the cache is looked up directly: a new client is answered at once,
