@@ -8,9 +8,12 @@ step run against both servers back to back, so a busy machine disturbs both
 alike. Reported per server: the highest offered rate sustained with under
 1 % of exchanges lost, DISCOVER->OFFER p50/p99 at that rate (perfdhcp's
 per-exchange timers), and the peak rate completed at any step.
-Needs root; about 1-2 minutes.
+Needs root; about 1-2 minutes. With ``--inventory-url`` netboot's inventory is
+that PostgreSQL database (give it an empty one) instead of SQLite in the run's
+state dir.
 
     .venv/bin/python bench/dhcp_bench.py [--clients 1000] [--step-seconds 3]
+        [--inventory-url postgresql://... [--inventory-password-file FILE]]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from netboot.configfile import load_config
 from netboot.host import iproute
 from netboot.inventory.clients import Client
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import open_inventory
 from netboot.output import table
 from netboot.provisioning.clients import add_client
 
@@ -145,16 +148,17 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def start_netboot(work: Path, pair: Pair, clients: int) -> tuple[subprocess.Popen, list[Client]]:
+def start_netboot(work: Path, pair: Pair, clients: int,
+                  inventory_yaml: str = "") -> tuple[subprocess.Popen, list[Client]]:
     config_path = work / "netboot.yaml"
     config_path.write_text(
         f"server:\n  interface: {pair.server_if}\n  address: {SERVER}\n"
         f"storage:\n  state_dir: {work / 'state'}\n"
         "target:\n  manage: false\n"  # DHCP only: no iSCSI target for the 1,000 clients
-        f"dhcp:\n  subnet: {SUBNET}\n  router_advertisements: false\n")
+        f"dhcp:\n  subnet: {SUBNET}\n  router_advertisements: false\n" + inventory_yaml)
     config = load_config(config_path)
     began = time.monotonic()
-    with Inventory(config.storage.database) as inventory:
+    with open_inventory(config) as inventory:
         registered = [add_client(config, inventory,
                                  f"52:54:00:be:{n >> 8:02x}:{n & 0xFF:02x}").client
                       for n in range(clients)]
@@ -216,7 +220,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--step-seconds", type=int, default=3)
+    parser.add_argument("--inventory-url", help="a PostgreSQL database (empty) for netboot")
+    parser.add_argument("--inventory-password-file", help="its password (a 0600 file)")
     args = parser.parse_args()
+    inventory_yaml = ""
+    if args.inventory_url:
+        inventory_yaml = f'inventory:\n  url: "{args.inventory_url}"\n'
+        if args.inventory_password_file:
+            inventory_yaml += f"  password_file: {args.inventory_password_file}\n"
+        print(f"netboot's inventory: {args.inventory_url}")
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
     for tool in ("perfdhcp", "dnsmasq"):
@@ -225,12 +237,13 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs (other work skews both servers)")
     work = Path(tempfile.mkdtemp(prefix="netboot-dhcp-bench-"))
+    work.chmod(0o711)  # serve's network part (server.user) reaches the config and state in it
     pairs: dict[str, Pair] = {}
     procs: list[subprocess.Popen] = []
     try:
         for name in ("netboot", "dnsmasq"):
             pairs[name] = Pair.create(secrets.token_hex(3))
-        proc, registered = start_netboot(work, pairs["netboot"], args.clients)
+        proc, registered = start_netboot(work, pairs["netboot"], args.clients, inventory_yaml)
         procs.append(proc)
         procs.append(start_dnsmasq(work, pairs["dnsmasq"], registered))
         macs = work / "macs.txt"

@@ -187,6 +187,20 @@ class StorageConfig:
         return self.state_dir / "inventory.sqlite3"
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # libpq's URI forms (inventory.url)
+
+
+@dataclass(frozen=True)
+class InventoryConfig:
+    """Where the client inventory lives: SQLite in the state dir (the default, one server),
+    or a PostgreSQL database that several servers share."""
+
+    url: str | None = None  # postgresql://[user@]host[:port]/dbname[?...]; libpq's URI
+    # a file holding the PostgreSQL password alone (0600 or 0640: serve gives server.user's
+    # group read); never in the URL, argv or the environment
+    password_file: Path | None = None
+
+
 @dataclass(frozen=True)
 class BootConfig:
     """What clients boot: loader, kernel, initramfs and kernel arguments."""
@@ -213,6 +227,7 @@ class Config:
     target: TargetConfig = field(default_factory=TargetConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     boot: BootConfig = field(default_factory=BootConfig)
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -253,6 +268,7 @@ SECTIONS: dict[str, type] = {
     "target": TargetConfig,
     "storage": StorageConfig,
     "boot": BootConfig,
+    "inventory": InventoryConfig,
 }
 
 

@@ -16,10 +16,11 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from netboot.config import SECTIONS, Config, DhcpMode
+from netboot.config import POSTGRES_SCHEMES, SECTIONS, Config, DhcpMode
 from netboot.errors import ConfigError, NetbootError, ValidationError
 from netboot.names import validate_iqn
 
@@ -289,3 +290,21 @@ def _check_rules(config: Config, src: _Source) -> None:
         raise src.error("boot.window", f"{config.boot.window} s is out of range (10-3600)")
     if config.storage.default_lun_size < 1 << 20:
         raise src.error("storage.default_lun_size", "expected at least 1M")
+    _check_inventory(config, src)
+
+
+def _check_inventory(config: Config, src: _Source) -> None:
+    """inventory.url is a PostgreSQL URL without a password (those go in a file)."""
+    url, password_file = config.inventory.url, config.inventory.password_file
+    if url is None:
+        if password_file is not None:
+            raise src.error("inventory.password_file", "is for a PostgreSQL inventory: set "
+                            "inventory.url too, or remove it")
+        return
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise src.error("inventory.url", "expected a PostgreSQL URL (postgresql://...); "
+                        "without inventory.url the inventory is SQLite in storage.state_dir")
+    parts = urlsplit(url)
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        raise src.error("inventory.url", "holds a password: put it in a file of its own "
+                        "(mode 0600) named by inventory.password_file")

@@ -19,8 +19,8 @@ from netboot.inventory.clients import Client
 from netboot.target.tgtd import free_control_port
 
 # The session's shared Ceph cluster (ceph_cluster, ceph_attach): one plugin for both test
-# folders, so a run of both makes one cluster.
-pytest_plugins = ("tests.support.ceph",)
+# folders, so a run of both makes one cluster; and PostgreSQL (postgres_server, postgres_url).
+pytest_plugins = ("tests.support.ceph", "tests.support.postgres")
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(

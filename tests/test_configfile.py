@@ -260,3 +260,33 @@ def test_an_unknown_key_under_storage_rbd_names_its_line(config_text: str) -> No
 def test_an_rbd_pool_name_tgt_cannot_carry_is_refused(config_text: str) -> None:
     with pytest.raises(ConfigError, match=r"storage\.rbd\.pool: 'a;b' is empty or holds ;"):
         parse_config(config_text + "  rbd:\n    pool: a;b\n")
+
+
+def test_the_inventory_is_sqlite_in_the_state_dir_by_default():
+    config = parse_config(MINIMAL)
+    assert config.inventory.url is None and config.inventory.password_file is None
+
+
+def test_a_postgresql_inventory_url_and_password_file_are_read():
+    config = parse_config(MINIMAL + "inventory:\n  url: postgresql://netboot@db1/netboot\n"
+                          "  password_file: /etc/netboot/db-password\n")
+    assert config.inventory.url == "postgresql://netboot@db1/netboot"
+    assert config.inventory.password_file == Path("/etc/netboot/db-password")
+
+
+@pytest.mark.parametrize("url", ["postgresql://netboot:s3cret@db1/netboot",
+                                 "postgresql://db1/netboot?password=s3cret"])
+def test_a_password_in_the_inventory_url_is_refused_without_repeating_it(url: str):
+    err = error_of(MINIMAL + f"inventory:\n  url: {url}\n")
+    assert (err.line, err.key) == (6, "inventory.url")
+    assert "password_file" in err.message and "s3cret" not in str(err)
+
+
+def test_an_inventory_url_that_is_not_postgresql_is_refused():
+    err = error_of(MINIMAL + "inventory:\n  url: mysql://db1/netboot\n")
+    assert err.key == "inventory.url" and "PostgreSQL" in err.message
+
+
+def test_a_password_file_without_an_inventory_url_is_refused():
+    err = error_of(MINIMAL + "inventory:\n  password_file: /etc/netboot/db-password\n")
+    assert err.key == "inventory.password_file"

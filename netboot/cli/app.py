@@ -10,7 +10,7 @@ import click
 from netboot.config import DEFAULT_CONFIG_PATH, Config
 from netboot.configfile import load_config
 from netboot.errors import NetbootError
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import Inventory, open_inventory
 from netboot.log import setup_logging
 
 
@@ -26,7 +26,7 @@ class App:
 
     @cached_property
     def inventory(self) -> Inventory:
-        return Inventory(self.config.storage.database)
+        return open_inventory(self.config)
 
 
 class NetbootGroup(click.Group):

@@ -1,6 +1,6 @@
 """The registered clients as the DHCP server sees them: the inventory, cached.
 
-A DHCP exchange must not wait for SQLite on every packet, and must not miss a
+A DHCP exchange must not wait for the database on every packet, and must not miss a
 client registered a second ago. So all clients are read at once and re-read
 every ``refresh`` seconds when anyone has committed since, and a
 MAC not in the cache is looked up directly: a new client is answered at once,
@@ -15,6 +15,7 @@ through :func:`netboot.dhcp.decide.decide` at once on each re-read.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from ipaddress import IPv4Address
 
 from netboot.inventory.clients import Client
@@ -36,7 +37,7 @@ class ClientDirectory:
         self._by_mac: dict[str, Client] = {}
         self._by_ip: dict[IPv4Address, str] = {}
         self._loaded = float("-inf")
-        self._mark: tuple[int, int] | None = None
+        self._mark: Hashable | None = None
 
     def tick(self, now: float) -> None:
         """Re-read the inventory if the cache is older than ``refresh`` seconds and someone

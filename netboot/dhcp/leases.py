@@ -148,14 +148,17 @@ class LeaseStore:
             if isinstance(change, Grant):
                 db.execute("DELETE FROM dhcp_leases WHERE ip = ? AND mac <> ?",
                            (str(change.ip), change.mac))
-                db.execute("INSERT OR REPLACE INTO dhcp_leases (mac, ip, expires, updated)"
-                           " VALUES (?, ?, ?, ?)",
+                db.execute("INSERT INTO dhcp_leases (mac, ip, expires, updated)"
+                           " VALUES (?, ?, ?, ?) ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip,"
+                           " expires = excluded.expires, updated = excluded.updated",
                            (change.mac, str(change.ip), change.expires, now))
             elif isinstance(change, Release):
                 db.execute("DELETE FROM dhcp_leases WHERE mac = ? AND ip = ?",
                            (change.mac, str(change.ip)))
             else:
-                db.execute("INSERT OR REPLACE INTO dhcp_declined (ip, mac, until) VALUES (?, ?, ?)",
+                db.execute("INSERT INTO dhcp_declined (ip, mac, until) VALUES (?, ?, ?)"
+                           " ON CONFLICT (ip) DO UPDATE SET mac = excluded.mac,"
+                           " until = excluded.until",
                            (str(change.ip), change.mac, change.until))
                 db.execute("DELETE FROM dhcp_leases WHERE mac = ? AND ip = ?",
                            (change.mac, str(change.ip)))

@@ -1,1 +1,1 @@
-"""The inventory: registered clients, LUN records, boot stages, in one SQLite database."""
+"""The inventory: registered clients, LUN records, boot stages; SQLite or PostgreSQL."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from ipaddress import IPv4Address
 
+from netboot.inventory.backend import Row
 from netboot.inventory.stages import Stage
 
 
@@ -50,7 +50,7 @@ class Client:
         return f"{self.chap_user}-target"
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Client:
+    def from_row(cls, row: Row) -> Client:
         values = {f.name: row[f.name] for f in fields(cls)}
         values["ip"] = IPv4Address(values["ip"])
         values["provisioned"] = bool(values["provisioned"])

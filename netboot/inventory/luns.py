@@ -8,10 +8,10 @@ ones are files, block devices or RBD images the admin names (see
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
+from netboot.inventory.backend import Row
 from netboot.inventory.store import Inventory
 
 ROOT_LUN = 1  # every client's root: the target, /init, the sanboot URI and the CLI agree on it
@@ -37,7 +37,7 @@ class LunRecord:
     created: float
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> LunRecord:
+    def from_row(cls, row: Row) -> LunRecord:
         return cls(**{**dict(row), "kind": LunKind(row["kind"])})
 
 

@@ -1,10 +1,15 @@
-"""The inventory's schema, as a list of migrations.
+"""The inventory's schema, as a list of migrations, in each backend's dialect.
 
-Each entry moves the schema one version on; ``PRAGMA user_version`` says how
-far a database has come. Append, never edit: databases in the field have run them.
+Each entry moves the schema one version on; the backend keeps how far a
+database has come (SQLite: ``PRAGMA user_version``; PostgreSQL: a row of
+``inventory_state``). Append, never edit: databases in the field have run them.
+Step N is the same change in both lists: the same tables, columns and rules,
+in each one's types (PostgreSQL: BIGINT and DOUBLE PRECISION for SQLite's
+INTEGER and REAL, an identity column for AUTOINCREMENT, a CHECK changed in
+place where SQLite makes the table again).
 """
 
-MIGRATIONS: tuple[str, ...] = (
+SQLITE: tuple[str, ...] = (
     """
     CREATE TABLE clients (
         mac TEXT PRIMARY KEY,
@@ -96,5 +101,84 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO luns_new SELECT mac, lun, path, kind, size, created FROM luns;
     DROP TABLE luns;
     ALTER TABLE luns_new RENAME TO luns;
+    """,
+)
+
+POSTGRESQL: tuple[str, ...] = (
+    """
+    CREATE TABLE clients (
+        mac TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL UNIQUE,
+        ip TEXT NOT NULL UNIQUE,
+        image TEXT,
+        lun_path TEXT,
+        lun_size BIGINT NOT NULL,
+        initiator_iqn TEXT NOT NULL UNIQUE,
+        target_iqn TEXT NOT NULL UNIQUE,
+        chap_user TEXT NOT NULL UNIQUE,
+        chap_secret TEXT NOT NULL,
+        mutual_secret TEXT NOT NULL,
+        boot_method TEXT NOT NULL DEFAULT 'initramfs',
+        provisioned BIGINT NOT NULL DEFAULT 0,
+        created DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION,
+        last_stage TEXT,
+        last_stage_at DOUBLE PRECISION
+    );
+    CREATE TABLE unknown_machines (
+        mac TEXT PRIMARY KEY,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        requests BIGINT NOT NULL DEFAULT 1,
+        vendor_class TEXT,
+        arch BIGINT
+    );
+    """,
+    """
+    CREATE TABLE luns (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        lun BIGINT NOT NULL CHECK (lun >= 2),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CONSTRAINT luns_kind CHECK (kind IN ('file', 'device')),
+        size BIGINT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (mac, lun)
+    );
+    """,
+    """
+    CREATE TABLE dhcp_leases (
+        mac TEXT PRIMARY KEY,
+        ip TEXT NOT NULL UNIQUE,
+        expires DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE dhcp_declined (
+        ip TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE boot_windows (
+        boot_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        opened DOUBLE PRECISION NOT NULL,
+        expires DOUBLE PRECISION NOT NULL,
+        ready BIGINT NOT NULL DEFAULT 0,
+        closed DOUBLE PRECISION
+    );
+    CREATE INDEX boot_windows_by_mac ON boot_windows (mac, boot_id);
+    CREATE TABLE boot_tokens (
+        token TEXT PRIMARY KEY,
+        boot_id BIGINT NOT NULL REFERENCES boot_windows(boot_id) ON DELETE CASCADE,
+        file TEXT NOT NULL,
+        used_at DOUBLE PRECISION,
+        used_by TEXT,
+        UNIQUE (boot_id, file)
+    );
+    """,
+    """
+    ALTER TABLE luns DROP CONSTRAINT luns_kind;
+    ALTER TABLE luns ADD CONSTRAINT luns_kind CHECK (kind IN ('file', 'device', 'rbd'));
     """,
 )

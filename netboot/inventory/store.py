@@ -1,28 +1,25 @@
-"""The client inventory: one SQLite database in WAL mode in the state dir.
+"""The client inventory: one API over SQLite (the default) or PostgreSQL (shared).
 
-SQLite gives what the server and several CLI calls need at once: atomic
-transactions (a ``kill -9`` at any moment leaves the last committed state),
-one writer at a time with waiting readers (``BEGIN IMMEDIATE`` plus a busy
-timeout), and no daemon. The file holds CHAP secrets, so it and its WAL and
-shared-memory files are created mode 0600 in a 0700 directory.
+Every caller goes through :class:`Inventory`; what differs between the two
+databases (placeholders, how a write transaction takes the write lock, the
+schema version, the change mark) is in their backends
+(:mod:`netboot.inventory.sqlite`, :mod:`netboot.inventory.postgres`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
-import stat
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot.config import Config
 from netboot.errors import Conflict, NotFound
+from netboot.inventory.backend import Backend, Database, Row
 from netboot.inventory.clients import Client, UnknownMachine, UnknownNote
-from netboot.inventory.migrations import MIGRATIONS
+from netboot.inventory.sqlite import SqliteBackend
 from netboot.inventory.stages import Stage
 from netboot.inventory.windows import (
     EXPIRED_KEPT,
@@ -36,94 +33,35 @@ from netboot.inventory.windows import (
 )
 
 _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
-# What the database files may allow: their owner, and the group of serve's network part
-# (netboot.serve.supervise shares them with it); never anyone else.
-PRIVATE_MODES = 0o660
 
 
-def _create_private(path: Path) -> None:
-    """Make ``path`` exist as an empty 0600 file without truncating an existing one, which
-    keeps at most :data:`PRIVATE_MODES`.
-
-    An existing file is never opened: closing any descriptor of a file drops
-    every POSIX lock this process holds on it, SQLite's included, and then
-    another process closing its connection takes itself for the last one and
-    deletes the -wal and -shm files under this process's open connections.
-    """
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & ~PRIVATE_MODES:
-            os.chmod(path, mode & PRIVATE_MODES)
-        return
-    os.close(fd)
-
-
-def _like_database(path: Path) -> None:
-    """Give the -wal and -shm files the database's owner, group and mode, as SQLite does with
-    owners for those it makes as root: serve's network part (another user, sharing the
-    database by group) must open them too after root (the CLI, serve's root part) made them."""
-    if os.geteuid() != 0:
-        return
-    db = path.stat()
-    for suffix in ("-wal", "-shm"):
-        other = Path(f"{path}{suffix}")
-        with contextlib.suppress(FileNotFoundError):  # SQLite removes them at the last close
-            info = other.stat()
-            if (info.st_uid, info.st_gid) != (db.st_uid, db.st_gid):
-                os.chown(other, db.st_uid, db.st_gid)
-            if stat.S_IMODE(info.st_mode) != stat.S_IMODE(db.st_mode):
-                os.chmod(other, stat.S_IMODE(db.st_mode))
-
-
-def _while_locked(attempt: Callable[[], None], timeout: float) -> None:
-    """Call ``attempt`` until it does not fail with SQLite's "database is locked", for at
-    most ``timeout`` seconds, backing off from 5 ms to 100 ms."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            attempt()
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+def _backend(location: Path | str, password_file: Path | None, busy_timeout: float) -> Backend:
+    if isinstance(location, str):
+        from netboot.inventory.postgres import PostgresBackend  # psycopg only when it is used
+        return PostgresBackend(location, password_file, busy_timeout)
+    return SqliteBackend(location, busy_timeout)
 
 
 class Inventory:
-    """Access to the inventory database. Cheap to open; one per thread."""
+    """Access to the inventory database. Cheap to open; one per thread.
 
-    def __init__(self, path: Path, *, busy_timeout: float = 60.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for suffix in ("", "-wal", "-shm"):
-            _create_private(Path(f"{self.path}{suffix}"))
-        _like_database(self.path)
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        self._db.row_factory = sqlite3.Row
+    ``location``: the SQLite file's path, or a PostgreSQL URL (a string;
+    ``password_file`` holds its password, if it needs one).
+    """
+
+    def __init__(self, location: Path | str, *, password_file: Path | None = None,
+                 busy_timeout: float = 60.0) -> None:
+        self.location = location
+        self._backend = _backend(location, password_file, busy_timeout)
+        self._db: Database = self._backend.db
         try:
-            _while_locked(self._enter_wal, busy_timeout)
-            # FULL: a commit is on disk when it returns; a power cut loses nothing acknowledged.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except BaseException:
-            self._db.close()
+            self._backend.close()
             raise
 
-    def _enter_wal(self) -> None:
-        """Switch to WAL (persistent in the file; a no-op once done). Turning a new database
-        to WAL takes an exclusive lock that SQLite tries once, without its busy handler, so
-        processes opening one new database together must retry (the caller does)."""
-        self._db.execute("PRAGMA journal_mode=WAL")
-
     def close(self) -> None:
-        self._db.close()
+        self._backend.close()
 
     def __enter__(self) -> Inventory:
         return self
@@ -132,38 +70,41 @@ class Inventory:
         self.close()
 
     def _migrate(self) -> None:
+        migrations = self._backend.migrations
+        if self._backend.schema_version() == len(migrations):
+            return  # up to date: no write lock taken, and the change mark stays
         with self.transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            version = self._backend.schema_version()
+            for number, script in enumerate(migrations[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
                     db.execute(statement)
-                db.execute(f"PRAGMA user_version={number}")
+                self._backend.set_schema_version(number)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the lock from the start (no upgrade deadlocks)."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def transaction(self) -> Iterator[Database]:
+        """A write transaction that holds the write lock from the start (no upgrade
+        deadlocks; one writer at a time, on every server sharing the database)."""
+        self._backend.begin()
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._backend.rollback()
             raise
-        self._db.execute("COMMIT")
+        self._backend.commit()
 
-    def change_mark(self) -> tuple[int, int]:
-        """A value that changes whenever anyone commits a change: another connection (SQLite's
-        data_version) or this one (its total_changes). A cache can skip re-reading while it
-        stays the same."""
-        return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
+    def change_mark(self) -> Hashable:
+        """A value that changes whenever anyone commits a change (another connection, this
+        one, another server). A cache can skip re-reading while it stays the same."""
+        return self._backend.change_mark()
 
     # -- clients ---------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        """Rows of a read-only statement, outside any write transaction (WAL: no lock taken)."""
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[Row]:
+        """Rows of a read-only statement, outside any write transaction (no lock taken)."""
         return self._db.execute(sql, params).fetchall()
 
     def clients(self) -> list[Client]:
-        """Every client in address order (sorted here: SQLite orders the text form)."""
+        """Every client in address order (sorted here: the databases order the text form)."""
         rows = self._db.execute("SELECT * FROM clients")
         return sorted((Client.from_row(r) for r in rows), key=lambda c: c.ip)
 
@@ -177,11 +118,11 @@ class Inventory:
         row = self._db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
         return Client.from_row(row) if row else None
 
-    def taken_addresses(self, db: sqlite3.Connection | None = None) -> set[IPv4Address]:
+    def taken_addresses(self, db: Database | None = None) -> set[IPv4Address]:
         rows = (db or self._db).execute("SELECT ip FROM clients")
         return {IPv4Address(r[0]) for r in rows}
 
-    def insert(self, db: sqlite3.Connection, client: Client) -> None:
+    def insert(self, db: Database, client: Client) -> None:
         """Insert inside a caller's :meth:`transaction`, naming the clash if there is one."""
         for column, value in (("mac", client.mac), ("hostname", client.hostname),
                               ("ip", str(client.ip)), ("initiator_iqn", client.initiator_iqn),
@@ -192,9 +133,11 @@ class Inventory:
                     raise Conflict(f"a client with MAC {value} is already registered")
                 what = column.replace("_", " ").replace("iqn", "IQN").replace("ip", "IP")
                 raise Conflict(f"{what} {value} is already used by client {clash[0]}")
+        row = client.to_row()
         names = ", ".join(_CLIENT_COLUMNS)
-        marks = ", ".join(f":{c}" for c in _CLIENT_COLUMNS)
-        db.execute(f"INSERT INTO clients ({names}) VALUES ({marks})", client.to_row())
+        marks = ", ".join("?" for _ in _CLIENT_COLUMNS)
+        db.execute(f"INSERT INTO clients ({names}) VALUES ({marks})",
+                   tuple(row[c] for c in _CLIENT_COLUMNS))
         db.execute("DELETE FROM unknown_machines WHERE mac = ?", (client.mac,))
 
     def update(self, mac: str, **changes: object) -> Client:
@@ -205,8 +148,8 @@ class Inventory:
         if "ip" in changes:
             changes["ip"] = str(changes["ip"])
         with self.transaction() as db:
-            sets = ", ".join(f"{c} = :{c}" for c in changes)
-            cur = db.execute(f"UPDATE clients SET {sets} WHERE mac = :mac", {**changes, "mac": mac})
+            sets = ", ".join(f"{c} = ?" for c in changes)
+            cur = db.execute(f"UPDATE clients SET {sets} WHERE mac = ?", (*changes.values(), mac))
             if cur.rowcount == 0:
                 raise NotFound(f"no client with MAC {mac}")
         return self.get(mac)
@@ -229,10 +172,11 @@ class Inventory:
         """
         at = time.time() if at is None else at
         keep = sorted(Stage(s).value for s in unless)
+        marks = ", ".join("?" * len(keep))
         with self.transaction() as db:
             cur = db.execute(
                 "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? WHERE mac = ?"
-                f" AND coalesce(last_stage, '') NOT IN ({', '.join('?' * len(keep))})",
+                + (f" AND coalesce(last_stage, '') NOT IN ({marks})" if keep else ""),
                 (Stage(stage).value, at, at, mac, *keep),
             )
             return cur.rowcount > 0
@@ -240,7 +184,7 @@ class Inventory:
     # -- boot windows (netboot.inventory.windows) -------------------------------------
 
     @staticmethod
-    def _window(db: sqlite3.Connection, row: sqlite3.Row) -> BootWindow:
+    def _window(db: Database, row: Row) -> BootWindow:
         tokens = db.execute("SELECT file, token, used_at FROM boot_tokens WHERE boot_id = ?",
                             (row["boot_id"],)).fetchall()
         return BootWindow(
@@ -249,7 +193,7 @@ class Inventory:
             tokens={BootFile(t["file"]): t["token"] for t in tokens},
             spent=frozenset(BootFile(t["file"]) for t in tokens if t["used_at"] is not None))
 
-    def current_window(self, mac: str, db: sqlite3.Connection | None = None) -> BootWindow | None:
+    def current_window(self, mac: str, db: Database | None = None) -> BootWindow | None:
         """The client's latest boot window, open or not."""
         db = db or self._db
         row = db.execute("SELECT * FROM boot_windows WHERE mac = ? ORDER BY boot_id DESC LIMIT 1",
@@ -275,10 +219,9 @@ class Inventory:
                        (now, mac))
             db.execute("DELETE FROM boot_windows WHERE mac = ? AND expires < ?",
                        (mac, now - EXPIRED_KEPT))  # each client keeps its own few
-            cur = db.execute("INSERT INTO boot_windows (mac, opened, expires, ready)"
-                             " VALUES (?, ?, ?, ?)", (mac, now, now + seconds, int(ready)))
-            boot_id = cur.lastrowid
-            assert boot_id is not None
+            boot_id = db.execute("INSERT INTO boot_windows (mac, opened, expires, ready)"
+                                 " VALUES (?, ?, ?, ?) RETURNING boot_id",
+                                 (mac, now, now + seconds, int(ready))).fetchall()[0][0]
             tokens = new_tokens()
             db.executemany("INSERT INTO boot_tokens (token, boot_id, file) VALUES (?, ?, ?)",
                            [(token, boot_id, file.value) for file, token in tokens.items()])
@@ -359,3 +302,9 @@ class Inventory:
 
 
 InventoryFactory = Callable[[], Inventory]  # how a service opens its own connections
+
+
+def open_inventory(config: Config) -> Inventory:
+    """The inventory ``config`` names: inventory.url, or SQLite in storage.state_dir."""
+    return Inventory(config.inventory.url or config.storage.database,
+                     password_file=config.inventory.password_file)

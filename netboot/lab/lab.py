@@ -41,7 +41,7 @@ from netboot.configfile import load_config
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
 from netboot.host.users import blocking_directory, service_user
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import Inventory, open_inventory
 from netboot.lab import ceph, procs, topology
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
@@ -475,7 +475,7 @@ def boot(lab_dir: Path, count: int | None = None, firmware: Firmware = Firmware.
             for client, tap in zip(clients, topo.taps, strict=False):
                 factory.start(VmSpec(client.name, client.mac, tap, firmware=firmware,
                                      accel=Accel(state.accel)), topo.netns)
-            with Inventory(config.storage.database) as inventory:
+            with open_inventory(config) as inventory:
                 watch(factory.vms, Board(progress, stream), timeout,
                       inventory_poll(inventory, [c.mac for c in clients]))
             for vm, client in zip(factory.vms, progress, strict=True):

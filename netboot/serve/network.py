@@ -4,8 +4,8 @@ The parsers that read what strangers send (DHCP, TFTP, HTTP) run as
 ``server.user`` with only the capabilities their sockets need
 (:mod:`netboot.host.users`); the root process keeps the target and the
 preparation of boot windows and runs this one. They share nothing but the
-inventory (SQLite, owned by ``server.user``), where the network part opens
-boot windows and the root part prepares them.
+inventory (SQLite, shared with ``server.user``'s group, or PostgreSQL), where
+the network part opens boot windows and the root part prepares them.
 
 ``ps`` tells them apart: ``netboot ... serve`` is root's,
 ``netboot ... serve --network-part`` the unprivileged one's. The child says it

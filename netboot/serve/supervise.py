@@ -28,7 +28,7 @@ from netboot.config import ROOT_USER, Config
 from netboot.errors import NetbootError
 from netboot.host import iproute
 from netboot.host.users import ServiceUser, blocking_directory, service_user, share
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import open_inventory
 from netboot.provisioning.root import recover_interrupted
 from netboot.serve.compose import Part, build_services
 from netboot.serve.network import READY
@@ -95,35 +95,39 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
     """``netboot serve``: check the host, recover interrupted provisioning once, then run,
     split in two processes unless ``server.user`` is root (see netboot.serve.network)."""
     check_interface(config)
-    with Inventory(config.storage.database) as inventory:
+    with open_inventory(config) as inventory:
         try:
             recover_interrupted(config, inventory)
         except StorageError as err:  # Ceph away: boots of file roots and DHCP still serve
             log.error("could not clear interrupted provisioning now (the next `client add` "
                       "will): %s", err)
-    open_inventory = partial(Inventory, config.storage.database)
+    opener = partial(open_inventory, config)
     if config.server.user == ROOT_USER or os.geteuid() != 0:
-        run(build_services(config, open_inventory), stop)
+        run(build_services(config, opener), stop)
         return
     user = service_user(config.server.user)
     hand_state_over(config, user)
     # Held open to the end: the -wal and -shm files stay, so the network part, which cannot
     # create files in the state dir, never has to.
-    with open_inventory():
-        run(build_services(config, open_inventory, Part.ROOT, user), stop)
+    with opener():
+        run(build_services(config, opener, Part.ROOT, user), stop)
 
 
 def hand_state_over(config: Config, user: ServiceUser) -> None:
-    """Share what the network part needs with ``user``'s group: the inventory read-write,
-    the boot files netboot keeps in its state dir read-only (root stays their owner, so
-    the network part cannot change what clients boot); then check it reaches each, or
-    raise a NetbootError naming the directory in its way."""
+    """Share what the network part needs with ``user``'s group: the inventory read-write
+    (a PostgreSQL inventory's password file read-only), the boot files netboot keeps in its
+    state dir read-only (root stays their owner, so the network part cannot change what
+    clients boot); then check it reaches each, or raise a NetbootError naming the
+    directory in its way."""
     state = config.storage.state_dir
     database = config.storage.database
     share(state, user)
     for path in (database, *(Path(f"{database}{s}") for s in ("-wal", "-shm"))):
         if path.exists():
             share(path, user, write=True)
+    password_file = config.inventory.password_file
+    if password_file is not None:
+        share(password_file, user)
     for served in (config.tftp_root_path, config.kernel_path, config.initramfs_path):
         if state not in served.parents or not served.exists():
             continue  # not netboot's: the admin's permissions hold
@@ -133,10 +137,12 @@ def hand_state_over(config: Config, user: ServiceUser) -> None:
         for path in (served, *(served.rglob("*") if served.is_dir() else ())):
             share(path, user)
     assert config.source is not None  # the network part reads the same file
-    for what, path in (("the config", config.source),
-                       ("storage.state_dir", state), ("server.tftp_root", config.tftp_root_path),
-                       ("boot.kernel", config.kernel_path),
-                       ("boot.initramfs", config.initramfs_path)):
+    reached = [("the config", config.source),
+               ("storage.state_dir", state), ("server.tftp_root", config.tftp_root_path),
+               ("boot.kernel", config.kernel_path), ("boot.initramfs", config.initramfs_path)]
+    if password_file is not None:
+        reached.append(("inventory.password_file", password_file))
+    for what, path in reached:
         blocked = blocking_directory(path, user)
         if blocked is not None:
             raise NetbootError(
@@ -156,5 +162,5 @@ def serve_network_part(config: Config, ready_fd: int) -> None:
         os.close(ready_fd)
         log.info("network part serving as uid %d", os.geteuid())
 
-    run(build_services(config, partial(Inventory, config.storage.database), Part.NETWORK),
+    run(build_services(config, partial(open_inventory, config), Part.NETWORK),
         ready=ready)

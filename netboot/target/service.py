@@ -1,8 +1,8 @@
 """The target part of ``netboot serve``: tgtd started or adopted, and kept in step.
 
 A watch thread wakes every second and does nothing costly unless something
-moved: the inventory (SQLite's ``PRAGMA data_version`` on a read-only
-connection changes when another connection commits), the daemon (its pid:
+moved: the inventory (its change mark moves when anyone commits, on this
+server or another sharing the database), the daemon (its pid:
 a restarted tgtd has forgotten every target, so all come back within a
 second or two), or ``target.reconcile_interval`` has passed. A tgtd that is
 gone is started again. Stopping serve leaves tgtd running: diskless clients
@@ -17,7 +17,6 @@ client whose initiator newly logged in to its target (see
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -105,14 +104,13 @@ class TargetService:
 
     def _run(self, pid: int | None) -> None:
         inventory = self.open_inventory()
-        watcher = sqlite3.connect(f"file:{self.config.storage.database}?mode=ro", uri=True)
         try:
-            version = watcher.execute("PRAGMA data_version").fetchone()[0]
+            version = inventory.change_mark()
             last = time.monotonic()
             while not self._stop.wait(self.watch):
                 try:
                     now_pid = self._ensure_daemon()
-                    now_version = watcher.execute("PRAGMA data_version").fetchone()[0]
+                    now_version = inventory.change_mark()
                     due = time.monotonic() - last >= self.config.target.reconcile_interval
                     if now_pid != pid:
                         log.warning("tgtd was restarted (pid %s -> %d): restoring every target",
@@ -126,5 +124,4 @@ class TargetService:
                 except Exception:  # the watch must outlive any one bad round
                     log.exception("target watch round crashed")
         finally:
-            watcher.close()
             inventory.close()

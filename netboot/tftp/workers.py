@@ -6,9 +6,9 @@ several sockets on the same port by the client's address and port, so each
 worker process takes a share of the transfers (a client's repeated request
 reaches the same worker) with no hand-off between them. Workers are started
 with ``spawn``: a fresh interpreter, never a fork of a process with threads.
-Each opens its own inventory connections; SQLite in WAL mode takes readers
-and the odd stage write from several processes. A worker whose thread dies
-exits non-zero; a worker that exits non-zero or is killed ends the parent's
+Each opens its own inventory connections; SQLite in WAL mode (as PostgreSQL)
+takes readers and the odd stage write from several processes. A worker whose
+thread dies exits non-zero; a worker that exits non-zero or is killed ends the parent's
 watch thread, which stops ``netboot serve`` (:mod:`netboot.threads`). Exit
 status 0 is a worker stopped by a SIGTERM, as systemd sends to every process
 of the service when it stops it.
@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 from ipaddress import IPv4Address
 
 from netboot.boot.catalog import Catalog
@@ -32,7 +33,7 @@ from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import open_inventory
 from netboot.log import log_settings, setup_logging
 from netboot.tftp.server import TftpServer
 from netboot.threads import Supervisor, start_thread
@@ -61,7 +62,7 @@ def _worker(config: Config, address: IPv4Address, port: int, log_format: str, le
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops its workers itself
-    pool = InventoryPool(lambda: Inventory(config.storage.database))
+    pool = InventoryPool(partial(open_inventory, config))
     stages = StageRecorder(pool)
     server = TftpServer(address, port, Catalog(config, pool), stages,
                         max_per_source=config.server.tftp_max_per_source, reuse_port=True)

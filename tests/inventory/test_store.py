@@ -1,4 +1,5 @@
-"""The inventory: records, address allocation, file modes, concurrency and crash safety."""
+"""The inventory: records, address allocation, file modes, concurrency and crash safety,
+on SQLite and on PostgreSQL (tests/inventory/conftest.py)."""
 
 import multiprocessing
 import os
@@ -9,14 +10,16 @@ import sys
 import textwrap
 import time
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
 from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.inventory.clients import UnknownNote
 from netboot.inventory.stages import Stage
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import Inventory, open_inventory
 from netboot.provisioning.clients import add_client, remove_client
+from netboot.provisioning.root import recover_interrupted
 
 WIDE = """\
 server:
@@ -32,13 +35,13 @@ storage:
 
 
 @pytest.fixture
-def config(make_config):
-    return make_config()
+def config(store_config):
+    return store_config()
 
 
 @pytest.fixture
 def inventory(config):
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         yield inv
 
 
@@ -57,6 +60,7 @@ def test_secrets_are_not_in_repr(config, inventory):
     assert added.mutual_secret not in repr(added)
 
 
+@pytest.mark.sqlite_only
 def test_store_and_state_dir_are_private(config, inventory):
     add_client(config, inventory, "52:54:00:00:00:01")
     assert config.storage.database.stat().st_mode & 0o777 == 0o600
@@ -122,8 +126,8 @@ def test_refused_add_leaves_no_record(config, inventory):
     assert inventory.clients() == []
 
 
-def test_pool_exhaustion_is_a_clear_error(make_config, tmp_path):
-    config = make_config(base="""\
+def test_pool_exhaustion_is_a_clear_error(store_config):
+    config = store_config(base="""\
 server:
   address: 198.18.0.1
 dhcp:
@@ -133,7 +137,7 @@ dhcp:
 storage:
   state_dir: {state_dir}
 """)
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         for i in range(3):
             add_client(config, inv, f"52:54:00:00:00:0{i + 1}")
         with pytest.raises(Conflict, match="no free address"):
@@ -198,48 +202,94 @@ def test_registering_removes_it_from_unknown(config, inventory):
 
 
 def test_reopening_keeps_records(config):
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         add_client(config, inv, "52:54:00:00:00:01")
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         assert [c.mac for c in inv.clients()] == ["52:54:00:00:00:01"]
 
 
+def test_change_mark_stays_while_nobody_commits(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    mark = inventory.change_mark()
+    inventory.clients()
+    with open_inventory(config) as other:
+        other.clients()
+    assert inventory.change_mark() == mark
+
+
+def test_change_mark_moves_when_another_connection_commits(config, inventory):
+    """What the target watch, the window preparer and DHCP's client cache rely on."""
+    mark = inventory.change_mark()
+    with open_inventory(config) as other:
+        add_client(config, other, "52:54:00:00:00:01")
+    assert inventory.change_mark() != mark
+
+
+def test_change_mark_moves_when_this_connection_commits(config, inventory):
+    mark = inventory.change_mark()
+    add_client(config, inventory, "52:54:00:00:00:01")
+    assert inventory.change_mark() != mark
+
+
+def test_a_failed_transaction_leaves_nothing(inventory):
+    with pytest.raises(RuntimeError), inventory.transaction() as db:
+        db.execute("INSERT INTO unknown_machines (mac, first_seen, last_seen) VALUES (?, ?, ?)",
+                   ("52:54:00:00:00:09", 1.0, 1.0))
+        raise RuntimeError("abandoned")
+    assert inventory.unknown_machines() == []
+
+
 def _add_many(config, worker: int, count: int) -> None:
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         for i in range(count):
             add_client(config, inv, f"52:54:00:{worker:02x}:{i >> 8:02x}:{i & 0xFF:02x}")
 
 
-def test_concurrent_adds_lose_and_duplicate_nothing(make_config):
-    config = make_config(base=WIDE)
-    Inventory(config.storage.database).close()
+ADDS_PER_WRITER = {"sqlite": 50, "postgresql": 25}
+
+
+def test_concurrent_adds_lose_and_duplicate_nothing(store, store_config):
+    config = store_config(base=WIDE)
+    open_inventory(config).close()
+    count = ADDS_PER_WRITER[store]
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_add_many, args=(config, w, 50)) for w in range(8)]
+    procs = [ctx.Process(target=_add_many, args=(config, w, count)) for w in range(8)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
         assert p.exitcode == 0
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         clients = inv.clients()
-    assert len(clients) == 400
-    assert len({c.mac for c in clients}) == 400
-    assert len({c.ip for c in clients}) == 400
-    assert len({c.hostname for c in clients}) == 400
+    assert len(clients) == 8 * count
+    assert len({c.mac for c in clients}) == 8 * count
+    assert len({c.ip for c in clients}) == 8 * count
+    assert len({c.hostname for c in clients}) == 8 * count
 
 
-def _open_new(path, start) -> None:
+def _open_new(location, password_file, start) -> None:
     start.wait()
-    with Inventory(path) as inv, inv.transaction() as db:
+    with Inventory(location, password_file=password_file) as inv, inv.transaction() as db:
         db.execute("SELECT 1")
 
 
-def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
+def _new_database(request, store: str, name: str) -> tuple[object, object]:
+    """Where a new, empty database of ``store`` is, and its password file."""
+    if store == "sqlite":
+        return request.getfixturevalue("tmp_path") / f"{name}.db", None
+    server = request.getfixturevalue("postgres_server")
+    database = server.new_database()
+    request.addfinalizer(lambda: server.drop_database(database))
+    return server.url(database), server.password_file
+
+
+def test_processes_opening_a_new_database_together_all_succeed(request, store):
     """As `netboot serve`'s processes and threads do on a fresh state dir."""
     ctx = multiprocessing.get_context("spawn")  # no fork of pytest's threads
     for attempt in range(4):
         start = ctx.Event()
-        procs = [ctx.Process(target=_open_new, args=(tmp_path / f"{attempt}.db", start))
+        location, password_file = _new_database(request, store, f"new{attempt}")
+        procs = [ctx.Process(target=_open_new, args=(location, password_file, start))
                  for _ in range(6)]
         for p in procs:
             p.start()
@@ -254,9 +304,9 @@ WRITER = textwrap.dedent("""\
     import sys
     from netboot.provisioning.clients import add_client
     from netboot.configfile import load_config
-    from netboot.inventory.store import Inventory
+    from netboot.inventory.store import open_inventory
     config = load_config(sys.argv[1])
-    with Inventory(config.storage.database) as inv:
+    with open_inventory(config) as inv:
         for i in range(100000):
             mac = f"52:54:01:{i >> 16:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
             add_client(config, inv, mac)
@@ -264,8 +314,8 @@ WRITER = textwrap.dedent("""\
 """)
 
 
-def test_writer_killed_mid_stream_leaves_a_consistent_store(make_config, tmp_path):
-    config = make_config(base=WIDE)
+def test_writer_killed_mid_stream_leaves_a_consistent_store(store, store_config, tmp_path):
+    config = store_config(base=WIDE)
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     proc = subprocess.Popen([sys.executable, str(script), str(config.source)],
@@ -277,10 +327,15 @@ def test_writer_killed_mid_stream_leaves_a_consistent_store(make_config, tmp_pat
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(acknowledged) == 40
-    raw = sqlite3.connect(config.storage.database)
-    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    raw.close()
-    with Inventory(config.storage.database) as inv:
+    if store == "sqlite":
+        raw = sqlite3.connect(config.storage.database)
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        raw.close()
+    with open_inventory(config) as inv:
         stored = {c.mac for c in inv.clients()}
         assert set(acknowledged) <= stored  # every committed add survived
+        recover_interrupted(config, inv)  # as the next `client add` and serve's start do
+        clients = inv.clients()
+        assert all(c.provisioned and Path(c.lun_path).exists() for c in clients)
+        assert {c.mac for c in clients} >= set(acknowledged)
         add_client(config, inv, "52:54:00:ff:ff:01")  # and the store takes new writes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import Inventory, open_inventory
 from netboot.inventory.windows import (
     BootFile,
     BootWindow,
@@ -64,9 +64,13 @@ def test_tokens_are_128_bits_and_one_per_file():
 
 
 @pytest.fixture
-def inventory(make_config):
-    config = make_config()
-    with Inventory(config.storage.database) as inv:
+def config(store_config):
+    return store_config()
+
+
+@pytest.fixture
+def inventory(config):
+    with open_inventory(config) as inv:
         add_client(config, inv, MAC)
         yield inv
 
@@ -88,11 +92,11 @@ def test_after_a_spent_file_an_exchange_opens_a_new_window_and_closes_the_old(
     assert stale.verdict is Verdict.EXPIRED
 
 
-def test_a_window_and_its_spent_tokens_survive_reopening_the_inventory(make_config,
+def test_a_window_and_its_spent_tokens_survive_reopening_the_inventory(config,
                                                                        inventory: Inventory):
     opened, _ = inventory.open_window(MAC, NOW, 120, ready=True)
     inventory.spend_token(opened.tokens[BootFile.SCRIPT], MAC, BootFile.SCRIPT, "a", NOW + 1)
-    with Inventory(inventory.path) as reopened:
+    with open_inventory(config) as reopened:
         assert reopened.spend_token(opened.tokens[BootFile.SCRIPT], MAC, BootFile.SCRIPT, "b",
                                     NOW + 2).verdict is Verdict.SPENT
         assert reopened.spend_token(opened.tokens[BootFile.CLIENT_PART], MAC,

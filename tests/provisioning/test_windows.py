@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from functools import partial
 
 import pytest
 
 from netboot.config import Config
 from netboot.inventory.clients import Client
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import Inventory, open_inventory
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.windows import WindowPreparer, prepare_window
 from netboot.target.tgt import TgtBackend
@@ -95,12 +96,12 @@ def test_without_rotation_the_secrets_stay_and_the_session_is_still_closed(
     assert logs_in(tgtd, client).returncode == 0
 
 
+@pytest.mark.parametrize("inventory_store", ["sqlite", "postgresql"], indirect=True)
 def test_the_preparer_makes_windows_ready_left_from_a_stopped_serve(
         target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
         client: Client):
     window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
-    preparer = WindowPreparer(target_config, lambda: Inventory(target_config.storage.database),
-                              backend)
+    preparer = WindowPreparer(target_config, partial(open_inventory, target_config), backend)
     preparer.start()
     try:
         assert eventually(lambda: inventory.current_window(MAC).ready, 15)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -19,7 +20,7 @@ import pytest
 
 from netboot.config import Config
 from netboot.inventory.clients import Client
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import Inventory, open_inventory
 from netboot.storage.images import Image, build_builtin
 from netboot.target.tgt import TgtBackend
 from netboot.target.tgtd import (
@@ -29,6 +30,7 @@ from netboot.target.tgtd import (
     stop_tgtd,
     tgtd_pid,
 )
+from tests.support.postgres import inventory_yaml
 
 
 @dataclass(frozen=True)
@@ -76,20 +78,22 @@ def tgtd(tgtd_endpoint: Tgtd) -> Iterator[Tgtd]:
 
 
 @pytest.fixture
-def target_config(make_config: Callable[..., Config], tgtd_endpoint: Tgtd) -> Config:
-    """A config whose target is this test's tgtd; state in tmp_path."""
+def target_config(request: pytest.FixtureRequest, make_config: Callable[..., Config],
+                  tgtd_endpoint: Tgtd, inventory_store: str) -> Config:
+    """A config whose target is this test's tgtd; state in tmp_path; the inventory on
+    ``inventory_store`` (SQLite unless the test says)."""
     address, port = tgtd_endpoint.portal
-    return make_config(f"""
+    return make_config(textwrap.dedent(f"""
         target:
           portal_address: {address}
           portal_port: {port}
           tgt_control_port: {tgtd_endpoint.control_port}
-        """)
+        """) + inventory_yaml(request, inventory_store))
 
 
 @pytest.fixture
 def inventory(target_config: Config) -> Iterator[Inventory]:
-    with Inventory(target_config.storage.database) as inv:
+    with open_inventory(target_config) as inv:
         yield inv
 
 

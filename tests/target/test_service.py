@@ -8,12 +8,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
 from netboot.config import Config
 from netboot.inventory.stages import Stage
-from netboot.inventory.store import Inventory
+from netboot.inventory.store import open_inventory
 from netboot.provisioning.clients import add_client
 from netboot.target.service import TargetService
 from netboot.target.tgtd import forget_control_port, start_tgtd, stop_tgtd, tgtd_pid
@@ -33,7 +34,7 @@ MAC = "52:54:00:00:00:31"
 
 @pytest.fixture
 def service(target_config: Config, tgtd_endpoint: Tgtd) -> Iterator[TargetService]:
-    service = TargetService(target_config, lambda: Inventory(target_config.storage.database))
+    service = TargetService(target_config, partial(open_inventory, target_config))
     try:
         yield service
     finally:
@@ -45,7 +46,7 @@ def service(target_config: Config, tgtd_endpoint: Tgtd) -> Iterator[TargetServic
 @pytest.fixture
 def registered(target_config: Config, builtin_image):
     """A client in the inventory whose target nobody has made yet (no backend at add time)."""
-    with Inventory(target_config.storage.database) as inventory:
+    with open_inventory(target_config) as inventory:
         return add_client(target_config, inventory, MAC, image="builtin").client
 
 
@@ -84,16 +85,22 @@ def test_tgtd_restarted_by_someone_else_gets_every_target_back(
     assert eventually(lambda: logs_in(tgtd_endpoint, registered))
 
 
+BOTH_STORES = pytest.mark.parametrize("inventory_store", ["sqlite", "postgresql"],
+                                      indirect=True)
+
+
+@BOTH_STORES
 def test_inventory_change_is_applied_without_a_restart(service: TargetService,
                                                       tgtd_endpoint: Tgtd,
                                                       target_config: Config,
                                                       builtin_image) -> None:
     service.start()
-    with Inventory(target_config.storage.database) as inventory:
+    with open_inventory(target_config) as inventory:
         client = add_client(target_config, inventory, MAC, image="builtin").client
     assert eventually(lambda: logs_in(tgtd_endpoint, client))
 
 
+@BOTH_STORES
 def test_quiet_inventory_and_tgtd_cause_no_reconcile(service: TargetService,
                                                     registered) -> None:
     service.start()
@@ -106,7 +113,7 @@ def test_a_client_logged_in_to_its_target_gets_stage_login(service: TargetServic
                                                            target_config: Config,
                                                            registered) -> None:
     """As under sanboot: DHCP and the iPXE script were seen, then iPXE logs in, nothing reports."""
-    with Inventory(target_config.storage.database) as inventory:
+    with open_inventory(target_config) as inventory:
         inventory.record_stage(MAC, Stage.LOADER)
     service.start()
     url = (f"iscsi://{registered.chap_user}%{registered.chap_secret}@{tgtd_endpoint.url}/"
@@ -114,7 +121,7 @@ def test_a_client_logged_in_to_its_target_gets_stage_login(service: TargetServic
     reader = subprocess.Popen(["iscsi-perf", "-i", registered.initiator_iqn, "-t", "4", url],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        with Inventory(target_config.storage.database) as inventory:
+        with open_inventory(target_config) as inventory:
             assert eventually(lambda: inventory.get(MAC).last_stage == "login", 4.0), \
                 reader.stderr.read() if reader.poll() is not None else "still connected"
     finally:
