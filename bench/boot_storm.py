@@ -1,5 +1,6 @@
 """Boot storm: N registered machines boot at once, at the protocol level, against `netboot serve`
-and against what an admin builds by hand (dnsmasq, busybox httpd, tgtd), in the same run.
+and against what an admin builds by hand (dnsmasq, busybox httpd, tgtd), in the same run; or
+(``--storage rbd``) against netboot with roots on RBD and with roots in files, then read 64 MiB.
 
 What the server's side of a rack power-on costs, without emulated VMs
 (which are CPU-bound on this machine): a lab (`netboot lab up`'s VLAN, real
@@ -35,25 +36,49 @@ incoming CHAP account. The same machines (MACs, addresses, IQNs, secrets)
 boot against both.
 
 Only one DHCP server may answer on the VLAN, so the two take turns for each
-N: netboot's storm; then `netboot serve` is stopped (its tgtd keeps running,
-idle), the peer's dnsmasq and httpd start, the peer's storm runs, they stop,
-and serve starts again. Turns alternate per N so background load hits both
-alike; the load average at each storm's start is reported with it.
+N: in netboot's turn the peer is down; in the peer's `netboot serve` is stopped
+(its tgtd keeps running, idle), the peer's dnsmasq and httpd start, the peer's
+storm runs, they stop, and serve starts again. Who goes first alternates per N
+so background load hits both alike; the load average at each storm's start is
+reported with it.
 
-Reported per N and side: time from the start to each machine's login
-(p50/p95/max), how many failed and where, and the CPU seconds the servers
-used, per client and as cores (CPU seconds / wall seconds): netboot = serve +
-its tgtd, the peer = dnsmasq + busybox httpd + its tgtd. Each server runs in
-a cgroup of its own and its CPU is read from the cgroup (busybox httpd's
-per-connection children never show in its /proc/<pid>/stat). The netboot
-rows carry netboot / peer for p95 time to login and CPU per client.
+``--storage rbd`` (issue 14) compares netboot with itself instead: two labs,
+one with the roots in files (reflinks or sparse copies, as the lab dir's
+filesystem allows) and one on Ceph (`lab up --storage ceph`: its own one-node
+cluster, the roots RBD clones served by tgtd's rbd backing store), each with
+its own machines' namespace and the same N machines (MACs and hostnames; their
+secrets are each lab's own), taking turns as above; the peer is left out. The
+roots have the lab's default size (1 GiB: the 32 MiB image, grown). After each
+login storm comes a read phase: every machine that logged in reads the first
+64 MiB of its root LUN at once, as a user-space initiator (qemu-io on QEMU's
+iscsi driver, libiscsi, 1 MiB per request, the CHAP secret it logged in with in
+a 0600 file for QEMU's ``secret`` object), and the figure is the aggregate MB/s
+and each machine's seconds to its last byte (p50/p95/max). The first 64 MiB
+are the image's 32 MiB then zeros on both stores, so the read compares the
+serving paths, not the data.
+
+Reported per N and side, for the login storm and the read phase: time from
+the start to each machine's login (or last byte read), how many failed and
+where, and the CPU seconds the servers used, per client and as cores (CPU
+seconds / wall seconds): netboot = serve + its tgtd (+ on RBD the Ceph daemons:
+mon, mgr, osd), the peer = dnsmasq + busybox httpd + its tgtd. Each server runs
+in a cgroup of its own and its CPU is read from the cgroup (busybox httpd's
+per-connection children never show in its /proc/<pid>/stat); so do the
+simulated machines (their process and its iscsi-inq and qemu-io), whose CPU is
+reported beside the servers': on this 2-core machine they compete with the
+servers they measure. The first side's rows carry first / second (netboot /
+peer, or RBD / file) for p95 time, CPU per client and read MB/s.
 Aim (issue 8): 200 machines logged in within 60 s, the server under one core.
 The client addresses are put on the machines' side before the storm (one
-`ip -batch`), and DHCP must hand out exactly those. Needs root; with the
+`ip -batch`), and DHCP must hand out exactly those. Everything the bench
+starts (labs, Ceph cluster, peer, namespaces, cgroups, the machines' processes)
+is stopped at the end, on Ctrl-C and on SIGTERM too. Needs root; with the
 default N = 10, 50, 200 and the lab cache (kernel package) filled it took
-about a minute here, mostly registering clients and setting up both tgtds.
+about a minute here, mostly registering clients and setting up both tgtds;
+``--clients 10 200 --storage rbd`` about 6 minutes.
 
-    .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--timeout 120] [--json]
+    .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--storage file|rbd]
+        [--timeout 120] [--json]
 """
 
 from __future__ import annotations
@@ -73,12 +98,13 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, replace
 from http.client import HTTPConnection
 from ipaddress import IPv4Interface
 from pathlib import Path
+from typing import TextIO
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -90,7 +116,7 @@ from netboot.configfile import load_config  # noqa: E402
 from netboot.host import iproute  # noqa: E402
 from netboot.inventory.clients import Client  # noqa: E402
 from netboot.inventory.store import Inventory  # noqa: E402
-from netboot.lab import lab, procs  # noqa: E402
+from netboot.lab import ceph, lab, procs  # noqa: E402
 from netboot.lab.topology import Topology, signals_interrupt  # noqa: E402
 from netboot.lab.topology import load as load_topology  # noqa: E402
 from netboot.lab.vm import lab_mac  # noqa: E402
@@ -109,7 +135,9 @@ from netboot.target.tgtmgmt import Mode, Operation, Param, Request, call  # noqa
 LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 VLAN = IPv4Interface("198.18.0.1/22")  # room for 200+ fixed addresses besides DHCP's pool
 LUN_SIZE = "32M"  # the built-in image's own size: no resize per client
-STAGES = ("dhcp", "script", "files", "login")
+READ_BYTES = 64 << 20  # storage rbd: what each machine reads of its root after the storm
+READ_REQUEST = 1 << 20  # bytes per SCSI READ of that (Linux's max_sectors_kb is 512 to 1280)
+CLIENTS = "clients"  # the cgroup of the machines' own process and what it runs
 # The secret in the initrd part's client.conf: netboot renews it at each boot window.
 PASSWORD = re.compile(rb"^ISCSI_PASSWORD='([^']*)'$", re.MULTILINE)
 DHCP_TRIES = 4  # a lost DISCOVER/REQUEST is sent again, as firmware does
@@ -233,11 +261,9 @@ def _get(server: str, port: int, source: str, path: str) -> bytes:
 
 
 def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, iscsi_port: int,
-              start: float, result: Result) -> None:
+              mark: Callable[[str], None], result: Result) -> str:
+    """DHCP, script, files and login for ``machine``; the CHAP secret this boot logged in with."""
     from scapy.layers.dhcp import BOOTP
-
-    def mark(stage: str) -> None:
-        result.at[stage] = time.monotonic() - start
 
     xid = secrets.randbits(32)
     offer = wire.exchange(_dhcp_frame(machine.mac, xid, "discover", []), xid, 2)
@@ -274,19 +300,48 @@ def _boot_one(machine: Machine, wire: DhcpWire, server: str, http_port: int, isc
     if done.returncode != 0:
         raise RuntimeError(f"login: {(done.stderr or done.stdout).strip()[:120]}")
     mark("login")
+    return secret
 
 
-def storm(spec: dict) -> list[Result]:
-    """Boot every machine in ``spec`` at once; each one's result (run inside the namespace)."""
-    machines = [Machine(**m) for m in spec["machines"]]
-    wire = DhcpWire(spec["interface"])
+def _read_one(machine: Machine, secret: str, server: str, iscsi_port: int, size: int,
+              private: Path, timeout: float, result: Result) -> None:
+    """Read the first ``size`` bytes of ``machine``'s root LUN as a user-space initiator would:
+    QEMU's iscsi driver (libiscsi), qemu-io's ``read`` of :data:`READ_REQUEST` bytes at a
+    time, one after the other (a single 64 MiB read has QEMU and tgtd each hold a buffer of
+    that size per machine, 25 GiB for 200: a first run at 200 thrashed). The secret goes to
+    QEMU in a file (0600, in ``private``), never in an argv."""
+    password = private / f"{machine.mac.replace(':', '')}.chap"
+    password.touch(mode=0o600)
+    password.write_text(secret)
+    image = ",".join(("driver=iscsi", "transport=tcp", f"portal={server}:{iscsi_port}",
+                      f"target={machine.target}", "lun=1", f"user={machine.user}",
+                      "password-secret=chap", f"initiator-name={machine.initiator}"))
+    reads = [f"read {offset} {READ_REQUEST}" for offset in range(0, size, READ_REQUEST)]
+    done = subprocess.run(["qemu-io", "--object", f"secret,id=chap,file={password}",
+                           "--image-opts", "--read-only", image,
+                           *(arg for read in reads for arg in ("-c", read))],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or done.stdout.count(
+            f"read {READ_REQUEST}/{READ_REQUEST} bytes") != len(reads):
+        raise RuntimeError(f"read: {(done.stderr or done.stdout).strip()[:120]}")
+    result.bytes += size
+
+
+def _at_once(machines: list[Machine], act: Callable[[Machine, Callable[[str], None], Result],
+                                                     None],
+             last: str, timeout: float) -> list[Result]:
+    """``act`` for every machine at once, a thread each: each one's result, its stages in
+    seconds since they all started; one that has not reached stage ``last`` within
+    ``timeout`` seconds failed."""
     results = [Result(m.mac, {}) for m in machines]
     start = time.monotonic()
 
     def run(machine: Machine, result: Result) -> None:
+        def mark(stage: str) -> None:
+            result.at[stage] = time.monotonic() - start
+
         try:
-            _boot_one(machine, wire, spec["server"], spec["http_port"], spec["iscsi_port"],
-                      start, result)
+            act(machine, mark, result)
         except Exception as err:  # one machine's failure is a figure, not the end of the run
             result.failed = str(err) or type(err).__name__
 
@@ -294,13 +349,49 @@ def storm(spec: dict) -> list[Result]:
                for pair in zip(machines, results, strict=True)]
     for thread in threads:
         thread.start()
-    deadline = start + spec["timeout"]
+    deadline = start + timeout
     for thread in threads:
         thread.join(max(deadline - time.monotonic(), 0))
     for result in results:
-        if "login" not in result.at and result.failed is None:
-            result.failed = f"timeout: still at {max(result.at, default='dhcp', key=result.at.get)}"
+        if last not in result.at and result.failed is None:
+            reached = max(result.at, default="start", key=result.at.get)
+            result.failed = f"timeout: still at {reached}"
     return results
+
+
+def machines_side(commands: TextIO, answers: TextIO) -> None:
+    """One storm on the machines' side (run inside their namespace).
+
+    The spec comes as the first line of ``commands``; the boot's results go back as one
+    line of ``answers``. With ``read_bytes``, the next line of ``commands`` starts the
+    read phase (the bench has read the servers' CPU meanwhile) for the machines that
+    logged in, with the secret each logged in with (in a file in ``private``, a 0700
+    directory the bench removes); its results are the next answer.
+    """
+    spec = json.loads(commands.readline())
+    machines = [Machine(**m) for m in spec["machines"]]
+    wire = DhcpWire(spec["interface"])
+    server, iscsi_port, timeout = spec["server"], spec["iscsi_port"], spec["timeout"]
+    logged_in: dict[str, str] = {}  # MAC -> the secret this boot logged in with
+
+    def boot(machine: Machine, mark: Callable[[str], None], result: Result) -> None:
+        logged_in[machine.mac] = _boot_one(machine, wire, server, spec["http_port"], iscsi_port,
+                                           mark, result)
+
+    def answer(results: list[Result]) -> None:
+        answers.write(json.dumps([asdict(r) for r in results]) + "\n")
+        answers.flush()
+
+    answer(_at_once(machines, boot, "login", timeout))
+    if not spec["read_bytes"] or not commands.readline():
+        return
+
+    def read(machine: Machine, mark: Callable[[str], None], result: Result) -> None:
+        _read_one(machine, logged_in[machine.mac], server, iscsi_port, spec["read_bytes"],
+                  Path(spec["private"]), timeout, result)
+        mark("read")
+
+    answer(_at_once([m for m in machines if m.mac in logged_in], read, "read", timeout))
 
 
 # --- the server's side --------------------------------------------------------------
@@ -380,6 +471,13 @@ class CpuGroup:
     def seconds(self) -> float:
         stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
         return int(stat["usage_usec"]) / 1e6
+
+    def kill(self) -> None:
+        """SIGKILL every process in it (``cgroup.kill``), and wait until none is left."""
+        (self.path / "cgroup.kill").write_text("1\n")
+        deadline = time.monotonic() + 5
+        while (self.path / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def remove(self) -> None:
         """Hand any process still in it back to the hierarchy's root, then delete it."""
@@ -508,52 +606,134 @@ def _peer_serving(peer: Peer, groups: dict[str, CpuGroup]) -> Iterator[None]:
 
 # --- one storm, either side ----------------------------------------------------------
 
+@dataclass
+class LabRun:
+    """A lab the bench brought up and its registered clients (``state`` changes when serve
+    restarts)."""
+
+    state: lab.LabState
+    clients: list[Client]
+    topo: Topology
+    config: Config
+    groups: dict[str, CpuGroup]
+
+    @contextmanager
+    def serve_stopped(self) -> Iterator[None]:
+        """serve stopped for a while (its tgtd keeps running), then started again."""
+        lab.stop_serve(self.state)
+        yield
+        self.state = lab.restart_serve(self.state)
+        _add_tree(self.groups["serve"], self.state.pids["serve"])
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the machines boot against in one turn: where they reach it from (their
+    namespace and interface, their credentials there), its ports, the cgroups of its
+    servers, and what its turn needs around the storm."""
+
+    name: str
+    machines: list[Machine]
+    netns: str
+    interface: str
+    endpoint: dict[str, object]  # server, http_port, iscsi_port
+    groups: dict[str, CpuGroup]
+    turn: Callable[[], AbstractContextManager[object]] = nullcontext
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def _storm(side: str, netns: str, interface: str, machines: list[Machine], endpoint: dict,
-           groups: dict[str, CpuGroup], timeout: float) -> dict:
-    """The machines boot at once against ``endpoint`` (server, http_port, iscsi_port)."""
-    spec = {"machines": [asdict(m) for m in machines], "interface": interface, **endpoint,
-            "timeout": timeout}
-    load = os.getloadavg()[0]
-    before = {name: group.seconds() for name, group in groups.items()}
-    wall = time.monotonic()
-    done = subprocess.run(iproute.in_netns(netns, [sys.executable, __file__, "--machines"]),
-                          input=json.dumps(spec), capture_output=True, text=True,
-                          timeout=timeout + 60)
-    wall = time.monotonic() - wall
-    used = {name: group.seconds() - before[name] for name, group in groups.items()}
-    if done.returncode != 0:
-        raise SystemExit(f"the machines' side failed: {done.stderr.strip()[-2000:]}")
-    results = [Result(**r) for r in json.loads(done.stdout)]
-    logins = [r.at["login"] for r in results if "login" in r.at]
-    n = len(machines)
+def _cpu(groups: dict[str, CpuGroup]) -> dict[str, float]:
+    return {name: group.seconds() for name, group in groups.items()}
+
+
+def _phase(stage: str, results: list[Result], wall: float, before: dict[str, float],
+           after: dict[str, float]) -> dict:
+    """One phase's figures, keys prefixed with ``stage``: each machine's seconds to reach it
+    (p50/p95/max), its failures, and the CPU seconds the servers and the machines used."""
+    times = [r.at[stage] for r in results if stage in r.at]
+    used = {name: round(after[name] - before[name], 2) for name in after}
+    clients = used.pop(CLIENTS)
     return {
-        "server": side, "clients": n, "logged_in": len(logins), "wall_s": round(wall, 2),
-        "load_1m": round(load, 2),
-        "login_p50_s": round(_percentile(logins, 0.5), 2) if logins else None,
-        "login_p95_s": round(_percentile(logins, 0.95), 2) if logins else None,
-        "login_max_s": round(max(logins), 2) if logins else None,
-        "dhcp_p50_s": round(statistics.median(r.at["dhcp"] for r in results if "dhcp" in r.at), 2)
-        if any("dhcp" in r.at for r in results) else None,
-        "cpu_s": {name: round(seconds, 2) for name, seconds in used.items()},
-        "cpu_ms_per_client": round(1000 * sum(used.values()) / n, 1),
-        "server_cores": round(sum(used.values()) / wall, 2),
-        "mb_per_client": round(statistics.mean(r.bytes for r in results) / 1e6, 1),
-        "failures": dict(Counter(r.failed.split(":")[0] for r in results if r.failed)),
-        "first_failure": next((f"{r.mac}: {r.failed}" for r in results if r.failed), None),
+        f"{stage}_ok": len(times), f"{stage}_wall_s": round(wall, 2),
+        f"{stage}_p50_s": round(_percentile(times, 0.5), 2) if times else None,
+        f"{stage}_p95_s": round(_percentile(times, 0.95), 2) if times else None,
+        f"{stage}_max_s": round(max(times), 2) if times else None,
+        f"{stage}_cpu_s": used, f"{stage}_server_cores": round(sum(used.values()) / wall, 2),
+        f"{stage}_clients_cpu_s": clients,
+        f"{stage}_failures": dict(Counter(r.failed.split(":")[0] for r in results if r.failed)),
+        f"{stage}_first_failure": next((f"{r.mac}: {r.failed}" for r in results if r.failed),
+                                       None),
     }
 
 
-def _ratios(netboot: dict, peer: dict) -> dict:
-    """netboot / peer for p95 time to login and CPU per client (below 1: netboot is better)."""
-    def ratio(key: str) -> float | None:
-        return round(netboot[key] / peer[key], 2) if netboot[key] and peer[key] else None
+def _answer(machines: subprocess.Popen[str], errors: TextIO) -> list[Result]:
+    line = machines.stdout.readline() if machines.stdout else ""
+    if not line:
+        machines.wait()
+        errors.seek(0)
+        raise SystemExit(f"the machines' side failed: {errors.read().strip()[-2000:]}")
+    return [Result(**r) for r in json.loads(line)]
 
-    return {"p95_vs_peer": ratio("login_p95_s"), "cpu_vs_peer": ratio("cpu_ms_per_client")}
+
+def _storm(side: Side, count: int, clients: CpuGroup, timeout: float, read_bytes: int) -> dict:
+    """The first ``count`` machines boot at once against ``side``; with ``read_bytes``, then
+    those that logged in read that much of their root LUN, all at once. The machines'
+    process runs in cgroup ``clients``, so their own CPU is measured too."""
+    machines = side.machines[:count]
+    spec = {"machines": [asdict(m) for m in machines], "interface": side.interface,
+            **side.endpoint, "timeout": timeout, "read_bytes": read_bytes}
+    groups = {**side.groups, CLIENTS: clients}
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="nbstorm-chap-") as private, \
+            tempfile.TemporaryFile("w+") as errors, subprocess.Popen(
+                iproute.in_netns(side.netns, [sys.executable, __file__, "--machines"]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True) as proc:
+        assert proc.stdin is not None
+        try:
+            clients.add(proc.pid)  # before it has its spec: all its work is counted
+            before, wall = _cpu(groups), time.monotonic()
+            proc.stdin.write(json.dumps({**spec, "private": private}) + "\n")
+            proc.stdin.flush()
+            booted = _answer(proc, errors)
+            wall, after = time.monotonic() - wall, _cpu(groups)
+            row = {"server": side.name, "clients": count, "load_1m": round(load, 2),
+                   **_phase("login", booted, wall, before, after)}
+            server_cpu = sum(row["login_cpu_s"].values())
+            row |= {"dhcp_p50_s": round(statistics.median(
+                        r.at["dhcp"] for r in booted if "dhcp" in r.at), 2)
+                    if any("dhcp" in r.at for r in booted) else None,
+                    "cpu_ms_per_client": round(1000 * server_cpu / count, 1),
+                    "mb_per_client": round(statistics.mean(r.bytes for r in booted) / 1e6, 1)}
+            if read_bytes:
+                before, wall = after, time.monotonic()
+                proc.stdin.write("read\n")
+                proc.stdin.flush()
+                reads = _answer(proc, errors)
+                wall, after = time.monotonic() - wall, _cpu(groups)
+                row |= _phase("read", reads, wall, before, after)
+                done = [r for r in reads if "read" in r.at]
+                row |= {"read_mib": read_bytes >> 20, "read_mb_s": round(
+                    sum(r.bytes for r in done) / 1e6 / max(r.at["read"] for r in done), 1)
+                    if done else None}
+            proc.stdin.close()
+            proc.wait(timeout)
+            return row
+        finally:  # whatever a machine left running (a login past the deadline), or all on Ctrl-C
+            clients.kill()
+
+
+def _ratios(first: dict, second: dict) -> dict:
+    """``first`` / ``second`` (below 1: ``first`` is faster or cheaper; for MB/s, slower)."""
+    def ratio(key: str) -> float | None:
+        return round(first[key] / second[key], 2) if first.get(key) and second.get(key) else None
+
+    return {"vs": second["server"], "p95_vs": ratio("login_p95_s"),
+            "cpu_vs": ratio("cpu_ms_per_client"), "read_mb_s_vs": ratio("read_mb_s"),
+            "read_p95_vs": ratio("read_p95_s")}
 
 
 def _add_tree(group: CpuGroup, pid: int) -> None:
@@ -564,11 +744,79 @@ def _add_tree(group: CpuGroup, pid: int) -> None:
             group.add(member)
 
 
-def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
-    """Lab, peer and machines up (``cleanup`` undoes each), then netboot's and the peer's turns."""
-    lab_dir = Path(tempfile.mkdtemp(prefix="netboot-storm-"))
+def _lab(name: str, storage: lab.LabStorage, count: int, lun_size: str | None,
+         group: Callable[[str], CpuGroup], cleanup: ExitStack) -> LabRun:
+    """A lab on ``storage`` with ``count`` clients registered and their targets made, its
+    servers each in a cgroup: serve, tgtd and, on Ceph, the cluster's daemons."""
+    groups = {"serve": group(f"{name}-serve"), "tgtd": group(f"{name}-tgtd")}
+    if storage is lab.LabStorage.CEPH:
+        groups["ceph"] = group(f"{name}-ceph")
+    lab_dir = Path(tempfile.mkdtemp(prefix=f"netboot-storm-{name}-"))
     lab_dir.chmod(0o711)  # serve's network part (the netboot user) passes it: a split serve
     cleanup.callback(shutil.rmtree, lab_dir, ignore_errors=True)
+    progress(f"lab {name} on {storage} in {lab_dir} (discovery CHAP off: tgt holds at most "
+             "16 discovery accounts)")
+    cleanup.callback(lab.down, lab_dir)
+    state = lab.up(lab_dir, 0, discovery_auth=False, cache_dir=LAB_CACHE, vlan=VLAN,
+                   storage=storage, **({"lun_size": lun_size} if lun_size else {}),
+                   say=lambda line: progress(f"  {line}"))
+    _add_tree(groups["serve"], state.pids["serve"])
+    if (tgtd := tgtd_pid(state.tgt_control_port)) is None:
+        raise SystemExit(f"no tgtd on control port {state.tgt_control_port} after lab up")
+    groups["tgtd"].add(tgtd)
+    if state.ceph is not None:
+        cluster = ceph.load(Path(state.ceph.directory))
+        assert cluster is not None
+        for pid in cluster.pids.values():  # mon, mgr, osd
+            groups["ceph"].add(pid)
+    clients = _register(state, count)
+    _wait_for_targets(state, len(clients))
+    topo = load_topology(lab_dir)
+    assert topo is not None
+    return LabRun(state, clients, topo, load_config(state.config), groups)
+
+
+def _netboot_side(name: str, run: LabRun, cleanup: ExitStack) -> Side:
+    """The lab's serve and tgtd, booted against from a namespace of the machines' own."""
+    machines = [_machine(c) for c in run.clients]
+    netns, interface = _machines_side(run.topo.netns, run.topo.bridge, machines,
+                                      run.topo.address.network.prefixlen)
+    cleanup.callback(iproute.delete_netns, netns)
+    return Side(name, machines, netns, interface,
+                {"server": str(run.topo.server), "http_port": run.config.server.http_port,
+                 "iscsi_port": run.config.target.portal_port}, run.groups)
+
+
+def _peer_side(netboot: Side, run: LabRun, group: Callable[[str], CpuGroup],
+               cleanup: ExitStack) -> Side:
+    """The peer in ``run``'s lab namespace for the same machines; its turn stops serve."""
+    groups = {"dnsmasq": group("dnsmasq"), "httpd": group("httpd"), "tgtd": group("peer-tgtd")}
+    topo, clients = run.topo, run.clients
+    work = run.state.lab_dir / "peer"
+    peer = Peer(topo, work, work / "root", work / "dnsmasq.conf", free_control_port())
+    _peer_files(_peer_config(run.config), clients, peer.root)
+    peer.dnsmasq_conf.write_text(_dnsmasq_conf(
+        topo, clients, f"http://{topo.server}:{PEER_HTTP_PORT}", peer.work / "dnsmasq.leases"))
+    cleanup.callback(forget_control_port, peer.tgt_control_port)
+    cleanup.callback(stop_tgtd, peer.tgt_control_port)
+    progress(f"peer: dnsmasq, busybox httpd on port {PEER_HTTP_PORT}, tgtd on port "
+             f"{PEER_ISCSI_PORT} (control port {peer.tgt_control_port})")
+    groups["tgtd"].add(_peer_tgtd(topo, peer.tgt_control_port, clients,
+                                  peer.work / "peer-tgtd.log"))
+
+    @contextmanager
+    def turn() -> Iterator[None]:  # one DHCP server on the VLAN at a time
+        with run.serve_stopped(), _peer_serving(peer, groups):
+            yield
+
+    return replace(netboot, name="peer", groups=groups,
+                   endpoint={**netboot.endpoint, "http_port": PEER_HTTP_PORT,
+                             "iscsi_port": PEER_ISCSI_PORT}, turn=turn)
+
+
+def _sides(args: argparse.Namespace, cleanup: ExitStack) -> list[Side]:
+    """The two sides compared, the one measured first: netboot and the peer (storage
+    file), or netboot on RBD and netboot on files, two labs (storage rbd)."""
     cgroups = _cgroup2_root()
 
     def group(name: str) -> CpuGroup:
@@ -576,74 +824,62 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
         cleanup.callback(made.remove)  # after everything below has stopped
         return made
 
-    netboot_groups = {"serve": group("serve"), "tgtd": group("tgtd")}
-    peer_groups = {"dnsmasq": group("dnsmasq"), "httpd": group("httpd"),
-                   "tgtd": group("peer-tgtd")}
-    progress(f"lab in {lab_dir} (discovery CHAP off: tgt holds at most 16 discovery accounts)")
-    cleanup.callback(lab.down, lab_dir)
-    state = lab.up(lab_dir, 0, lun_size=LUN_SIZE, discovery_auth=False, cache_dir=LAB_CACHE,
-                   vlan=VLAN, say=lambda line: progress(f"  {line}"))
-    _add_tree(netboot_groups["serve"], state.pids["serve"])
-    if (tgtd := tgtd_pid(state.tgt_control_port)) is None:
-        raise SystemExit(f"no tgtd on control port {state.tgt_control_port} after lab up")
-    netboot_groups["tgtd"].add(tgtd)
-    clients = _register(state, max(args.clients))
-    _wait_for_targets(state, len(clients))
-    topo = load_topology(lab_dir)
-    assert topo is not None
-    config = load_config(state.config)
+    count = max(args.clients)
+    if args.storage == "rbd":  # the lab's default LUN size: room for the read
+        return [_netboot_side(f"netboot {name}", _lab(name, storage, count, None, group,
+                                                      cleanup), cleanup)
+                for name, storage in (("rbd", lab.LabStorage.CEPH),
+                                      ("file", lab.LabStorage.FILE))]
+    run = _lab("file", lab.LabStorage.FILE, count, LUN_SIZE, group, cleanup)
+    netboot = _netboot_side("netboot", run, cleanup)
+    return [netboot, _peer_side(netboot, run, group, cleanup)]
 
-    peer = Peer(topo, lab_dir / "peer", lab_dir / "peer" / "root",
-                lab_dir / "peer" / "dnsmasq.conf", free_control_port())
-    _peer_files(_peer_config(config), clients, peer.root)
-    peer.dnsmasq_conf.write_text(_dnsmasq_conf(
-        topo, clients, f"http://{topo.server}:{PEER_HTTP_PORT}", peer.work / "dnsmasq.leases"))
-    cleanup.callback(forget_control_port, peer.tgt_control_port)
-    cleanup.callback(stop_tgtd, peer.tgt_control_port)
-    progress(f"peer: dnsmasq, busybox httpd on port {PEER_HTTP_PORT}, tgtd on port "
-             f"{PEER_ISCSI_PORT} (control port {peer.tgt_control_port})")
-    peer_groups["tgtd"].add(_peer_tgtd(topo, peer.tgt_control_port, clients,
-                                       peer.work / "peer-tgtd.log"))
 
-    machines = [_machine(c) for c in clients]
-    netns, interface = _machines_side(topo.netns, topo.bridge, machines,
-                                      topo.address.network.prefixlen)
-    cleanup.callback(iproute.delete_netns, netns)
-    server = str(topo.server)
+def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
+    """Both sides up (``cleanup`` undoes each), then their turns for each N, in alternating
+    order; the first side's row carries first / second."""
+    sides = _sides(args, cleanup)
+    clients = CpuGroup(_cgroup2_root(), CLIENTS)
+    cleanup.callback(clients.remove)
+    read_bytes = READ_BYTES if args.storage == "rbd" else 0
     rows = []
-    for count in args.clients:
-        progress(f"storm of {count} machines: netboot (load {os.getloadavg()[0]:.2f}) ...")
-        ours = _storm("netboot", netns, interface, machines[:count],
-                      {"server": server, "http_port": config.server.http_port,
-                       "iscsi_port": config.target.portal_port},
-                      netboot_groups, args.timeout)
-        lab.stop_serve(state)  # one DHCP server on the VLAN at a time; its tgtd stays
-        progress(f"storm of {count} machines: peer (load {os.getloadavg()[0]:.2f}) ...")
-        with _peer_serving(peer, peer_groups):
-            theirs = _storm("peer", netns, interface, machines[:count],
-                            {"server": server, "http_port": PEER_HTTP_PORT,
-                             "iscsi_port": PEER_ISCSI_PORT}, peer_groups, args.timeout)
-        state = lab.restart_serve(state)
-        _add_tree(netboot_groups["serve"], state.pids["serve"])
-        rows += [{**ours, **_ratios(ours, theirs)}, theirs]
+    for i, count in enumerate(args.clients):
+        measured = {}
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            progress(f"storm of {count} machines: {side.name} "
+                     f"(load {os.getloadavg()[0]:.2f}) ...")
+            with side.turn():
+                measured[side.name] = _storm(side, count, clients, args.timeout, read_bytes)
+        first, second = (measured[side.name] for side in sides)
+        rows += [{**first, **_ratios(first, second)}, second]
     return rows
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return " + ".join(f"{name} {s}" for name, s in cpu.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--storage", choices=("file", "rbd"), default="file",
+                        help="file: netboot against the peer, roots in files; rbd: netboot "
+                             "with roots on RBD against netboot with roots in files, and "
+                             f"a read of each root's first {READ_BYTES >> 20} MiB")
     parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds one storm may take before unfinished machines count as "
+                        help="seconds one phase may take before unfinished machines count as "
                              "failed")
     parser.add_argument("--json", action="store_true", help="JSON for scripts.")
     parser.add_argument("--machines", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.machines:  # the machines' side, started by the run below inside its namespace
-        print(json.dumps([asdict(r) for r in storm(json.load(sys.stdin))]))
+        machines_side(sys.stdin, sys.stdout)
         return 0
     if os.geteuid() != 0:
         parser.error("needs root: network namespaces, tgtd, raw sockets, cgroups")
-    for tool in ("tgtd", "iscsi-inq", "dnsmasq", "busybox"):
+    tools = ("tgtd", "iscsi-inq") + (("qemu-io", *ceph.PROGRAMS) if args.storage == "rbd"
+                                     else ("dnsmasq", "busybox"))
+    for tool in tools:
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (see debian-packages.txt)")
     with signals_interrupt(), ExitStack() as cleanup:
@@ -652,19 +888,29 @@ def main(argv: list[str] | None = None) -> int:
         emit_json(rows)
         return 0
     print(table(["machines", "server", "logged in", "login p50", "p95", "max", "DHCP p50",
-                 "CPU s", "CPU/client", "cores", "MB/client", "load", "p95 vs peer",
-                 "CPU vs peer"],
-                [(r["clients"], r["server"], r["logged_in"], r["login_p50_s"], r["login_p95_s"],
-                  r["login_max_s"], r["dhcp_p50_s"],
-                  " + ".join(f"{name} {s}" for name, s in r["cpu_s"].items()),
-                  f'{r["cpu_ms_per_client"]} ms', r["server_cores"], r["mb_per_client"],
-                  r["load_1m"], r.get("p95_vs_peer", ""), r.get("cpu_vs_peer", ""))
-                 for r in rows]))
-    print("vs peer: netboot / peer (below 1: netboot is faster or cheaper)")
+                 "server CPU s", "CPU/client", "cores", "clients CPU s", "MB/client", "load",
+                 "p95 vs", "CPU vs"],
+                [(r["clients"], r["server"], r["login_ok"], r["login_p50_s"], r["login_p95_s"],
+                  r["login_max_s"], r["dhcp_p50_s"], _cpu_text(r["login_cpu_s"]),
+                  f'{r["cpu_ms_per_client"]} ms', r["login_server_cores"],
+                  r["login_clients_cpu_s"], r["mb_per_client"], r["load_1m"],
+                  r.get("p95_vs", ""), r.get("cpu_vs", "")) for r in rows]))
+    if args.storage == "rbd":
+        print(f"\nthen each machine that logged in reads the first {READ_BYTES >> 20} MiB "
+              "of its root, all at once (qemu-io)")
+        print(table(["machines", "server", "read", "MB/s", "p50", "p95", "max",
+                     "server CPU s", "cores", "clients CPU s", "MB/s vs", "p95 vs"],
+                    [(r["clients"], r["server"], r["read_ok"], r["read_mb_s"], r["read_p50_s"],
+                      r["read_p95_s"], r["read_max_s"], _cpu_text(r["read_cpu_s"]),
+                      r["read_server_cores"], r["read_clients_cpu_s"],
+                      r.get("read_mb_s_vs", ""), r.get("read_p95_vs", "")) for r in rows]))
+    print(f"vs: {rows[0]['server']} / {rows[0]['vs']} (below 1: {rows[0]['server']} is "
+          "faster or cheaper; for MB/s, slower)")
     for r in rows:
-        if r["failures"]:
-            print(f'{r["clients"]} machines, {r["server"]}: failures {r["failures"]}; '
-                  f'first: {r["first_failure"]}')
+        for stage in ("login", "read"):
+            if r.get(f"{stage}_failures"):
+                print(f'{r["clients"]} machines, {r["server"]}, {stage}: failures '
+                      f'{r[f"{stage}_failures"]}; first: {r[f"{stage}_first_failure"]}')
     return 0
 
 
