@@ -146,7 +146,7 @@ def test_a_power_cut_moves_the_portal_and_the_client_writes_on(
                 ACCOUNT),)))
             assert not outcome.failed, outcome.failed
             if ns == a:  # A first: it becomes master alone (nopreempt keeps it there)
-                assert eventually(lambda c=config: holding(c), 15), (
+                assert eventually(lambda c=config: holding(c), 30), (
                     (tmp_path / f"{a}-keepalived.log").read_text())
         config_a, config_b = configs
         vip = floating_address(config_a)
@@ -175,8 +175,8 @@ def test_a_power_cut_moves_the_portal_and_the_client_writes_on(
         print(f"\nfailover: address on B at +{moved[0]:.2f} s, first completed write at "
               f"+{first_write or -1:.2f} s after the cut")
         assert first_write is not None, (tmp_path / f"{b}-keepalived.log").read_text()
-        assert first_write < 10
-        assert eventually(lambda: holding(config_b), 5)
+        assert first_write < 20  # ~5-8 s here; the notify's start dominates under load
+        assert eventually(lambda: holding(config_b), 15)  # after the ARPs (~2 s)
         assert vpd_serial(client) == serial  # B presents the same disk
         check = qemu_io(client, "read -P 0xa5 0 1M", timeout=30)
         assert check.returncode == 0 and "Pattern verification failed" not in check.stdout
