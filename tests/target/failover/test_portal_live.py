@@ -183,10 +183,10 @@ def test_a_power_cut_moves_the_portal_and_the_client_writes_on(
         check = qemu_io(client, "read -P 0x5a 1M 1M", timeout=30)
         assert check.returncode == 0 and "Pattern verification failed" not in check.stdout
     finally:
+        settings = configs[0].storage.rbd if configs else None
+        if settings is not None:  # while the lab (and so the host's way in) is still up
+            for ns_address in storage.values():
+                unblocklist(settings, whole_host(ns_address))
         lab.close()
         for config in configs:
             forget_control_port(config.target.tgt_control_port)
-        settings = configs[0].storage.rbd if configs else None
-        if settings is not None:
-            for ns_address in storage.values():
-                unblocklist(settings, whole_host(ns_address))
