@@ -125,6 +125,21 @@ class DhcpConfig:
 
 
 @dataclass(frozen=True)
+class FailoverConfig:
+    """A floating portal shared with a second server (``target.failover``): keepalived (VRRP)
+    elects the server that holds ``target.portal_address``; the one taking it over first
+    fences the other in Ceph (:mod:`netboot.target.failover`)."""
+
+    enabled: bool = False
+    vrrp_interface: str | None = None  # default: server.interface
+    virtual_router_id: int | None = None  # 1-255, the same on both servers, unique on the VLAN
+    priority: int = 100  # 1-254: who wins when both start together (nopreempt: no take-back)
+    advert_int: int = 1  # seconds between VRRP adverts; the peer is dead after ~3 of them
+    peer_storage_address: IPv4Address | None = None  # the other server's, as Ceph sees it
+    fence_seconds: int = 86400  # how long the peer stays blocklisted unless it rejoins first
+
+
+@dataclass(frozen=True)
 class TargetConfig:
     """The iSCSI target: backend, portal and naming."""
 
@@ -140,6 +155,7 @@ class TargetConfig:
     # per-boot: a boot window drops the client's sessions and renews its secrets (managed
     # targets only: a target netboot does not manage keeps the secrets it was given)
     rotate_chap: ChapRotation = ChapRotation.PER_BOOT
+    failover: FailoverConfig = field(default_factory=FailoverConfig)
 
 
 class StorageKind(StrEnum):
@@ -254,6 +270,11 @@ class Config:
             return self.boot.tokens
         return self.dhcp.mode is not DhcpMode.OFF
 
+    @property
+    def vrrp_interface(self) -> str:
+        """The interface VRRP runs on and the floating portal address is added to."""
+        return self.target.failover.vrrp_interface or self.server.interface
+
     def reserved_addresses(self) -> set[IPv4Address]:
         """Addresses no client may be given: the server's, the router's, the portal's."""
         taken = {self.server.address, self.portal[0]}
@@ -301,6 +322,7 @@ def effective_config(config: Config) -> dict[str, dict[str, object]]:
     out["server"]["tftp_root"] = str(config.tftp_root_path)
     out["dhcp"].update(range_start=str(start), range_end=str(end))
     out["target"]["portal_address"] = str(config.portal[0])
+    out["target"]["failover"]["vrrp_interface"] = config.vrrp_interface  # type: ignore[index]
     out["storage"].update(images_dir=str(config.storage.images), lun_dir=str(config.storage.luns),
                           cache_dir=str(config.storage.cache))
     out["boot"].update(kernel=str(config.kernel_path), initramfs=str(config.initramfs_path),

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from netboot.config import POSTGRES_SCHEMES, SECTIONS, Config, DhcpMode
+from netboot.config import POSTGRES_SCHEMES, SECTIONS, Config, DhcpMode, StorageKind
 from netboot.errors import ConfigError, NetbootError, ValidationError
 from netboot.names import validate_iqn
 
@@ -33,8 +33,10 @@ class _Source:
     lines: dict[str, int]
 
     def error(self, key: str, message: str) -> ConfigError:
-        section = key.split(".")[0]
-        line = self.lines.get(key, self.lines.get(section))
+        """An error at ``key``'s line, or the line of the nearest enclosing key that is set."""
+        parts = key.split(".")
+        enclosing = (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+        line = next((self.lines[k] for k in enclosing if k in self.lines), None)
         return ConfigError(self.path, line, key, message)
 
 
@@ -271,6 +273,7 @@ def _check_rules(config: Config, src: _Source) -> None:
         if not value or bad:
             raise src.error(f"storage.rbd.{key}", f"{value!r} is empty or holds "
                             f"{' '.join(bad)}, which tgt's RBD options cannot carry")
+    _check_failover(config, src)
     if dhcp.lease_time < 60:
         raise src.error("dhcp.lease_time", f"{dhcp.lease_time} s is too short (at least 60)")
     if dhcp.unknown_rate < 1:
@@ -308,3 +311,34 @@ def _check_inventory(config: Config, src: _Source) -> None:
     if parts.password is not None or "password" in parse_qs(parts.query):
         raise src.error("inventory.url", "holds a password: put it in a file of its own "
                         "(mode 0600) named by inventory.password_file")
+
+
+def _check_failover(config: Config, src: _Source) -> None:
+    """target.failover: ranges always; when enabled, what a floating portal needs."""
+    failover, key = config.target.failover, "target.failover"
+    for name, value, low, high in (("virtual_router_id", failover.virtual_router_id, 1, 255),
+                                   ("priority", failover.priority, 1, 254),
+                                   ("advert_int", failover.advert_int, 1, 255),
+                                   ("fence_seconds", failover.fence_seconds, 60, 10 ** 8)):
+        if value is not None and not low <= value <= high:
+            raise src.error(f"{key}.{name}", f"{value} is out of range (expected {low}-{high})")
+    if failover.vrrp_interface is not None and not 1 <= len(failover.vrrp_interface) <= 15:
+        raise src.error(f"{key}.vrrp_interface", "expected an interface name (1-15 characters)")
+    if not failover.enabled:
+        return
+    for name in ("virtual_router_id", "peer_storage_address"):
+        if getattr(failover, name) is None:
+            raise src.error(f"{key}.{name}", "is required when target.failover.enabled is true")
+    portal = config.target.portal_address
+    if portal is None or portal == config.server.address:
+        raise src.error("target.portal_address", "a floating portal needs an address of its "
+                        "own (not server.address): the servers hand it to each other")
+    if portal not in config.dhcp.subnet:
+        raise src.error("target.portal_address", f"{portal} is not in dhcp.subnet "
+                        f"{config.dhcp.subnet}: the floating portal lives on the boot VLAN")
+    if config.storage.backend is not StorageKind.RBD:
+        raise src.error(f"{key}.enabled", "failover needs storage.backend: rbd (both servers "
+                        "export the same images; the peer is fenced in Ceph)")
+    if not config.target.manage:
+        raise src.error(f"{key}.enabled", "failover needs target.manage: true (netboot runs "
+                        "the tgtd that serves the floating portal)")

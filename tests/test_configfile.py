@@ -290,3 +290,55 @@ def test_an_inventory_url_that_is_not_postgresql_is_refused():
 def test_a_password_file_without_an_inventory_url_is_refused():
     err = error_of(MINIMAL + "inventory:\n  password_file: /etc/netboot/db-password\n")
     assert err.key == "inventory.password_file"
+FAILOVER = MINIMAL + """\
+target:
+  portal_address: 198.18.0.100
+  failover:
+    enabled: true
+    virtual_router_id: 40
+    peer_storage_address: 198.19.254.3
+storage:
+  backend: rbd
+"""
+
+
+def test_target_failover_is_off_by_default():
+    config = parse_config(MINIMAL)
+    assert not config.target.failover.enabled
+    assert config.vrrp_interface == "eth0"
+
+
+def test_target_failover_is_a_nested_mapping_of_typed_keys():
+    config = parse_config(FAILOVER.replace("    enabled", "    priority: 150\n"
+                                           "    vrrp_interface: vlan7\n    enabled"))
+    failover = config.target.failover
+    assert failover.enabled and failover.virtual_router_id == 40 and failover.priority == 150
+    assert failover.peer_storage_address == IPv4Address("198.19.254.3")
+    assert config.vrrp_interface == "vlan7"
+    assert effective_config(config)["target"]["failover"]["vrrp_interface"] == "vlan7"
+
+
+def test_a_virtual_router_id_out_of_range_names_its_line():
+    err = error_of(FAILOVER.replace("id: 40", "id: 256"))
+    assert (err.line, err.key) == (9, "target.failover.virtual_router_id")
+    assert "expected 1-255" in str(err)
+
+
+def test_failover_without_a_peer_storage_address_is_refused_at_the_failover_line():
+    err = error_of(FAILOVER.replace("    peer_storage_address: 198.19.254.3\n", ""))
+    assert (err.line, err.key) == (7, "target.failover.peer_storage_address")
+
+
+def test_failover_needs_a_portal_address_of_its_own():
+    err = error_of(FAILOVER.replace("198.18.0.100", "198.18.0.1"))
+    assert err.key == "target.portal_address" and "address of its own" in str(err)
+
+
+def test_a_floating_portal_outside_the_boot_subnet_is_refused():
+    err = error_of(FAILOVER.replace("198.18.0.100", "198.18.9.100"))
+    assert err.key == "target.portal_address" and "not in dhcp.subnet" in str(err)
+
+
+def test_failover_needs_rbd_storage():
+    err = error_of(FAILOVER.replace("  backend: rbd\n", "  backend: file\n"))
+    assert err.key == "target.failover.enabled" and "storage.backend: rbd" in str(err)

@@ -1,14 +1,20 @@
-"""`netboot target list|reconcile|stop`: the iSCSI target as it is, brought in step, stopped."""
+"""`netboot target list|reconcile|stop|portal`: the iSCSI target as it is, brought in step,
+stopped, and its floating portal (keepalived's side)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
 import click
 
 from netboot.cli.app import App, pass_app
+from netboot.errors import NetbootError
 from netboot.output import emit_json, table
 from netboot.target import managed_backend
+from netboot.target.failover.decide import VrrpState
+from netboot.target.failover.portal import notify as notify_transition
+from netboot.target.failover.portal import prepare
 from netboot.target.reconcile import reconcile
 
 
@@ -64,3 +70,34 @@ def stop(app: App) -> None:
         return
     backend.stop()
     click.echo("tgtd stopped")
+
+
+@target.group()
+def portal() -> None:
+    """The floating portal shared with a second server (target.failover)."""
+
+
+@portal.command()
+@pass_app
+def run(app: App) -> None:
+    """Prepare this server for the floating portal, then become keepalived (foreground).
+
+    Run it before this server's tgtd starts: it lifts the fence the peer may have put on
+    this server and stops an earlier tgtd, whose Ceph clients may be fenced.
+    """
+    if not app.config.target.failover.enabled:
+        raise NetbootError("target.failover.enabled is false in the config")
+    argv = prepare(app.config)
+    os.execvp(argv[0], argv)
+
+
+@portal.command(hidden=True)
+@click.argument("kind")
+@click.argument("name")
+@click.argument("state", type=click.Choice([s.value for s in VrrpState]))
+@click.argument("priority", required=False)
+@pass_app
+def notify(app: App, kind: str, name: str, state: str, priority: str | None) -> None:
+    """keepalived's notify script: KIND (INSTANCE) NAME STATE [PRIORITY]."""
+    actions = notify_transition(app.config, VrrpState(state))
+    click.echo(f"{kind} {name} {state}: {', '.join(actions) or 'nothing to do'}")

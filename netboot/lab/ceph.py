@@ -70,14 +70,19 @@ OSD_TIMEOUT = 60.0  # seconds for the OSD to be active
 # The programs up runs (Debian's ceph-mon, ceph-mgr, ceph-osd, ceph-common).
 PROGRAMS = ("ceph-mon", "ceph-mgr", "ceph-osd", "monmaptool", "ceph", "rbd")
 OSD_ACTIVE = "state: booting -> active"  # the OSD's log line once the mon has it up
-# Who may do what. client.netboot: RBD images in its pool, nothing else.
+# Who may do what. client.netboot: RBD images in its pool, and fencing (below).
 ADMIN_CAPS = (("mds", "allow *"), ("mgr", "allow *"), ("mon", "allow *"), ("osd", "allow *"))
 MGR_CAPS = (("mds", "allow *"), ("mon", "allow profile mgr"), ("osd", "allow *"))
 OSD_CAPS = (("mgr", "allow profile osd"), ("mon", "allow profile osd"), ("osd", "allow *"))
 
 
+# ``profile rbd`` may add blocklist entries (fencing), not remove them; a failover server
+# returning lifts the fence on its own address (netboot.target.failover.fence).
+LIFT_FENCE_CAP = "allow command 'osd blocklist' with blocklistop=rm"
+
+
 def client_caps(pool: str) -> tuple[tuple[str, str], ...]:
-    return (("mgr", f"profile rbd pool={pool}"), ("mon", "profile rbd"),
+    return (("mgr", f"profile rbd pool={pool}"), ("mon", f"profile rbd, {LIFT_FENCE_CAP}"),
             ("osd", f"profile rbd pool={pool}"))
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import rados
 import rbd
 
-from netboot.config import Config, StorageKind
+from netboot.config import Config, RbdConfig, StorageKind
 from netboot.errors import Conflict, ValidationError
 from netboot.host.files import remove_stale_temps
 from netboot.names import validate_image_name
@@ -116,6 +116,41 @@ def _allocated(image: rbd.Image, *, include_parent: bool) -> int:
     image.diff_iterate(0, image.size(), None, count, include_parent=include_parent,
                        whole_object=True)
     return total
+
+
+def blocklist(settings: RbdConfig, addr: str, seconds: float, *, why: str) -> None:
+    """Fence Ceph client ``addr`` (``IP:PORT/NONCE``; ``IP:0/0``: every client from that IP)
+    for ``seconds``: the OSDs drop its watches and refuse its I/O. ``profile rbd`` may add."""
+    _blocklist_op(settings, {"blocklistop": "add", "addr": addr, "expire": float(seconds)},
+                  f"could not blocklist {addr} ({why})")
+
+
+def unblocklist(settings: RbdConfig, addr: str) -> None:
+    """Lift the fence on ``addr`` (needs the mon cap ``allow command "osd blocklist" with
+    blocklistop=rm`` besides ``profile rbd``); one that is not there is no error."""
+    _blocklist_op(settings, {"blocklistop": "rm", "addr": addr},
+                  f"could not lift the blocklist entry of {addr}")
+
+
+def wait_for_latest_osdmap(settings: RbdConfig) -> None:
+    """Return once this process has the cluster's newest osdmap (a blocklist just made, say):
+    ops carry the client's map epoch and an OSD serves them only once it has that map too,
+    by then without a blocklisted client's watch."""
+    _connection(settings.ceph_conf, settings.client_id).wait_for_latest_osdmap()
+
+
+def client_address(settings: RbdConfig) -> str:
+    """This process's address as the cluster sees it (``IP:0/NONCE``): what a peer fences."""
+    return str(_connection(settings.ceph_conf, settings.client_id).get_addrs())
+
+
+def _blocklist_op(settings: RbdConfig, command: dict[str, object], failed: str) -> None:
+    cluster = _connection(settings.ceph_conf, settings.client_id)
+    code, _, status = cluster.mon_command(json.dumps({"prefix": "osd blocklist", **command}),
+                                          b"")
+    if code != 0:
+        raise StorageError(f"{_where(settings.ceph_conf, settings.client_id)}: {failed}: "
+                           f"{status or os.strerror(-code)}")
 
 
 class RbdStore:
@@ -262,20 +297,12 @@ class RbdStore:
                     watchers = [w["addr"] for w in image.watchers_list()]
             except rbd.ImageNotFound:
                 return
-            cluster = _connection(self.settings.ceph_conf, self.settings.client_id)
             for addr in watchers:
-                code, _, status = cluster.mon_command(json.dumps(
-                    {"prefix": "osd blocklist", "blocklistop": "add", "addr": addr,
-                     "expire": FENCE_SECONDS}), b"")
-                if code != 0:
-                    raise StorageError(f"could not blocklist {addr}, which holds "
-                                       f"{location}: {status}")
+                blocklist(self.settings, addr, FENCE_SECONDS, why=f"it holds {location}")
                 log.warning("blocklisted %s for %.0f s: the dead process that held %s",
                             addr, FENCE_SECONDS, location)
             if watchers:
-                # ops carry this client's newest osdmap epoch, and an OSD serves them only once
-                # it has that map too, by then without the blocklisted client's watch
-                cluster.wait_for_latest_osdmap()
+                wait_for_latest_osdmap(self.settings)
             deadline = time.monotonic() + FENCE_SETTLE
             while True:
                 try:

@@ -19,6 +19,7 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot.host.iproute import in_netns
 from netboot.host.run import not_installed
 from netboot.target.model import TargetError, TargetUnreachable
 from netboot.target.tgtmgmt import Mode, Operation, Request, call, socket_path
@@ -64,8 +65,11 @@ def tgtd_pid(control_port: int) -> int | None:
 
 
 def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
-               timeout: float = 10.0) -> int:
+               timeout: float = 10.0, netns: str | None = None) -> int:
     """Start a tgtd that listens on ``portal`` only; return its pid once it answers.
+
+    ``netns``: start it in that network namespace (its control socket is a file, so it
+    is managed from here all the same).
 
     A tgtd that already holds the control port (someone was quicker) is
     returned as it is. tgtd that cannot bind its portal silently listens on
@@ -79,6 +83,8 @@ def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
     pid_file.unlink(missing_ok=True)
     argv = ["tgtd", "-C", str(control_port), "--pid-file", str(pid_file),
             "--iscsi", f"portal={address}:{port}"]
+    if netns is not None:
+        argv = in_netns(netns, argv)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:

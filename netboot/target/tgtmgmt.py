@@ -142,6 +142,10 @@ class Param(Enum):
     PATH = "path"  # --backing-store
     BSTYPE = "bstype"  # --bstype: the backing store module (rdwr for files, rbd for Ceph)
     BSOPTS = "bsopts"  # --bsopts: the module's options (bs_rbd: "conf=FILE;id=CLIENT")
+    # a LUN's identity (VPD pages 0x80, 0x83); tgt's default derives it from tid and LUN, so
+    # two tgtds exporting one image (a failover pair) would show two disks
+    SCSI_ID = "scsi_id"
+    SCSI_SN = "scsi_sn"
     TARGETNAME = "targetname"  # --targetname
     INITIATOR_NAME = "initiator-name"  # --initiator-name
     USER = "user"  # --user

@@ -97,6 +97,19 @@ def _new_lun(tid: int, lun: Lun, rbd_options: str) -> Request:
     return Request(Mode.DEVICE, Operation.NEW, tid=tid, lun=lun.number, params=params)
 
 
+def lun_identity(iqn: str, number: int) -> tuple[str, str]:
+    """A LUN's SCSI id and serial number, from its target and number alone: every tgtd that
+    exports it (two servers of a failover pair) presents one disk, whatever its tid."""
+    digest = hashlib.sha256(f"{iqn}/{number}".encode()).hexdigest()
+    return f"netboot-{digest[:24]}", digest[24:40]
+
+
+def _identify_lun(tid: int, iqn: str, number: int) -> Request:
+    scsi_id, scsi_sn = lun_identity(iqn, number)
+    return Request(Mode.DEVICE, Operation.UPDATE, tid=tid, lun=number,
+                   params=((Param.SCSI_ID, scsi_id), (Param.SCSI_SN, scsi_sn)))
+
+
 def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[str] = (),
          discovery: list[Account] | None = None, prune: bool = False,
          known: Mapping[str, str], rbd_options: str = "") -> list[Op]:
@@ -170,6 +183,8 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
                 last.append(Op(_new_lun(tid, lun, rbd_options),
                                f"add LUN {number} ({Location(lun.store, lun.path)}) to {spec.iqn}",
                                spec.iqn))
+                last.append(Op(_identify_lun(tid, spec.iqn, number),
+                               f"set the SCSI id of LUN {number} of {spec.iqn}", spec.iqn))
         for user in want_in[len(incoming):]:
             last.append(Op(_account(Operation.BIND, user, tid),
                            f"bind account {user} to {spec.iqn}", spec.iqn))

@@ -94,7 +94,7 @@ def test_keyring_lists_each_entity_with_key_and_caps():
         [client.netboot]
         \tkey = KEY
         \tcaps mgr = "profile rbd pool=pool1"
-        \tcaps mon = "profile rbd"
+        \tcaps mon = "profile rbd, allow command 'osd blocklist' with blocklistop=rm"
         \tcaps osd = "profile rbd pool=pool1"
         """)
 

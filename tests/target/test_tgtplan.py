@@ -9,7 +9,7 @@ import pytest
 from netboot.storage.location import Store
 from netboot.target.model import Account, Login, Lun, TargetSpec
 from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param
-from netboot.target.tgtplan import Observed, Op, fingerprint, plan
+from netboot.target.tgtplan import Observed, Op, fingerprint, lun_identity, plan
 from netboot.target.tgtshow import (
     Connection,
     find_target,
@@ -120,6 +120,7 @@ def test_new_target_gets_chap_before_its_acl(observed: Observed) -> None:
         "create account gamma",
         f"create target {AUTH}:target:gamma",
         f"add LUN 1 (/luns/gamma.img) to {AUTH}:target:gamma",
+        f"set the SCSI id of LUN 1 of {AUTH}:target:gamma",
         f"bind account gamma to {AUTH}:target:gamma",
         f"admit initiator {AUTH}:initiator:gamma to {AUTH}:target:gamma",
     ]
@@ -175,7 +176,8 @@ def test_changed_lun_path_is_replaced(observed: Observed) -> None:
     moved = spec("beta", BETA, BETA_OUT, "/elsewhere/beta.img")
     ops = kinds(plan(observed, [moved], known=KNOWN))
     assert ops == [f"delete LUN 1 of {moved.iqn}",
-                   f"add LUN 1 (/elsewhere/beta.img) to {moved.iqn}"]
+                   f"add LUN 1 (/elsewhere/beta.img) to {moved.iqn}",
+                   f"set the SCSI id of LUN 1 of {moved.iqn}"]
 
 
 def test_mutual_chap_off_unbinds_the_outgoing_account(observed: Observed) -> None:
@@ -210,7 +212,8 @@ def test_an_rbd_lun_is_added_through_bs_rbd_with_its_options(observed: Observed)
                           "luns": (Lun(1, "netboot/root.beta", Store.RBD),)})
     ops = plan(observed, [moved], known=KNOWN, rbd_options=RBD_OPTIONS)
     assert kinds(ops) == [f"delete LUN 1 of {moved.iqn}",
-                          f"add LUN 1 (rbd:netboot/root.beta) to {moved.iqn}"]
+                          f"add LUN 1 (rbd:netboot/root.beta) to {moved.iqn}",
+                          f"set the SCSI id of LUN 1 of {moved.iqn}"]
     assert ops[1].request.params == ((Param.PATH, "netboot/root.beta"),
                                      (Param.BSTYPE, "rbd"), (Param.BSOPTS, RBD_OPTIONS))
 
@@ -222,3 +225,15 @@ def test_an_rbd_lun_in_place_is_left_alone() -> None:
     same = TargetSpec(iqn=target.iqn, mac="52:54:00:00:00:99", luns=target.luns,
                       initiators=target.initiators, incoming=Account("x", "y"))
     assert not [op for op in plan(observed, [same], known={}) if op.request.mode is Mode.DEVICE]
+
+
+def test_a_lun_has_the_same_scsi_identity_whatever_its_tid(observed: Observed) -> None:
+    gamma = spec("gamma", GAMMA, None, "/luns/gamma.img")
+    alone = plan(Observed((), (), ()), [gamma], known={})
+    beside = plan(observed, [ALPHA_SPEC, BETA_SPEC, gamma], known=KNOWN)
+    identify = [[op.request for op in ops if op.request.op is Operation.UPDATE]
+                for ops in (alone, beside)]
+    assert identify[0][0].tid != identify[1][0].tid
+    scsi_id, scsi_sn = lun_identity(gamma.iqn, 1)
+    assert identify[0][0].params == identify[1][0].params == (
+        (Param.SCSI_ID, scsi_id), (Param.SCSI_SN, scsi_sn))
