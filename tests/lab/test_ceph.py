@@ -207,7 +207,8 @@ def test_up_use_down_three_times_leaves_nothing(tmp_path):
 def test_down_after_up_is_killed_leaves_nothing(tmp_path, stage):
     directory = tmp_path / "cluster"
     up = subprocess.Popen([sys.executable, "-m", "netboot", "lab", "ceph", "up", "--dir",
-                           str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
     daemon = {"state recorded": None, "mon started": "mon.a", "osd started": "osd.0"}[stage]
 
     def reached() -> bool:
@@ -219,8 +220,8 @@ def test_down_after_up_is_killed_leaves_nothing(tmp_path, stage):
 
     try:
         assert eventually(reached, 60), f"up never reached '{stage}'"
-    finally:
-        up.send_signal(signal.SIGKILL)
+    finally:  # the command and the tool it waits on (ip, ceph-mon --mkfs), as a lost session
+        os.killpg(up.pid, signal.SIGKILL)
         up.wait()
     cluster = ceph.load(directory)
     assert ceph.down(directory)
