@@ -30,6 +30,7 @@ from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.storage.backend import open_storage, store_of
 from netboot.storage.location import Location
+from netboot.storage.model import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,12 @@ def recover_interrupted(config: Config, inventory: Inventory) -> list[str]:
                 continue
             if client.lun_path:
                 location = Location.parse(client.lun_path)
-                store_of(config, location).remove_abandoned(location)
+                try:
+                    store_of(config, location).remove_abandoned(location)
+                except StorageError as err:  # kept (no target, unprovisioned) for the next try
+                    client_log(log, client.mac).warning(
+                        "could not remove the root of %s yet: %s", client.hostname, err)
+                    continue
             inventory.delete(client.mac)
             client_log(log, client.mac).warning(
                 "removed %s: its provisioning was interrupted", client.hostname)

@@ -39,6 +39,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     tgtd,
     tgtd_endpoint,
 )
+from tests.support.waiting import eventually
 
 MAC = "52:54:00:00:0c:01"
 OTHER = "52:54:00:00:0c:02"
@@ -236,7 +237,12 @@ def test_a_killed_add_leaves_no_clone_no_record_and_no_target(
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    recover_interrupted(rbd_config, inventory)  # what the next add or serve start runs
+    def recovered() -> bool:  # what the next add or serve start runs, until it is done
+        recover_interrupted(rbd_config, inventory)
+        left = inventory.find(MAC)
+        return left is None or left.provisioned
+
+    assert eventually(recovered, 60)  # a root still held open is retried, not half-removed
     record = inventory.find(MAC)
     if record is not None:  # it finished before the kill: then all of it is there
         assert record.provisioned
