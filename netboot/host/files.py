@@ -9,6 +9,7 @@ name carries the pid of the process that made it (``.<final name>.tmp-<pid>``);
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -112,6 +113,23 @@ def atomic_path(final: Path, suffix: str = "", mode: int | None = None) -> Itera
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(final.parent)
+
+
+@contextmanager
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (made 0600, its directory 0700) for the block;
+    yields False, holding nothing, when ``wait`` is off and another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -18,14 +18,13 @@ no clone, no target and no temporary file.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from netboot.config import Config
+from netboot.host.files import file_lock
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.storage.backend import open_storage, store_of
@@ -42,18 +41,8 @@ def _lock_path(config: Config, hostname: str) -> Path:
 @contextmanager
 def provisioning_lock(config: Config, hostname: str, *, wait: bool = True) -> Iterator[bool]:
     """Hold the client's provisioning lock; yields False when ``wait`` is off and it is taken."""
-    path = _lock_path(config, hostname)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with file_lock(_lock_path(config, hostname), wait=wait) as held:
+        yield held
 
 
 def recover_interrupted(config: Config, inventory: Inventory) -> list[str]:

@@ -240,16 +240,17 @@ class RbdStore:
                 f"a disk image on RBD keeps its size ({image.size} bytes): its partition "
                 "cannot be grown without a block device on this server; leave --size out")
         with self._pool() as io:
-            if location.image in rbd.RBD().list(io):
+            try:
+                if image is None:
+                    rbd.RBD().create(io, location.image, size)
+                    how = "blank RBD image"
+                else:
+                    version = _version_name(image.version or 0)
+                    rbd.RBD().clone(io, IMAGE_PREFIX + image.name, version, io, location.image)
+                    how = f"RBD clone of version {version}"
+            except rbd.ImageExists:
                 raise Conflict(f"RBD image {location} already exists (the data of a removed "
-                               "client?); remove it or choose another --hostname")
-            if image is None:
-                rbd.RBD().create(io, location.image, size)
-                how = "blank RBD image"
-            else:
-                version = _version_name(image.version or 0)
-                rbd.RBD().clone(io, IMAGE_PREFIX + image.name, version, io, location.image)
-                how = f"RBD clone of version {version}"
+                               "client?); remove it or choose another --hostname") from None
             try:
                 with rbd.Image(io, location.image) as made:
                     if made.size() < size:
@@ -267,13 +268,18 @@ class RbdStore:
         (missing, it is made with ``size``). Its librbd cache is turned off either way."""
         with self._pool(location.pool) as io:
             created = False
-            if location.image not in rbd.RBD().list(io):
-                if size is None:
-                    raise ValidationError(f"RBD image {location} does not exist: give --size "
-                                          "to create it")
-                rbd.RBD().create(io, location.image, size)
-                created = True
-            with rbd.Image(io, location.image) as image:
+            if size is not None:
+                try:
+                    rbd.RBD().create(io, location.image, size)
+                    created = True
+                except rbd.ImageExists:
+                    pass
+            try:
+                image = rbd.Image(io, location.image)
+            except rbd.ImageNotFound:
+                raise ValidationError(f"RBD image {location} does not exist: give --size "
+                                      "to create it") from None
+            with image:
                 have = image.size()
                 if size is not None and size != have:
                     raise ValidationError(f"RBD image {location} exists with {have} bytes; "

@@ -10,16 +10,14 @@ report a secret back, so this is how a changed secret is noticed).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netboot.host.files import atomic_write
+from netboot.host.files import atomic_write, file_lock
 from netboot.log import client_log
 from netboot.target.model import (
     GLOBAL,
@@ -190,13 +188,8 @@ class TgtBackend:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self._lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._lock, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with file_lock(self._lock):
             yield
-        finally:
-            os.close(fd)
 
     def _load_known(self, pid: int | None) -> dict[str, str]:
         """Fingerprints valid for the tgtd now running (a restarted tgtd has no accounts)."""

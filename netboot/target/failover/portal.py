@@ -7,10 +7,8 @@ only state, whether this server holds the portal, is a file next to keepalived's
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +16,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 from netboot.config import Config
-from netboot.host.files import atomic_write
+from netboot.host.files import atomic_write, file_lock
 from netboot.target.failover import address, fence
 from netboot.target.failover.decide import Action, VrrpState, decide, holds_after
 from netboot.target.failover.keepalived import Files, argv, files, write_files
@@ -95,9 +93,5 @@ def _save(where: Files, *, holding: bool) -> None:
 
 @contextmanager
 def _locked(where: Files) -> Iterator[None]:
-    fd = os.open(where.lock, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(where.lock):
         yield
-    finally:
-        os.close(fd)
