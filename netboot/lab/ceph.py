@@ -487,6 +487,10 @@ def down(directory: Path) -> bool:
     topology.stop(processes_naming(str(directory)) + processes_naming(cluster.netns))
     if cluster.netns in iproute.netns_names():
         topology.stop_processes(cluster.netns)
+        # Each pair first, at once: the kernel tears a deleted namespace's links down
+        # later, and a host end could outlive down for a moment.
+        for attachment in cluster.attachments:
+            iproute.ip("link", "delete", attachment.link, netns=cluster.netns, check=False)
         iproute.delete_netns(cluster.netns)
         if cluster.netns in iproute.netns_names():
             raise CephError(f"namespace {cluster.netns} could not be deleted; "

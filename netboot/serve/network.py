@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 READY = b"ready\n"
 START_TIMEOUT = 60.0  # seconds for the network part to bind every socket
-STOP_TIMEOUT = 30.0
+# The network part writes its stacks and exits after NETWORK_STOP_DEADLINE seconds of
+# stopping; the root part waits a little longer for that, then kills it, all within
+# its own netboot.serve.supervise.STOP_DEADLINE.
+NETWORK_STOP_DEADLINE = 8.0
+STOP_TIMEOUT = 10.0
 
 
 def network_part_argv(config: Config, ready_fd: int) -> list[str]:

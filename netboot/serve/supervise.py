@@ -16,6 +16,7 @@ error naming it, rather than leaving it to serve on without that part.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -31,12 +32,16 @@ from netboot.host.users import ServiceUser, blocking_directory, service_user, sh
 from netboot.inventory.store import open_inventory
 from netboot.provisioning.root import recover_interrupted
 from netboot.serve.compose import Part, build_services
-from netboot.serve.network import READY
+from netboot.serve.network import NETWORK_STOP_DEADLINE, READY
 from netboot.serve.service import SERVE_READY, Service
 from netboot.storage.model import StorageError
 from netboot.threads import Supervisor
 
 log = logging.getLogger(__name__)
+
+# Seconds the services have to stop: less than a service manager's grace (systemd's
+# TimeoutStopSec, 90 s) and than the test harness's (15 s), so the stacks get written.
+STOP_DEADLINE = 12.0
 
 
 def check_interface(config: Config) -> None:
@@ -52,12 +57,16 @@ def check_interface(config: Config) -> None:
 
 
 def run(services: list[Service], stop: threading.Event | None = None,
-        ready: Callable[[], None] | None = None) -> None:
+        ready: Callable[[], None] | None = None,
+        stop_deadline: float = STOP_DEADLINE) -> None:
     """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``) or until a thread of one
     dies, then stop them in reverse; a death raises, so ``netboot serve`` exits non-zero.
 
     Once all listen, ``ready`` is called (the network part tells its parent), or else the
-    :data:`SERVE_READY` line is logged."""
+    :data:`SERVE_READY` line is logged. A stop that takes longer than ``stop_deadline``
+    seconds writes every thread's stack to stderr and ends the process with status 1
+    (:func:`faulthandler.dump_traceback_later`, which works even if Python is stuck): a
+    service manager's kill would tell nobody what held it."""
     if not services:
         raise NetbootError("nothing to serve: every service is turned off in the config")
     stop = stop or threading.Event()
@@ -86,7 +95,11 @@ def run(services: list[Service], stop: threading.Event | None = None,
         else:
             log.error("stopping every service: %s", supervisor.death)
     finally:
-        supervisor.stop_all(started)
+        faulthandler.dump_traceback_later(stop_deadline, exit=True)
+        try:
+            supervisor.stop_all(started)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
     if supervisor.death is not None:
         raise NetbootError(f"serve stopped: {supervisor.death}")
 
@@ -163,4 +176,4 @@ def serve_network_part(config: Config, ready_fd: int) -> None:
         log.info("network part serving as uid %d", os.geteuid())
 
     run(build_services(config, partial(open_inventory, config), Part.NETWORK),
-        ready=ready)
+        ready=ready, stop_deadline=NETWORK_STOP_DEADLINE)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot.errors import NetbootError
 from netboot.host.files import atomic_write, file_lock
+from netboot.host.sockets import abort_tcp
 from netboot.log import client_log
 from netboot.target.model import (
     GLOBAL,
@@ -31,18 +34,26 @@ from netboot.target.model import (
     TargetUnreachable,
 )
 from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtd_pid
-from netboot.target.tgtmgmt import Mode, Operation, Request, call
-from netboot.target.tgtplan import Observed, Op, plan
+from netboot.target.tgtmgmt import Mode, Operation, Request, Status, TargetRefused, call
+from netboot.target.tgtplan import Observed, Op, close_connections, plan
 from netboot.target.tgtshow import (
     find_target,
     parse_accounts,
     parse_global_accounts,
+    parse_portal_ports,
     parse_targets,
 )
 
 log = logging.getLogger(__name__)
 
 DISCOVERY_ACCOUNTS_MAX = 16  # tgt's global target: a static int[16], never grown safely
+# A LUN is busy while commands are in its backing store (``usr/target.c``
+# tgt_device_destroy): after its connections closed, those finish within moments.
+LUN_BUSY_WAIT = 10.0
+LUN_BUSY_POLL = 0.1
+# Still busy this long after its connections were closed: a peer that stopped reading
+# (netboot.host.sockets says why tgt then waits on it), whose connections are reset.
+LUN_STUCK_AFTER = 1.0
 
 
 class TgtBackend:
@@ -114,17 +125,9 @@ class TgtBackend:
             target = find_target(self._show(Mode.TARGET), spec.iqn)
             if target is None:
                 return ()
-            for connection in target.connections:
-                request = Request(Mode.CONNECTION, Operation.DELETE, tid=target.tid,
-                                  sid=connection.sid, cid=connection.cid)
-                try:
-                    call(self.control_port, request,
-                         what=f"close connection {connection.cid} of session "
-                              f"{connection.sid} on {spec.iqn}")
-                except TargetUnreachable:
-                    raise
-                except TargetError as err:  # it ended by itself meanwhile
-                    client_log(log, spec.mac).info("%s", err)
+            closed = Outcome()
+            for op in close_connections(target):
+                self._run(op, closed, {spec.iqn: spec.mac}, {})
             return target.state.logins
 
     def forget_secrets(self) -> None:
@@ -171,20 +174,55 @@ class TgtBackend:
     def _run(self, op: Op, outcome: Outcome, macs: dict[str, str],
              known: dict[str, str]) -> None:
         logger = client_log(log, macs[op.owner]) if op.owner in macs else log
-        try:
-            call(self.control_port, op.request, what=op.what)
-        except TargetUnreachable:
-            raise
-        except TargetError as err:
-            logger.error("%s", err)
-            outcome.failed[op.owner or GLOBAL] = str(err)
-            return
+        started = time.monotonic()
+        reset = False
+        while True:
+            try:
+                call(self.control_port, op.request, what=op.what)
+                break
+            except TargetUnreachable:
+                raise
+            except TargetError as err:
+                status = err.status if isinstance(err, TargetRefused) else None
+                if status in op.done_if:
+                    logger.info("%s", err)
+                    return
+                waited = time.monotonic() - started
+                if status == Status.LUN_ACTIVE and waited < LUN_BUSY_WAIT:
+                    if op.peers and not reset and waited >= LUN_STUCK_AFTER:
+                        self._reset_connections(op, logger)
+                        reset = True
+                    time.sleep(LUN_BUSY_POLL)  # commands of a closed connection finishing
+                    continue
+                logger.error("%s", err)
+                outcome.failed[op.owner or GLOBAL] = str(err)
+                return
         if op.sets:
             known[op.sets[0]] = op.sets[1]
         if op.drops:
             known.pop(op.drops, None)
         logger.info("%s", op.what)
         outcome.changes.append(op.what)
+
+    def _reset_connections(self, op: Op, logger: logging.LoggerAdapter | logging.Logger) -> None:
+        """Reset the TCP connections of ``op``'s initiators to tgtd's portals: closed by
+        tgt but still holding the LUN, so their peers stopped reading (powered off?)."""
+        pid = self.running()
+        if pid is None:
+            return
+        ports = parse_portal_ports(self._show(Mode.PORTAL))
+        for peer in op.peers:
+            for port in sorted(ports):
+                try:
+                    count = abort_tcp(pid, port, peer)
+                except NetbootError as err:
+                    logger.warning("%s: %s", op.what, err)
+                    continue
+                if count:
+                    logger.warning("%s: %d connection(s) from %s to port %d still open after "
+                                   "tgt closed them, answers unread (the initiator stopped "
+                                   "reading: powered off?); reset them", op.what, count, peer,
+                                   port)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -209,6 +209,14 @@ class Request:
     force: bool = False
 
 
+class TargetRefused(TargetError):
+    """tgtd answered a request with an error code (``status``, an ``enum tgtadm_errno``)."""
+
+    def __init__(self, text: str, status: int) -> None:
+        super().__init__(text)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Answer:
     """tgtd's answer: its ``enum tgtadm_errno`` code and (for ``show``) the report text."""
@@ -300,7 +308,7 @@ def call(control_port: int, request: Request, *, what: str, timeout: float = 30.
     except ValueError as err:
         raise TargetError(f"{what}: {err}") from None
     if answer.status != Status.SUCCESS:
-        raise TargetError(f"{what}: {message(answer.status)}")
+        raise TargetRefused(f"{what}: {message(answer.status)}", answer.status)
     if request.mode is Mode.SYSTEM and request.op is Operation.DELETE:
         _wait_closed(control_port, what, deadline)
     return answer.text

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from netboot.storage.location import Location, Store
 from netboot.target.model import GLOBAL, Account, Lun, TargetSpec
-from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param, Request
+from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param, Request, Status
 from netboot.target.tgtshow import RBD_BSTYPE, TgtTarget
 
 
@@ -42,6 +42,8 @@ class Op:
     owner: str | None = None  # target IQN, GLOBAL, or None for shared accounts
     sets: tuple[str, str] | None = None  # (user, fingerprint) an account now holds
     drops: str | None = None  # user whose account this deletes
+    done_if: frozenset[Status] = frozenset()  # refusals that mean its aim holds already
+    peers: tuple[str, ...] = ()  # initiators' addresses, whose stuck connections may be reset
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,18 @@ class Observed:
     accounts: tuple[str, ...]
     discovery: tuple[str, ...]
     discovery_out: str | None = None
+
+
+def close_connections(target: TgtTarget) -> list[Op]:
+    """Close each connection of ``target`` (``--mode conn --op delete``), which ends its
+    sessions and drops what tgtd still had to send on them; one that ended meanwhile is
+    no error."""
+    iqn = target.state.iqn
+    return [Op(Request(Mode.CONNECTION, Operation.DELETE, tid=target.tid, sid=c.sid,
+                       cid=c.cid),
+               f"close connection {c.cid} of session {c.sid} on {iqn}", iqn,
+               done_if=frozenset({Status.NO_SESSION, Status.NO_CONNECTION}))
+            for c in target.connections]
 
 
 def fingerprint(account: Account) -> str:
@@ -136,8 +150,12 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
     last: list[Op] = []   # creations and binds
     for iqn in remove:
         if iqn in by_iqn:
+            # Its connections first: a LUN with answers still queued to an initiator that
+            # vanished (a VM powered off) cannot be deleted until they are dropped.
+            first += close_connections(by_iqn[iqn])
+            peers = tuple(dict.fromkeys(login.address for login in by_iqn[iqn].state.logins))
             first.append(Op(Request(Mode.TARGET, Operation.DELETE, tid=by_iqn[iqn].tid,
-                                    force=True), f"delete target {iqn}", iqn))
+                                    force=True), f"delete target {iqn}", iqn, peers=peers))
 
     next_tid = max((t.tid for t in observed.targets), default=0) + 1
     for spec in targets:

@@ -154,3 +154,13 @@ def parse_global_accounts(text: str) -> tuple[list[str], str | None]:
         else:
             incoming.append(name)
     return incoming, outgoing
+
+
+_PORTAL = re.compile(r"^Portal: \[?(?P<address>.*?)\]?:(?P<port>\d+),\d+$")
+
+
+def parse_portal_ports(text: str) -> set[int]:
+    """The TCP ports tgtd listens on, from ``tgtadm --mode portal --op show``
+    (``Portal: ADDRESS:PORT,TPGT``, an IPv6 address in brackets; ``usr/iscsi/target.c``)."""
+    return {int(m["port"]) for line in text.splitlines()
+            if (m := _PORTAL.match(line.strip()))}

@@ -4,6 +4,10 @@ started with :func:`netboot.threads.start_thread`."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +17,7 @@ import pytest
 from netboot.errors import NetbootError
 from netboot.serve.supervise import run
 from netboot.threads import start_thread
+from tests.support import REPO
 
 Body = Callable[[threading.Event], None]
 
@@ -93,3 +98,27 @@ def test_a_stop_asked_for_ends_run_cleanly(caplog):
         assert running.result(timeout=20) is None
     assert stops == ["two", "one"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_stop_that_hangs_writes_every_threads_stack_and_exits_1(tmp_path):
+    """A service whose stop never returns: after the deadline the process ends anyway,
+    having said where each thread was."""
+    script = tmp_path / "hang.py"
+    script.write_text(textwrap.dedent("""
+        import threading
+        from netboot.serve.supervise import run
+
+        class Stuck:
+            name = "stuck"
+            def start(self): pass
+            def stop(self): threading.Event().wait()  # e.g. a join that never ends
+
+        stop = threading.Event()
+        stop.set()
+        run([Stuck()], stop, stop_deadline=0.5)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    assert "Timeout (0:00:00.500000)!" in done.stderr
+    assert "in stop" in done.stderr  # the frame it hung in

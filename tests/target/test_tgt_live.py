@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     tgtd,
     tgtd_endpoint,
 )
+from tests.support.waiting import eventually
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -146,6 +151,30 @@ def test_removed_client_target_is_gone_and_data_kept(target_config: Config, tgtd
     assert Path(one.lun_path).is_file()
     done = read_capacity(tgtd, one.initiator_iqn, one.chap_user, one.chap_secret, one.target_iqn)
     assert done.returncode != 0
+
+
+def test_removing_a_client_whose_initiator_stopped_reading_closes_it_out(
+        target_config: Config, tgtd: Tgtd, inventory: Inventory, backend: TgtBackend,
+        two_clients, caplog: pytest.LogCaptureFixture) -> None:
+    """An initiator frozen mid-read (a VM powered off under I/O) leaves tgtd's answers
+    queued, which keep its LUN busy; removal closes its connection, then the target goes."""
+    one, _ = two_clients
+    url = (f"iscsi://{one.chap_user}%{one.chap_secret}@{tgtd.url}/{one.target_iqn}/1")
+    reader = subprocess.Popen(["iscsi-perf", "-i", one.initiator_iqn, "-m", "64", "-b", "2048",
+                               "-t", "60", url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert eventually(lambda: any(t.iqn == one.target_iqn and t.logins
+                                      for t in backend.targets()), 10)
+        time.sleep(0.5)  # reads under way
+        os.kill(reader.pid, signal.SIGSTOP)
+        time.sleep(1)  # tgtd's answers fill the connection
+        remove_client(target_config, inventory, one.mac, purge=True, backend=backend)
+        assert one.target_iqn not in {t.iqn for t in backend.targets()}
+        assert "reset them" in caplog.text
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_purge_deletes_the_root_lun(target_config: Config, inventory: Inventory,

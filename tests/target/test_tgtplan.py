@@ -15,6 +15,7 @@ from netboot.target.tgtshow import (
     find_target,
     parse_accounts,
     parse_global_accounts,
+    parse_portal_ports,
     parse_targets,
 )
 
@@ -154,6 +155,29 @@ def test_removed_client_leaves_discovery_without_a_gap(observed: Observed) -> No
     assert replay_discovery(list(observed.discovery), ops) == ["beta"]
     assert "delete account alpha" in kinds(ops)
     assert f"delete target {ALPHA_SPEC.iqn}" in kinds(ops)
+
+
+def test_removed_target_with_a_session_closes_its_connection_before_the_delete(
+        observed: Observed) -> None:
+    ops = plan(observed, [BETA_SPEC], remove=[ALPHA_SPEC.iqn], discovery=[BETA], prune=True,
+               known=KNOWN)
+    close = next(op for op in ops if op.request.mode is Mode.CONNECTION)
+    assert close.request.op is Operation.DELETE
+    assert (close.request.tid, close.request.sid, close.request.cid) == (1, 1, 0)
+    assert close.done_if  # a connection that ended meanwhile is no failure
+    assert ops.index(close) < kinds(ops).index(f"delete target {ALPHA_SPEC.iqn}")
+
+
+def test_removed_target_names_its_initiators_addresses_for_a_reset(observed: Observed) -> None:
+    ops = plan(observed, [BETA_SPEC], remove=[ALPHA_SPEC.iqn], known=KNOWN)
+    delete = next(op for op in ops if op.what == f"delete target {ALPHA_SPEC.iqn}")
+    assert delete.peers == ("127.0.0.1",)
+
+
+def test_portal_report_gives_each_listening_port() -> None:
+    # usr/iscsi/target.c iscsi_target_show_portals: "Portal: %s%s%s:%d,%d", IPv6 bracketed
+    text = "Portal: 198.18.0.1:3260,1\nPortal: [fd00:198:18::1]:3261,1\n"
+    assert parse_portal_ports(text) == {3260, 3261}
 
 
 def test_changed_secret_closes_the_acl_until_chap_is_back(observed: Observed) -> None:
