@@ -7,6 +7,7 @@ Loading and validation live in :mod:`netboot.configfile`.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
@@ -87,6 +88,8 @@ class ServerConfig:
     http_request_timeout: int = 30
     # the user DHCP, TFTP and HTTP run as (netboot.host.users); root: one root process
     user: str = SERVICE_USER
+    # this server's name among those sharing an inventory (netboot status); default: hostname
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,11 @@ class Config:
     boot: BootConfig = field(default_factory=BootConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     source: Path | None = field(default=None, compare=False)
+
+    @property
+    def server_name(self) -> str:
+        """This server's name in the inventory's ``servers`` table."""
+        return self.server.name or socket.gethostname()
 
     @property
     def portal(self) -> tuple[IPv4Address, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from ipaddress import IPv4Address
 
@@ -13,6 +14,7 @@ from netboot.cli.progress import copy_progress
 from netboot.config import Config
 from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.luns import extra_luns
+from netboot.inventory.servers import portal_holder
 from netboot.output import emit_json, fields_table, table, when
 from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
@@ -146,13 +148,19 @@ def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config
         click.echo(render_initiator_config(app.config, found), nl=False)
         return
     luns = extra_luns(app.inventory, mac)
+    address, port = app.config.portal
+    holder = portal_holder(app.inventory.servers(), time.time())
     if as_json:
         data = _client_json(app.config, found, show_secrets)
         data["extra_luns"] = [asdict(r) for r in luns]
+        data["portal"] = {"address": f"{address}:{port}",
+                          "held_by": holder.name if holder else None}
         emit_json(data)
         return
     pairs = _client_fields(app.config, found, show_secrets)
     pairs += [(f"lun {r.lun}", f"{r.kind} {r.path} ({format_size(r.size)})") for r in luns]
+    pairs.append(("portal", f"{address}:{port}, held by "
+                            f"{holder.name if holder else 'no running server'}"))
     click.echo(fields_table(pairs))
 
 

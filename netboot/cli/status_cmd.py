@@ -7,6 +7,7 @@ import time
 import click
 
 from netboot.cli.app import App, pass_app
+from netboot.inventory.servers import portal_holder
 from netboot.output import emit_json, table, when
 from netboot.storage.backend import describe
 from netboot.storage.location import Location
@@ -26,23 +27,38 @@ def _ago(stamp: float | None, now: float) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Each client's last boot stage and when it was reached."""
+    """Each client's last boot stage and when it was reached, then the servers sharing the
+    inventory: which run, and which holds the iSCSI portal."""
     clients = app.inventory.clients()
     unknown = app.inventory.unknown_machines()
+    servers = app.inventory.servers()
+    now = time.time()
+    holder = portal_holder(servers, now)
     if as_json:
         emit_json({
             "clients": [{"mac": c.mac, "hostname": c.hostname, "ip": str(c.ip),
                          "stage": c.last_stage, "stage_at": c.last_stage_at,
                          "last_seen": c.last_seen, "root": c.lun_path} for c in clients],
             "unknown_machines": len(unknown),
+            "servers": [{"name": s.name, "address": str(s.address), "state": s.liveness(now),
+                         "portal": s.portal, "dynamic_range": [str(s.range_start),
+                                                               str(s.range_end)],
+                         "started": s.started, "seen": s.seen, "stopped": s.stopped}
+                        for s in servers],
+            "portal_holder": holder.name if holder else None,
         })
         return
-    now = time.time()
     click.echo(table(
         ["hostname", "mac", "ip", "stage", "reached", "when", "root"],
         [(c.hostname, c.mac, c.ip, c.last_stage, when(c.last_stage_at),
           _ago(c.last_stage_at, now),
           describe(Location.parse(c.lun_path)) if c.lun_path else None) for c in clients]))
+    if servers:
+        click.echo()
+        click.echo(table(
+            ["server", "address", "state", "portal", "dynamic range", "seen"],
+            [(s.name, s.address, s.liveness(now), s.portal, f"{s.range_start}-{s.range_end}",
+              _ago(s.seen, now)) for s in servers]))
     if unknown:
         click.echo(f"\n{len(unknown)} unregistered machine(s) asked to boot: "
                    "'netboot client list --unknown' lists them")

@@ -102,6 +102,19 @@ SQLITE: tuple[str, ...] = (
     DROP TABLE luns;
     ALTER TABLE luns_new RENAME TO luns;
     """,
+    # the servers sharing the inventory (netboot.inventory.servers)
+    """
+    CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        range_start TEXT NOT NULL,
+        range_end TEXT NOT NULL,
+        portal TEXT NOT NULL CHECK (portal IN ('holder', 'standby', 'fenced', 'none')),
+        started REAL NOT NULL,
+        seen REAL NOT NULL,
+        stopped REAL
+    );
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -180,5 +193,17 @@ POSTGRESQL: tuple[str, ...] = (
     """
     ALTER TABLE luns DROP CONSTRAINT luns_kind;
     ALTER TABLE luns ADD CONSTRAINT luns_kind CHECK (kind IN ('file', 'device', 'rbd'));
+    """,
+    """
+    CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        range_start TEXT NOT NULL,
+        range_end TEXT NOT NULL,
+        portal TEXT NOT NULL CHECK (portal IN ('holder', 'standby', 'fenced', 'none')),
+        started DOUBLE PRECISION NOT NULL,
+        seen DOUBLE PRECISION NOT NULL,
+        stopped DOUBLE PRECISION
+    );
     """,
 )

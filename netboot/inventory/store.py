@@ -19,6 +19,7 @@ from netboot.config import Config
 from netboot.errors import Conflict, NotFound
 from netboot.inventory.backend import Backend, Database, Row
 from netboot.inventory.clients import Client, UnknownMachine, UnknownNote
+from netboot.inventory.servers import PortalRole, ServerRecord
 from netboot.inventory.sqlite import SqliteBackend
 from netboot.inventory.stages import Stage
 from netboot.inventory.windows import (
@@ -299,6 +300,36 @@ class Inventory:
     def unknown_machines(self) -> list[UnknownMachine]:
         rows = self._db.execute("SELECT * FROM unknown_machines ORDER BY first_seen")
         return [UnknownMachine(**dict(r)) for r in rows]
+
+    # -- servers ---------------------------------------------------------------
+
+    def announce_server(self, record: ServerRecord) -> list[ServerRecord]:
+        """Write this server's row (a start, or a heartbeat) and return the other servers'
+        rows, read in the same transaction."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM servers WHERE name = ?", (record.name,))
+            db.execute("INSERT INTO servers (name, address, range_start, range_end, portal, "
+                       "started, seen, stopped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (record.name, str(record.address), str(record.range_start),
+                        str(record.range_end), record.portal.value, record.started,
+                        record.seen, record.stopped))
+            rows = db.execute("SELECT * FROM servers WHERE name <> ?", (record.name,)).fetchall()
+        return [_server(r) for r in rows]
+
+    def servers(self) -> list[ServerRecord]:
+        """Every server that ever served this inventory and was not forgotten, by name."""
+        return [_server(r) for r in self._db.execute("SELECT * FROM servers ORDER BY name")]
+
+    def forget_server(self, name: str) -> bool:
+        """Remove a server's row (one taken out of service); False if there was none."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM servers WHERE name = ?", (name,)).rowcount > 0
+
+
+def _server(row: Row) -> ServerRecord:
+    return ServerRecord(row["name"], IPv4Address(row["address"]),
+                        IPv4Address(row["range_start"]), IPv4Address(row["range_end"]),
+                        PortalRole(row["portal"]), row["started"], row["seen"], row["stopped"])
 
 
 InventoryFactory = Callable[[], Inventory]  # how a service opens its own connections

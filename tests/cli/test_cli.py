@@ -4,8 +4,11 @@ The ``run`` and ``initialised`` fixtures are in conftest.py.
 """
 
 import json
+import time
+from ipaddress import IPv4Address
 
 from netboot.configfile import load_config
+from netboot.inventory.servers import PortalRole, ServerRecord
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 
@@ -106,3 +109,24 @@ def test_status_shows_each_clients_last_stage(initialised, tmp_path):
     row = initialised("status").stdout.splitlines()[1].split()
     assert row[:4] == ["web1", MAC, "198.18.0.2", "login"]
     assert json.loads(initialised("status", "--json").stdout)["clients"][0]["stage"] == "login"
+
+
+def test_status_and_client_show_name_the_servers_and_the_portal_holder(initialised):
+    initialised("client", "add", MAC)
+    config = load_config(initialised.config)
+    now = time.time()
+    start, end = config.dhcp.dynamic_range
+    with Inventory(config.storage.database) as inv:
+        inv.announce_server(ServerRecord("boot-a", config.server.address, start, end,
+                                         PortalRole.HOLDER, now - 60, now))
+        inv.announce_server(ServerRecord("boot-b", IPv4Address("198.18.0.3"), start, end,
+                                         PortalRole.STANDBY, now - 60, now - 3600))
+    status = json.loads(initialised("status", "--json").stdout)
+    assert {s["name"]: s["state"] for s in status["servers"]} == {"boot-a": "running",
+                                                                  "boot-b": "lost"}
+    assert status["portal_holder"] == "boot-a"
+    shown = json.loads(initialised("client", "show", MAC, "--json").stdout)
+    assert shown["portal"]["held_by"] == "boot-a"
+    lines = initialised("status").stdout.splitlines()
+    assert next(ln for ln in lines if ln.startswith("boot-b")).split()[:4] == [
+        "boot-b", "198.18.0.3", "lost", "standby"]
