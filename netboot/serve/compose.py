@@ -14,6 +14,7 @@ from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.store import InventoryFactory
 from netboot.provisioning.windows import WindowPreparer
 from netboot.serve.network import NetworkProcess
+from netboot.serve.presence import Presence
 from netboot.serve.service import Service
 from netboot.target.service import TargetService
 from netboot.tftp.server import TftpServer
@@ -56,11 +57,19 @@ def network_services(config: Config, open_inventory: InventoryFactory) -> list[S
 
 
 def root_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
-    """What needs root: tgtd kept in step, and new boot windows prepared on it (their
-    client's sessions closed and CHAP renewed before the window's files are served)."""
+    """What needs root: the floating portal (target.failover), tgtd kept in step, and new
+    boot windows prepared on it (their client's sessions closed and CHAP renewed before the
+    window's files are served)."""
     if not config.target.manage:
         return []
-    services: list[Service] = [TargetService(config, open_inventory)]
+    if not config.target.failover.enabled:
+        services: list[Service] = [TargetService(config, open_inventory)]
+    else:  # keepalived prepared and running before tgtd starts (on the floating address)
+        from netboot.target.failover.portal import fenced
+        from netboot.target.failover.service import PortalService
+
+        services = [PortalService(config),
+                    TargetService(config, open_inventory, may_start=lambda: not fenced(config))]
     if config.tokens:
         services.append(WindowPreparer(config, open_inventory))
     return services
@@ -74,5 +83,7 @@ def build_services(config: Config, open_inventory: InventoryFactory, part: Part 
         return network_services(config, open_inventory)
     if part is Part.ROOT:
         assert user is not None
-        return [*root_services(config, open_inventory), NetworkProcess(config, user)]
-    return [*network_services(config, open_inventory), *root_services(config, open_inventory)]
+        return [Presence(config, open_inventory), *root_services(config, open_inventory),
+                NetworkProcess(config, user)]
+    return [Presence(config, open_inventory), *network_services(config, open_inventory),
+            *root_services(config, open_inventory)]

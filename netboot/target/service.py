@@ -42,20 +42,33 @@ class TargetService:
     name = "target"
 
     def __init__(self, config: Config, open_inventory: Callable[[], Inventory],
-                 backend: TargetBackend | None = None, watch: float = WATCH_INTERVAL) -> None:
+                 backend: TargetBackend | None = None, watch: float = WATCH_INTERVAL,
+                 may_start: Callable[[], bool] = lambda: True) -> None:
+        """``may_start``: whether a tgtd that is gone may be started again (not once the
+        floating portal was lost and this server fenced: :mod:`netboot.target.failover`)."""
         self.config = config
         self.open_inventory = open_inventory
         self.backend = backend or managed_backend(config)
         self.watch = watch
+        self.may_start = may_start
+        self._held_back = False  # a gone tgtd not started again: said once
         self.reconciles = 0  # how many reconciles ran (a test and `serve` logs read it)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sessions: frozenset[Session] = frozenset()  # seen in the previous round
 
-    def _ensure_daemon(self) -> int:
+    def _ensure_daemon(self) -> int | None:
+        """tgtd's pid, started if it is gone; None if it is gone and may not start."""
         pid = self.backend.running()
         if pid is not None:
             return pid
+        if not self.may_start():
+            if not self._held_back:
+                log.error("tgtd stopped when the floating portal went to the peer, which "
+                          "fences this server: it is not started again; restart serve to "
+                          "rejoin as standby")
+                self._held_back = True
+            return None
         address, port = self.config.portal
         log.warning("no tgtd on control port %d: starting one on portal %s:%d",
                     self.config.target.tgt_control_port, address, port)
@@ -90,6 +103,9 @@ class TargetService:
             log.info("using the running tgtd (pid %d) on control port %d", pid,
                      self.config.target.tgt_control_port)
         pid = self._ensure_daemon()
+        if pid is None:
+            raise NetbootError("tgtd may not start: this server was fenced when it lost the "
+                               "floating portal")
         with self.open_inventory() as inventory:
             self._reconcile(inventory)
         self._stop.clear()
@@ -110,6 +126,8 @@ class TargetService:
             while not self._stop.wait(self.watch):
                 try:
                     now_pid = self._ensure_daemon()
+                    if now_pid is None:
+                        continue  # fenced: nothing to keep in step until serve restarts
                     now_version = inventory.change_mark()
                     due = time.monotonic() - last >= self.config.target.reconcile_interval
                     if now_pid != pid:

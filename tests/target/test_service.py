@@ -77,6 +77,25 @@ def test_killed_tgtd_is_started_again_with_every_target(service: TargetService,
     assert eventually(lambda: logs_in(tgtd_endpoint, registered))
 
 
+def test_a_gone_tgtd_is_not_started_again_while_it_may_not(target_config: Config,
+                                                          tgtd_endpoint: Tgtd,
+                                                          registered) -> None:
+    """As on a server fenced when the floating portal went to its peer."""
+    allowed = [True]
+    service = TargetService(target_config, partial(open_inventory, target_config), watch=0.1,
+                            may_start=lambda: allowed[0])
+    try:
+        service.start()
+        allowed[0] = False
+        stop_tgtd(tgtd_endpoint.control_port)
+        time.sleep(1)  # ten rounds of the watch
+        assert tgtd_pid(tgtd_endpoint.control_port) is None
+    finally:
+        service.stop()
+        stop_tgtd(tgtd_endpoint.control_port)
+        forget_control_port(tgtd_endpoint.control_port)
+
+
 def test_tgtd_restarted_by_someone_else_gets_every_target_back(
         service: TargetService, tgtd_endpoint: Tgtd, registered) -> None:
     service.start()

@@ -9,6 +9,8 @@ The only memory is whether this server holds the floating address now. Rules:
   The peer takes over and fences this server's address, so every Ceph client of that
   tgtd is dead for writes; only a new start of the portal (which lifts the fence on
   this server's own address before a fresh tgtd opens anything) brings it back.
+* MASTER on a server fenced before: nothing. It has no tgtd to serve the address, and
+  it leaves VRRP (:mod:`.service` stops its keepalived) until serve starts again.
 * Anything else (a repeated state, BACKUP at start) changes nothing.
 """
 
@@ -35,10 +37,11 @@ class Action(StrEnum):
     STOP_TARGET = "stop-target"  # this tgtd's Ceph clients are (or will be) fenced
 
 
-def decide(holding: bool, state: VrrpState) -> tuple[Action, ...]:
-    """The actions for VRRP ``state`` on a server that holds the portal (``holding``) or not."""
+def decide(holding: bool, state: VrrpState, fenced: bool = False) -> tuple[Action, ...]:
+    """The actions for VRRP ``state`` on a server that holds the portal (``holding``) or not,
+    and that lost it before (``fenced``: its tgtd is stopped, so it takes nothing back)."""
     if state is VrrpState.MASTER:
-        return () if holding else (Action.FENCE_PEER, Action.TAKE_ADDRESS)
+        return () if holding or fenced else (Action.FENCE_PEER, Action.TAKE_ADDRESS)
     return (Action.DROP_ADDRESS, Action.STOP_TARGET) if holding else ()
 
 

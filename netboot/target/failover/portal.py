@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def prepare(config: Config) -> list[str]:
     own = fence.lift_own_fence(config)
     log.info("lifted any fence on this server's storage address %s", own)
     where = write_files(config)
-    _save(where, holding=False)
+    _save(where, PortalState())
     address.drop(config.vrrp_interface, floating_address(config))
     return argv(where)
 
@@ -52,20 +53,28 @@ def notify(config: Config, state: VrrpState) -> tuple[Action, ...]:
     """Carry out VRRP ``state`` on this server; the actions done."""
     where = files(config)
     with _locked(where):
-        holding = _load(where)
-        actions = decide(holding, state)
+        before = _load(where)
+        actions = decide(before.holding, state, before.fenced)
         started = time.monotonic()
         for action in actions:
             _do(config, action)
             log.warning("portal %s: %s done at +%.2f s", state, action,
                         time.monotonic() - started)
-        _save(where, holding=holds_after(actions, holding))
+        _save(where, PortalState(holds_after(actions, before.holding),
+                                 before.fenced or Action.STOP_TARGET in actions))
     return actions
 
 
 def holding(config: Config) -> bool:
     """Whether this server holds the portal now (as its last transition left it)."""
-    return _load(files(config))
+    return _load(files(config)).holding
+
+
+def fenced(config: Config) -> bool:
+    """Whether this server lost the portal since it was prepared: its tgtd was stopped and
+    its storage address is (or soon will be) blocklisted by the peer, so tgtd must not
+    start again until the portal is prepared anew (a restart of serve)."""
+    return _load(files(config)).fenced
 
 
 def _do(config: Config, action: Action) -> None:
@@ -80,15 +89,25 @@ def _do(config: Config, action: Action) -> None:
         stop_tgtd(config.target.tgt_control_port)
 
 
-def _load(where: Files) -> bool:
+@dataclass(frozen=True)
+class PortalState:
+    """What the transitions left: the address held, and whether this server's tgtd was
+    stopped because the portal went to the peer."""
+
+    holding: bool = False
+    fenced: bool = False
+
+
+def _load(where: Files) -> PortalState:
     try:
-        return bool(json.loads(where.state.read_text())["holding"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return False
+        saved = json.loads(where.state.read_text())
+        return PortalState(bool(saved["holding"]), bool(saved.get("fenced", False)))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return PortalState()
 
 
-def _save(where: Files, *, holding: bool) -> None:
-    atomic_write(where.state, json.dumps({"holding": holding}).encode(), 0o600)
+def _save(where: Files, state: PortalState) -> None:
+    atomic_write(where.state, json.dumps(asdict(state)).encode(), 0o600)
 
 
 @contextmanager

@@ -29,3 +29,7 @@ def test_holding_follows_the_address() -> None:
     assert holds_after(decide(False, VrrpState.MASTER), False)
     assert not holds_after(decide(True, VrrpState.FAULT), True)
     assert holds_after((), True) and not holds_after((), False)
+
+
+def test_a_fenced_server_made_master_takes_nothing() -> None:
+    assert decide(False, VrrpState.MASTER, fenced=True) == ()

@@ -4,6 +4,7 @@ server A is power-cut, B fences it and takes the address, the client writes on."
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -47,14 +48,17 @@ MIB = 1 << 20
 
 
 def server_config(path: Path, interface: str, address: str, cluster: ceph.Cluster, *,
-                  priority: int, router_id: int, peer: IPv4Address) -> Config:
+                  priority: int, router_id: int, peer: IPv4Address, server: str = "",
+                  dhcp: str = "", extra: str = "") -> Config:
+    """A failover server's config; ``server``, ``dhcp``: more lines of those sections,
+    ``extra``: more sections."""
     path.write_text(f"""\
 server:
   interface: {interface}
   address: {address}
-dhcp:
+{server}dhcp:
   subnet: {SUBNET}
-target:
+{dhcp}target:
   portal_address: {PORTAL}
   tgt_control_port: {free_control_port()}
   iqn_authority: {AUTHORITY}
@@ -70,7 +74,7 @@ storage:
     pool: {cluster.pool}
     ceph_conf: {cluster.conf}
     client_id: {cluster.client_id}
-""")
+{extra}""")
     return load_config(path)
 
 
@@ -182,6 +186,73 @@ def test_a_power_cut_moves_the_portal_and_the_client_writes_on(
         assert check.returncode == 0 and "Pattern verification failed" not in check.stdout
         check = qemu_io(client, "read -P 0x5a 1M 1M", timeout=30)
         assert check.returncode == 0 and "Pattern verification failed" not in check.stdout
+    finally:
+        settings = configs[0].storage.rbd if configs else None
+        if settings is not None:  # while the lab (and so the host's way in) is still up
+            for ns_address in storage.values():
+                unblocklist(settings, whole_host(ns_address))
+        lab.close()
+        for config in configs:
+            forget_control_port(config.target.tgt_control_port)
+
+
+def status(config: Config) -> dict:
+    done = subprocess.run([sys.executable, "-m", "netboot", "--config", str(config.source),
+                           "status", "--json"], capture_output=True, text=True, timeout=60,
+                          check=True)
+    return json.loads(done.stdout)
+
+
+def states(config: Config) -> dict[str, tuple[str, str]]:
+    return {s["name"]: (s["state"], s["portal"]) for s in status(config)["servers"]}
+
+
+def test_two_serves_share_the_portal_and_status_follows_a_power_cut(
+        tmp_path: Path, ceph_cluster: ceph.Cluster, ceph_attach, postgres_server,
+        postgres_url: str) -> None:
+    """`netboot serve` on two servers sharing a PostgreSQL inventory runs keepalived before
+    tgtd; the first holds the portal; when it is power-cut the other fences it and takes
+    the portal, and `status` shows the move and the lost server."""
+    lab = Lab(tmp_path)
+    configs: list[Config] = []
+    storage: dict[str, IPv4Address] = {}
+    try:
+        a, b = lab.netns("a"), lab.netns("b")
+        links = lab.switch((a, "198.18.40.2/24", None), (b, "198.18.40.3/24", None))
+        storage.update({a: ceph_attach(a).ip, b: ceph_attach(b).ip})
+        router_id = random.randint(1, 255)
+        inventory = (f'inventory:\n  url: "{postgres_url}"\n'
+                     f"  password_file: {postgres_server.password_file}\n")
+        serves = {}
+        for ns, name, address, priority, peer, pool in (
+                (a, "boot-a", "198.18.40.2", 150, b, ("198.18.40.192", "198.18.40.223")),
+                (b, "boot-b", "198.18.40.3", 100, a, ("198.18.40.224", "198.18.40.254"))):
+            config = server_config(
+                tmp_path / f"{ns}.yaml", links[ns], address, ceph_cluster, priority=priority,
+                router_id=router_id, peer=storage[peer], extra=inventory,
+                server=f"  name: {name}\n  user: root\n",
+                dhcp=f"  range_start: {pool[0]}\n  range_end: {pool[1]}\n")
+            configs.append(config)
+            serves[ns] = lab.serve(ns, config.source, tmp_path / f"{ns}-serve.log")
+            if ns == a:  # A first: it becomes master alone (nopreempt keeps it there)
+                assert eventually(lambda c=config: holding(c), 30), (
+                    (tmp_path / f"{a}-serve.log").read_text())
+        config_a, config_b = configs
+        assert eventually(lambda: states(config_a) == {"boot-a": ("running", "holder"),
+                                                       "boot-b": ("running", "standby")}, 15)
+        assert status(config_b)["portal_holder"] == "boot-a"
+
+        iproute.ip("link", "delete", links[a], netns=a)  # the power cut
+        tgtd_a = tgtd_pid(config_a.target.tgt_control_port)
+        os.killpg(serves[a].pid, signal.SIGKILL)  # serve and its keepalived
+        if tgtd_a is not None:
+            os.kill(tgtd_a, signal.SIGKILL)
+        assert eventually(lambda: holding(config_b), 30), (
+            (tmp_path / f"{b}-serve.log").read_text())
+        assert eventually(lambda: states(config_b) == {"boot-a": ("lost", "holder"),
+                                                       "boot-b": ("running", "holder")}, 30)
+        assert status(config_b)["portal_holder"] == "boot-b"
+        assert tgtd_pid(config_b.target.tgt_control_port) is not None
     finally:
         settings = configs[0].storage.rbd if configs else None
         if settings is not None:  # while the lab (and so the host's way in) is still up
