@@ -180,6 +180,21 @@ def test_two_builds_without_cache_are_byte_identical(state, tmp_path):
     assert not again.cached and Path(again.path).read_bytes() == first
 
 
+def test_a_second_server_with_its_own_state_dir_builds_the_same_bytes(state, tmp_path,
+                                                                      pytestconfig):
+    """Two servers of one boot VLAN (their own address and state directory, the same
+    kernel package) hand clients the same base initramfs, whichever answers."""
+    _, manifest, _, _ = state
+    text = (f"server:\n  address: 198.18.0.2\ndhcp:\n  subnet: 198.18.0.0/24\n"
+            f"storage:\n  state_dir: {tmp_path / 'server-b'}\n")
+    other = parse_config(text, str(tmp_path / "b.yaml"))
+    install(other, print, deb=download("cloud-amd64",
+                                       pytestconfig.cache.mkdir("netboot-kernel-deb"), print))
+    again = build(other, print)
+    assert again.digest == manifest.digest
+    assert Path(again.path).read_bytes() == Path(manifest.path).read_bytes()
+
+
 def test_changed_module_list_changes_the_hash(state):
     config, manifest, _, _ = state
     other = dataclasses.replace(config, boot=dataclasses.replace(
