@@ -115,6 +115,15 @@ SQLITE: tuple[str, ...] = (
         stopped REAL
     );
     """,
+    # a window is ready once every server with a tgtd prepared it; one of them rotates
+    """
+    ALTER TABLE boot_windows ADD COLUMN rotated INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE window_preparations (
+        boot_id INTEGER NOT NULL REFERENCES boot_windows(boot_id) ON DELETE CASCADE,
+        server TEXT NOT NULL,
+        PRIMARY KEY (boot_id, server)
+    );
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -204,6 +213,14 @@ POSTGRESQL: tuple[str, ...] = (
         started DOUBLE PRECISION NOT NULL,
         seen DOUBLE PRECISION NOT NULL,
         stopped DOUBLE PRECISION
+    );
+    """,
+    """
+    ALTER TABLE boot_windows ADD COLUMN rotated BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE window_preparations (
+        boot_id BIGINT NOT NULL REFERENCES boot_windows(boot_id) ON DELETE CASCADE,
+        server TEXT NOT NULL,
+        PRIMARY KEY (boot_id, server)
     );
     """,
 )

@@ -69,3 +69,10 @@ def portal_holder(servers: Iterable[ServerRecord], now: float) -> ServerRecord |
     """The running server that holds the portal, if one does."""
     return next((s for s in servers if s.portal is PortalRole.HOLDER
                  and s.liveness(now) is Liveness.RUNNING), None)
+
+
+def preparers(servers: Iterable[ServerRecord], me: str, now: float) -> frozenset[str]:
+    """The servers that must prepare a boot window before it is ready: this one and every
+    other running server with a tgtd clients may log in to (portal holder or standby)."""
+    return frozenset({me} | {s.name for s in servers if s.liveness(now) is Liveness.RUNNING
+                             and s.portal in (PortalRole.HOLDER, PortalRole.STANDBY)})

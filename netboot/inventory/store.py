@@ -233,6 +233,39 @@ class Inventory:
         with self.transaction() as db:
             db.execute("UPDATE boot_windows SET ready = 1 WHERE boot_id = ?", (boot_id,))
 
+    def rotate_window_secrets(self, boot_id: int, mac: str, chap_secret: str,
+                              mutual_secret: str) -> bool:
+        """Give the client of window ``boot_id`` these secrets, unless a server did so for
+        that window already (with two servers, the first to prepare it); whether it did."""
+        with self.transaction() as db:
+            if db.execute("UPDATE boot_windows SET rotated = 1 WHERE boot_id = ? AND rotated = 0",
+                          (boot_id,)).rowcount == 0:
+                return False
+            db.execute("UPDATE clients SET chap_secret = ?, mutual_secret = ? WHERE mac = ?",
+                       (chap_secret, mutual_secret, mac))
+            return True
+
+    def window_preparers(self, boot_id: int) -> set[str]:
+        """The servers that prepared window ``boot_id`` on their tgtd."""
+        rows = self._db.execute("SELECT server FROM window_preparations WHERE boot_id = ?",
+                                (boot_id,))
+        return {r[0] for r in rows}
+
+    def record_preparation(self, boot_id: int, server: str, required: Collection[str]) -> bool:
+        """``server`` prepared window ``boot_id``; the window is marked ready once every one
+        of ``required`` has. Whether it is ready now."""
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM window_preparations WHERE boot_id = ? "
+                              "AND server = ?", (boot_id, server)).fetchall():
+                db.execute("INSERT INTO window_preparations (boot_id, server) VALUES (?, ?)",
+                           (boot_id, server))
+            done = {r[0] for r in db.execute(
+                "SELECT server FROM window_preparations WHERE boot_id = ?", (boot_id,))}
+            if not set(required) <= done:
+                return False
+            db.execute("UPDATE boot_windows SET ready = 1 WHERE boot_id = ?", (boot_id,))
+            return True
+
     def unready_windows(self, now: float) -> list[BootWindow]:
         """Open windows still to be prepared (a serve stopped while preparing them)."""
         rows = self._db.execute("SELECT * FROM boot_windows WHERE ready = 0 AND closed IS NULL"

@@ -12,7 +12,10 @@ while the file servers hold the window's files back (they wait for ``ready``):
    no session of its own, so one that is open is a running system's (the same
    MAC booting again: a hard reset, or someone taking its place) or a thief's:
    it is logged as a warning;
-3. the window marked ready.
+3. the window marked ready, once every server with a tgtd clients may log in to
+   (:func:`netboot.inventory.servers.preparers`: with a floating portal, the holder
+   and the standby) has done step 2 on its own tgtd. Step 1 is done once per window,
+   by the first of them.
 
 Windows that a stopped ``serve`` left unprepared are prepared when it starts.
 A failure is logged and the window still marked ready: the target watch
@@ -29,6 +32,7 @@ import time
 from netboot.config import ChapRotation, Config
 from netboot.errors import NetbootError
 from netboot.inventory.luns import extra_luns
+from netboot.inventory.servers import preparers
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.inventory.windows import BootWindow
 from netboot.log import client_log
@@ -50,9 +54,9 @@ def prepare_window(config: Config, inventory: Inventory, backend: TargetBackend,
     if client is None:
         return  # removed meanwhile: its window went with it
     if config.target.rotate_chap is ChapRotation.PER_BOOT:
-        incoming, mutual = new_secret_pair()
-        client = inventory.update(client.mac, chap_secret=incoming, mutual_secret=mutual)
-        logger.info("boot window %d: CHAP secrets renewed", window.boot_id)
+        if inventory.rotate_window_secrets(window.boot_id, client.mac, *new_secret_pair()):
+            logger.info("boot window %d: CHAP secrets renewed", window.boot_id)
+        client = inventory.get(client.mac)  # renewed here or by the other server
     if not (client.provisioned and client.lun_path):
         return
     closed = backend.renew(target_spec(config, client, extra_luns(inventory, client.mac)))
@@ -81,6 +85,7 @@ class WindowPreparer:
         self.open_inventory = open_inventory
         self.backend = backend or managed_backend(config)
         self.poll = poll
+        self.me = config.server_name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -100,19 +105,26 @@ class WindowPreparer:
             while True:
                 mark = inventory.change_mark()
                 if mark != seen:
-                    for window in inventory.unready_windows(time.time()):
-                        self._prepare(inventory, window)
+                    now = time.time()
+                    required = preparers(inventory.servers(), self.me, now)
+                    for window in inventory.unready_windows(now):
+                        self._prepare(inventory, window, required)
                     seen = inventory.change_mark()
                 if self._stop.wait(self.poll):
                     return
 
-    def _prepare(self, inventory: Inventory, window: BootWindow) -> None:
-        try:
-            prepare_window(self.config, inventory, self.backend, window)
-        except NetbootError as err:
-            client_log(log, window.mac).error(
-                "boot window %d: could not prepare it: %s", window.boot_id, err)
-        except Exception:  # one failed window must not stop the next ones
-            client_log(log, window.mac).exception(
-                "boot window %d: could not prepare it", window.boot_id)
-        inventory.window_ready(window.boot_id)
+    def _prepare(self, inventory: Inventory, window: BootWindow,
+                 required: frozenset[str]) -> None:
+        """Prepare ``window`` on this server's tgtd unless that is done, and mark it ready
+        once every server in ``required`` has (the others' heartbeats move the change mark,
+        so a server lost meanwhile stops being waited for)."""
+        if self.me not in inventory.window_preparers(window.boot_id):
+            try:
+                prepare_window(self.config, inventory, self.backend, window)
+            except NetbootError as err:
+                client_log(log, window.mac).error(
+                    "boot window %d: could not prepare it: %s", window.boot_id, err)
+            except Exception:  # one failed window must not stop the next ones
+                client_log(log, window.mac).exception(
+                    "boot window %d: could not prepare it", window.boot_id)
+        inventory.record_preparation(window.boot_id, self.me, required)

@@ -14,6 +14,7 @@ from netboot.inventory.servers import (
     PortalRole,
     ServerRecord,
     portal_holder,
+    preparers,
     range_clashes,
 )
 from netboot.inventory.store import open_inventory
@@ -59,6 +60,14 @@ def test_a_server_does_not_clash_with_its_own_earlier_row() -> None:
 def test_the_portal_holder_is_the_running_server_holding_it() -> None:
     assert portal_holder([B, A], NOW) == A
     assert portal_holder([B, replace(A, seen=NOW - ALIVE_WITHIN - 1)], NOW) is None
+
+
+def test_windows_are_prepared_by_me_and_each_running_server_with_a_tgtd() -> None:
+    none = replace(B, name="c", portal=PortalRole.NONE)
+    fenced = replace(B, name="d", portal=PortalRole.FENCED)
+    lost = replace(B, name="e", seen=NOW - ALIVE_WITHIN - 1)
+    assert preparers([A, B, none, fenced, lost], "a", NOW) == {"a", "b"}
+    assert preparers([], "solo", NOW) == {"solo"}
 
 
 @pytest.fixture

@@ -110,6 +110,30 @@ def test_windows_being_prepared_are_listed_until_ready(inventory: Inventory):
     assert inventory.unready_windows(NOW + 1) == []
 
 
+def test_a_window_waits_for_every_required_server(inventory: Inventory):
+    opened, _ = inventory.open_window(MAC, NOW, 120, ready=False)
+    assert not inventory.record_preparation(opened.boot_id, "a", {"a", "b"})
+    assert inventory.window_preparers(opened.boot_id) == {"a"}
+    assert [w.boot_id for w in inventory.unready_windows(NOW + 1)] == [opened.boot_id]
+    assert inventory.record_preparation(opened.boot_id, "b", {"a", "b"})
+    assert inventory.unready_windows(NOW + 1) == []
+
+
+def test_a_window_is_ready_once_a_lost_server_is_no_longer_required(inventory: Inventory):
+    opened, _ = inventory.open_window(MAC, NOW, 120, ready=False)
+    inventory.record_preparation(opened.boot_id, "a", {"a", "b"})
+    assert inventory.record_preparation(opened.boot_id, "a", {"a"})  # b died: asked again
+
+
+def test_a_windows_secrets_are_rotated_once(inventory: Inventory):
+    opened, _ = inventory.open_window(MAC, NOW, 120, ready=False)
+    assert inventory.rotate_window_secrets(opened.boot_id, MAC, "firstSecret00001",
+                                           "firstMutual00001")
+    assert not inventory.rotate_window_secrets(opened.boot_id, MAC, "otherSecret00001",
+                                               "otherMutual00001")
+    assert inventory.get(MAC).chap_secret == "firstSecret00001"
+
+
 def test_removing_a_client_removes_its_windows(inventory: Inventory):
     inventory.open_window(MAC, NOW, 120, ready=True)
     inventory.delete(MAC)

@@ -6,21 +6,26 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from dataclasses import replace
 from functools import partial
 
 import pytest
 
 from netboot.config import Config
 from netboot.inventory.clients import Client
+from netboot.inventory.servers import PortalRole, ServerRecord
 from netboot.inventory.store import Inventory, open_inventory
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.windows import WindowPreparer, prepare_window
+from netboot.target.reconcile import reconcile
 from netboot.target.tgt import TgtBackend
+from netboot.target.tgtd import forget_control_port, free_control_port, start_tgtd, stop_tgtd
 from tests.conftest import needs_root
 from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     backend,
     builtin_image,
+    free_port,
     inventory,
     read_capacity,
     target_config,
@@ -109,3 +114,46 @@ def test_the_preparer_makes_windows_ready_left_from_a_stopped_serve(
         preparer.stop()
     assert window.boot_id == inventory.current_window(MAC).boot_id
     assert inventory.get(MAC).chap_secret != client.chap_secret
+
+
+def test_with_two_servers_a_window_is_ready_once_both_tgtds_took_the_new_secret(
+        target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
+        client: Client):
+    """Server a holds the portal, b stands by with a tgtd of its own: the window waits for
+    b too, the secrets are renewed once, and either tgtd takes only the new ones."""
+    address = tgtd.portal[0]
+    other = Tgtd(free_control_port(), (address, free_port(str(address))))
+    start_tgtd(other.control_port, other.portal)
+    preparers: list[WindowPreparer] = []
+    try:
+        other_backend = TgtBackend(other.control_port, target_config.storage.state_dir)
+        reconcile(target_config, inventory, other_backend)
+        now = time.time()
+        configs = {}
+        for name, role in (("a", PortalRole.HOLDER), ("b", PortalRole.STANDBY)):
+            configs[name] = replace(target_config,
+                                    server=replace(target_config.server, name=name))
+            start, end = target_config.dhcp.dynamic_range
+            inventory.announce_server(ServerRecord(name, target_config.server.address, start,
+                                                   end, role, now, now))
+        window, _ = inventory.open_window(MAC, now, 120, ready=False)
+        for name, server_backend in (("a", backend), ("b", other_backend)):
+            preparers.append(WindowPreparer(configs[name], partial(open_inventory,
+                                                                   configs[name]),
+                                            server_backend, poll=0.05))
+            preparers[-1].start()
+            if name == "a":
+                assert eventually(lambda: inventory.window_preparers(window.boot_id) == {"a"})
+                time.sleep(0.5)
+                assert not inventory.current_window(MAC).ready  # b has not prepared it
+        assert eventually(lambda: inventory.current_window(MAC).ready, 10)
+        renewed = inventory.get(MAC)
+        assert renewed.chap_secret != client.chap_secret
+        for server in (tgtd, other):
+            assert logs_in(server, renewed).returncode == 0
+            assert logs_in(server, client).returncode != 0
+    finally:
+        for preparer in preparers:
+            preparer.stop()
+        stop_tgtd(other.control_port)
+        forget_control_port(other.control_port)
