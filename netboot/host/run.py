@@ -10,11 +10,14 @@ lab's processes, tgtd) are started by their callers, not here.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 
 from netboot.errors import NetbootError
+
+log = logging.getLogger(__name__)
 
 # Each program netboot runs, by its name, and the Debian package it comes from.
 PACKAGES: Mapping[str, str] = {
@@ -91,3 +94,17 @@ def run_bytes(argv: Sequence[str], *, what: str, error: type[NetbootError] = Net
               input: bytes | None = None) -> bytes:
     """:func:`run` for a filter whose input and output are bytes (a compressor)."""
     return _completed(argv, what, error, (0,), input, None, text=False).stdout
+
+
+def end_process(proc: subprocess.Popen | None, timeout: float, what: str) -> None:
+    """Stop a child netboot started (SIGTERM, then SIGKILL after ``timeout`` seconds,
+    saying so with ``what``); nothing if there is none or it has ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0f s; killing it", what, timeout)
+        proc.kill()
+        proc.wait()

@@ -25,6 +25,7 @@ import time
 
 from netboot.config import Config
 from netboot.errors import NetbootError
+from netboot.host.run import end_process
 from netboot.host.users import ServiceUser, drop_to
 from netboot.log import log_settings
 from netboot.threads import start_thread
@@ -108,12 +109,4 @@ class NetworkProcess:
             self._thread = None
 
     def _end(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log.warning("the network part did not stop in %.0f s; killing it", STOP_TIMEOUT)
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc, STOP_TIMEOUT, "the network part")

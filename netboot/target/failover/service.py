@@ -15,6 +15,7 @@ import threading
 
 from netboot.config import Config
 from netboot.errors import NetbootError
+from netboot.host.run import end_process
 from netboot.target.failover.decide import VrrpState
 from netboot.target.failover.portal import fenced, notify, prepare
 from netboot.threads import start_thread
@@ -68,14 +69,7 @@ class PortalService:
                 raise NetbootError(f"keepalived (pid {proc.pid}) exited with status {status}")
 
     def _end(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                log.warning("keepalived did not stop in %.0f s; killing it", STOP_TIMEOUT)
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, STOP_TIMEOUT, "keepalived")
 
     def stop(self) -> None:
         self._stopping.set()

@@ -101,6 +101,17 @@ def vpd_serial(netns: str) -> str:
                           capture_output=True, text=True, timeout=30, check=True).stdout
 
 
+def clean_up(lab: Lab, configs: list[Config], storage: dict[str, IPv4Address]) -> None:
+    """Lift the fences (while the lab, and so the host's way in, is still up), then close
+    the lab and forget its tgtds' control ports."""
+    if configs:
+        for ns_address in storage.values():
+            unblocklist(configs[0].storage.rbd, whole_host(ns_address))
+    lab.close()
+    for config in configs:
+        forget_control_port(config.target.tgt_control_port)
+
+
 @pytest.fixture
 def rbd_image(ceph_cluster: ceph.Cluster):
     name = image_name("portal")
@@ -187,13 +198,7 @@ def test_a_power_cut_moves_the_portal_and_the_client_writes_on(
         check = qemu_io(client, "read -P 0x5a 1M 1M", timeout=30)
         assert check.returncode == 0 and "Pattern verification failed" not in check.stdout
     finally:
-        settings = configs[0].storage.rbd if configs else None
-        if settings is not None:  # while the lab (and so the host's way in) is still up
-            for ns_address in storage.values():
-                unblocklist(settings, whole_host(ns_address))
-        lab.close()
-        for config in configs:
-            forget_control_port(config.target.tgt_control_port)
+        clean_up(lab, configs, storage)
 
 
 def status(config: Config) -> dict:
@@ -254,10 +259,4 @@ def test_two_serves_share_the_portal_and_status_follows_a_power_cut(
         assert status(config_b)["portal_holder"] == "boot-b"
         assert tgtd_pid(config_b.target.tgt_control_port) is not None
     finally:
-        settings = configs[0].storage.rbd if configs else None
-        if settings is not None:  # while the lab (and so the host's way in) is still up
-            for ns_address in storage.values():
-                unblocklist(settings, whole_host(ns_address))
-        lab.close()
-        for config in configs:
-            forget_control_port(config.target.tgt_control_port)
+        clean_up(lab, configs, storage)
