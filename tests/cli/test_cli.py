@@ -130,3 +130,17 @@ def test_status_and_client_show_name_the_servers_and_the_portal_holder(initialis
     lines = initialised("status").stdout.splitlines()
     assert next(ln for ln in lines if ln.startswith("boot-b")).split()[:4] == [
         "boot-b", "198.18.0.3", "lost", "standby"]
+
+
+def test_server_forget_removes_a_lost_server_and_refuses_a_running_one(initialised):
+    config = load_config(initialised.config)
+    now = time.time()
+    start, end = config.dhcp.dynamic_range
+    with Inventory(config.storage.database) as inv:
+        for name, seen in (("boot-a", now), ("boot-b", now - 3600)):
+            inv.announce_server(ServerRecord(name, config.server.address, start, end,
+                                             PortalRole.HOLDER, now - 7200, seen))
+    assert "stop its serve first" in initialised("server", "forget", "boot-a", expect=1).stderr
+    assert initialised("server", "forget", "boot-b").stdout.startswith("forgot server boot-b")
+    assert [s["name"] for s in json.loads(initialised("status", "--json").stdout)["servers"]] \
+        == ["boot-a"]
