@@ -9,7 +9,7 @@ schema version, the change mark) is in their backends
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from ipaddress import IPv4Address
@@ -181,6 +181,20 @@ class Inventory:
                 (Stage(stage).value, at, at, mac, *keep),
             )
             return cur.rowcount > 0
+
+    def record_stages(self, reached: Sequence[tuple[str, Stage, float]],
+                      repeat_after: float) -> None:
+        """Note many (MAC, stage, time) at once, in one transaction (a commit, on PostgreSQL
+        a round trip, per batch rather than per client). A stage equal to the one recorded
+        less than ``repeat_after`` seconds before is not written again: one step of one
+        boot seen twice (a PXE ROM's ACK, then iPXE's)."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? "
+                "WHERE mac = ? AND NOT (coalesce(last_stage, '') = ? AND last_stage_at "
+                "IS NOT NULL AND ? - last_stage_at >= 0 AND ? - last_stage_at < ?)",
+                [(stage.value, at, at, mac, stage.value, at, at, repeat_after)
+                 for mac, stage, at in reached])
 
     # -- boot windows (netboot.inventory.windows) -------------------------------------
 

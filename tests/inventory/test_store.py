@@ -339,3 +339,17 @@ def test_writer_killed_mid_stream_leaves_a_consistent_store(store, store_config,
         assert all(c.provisioned and Path(c.lun_path).exists() for c in clients)
         assert {c.mac for c in clients} >= set(acknowledged)
         add_client(config, inv, "52:54:00:ff:ff:01")  # and the store takes new writes
+
+
+def test_stages_recorded_in_a_batch_skip_a_repeat_within_the_interval(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    add_client(config, inventory, "52:54:00:00:00:02")
+    inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1000.0),
+                             ("52:54:00:00:00:02", Stage.LOADER, 1000.0)], 60)
+    inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1030.0),  # same step
+                             ("52:54:00:00:00:02", Stage.DHCP, 1030.0),  # a new boot
+                             ("52:54:00:00:00:03", Stage.DHCP, 1030.0)], 60)  # unknown
+    assert inventory.get("52:54:00:00:00:01").last_stage_at == 1000.0
+    assert inventory.get("52:54:00:00:00:02").last_stage_at == 1030.0
+    inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1061.0)], 60)
+    assert inventory.get("52:54:00:00:00:01").last_stage_at == 1061.0
