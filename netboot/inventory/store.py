@@ -363,6 +363,20 @@ class Inventory:
             rows = db.execute("SELECT * FROM servers WHERE name <> ?", (record.name,)).fetchall()
         return [_server(r) for r in rows]
 
+    def heartbeat(self, record: ServerRecord) -> None:
+        """Refresh this server's row: one statement outside :meth:`transaction`, so on
+        PostgreSQL it leaves the change mark alone and the watchers of clients and targets
+        on every server do not re-read for it (SQLite's mark follows every commit)."""
+        self._db.execute(
+            "INSERT INTO servers (name, address, range_start, range_end, portal, started, "
+            "seen, stopped) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "address = excluded.address, range_start = excluded.range_start, "
+            "range_end = excluded.range_end, portal = excluded.portal, "
+            "started = excluded.started, seen = excluded.seen, stopped = excluded.stopped",
+            (record.name, str(record.address), str(record.range_start),
+             str(record.range_end), record.portal.value, record.started, record.seen,
+             record.stopped))
+
     def servers(self) -> list[ServerRecord]:
         """Every server that ever served this inventory and was not forgotten, by name."""
         return [_server(r) for r in self._db.execute("SELECT * FROM servers ORDER BY name")]

@@ -85,8 +85,7 @@ class Presence:
         assert self._inventory is not None
         while not self._stop.wait(self.interval):
             now = time.time()
-            self._inventory.announce_server(own_record(self.config, self.role(),
-                                                       self._started, now))
+            self._inventory.heartbeat(own_record(self.config, self.role(), self._started, now))
 
     def stop(self) -> None:
         self._stop.set()

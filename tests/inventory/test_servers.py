@@ -98,3 +98,19 @@ def test_a_forgotten_server_is_gone(inventory) -> None:
     inventory.announce_server(A)
     assert inventory.forget_server("a") and not inventory.forget_server("a")
     assert inventory.servers() == []
+
+
+def test_a_heartbeat_updates_the_row_in_place(inventory) -> None:
+    inventory.announce_server(A)
+    later = replace(A, seen=NOW + 5, portal=PortalRole.STANDBY)
+    inventory.heartbeat(later)
+    assert inventory.servers() == [later]
+
+
+def test_a_heartbeat_leaves_postgresqls_change_mark_alone(store, inventory) -> None:
+    if store == "sqlite":
+        pytest.skip("SQLite's change mark follows every commit")
+    inventory.announce_server(A)
+    mark = inventory.change_mark()
+    inventory.heartbeat(replace(A, seen=NOW + 5))
+    assert inventory.change_mark() == mark
