@@ -153,7 +153,8 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
             # Its connections first: a LUN with answers still queued to an initiator that
             # vanished (a VM powered off) cannot be deleted until they are dropped.
             first += close_connections(by_iqn[iqn])
-            peers = tuple(dict.fromkeys(login.address for login in by_iqn[iqn].state.logins))
+            peers = tuple(dict.fromkeys(login.address for login in by_iqn[iqn].state.logins
+                                        if login.address))
             first.append(Op(Request(Mode.TARGET, Operation.DELETE, tid=by_iqn[iqn].tid,
                                     force=True), f"delete target {iqn}", iqn, peers=peers))
 
