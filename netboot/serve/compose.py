@@ -16,6 +16,8 @@ from netboot.provisioning.windows import WindowPreparer
 from netboot.serve.network import NetworkProcess
 from netboot.serve.presence import Presence
 from netboot.serve.service import Service
+from netboot.target.failover.portal import fenced
+from netboot.target.failover.service import PortalService
 from netboot.target.service import TargetService
 from netboot.tftp.server import TftpServer
 from netboot.tftp.workers import TftpWorkers, worker_count
@@ -65,9 +67,6 @@ def root_services(config: Config, open_inventory: InventoryFactory) -> list[Serv
     if not config.target.failover.enabled:
         services: list[Service] = [TargetService(config, open_inventory)]
     else:  # keepalived prepared and running before tgtd starts (on the floating address)
-        from netboot.target.failover.portal import fenced
-        from netboot.target.failover.service import PortalService
-
         services = [PortalService(config),
                     TargetService(config, open_inventory, may_start=lambda: not fenced(config))]
     if config.tokens:

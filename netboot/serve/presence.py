@@ -18,6 +18,7 @@ from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.inventory.servers import HEARTBEAT, PortalRole, ServerRecord, range_clashes
 from netboot.inventory.store import Inventory, InventoryFactory
+from netboot.target.failover.portal import fenced, holding
 from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,6 @@ def portal_role(config: Config) -> PortalRole:
         return PortalRole.NONE
     if not config.target.failover.enabled:
         return PortalRole.HOLDER
-    from netboot.target.failover.portal import fenced, holding  # servers sharing a portal
-
     if fenced(config):
         return PortalRole.FENCED
     return PortalRole.HOLDER if holding(config) else PortalRole.STANDBY
