@@ -269,10 +269,8 @@ class Inventory:
         """``server`` prepared window ``boot_id``; the window is marked ready once every one
         of ``required`` has. Whether it is ready now."""
         with self.transaction() as db:
-            if not db.execute("SELECT 1 FROM window_preparations WHERE boot_id = ? "
-                              "AND server = ?", (boot_id, server)).fetchall():
-                db.execute("INSERT INTO window_preparations (boot_id, server) VALUES (?, ?)",
-                           (boot_id, server))
+            db.execute("INSERT INTO window_preparations (boot_id, server) VALUES (?, ?) "
+                       "ON CONFLICT DO NOTHING", (boot_id, server))
             done = {r[0] for r in db.execute(
                 "SELECT server FROM window_preparations WHERE boot_id = ?", (boot_id,))}
             if not set(required) <= done:
@@ -354,12 +352,7 @@ class Inventory:
         """Write this server's row (a start, or a heartbeat) and return the other servers'
         rows, read in the same transaction."""
         with self.transaction() as db:
-            db.execute("DELETE FROM servers WHERE name = ?", (record.name,))
-            db.execute("INSERT INTO servers (name, address, range_start, range_end, portal, "
-                       "started, seen, stopped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (record.name, str(record.address), str(record.range_start),
-                        str(record.range_end), record.portal.value, record.started,
-                        record.seen, record.stopped))
+            db.execute(_SERVER_UPSERT, _server_params(record))
             rows = db.execute("SELECT * FROM servers WHERE name <> ?", (record.name,)).fetchall()
         return [_server(r) for r in rows]
 
@@ -367,15 +360,7 @@ class Inventory:
         """Refresh this server's row: one statement outside :meth:`transaction`, so on
         PostgreSQL it leaves the change mark alone and the watchers of clients and targets
         on every server do not re-read for it (SQLite's mark follows every commit)."""
-        self._db.execute(
-            "INSERT INTO servers (name, address, range_start, range_end, portal, started, "
-            "seen, stopped) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "address = excluded.address, range_start = excluded.range_start, "
-            "range_end = excluded.range_end, portal = excluded.portal, "
-            "started = excluded.started, seen = excluded.seen, stopped = excluded.stopped",
-            (record.name, str(record.address), str(record.range_start),
-             str(record.range_end), record.portal.value, record.started, record.seen,
-             record.stopped))
+        self._db.execute(_SERVER_UPSERT, _server_params(record))
 
     def servers(self) -> list[ServerRecord]:
         """Every server that ever served this inventory and was not forgotten, by name."""
@@ -385,6 +370,19 @@ class Inventory:
         """Remove a server's row (one taken out of service); False if there was none."""
         with self.transaction() as db:
             return db.execute("DELETE FROM servers WHERE name = ?", (name,)).rowcount > 0
+
+
+_SERVER_UPSERT = (
+    "INSERT INTO servers (name, address, range_start, range_end, portal, started, seen, "
+    "stopped) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+    "address = excluded.address, range_start = excluded.range_start, "
+    "range_end = excluded.range_end, portal = excluded.portal, started = excluded.started, "
+    "seen = excluded.seen, stopped = excluded.stopped")
+
+
+def _server_params(record: ServerRecord) -> tuple[object, ...]:
+    return (record.name, str(record.address), str(record.range_start), str(record.range_end),
+            record.portal.value, record.started, record.seen, record.stopped)
 
 
 def _server(row: Row) -> ServerRecord:

@@ -2,7 +2,8 @@
 each VRRP transition carried out as :mod:`.decide` says.
 
 Transitions run in keepalived's notify script, one at a time (a lock file), and the
-only state, whether this server holds the portal, is a file next to keepalived's.
+only state, whether this server holds the portal and whether it lost it since it was
+prepared (fenced), is a file next to keepalived's.
 """
 
 from __future__ import annotations
