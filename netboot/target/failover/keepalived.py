@@ -50,7 +50,8 @@ class Files:
 
     @property
     def state(self) -> Path:
-        """Whether this server holds the portal (:mod:`netboot.target.failover.portal`)."""
+        """Whether this server holds the portal, and whether it was fenced since it was
+        prepared (:mod:`netboot.target.failover.portal`)."""
         return self.directory / "portal.json"
 
     @property
