@@ -39,6 +39,8 @@ class Lab:
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen] = []
         self.tgtd_ports: set[int] = set()  # serve starts a tgtd on these; stopped in close()
+        self.bridges: dict[str, str] = {}  # each switch's hub namespace: its bridge
+        self.taps: list[tuple[str, str]] = []  # (hub, tap) of each switch's taps, for VMs
 
     def netns(self, role: str) -> str:
         name = unique(f"nb{role}")
@@ -48,9 +50,11 @@ class Lab:
         return name
 
     def link(self, ns_a: str, ns_b: str, *, address_a: str | None = None,
-             address_b: str | None = None, mac_b: str | None = None) -> tuple[str, str]:
-        """A veth pair between two namespaces, up, with the given addresses."""
-        a, b = unique("nbv"), unique("nbv")
+             address_b: str | None = None, mac_b: str | None = None,
+             name_b: str | None = None) -> tuple[str, str]:
+        """A veth pair between two namespaces, up, with the given addresses (``name_b``:
+        the name of ``ns_b``'s end, else a new one)."""
+        a, b = unique("nbv"), name_b or unique("nbv")
         iproute.add_veth(a, b, netns=None, peer_netns=ns_b)
         iproute.ip("link", "set", a, "netns", ns_a)
         for ns, name, address in ((ns_a, a, address_a), (ns_b, b, address_b)):
@@ -63,17 +67,30 @@ class Lab:
                 iproute.ip("link", "set", name, "up", netns=ns)
         return a, b
 
-    def switch(self, *members: tuple[str, str | None, str | None]) -> dict[str, str]:
+    def switch(self, *members: tuple[str, str | None, str | None],
+               taps: int = 0) -> dict[str, str]:
         """One broadcast domain: a bridge in a hub namespace and, for each (namespace,
-        address, mac) member, a veth into it. Returns each member's interface name."""
+        address, mac) member, a veth into it. Returns each member's interface name.
+        ``taps`` more ports are taps for QEMU, started in the hub (see :attr:`taps`)."""
         hub = self.netns("h")
         bridge = unique("nbbr")
         iproute.add_bridge(bridge, netns=hub)
-        names = {}
-        for ns, address, mac in members:
-            port, names[ns] = self.link(hub, ns, address_b=address, mac_b=mac)
-            iproute.attach(port, bridge, netns=hub)
+        self.bridges[hub] = bridge
+        names = {ns: self.plug(hub, ns, address, mac) for ns, address, mac in members}
+        for _ in range(taps):
+            tap = unique("nbtap")
+            iproute.add_tap(tap, netns=hub)
+            iproute.attach(tap, bridge, netns=hub)
+            self.taps.append((hub, tap))
         return names
+
+    def plug(self, hub: str, ns: str, address: str | None, mac: str | None = None,
+             name: str | None = None) -> str:
+        """A veth from ``ns`` into the switch in ``hub`` (again after its link was deleted:
+        ``name`` is the name it had); returns its name in ``ns``."""
+        port, inside = self.link(hub, ns, address_b=address, mac_b=mac, name_b=name)
+        iproute.attach(port, self.bridges[hub], netns=hub)
+        return inside
 
     def sysctl(self, ns: str, setting: str) -> None:
         self.run(ns, ["sysctl", "-q", "-w", setting])
@@ -83,16 +100,19 @@ class Lab:
         return subprocess.run(iproute.in_netns(ns, argv), capture_output=True,
                               timeout=timeout, check=check, **{"text": True, **kw})
 
-    def spawn(self, ns: str, argv: list[str], log: Path) -> subprocess.Popen:
-        """Start a long-running process in ``ns``, its output to ``log``."""
+    def spawn(self, ns: str, argv: list[str], log: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a long-running process in ``ns``, its output to ``log`` (``env``: more
+        environment variables)."""
         out = log.open("ab")
         proc = subprocess.Popen(iproute.in_netns(ns, argv), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **(env or {})})
         out.close()
         self.processes.append(proc)
         return proc
 
-    def serve(self, ns: str, config: Path, log: Path, timeout: float = 30) -> subprocess.Popen:
+    def serve(self, ns: str, config: Path, log: Path, timeout: float = 30,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
         """``netboot serve`` in ``ns``; returns once it logs that it is serving."""
         start = log.stat().st_size if log.exists() else 0
         loaded = load_config(config)
@@ -102,7 +122,7 @@ class Lab:
         assert port != 0, "a test's serve must not touch the host's tgtd (control port 0)"
         self.tgtd_ports.add(port)
         proc = self.spawn(ns, [sys.executable, "-m", "netboot", "--config", str(config),
-                               "--log-level", "debug", "serve"], log)
+                               "--log-level", "debug", "serve"], log, env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if SERVE_READY in log.read_text()[start:]:

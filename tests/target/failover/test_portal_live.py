@@ -4,7 +4,6 @@ server A is power-cut, B fences it and takes the address, the client writes on."
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -20,62 +19,27 @@ import rados
 import rbd
 
 from netboot.config import Config
-from netboot.configfile import load_config
 from netboot.host import iproute
 from netboot.lab import ceph
 from netboot.storage.location import Store
-from netboot.storage.rbdstore import NO_CACHE, unblocklist
-from netboot.target.failover.fence import whole_host
+from netboot.storage.rbdstore import NO_CACHE
 from netboot.target.failover.keepalived import files, pids
 from netboot.target.failover.portal import floating_address, holding
 from netboot.target.model import Account, DesiredState, Lun, TargetSpec
 from netboot.target.tgt import TgtBackend
-from netboot.target.tgtd import forget_control_port, free_control_port, start_tgtd, tgtd_pid
+from netboot.target.tgtd import start_tgtd, tgtd_pid
 from tests.conftest import needs_root
 from tests.support.ceph import image_name
+from tests.support.failover import AUTHORITY, PORTAL, clean_up, server_config, server_states, status
 from tests.support.netlab import Lab
 from tests.support.waiting import eventually
 
 pytestmark = needs_root
 
-SUBNET = "198.18.40.0/24"
-PORTAL = "198.18.40.100"
-AUTHORITY = "iqn.2026-11.org.example"
 IQN = f"{AUTHORITY}:target:portal"
 INITIATOR = f"{AUTHORITY}:initiator:portal"
 ACCOUNT = Account("portal", "portal-secret-1234")
 MIB = 1 << 20
-
-
-def server_config(path: Path, interface: str, address: str, cluster: ceph.Cluster, *,
-                  priority: int, router_id: int, peer: IPv4Address, server: str = "",
-                  dhcp: str = "", extra: str = "") -> Config:
-    """A failover server's config; ``server``, ``dhcp``: more lines of those sections,
-    ``extra``: more sections."""
-    path.write_text(f"""\
-server:
-  interface: {interface}
-  address: {address}
-{server}dhcp:
-  subnet: {SUBNET}
-{dhcp}target:
-  portal_address: {PORTAL}
-  tgt_control_port: {free_control_port()}
-  iqn_authority: {AUTHORITY}
-  failover:
-    enabled: true
-    virtual_router_id: {router_id}
-    priority: {priority}
-    peer_storage_address: {peer}
-storage:
-  backend: rbd
-  state_dir: {path.parent / (path.stem + "-state")}
-  rbd:
-    pool: {cluster.pool}
-    ceph_conf: {cluster.conf}
-    client_id: {cluster.client_id}
-{extra}""")
-    return load_config(path)
 
 
 def qemu_io(netns: str, command: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -99,17 +63,6 @@ def vpd_serial(netns: str) -> str:
     return subprocess.run(iproute.in_netns(netns, ["iscsi-inq", "-i", INITIATOR, "-e", "1",
                                                     "-c", "0x80", url]),
                           capture_output=True, text=True, timeout=30, check=True).stdout
-
-
-def clean_up(lab: Lab, configs: list[Config], storage: dict[str, IPv4Address]) -> None:
-    """Lift the fences (while the lab, and so the host's way in, is still up), then close
-    the lab and forget its tgtds' control ports."""
-    if configs:
-        for ns_address in storage.values():
-            unblocklist(configs[0].storage.rbd, whole_host(ns_address))
-    lab.close()
-    for config in configs:
-        forget_control_port(config.target.tgt_control_port)
 
 
 @pytest.fixture
@@ -201,17 +154,6 @@ def test_a_power_cut_moves_the_portal_and_the_client_writes_on(
         clean_up(lab, configs, storage)
 
 
-def status(config: Config) -> dict:
-    done = subprocess.run([sys.executable, "-m", "netboot", "--config", str(config.source),
-                           "status", "--json"], capture_output=True, text=True, timeout=60,
-                          check=True)
-    return json.loads(done.stdout)
-
-
-def states(config: Config) -> dict[str, tuple[str, str]]:
-    return {s["name"]: (s["state"], s["portal"]) for s in status(config)["servers"]}
-
-
 def test_two_serves_share_the_portal_and_status_follows_a_power_cut(
         tmp_path: Path, ceph_cluster: ceph.Cluster, ceph_attach, postgres_server,
         postgres_url: str) -> None:
@@ -243,7 +185,7 @@ def test_two_serves_share_the_portal_and_status_follows_a_power_cut(
                 assert eventually(lambda c=config: holding(c), 30), (
                     (tmp_path / f"{a}-serve.log").read_text())
         config_a, config_b = configs
-        assert eventually(lambda: states(config_a) == {"boot-a": ("running", "holder"),
+        assert eventually(lambda: server_states(config_a) == {"boot-a": ("running", "holder"),
                                                        "boot-b": ("running", "standby")}, 15)
         assert status(config_b)["portal_holder"] == "boot-a"
 
@@ -254,7 +196,7 @@ def test_two_serves_share_the_portal_and_status_follows_a_power_cut(
             os.kill(tgtd_a, signal.SIGKILL)
         assert eventually(lambda: holding(config_b), 30), (
             (tmp_path / f"{b}-serve.log").read_text())
-        assert eventually(lambda: states(config_b) == {"boot-a": ("lost", "holder"),
+        assert eventually(lambda: server_states(config_b) == {"boot-a": ("lost", "holder"),
                                                        "boot-b": ("running", "holder")}, 30)
         assert status(config_b)["portal_holder"] == "boot-b"
         assert tgtd_pid(config_b.target.tgt_control_port) is not None
