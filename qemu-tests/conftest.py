@@ -22,9 +22,9 @@ from tests.support.paths import make_reachable
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The session's shared Ceph cluster (ceph_cluster, ceph_attach): one plugin for both test
-# folders, so a run of both makes one cluster.
-pytest_plugins = ("tests.support.ceph",)
+# The session's shared Ceph cluster (ceph_cluster, ceph_attach) and PostgreSQL server: one
+# plugin each for both test folders, so a run of both makes one of each.
+pytest_plugins = ("tests.support.ceph", "tests.support.postgres")
 
 
 # Kernel .debs are kept between runs (not in /tmp): $NETBOOT_LAB_CACHE or lab-state/cache.

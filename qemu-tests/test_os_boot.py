@@ -12,31 +12,49 @@ lab-03 with a check script written into its disk beforehand that reports who
 may read the iBFT's CHAP secret; lab-01 boots twice, with a check script
 written into its LUN beforehand that writes 64 MiB, waits for the host to
 stop tgtd for 5 s, writes again after the session came back and reboots; its
-second boot reads the data back. A second lab, on the session's Ceph cluster,
-imports the deb12 image file into its pool and boots its client once from its
-RBD clone (method initramfs).
+second boot reads the data back.
+
+Failover: two servers in two namespaces on one bridge share a PostgreSQL
+inventory and the floating portal, with the deb12 image imported into the
+session's Ceph cluster. A client boots from its RBD clone (method initramfs)
+and writes a checksummed stream of fsynced files; the server holding the
+portal is power-cut (link, serve, keepalived and tgtd at once); the client's
+writes go on through the other server, and its reboot, through that server
+alone, reads every file back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 import re
+import signal
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
+from netboot.config import Config
 from netboot.configfile import load_config
+from netboot.host import iproute
 from netboot.inventory.store import Inventory
 from netboot.lab import ceph, lab
 from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
 from netboot.storage.backend import open_storage
 from netboot.storage.bootdisk import PARTITION_START, SECTOR
-from netboot.target.tgtd import stop_tgtd
+from netboot.target.failover.portal import holding
+from netboot.target.tgtd import stop_tgtd, tgtd_pid
+from tests.support.ceph import image_name
+from tests.support.failover import clean_up, server_config, server_states, status
+from tests.support.netlab import Lab
 from tests.support.paths import make_reachable
+from tests.support.waiting import eventually
 
 # The first test also builds both images (a cold sanboot image takes ~6 min on a fresh
 # machine, whose lab cache is empty): a limit for that, not a speed check.
@@ -81,6 +99,47 @@ fi
 echo "TEST-REBOOT"
 systemctl reboot
 """.replace("BLOB_BYTES", str(BLOB))
+
+FAILOVER_MAC = "52:54:00:40:00:01"
+FAILOVER_CUTS = 5  # power cuts, alternately of each server: the figure is their median
+FAILOVER_FIRST = 5  # files the failover client writes before the first cut
+FAILOVER_AFTER = 10  # files it writes after its session broke the last time, then reboots
+FAILOVER_SCRIPT = """#!/bin/sh
+# Written into the failover client's image by qemu-tests/test_os_boot.py: a checksummed
+# stream of fsynced files, one console line each, on through CUTS moves of the portal.
+D=/var/lib/netboot-failover
+systemctl is-system-running --wait >/dev/null 2>&1
+while systemctl is-active -q netboot-os-up.service; do sleep 1; done
+exec >/dev/ttyS0 2>&1  # afresh: a getty starting meanwhile hangs the first one up
+if [ -d "$D" ]; then
+	for f in "$D"/*; do echo "TEST-AGAIN ${f##*/} $(sha256sum <"$f" | cut -d' ' -f1)"; done
+	echo "TEST-AGAIN-END"
+	systemctl poweroff
+	exit 0
+fi
+mkdir -p "$D"
+i=0
+lost=0
+left=AFTER
+while [ $i -lt 5000 ] && [ $left -gt 0 ]; do
+	i=$((i + 1))
+	n=$(printf %05d $i)
+	echo "TEST-START $n"
+	head -c 65536 /dev/urandom >"$D/$n" && sync "$D/$n" "$D" &&
+		echo "TEST-FILE $n $(sha256sum <"$D/$n" | cut -d' ' -f1)"
+	seen=$(dmesg | grep -c "detected conn error")
+	if [ "$seen" -gt $lost ]; then
+		lost=$seen
+		echo "TEST-SESSION-LOST $n $lost"
+	fi
+	if [ $lost -ge CUTS ]; then
+		left=$((left - 1))
+	fi
+	sleep 0.2
+done
+echo "TEST-REBOOT"
+systemctl reboot
+""".replace("AFTER", str(FAILOVER_AFTER)).replace("CUTS", str(FAILOVER_CUTS))
 
 IBFT_SECRET = "/sys/firmware/ibft/target0/chap-secret"
 IBFT_CHECK_SCRIPT = """#!/bin/sh
@@ -214,36 +273,157 @@ def boot_once(oslab: OsLab, name: str) -> Boot:
         vm.stop()
 
 
+@dataclass(frozen=True)
+class Failover:
+    """What the failover client's two boots showed; times in seconds since its first
+    QEMU started."""
+
+    first: Boot  # until the reboot its script asked for
+    resumed: tuple[float, ...]  # per cut: seconds to its first completed write after it
+    again: str  # the second boot's console, through the surviving server alone
+    states: dict[str, tuple[str, str]]  # each server's (state, portal role) after cut 1
+    holder: str  # the portal's holder after cut 1, as `status` says
+
+
+def serial_lines(console: str, marker: str) -> list[tuple[float, list[str]]]:
+    """(when, words after ``marker``) of each console line holding it."""
+    return [(float(line[1:line.index("]")]), line.split(marker, 1)[1].split())
+            for line in console.splitlines() if marker in line]
+
+
+def first_write_after(vm: Vm, cut_at: float) -> float:
+    """When the first file whose write began after ``cut_at`` was fsynced (console time)."""
+    began: set[str] = set()
+    for line in vm.lines(60, "a completed write after the cut"):
+        words = line.text.split()
+        if "TEST-START" in words and line.at > cut_at:
+            began.add(words[-1])
+        elif "TEST-FILE" in words and words[words.index("TEST-FILE") + 1] in began:
+            return line.at
+    raise AssertionError(f"{vm.spec.name} exited before writing after the cut")
+
+
+@dataclass
+class FailoverServer:
+    """One of the two servers: where it runs and how to cut and restart it."""
+
+    name: str
+    netns: str
+    address: str
+    interface: str
+    config: Config
+    serve: subprocess.Popen | None = None
+    plugged: bool = True  # its link is on the switch
+
+    def cut(self) -> None:
+        """A power cut: its boot link, serve, keepalived and tgtd gone at once."""
+        iproute.ip("link", "delete", self.interface, netns=self.netns)
+        self.plugged = False
+        tgtd = tgtd_pid(self.config.target.tgt_control_port)
+        assert self.serve is not None
+        os.killpg(self.serve.pid, signal.SIGKILL)  # serve and its keepalived
+        if tgtd is not None:
+            os.kill(tgtd, signal.SIGKILL)
+
+    def start(self, netlab: Lab, hub: str, log: Path) -> None:
+        """Power on: its link back on the switch, then its serve (which rejoins)."""
+        if not self.plugged:
+            netlab.plug(hub, self.netns, f"{self.address}/24", name=self.interface)
+            self.plugged = True
+        self.serve = netlab.serve(self.netns, self.config.source, log)
+
+
+def cli(config: Config, *args: str) -> None:
+    """The real CLI with one failover server's config; its output in the error if it fails."""
+    done = subprocess.run(lab.netboot_argv(config.source, *args), capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"netboot {' '.join(args)}: {done.stdout}{done.stderr}"
+
+
 @pytest.fixture(scope="module")
-def rbd_clone(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory, accel: Accel,
-              lab_cache: Path, ceph_cluster: ceph.Cluster) -> Boot:
-    """One boot of lab-01 of a lab on Ceph, from its RBD clone of the deb12 image file
-    oslab built (imported with the CLI), until the OS is up; all of it removed after."""
+def failover(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory, accel: Accel,
+             ceph_cluster: ceph.Cluster, postgres_server) -> Iterator[Failover]:
+    """Two servers and one client on RBD through FAILOVER_CUTS power cuts, each of the
+    portal's holder, which then powers on again and rejoins as standby; see the module's
+    docstring. Everything is removed after, the fences lifted."""
     built = open_storage(load_config(oslab.state.config)).find_image("deb12")
     assert built is not None
-    lab_dir = tmp_path_factory.mktemp("os-ceph-lab")
-    make_reachable(lab_dir)  # so the lab's serve splits (netboot.lab.lab.serve_user)
-    factory = VmFactory(lab_dir / "vms")
+    work = tmp_path_factory.mktemp("failover")
+    image = work / "deb12.img"  # the check script goes into a copy: oslab's image stays
+    subprocess.run(["cp", "--sparse=always", built.location.name, str(image)], check=True)
+    install_check_script(str(image), work, FAILOVER_SCRIPT)
+    database = postgres_server.new_database()
+    netlab = Lab(work)
+    configs: list[Config] = []
+    storage: dict[str, IPv4Address] = {}
+    factory = VmFactory(work / "vms")
     try:
-        state = lab.up(lab_dir, 1, accel=accel, cache_dir=lab_cache, say=lambda _: None,
-                       storage=lab.LabStorage.CEPH, ceph_dir=ceph_cluster.directory)
-        client = state.clients[0]
-        lab.run_cli(state, "image", "import", "deb12", built.location.name)
-        lab.run_cli(state, "client", "remove", "--purge", client.mac)
-        lab.run_cli(state, "client", "add", client.mac, "--hostname", client.name,
-                    "--image", "deb12", "--boot-method", "initramfs")
-        try:
-            topo = lab.topology.load(lab_dir)
-            assert topo is not None
-            vm = factory.start(VmSpec(f"{client.name}-rbd", client.mac, topo.taps[0],
-                                      accel=accel, memory_mb=MEMORY_MB), topo.netns)
-            return wait_up(vm)
-        finally:  # the image is the test's to remove (lab down removes its own)
-            factory.stop_all()
-            lab.run_cli(state, "client", "remove", "--purge", client.mac)
-            lab.run_cli(state, "image", "remove", "deb12")
+        a, b = netlab.netns("a"), netlab.netns("b")
+        links = netlab.switch((a, "198.18.40.2/24", None), (b, "198.18.40.3/24", None),
+                              taps=1)
+        hub, tap = netlab.taps[0]
+        storage.update({ns: ceph.attach(ceph_cluster, ns).ip for ns in (a, b)})
+        router_id = random.randint(1, 255)
+        served = oslab.state.lab_dir / "state"  # oslab's kernel, initramfs and loaders
+        extra = (f"boot:\n  kernel: {served / 'kernel' / 'vmlinuz'}\n"
+                 f"  initramfs: {served / 'initramfs' / 'base.img'}\n  onfail: halt\n"
+                 f'inventory:\n  url: "{postgres_server.url(database)}"\n'
+                 f"  password_file: {postgres_server.password_file}\n")
+        servers = []
+        for ns, name, address, priority, peer, pool in (
+                (a, "boot-a", "198.18.40.2", 150, b, ("198.18.40.192", "198.18.40.223")),
+                (b, "boot-b", "198.18.40.3", 100, a, ("198.18.40.224", "198.18.40.254"))):
+            configs.append(server_config(
+                work / f"{name}.yaml", links[ns], address, ceph_cluster, priority=priority,
+                router_id=router_id, peer=storage[peer], extra=extra,
+                server=f"  name: {name}\n  user: root\n  tftp_root: {served / 'tftproot'}\n",
+                dhcp=f"  range_start: {pool[0]}\n  range_end: {pool[1]}\n"))
+            servers.append(FailoverServer(name, ns, address, links[ns], configs[-1]))
+        golden = image_name("deb12fo")
+        cli(configs[0], "image", "import", golden, str(image))
+        cli(configs[0], "client", "add", FAILOVER_MAC, "--hostname", "fo-01", "--image",
+            golden, "--boot-method", "initramfs")
+        holder, standby = servers
+        holder.start(netlab, hub, work / "boot-a-serve.log")
+        assert eventually(lambda: holding(holder.config), 30)  # nopreempt keeps it there
+        standby.start(netlab, hub, work / "boot-b-serve.log")
+        vm = factory.start(VmSpec("fo-01-boot1", FAILOVER_MAC, tap, accel=accel,
+                                  memory_mb=MEMORY_MB), hub)
+        up = wait_up(vm)
+        vm.wait_for(rf"TEST-FILE {FAILOVER_FIRST:05d} ", OS_TIMEOUT)
+        resumed = []
+        for cut in range(FAILOVER_CUTS):
+            cut_at = time.monotonic() - vm.started
+            holder.cut()
+            resumed.append(first_write_after(vm, cut_at) - cut_at)
+            assert holding(standby.config)
+            if cut == 0:
+                eventually(lambda h=holder, s=standby:
+                           server_states(s.config)[h.name][0] == "lost", 30)
+                states = server_states(standby.config)
+                moved_to = status(standby.config)["portal_holder"]
+            if cut < FAILOVER_CUTS - 1:  # the cut one powers on again and rejoins
+                holder.start(netlab, hub, work / f"{holder.name}-serve.log")
+                assert eventually(lambda h=holder, s=standby: server_states(s.config)[h.name]
+                                  == ("running", "standby"), 30)
+            holder, standby = standby, holder
+        vm.wait_exit(OS_TIMEOUT)  # its script reboots it
+        first = Boot(vm.serial_log.read_text(errors="replace"), up.up_at)
+        again = factory.start(VmSpec("fo-01-boot2", FAILOVER_MAC, tap, accel=accel,
+                                     memory_mb=MEMORY_MB), hub)
+        again.wait_for(r"TEST-AGAIN-END", OS_TIMEOUT)
+        again.wait_exit(120)
+        yield Failover(first, tuple(resumed), again.serial_log.read_text(errors="replace"),
+                       states, moved_to)
+        factory.stop_all()
+        cli(holder.config, "client", "remove", "--purge", FAILOVER_MAC)
+        cli(holder.config, "image", "remove", golden)
     finally:
-        lab.down(lab_dir)
+        factory.stop_all()
+        clean_up(netlab, configs, storage)
+        for ns in storage:
+            ceph.detach(ceph_cluster, ns)
+        postgres_server.drop_database(database)
 
 
 @pytest.fixture(scope="module")
@@ -298,11 +478,40 @@ def test_initramfs_clone_boots_to_a_running_system(second_clone, record_boot, os
         record_boot(f"image build {name} (mmdebstrap tarball cached)", seconds)
 
 
-def test_initramfs_clone_of_the_imported_image_on_rbd_boots_to_a_running_system(rbd_clone,
-                                                                              record_boot):
-    assert reports(rbd_clone.console, "NETBOOT-OS-UP ")[0] == ["lab-01", "running"]
-    record_boot("Debian 12 on an RBD clone, method initramfs: power-on to NETBOOT-OS-UP",
-                rbd_clone.up_at)
+def test_client_on_rbd_boots_through_two_servers_to_a_running_system(failover, record_boot):
+    assert reports(failover.first.console, "NETBOOT-OS-UP ")[0] == ["fo-01", "running"]
+    record_boot("Debian 12 on an RBD clone, two servers: power-on to NETBOOT-OS-UP",
+                failover.first.up_at)
+
+
+def test_client_writes_resume_through_the_other_server_within_30_s_of_each_power_cut(
+        failover, record_boot):
+    for cut, seconds in enumerate(failover.resumed, 1):
+        record_boot(f"failover: power cut {cut} to the client's first completed write after it",
+                    seconds)
+    record_boot(f"failover: the median of {len(failover.resumed)} cuts",
+                statistics.median(failover.resumed))
+    assert len(failover.resumed) == FAILOVER_CUTS
+    assert max(failover.resumed) < 30
+
+
+def test_client_saw_its_session_break_at_each_cut(failover):
+    lost = reports(failover.first.console, "TEST-SESSION-LOST ")
+    assert int(lost[-1][1]) >= FAILOVER_CUTS
+
+
+def test_every_file_the_client_fsynced_is_intact_after_a_reboot_through_the_other_server(
+        failover):
+    written = {words[0]: words[1] for _, words in
+               serial_lines(failover.first.console, "TEST-FILE ")}
+    assert len(written) > FAILOVER_FIRST
+    again = {words[0]: words[1] for _, words in serial_lines(failover.again, "TEST-AGAIN ")}
+    assert {name: again.get(name) for name in written} == written
+
+
+def test_status_shows_the_portal_moved_and_the_cut_server_lost(failover):
+    assert failover.holder == "boot-b"
+    assert failover.states == {"boot-a": ("lost", "holder"), "boot-b": ("running", "holder")}
 
 
 def test_initramfs_clone_lists_its_root_session(second_clone):
