@@ -149,7 +149,7 @@ def test_root_node_record_has_mutual_chap_onboot_startup_and_root_timers(booted_
                  f"node.session.auth.username = {CLIENT.chap_user}",
                  f"node.session.auth.username_in = {CLIENT.mutual_user}",
                  "node.session.timeo.replacement_timeout = 86400",
-                 "node.conn[0].timeo.noop_out_interval = 0"]:
+                 "node.conn[0].timeo.noop_out_interval = 5"]:
         assert line in record
 
 
