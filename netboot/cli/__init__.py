@@ -11,7 +11,7 @@ from netboot.cli.image_cmd import image
 from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.lab_cmd import lab_group
 from netboot.cli.lun_cmd import lun
-from netboot.cli.serve_cmd import serve
+from netboot.cli.serve_cmd import install_service, serve
 from netboot.cli.server_cmd import server
 from netboot.cli.status_cmd import status
 from netboot.cli.target_cmd import target
@@ -20,6 +20,7 @@ cli.add_command(init)
 cli.add_command(config)
 cli.add_command(client)
 cli.add_command(serve)
+cli.add_command(install_service)
 cli.add_command(status)
 cli.add_command(server)
 cli.add_command(image)

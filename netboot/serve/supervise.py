@@ -28,6 +28,7 @@ from pathlib import Path
 from netboot.config import ROOT_USER, Config
 from netboot.errors import NetbootError
 from netboot.host import iproute
+from netboot.host.sdnotify import Notifier
 from netboot.host.users import ServiceUser, blocking_directory, service_user, share
 from netboot.inventory.store import open_inventory
 from netboot.provisioning.root import recover_interrupted
@@ -58,18 +59,21 @@ def check_interface(config: Config) -> None:
 
 def run(services: list[Service], stop: threading.Event | None = None,
         ready: Callable[[], None] | None = None,
-        stop_deadline: float = STOP_DEADLINE) -> None:
+        stop_deadline: float = STOP_DEADLINE, notifier: Notifier | None = None) -> None:
     """Start ``services``, wait until SIGTERM/SIGINT (or ``stop``) or until a thread of one
     dies, then stop them in reverse; a death raises, so ``netboot serve`` exits non-zero.
 
     Once all listen, ``ready`` is called (the network part tells its parent), or else the
-    :data:`SERVE_READY` line is logged. A stop that takes longer than ``stop_deadline``
+    :data:`SERVE_READY` line is logged and systemd told (``notifier``: READY, then a
+    watchdog ping every half WatchdogSec= while no service died, STOPPING at the end;
+    nothing outside systemd). A stop that takes longer than ``stop_deadline``
     seconds writes every thread's stack to stderr and ends the process with status 1
     (:func:`faulthandler.dump_traceback_later`, which works even if Python is stuck): a
     service manager's kill would tell nobody what held it."""
     if not services:
         raise NetbootError("nothing to serve: every service is turned off in the config")
     stop = stop or threading.Event()
+    notifier = notifier or Notifier()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -88,12 +92,17 @@ def run(services: list[Service], stop: threading.Event | None = None,
             if ready is not None:
                 ready()
             else:
-                log.info("%s %s", SERVE_READY, ", ".join(s.name for s in services))
-            stop.wait()
+                names = ", ".join(s.name for s in services)
+                log.info("%s %s", SERVE_READY, names)
+                notifier.ready(f"serving: {names}")
+            while not stop.wait(notifier.watchdog_interval):
+                notifier.ping()  # stop is set when a service's thread dies: no more pings
         if supervisor.death is None:
             log.info("stopping")
+            notifier.stopping("stopping")
         else:
             log.error("stopping every service: %s", supervisor.death)
+            notifier.stopping(f"stopping: {supervisor.death}")
     finally:
         faulthandler.dump_traceback_later(stop_deadline, exit=True)
         try:
@@ -107,6 +116,7 @@ def run(services: list[Service], stop: threading.Event | None = None,
 def serve(config: Config, stop: threading.Event | None = None) -> None:
     """``netboot serve``: check the host, recover interrupted provisioning once, then run,
     split in two processes unless ``server.user`` is root (see netboot.serve.network)."""
+    notifier = Notifier.from_environment()  # before any child could inherit its socket
     check_interface(config)
     with open_inventory(config) as inventory:
         try:
@@ -116,14 +126,14 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
                       "will): %s", err)
     opener = partial(open_inventory, config)
     if config.server.user == ROOT_USER or os.geteuid() != 0:
-        run(build_services(config, opener), stop)
+        run(build_services(config, opener), stop, notifier=notifier)
         return
     user = service_user(config.server.user)
     hand_state_over(config, user)
     # Held open to the end: the -wal and -shm files stay, so the network part, which cannot
     # create files in the state dir, never has to.
     with opener():
-        run(build_services(config, opener, Part.ROOT, user), stop)
+        run(build_services(config, opener, Part.ROOT, user), stop, notifier=notifier)
 
 
 def hand_state_over(config: Config, user: ServiceUser) -> None:

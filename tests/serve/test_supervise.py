@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from netboot.errors import NetbootError
+from netboot.host.sdnotify import Notifier
 from netboot.serve.supervise import run
 from netboot.threads import start_thread
 from tests.support import REPO
@@ -59,10 +61,21 @@ def returns(stop: threading.Event) -> None:
     return
 
 
-def run_in_thread(parts: list[Part], stop: threading.Event) -> None:
+def run_in_thread(parts: list[Part], stop: threading.Event,
+                  notifier: Notifier | None = None) -> None:
     """``run`` off the main thread, so it leaves pytest's signal handlers alone."""
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(run, parts, stop).result(timeout=20)
+        pool.submit(run, parts, stop, notifier=notifier).result(timeout=20)
+
+
+@pytest.fixture
+def systemd(tmp_path) -> Iterator[tuple[Notifier, socket.socket]]:
+    """A notifier pinging every 50 ms and the datagram socket that receives its messages."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(5)
+        yield Notifier(str(path), 0.05), sock
 
 
 def test_a_thread_that_raises_stops_run_with_an_error_naming_it_and_stops_the_others(caplog):
@@ -122,3 +135,36 @@ def test_a_stop_that_hangs_writes_every_threads_stack_and_exits_1(tmp_path):
     assert done.returncode == 1
     assert "Timeout (0:00:00.500000)!" in done.stderr
     assert "in stop" in done.stderr  # the frame it hung in
+
+
+def test_systemd_hears_ready_once_all_serve_then_pings_then_stopping(systemd):
+    notifier, sock = systemd
+    stops: list[str] = []
+    parts = [Part("one", serves, stops), Part("two", serves, stops)]
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run, parts, stop, notifier=notifier)
+        assert sock.recv(4096) == b"READY=1\nSTATUS=serving: one, two"
+        assert all(part.running.is_set() for part in parts)
+        assert [sock.recv(4096) for _ in range(3)] == [b"WATCHDOG=1"] * 3
+        stop.set()
+        running.result(timeout=20)
+    while (message := sock.recv(4096)) == b"WATCHDOG=1":
+        pass  # pings sent before the stop
+    assert message == b"STOPPING=1\nSTATUS=stopping"
+
+
+def test_systemd_hears_why_serve_stops_when_a_thread_dies_and_no_ping_after(systemd):
+    notifier, sock = systemd
+    stops: list[str] = []
+    with pytest.raises(NetbootError):
+        run_in_thread([Part("steady", serves, stops), Part("broken", crashes, stops)],
+                      threading.Event(), notifier)
+    sock.settimeout(0.5)
+    messages = []
+    try:
+        while True:
+            messages.append(sock.recv(4096))
+    except TimeoutError:
+        pass
+    assert messages[-1].startswith(b"STOPPING=1\nSTATUS=stopping: broken thread broken-loop died")
