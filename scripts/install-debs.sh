@@ -1,11 +1,12 @@
 #!/bin/sh
-# Install the Debian packages listed in debian-packages.txt that are missing.
+# Install the Debian packages listed in debian-packages.txt (a boot server's) and
+# debian-packages-test.txt (the lab's, tests' and benchmarks') that are missing.
 # Services those packages ship (tgt, tftpd-hpa) are kept from starting on the
 # host: netboot starts its own daemons, on its own addresses, when it needs them.
 set -eu
-list="$(dirname "$0")/../debian-packages.txt"
+lists="$(dirname "$0")/../debian-packages.txt $(dirname "$0")/../debian-packages-test.txt"
 missing=""
-for pkg in $(grep -v '^#' "$list"); do
+for pkg in $(cat $lists | grep -v "^#"); do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [ "$status" = installed ] || missing="$missing $pkg"
 done

@@ -98,11 +98,15 @@ class FileStatus:
 
 
 def package_version(package: str) -> str | None:
-    """The installed version of a Debian package, or None if it is not installed."""
-    proc = subprocess.run(
-        ["dpkg-query", "-W", "-f=${db:Status-Status} ${Version}", package],
-        capture_output=True, text=True, check=False,
-    )
+    """The installed version of a Debian package, or None if it is not installed (or
+    this is not a Debian system: no dpkg-query)."""
+    try:
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${db:Status-Status} ${Version}", package],
+            capture_output=True, text=True, check=False,
+        )
+    except FileNotFoundError:
+        return None
     status, _, version = proc.stdout.partition(" ")
     return version if proc.returncode == 0 and status == "installed" else None
 

@@ -19,7 +19,7 @@ from netboot.storage.osfiles import DEFAULT_OPTIONS, OsImageError, grub_config
 
 GOLDEN = Path(__file__).parent / "golden" / "osimage"
 MBR = bytes(range(256)) * 2  # stands in for sfdisk's partition table and signature
-BOOT_IMG = (GRUB_DIR / "boot.img").read_bytes()  # grub-pc-bin, in debian-packages.txt
+BOOT_IMG = (GRUB_DIR / "boot.img").read_bytes()  # grub-pc-bin, in debian-packages-test.txt
 
 
 def test_mbr_gets_grub_code_and_keeps_the_partition_table():
