@@ -118,6 +118,8 @@ if [ -d "$D" ]; then
 	exit 0
 fi
 mkdir -p "$D"
+C=/sys/class/iscsi_connection
+echo "TEST-PINGS $(cat $C/connection*/recv_tmo | head -n 1) $(cat $C/connection*/ping_tmo | head -n 1)"
 i=0
 lost=0
 left=AFTER
@@ -493,6 +495,11 @@ def test_client_writes_resume_through_the_other_server_within_30_s_of_each_power
                 statistics.median(failover.resumed))
     assert len(failover.resumed) == FAILOVER_CUTS
     assert max(failover.resumed) < 30
+
+
+def test_the_clients_iscsid_pings_its_target_after_adopting_the_root_session(failover):
+    """recv_tmo is noop_out_interval, ping_tmo noop_out_timeout (the kernel's names)."""
+    assert reports(failover.first.console, "TEST-PINGS ")[0] == ["5", "5"]
 
 
 def test_client_saw_its_session_break_at_each_cut(failover):

@@ -44,7 +44,9 @@ DEFAULT_TPGT = 1
 # a portal's holder that died holding commands (TCP has nothing left to resend),
 # so the session moves to the other server within ~10 s instead of waiting for the
 # SCSI command timeout (30 s, then error handling). With that replacement timeout a
-# ping that times out only reconnects; queued I/O waits, nothing fails.
+# ping that times out only reconnects; queued I/O waits, nothing fails. iscsid applies
+# them when it adopts the initramfs' session (its one re-login), and /init logs in
+# without pings: until an iscsid runs, nothing would recover a connection one dropped.
 ROOT_ISCSID_SETTINGS = {
     "node.session.timeo.replacement_timeout": "86400",
     "node.conn[0].timeo.noop_out_interval": "5",
