@@ -1,10 +1,11 @@
-"""DHCP benchmark: `netboot serve` against dnsmasq, 1,000 registered clients, one run.
+"""DHCP benchmark: `netboot serve` against Kea and dnsmasq, 1,000 registered clients, one run.
 
-Two identical namespace pairs (server <-veth-> load generator), one with
-`netboot serve`, one with dnsmasq holding the same 1,000 clients as static
-`dhcp-host` entries. Kea's `perfdhcp` (Debian: kea-admin) plays a relay with
+Three identical namespace pairs (server <-veth-> load generator): one with
+`netboot serve`, one with Kea 2.2 (kea-dhcp4, the 1,000 clients as host
+reservations by hw-address, memfile leases persisted), one with dnsmasq
+holding them as static `dhcp-host` entries. Kea's `perfdhcp` (Debian: kea-admin) plays a relay with
 the 1,000 client MACs and offers DORA exchanges at a ladder of rates, each
-step run against both servers back to back, so a busy machine disturbs both
+step run against every server back to back, so a busy machine disturbs all
 alike. Reported per server: the highest offered rate sustained with under
 1 % of exchanges lost, DISCOVER->OFFER p50/p99 at that rate (perfdhcp's
 per-exchange timers), and the peak rate completed at any step.
@@ -19,6 +20,7 @@ state dir.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -43,6 +45,7 @@ from netboot.provisioning.clients import add_client
 SUBNET = "198.18.0.0/21"  # room for 1,000 fixed addresses outside the dynamic quarter
 SERVER = "198.18.0.1"
 RELAY = "198.18.7.1"  # perfdhcp's address: it acts as a relay (giaddr) on the same subnet
+SERVERS = ("netboot", "kea", "dnsmasq")
 RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 MAX_LOSS = 0.01
 GIVE_UP_LOSS = 0.5  # a server this far past its limit is not run at higher rates
@@ -179,6 +182,39 @@ def start_dnsmasq(work: Path, pair: Pair, registered: list[Client]) -> subproces
     ], work / "dnsmasq.log", "dnsmasq-dhcp")
 
 
+def start_kea(work: Path, pair: Pair, registered: list[Client]) -> subprocess.Popen:
+    """Kea 2.2 as a performance-minded admin runs it for relayed traffic: UDP sockets,
+    reservations by hw-address (all out of pool), leases in memfile, persisted; logging
+    at WARN (INFO writes a line per lease)."""
+    conf = work / "kea-dhcp4.json"
+    conf.write_text(json.dumps({"Dhcp4": {
+        "interfaces-config": {"interfaces": [pair.server_if], "dhcp-socket-type": "udp"},
+        "lease-database": {"type": "memfile", "persist": True,
+                           "name": str(work / "kea-leases4.csv"), "lfc-interval": 3600},
+        "valid-lifetime": 3600,
+        "host-reservation-identifiers": ["hw-address"],
+        "subnet4": [{"id": 1, "subnet": SUBNET, "reservations-out-of-pool": True,
+                     "reservations": [{"hw-address": c.mac, "ip-address": str(c.ip)}
+                                      for c in registered]}],
+        "loggers": [{"name": "kea-dhcp4", "severity": "WARN",
+                     "output_options": [{"output": "stdout"}]}],
+    }}, indent=1))
+    log = work / "kea.log"
+    env = {**os.environ, "KEA_PIDFILE_DIR": str(work), "KEA_LOCKFILE_DIR": str(work)}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(iproute.in_netns(pair.server_ns, ["kea-dhcp4", "-c", str(conf)]),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env)
+    deadline = time.monotonic() + 60
+    while ":67 " not in subprocess.run(
+            iproute.in_netns(pair.server_ns, ["ss", "-Hlun"]), capture_output=True,
+            text=True, check=False).stdout + " ":
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"kea-dhcp4 did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return proc
+
+
 def ladder(pairs: dict[str, Pair], macs: Path, seconds: int) -> dict[str, list[Step]]:
     """Each rate against each server in turn, until every server is far past its limit."""
     steps: dict[str, list[Step]] = {name: [] for name in pairs}
@@ -211,9 +247,10 @@ def report(steps: dict[str, list[Step]], clients: int) -> None:
           f"{MAX_LOSS:.0%} lost; DISCOVER->OFFER delay at that rate; peak = most DORA/s "
           "completed at any offered rate")
     print(table(["server", "sustained DORA/s", "p50 ms", "p99 ms", "peak DORA/s"], rows))
-    if sustained.get("dnsmasq"):
-        print(f"netboot / dnsmasq sustained: {sustained['netboot'] / sustained['dnsmasq']:.2f}x")
-    print(f"netboot / dnsmasq peak: {peak['netboot'] / peak['dnsmasq']:.2f}x")
+    for peer in SERVERS[1:]:
+        if sustained.get(peer):
+            print(f"netboot / {peer} sustained: {sustained['netboot'] / sustained[peer]:.2f}x")
+        print(f"netboot / {peer} peak: {peak['netboot'] / peak[peer]:.2f}x")
 
 
 def main() -> None:
@@ -231,21 +268,22 @@ def main() -> None:
         print(f"netboot's inventory: {args.inventory_url}")
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
-    for tool in ("perfdhcp", "dnsmasq"):
+    for tool in ("perfdhcp", "dnsmasq", "kea-dhcp4"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (see debian-packages.txt)")
     load = os.getloadavg()[0]
-    print(f"load average {load:.1f} on {os.cpu_count()} CPUs (other work skews both servers)")
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs (other work skews every server)")
     work = Path(tempfile.mkdtemp(prefix="netboot-dhcp-bench-"))
     work.chmod(0o711)  # serve's network part (server.user) reaches the config and state in it
     pairs: dict[str, Pair] = {}
     procs: list[subprocess.Popen] = []
     try:
-        for name in ("netboot", "dnsmasq"):
+        for name in SERVERS:
             pairs[name] = Pair.create(secrets.token_hex(3))
         proc, registered = start_netboot(work, pairs["netboot"], args.clients, inventory_yaml)
         procs.append(proc)
         procs.append(start_dnsmasq(work, pairs["dnsmasq"], registered))
+        procs.append(start_kea(work, pairs["kea"], registered))
         macs = work / "macs.txt"
         macs.write_text("".join(f"{c.mac}\n" for c in registered))
         steps = ladder(pairs, macs, args.step_seconds)

@@ -24,9 +24,14 @@ fi
 trap '[ -n "$created" ] && rm -f "$policy"' EXIT
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
-# Installing keepalived enables its unit (policy-rc.d only stops it starting now): it would
-# start at the next boot with Debian's config. netboot runs its own keepalived.
-case " $missing " in *" keepalived "*)
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --quiet keepalived.service || true; fi
-    rm -f /etc/systemd/system/multi-user.target.wants/keepalived.service ;;
-esac
+# Installing keepalived or Kea enables its unit (policy-rc.d only stops it starting now):
+# it would start at the next boot with Debian's config. netboot runs its own keepalived,
+# and the DHCP benchmark its own Kea, in namespaces.
+for unit in keepalived kea-dhcp4-server; do
+    case " $missing " in *" $unit "*)
+        if command -v systemctl >/dev/null 2>&1; then
+            systemctl disable --quiet "$unit.service" || true
+        fi
+        rm -f "/etc/systemd/system/multi-user.target.wants/$unit.service" ;;
+    esac
+done
