@@ -68,12 +68,15 @@ SANBOOT_LUN = "3G"  # lab-03's root: larger than the 2G image, so `client add` g
 PATTERN = b"netboot-test-data\n"  # what `yes netboot-test-data` writes
 UNREACHABLE_OR_NET = re.compile(r"iscsi|network|ifup|dhc|ssh", re.IGNORECASE)
 
-CHECK_SCRIPT = """#!/bin/sh
-# Written into the clone's root by qemu-tests/test_os_boot.py; one console line per result.
-D=/var/lib/netboot-test
+# How each check script starts: once the system is up and has said so on the console,
+# its own lines go there too, one per result.
+RUNNING = """#!/bin/sh
+# Written into a client's root by qemu-tests/test_os_boot.py.
 systemctl is-system-running --wait >/dev/null 2>&1
 while systemctl is-active -q netboot-os-up.service; do sleep 1; done
 exec >/dev/ttyS0 2>&1  # afresh: a getty starting meanwhile hangs the first one up
+"""
+CHECK_SCRIPT = RUNNING + """D=/var/lib/netboot-test
 if [ -e "$D/blob" ]; then
 	echo "TEST-SUM-AGAIN $(sha256sum "$D/blob" | cut -d' ' -f1)"
 	systemctl poweroff
@@ -104,13 +107,8 @@ FAILOVER_MAC = "52:54:00:40:00:01"
 FAILOVER_CUTS = 5  # power cuts, alternately of each server: the figure is their median
 FAILOVER_FIRST = 5  # files the failover client writes before the first cut
 FAILOVER_AFTER = 10  # files it writes after its session broke the last time, then reboots
-FAILOVER_SCRIPT = """#!/bin/sh
-# Written into the failover client's image by qemu-tests/test_os_boot.py: a checksummed
-# stream of fsynced files, one console line each, on through CUTS moves of the portal.
-D=/var/lib/netboot-failover
-systemctl is-system-running --wait >/dev/null 2>&1
-while systemctl is-active -q netboot-os-up.service; do sleep 1; done
-exec >/dev/ttyS0 2>&1  # afresh: a getty starting meanwhile hangs the first one up
+# A checksummed stream of fsynced files, one console line each, on through the cuts.
+FAILOVER_SCRIPT = RUNNING + """D=/var/lib/netboot-failover
 if [ -d "$D" ]; then
 	for f in "$D"/*; do echo "TEST-AGAIN ${f##*/} $(sha256sum <"$f" | cut -d' ' -f1)"; done
 	echo "TEST-AGAIN-END"
@@ -119,7 +117,8 @@ if [ -d "$D" ]; then
 fi
 mkdir -p "$D"
 C=/sys/class/iscsi_connection
-echo "TEST-PINGS $(cat $C/connection*/recv_tmo | head -n 1) $(cat $C/connection*/ping_tmo | head -n 1)"
+every=$(cat $C/connection*/recv_tmo | head -n 1)
+echo "TEST-PINGS $every $(cat $C/connection*/ping_tmo | head -n 1)"
 i=0
 lost=0
 left=AFTER
