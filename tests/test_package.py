@@ -111,3 +111,14 @@ def test_init_from_the_installed_package_matches_golden(installed):
 def test_installed_cli_prints_its_help(installed):
     out = installed.run([installed.venv / "bin" / "netboot", "--help"]).decode()
     assert out.startswith("Usage: netboot")
+
+
+def test_installed_cli_writes_the_systemd_unit_running_its_own_interpreter(installed, tmp_path):
+    config = tmp_path / "netboot.yaml"
+    config.write_text(BASE_CONFIG.format(tftp_root=tmp_path / "tftproot",
+                                         state_dir=tmp_path / "state"))
+    installed.run([installed.venv / "bin" / "netboot", "--config", config, "install-service",
+                   "--unit-dir", tmp_path])
+    unit = (tmp_path / "netboot.service").read_text().splitlines()
+    assert f"ExecStart={installed.venv / 'bin' / 'python'} -m netboot --config {config} serve" \
+        in unit
