@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -166,8 +167,24 @@ def start_netboot(work: Path, pair: Pair, clients: int,
                                  f"52:54:00:be:{n >> 8:02x}:{n & 0xFF:02x}").client
                       for n in range(clients)]
     print(f"registered {clients} clients in {time.monotonic() - began:.1f}s", flush=True)
-    proc = start(pair.server_ns, [sys.executable, "-m", "netboot", "--config", str(config_path),
-                                  "--log-level", "info", "serve"], work / "serve.log", "serving:")
+    # Warnings only, as Kea below: at info serve logs a line per ACK. It says it is ready
+    # as it would to systemd, on a notify socket of the bench's.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(work / "notify"))
+        notify.settimeout(60)
+        with (work / "serve.log").open("ab") as out:
+            proc = subprocess.Popen(
+                iproute.in_netns(pair.server_ns, [
+                    sys.executable, "-m", "netboot", "--config", str(config_path),
+                    "--log-level", "warning", "serve"]),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "NOTIFY_SOCKET": str(work / "notify")})
+        try:
+            while not notify.recv(4096).startswith(b"READY=1"):
+                pass
+        except TimeoutError:
+            log = (work / "serve.log").read_text()
+            raise SystemExit(f"netboot serve did not start:\n{log}") from None
     return proc, registered
 
 

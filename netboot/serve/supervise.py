@@ -17,6 +17,7 @@ error naming it, rather than leaving it to serve on without that part.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -89,6 +90,10 @@ def run(services: list[Service], stop: threading.Event | None = None,
                 started.append(service)
                 log.info("%s started", service.name)
         if not stop.is_set():
+            # Everything made so far lives as long as serve (modules, config, prepared
+            # replies): out of the collector's sight, a full collection no longer walks it.
+            # Measured: a 43-45 ms DHCP p99 at one step of the bench, gone with this.
+            gc.freeze()
             if ready is not None:
                 ready()
             else:

@@ -3,6 +3,7 @@ started with :func:`netboot.threads.start_thread`."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -168,3 +169,24 @@ def test_systemd_hears_why_serve_stops_when_a_thread_dies_and_no_ping_after(syst
     except TimeoutError:
         pass
     assert messages[-1].startswith(b"STOPPING=1\nSTATUS=stopping: broken thread broken-loop died")
+
+
+def test_what_was_made_before_serving_is_frozen_out_of_the_collectors_sight():
+    stops: list[str] = []
+    parts = [Part("one", serves, stops)]
+    stop = threading.Event()
+    gc.unfreeze()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(run, parts, stop)
+            assert parts[0].running.wait(5)
+            for _ in range(50):
+                if gc.get_freeze_count():
+                    break
+                threading.Event().wait(0.1)
+            frozen = gc.get_freeze_count()
+            stop.set()
+            running.result(timeout=20)
+    finally:
+        gc.unfreeze()
+    assert frozen > 0
