@@ -3,12 +3,13 @@
 Three identical namespace pairs (server <-veth-> load generator): one with
 `netboot serve`, one with Kea 2.2 (kea-dhcp4, the 1,000 clients as host
 reservations by hw-address, memfile leases persisted), one with dnsmasq
-holding them as static `dhcp-host` entries. Kea's `perfdhcp` (Debian: kea-admin) plays a relay with
-the 1,000 client MACs and offers DORA exchanges at a ladder of rates, each
-step run against every server back to back, so a busy machine disturbs all
-alike. Reported per server: the highest offered rate sustained with under
-1 % of exchanges lost, DISCOVER->OFFER p50/p99 at that rate (perfdhcp's
-per-exchange timers), and the peak rate completed at any step.
+holding them as static `dhcp-host` entries. Kea's `perfdhcp` (Debian:
+kea-admin) plays a relay with the 1,000 client MACs and offers DORA
+exchanges at a ladder of rates, each step run against every server back to
+back, so a busy machine disturbs all alike. Reported per server: the highest
+offered rate sustained with under 1 % of exchanges lost, DISCOVER->OFFER
+p50/p99 at that rate (perfdhcp's per-exchange timers), and the peak rate
+completed at any step.
 Needs root; about 1-2 minutes. With ``--inventory-url`` netboot's inventory is
 that PostgreSQL database (give it an empty one) instead of SQLite in the run's
 state dir.

@@ -120,6 +120,7 @@ C=/sys/class/iscsi_connection
 every=$(cat $C/connection*/recv_tmo | head -n 1)
 echo "TEST-PINGS $every $(cat $C/connection*/ping_tmo | head -n 1)"
 i=0
+base=$(dmesg | grep -c "detected conn error")  # any before the writes (a re-login at boot)
 lost=0
 left=AFTER
 while [ $i -lt 5000 ] && [ $left -gt 0 ]; do
@@ -128,7 +129,7 @@ while [ $i -lt 5000 ] && [ $left -gt 0 ]; do
 	echo "TEST-START $n"
 	head -c 65536 /dev/urandom >"$D/$n" && sync "$D/$n" "$D" &&
 		echo "TEST-FILE $n $(sha256sum <"$D/$n" | cut -d' ' -f1)"
-	seen=$(dmesg | grep -c "detected conn error")
+	seen=$(($(dmesg | grep -c "detected conn error") - base))
 	if [ "$seen" -gt $lost ]; then
 		lost=$seen
 		echo "TEST-SESSION-LOST $n $lost"

@@ -23,10 +23,8 @@ def doctor(app: App, as_json: bool) -> None:
     rows = check(root)
     needed = check_requirements(requirements(app.config))
     if as_json:
-        emit_json({"packages": [{"package": n.requirement.package,
-                                 "kind": str(n.requirement.kind), "name": n.requirement.name,
-                                 "purpose": n.requirement.purpose, "found": n.found,
-                                 "fix": n.fix} for n in needed],
+        emit_json({"packages": [asdict(n.requirement) | {"found": n.found, "fix": n.fix}
+                                for n in needed],
                    "tftp_root": str(root), "files": [asdict(r) for r in rows]})
     else:
         click.echo("Debian packages:")

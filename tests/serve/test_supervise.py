@@ -21,6 +21,7 @@ from netboot.host.sdnotify import Notifier
 from netboot.serve.supervise import run
 from netboot.threads import start_thread
 from tests.support import REPO
+from tests.support.waiting import eventually
 
 Body = Callable[[threading.Event], None]
 
@@ -179,14 +180,9 @@ def test_what_was_made_before_serving_is_frozen_out_of_the_collectors_sight():
     try:
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(run, parts, stop)
-            assert parts[0].running.wait(5)
-            for _ in range(50):
-                if gc.get_freeze_count():
-                    break
-                threading.Event().wait(0.1)
-            frozen = gc.get_freeze_count()
+            frozen = eventually(lambda: gc.get_freeze_count() > 0, 5)
             stop.set()
             running.result(timeout=20)
     finally:
         gc.unfreeze()
-    assert frozen > 0
+    assert frozen

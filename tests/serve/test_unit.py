@@ -81,9 +81,7 @@ def test_serve_tells_systemd_it_is_ready_pings_its_watchdog_and_says_it_stops(tm
                               env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"})
             assert sock.recv(4096).startswith(b"READY=1\nSTATUS=serving: ")
             assert sock.recv(4096) == b"WATCHDOG=1"
-            serve_pid = next(pid for pid in [serve.pid, *children(serve.pid)]
-                             if "serve" in Path(f"/proc/{pid}/cmdline").read_text())
-            parts = [p for p in children(serve_pid)
+            parts = [p for p in children(serve.pid)  # (`ip netns exec` execs serve)
                      if "--network-part" in Path(f"/proc/{p}/cmdline").read_text()]
             assert parts, "serve did not split: the network part is missing"
             for pid in parts:  # (serve's own /proc environ is what it was started with)
