@@ -237,6 +237,21 @@ class BootConfig:
     window: int = 120  # seconds a boot window stays open for the files of one boot
 
 
+ADMIN_PORT = 9180  # the admin interface's port (metrics, page, API); IANA-unassigned
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The admin interface: ``/metrics``, the fleet page and the JSON API
+    (:mod:`netboot.admin`). On loopback by default, never on the boot VLAN unless set so;
+    a request from any other address needs the bearer token in ``token_file``."""
+
+    enabled: bool = True
+    address: IPv4Address = IPv4Address("127.0.0.1")
+    port: int = ADMIN_PORT  # 0: any free port (logged at start)
+    token_file: Path | None = None  # default: <state_dir>/admin.token, made 0600 by serve
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole effective configuration, as loaded from one file."""
@@ -247,6 +262,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -270,6 +286,10 @@ class Config:
     @property
     def initramfs_path(self) -> Path:
         return self.boot.initramfs or self.storage.state_dir / "initramfs" / "base.img"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.admin.token_file or self.storage.state_dir / "admin.token"
 
     @property
     def tokens(self) -> bool:
@@ -298,6 +318,7 @@ SECTIONS: dict[str, type] = {
     "storage": StorageConfig,
     "boot": BootConfig,
     "inventory": InventoryConfig,
+    "admin": AdminConfig,
 }
 
 
@@ -335,4 +356,5 @@ def effective_config(config: Config) -> dict[str, dict[str, object]]:
                           cache_dir=str(config.storage.cache))
     out["boot"].update(kernel=str(config.kernel_path), initramfs=str(config.initramfs_path),
                        tokens=config.tokens)
+    out["admin"]["token_file"] = str(config.admin_token_path)
     return out

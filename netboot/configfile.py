@@ -233,6 +233,13 @@ def _check_rules(config: Config, src: _Source) -> None:
                       ("target.portal_port", target.portal_port)):
         if not 1 <= port <= 65535:
             raise src.error(key, f"{port} is not a port number (expected 1-65535)")
+    if not 0 <= config.admin.port <= 65535:
+        raise src.error("admin.port", f"{config.admin.port} is not a port number "
+                        "(expected 0-65535; 0: any free port)")
+    if config.admin.enabled and (config.admin.address, config.admin.port) in (
+            (server.address, server.http_port), (config.portal[0], target.portal_port)):
+        raise src.error("admin.port", f"{config.admin.address}:{config.admin.port} is taken "
+                        "by the boot server's own HTTP or iSCSI port")
     if not 0 <= server.tftp_workers <= 64:
         raise src.error("server.tftp_workers", "expected 0-64 (0: one per CPU)")
     if not 1 <= server.tftp_max_per_source <= 10000:

@@ -124,6 +124,14 @@ SQLITE: tuple[str, ...] = (
         PRIMARY KEY (boot_id, server)
     );
     """,
+    """
+    CREATE TABLE stage_log (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        stage TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX stage_log_by_mac ON stage_log (mac, at);
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -222,5 +230,13 @@ POSTGRESQL: tuple[str, ...] = (
         server TEXT NOT NULL,
         PRIMARY KEY (boot_id, server)
     );
+    """,
+    """
+    CREATE TABLE stage_log (
+        mac TEXT NOT NULL REFERENCES clients(mac) ON DELETE CASCADE,
+        stage TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX stage_log_by_mac ON stage_log (mac, at);
     """,
 )

@@ -9,7 +9,7 @@ schema version, the change mark) is in their backends
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from ipaddress import IPv4Address
@@ -22,6 +22,7 @@ from netboot.inventory.clients import Client, UnknownMachine, UnknownNote
 from netboot.inventory.servers import PortalRole, ServerRecord
 from netboot.inventory.sqlite import SqliteBackend
 from netboot.inventory.stages import Stage
+from netboot.inventory.timeline import KEPT_ROWS
 from netboot.inventory.windows import (
     EXPIRED_KEPT,
     BootFile,
@@ -180,7 +181,12 @@ class Inventory:
                 + (f" AND coalesce(last_stage, '') NOT IN ({marks})" if keep else ""),
                 (Stage(stage).value, at, at, mac, *keep),
             )
-            return cur.rowcount > 0
+            if cur.rowcount == 0:
+                return False
+            db.execute("INSERT INTO stage_log (mac, stage, at) VALUES (?, ?, ?)",
+                       (mac, Stage(stage).value, at))
+            _prune_stage_log(db, [(mac, Stage(stage))])
+            return True
 
     def record_stages(self, reached: Sequence[tuple[str, Stage, float]],
                       repeat_after: float) -> None:
@@ -188,13 +194,30 @@ class Inventory:
         a round trip, per batch rather than per client). A stage equal to the one recorded
         less than ``repeat_after`` seconds before is not written again: one step of one
         boot seen twice (a PXE ROM's ACK, then iPXE's)."""
+        repeated = ("NOT (coalesce(last_stage, '') = ? AND last_stage_at IS NOT NULL "
+                    "AND ? - last_stage_at >= 0 AND ? - last_stage_at < ?)")
         with self.transaction() as db:
+            db.executemany(  # logged first: the repeat test reads the stage before this one
+                "INSERT INTO stage_log (mac, stage, at) SELECT ?, ?, ? WHERE EXISTS "
+                f"(SELECT 1 FROM clients WHERE mac = ? AND {repeated})",
+                [(mac, stage.value, at, mac, stage.value, at, at, repeat_after)
+                 for mac, stage, at in reached])
             db.executemany(
                 "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? "
-                "WHERE mac = ? AND NOT (coalesce(last_stage, '') = ? AND last_stage_at "
-                "IS NOT NULL AND ? - last_stage_at >= 0 AND ? - last_stage_at < ?)",
+                f"WHERE mac = ? AND {repeated}",
                 [(stage.value, at, at, mac, stage.value, at, at, repeat_after)
                  for mac, stage, at in reached])
+            _prune_stage_log(db, [(mac, stage) for mac, stage, _ in reached])
+
+    def stage_log(self, mac: str | None = None) -> dict[str, list[tuple[Stage, float]]]:
+        """Every stage each client (or only ``mac``) reached that the log still keeps, by
+        MAC, in time order (:func:`netboot.inventory.timeline.split_boots` cuts it in boots)."""
+        where, params = ("WHERE mac = ?", (mac,)) if mac is not None else ("", ())
+        logs: dict[str, list[tuple[Stage, float]]] = {}
+        for row in self._db.execute(
+                f"SELECT mac, stage, at FROM stage_log {where} ORDER BY mac, at", params):
+            logs.setdefault(row[0], []).append((Stage(row[1]), row[2]))
+        return logs
 
     # -- boot windows (netboot.inventory.windows) -------------------------------------
 
@@ -378,6 +401,15 @@ _SERVER_UPSERT = (
     "address = excluded.address, range_start = excluded.range_start, "
     "range_end = excluded.range_end, portal = excluded.portal, started = excluded.started, "
     "seen = excluded.seen, stopped = excluded.stopped")
+
+
+def _prune_stage_log(db: Database, written: Iterable[tuple[str, Stage]]) -> None:
+    """Keep each client's last :data:`KEPT_ROWS` stages; pruned when a boot starts (a DHCP
+    stage), so the many stages of a boot storm's later steps cost no deletes."""
+    starting = sorted({mac for mac, stage in written if stage is Stage.DHCP})
+    db.executemany(
+        "DELETE FROM stage_log WHERE mac = ? AND at < (SELECT at FROM stage_log WHERE mac = ? "
+        "ORDER BY at DESC LIMIT 1 OFFSET ?)", [(mac, mac, KEPT_ROWS - 1) for mac in starting])
 
 
 def _server_params(record: ServerRecord) -> tuple[object, ...]:

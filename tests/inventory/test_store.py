@@ -180,6 +180,35 @@ def test_stage_is_recorded_over_a_stage_not_listed_to_keep(config, inventory):
     assert inventory.get("52:54:00:00:00:01").last_stage == "login"
 
 
+def test_stage_log_keeps_every_recorded_stage_in_time_order(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1000.0)], 60)
+    inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1000.5)], 60)  # a repeat
+    inventory.record_stage("52:54:00:00:00:01", Stage.LOADER, at=1001.0)
+    inventory.record_stage("52:54:00:00:00:01", Stage.KERNEL, at=1003.0)
+    assert inventory.stage_log("52:54:00:00:00:01") == {
+        "52:54:00:00:00:01": [(Stage.DHCP, 1000.0), (Stage.LOADER, 1001.0),
+                              (Stage.KERNEL, 1003.0)]}
+
+
+def test_stage_log_keeps_only_a_clients_last_stages(config, inventory):
+    from netboot.inventory.timeline import KEPT_ROWS
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stages([("52:54:00:00:00:01", stage, 1000.0 + 10 * n + i)
+                             for n in range(KEPT_ROWS) for i, stage in
+                             enumerate((Stage.DHCP, Stage.LOADER))], 1)
+    log = inventory.stage_log()["52:54:00:00:00:01"]
+    assert len(log) == KEPT_ROWS
+    assert log[-1] == (Stage.LOADER, 1000.0 + 10 * (KEPT_ROWS - 1) + 1)
+
+
+def test_stage_log_goes_with_its_client(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stage("52:54:00:00:00:01", Stage.DHCP, at=1000.0)
+    remove_client(config, inventory, "52:54:00:00:00:01")
+    assert inventory.stage_log() == {}
+
+
 def test_unknown_machine_is_new_only_once(inventory):
     first = UnknownNote("52:54:00:00:00:09", 1.0, "PXEClient", 0)
     assert inventory.note_unknowns([first]) == ["52:54:00:00:00:09"]
