@@ -238,6 +238,7 @@ class BootConfig:
 
 
 ADMIN_PORT = 9180  # the admin interface's port (metrics, page, API); IANA-unassigned
+LOOPBACK = IPv4Address("127.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ class AdminConfig:
     a request from any other address needs the bearer token in ``token_file``."""
 
     enabled: bool = True
-    address: IPv4Address = IPv4Address("127.0.0.1")
+    address: IPv4Address = LOOPBACK
     port: int = ADMIN_PORT  # 0: any free port (logged at start)
     token_file: Path | None = None  # default: <state_dir>/admin.token, made 0600 by serve
 

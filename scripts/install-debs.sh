@@ -24,10 +24,10 @@ fi
 trap '[ -n "$created" ] && rm -f "$policy"' EXIT
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
-# Installing keepalived or Kea enables its unit (policy-rc.d only stops it starting now):
-# it would start at the next boot with Debian's config. netboot runs its own keepalived,
-# and the DHCP benchmark its own Kea, in namespaces.
-for unit in keepalived kea-dhcp4-server; do
+# Installing keepalived, Kea or Prometheus enables its unit (policy-rc.d only stops it
+# starting now): it would start at the next boot with Debian's config. netboot runs its own
+# keepalived, the DHCP benchmark its own Kea, in namespaces; the tests need only promtool.
+for unit in keepalived kea-dhcp4-server prometheus; do
     case " $missing " in *" $unit "*)
         if command -v systemctl >/dev/null 2>&1; then
             systemctl disable --quiet "$unit.service" || true

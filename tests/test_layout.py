@@ -16,6 +16,7 @@ GROUND_FLOOR = frozenset({
     "size",  # sizes people type: config defaults, CLI options, image and LUN sizes
     "output",  # tables for people, JSON for scripts: the CLI and the lab's live board
     "threads",  # service threads that cannot die quietly: every service starts them, serve watches
+    "counters",  # what services count, carried across serve's processes: all count, admin reads
 })
 
 

@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 
 import click
 
+from netboot.admin.views import client_detail_json, client_json, used_bytes
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import IPV4, MAC, SIZE
 from netboot.cli.progress import copy_progress
@@ -20,34 +21,13 @@ from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
 from netboot.size import format_size
-from netboot.storage.backend import describe, store_of
+from netboot.storage.backend import describe
 from netboot.storage.location import Location
 from netboot.target import open_backend
 
 
-def _used(config: Config, client: Client) -> int | None:
-    """Bytes the root LUN really takes (its own: a reflinked or RBD clone shares the rest)."""
-    if not client.lun_path:
-        return None
-    location = Location.parse(client.lun_path)
-    return store_of(config, location).allocated(location)
-
-
 def _root(client: Client) -> str | None:
     return describe(Location.parse(client.lun_path)) if client.lun_path else None
-
-
-def _client_json(config: Config, client: Client, show_secrets: bool) -> dict[str, object]:
-    data = asdict(client)
-    data["ip"] = str(client.ip)
-    data["lun_used"] = _used(config, client)
-    if client.lun_path:
-        location = Location.parse(client.lun_path)
-        data["root"] = {"store": location.store.value, "name": location.name}
-    if not show_secrets:
-        data["chap_secret"] = mask(client.chap_secret)
-        data["mutual_secret"] = mask(client.mutual_secret)
-    return data
 
 
 def _client_fields(config: Config, client: Client,
@@ -61,7 +41,7 @@ def _client_fields(config: Config, client: Client,
         ("image", client.image),
         ("root", _root(client)),
         ("lun size", format_size(client.lun_size)),
-        ("lun used", None if (used := _used(config, client)) is None else format_size(used)),
+        ("lun used", None if (used := used_bytes(config, client)) is None else format_size(used)),
         ("provisioned", "yes" if client.provisioned else "no"),
         ("boot method", client.boot_method),
         ("initiator iqn", client.initiator_iqn),
@@ -125,7 +105,7 @@ def list_(app: App, as_json: bool, unknown: bool) -> None:
         return
     clients = app.inventory.clients()
     if as_json:
-        emit_json([_client_json(app.config, c, show_secrets=False) for c in clients])
+        emit_json([client_json(app.config, c, show_secrets=False) for c in clients])
         return
     click.echo(table(
         ["mac", "hostname", "ip", "image", "lun size", "stage", "last seen"],
@@ -151,11 +131,7 @@ def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config
     address, port = app.config.portal
     holder = portal_holder(app.inventory.servers(), time.time())
     if as_json:
-        data = _client_json(app.config, found, show_secrets)
-        data["extra_luns"] = [asdict(r) for r in luns]
-        data["portal"] = {"address": f"{address}:{port}",
-                          "held_by": holder.name if holder else None}
-        emit_json(data)
+        emit_json(client_detail_json(app.config, app.inventory, found, show_secrets))
         return
     pairs = _client_fields(app.config, found, show_secrets)
     pairs += [(f"lun {r.lun}", f"{r.kind} {r.path} ({format_size(r.size)})") for r in luns]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from netboot.admin.views import image_json
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import SIZE
 from netboot.cli.progress import copy_progress
@@ -17,7 +18,6 @@ from netboot.output import emit_json, table, when
 from netboot.size import format_size
 from netboot.storage.backend import describe
 from netboot.storage.images import (
-    Image,
     build_builtin,
     build_debian,
     build_image,
@@ -25,13 +25,6 @@ from netboot.storage.images import (
     list_images,
     remove_image,
 )
-
-
-def _image_json(image: Image) -> dict[str, object]:
-    return {"name": image.name, "location": str(image.location), "version": image.version,
-            "size": image.size,
-            "used": image.used, "created": image.created, "clients": list(image.clients),
-            "layout": image.layout.value}
 
 
 @click.group()
@@ -108,7 +101,7 @@ def list_(app: App, as_json: bool) -> None:
     """List images with their size, the bytes they really use and the clients cloned from them."""
     images = list_images(app.config, app.inventory)
     if as_json:
-        emit_json([_image_json(i) for i in images])
+        emit_json([image_json(i) for i in images])
         return
     click.echo(table(["name", "layout", "size", "used", "clients", "created"],
                      [(i.name, i.layout.value, format_size(i.size), format_size(i.used),

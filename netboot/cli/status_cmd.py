@@ -6,8 +6,8 @@ import time
 
 import click
 
+from netboot.admin.views import status_json
 from netboot.cli.app import App, pass_app
-from netboot.inventory.servers import portal_holder
 from netboot.output import emit_json, table, when
 from netboot.storage.backend import describe
 from netboot.storage.location import Location
@@ -29,25 +29,13 @@ def _ago(stamp: float | None, now: float) -> str | None:
 def status(app: App, as_json: bool) -> None:
     """Each client's last boot stage and when it was reached, then the servers sharing the
     inventory: which run, and which holds the iSCSI portal."""
+    now = time.time()
+    if as_json:
+        emit_json(status_json(app.inventory, now))
+        return
     clients = app.inventory.clients()
     unknown = app.inventory.unknown_machines()
     servers = app.inventory.servers()
-    now = time.time()
-    holder = portal_holder(servers, now)
-    if as_json:
-        emit_json({
-            "clients": [{"mac": c.mac, "hostname": c.hostname, "ip": str(c.ip),
-                         "stage": c.last_stage, "stage_at": c.last_stage_at,
-                         "last_seen": c.last_seen, "root": c.lun_path} for c in clients],
-            "unknown_machines": len(unknown),
-            "servers": [{"name": s.name, "address": str(s.address), "state": s.liveness(now),
-                         "portal": s.portal, "dynamic_range": [str(s.range_start),
-                                                               str(s.range_end)],
-                         "started": s.started, "seen": s.seen, "stopped": s.stopped}
-                        for s in servers],
-            "portal_holder": holder.name if holder else None,
-        })
-        return
     click.echo(table(
         ["hostname", "mac", "ip", "stage", "reached", "when", "root"],
         [(c.hostname, c.mac, c.ip, c.last_stage, when(c.last_stage_at),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from netboot.config import Config, DhcpMode
+from netboot.counters import Kind, Sample
 from netboot.dhcp.boot import opens_window
 from netboot.dhcp.decide import Decision, decide
 from netboot.dhcp.directory import ClientDirectory
@@ -112,6 +113,22 @@ class Stats:
     errors: int = 0
     broadcast_fallbacks: int = 0  # unicast to yiaddr failed: the reply went out broadcast
     dropped: Counter[str] = field(default_factory=Counter)
+
+    def samples(self) -> list[Sample]:
+        """The counts as the admin interface's metrics (netboot.counters)."""
+        return [
+            Sample("dhcp_requests", Kind.COUNTER, "DHCP requests received", self.received),
+            Sample("dhcp_replies", Kind.COUNTER, "DHCP replies sent", self.replied),
+            Sample("dhcp_unanswered", Kind.COUNTER,
+                   "DHCP requests decided on and left without a reply", self.unanswered),
+            Sample("dhcp_errors", Kind.COUNTER, "DHCP requests that failed in handling or "
+                   "sending", self.errors),
+            Sample("dhcp_broadcast_fallbacks", Kind.COUNTER,
+                   "DHCP replies sent broadcast after unicast failed",
+                   self.broadcast_fallbacks),
+            *(Sample("dhcp_dropped", Kind.COUNTER, "DHCP packets dropped, by reason", n,
+                     (("reason", reason),)) for reason, n in sorted(self.dropped.items())),
+        ]
 
     def line(self) -> str:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
@@ -402,6 +419,9 @@ class DhcpService:
         self._stages = StageWriter(open_inventory)
         self._unknowns = UnknownWriter(open_inventory, config.dhcp.unknown_max)
         self._interface = config.server.interface.encode()
+
+    def samples(self) -> list[Sample]:
+        return self.engine.stats.samples() if self.engine is not None else []
 
     def start(self) -> None:
         interface = self.config.server.interface

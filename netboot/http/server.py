@@ -50,6 +50,7 @@ from netboot.boot import urls
 from netboot.boot.catalog import AccessDenied, Catalog, Content
 from netboot.boot.content import FileSource
 from netboot.config import ServerConfig
+from netboot.counters import Kind, Sample
 from netboot.errors import NotFound
 from netboot.inventory.recorder import StageRecorder
 from netboot.inventory.stages import REPORTED_STAGES, Stage
@@ -108,12 +109,40 @@ class Stats:
     """Connections served and refusals by reason, counted from every handler thread."""
 
     connections: int = 0
+    requests: int = 0
+    files: int = 0  # responses with a file's bytes (whole or a range)
+    bytes: int = 0
     refused: Counter[Refusal] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def served(self) -> None:
         with self._lock:
             self.connections += 1
+
+    def request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def sent(self, count: int) -> None:
+        with self._lock:
+            self.files += 1
+            self.bytes += count
+
+    def samples(self) -> list[Sample]:
+        """The counts as the admin interface's metrics (netboot.counters)."""
+        with self._lock:
+            return [
+                Sample("http_connections", Kind.COUNTER, "HTTP connections accepted",
+                       self.connections),
+                Sample("http_requests", Kind.COUNTER, "HTTP requests read", self.requests),
+                Sample("http_files_sent", Kind.COUNTER, "HTTP responses carrying a file",
+                       self.files),
+                Sample("http_sent_bytes", Kind.COUNTER, "Bytes of files sent over HTTP",
+                       self.bytes),
+                *(Sample("http_refused", Kind.COUNTER, "HTTP requests or connections refused, "
+                         "by reason", n, (("reason", reason.name.lower()),))
+                  for reason, n in sorted(self.refused.items())),
+            ]
 
     def count(self, reason: Refusal) -> None:
         with self._lock:
@@ -270,6 +299,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.client_address[0], format % args)
 
     def _serve(self, send_body: bool) -> None:
+        self.server.stats.request()
         url = urlsplit(self.path)
         peer = IPv4Address(self.client_address[0])
         catalog = self.server.catalog
@@ -330,6 +360,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
                     self.connection.sendfile(f, start, count)
             else:
                 self.wfile.write(content.source.read(start, count))
+        self.server.stats.sent(count)
         seconds = max(time.monotonic() - began, 1e-6)
         logger = client_log(log, content.mac) if content.mac else log
         logger.info("sent %s to %s: %d bytes in %.3f s (%.1f MB/s)%s", content.name, peer,
@@ -495,6 +526,9 @@ class HttpServer:
     def stats(self) -> Stats:
         assert self._server is not None, "not started"
         return self._server.stats
+
+    def samples(self) -> list[Sample]:
+        return self._server.stats.samples() if self._server is not None else []
 
     def start(self) -> None:
         self._server = BootHTTPServer((str(self.address), self.port), self.catalog, self.stages,

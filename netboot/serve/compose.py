@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+from netboot.admin.service import AdminService
 from netboot.boot.catalog import Catalog
 from netboot.config import Config, DhcpMode
+from netboot.counters import CounterPublisher, counted, snapshot_dir
 from netboot.dhcp.service import DhcpService
 from netboot.host.users import ServiceUser
 from netboot.http.server import HttpLimits, HttpServer
@@ -74,15 +76,32 @@ def root_services(config: Config, open_inventory: InventoryFactory) -> list[Serv
     return services
 
 
+def with_counters(config: Config, services: list[Service]) -> list[Service]:
+    """``services`` and, after them, the publisher of what they count (so it stops first
+    and writes its last snapshot while they still run); see netboot.counters."""
+    sources = counted(services)
+    if not sources:
+        return services
+    return [*services, CounterPublisher(snapshot_dir(config.storage.state_dir), sources)]
+
+
+def admin_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
+    """The admin interface, last: it shows what the others do."""
+    return [AdminService(config, open_inventory)] if config.admin.enabled else []
+
+
 def build_services(config: Config, open_inventory: InventoryFactory, part: Part = Part.WHOLE,
                    user: ServiceUser | None = None) -> list[Service]:
     """The services ``config`` asks for in ``part``, in start order (``user``: the network
     part's, for :attr:`Part.ROOT`)."""
     if part is Part.NETWORK:
-        return network_services(config, open_inventory)
+        return with_counters(config, network_services(config, open_inventory))
     if part is Part.ROOT:
         assert user is not None
-        return [Presence(config, open_inventory), *root_services(config, open_inventory),
-                NetworkProcess(config, user)]
-    return [Presence(config, open_inventory), *network_services(config, open_inventory),
-            *root_services(config, open_inventory)]
+        return [*with_counters(config, [Presence(config, open_inventory),
+                                        *root_services(config, open_inventory)]),
+                NetworkProcess(config, user), *admin_services(config, open_inventory)]
+    return [*with_counters(config, [Presence(config, open_inventory),
+                                    *network_services(config, open_inventory),
+                                    *root_services(config, open_inventory)]),
+            *admin_services(config, open_inventory)]

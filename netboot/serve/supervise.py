@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 from netboot.config import ROOT_USER, Config
+from netboot.counters import clear_snapshots, snapshot_dir
 from netboot.errors import NetbootError
 from netboot.host import iproute
 from netboot.host.sdnotify import Notifier
@@ -129,6 +130,7 @@ def serve(config: Config, stop: threading.Event | None = None) -> None:
         except StorageError as err:  # Ceph away: boots of file roots and DHCP still serve
             log.error("could not clear interrupted provisioning now (the next `client add` "
                       "will): %s", err)
+    clear_snapshots(snapshot_dir(config.storage.state_dir))  # the state dir exists by now
     opener = partial(open_inventory, config)
     if config.server.user == ROOT_USER or os.geteuid() != 0:
         run(build_services(config, opener), stop, notifier=notifier)
@@ -150,6 +152,7 @@ def hand_state_over(config: Config, user: ServiceUser) -> None:
     state = config.storage.state_dir
     database = config.storage.database
     share(state, user)
+    share(snapshot_dir(state), user, write=True)  # its counters (netboot.counters)
     for path in (database, *(Path(f"{database}{s}") for s in ("-wal", "-shm"))):
         if path.exists():
             share(path, user, write=True)

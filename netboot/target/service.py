@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from netboot.config import Config
+from netboot.counters import Kind, Sample
 from netboot.errors import NetbootError
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
@@ -53,6 +54,7 @@ class TargetService:
         self.may_start = may_start
         self._held_back = False  # a gone tgtd not started again: said once
         self.reconciles = 0  # how many reconciles ran (a test and `serve` logs read it)
+        self.reconcile_failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sessions: frozenset[Session] = frozenset()  # seen in the previous round
@@ -79,8 +81,25 @@ class TargetService:
         return pid
 
     def _reconcile(self, inventory: Inventory) -> None:
-        reconcile(self.config, inventory, self.backend)
         self.reconciles += 1
+        try:
+            outcome = reconcile(self.config, inventory, self.backend)
+        except Exception:
+            self.reconcile_failures += 1
+            raise
+        if outcome.failed:
+            self.reconcile_failures += 1
+
+    def samples(self) -> list[Sample]:
+        """The counts as the admin interface's metrics (netboot.counters)."""
+        return [
+            Sample("reconciles", Kind.COUNTER, "Target reconciles run", self.reconciles),
+            Sample("reconcile_failures", Kind.COUNTER,
+                   "Target reconciles that failed or left a target out of step",
+                   self.reconcile_failures),
+            Sample("target_sessions", Kind.GAUGE, "iSCSI sessions on the target",
+                   len(self._sessions)),
+        ]
 
     def _watch_logins(self, inventory: Inventory) -> None:
         """Record ``login`` for clients whose session appeared since the previous round."""

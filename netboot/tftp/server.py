@@ -47,6 +47,7 @@ from ipaddress import IPv4Address
 from netboot.boot import urls
 from netboot.boot.catalog import AccessDenied, Catalog
 from netboot.boot.content import BytesSource, FileSource
+from netboot.counters import Kind, Sample
 from netboot.errors import NotFound
 from netboot.inventory.recorder import StageRecorder
 from netboot.log import client_log
@@ -83,6 +84,11 @@ _RRQ, _WRQ, _ACK = (op.to_bytes(2, "big") for op in (Opcode.RRQ, Opcode.WRQ, Opc
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
 # Room for ~8,000 requests queued on the well-known port (the default holds ~270).
 REQUEST_BUFFER = 8 << 20
+# The keys of TftpServer.stats, by what they count (the admin interface's metrics).
+TRANSFER_OUTCOMES = ("done", "failed", "unanswered")
+REFUSALS = frozenset({"malformed", "wrong_tid", "write_refused", "mode_refused", "not_found",
+                      "denied", "bad_options", "source_busy", "busy"})
+ERRORS = frozenset({"send_errors", "internal_errors"})
 SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; Python's socket module does not name it
 
 
@@ -123,14 +129,36 @@ class TftpServer:
         # What became of each datagram and transfer: done, failed, unanswered, and each
         # refusal by reason (malformed, wrong_tid, write_refused, mode_refused, not_found,
         # denied, bad_options, source_busy, busy), and the loop's own (send_errors,
-        # internal_errors, spin_misses); logged when the server stops.
-        self.stats: Counter[str] = Counter()
+        # internal_errors, spin_misses) and the bytes sent; logged when the server stops.
+        # Every key is there from the start, so the counter never grows while
+        # samples() copies it from another thread.
+        self.stats: Counter[str] = Counter(dict.fromkeys(
+            (*TRANSFER_OUTCOMES, *REFUSALS, *ERRORS, "spin_misses", "bytes"), 0))
         self._table = SessionTable()
         self._fast = FastPath(self._table.by_peer, self.stats, self._on_datagram, self._apply,
                               self._send_failed)
         self._epoll: select.epoll | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+
+    def samples(self) -> list[Sample]:
+        """The counts as the admin interface's metrics (netboot.counters)."""
+        counts = dict(self.stats)
+        return [
+            *(Sample("tftp_transfers", Kind.COUNTER, "TFTP transfers ended, by outcome",
+                     counts.get(outcome, 0), (("outcome", outcome),))
+              for outcome in TRANSFER_OUTCOMES),
+            Sample("tftp_sent_bytes", Kind.COUNTER, "Bytes of files acknowledged by TFTP "
+                   "clients", counts.get("bytes", 0)),
+            *(Sample("tftp_refused", Kind.COUNTER, "TFTP datagrams or requests refused, by "
+                     "reason", n, (("reason", what),))
+              for what, n in sorted(counts.items()) if what in REFUSALS),
+            *(Sample("tftp_errors", Kind.COUNTER, "TFTP sends or handlings that failed, by "
+                     "kind", n, (("kind", what),))
+              for what, n in sorted(counts.items()) if what in ERRORS),
+            Sample("tftp_transfers_in_flight", Kind.GAUGE, "TFTP transfers in flight",
+                   len(self._table.by_peer)),
+        ]
 
     @property
     def sessions(self) -> dict[tuple[str, int], Session]:
@@ -172,7 +200,7 @@ class TftpServer:
         for sock in (self._sock, self._wake_r, self._wake_w):
             sock.close()
         log.info("TFTP on %s:%d stopped: %s", self.address, self.port,
-                 ", ".join(f"{n} {what}" for what, n in sorted(self.stats.items())) or "idle")
+                 ", ".join(f"{n} {what}" for what, n in sorted(self.stats.items()) if n) or "idle")
 
     # -- the loop --------------------------------------------------------------------
 
@@ -385,6 +413,7 @@ class TftpServer:
         t = session.transfer
         seconds = max(now - session.started, 1e-6)
         sent = t.bytes_acked
+        self.stats["bytes"] += sent
         logger = client_log(log, session.content.mac) if session.content.mac else log
         where = f"{session.content.name} to {session.peer[0]}"
         if t.phase is Phase.DONE:

@@ -30,6 +30,7 @@ from ipaddress import IPv4Address
 
 from netboot.boot.catalog import Catalog
 from netboot.config import Config
+from netboot.counters import CounterPublisher, snapshot_dir
 from netboot.errors import NetbootError
 from netboot.inventory.pool import InventoryPool
 from netboot.inventory.recorder import StageRecorder
@@ -70,7 +71,8 @@ def _worker(config: Config, address: IPv4Address, port: int, log_format: str, le
     started = []
     try:
         with supervisor.starting():
-            for service in (pool, stages, server):
+            for service in (pool, stages, server, CounterPublisher(
+                    snapshot_dir(config.storage.state_dir), [server])):
                 service.start()
                 started.append(service)
         ready.put(server.port)

@@ -18,6 +18,7 @@ from netboot.host import iproute
 from netboot.serve.service import SERVE_READY
 from tests.conftest import needs_root
 from tests.support.bootserving import Lan, sha256
+from tests.support.openapi import check_answer
 from tests.support.paths import make_reachable
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -56,7 +57,7 @@ def wait_listening(netns: str, port: int, proto: str) -> None:
     raise AssertionError(f"nothing listens on {proto} {port}")
 
 
-def boot_files_config(tmp_path: Path, interface: str, prefix: str) -> Path:
+def boot_files_config(tmp_path: Path, interface: str, prefix: str, extra: str = "") -> Path:
     """Boot files only, from two TFTP worker processes: no DHCP, no tgtd of its own left
     behind, none adopted."""
     root, state = tmp_path / "tftproot", tmp_path / "state"
@@ -68,7 +69,7 @@ def boot_files_config(tmp_path: Path, interface: str, prefix: str) -> Path:
                       f"  tftp_root: {root}\n  tftp_workers: 2\n"
                       f"dhcp:\n  subnet: {prefix}.0/24\n  mode: \"off\"\n"
                       f"storage:\n  state_dir: {state}\n"
-                      "target:\n  manage: false\n")
+                      "target:\n  manage: false\n" + extra)
     make_reachable(tmp_path)  # for the network part, run as server.user
     return config
 
@@ -152,3 +153,80 @@ def test_serve_exits_non_zero_naming_tftp_when_a_worker_process_is_killed(lan_pa
            "it was killed by SIGKILL" in text
     assert "Error: serve stopped: tftp thread tftp-workers died" in text
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+ADMIN_PORT = 9180
+
+
+def wait_serving(serve: subprocess.Popen, log: Path) -> None:
+    for _ in range(600):
+        if SERVE_READY in log.read_text():
+            return
+        assert serve.poll() is None, log.read_text()
+        time.sleep(0.05)
+    raise AssertionError("serve did not say it serves")
+
+
+@pytest.fixture
+def admin_lan(lan_pair, tmp_path: Path):
+    """serve (two TFTP workers, the network part as server.user) with its admin interface
+    on the boot LAN's address, so the client namespace is \"another address\"."""
+    server_ns, lan, interface, prefix = lan_pair
+    config = boot_files_config(tmp_path, interface, prefix,
+                               f"admin:\n  address: {prefix}.1\n  port: {ADMIN_PORT}\n")
+    subprocess.run([NETBOOT, "--config", str(config), "client", "add", MAC, "--ip",
+                    lan.client], check=True, capture_output=True)
+    log = tmp_path / "serve.log"
+    serve = start_serve(server_ns, config, log)
+    try:
+        wait_serving(serve, log)
+        token = (tmp_path / "state" / "admin.token").read_text().strip()
+        yield lan, f"http://{lan.server}:{ADMIN_PORT}", token
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0, log.read_text()
+
+
+def scrape(lan: Lan, base: str, token: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = lan.run("curl", "-sSf", "-H", f"Authorization: Bearer {token}", f"{base}/metrics")
+    assert page.returncode == 0, page.stderr
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(page.stdout.decode()) for s in f.samples}
+
+
+def test_admin_metrics_count_what_the_worker_processes_served(admin_lan):
+    lan, base, token = admin_lan
+    lan.run("curl", "-sS", "-o", "/dev/null", f"tftp://{lan.server}/undionly.kpxe")
+    script = lan.run("curl", "-sS", "--interface", lan.client,
+                     f"http://{lan.server}:8080/clients/{MAC}/boot.ipxe").stdout
+    for _ in range(100):  # each process publishes its counters every second
+        found = scrape(lan, base, token)
+        if found.get(("netboot_http_files_sent_total", ())) and found.get(
+                ("netboot_tftp_transfers_total", (("outcome", "done"),))):
+            break
+        time.sleep(0.1)
+    assert found[("netboot_tftp_transfers_total", (("outcome", "done"),))] == 1
+    assert found[("netboot_http_sent_bytes_total", ())] == len(script)
+    assert found[("netboot_clients", ())] == 1
+    who = (("hostname", f"node-{MAC.replace(':', '')}"), ("mac", MAC))
+    assert found[("netboot_client_stage", (*who, ("stage", "loader")))] == 1
+
+
+def test_admin_api_wants_the_token_from_another_address(admin_lan):
+    lan, base, token = admin_lan
+    refused = lan.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                      f"{base}/api/v1/clients")
+    assert refused.stdout == b"401"
+    answered = lan.run("curl", "-sS", "-w", "\\n%{http_code}", "-H",
+                       f"Authorization: Bearer {token}", f"{base}/api/v1/clients/{MAC}")
+    body, _, status = answered.stdout.rpartition(b"\n")
+    assert status == b"200"
+    check_answer("GET", f"{base}/api/v1/clients/{MAC}", 200, body, token=token)
+
+
+def test_admin_page_is_served_to_anyone_and_holds_no_data(admin_lan):
+    lan, base, _ = admin_lan
+    page = lan.run("curl", "-sSf", f"{base}/")
+    assert b"netboot fleet" in page.stdout and MAC.encode() not in page.stdout
