@@ -152,7 +152,9 @@ def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config
     holder = portal_holder(app.inventory.servers(), time.time())
     if as_json:
         data = _client_json(app.config, found, show_secrets)
-        data["extra_luns"] = [asdict(r) for r in luns]
+        # each keyed "mac", as before LUN records could be a SAN host's too
+        data["extra_luns"] = [{"mac": r.owner, **{k: v for k, v in asdict(r).items()
+                                                   if k != "owner"}} for r in luns]
         data["portal"] = {"address": f"{address}:{port}",
                           "held_by": holder.name if holder else None}
         emit_json(data)
