@@ -8,7 +8,7 @@ from dataclasses import asdict
 import click
 
 from netboot.cli.app import App, pass_app
-from netboot.cli.params import HOST_NAME
+from netboot.cli.params import HOST_NAME, INITIATOR_CONFIG, SHOW_SECRETS
 from netboot.inventory.hosts import Host, discovery_mutual, get_host, hosts
 from netboot.inventory.luns import LunOwner, OwnerKind, host_luns, luns_of
 from netboot.output import emit_json, fields_table, table, when
@@ -83,10 +83,8 @@ def list_(app: App, as_json: bool) -> None:
 @host.command()
 @click.argument("name", type=HOST_NAME)
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-@click.option("--show-secrets", is_flag=True, help="Print CHAP secrets instead of masking them.")
-@click.option("--initiator-config", is_flag=True,
-              help="What the host's open-iscsi needs: initiator name, CHAP lines, iscsiadm "
-              "commands (includes the secrets).")
+@SHOW_SECRETS
+@INITIATOR_CONFIG
 @pass_app
 def show(app: App, name: str, as_json: bool, show_secrets: bool,
          initiator_config: bool) -> None:

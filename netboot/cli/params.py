@@ -77,3 +77,12 @@ LUN_OWNER = LunOwnerType()
 SIZE = SizeType()
 IPV4 = IPv4Type()
 NETWORK = NetworkType()
+
+
+# the options `client show` and `host show` share
+SHOW_SECRETS = click.option("--show-secrets", is_flag=True,
+                            help="Print CHAP secrets instead of masking them.")
+INITIATOR_CONFIG = click.option(
+    "--initiator-config", is_flag=True,
+    help="What an open-iscsi host needs: initiator name, CHAP lines, iscsiadm commands "
+    "(includes the secrets).")

@@ -7,24 +7,12 @@ import pytest
 from netboot.errors import Conflict, NotFound
 from netboot.inventory.hosts import DISCOVERY_MUTUAL_USER, discovery_mutual, get_host, hosts
 from netboot.inventory.luns import LunOwner, OwnerKind, extra_luns, luns_of
-from netboot.inventory.store import open_inventory
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.hosts import add_host, remove_host
 from netboot.provisioning.luns import add_lun, remove_lun
 
 IQN = "iqn.2026-11.org.example:db1"
 DB1 = LunOwner(OwnerKind.HOST, "db1")
-
-
-@pytest.fixture
-def config(store_config):
-    return store_config()
-
-
-@pytest.fixture
-def inventory(config):
-    with open_inventory(config) as inv:
-        yield inv
 
 
 def test_added_host_reads_back_identically(config, inventory):
