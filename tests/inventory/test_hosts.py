@@ -10,9 +10,22 @@ from netboot.inventory.luns import LunOwner, OwnerKind, extra_luns, luns_of
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.hosts import add_host, remove_host
 from netboot.provisioning.luns import add_lun, remove_lun
+from netboot.target import DesiredState, Outcome, TargetError
 
 IQN = "iqn.2026-11.org.example:db1"
 DB1 = LunOwner(OwnerKind.HOST, "db1")
+
+
+class RefusingTarget:
+    """A target backend that fails every SAN host's target and keeps what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[DesiredState] = []
+
+    def apply(self, desired: DesiredState) -> Outcome:
+        self.asked.append(desired)
+        return Outcome(failed={t.iqn: "refused by the test" for t in desired.targets
+                               if t.mac is None})
 
 
 def test_added_host_reads_back_identically(config, inventory):
@@ -39,6 +52,14 @@ def test_host_secrets_are_not_in_repr(config, inventory):
 def test_add_without_a_target_backend_says_it_is_not_applied(config, inventory):
     _, applied = add_host(config, inventory, "db1", IQN)
     assert not applied.done
+
+
+def test_host_whose_target_fails_is_taken_back(config, inventory):
+    backend = RefusingTarget()
+    with pytest.raises(TargetError, match="target:db1: refused by the test"):
+        add_host(config, inventory, "db1", IQN, backend=backend)
+    assert hosts(inventory) == []
+    assert backend.asked[-1].targets == ()
 
 
 def test_two_hosts_get_different_secrets(config, inventory):
