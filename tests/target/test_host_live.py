@@ -9,6 +9,7 @@ argv, never the product's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,10 @@ from click.testing import CliRunner
 from netboot.cli import cli
 from netboot.config import Config
 from netboot.target.tgtd import free_control_port, start_tgtd
+from netboot.target.tgtshow import parse_global_accounts
 from tests.conftest import needs_root
 from tests.support.netlab import Lab
+from tests.support.tgtfixtures import tgtadm
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -47,6 +50,7 @@ def settings(text: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class San:
     lab: Lab
+    config: Config
     netns: str  # the SAN host's namespace
     printed: dict[str, str]  # what `host show --initiator-config` printed
     target: str
@@ -90,7 +94,7 @@ def san(tmp_path: Path, make_config) -> Iterator[San]:
             netboot(config, "lun", "add", "db1", "--file", str(tmp_path / f"{name}.raw"),
                     "--size", size)
         printed = settings(netboot(config, "host", "show", "db1", "--initiator-config"))
-        yield San(lab, host, printed, f"{config.target.iqn_authority}:target:db1")
+        yield San(lab, config, host, printed, f"{config.target.iqn_authority}:target:db1")
     finally:
         lab.close()
 
@@ -133,3 +137,15 @@ def test_discovery_with_a_wrong_mutual_secret_fails(san: San) -> None:
     done = san.iscsi("iscsi-ls", san.discovery_url(secret_in="W" * 16))
     assert done.returncode != 0
     assert "Invalid CHAP_R" in done.stderr
+
+
+def test_discovery_admits_the_hosts_account_and_answers_with_the_shared_one(san: San) -> None:
+    system = tgtadm(san.config.target.tgt_control_port, "--mode", "system", "--op", "show")
+    assert parse_global_accounts(system) == (["db1"], "netboot_discovery")
+
+
+def test_removed_host_loses_its_target_and_discovery_its_mutual_account(san: San) -> None:
+    netboot(san.config, "host", "remove", "db1")
+    assert json.loads(netboot(san.config, "target", "list", "--json")) == []
+    system = tgtadm(san.config.target.tgt_control_port, "--mode", "system", "--op", "show")
+    assert parse_global_accounts(system) == ([], None)
