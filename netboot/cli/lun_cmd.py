@@ -59,11 +59,12 @@ def add(app: App, owner: LunOwner, file: Path | None, device: Path | None, rbd: 
 @pass_app
 def list_(app: App, owner: LunOwner, as_json: bool) -> None:
     """List OWNER's LUNs (a client's root, 1, first)."""
-    owner.target_iqn(app.inventory)  # NotFound, naming it, if it is not registered
     rows = []
     if owner.kind is OwnerKind.CLIENT:
         client = app.inventory.get(owner.key)
         rows.append((ROOT_LUN, "root", client.lun_path, client.lun_size, client.created))
+    else:
+        owner.target_iqn(app.inventory)  # NotFound, naming it, if it is not registered
     rows += [(r.lun, r.kind.value, r.path, r.size, r.created)
              for r in luns_of(app.inventory, owner)]
     if as_json:

@@ -83,16 +83,11 @@ def hosts(inventory: Inventory) -> list[Host]:
     return [Host.from_row(r) for r in inventory.query("SELECT * FROM hosts ORDER BY name")]
 
 
-def find_host(inventory: Inventory, name: str) -> Host | None:
-    rows = inventory.query("SELECT * FROM hosts WHERE name = ?", (name,))
-    return Host.from_row(rows[0]) if rows else None
-
-
 def get_host(inventory: Inventory, name: str) -> Host:
-    found = find_host(inventory, name)
-    if found is None:
+    rows = inventory.query("SELECT * FROM hosts WHERE name = ?", (name,))
+    if not rows:
         raise NotFound(f"no SAN host named {name}")
-    return found
+    return Host.from_row(rows[0])
 
 
 def insert_host(db: Database, host: Host, discovery_secret: str) -> None:
