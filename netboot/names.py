@@ -71,6 +71,26 @@ def target_iqn(authority: str, hostname: str) -> str:
     return validate_iqn(f"{authority}:target:{hostname}")
 
 
+def looks_like_mac(text: str) -> bool:
+    """Whether ``text`` is spelled as a MAC address (any accepted spelling), usable or not.
+
+    Where either a client's MAC or a SAN host's name is accepted, such a text
+    always means a client (and is then checked by :func:`normalize_mac`).
+    """
+    raw = text.strip().lower()
+    return bool(_SEPARATED.match(raw) or _CISCO.match(raw) or _BARE.match(raw))
+
+
+def validate_host_name(name: str) -> str:
+    """Return a SAN host's name lower-cased: an RFC 1123 host name not spelled as a MAC
+    address (``aabbccddeeff`` would be taken for a client's MAC where both are accepted)."""
+    host = validate_hostname(name)
+    if looks_like_mac(host):
+        raise ValidationError(f"host name {name!r} is spelled as a MAC address, which always "
+                              "names a client: choose another name")
+    return host
+
+
 def normalize_mac(text: str) -> str:
     """Return ``aa:bb:cc:dd:ee:ff`` for any accepted spelling, or raise.
 

@@ -1,7 +1,14 @@
 import pytest
 
 from netboot.errors import ValidationError
-from netboot.names import hostname_for_mac, initiator_iqn, validate_hostname, validate_iqn
+from netboot.names import (
+    hostname_for_mac,
+    initiator_iqn,
+    looks_like_mac,
+    validate_host_name,
+    validate_hostname,
+    validate_iqn,
+)
 
 
 @pytest.mark.parametrize("name", ["web1", "node-01", "a", "rack1.example.org", "x" * 63])
@@ -59,3 +66,23 @@ def test_naming_authority_has_no_label():
 def test_initiator_iqn_is_built_from_authority_and_hostname():
     assert initiator_iqn("iqn.2026-11.org.example", "web1") == (
         "iqn.2026-11.org.example:initiator:web1")
+
+
+@pytest.mark.parametrize("text", ["52:54:00:12:34:56", "52-54-00-12-34-56", "5254.0012.3456",
+                                  "525400123456", "01:00:5e:00:00:01"])
+def test_every_mac_spelling_looks_like_a_mac(text):
+    assert looks_like_mac(text)
+
+
+@pytest.mark.parametrize("text", ["db1", "52:54:00:12:34", "525400123456a"])
+def test_other_texts_do_not_look_like_a_mac(text):
+    assert not looks_like_mac(text)
+
+
+def test_host_name_is_a_lower_cased_hostname():
+    assert validate_host_name("DB1") == "db1"
+
+
+def test_host_name_spelled_as_a_mac_is_refused():
+    with pytest.raises(ValidationError, match="spelled as a MAC address"):
+        validate_host_name("aabbccddeeff")

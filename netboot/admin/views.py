@@ -47,7 +47,10 @@ def client_detail_json(config: Config, inventory: Inventory, client: Client,
     address, port = config.portal
     holder = portal_holder(inventory.servers(), time.time())
     data = client_json(config, client, show_secrets)
-    data["extra_luns"] = [asdict(r) for r in extra_luns(inventory, client.mac)]
+    # each keyed "mac", as before LUN records could be a SAN host's too
+    data["extra_luns"] = [{"mac": r.owner, **{k: v for k, v in asdict(r).items()
+                                               if k != "owner"}}
+                          for r in extra_luns(inventory, client.mac)]
     data["portal"] = {"address": f"{address}:{port}", "held_by": holder.name if holder else None}
     return data
 

@@ -7,6 +7,7 @@ from netboot.cli.client_cmd import client
 from netboot.cli.config_cmd import config, init
 from netboot.cli.dhcp_cmd import dhcp
 from netboot.cli.doctor_cmd import doctor
+from netboot.cli.host_cmd import host
 from netboot.cli.image_cmd import image
 from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.lab_cmd import lab_group
@@ -25,6 +26,7 @@ cli.add_command(status)
 cli.add_command(server)
 cli.add_command(image)
 cli.add_command(lun)
+cli.add_command(host)
 cli.add_command(kernel)
 cli.add_command(initramfs)
 cli.add_command(doctor)

@@ -10,7 +10,7 @@ import click
 
 from netboot.admin.views import client_detail_json, client_json, used_bytes
 from netboot.cli.app import App, pass_app
-from netboot.cli.params import IPV4, MAC, SIZE
+from netboot.cli.params import INITIATOR_CONFIG, IPV4, MAC, SHOW_SECRETS, SIZE
 from netboot.cli.progress import copy_progress
 from netboot.config import Config
 from netboot.inventory.clients import BootMethod, Client
@@ -116,10 +116,8 @@ def list_(app: App, as_json: bool, unknown: bool) -> None:
 @client.command()
 @click.argument("mac", type=MAC)
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-@click.option("--show-secrets", is_flag=True, help="Print CHAP secrets instead of masking them.")
-@click.option("--initiator-config", is_flag=True,
-              help="What an open-iscsi host needs: initiator name, CHAP lines, iscsiadm "
-              "commands (includes the secrets).")
+@SHOW_SECRETS
+@INITIATOR_CONFIG
 @pass_app
 def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config: bool) -> None:
     """Show one client."""

@@ -7,7 +7,8 @@ from ipaddress import IPv4Address, IPv4Network
 import click
 
 from netboot.errors import ValidationError
-from netboot.names import normalize_mac
+from netboot.inventory.luns import LunOwner
+from netboot.names import normalize_mac, validate_host_name
 from netboot.size import parse_size
 
 
@@ -33,6 +34,22 @@ class MacType(_Converted):
         return normalize_mac(value)
 
 
+class HostNameType(_Converted):
+    name = "HOST"
+
+    def convert_value(self, value: str) -> str:
+        return validate_host_name(value)
+
+
+class LunOwnerType(_Converted):
+    """A client's MAC, or else a SAN host's name (:meth:`LunOwner.parse`)."""
+
+    name = "MAC|HOST"
+
+    def convert_value(self, value: str) -> LunOwner:
+        return LunOwner.parse(value)
+
+
 class SizeType(_Converted):
     name = "SIZE"
 
@@ -55,6 +72,17 @@ class NetworkType(_Converted):
 
 
 MAC = MacType()
+HOST_NAME = HostNameType()
+LUN_OWNER = LunOwnerType()
 SIZE = SizeType()
 IPV4 = IPv4Type()
 NETWORK = NetworkType()
+
+
+# the options `client show` and `host show` share
+SHOW_SECRETS = click.option("--show-secrets", is_flag=True,
+                            help="Print CHAP secrets instead of masking them.")
+INITIATOR_CONFIG = click.option(
+    "--initiator-config", is_flag=True,
+    help="What an open-iscsi host needs: initiator name, CHAP lines, iscsiadm commands "
+    "(includes the secrets).")

@@ -10,6 +10,12 @@ from netboot.inventory.backend import Row
 from netboot.inventory.stages import Stage
 
 
+def mutual_user(chap_user: str) -> str:
+    """The name a target answers with in mutual CHAP, for a client's or a SAN host's
+    account ``chap_user`` (tgt's accounts are global, so it needs a name of its own)."""
+    return f"{chap_user}-target"
+
+
 class BootMethod(StrEnum):
     """How a client reaches its root (stored as its value in ``clients.boot_method``).
 
@@ -46,8 +52,7 @@ class Client:
 
     @property
     def mutual_user(self) -> str:
-        """The name the target answers with in mutual CHAP (tgt's accounts are global)."""
-        return f"{self.chap_user}-target"
+        return mutual_user(self.chap_user)
 
     @classmethod
     def from_row(cls, row: Row) -> Client:

@@ -132,6 +132,34 @@ SQLITE: tuple[str, ...] = (
     );
     CREATE INDEX stage_log_by_mac ON stage_log (mac, at);
     """,
+    # SAN hosts (netboot.inventory.hosts): servers that boot from their own disks and use
+    # LUNs on a target of their own, numbered from 1 (no root); and the one account the
+    # target answers SendTargets discovery with in mutual CHAP (a single row, id 1)
+    """
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        initiator_iqn TEXT NOT NULL UNIQUE,
+        target_iqn TEXT NOT NULL UNIQUE,
+        chap_user TEXT NOT NULL UNIQUE,
+        chap_secret TEXT NOT NULL,
+        mutual_secret TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE host_luns (
+        host TEXT NOT NULL REFERENCES hosts(name) ON DELETE CASCADE,
+        lun INTEGER NOT NULL CHECK (lun >= 1),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device', 'rbd')),
+        size INTEGER NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (host, lun)
+    );
+    CREATE TABLE discovery_mutual (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        account TEXT NOT NULL,
+        secret TEXT NOT NULL
+    );
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -238,5 +266,30 @@ POSTGRESQL: tuple[str, ...] = (
         at DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX stage_log_by_mac ON stage_log (mac, at);
+    """,
+    """
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        initiator_iqn TEXT NOT NULL UNIQUE,
+        target_iqn TEXT NOT NULL UNIQUE,
+        chap_user TEXT NOT NULL UNIQUE,
+        chap_secret TEXT NOT NULL,
+        mutual_secret TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE host_luns (
+        host TEXT NOT NULL REFERENCES hosts(name) ON DELETE CASCADE,
+        lun BIGINT NOT NULL CHECK (lun >= 1),
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'device', 'rbd')),
+        size BIGINT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (host, lun)
+    );
+    CREATE TABLE discovery_mutual (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        account TEXT NOT NULL,
+        secret TEXT NOT NULL
+    );
     """,
 )

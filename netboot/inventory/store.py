@@ -135,6 +135,11 @@ class Inventory:
                     raise Conflict(f"a client with MAC {value} is already registered")
                 what = column.replace("_", " ").replace("iqn", "IQN").replace("ip", "IP")
                 raise Conflict(f"{what} {value} is already used by client {clash[0]}")
+        for column, value in (("name", client.hostname), ("initiator_iqn", client.initiator_iqn)):
+            clash = db.execute(f"SELECT name FROM hosts WHERE {column} = ?", (value,)).fetchone()
+            if clash is not None:  # a host's name is its target's and its CHAP account's too
+                what = "hostname" if column == "name" else "initiator IQN"
+                raise Conflict(f"{what} {value} is already used by SAN host {clash[0]}")
         row = client.to_row()
         names = ", ".join(_CLIENT_COLUMNS)
         marks = ", ".join("?" for _ in _CLIENT_COLUMNS)

@@ -1,4 +1,4 @@
-"""Adding and removing extra LUNs (2, 3, ...): a SAN for hosts that boot from their own disk.
+"""Adding and removing LUNs on a client's target (2, 3, ...) or a SAN host's (1, 2, ...).
 
 The files or block devices are the admin's: a missing file is created sparse,
 but netboot never deletes one.
@@ -14,7 +14,7 @@ from pathlib import Path
 from netboot.config import Config
 from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.host.files import create_sparse
-from netboot.inventory.luns import ROOT_LUN, LunKind, LunRecord
+from netboot.inventory.luns import ROOT_LUN, LunKind, LunOwner, LunRecord, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.storage.location import Location
 
@@ -45,14 +45,14 @@ def _check_file(path: Path, size: int | None) -> tuple[int, bool]:
     return size, True
 
 
-def add_lun(config: Config, inventory: Inventory, mac: str, *, file: Path | None = None,
+def add_lun(config: Config, inventory: Inventory, owner: LunOwner, *, file: Path | None = None,
             device: Path | None = None, rbd: Location | None = None,
             size: int | None = None) -> LunRecord:
-    """Record the next extra LUN of client ``mac`` (a sparse file or an RBD image is created
+    """Record the next LUN on ``owner``'s target (a sparse file or an RBD image is created
     when missing)."""
     if [file, device, rbd].count(None) != 2:
         raise ValidationError("give exactly one of --file, --device or --rbd")
-    inventory.get(mac)  # NotFound before anything is created
+    owner.target_iqn(inventory)  # NotFound before anything is created
     store = None
     path: Path | Location
     if rbd is not None:
@@ -73,18 +73,21 @@ def add_lun(config: Config, inventory: Inventory, mac: str, *, file: Path | None
         size, created = _check_file(path, size)
     try:
         with inventory.transaction() as db:
-            clash = db.execute("SELECT mac, lun FROM luns WHERE path = ?", (str(path),)).fetchone()
-            root = db.execute("SELECT mac FROM clients WHERE lun_path = ?",
-                              (str(path),)).fetchone()
-            if clash or root:
-                owner = clash[0] if clash else root[0]
-                raise Conflict(f"{path} already backs a LUN of client {owner}")
-            number = db.execute("SELECT coalesce(max(lun), ?) + 1 FROM luns WHERE mac = ?",
-                                (ROOT_LUN, mac)).fetchone()[0]
-            record = LunRecord(mac, number, str(path), kind, size, time.time())
-            db.execute("INSERT INTO luns (mac, lun, path, kind, size, created)"
-                       " VALUES (?, ?, ?, ?, ?, ?)",
-                       (mac, number, record.path, kind.value, size, record.created))
+            clash = (db.execute("SELECT 'client ' || mac FROM luns WHERE path = ?",
+                                (str(path),)).fetchone()
+                     or db.execute("SELECT 'client ' || mac FROM clients WHERE lun_path = ?",
+                                   (str(path),)).fetchone()
+                     or db.execute("SELECT 'SAN host ' || host FROM host_luns WHERE path = ?",
+                                   (str(path),)).fetchone())
+            if clash:
+                raise Conflict(f"{path} already backs a LUN of {clash[0]}")
+            number = db.execute(f"SELECT coalesce(max(lun) + 1, ?) FROM {owner.table} "
+                                f"WHERE {owner.column} = ?",
+                                (owner.first_lun, owner.key)).fetchone()[0]
+            record = LunRecord(owner.key, number, str(path), kind, size, time.time())
+            db.execute(f"INSERT INTO {owner.table} ({owner.column}, lun, path, kind, size, "
+                       "created) VALUES (?, ?, ?, ?, ?, ?)",
+                       (owner.key, number, record.path, kind.value, size, record.created))
     except BaseException:
         if created and store is not None and rbd is not None:
             store.remove(rbd)
@@ -94,13 +97,17 @@ def add_lun(config: Config, inventory: Inventory, mac: str, *, file: Path | None
     return record
 
 
-def remove_lun(inventory: Inventory, mac: str, number: int) -> LunRecord:
-    """Forget extra LUN ``number`` of ``mac`` (its file or device is left as it is)."""
-    if number == ROOT_LUN:
-        raise ValidationError("LUN 1 is the client's root; `netboot client remove` removes it")
+def remove_lun(inventory: Inventory, owner: LunOwner, number: int) -> LunRecord:
+    """Forget LUN ``number`` of ``owner`` (its file or device is left as it is)."""
+    if owner.kind is OwnerKind.CLIENT and number == ROOT_LUN:
+        raise ValidationError(f"LUN {ROOT_LUN} is the client's root; "
+                              "`netboot client remove` removes it")
     with inventory.transaction() as db:
-        row = db.execute("SELECT * FROM luns WHERE mac = ? AND lun = ?", (mac, number)).fetchone()
+        row = db.execute(f"SELECT {owner.column} AS owner, lun, path, kind, size, created "
+                         f"FROM {owner.table} WHERE {owner.column} = ? AND lun = ?",
+                         (owner.key, number)).fetchone()
         if row is None:
-            raise NotFound(f"client {mac} has no LUN {number}")
-        db.execute("DELETE FROM luns WHERE mac = ? AND lun = ?", (mac, number))
+            raise NotFound(f"{owner} has no LUN {number}")
+        db.execute(f"DELETE FROM {owner.table} WHERE {owner.column} = ? AND lun = ?",
+                   (owner.key, number))
     return LunRecord.from_row(row)

@@ -43,7 +43,7 @@ class TargetSpec:
     """One client's target as it should be: its LUNs, who may log in and with which CHAP."""
 
     iqn: str
-    mac: str  # the owning client, so every log line about this target names it
+    mac: str | None  # the owning client, so every log line about it names it; None: a SAN host's
     luns: tuple[Lun, ...]
     initiators: tuple[str, ...]
     incoming: Account
@@ -57,12 +57,14 @@ class DesiredState:
     ``prefix`` marks the IQNs netboot owns: targets under it that are not in
     ``targets`` are removed; targets outside it are somebody else's and left alone.
     ``discovery`` lists the accounts that may authenticate SendTargets discovery
-    (empty: discovery needs no CHAP).
+    (empty: discovery needs no CHAP); ``discovery_out`` is the one the target answers
+    discovery with in mutual CHAP (None: it answers no initiator that asks).
     """
 
     prefix: str
     targets: tuple[TargetSpec, ...]
     discovery: tuple[Account, ...] = ()
+    discovery_out: Account | None = None
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 :func:`desired_state` is pure (records in, :class:`DesiredState` out);
 :func:`reconcile` adds the I/O: it reads the inventory and applies. Running it
-twice changes nothing the second time. What an interrupted ``client add`` left
-is provisioning's to clear (:func:`netboot.provisioning.root.recover_interrupted`,
-run by ``client add`` and at ``serve`` start); such a client gets no target meanwhile.
+twice changes nothing the second time. SAN hosts' targets are made the same way
+from their own records. What an interrupted ``client add`` left is provisioning's
+to clear (:func:`netboot.provisioning.root.recover_interrupted`, run by ``client
+add`` and at ``serve`` start); such a client gets no target meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Iterable
 
 from netboot.config import Config
 from netboot.inventory.clients import Client
-from netboot.inventory.luns import ROOT_LUN, LunRecord, extra_luns
+from netboot.inventory.hosts import DiscoveryMutual, Host, Identity, discovery_mutual, hosts
+from netboot.inventory.luns import ROOT_LUN, LunRecord, extra_luns, host_luns
 from netboot.inventory.store import Inventory
 from netboot.storage.location import Location
 from netboot.target import Account, DesiredState, Lun, Outcome, TargetBackend, TargetSpec
@@ -23,22 +25,33 @@ log = logging.getLogger(__name__)
 
 
 def target_prefix(config: Config) -> str:
-    """The IQNs netboot owns (names.target_iqn makes every client's under it)."""
+    """The IQNs netboot owns (names.target_iqn makes every client's and host's under it)."""
     return f"{config.target.iqn_authority}:target:"
+
+
+def _spec(config: Config, who: Identity, mac: str | None, luns: tuple[Lun, ...]) -> TargetSpec:
+    """A target of its own: ``luns``, ``who``'s initiator alone, ``who``'s CHAP."""
+    mutual = Account(who.mutual_user, who.mutual_secret)
+    return TargetSpec(
+        iqn=who.target_iqn,
+        mac=mac,
+        luns=luns,
+        initiators=(who.initiator_iqn,),
+        incoming=Account(who.chap_user, who.chap_secret),
+        outgoing=mutual if config.target.mutual_chap else None,
+    )
 
 
 def target_spec(config: Config, client: Client, luns: Iterable[LunRecord] = ()) -> TargetSpec:
     """One client's target: its root as LUN 1, its extra LUNs, its IQN alone, its CHAP."""
     assert client.lun_path is not None
-    mutual = Account(client.mutual_user, client.mutual_secret)
-    return TargetSpec(
-        iqn=client.target_iqn,
-        mac=client.mac,
-        luns=(_lun(ROOT_LUN, client.lun_path), *(_lun(r.lun, r.path) for r in luns)),
-        initiators=(client.initiator_iqn,),
-        incoming=Account(client.chap_user, client.chap_secret),
-        outgoing=mutual if config.target.mutual_chap else None,
-    )
+    return _spec(config, client, client.mac,
+                 (_lun(ROOT_LUN, client.lun_path), *(_lun(r.lun, r.path) for r in luns)))
+
+
+def host_target_spec(config: Config, host: Host, luns: Iterable[LunRecord] = ()) -> TargetSpec:
+    """One SAN host's target: its LUNs (from 1, no root), its IQN alone, its CHAP."""
+    return _spec(config, host, None, tuple(_lun(r.lun, r.path) for r in luns))
 
 
 def _lun(number: int, stored: str) -> Lun:
@@ -47,21 +60,41 @@ def _lun(number: int, stored: str) -> Lun:
     return Lun(number, location.name, location.store)
 
 
-def desired_state(config: Config, clients: Iterable[Client],
-                  luns: Iterable[LunRecord]) -> DesiredState:
-    """The targets of every provisioned client; the others (mid-provisioning) get none yet."""
-    by_mac: dict[str, list[LunRecord]] = {}
+def _by_owner(luns: Iterable[LunRecord]) -> dict[str, list[LunRecord]]:
+    grouped: dict[str, list[LunRecord]] = {}
     for record in luns:
-        by_mac.setdefault(record.mac, []).append(record)
+        grouped.setdefault(record.owner, []).append(record)
+    return grouped
+
+
+def desired_state(config: Config, clients: Iterable[Client], luns: Iterable[LunRecord],
+                  hosts: Iterable[Host] = (), host_luns: Iterable[LunRecord] = (),
+                  discovery_mutual: DiscoveryMutual | None = None) -> DesiredState:
+    """The targets of every provisioned client (the others, mid-provisioning, get none yet)
+    and of every SAN host.
+
+    Discovery accounts: the clients' first, in the order they always had, then the
+    hosts'. The discovery mutual account is bound while there are hosts (only they are
+    given it) and both mutual and discovery CHAP are on.
+    """
+    by_mac = _by_owner(luns)
+    by_host = _by_owner(host_luns)
+    host_specs = tuple(host_target_spec(config, h, by_host.get(h.name, ())) for h in hosts)
     specs = tuple(target_spec(config, c, by_mac.get(c.mac, ()))
-                  for c in clients if c.provisioned and c.lun_path)
-    discovery = tuple(s.incoming for s in specs) if config.target.discovery_auth else ()
-    return DesiredState(prefix=target_prefix(config), targets=specs, discovery=discovery)
+                  for c in clients if c.provisioned and c.lun_path) + host_specs
+    auth = config.target.discovery_auth
+    discovery = tuple(s.incoming for s in specs) if auth else ()
+    answer = None
+    if host_specs and discovery_mutual and auth and config.target.mutual_chap:
+        answer = Account(discovery_mutual.user, discovery_mutual.secret)
+    return DesiredState(prefix=target_prefix(config), targets=specs, discovery=discovery,
+                        discovery_out=answer)
 
 
 def reconcile(config: Config, inventory: Inventory, backend: TargetBackend) -> Outcome:
     """Make the target match the inventory (clients still being provisioned get none yet)."""
-    desired = desired_state(config, inventory.clients(), extra_luns(inventory))
+    desired = desired_state(config, inventory.clients(), extra_luns(inventory),
+                            hosts(inventory), host_luns(inventory), discovery_mutual(inventory))
     outcome = backend.apply(desired)
     if outcome.changes:
         log.info("reconcile: %d change(s) for %d target(s)", len(outcome.changes),

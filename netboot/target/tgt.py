@@ -95,7 +95,7 @@ class TgtBackend:
             strays = sorted(ours - {t.iqn for t in desired.targets})
             discovery = list(desired.discovery[:DISCOVERY_ACCOUNTS_MAX])
             outcome = self._run_plan(observed, list(desired.targets), strays, discovery,
-                                     prune=True)
+                                     desired.discovery_out, prune=True)
         left_out = [a.user for a in desired.discovery[DISCOVERY_ACCOUNTS_MAX:]]
         if left_out:
             outcome.failed[GLOBAL] = (
@@ -119,7 +119,7 @@ class TgtBackend:
             observed = (self._observe() if target is None else Observed(
                 (target,), tuple(parse_accounts(self._show(Mode.ACCOUNT))),
                 *parse_global_accounts(self._show(Mode.SYSTEM))))
-            outcome = self._run_plan(observed, [spec], [], None, prune=False)
+            outcome = self._run_plan(observed, [spec], [], None, None, prune=False)
             if outcome.failed:
                 raise TargetError(f"{spec.iqn}: {'; '.join(outcome.failed.values())}")
             target = find_target(self._show(Mode.TARGET), spec.iqn)
@@ -127,7 +127,7 @@ class TgtBackend:
                 return ()
             closed = Outcome()
             for op in close_connections(target):
-                self._run(op, closed, {spec.iqn: spec.mac}, {})
+                self._run(op, closed, {spec.iqn: spec.mac} if spec.mac else {}, {})
             return target.state.logins
 
     def forget_secrets(self) -> None:
@@ -154,12 +154,14 @@ class TgtBackend:
         return Observed(tuple(targets), tuple(accounts), tuple(discovery), discovery_out)
 
     def _run_plan(self, observed: Observed, specs: list[TargetSpec], remove: list[str],
-                  discovery: list[Account] | None, *, prune: bool) -> Outcome:
+                  discovery: list[Account] | None, discovery_out: Account | None, *,
+                  prune: bool) -> Outcome:
         pid = self.running()
         known = self._load_known(pid)
-        ops = plan(observed, specs, remove=remove, discovery=discovery, prune=prune, known=known,
+        ops = plan(observed, specs, remove=remove, discovery=discovery,
+                   discovery_out=discovery_out, prune=prune, known=known,
                    rbd_options=self.rbd_options)
-        macs = {s.iqn: s.mac for s in specs}
+        macs = {s.iqn: s.mac for s in specs if s.mac is not None}
         outcome = Outcome()
         try:
             for op in ops:

@@ -125,11 +125,12 @@ def _identify_lun(tid: int, iqn: str, number: int) -> Request:
 
 
 def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[str] = (),
-         discovery: list[Account] | None = None, prune: bool = False,
-         known: Mapping[str, str], rbd_options: str = "") -> list[Op]:
+         discovery: list[Account] | None = None, discovery_out: Account | None = None,
+         prune: bool = False, known: Mapping[str, str], rbd_options: str = "") -> list[Op]:
     """Operations that make tgtd hold ``targets`` and not ``remove``.
 
     ``discovery``: the accounts the global target should hold (None: leave it).
+    ``discovery_out``: the global target's outgoing account, when ``discovery`` is given.
     ``prune``: also delete accounts nothing netboot wants uses (a full reconcile).
     ``known``: fingerprints of the secrets netboot gave the accounts tgtd holds now.
     ``rbd_options``: bs_rbd's options for LUNs on RBD images.
@@ -141,7 +142,7 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
         for account in (spec.incoming, spec.outgoing):
             if account is not None:
                 wanted[account.user] = account
-    for account in discovery or ():
+    for account in (*(discovery or ()), *([discovery_out] if discovery_out else [])):
         wanted[account.user] = account
     renewed = {u for u, a in wanted.items()
                if u in observed.accounts and known.get(u) != fingerprint(a)}
@@ -226,11 +227,21 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
     first += _unbind_tail(current, keep, GLOBAL_TID, "discovery")
     last += [Op(_account(Operation.BIND, user), f"bind account {user} to discovery", GLOBAL)
              for user in want[keep:]]
+    out = observed.discovery_out
+    want_out = (discovery_out.user if discovery_out else None) if discovery is not None else out
+    if out is not None and (out != want_out or out in renewed):
+        first.append(Op(_account(Operation.UNBIND, out, outgoing=True),
+                        f"unbind outgoing account {out} from discovery", GLOBAL))
+        out = None
+    if want_out is not None and out is None:
+        last.append(Op(_account(Operation.BIND, want_out, outgoing=True),
+                       f"bind outgoing account {want_out} to discovery", GLOBAL))
 
     # Accounts: renewed ones, and (with ``prune``, or those of removed targets) unused ones.
     listed = {s.iqn for s in targets} | set(remove)
-    in_use = set(want) | {u for t in observed.targets if t.state.iqn not in listed
-                          for u in (*t.state.incoming, t.state.outgoing) if u}
+    in_use = {*want, *([want_out] if want_out else [])} | {
+        u for t in observed.targets if t.state.iqn not in listed
+        for u in (*t.state.incoming, t.state.outgoing) if u}
     candidates = set(observed.accounts) if prune else {
         u for t in observed.targets if t.state.iqn in set(remove)
         for u in (*t.state.incoming, t.state.outgoing) if u}

@@ -9,11 +9,12 @@ A test that asks for ``store`` (directly or through ``store_config``,
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from netboot.config import Config
+from netboot.inventory.store import Inventory, open_inventory
 from tests.support.postgres import inventory_yaml
 
 STORES = ("sqlite", "postgresql")
@@ -40,3 +41,16 @@ def store_config(request: pytest.FixtureRequest, store: str,
         return make_config(section + textwrap.dedent(extra), base=base)
 
     return make
+
+
+@pytest.fixture
+def config(store_config: Callable[..., Config]) -> Config:
+    """The minimal config on the store under test."""
+    return store_config()
+
+
+@pytest.fixture
+def inventory(config: Config) -> Iterator[Inventory]:
+    """An empty inventory on the store under test."""
+    with open_inventory(config) as inv:
+        yield inv

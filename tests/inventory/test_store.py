@@ -34,17 +34,6 @@ storage:
 """
 
 
-@pytest.fixture
-def config(store_config):
-    return store_config()
-
-
-@pytest.fixture
-def inventory(config):
-    with open_inventory(config) as inv:
-        yield inv
-
-
 def test_added_client_reads_back_identically(config, inventory):
     added = add_client(config, inventory, "52:54:00:00:00:01", hostname="web1").client
     assert inventory.get("52:54:00:00:00:01") == added

@@ -21,7 +21,7 @@ import rbd
 
 from netboot.config import Config
 from netboot.errors import Conflict, ValidationError
-from netboot.inventory.luns import LunKind
+from netboot.inventory.luns import LunKind, LunOwner, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.lab.ceph import Cluster
 from netboot.provisioning.clients import add_client, apply_targets, remove_client
@@ -262,7 +262,8 @@ def test_an_extra_lun_on_an_rbd_image_is_made_and_served_as_lun_2(
     client = add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name,
                         backend=open_backend(rbd_config)).client
     data = Location.parse(f"rbd:{rbd_config.storage.rbd.pool}/{image_name('data')}")
-    record = add_lun(rbd_config, inventory, MAC, rbd=data, size=48 << 20)
+    record = add_lun(rbd_config, inventory, LunOwner(OwnerKind.CLIENT, MAC), rbd=data,
+                     size=48 << 20)
     assert (record.lun, record.kind, record.path) == (2, LunKind.RBD, str(data))
     apply_targets(rbd_config, inventory, open_backend(rbd_config), client.target_iqn)
     written = qemu_io(tgtd, client, "write -P 0x33 0 64k", lun=2, write=True)
@@ -280,7 +281,7 @@ def test_an_extra_rbd_lun_that_does_not_exist_needs_a_size(rbd_config: Config,
     add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
     missing = Location.parse(f"rbd:{rbd_config.storage.rbd.pool}/{image_name('none')}")
     with pytest.raises(ValidationError, match="does not exist: give --size"):
-        add_lun(rbd_config, inventory, MAC, rbd=missing)
+        add_lun(rbd_config, inventory, LunOwner(OwnerKind.CLIENT, MAC), rbd=missing)
 
 
 def staged_ext4(storage: Storage, name: str, tmp_path: Path, text: str) -> Path:

@@ -6,7 +6,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from netboot.inventory.clients import Client
-from netboot.inventory.luns import LunRecord
+from netboot.inventory.hosts import DiscoveryMutual, Host
+from netboot.inventory.luns import LunKind, LunRecord
 from netboot.provisioning.initiator import initiator_config
 from netboot.target.model import Account, Lun
 from netboot.target.reconcile import desired_state
@@ -26,6 +27,12 @@ def client(name: str, mac: str, provisioned: bool = True) -> Client:
 
 
 ALPHA = client("alpha", "52:54:00:00:00:01")
+DB1 = Host(name="db1", initiator_iqn="iqn.2026-11.org.example:db1",
+           target_iqn="iqn.2026-11.org.example:target:db1", chap_user="db1",
+           chap_secret="Hostsecret123456", mutual_secret="Hostmutual123456",
+           created=1_790_000_000.0)
+DB1_LUNS = [LunRecord("db1", n, f"/srv/db1-{n}.raw", LunKind.FILE, 1 << 20, 0.0) for n in (1, 2)]
+DISCOVERY_MUTUAL = DiscoveryMutual("netboot_discovery", "Discovery0123456")
 
 
 def test_each_provisioned_client_gets_its_own_target(make_config) -> None:
@@ -72,6 +79,60 @@ def test_initiator_config_without_mutual_or_discovery_chap(make_config) -> None:
     text = initiator_config(config, ALPHA)
     assert "node.session.auth.password = Abcdefgh12345678" in text
     assert "username_in" not in text and "discovery.sendtargets" not in text
+
+
+def test_a_host_gets_a_target_of_its_luns_from_1_its_iqn_alone_and_its_chap(
+        make_config) -> None:
+    (target,) = desired_state(make_config(), [], [], [DB1], DB1_LUNS).targets
+    assert target.iqn == DB1.target_iqn and target.mac is None
+    assert target.luns == (Lun(1, "/srv/db1-1.raw"), Lun(2, "/srv/db1-2.raw"))
+    assert target.initiators == (DB1.initiator_iqn,)
+    assert target.incoming == Account("db1", "Hostsecret123456")
+    assert target.outgoing == Account("db1-target", "Hostmutual123456")
+
+
+def test_a_host_without_luns_still_gets_its_target(make_config) -> None:
+    (target,) = desired_state(make_config(), [], [], [DB1], []).targets
+    assert target.luns == ()
+
+
+def test_hosts_leave_the_clients_targets_as_they_were(make_config) -> None:
+    config = make_config()
+    alone = desired_state(config, [ALPHA], []).targets
+    assert desired_state(config, [ALPHA], [], [DB1], DB1_LUNS).targets[:1] == alone
+
+
+def test_discovery_accounts_are_the_clients_then_the_hosts(make_config) -> None:
+    state = desired_state(make_config(), [ALPHA], [], [DB1], [], DISCOVERY_MUTUAL)
+    assert [a.user for a in state.discovery] == ["alpha", "db1"]
+
+
+def test_discovery_answers_in_mutual_chap_while_there_are_hosts(make_config) -> None:
+    state = desired_state(make_config(), [ALPHA], [], [DB1], [], DISCOVERY_MUTUAL)
+    assert state.discovery_out == Account("netboot_discovery", "Discovery0123456")
+
+
+def test_discovery_answers_nobody_without_hosts(make_config) -> None:
+    assert desired_state(make_config(), [ALPHA], [], [], [], DISCOVERY_MUTUAL).discovery_out \
+        is None
+
+
+def test_discovery_answers_nobody_with_mutual_chap_off(make_config) -> None:
+    config = make_config("target:\n  mutual_chap: false\n")
+    assert desired_state(config, [], [], [DB1], [], DISCOVERY_MUTUAL).discovery_out is None
+
+
+def test_host_initiator_config_matches_golden(make_config) -> None:
+    config = make_config("target:\n  portal_address: 198.18.0.1\n")
+    expected = (DATA / "host-initiator-config.txt").read_text()
+    assert initiator_config(config, DB1, DISCOVERY_MUTUAL) == expected
+
+
+def test_host_initiator_config_without_mutual_chap_has_no_discovery_mutual(
+        make_config) -> None:
+    config = make_config("target:\n  mutual_chap: false\n")
+    text = initiator_config(config, DB1, DISCOVERY_MUTUAL)
+    assert "username_in" not in text and "Discovery0123456" not in text
 
 
 def test_serve_has_no_target_service_when_manage_is_off(make_config) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from netboot.config import Config
+from netboot.inventory.luns import LunOwner, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.luns import add_lun
@@ -217,8 +218,9 @@ def test_extra_file_and_device_luns_are_luns_2_and_3(target_config: Config, tgtd
                                                      two_clients, tmp_path: Path,
                                                      loop_device) -> None:
     one, _ = two_clients
-    add_lun(target_config, inventory, one.mac, file=tmp_path / "data.raw", size=96 << 20)
-    add_lun(target_config, inventory, one.mac, device=loop_device(40 << 20))
+    owner = LunOwner(OwnerKind.CLIENT, one.mac)
+    add_lun(target_config, inventory, owner, file=tmp_path / "data.raw", size=96 << 20)
+    add_lun(target_config, inventory, owner, device=loop_device(40 << 20))
     reconcile(target_config, inventory, backend)
     sizes = {lun: read_capacity(tgtd, one.initiator_iqn, one.chap_user, one.chap_secret,
                                 one.target_iqn, lun).stdout.strip() for lun in (2, 3)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,39 @@ def test_a_lun_has_the_same_scsi_identity_whatever_its_tid(observed: Observed) -
     scsi_id, scsi_sn = lun_identity(gamma.iqn, 1)
     assert identify[0][0].params == identify[1][0].params == (
         (Param.SCSI_ID, scsi_id), (Param.SCSI_SN, scsi_sn))
+
+
+DISCOVERY_OUT = Account("netboot_discovery", "discoveryOut0001")
+
+
+def test_discovery_out_is_created_then_bound_as_the_global_outgoing_account(
+        observed: Observed) -> None:
+    ops = plan(observed, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA],
+               discovery_out=DISCOVERY_OUT, prune=True, known=KNOWN)
+    assert kinds(ops) == ["create account netboot_discovery",
+                          "bind outgoing account netboot_discovery to discovery"]
+    bind = ops[-1].request
+    assert (bind.op, bind.tid, bind.outgoing) == (Operation.BIND, GLOBAL_TID, True)
+
+
+def test_discovery_out_in_place_is_left_alone(observed: Observed) -> None:
+    bound = replace(observed, accounts=(*observed.accounts, DISCOVERY_OUT.user),
+                    discovery_out=DISCOVERY_OUT.user)
+    known = {**KNOWN, DISCOVERY_OUT.user: fingerprint(DISCOVERY_OUT)}
+    assert plan(bound, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA],
+                discovery_out=DISCOVERY_OUT, prune=True, known=known) == []
+
+
+def test_discovery_out_no_longer_wanted_is_unbound_then_deleted(observed: Observed) -> None:
+    bound = replace(observed, accounts=(*observed.accounts, DISCOVERY_OUT.user),
+                    discovery_out=DISCOVERY_OUT.user)
+    ops = plan(bound, [ALPHA_SPEC, BETA_SPEC], discovery=[ALPHA, BETA], prune=True,
+               known=KNOWN)
+    assert kinds(ops) == ["unbind outgoing account netboot_discovery from discovery",
+                          "delete account netboot_discovery"]
+
+
+def test_ensure_of_one_target_leaves_discovery_out_alone(observed: Observed) -> None:
+    bound = replace(observed, accounts=(*observed.accounts, DISCOVERY_OUT.user),
+                    discovery_out=DISCOVERY_OUT.user)
+    assert plan(bound, [ALPHA_SPEC], known=KNOWN) == []
