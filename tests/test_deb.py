@@ -4,7 +4,7 @@ config is a conffile, the unit is there but not enabled, postinst made the user,
 Depends bring everything `netboot doctor` checks.
 
 Marked ``mirror``: the root downloads about 50 MB (the apt variant, then the package's
-dependencies). The .deb and the root are made once for this module (35–45 s together here);
+dependencies). The .deb and the root are made once for this module (35-60 s together here);
 the root is removed after it.
 """
 
