@@ -6,12 +6,16 @@ PYTHON ?= /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup debs user venv tftproot demo test test-fast lint bench clean
+.PHONY: setup debs build-deps user venv tftproot deb demo test test-fast lint bench clean
 
-setup: debs user venv tftproot
+setup: debs build-deps user venv tftproot
 
 debs:
 	@scripts/install-debs.sh
+
+# what `make deb` builds with (debian/control's Build-Depends; tests/test_deb.py builds it)
+build-deps:
+	@scripts/install-build-deps.sh
 
 user:
 	@scripts/add-user.sh
@@ -29,6 +33,10 @@ $(VENV)/.installed: pyproject.toml
 tftproot: venv
 	@$(BIN)/python -m netboot.boot.loaders tftproot
 
+# netboot's Debian package into dist/ (README "As a Debian package")
+deb: build-deps
+	@scripts/build-deb.sh dist
+
 demo: setup
 	@scripts/demo.sh
 
@@ -45,4 +53,4 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
