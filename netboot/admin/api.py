@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cache
 from http import HTTPStatus
 from importlib import resources
 from ipaddress import IPv4Address
@@ -88,11 +89,16 @@ def _packaged(name: str) -> bytes:
     return resources.files(__package__).joinpath(name).read_bytes()
 
 
+@cache
+def _shipped() -> frozenset[str]:
+    """The page's files, listed once: the package does not change while serve runs."""
+    return frozenset(p.name for p in resources.files(__package__).joinpath(STATIC).iterdir())
+
+
 def _asset(name: str) -> Response:
-    """A file of the page, or the OpenAPI document: package data, never a path taken
-    from the request (the names are matched against the package's own listing)."""
-    shipped = {p.name for p in resources.files(__package__).joinpath(STATIC).iterdir()}
-    if name not in shipped:
+    """A file of the page: package data, never a path taken from the request (the name
+    must be one of the package's own)."""
+    if name not in _shipped():
         return error(HTTPStatus.NOT_FOUND, f"no such file: {name}")
     suffix = name[name.rfind("."):]
     return Response(HTTPStatus.OK, _packaged(f"{STATIC}/{name}"),

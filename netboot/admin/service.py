@@ -37,11 +37,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            response = error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                             f"the body is over {MAX_BODY} bytes")
-            self.close_connection = True
+        text = self.headers.get("Content-Length") or "0"
+        length = int(text) if text.isdigit() else -1
+        if not 0 <= length <= MAX_BODY:
+            response = error(HTTPStatus.BAD_REQUEST if length < 0
+                             else HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                             f"Content-Length {text!r} is not a length of at most {MAX_BODY}")
+            self.close_connection = True  # the body, if any, is not read
         else:
             request = Request(self.command, unquote(url.path), url.query, self.client_address[0],
                               self.headers.get("Authorization"), self.rfile.read(length))

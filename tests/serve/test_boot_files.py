@@ -12,6 +12,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from netboot.boot.loaders import populate
 from netboot.host import iproute
@@ -81,6 +82,15 @@ def start_serve(server_ns: str, config: Path, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
+def wait_serving(serve: subprocess.Popen, log: Path) -> None:
+    for _ in range(600):
+        if SERVE_READY in log.read_text():
+            return
+        assert serve.poll() is None, log.read_text()
+        time.sleep(0.05)
+    raise AssertionError("serve did not say it serves")
+
+
 def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_path: Path):
     server_ns, lan, interface, prefix = lan_pair
     config = boot_files_config(tmp_path, interface, prefix)
@@ -135,11 +145,7 @@ def test_serve_exits_non_zero_naming_tftp_when_a_worker_process_is_killed(lan_pa
     log = tmp_path / "serve.log"
     serve = start_serve(server_ns, config, log)
     try:
-        for _ in range(600):
-            if SERVE_READY in log.read_text():
-                break
-            assert serve.poll() is None, log.read_text()
-            time.sleep(0.05)
+        wait_serving(serve, log)
         workers = worker_processes(serve.pid)
         assert len(workers) == 2
         os.kill(workers[1], signal.SIGKILL)
@@ -156,15 +162,6 @@ def test_serve_exits_non_zero_naming_tftp_when_a_worker_process_is_killed(lan_pa
 
 
 ADMIN_PORT = 9180
-
-
-def wait_serving(serve: subprocess.Popen, log: Path) -> None:
-    for _ in range(600):
-        if SERVE_READY in log.read_text():
-            return
-        assert serve.poll() is None, log.read_text()
-        time.sleep(0.05)
-    raise AssertionError("serve did not say it serves")
 
 
 @pytest.fixture
@@ -188,8 +185,6 @@ def admin_lan(lan_pair, tmp_path: Path):
 
 
 def scrape(lan: Lan, base: str, token: str) -> dict[tuple[str, tuple], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
     page = lan.run("curl", "-sSf", "-H", f"Authorization: Bearer {token}", f"{base}/metrics")
     assert page.returncode == 0, page.stderr
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
