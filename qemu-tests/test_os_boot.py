@@ -521,6 +521,15 @@ def test_status_shows_the_portal_moved_and_the_cut_server_lost(failover):
     assert failover.states == {"boot-a": ("lost", "holder"), "boot-b": ("running", "holder")}
 
 
+def test_initramfs_clone_reports_os_up_to_the_server(second_clone, oslab: OsLab):
+    def last_stage() -> str | None:
+        with Inventory(load_config(oslab.state.config).storage.database) as inventory:
+            client, = [c for c in inventory.clients() if c.hostname == "lab-02"]
+        return client.last_stage
+
+    assert eventually(lambda: last_stage() == "os-up"), last_stage()
+
+
 def test_initramfs_clone_lists_its_root_session(second_clone):
     (target,) = session_lines(second_clone.console)
     assert target.endswith(":lab-02")

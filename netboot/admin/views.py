@@ -10,6 +10,7 @@ from netboot.config import Config
 from netboot.inventory.clients import Client
 from netboot.inventory.luns import extra_luns
 from netboot.inventory.servers import portal_holder
+from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.inventory.timeline import SHOWN_BOOTS, Boot, split_boots
 from netboot.provisioning.chap import mask
@@ -75,6 +76,7 @@ def status_json(inventory: Inventory, now: float) -> dict[str, object]:
     servers = inventory.servers()
     holder = portal_holder(servers, now)
     return {
+        "stages": [s.value for s in Stage],
         "clients": [{"mac": c.mac, "hostname": c.hostname, "ip": str(c.ip), "image": c.image,
                      "boot_method": c.boot_method.value, "stage": c.last_stage,
                      "stage_at": c.last_stage_at, "last_seen": c.last_seen,

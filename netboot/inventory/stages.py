@@ -16,10 +16,12 @@ class Stage(StrEnum):
     NETWORK = "network"  # /init configured the network
     LOGIN = "login"  # iSCSI login done
     ROOT = "root"  # root mounted
+    OS_UP = "os-up"  # the booted system says it is up (its os-up report)
     FAILED = "failed"
 
 
 ORDER: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.FAILED)
-# What /init may report over HTTP; the earlier stages are seen by the servers themselves.
+# What a client may report over HTTP (/init, then the booted system's os-up report); the
+# earlier stages are seen by the servers themselves.
 REPORTED_STAGES = frozenset({Stage.INITRAMFS, Stage.NETWORK, Stage.LOGIN, Stage.ROOT,
-                             Stage.FAILED})
+                             Stage.OS_UP, Stage.FAILED})

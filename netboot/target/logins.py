@@ -26,7 +26,7 @@ from netboot.target.model import Login, TargetState
 
 Session = tuple[str, str]  # (target IQN, initiator IQN)
 
-LOGIN_OR_LATER = frozenset({Stage.LOGIN, Stage.ROOT, Stage.FAILED})
+LOGIN_OR_LATER = frozenset({Stage.LOGIN, Stage.ROOT, Stage.OS_UP, Stage.FAILED})
 
 
 def sessions(targets: Iterable[TargetState]) -> frozenset[Session]:

@@ -3,8 +3,10 @@ against the OpenAPI file."""
 
 import json
 from http import HTTPStatus
+from importlib import resources
 
 import pytest
+import yaml
 
 from netboot.admin.api import Context, Request, Router
 from netboot.admin.metrics import Sources
@@ -130,3 +132,12 @@ def test_a_path_outside_the_pages_files_is_404(router):
 def test_the_openapi_file_is_served(router):
     response = router.handle(Request("GET", "/api/v1/openapi.yaml", "", "127.0.0.1"))
     assert response.body.startswith(b"openapi: 3.0")
+
+
+def test_the_openapi_files_stages_are_the_inventorys():
+    """The OpenAPI file names the stages again (a document, not code): kept equal here."""
+    schemas = yaml.safe_load(
+        resources.files("netboot.admin").joinpath("openapi.yaml").read_text())[
+            "components"]["schemas"]
+    assert schemas["Stage"]["enum"] == [s.value for s in Stage]
+    assert schemas["LastStage"]["enum"] == [*(s.value for s in Stage), None]

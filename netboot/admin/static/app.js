@@ -2,9 +2,10 @@
 // No build step and no third-party code: every byte is served by netboot itself.
 "use strict";
 
-const STAGES = ["dhcp", "loader", "kernel", "initramfs", "network", "login", "root", "failed"];
+// Colours by stage name; the stages themselves, in order, come with each status answer.
 const COLOURS = {dhcp: "#4e79a7", loader: "#59a14f", kernel: "#9c755f", initramfs: "#f28e2b",
-                 network: "#76b7b2", login: "#b07aa1", root: "#2e7d32", failed: "#c62828"};
+                 network: "#76b7b2", login: "#b07aa1", root: "#2e7d32", "os-up": "#edc948",
+                 failed: "#c62828"};
 const POLL_MS = 2000;
 const BAR_WIDTH = 360;  // pixels for the slowest shown boot
 
@@ -73,6 +74,7 @@ function timeline(boot, scale) {
 }
 
 function render(status) {
+  legend(status.stages);
   const body = document.querySelector("#fleet tbody");
   const slowest = Math.max(1, ...status.clients.flatMap(
     c => c.boots.map(b => b.stages.length ? b.stages[b.stages.length - 1].seconds : 0)));
@@ -97,12 +99,14 @@ function render(status) {
     (status.portal_holder || "nobody");
 }
 
-function legend() {
+// The stages' colours, drawn once, from the first status answer.
+function legend(stages) {
+  if (document.querySelector(".legend")) return;
   const p = document.createElement("p");
   p.className = "legend";
-  for (const s of STAGES) {
+  for (const s of stages) {
     const span = document.createElement("span");
-    span.style.background = COLOURS[s];
+    span.style.background = COLOURS[s] || "#999";
     span.textContent = s;
     p.appendChild(span);
   }
@@ -126,5 +130,4 @@ document.getElementById("login").addEventListener("submit", event => {
   sessionStorage.setItem("netboot-token", document.getElementById("token").value);
   document.getElementById("login").hidden = true;
 });
-legend();
 poll();
