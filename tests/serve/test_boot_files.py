@@ -1,94 +1,32 @@
 """`netboot serve` as a user runs it, in a namespace, with clients in a second namespace."""
+# ruff: noqa: F811  (pytest fixtures are imported from tests.support.serving and requested by name)
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from ipaddress import IPv4Interface
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from netboot.boot.loaders import populate
-from netboot.host import iproute
-from netboot.serve.service import SERVE_READY
 from tests.conftest import needs_root
 from tests.support.bootserving import Lan, sha256
 from tests.support.openapi import check_answer
-from tests.support.paths import make_reachable
+from tests.support.serving import (  # noqa: F401  (fixtures)
+    boot_files_config,
+    lan_pair,
+    start_serve,
+    wait_listening,
+    wait_serving,
+)
 
 pytestmark = [needs_root, pytest.mark.root]
 NETBOOT = str(Path(sys.executable).with_name("netboot"))
 MAC = "52:54:00:12:34:56"
-
-
-@pytest.fixture
-def lan_pair():
-    suffix = secrets.token_hex(3)
-    server_ns, client_ns = f"nbfs{suffix}", f"nbfc{suffix}"
-    third = secrets.randbelow(512)
-    prefix = f"198.{18 + third // 256}.{third % 256}"
-    iproute.add_netns(server_ns)
-    iproute.add_netns(client_ns)
-    try:
-        iproute.add_veth(f"nbs{suffix}", f"nbc{suffix}", netns=server_ns, peer_netns=client_ns)
-        iproute.set_address(f"nbs{suffix}", IPv4Interface(f"{prefix}.1/24"), netns=server_ns)
-        iproute.set_address(f"nbc{suffix}", IPv4Interface(f"{prefix}.10/24"), netns=client_ns)
-        iproute.ip("addr", "add", f"{prefix}.11/24", "dev", f"nbc{suffix}", netns=client_ns)
-        yield server_ns, Lan(client_ns, f"{prefix}.1", f"{prefix}.10", f"{prefix}.11"), \
-            f"nbs{suffix}", prefix
-    finally:
-        iproute.delete_netns(server_ns)
-        iproute.delete_netns(client_ns)
-
-
-def wait_listening(netns: str, port: int, proto: str) -> None:
-    flag = "-ulnH" if proto == "udp" else "-tlnH"
-    for _ in range(200):
-        out = subprocess.run(iproute.in_netns(netns, ["ss", flag]), capture_output=True,
-                             text=True, check=False).stdout
-        if f":{port} " in out:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {proto} {port}")
-
-
-def boot_files_config(tmp_path: Path, interface: str, prefix: str, extra: str = "") -> Path:
-    """Boot files only, from two TFTP worker processes: no DHCP, no tgtd of its own left
-    behind, none adopted."""
-    root, state = tmp_path / "tftproot", tmp_path / "state"
-    populate(root)
-    (state / "kernel").mkdir(parents=True)
-    (state / "kernel" / "vmlinuz").write_bytes(b"kernel" * 1000)
-    config = tmp_path / "netboot.yaml"
-    config.write_text(f"server:\n  interface: {interface}\n  address: {prefix}.1\n"
-                      f"  tftp_root: {root}\n  tftp_workers: 2\n"
-                      f"dhcp:\n  subnet: {prefix}.0/24\n  mode: \"off\"\n"
-                      f"storage:\n  state_dir: {state}\n"
-                      "target:\n  manage: false\n" + extra)
-    make_reachable(tmp_path)  # for the network part, run as server.user
-    return config
-
-
-def start_serve(server_ns: str, config: Path, log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen(iproute.in_netns(server_ns, [NETBOOT, "--config", str(config),
-                                                             "serve"]),
-                                stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_serving(serve: subprocess.Popen, log: Path) -> None:
-    for _ in range(600):
-        if SERVE_READY in log.read_text():
-            return
-        assert serve.poll() is None, log.read_text()
-        time.sleep(0.05)
-    raise AssertionError("serve did not say it serves")
 
 
 def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_path: Path):
@@ -98,7 +36,7 @@ def test_serve_gives_a_client_its_loader_script_and_initrd_part(lan_pair, tmp_pa
     subprocess.run([NETBOOT, "--config", str(config), "client", "add", MAC, "--ip",
                     lan.client], check=True, capture_output=True)
     log = tmp_path / "serve.log"
-    serve = start_serve(server_ns, config, log)
+    serve = start_serve(NETBOOT, server_ns, config, log)
     try:
         wait_listening(server_ns, 69, "udp")
         wait_listening(server_ns, 8080, "tcp")
@@ -143,7 +81,7 @@ def test_serve_exits_non_zero_naming_tftp_when_a_worker_process_is_killed(lan_pa
     server_ns, _, interface, prefix = lan_pair
     config = boot_files_config(tmp_path, interface, prefix)
     log = tmp_path / "serve.log"
-    serve = start_serve(server_ns, config, log)
+    serve = start_serve(NETBOOT, server_ns, config, log)
     try:
         wait_serving(serve, log)
         workers = worker_processes(serve.pid)
@@ -174,7 +112,7 @@ def admin_lan(lan_pair, tmp_path: Path):
     subprocess.run([NETBOOT, "--config", str(config), "client", "add", MAC, "--ip",
                     lan.client], check=True, capture_output=True)
     log = tmp_path / "serve.log"
-    serve = start_serve(server_ns, config, log)
+    serve = start_serve(NETBOOT, server_ns, config, log)
     try:
         wait_serving(serve, log)
         token = (tmp_path / "state" / "admin.token").read_text().strip()
