@@ -159,6 +159,31 @@ def test_a_lab_client_reports_os_up_from_its_root(page_during_boot, shared_lab):
     assert client.last_stage == "os-up"
 
 
+def test_uefi_http_boot_reaches_the_root_with_no_tftp_at_all(shared_lab, vms, accel,
+                                                             boot_timeout, record_boot):
+    lab_dir, state = shared_lab
+    vlan = topology.load(lab_dir)
+    assert vlan is not None
+    client = state.clients[1]
+    capture = subprocess.Popen(vlan.argv(["tcpdump", "-i", vlan.bridge, "-n", "-l",
+                                          "udp port 67 or udp port 69"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "listening on" not in (line := capture.stderr.readline()):
+            assert line, "tcpdump did not start"
+        vm = vms.start(VmSpec(client.name, client.mac, vlan.taps[1],
+                              firmware=Firmware.UEFI_HTTP, accel=accel), vlan.netns)
+        marker = vm.wait_for(f"NETBOOT-ROOT-OK {client.name}", boot_timeout)
+    finally:
+        capture.terminate()
+    packets = capture.communicate(timeout=30)[0].splitlines()
+    assert any(".67:" in p or ".67 " in p for p in packets), packets  # the capture saw DHCP
+    assert not [p for p in packets if ".69:" in p or ".69 " in p], packets
+    log = (lab_dir / "logs" / "netboot-serve.log").read_text()
+    assert f"[{client.mac}]" in log and "ipxe.efi (arch 16)" in log
+    record_boot(f"UEFI HTTP boot {accel} netboot lab, root mounted", marker.at)
+
+
 def test_two_clients_at_once_each_reach_their_own_root(shared_lab, boot_timeout):
     lab_dir, state = shared_lab
     before = _counts(state)
