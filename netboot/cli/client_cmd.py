@@ -65,7 +65,9 @@ def client() -> None:
 @click.argument("mac", type=MAC)
 @click.option("--hostname", help="RFC 1123 host name (default: node-<mac>).")
 @click.option("--ip", type=IPV4, help="Fixed address (default: the first free one).")
-@click.option("--image", help="Golden image its root LUN is cloned from (default: a blank LUN).")
+@click.option("--image", metavar="NAME[@N]",
+              help="Golden image (version N, default: the newest) its root LUN is cloned "
+                   "from (default: a blank LUN).")
 @click.option("--size", type=SIZE,
               help="Root LUN size, e.g. 8G (default: storage.default_lun_size or the image's).")
 @click.option("--boot-method", type=click.Choice([m.value for m in BootMethod]),
