@@ -80,6 +80,7 @@ def status_json(inventory: Inventory, now: float) -> dict[str, object]:
     return {
         "stages": [s.value for s in Stage],
         "clients": [{"mac": c.mac, "hostname": c.hostname, "ip": str(c.ip), "image": c.image,
+                     "booted_image": c.booted_image,
                      "boot_method": c.boot_method.value, "stage": c.last_stage,
                      "stage_at": c.last_stage_at, "last_seen": c.last_seen,
                      "root": c.lun_path,

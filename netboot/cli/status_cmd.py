@@ -37,9 +37,9 @@ def status(app: App, as_json: bool) -> None:
     unknown = app.inventory.unknown_machines()
     servers = app.inventory.servers()
     click.echo(table(
-        ["hostname", "mac", "ip", "stage", "reached", "when", "root"],
-        [(c.hostname, c.mac, c.ip, c.last_stage, when(c.last_stage_at),
-          _ago(c.last_stage_at, now),
+        ["hostname", "mac", "ip", "image", "booted", "stage", "reached", "when", "root"],
+        [(c.hostname, c.mac, c.ip, c.image, c.booted_image, c.last_stage,
+          when(c.last_stage_at), _ago(c.last_stage_at, now),
           describe(Location.parse(c.lun_path)) if c.lun_path else None) for c in clients]))
     if servers:
         click.echo()

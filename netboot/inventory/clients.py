@@ -52,6 +52,7 @@ class Client:
     previous_image: str | None = None  # a reimaged client's former image version and root,
     previous_lun_path: str | None = None  # kept until `client reimage --undo` or `--purge`
     next_lun_path: str | None = None  # the root a reimage is making (set while it runs)
+    booted_image: str | None = None  # the image version its last boot mounted (at root)
 
     @property
     def mutual_user(self) -> str:

@@ -162,11 +162,13 @@ SQLITE: tuple[str, ...] = (
     """,
     # a reimaged full-clone client keeps its previous root (and the image version it came
     # from) until `client reimage --undo` or `--purge`; the root being made is recorded
-    # first, so a killed reimage leaves nothing behind (netboot.provisioning.reimage)
+    # first, so a killed reimage leaves nothing behind (netboot.provisioning.reimage);
+    # and the image version each client's last boot mounted (set at its stage root)
     """
     ALTER TABLE clients ADD COLUMN previous_image TEXT;
     ALTER TABLE clients ADD COLUMN previous_lun_path TEXT;
     ALTER TABLE clients ADD COLUMN next_lun_path TEXT;
+    ALTER TABLE clients ADD COLUMN booted_image TEXT;
     """,
 )
 
@@ -302,10 +304,12 @@ POSTGRESQL: tuple[str, ...] = (
     """,
     # a reimaged full-clone client keeps its previous root (and the image version it came
     # from) until `client reimage --undo` or `--purge`; the root being made is recorded
-    # first, so a killed reimage leaves nothing behind (netboot.provisioning.reimage)
+    # first, so a killed reimage leaves nothing behind (netboot.provisioning.reimage);
+    # and the image version each client's last boot mounted (set at its stage root)
     """
     ALTER TABLE clients ADD COLUMN previous_image TEXT;
     ALTER TABLE clients ADD COLUMN previous_lun_path TEXT;
     ALTER TABLE clients ADD COLUMN next_lun_path TEXT;
+    ALTER TABLE clients ADD COLUMN booted_image TEXT;
     """,
 )

@@ -191,6 +191,7 @@ class Inventory:
             db.execute("INSERT INTO stage_log (mac, stage, at) VALUES (?, ?, ?)",
                        (mac, Stage(stage).value, at))
             _prune_stage_log(db, [(mac, Stage(stage))])
+            _note_booted_image(db, [(mac, Stage(stage))])
             return True
 
     def record_stages(self, reached: Sequence[tuple[str, Stage, float]],
@@ -213,6 +214,7 @@ class Inventory:
                 [(stage.value, at, at, mac, stage.value, at, at, repeat_after)
                  for mac, stage, at in reached])
             _prune_stage_log(db, [(mac, stage) for mac, stage, _ in reached])
+            _note_booted_image(db, [(mac, stage) for mac, stage, _ in reached])
 
     def stage_log(self, mac: str | None = None) -> dict[str, list[tuple[Stage, float]]]:
         """Every stage each client (or only ``mac``) reached that the log still keeps, by
@@ -415,6 +417,14 @@ def _prune_stage_log(db: Database, written: Iterable[tuple[str, Stage]]) -> None
     db.executemany(
         "DELETE FROM stage_log WHERE mac = ? AND at < (SELECT at FROM stage_log WHERE mac = ? "
         "ORDER BY at DESC LIMIT 1 OFFSET ?)", [(mac, mac, KEPT_ROWS - 1) for mac in starting])
+
+
+def _note_booted_image(db: Database, written: Iterable[tuple[str, Stage]]) -> None:
+    """A client that reached its root booted the image version its record names then: the
+    running version ``status`` shows beside the one it is set to (they differ after a
+    reimage until the next boot)."""
+    db.executemany("UPDATE clients SET booted_image = image WHERE mac = ?",
+                   [(mac,) for mac in sorted({m for m, stage in written if stage is Stage.ROOT})])
 
 
 def _server_params(record: ServerRecord) -> tuple[object, ...]:

@@ -107,7 +107,7 @@ def test_status_shows_each_clients_last_stage(initialised, tmp_path):
     with Inventory(load_config(initialised.config).storage.database) as inv:
         inv.record_stage(MAC, Stage.LOGIN)
     row = initialised("status").stdout.splitlines()[1].split()
-    assert row[:4] == ["web1", MAC, "198.18.0.2", "login"]
+    assert row[:6] == ["web1", MAC, "198.18.0.2", "-", "-", "login"]  # no image, none booted
     assert json.loads(initialised("status", "--json").stdout)["clients"][0]["stage"] == "login"
 
 

@@ -191,6 +191,17 @@ def test_stage_log_keeps_only_a_clients_last_stages(config, inventory):
     assert log[-1] == (Stage.LOADER, 1000.0 + 10 * (KEPT_ROWS - 1) + 1)
 
 
+def test_reaching_the_root_notes_the_image_version_the_boot_mounted(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.update("52:54:00:00:00:01", image="os@1")
+    inventory.record_stages([("52:54:00:00:00:01", Stage.LOGIN, 1000.0)], 60)
+    assert inventory.get("52:54:00:00:00:01").booted_image is None
+    inventory.record_stages([("52:54:00:00:00:01", Stage.ROOT, 1001.0)], 60)
+    inventory.update("52:54:00:00:00:01", image="os@2")  # reimaged: runs os@1 until it boots
+    c = inventory.get("52:54:00:00:00:01")
+    assert (c.image, c.booted_image) == ("os@2", "os@1")
+
+
 def test_stage_log_goes_with_its_client(config, inventory):
     add_client(config, inventory, "52:54:00:00:00:01")
     inventory.record_stage("52:54:00:00:00:01", Stage.DHCP, at=1000.0)

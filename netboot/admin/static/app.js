@@ -85,7 +85,9 @@ function render(status) {
     row.dataset.mac = c.mac;
     cell(row, c.hostname + " (" + c.mac + ")");
     cell(row, c.ip);
-    cell(row, c.image);
+    // the version it is set to, and the one it runs when they differ (after a reimage)
+    cell(row, c.booted_image && c.booted_image !== c.image ?
+      c.image + " (runs " + c.booted_image + ")" : c.image);
     cell(row, c.boot_method);
     cell(row, c.stage, "stage " + (c.stage || ""));
     cell(row, ago(c.last_seen, status.now));
