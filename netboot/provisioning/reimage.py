@@ -13,7 +13,9 @@ one beside it, whole, as the way back. Under the client's provisioning lock:
 A process killed before 3 leaves ``next_lun_path`` set and a lock nobody holds:
 :func:`recover_interrupted_reimage` removes that root and clears it; the client's own
 root was never touched. A reimage is refused while the client is logged in to its
-target: its running system would lose its root under it (power it off first).
+target: its running system would lose its root under it (power it off first). A
+caller that powered the machine off through its BMC says so (``powered_off``): a
+session tgtd still lists is then a dead one, which the target's update closes.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ class Reimaged:
     applied: Applied
 
 
-def _refuse_while_logged_in(client: Client, backend: TargetBackend | None) -> None:
-    if backend is None:
+def _refuse_while_logged_in(client: Client, backend: TargetBackend | None,
+                            powered_off: bool) -> None:
+    if backend is None or powered_off:
         return
     try:
         targets = backend.targets()
@@ -64,7 +67,8 @@ def _refuse_while_logged_in(client: Client, backend: TargetBackend | None) -> No
 
 
 def reimage_client(config: Config, inventory: Inventory, mac: str, image: str, *,
-                   backend: TargetBackend | None, progress: Progress | None = None) -> Reimaged:
+                   backend: TargetBackend | None, progress: Progress | None = None,
+                   powered_off: bool = False) -> Reimaged:
     """Give client ``mac`` a new root cloned from ``image`` (``NAME`` or ``NAME@N``),
     keeping the one it has as its previous root."""
     client = inventory.get(mac)
@@ -78,7 +82,7 @@ def reimage_client(config: Config, inventory: Inventory, mac: str, image: str, *
     if client.lun_size < golden.size:
         raise ValidationError(f"image {golden.ref} ({golden.size} bytes) is larger than the "
                               f"root LUN of {client.hostname} ({client.lun_size} bytes)")
-    _refuse_while_logged_in(client, backend)
+    _refuse_while_logged_in(client, backend, powered_off)
     recover_interrupted_reimage(config, inventory)
     storage = open_storage(config)
     location = storage.root_location(f"{client.hostname}.r{time.time_ns():x}")
@@ -102,12 +106,12 @@ def reimage_client(config: Config, inventory: Inventory, mac: str, image: str, *
 
 
 def undo_reimage(config: Config, inventory: Inventory, mac: str, *,
-                 backend: TargetBackend | None) -> Reimaged:
+                 backend: TargetBackend | None, powered_off: bool = False) -> Reimaged:
     """Put back the root a reimage kept; the one it made is deleted."""
     client = inventory.get(mac)
     if client.previous_lun_path is None:
         raise Conflict(f"{client.hostname} keeps no previous root: nothing to undo")
-    _refuse_while_logged_in(client, backend)
+    _refuse_while_logged_in(client, backend, powered_off)
     made = client.lun_path
     with provisioning_lock(config, client.hostname):
         client = inventory.update(mac, image=client.previous_image,

@@ -194,6 +194,10 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
                             f"unbind outgoing account {out} from {spec.iqn}", spec.iqn))
             out = None
         wanted_luns = {lun.number: lun for lun in spec.luns}
+        if have is not None and any(wanted_luns.get(n) != lun for n, lun in luns.items()):
+            # a LUN goes (a reimaged root, a removed extra LUN): its sessions go first, as
+            # for a removed target; tgtd cannot delete a LUN with answers still queued
+            first += close_connections(have)
         for number, lun in sorted(luns.items()):
             if wanted_luns.get(number) != lun:
                 last.append(Op(Request(Mode.DEVICE, Operation.DELETE, tid=tid, lun=number),

@@ -205,6 +205,14 @@ def test_changed_lun_path_is_replaced(observed: Observed) -> None:
                    f"set the SCSI id of LUN 1 of {moved.iqn}"]
 
 
+def test_a_lun_replaced_under_a_session_closes_its_connection_first(
+        observed: Observed) -> None:
+    moved = spec("alpha", ALPHA, ALPHA_OUT, "/elsewhere/alpha.img", "/tmp/nbsmoke/extra.raw")
+    ops = kinds(plan(observed, [moved], known=KNOWN))
+    assert ops.index(f"close connection 0 of session 1 on {moved.iqn}") < ops.index(
+        f"delete LUN 1 of {moved.iqn}")
+
+
 def test_mutual_chap_off_unbinds_the_outgoing_account(observed: Observed) -> None:
     plain = TargetSpec(**{**BETA_SPEC.__dict__, "outgoing": None})
     ops = kinds(plan(observed, [ALPHA_SPEC, plain], discovery=[ALPHA, BETA], prune=True,
