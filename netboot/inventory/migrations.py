@@ -160,6 +160,19 @@ SQLITE: tuple[str, ...] = (
         secret TEXT NOT NULL
     );
     """,
+    # each client's BMC (netboot.inventory.bmcs), its password kept as the CHAP secrets are;
+    # the kind is checked by netboot (a new kind needs no new table)
+    """
+    CREATE TABLE bmcs (
+        mac TEXT PRIMARY KEY REFERENCES clients(mac) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        address TEXT NOT NULL,
+        port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -290,6 +303,17 @@ POSTGRESQL: tuple[str, ...] = (
         id BIGINT PRIMARY KEY CHECK (id = 1),
         account TEXT NOT NULL,
         secret TEXT NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE bmcs (
+        mac TEXT PRIMARY KEY REFERENCES clients(mac) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        address TEXT NOT NULL,
+        port BIGINT NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
     );
     """,
 )
