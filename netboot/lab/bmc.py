@@ -80,25 +80,45 @@ def control_command(bmc: LabBmc) -> str:
     return shlex.join([sys.executable, "-m", "netboot.lab.bmc_control", str(bmc.directory)])
 
 
+def sim_config(*, name: str, mac: str, address: IPv4Address, port: int, password: str,
+               control: str | None, serial_port: int | None = None,
+               username: str = USERNAME) -> str:
+    """ipmi_sim's config for one BMC answering on ``address``:``port`` with one admin user;
+    ``control`` is its chassis_control command (without one it refuses ``chassis bootdev``),
+    ``serial_port`` where a VM's KCS interface reaches it."""
+    return render("lab-bmc.conf.j2", client=name, mac=mac, address=address, port=port,
+                  serial_port=serial_port, guid=secrets.token_hex(16), control=control,
+                  username=username, password=password)
+
+
+def write_sim(directory: Path, config: str) -> None:
+    """An ipmi_sim's files in ``directory``: its config (0600), commands and state dir."""
+    (directory / "state").mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / CONFIG, config.encode(), 0o600)
+    atomic_write(directory / EMU, render("lab-bmc.emu").encode(), 0o644)
+
+
+def sim_argv(directory: Path) -> list[str]:
+    """ipmi_sim with the files in ``directory``, in the foreground."""
+    return ["ipmi_sim", "-c", str(directory / CONFIG), "-f", str(directory / EMU),
+            "-s", str(directory / "state"), "-n"]
+
+
 def prepare(bmc: LabBmc, spec: VmSpec, password: str) -> None:
     """Write the BMC's files: ipmi_sim's config and commands, the VM's spec."""
-    (bmc.directory / "state").mkdir(parents=True, exist_ok=True)
     vm = replace(spec, extra=(*spec.extra, *ipmi_device(bmc)))
+    write_sim(bmc.directory, sim_config(name=bmc.name, mac=spec.mac, address=bmc.address,
+                                        port=bmc.port, password=password,
+                                        control=control_command(bmc),
+                                        serial_port=bmc.serial_port))
     atomic_write(bmc.directory / bmc_control.SPEC, json.dumps(spec_json(vm), indent=2).encode(),
                  0o644)
-    atomic_write(bmc.directory / CONFIG, render(
-        "lab-bmc.conf.j2", client=bmc.name, mac=spec.mac, address=bmc.address, port=bmc.port,
-        serial_port=bmc.serial_port, guid=secrets.token_hex(16), control=control_command(bmc),
-        username=USERNAME, password=password).encode(), 0o600)
-    atomic_write(bmc.directory / EMU, render("lab-bmc.emu").encode(), 0o644)
 
 
 def start(topology: Topology, bmc: LabBmc, log_dir: Path) -> procs.LabProcess:
     """ipmi_sim for ``bmc`` inside the lab's namespace; fails at once if it cannot bind."""
-    return procs.start(topology, f"bmc-{bmc.name}",
-                       ["ipmi_sim", "-c", str(bmc.directory / CONFIG), "-f",
-                        str(bmc.directory / EMU), "-s", str(bmc.directory / "state"), "-n"],
-                       log_dir, settle=0.5)
+    return procs.start(topology, f"bmc-{bmc.name}", sim_argv(bmc.directory), log_dir,
+                       settle=0.5)
 
 
 def vm_pids(lab_dir: Path) -> list[int]:
