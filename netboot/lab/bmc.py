@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from netboot.host.files import atomic_write
+from netboot.host.run import not_installed
 from netboot.lab import bmc_control, procs
-from netboot.lab.topology import Topology
+from netboot.lab.topology import LabError, Topology
 from netboot.lab.vm import VmSpec, spec_json
 from netboot.power.bmc import Bmc
 from netboot.templates import render
@@ -117,6 +119,8 @@ def prepare(bmc: LabBmc, spec: VmSpec, password: str) -> None:
 
 def start(topology: Topology, bmc: LabBmc, log_dir: Path) -> procs.LabProcess:
     """ipmi_sim for ``bmc`` inside the lab's namespace; fails at once if it cannot bind."""
+    if shutil.which("ipmi_sim") is None:
+        raise LabError(not_installed("ipmi_sim"))
     return procs.start(topology, f"bmc-{bmc.name}", sim_argv(bmc.directory), log_dir,
                        settle=0.5)
 
