@@ -68,7 +68,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(f"{seconds:7.2f}  {what}  [{test}]")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def boot_timeout() -> float:
     """Seconds a test waits for one boot's marker."""
     return BOOT_TIMEOUT

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from netboot.configfile import load_config
 from netboot.host import iproute
+from netboot.inventory.stages import ORDER
 from netboot.inventory.store import Inventory
 from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
@@ -23,6 +26,7 @@ from netboot.lab.rootfs import boot_count
 from netboot.lab.vm import Firmware, Vm, VmSpec
 from netboot.target.tgtmgmt import Mode, Operation, Param, Request, call
 from netboot.target.tgtshow import parse_targets
+from tests.support.browser import chromium_in
 
 
 def _luns(state: lab.LabState) -> dict[str, Path]:
@@ -51,6 +55,133 @@ def test_client_boots_to_its_own_root_and_counts_the_boot_there(shared_lab, boot
                 progress[0].times[Stage.ROOT])
     assert f"NETBOOT-ROOT-OK {first.name}" in _serial(lab_dir, first.name)
     assert _counts(state) == {**before, first.mac: before[first.mac] + 1}
+
+
+# Runs in the page: keeps each text the client's stage cell shows (the page redraws its table
+# at every poll) in window.netbootSeen.
+WATCH_ROW = """mac => {
+  window.netbootSeen = [];
+  const note = () => {
+    const cell = document.querySelector(`tr[data-mac="${mac}"] td.stage`);
+    const seen = window.netbootSeen;
+    if (cell && seen[seen.length - 1] !== cell.textContent) seen.push(cell.textContent);
+  };
+  new MutationObserver(note).observe(document.querySelector("#fleet tbody"),
+                                     {childList: true, subtree: true});
+  note();
+}"""
+# The newest boot's timeline (drawn first) of the client's row: its stages and segments.
+TIMELINE = """mac => {
+  const svg = document.querySelector(`tr[data-mac="${mac}"] svg.timeline`);
+  return {stages: svg.dataset.stages.split(" "),
+          widths: [...svg.querySelectorAll("rect.segment")].map(r => r.width.baseVal.value)};
+}"""
+PAGE_TIMEOUT_MS = 20_000
+
+
+@dataclass(frozen=True)
+class PageSeen:
+    """What headless Chromium showed on the admin page while a lab client booted."""
+
+    result: str  # the boot's, as `lab boot` reports it
+    stages: list[str]  # the client's stage cell, each change in the order shown
+    timeline: list[str]  # the stages of the newest boot's timeline
+    widths: list[float]  # its segments' widths in pixels
+    screenshot: Path
+
+
+@pytest.fixture(scope="module")
+def page_during_boot(shared_lab, boot_timeout, tmp_path_factory) -> PageSeen:
+    """The fleet page open in Chromium, in the lab's namespace, from before a BIOS boot of
+    the first client until its os-up report is drawn."""
+    lab_dir, state = shared_lab
+    admin = load_config(state.config).admin
+    vlan = topology.load(lab_dir)
+    assert vlan is not None
+    mac, work = state.clients[0].mac, tmp_path_factory.mktemp("page")
+    watching, booted = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def browse() -> None:
+        try:
+            with chromium_in(vlan.netns, work) as browser:
+                page = browser.new_page(viewport={"width": 1100, "height": 420})
+                page.goto(f"http://{admin.address}:{admin.port}/")
+                page.wait_for_selector(f'tr[data-mac="{mac}"]', timeout=PAGE_TIMEOUT_MS)
+                page.evaluate(WATCH_ROW, mac)
+                watching.set()
+                booted.wait(boot_timeout + 60)
+                page.wait_for_function(
+                    "mac => window.netbootSeen[window.netbootSeen.length - 1] === 'os-up'",
+                    arg=mac, timeout=PAGE_TIMEOUT_MS)
+                seen.update(page.evaluate(TIMELINE, mac), seen=page.evaluate(
+                    "window.netbootSeen"), screenshot=work / "admin-page.png")
+                page.screenshot(path=work / "admin-page.png", full_page=True)
+        except Exception as error:  # re-raised in the test's thread
+            seen["error"] = error
+        finally:
+            watching.set()
+
+    browser = threading.Thread(target=browse, name="chromium")
+    browser.start()
+    try:
+        watching.wait(60)
+        assert "error" not in seen, seen.get("error")
+        progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
+    finally:
+        booted.set()
+        browser.join(boot_timeout + 120)
+    if "error" in seen:
+        raise AssertionError(f"the page: {seen['error']}")
+    return PageSeen(progress[0].result, seen["seen"], seen["stages"], seen["widths"],
+                    seen["screenshot"])
+
+
+def test_the_admin_page_follows_a_lab_boot_live_to_the_clients_os(page_during_boot):
+    seen = page_during_boot
+    assert seen.result == "ok"
+    # redrawn while the boot ran: a stage before the root, then the running system
+    assert {"dhcp", "loader", "kernel", "initramfs", "network", "login"} & set(seen.stages)
+    assert seen.stages[-1] == "os-up", seen.stages
+
+
+def test_the_admin_page_draws_the_boots_timeline_through_the_root(page_during_boot):
+    timeline = page_during_boot.timeline  # one bar for the whole boot, chain-loads and all
+    assert timeline[0] == "dhcp" and timeline[-1] == "os-up", timeline
+    assert set(timeline) == set(ORDER), timeline
+    assert len(page_during_boot.widths) == len(timeline) and min(page_during_boot.widths) > 0
+    assert page_during_boot.screenshot.stat().st_size > 0
+
+
+def test_a_lab_client_reports_os_up_from_its_root(page_during_boot, shared_lab):
+    _, state = shared_lab
+    _, client = _record(state, state.clients[0].mac)
+    assert client.last_stage == "os-up"
+
+
+def test_uefi_http_boot_reaches_the_root_with_no_tftp_at_all(shared_lab, vms, accel,
+                                                             boot_timeout, record_boot):
+    lab_dir, state = shared_lab
+    vlan = topology.load(lab_dir)
+    assert vlan is not None
+    client = state.clients[1]
+    capture = subprocess.Popen(vlan.argv(["tcpdump", "-i", vlan.bridge, "-n", "-l",
+                                          "udp port 67 or udp port 69"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "listening on" not in (line := capture.stderr.readline()):
+            assert line, "tcpdump did not start"
+        vm = vms.start(VmSpec(client.name, client.mac, vlan.taps[1],
+                              firmware=Firmware.UEFI_HTTP, accel=accel), vlan.netns)
+        marker = vm.wait_for(f"NETBOOT-ROOT-OK {client.name}", boot_timeout)
+    finally:
+        capture.terminate()
+    packets = capture.communicate(timeout=30)[0].splitlines()
+    assert any(".67:" in p or ".67 " in p for p in packets), packets  # the capture saw DHCP
+    assert not [p for p in packets if ".69:" in p or ".69 " in p], packets
+    log = (lab_dir / "logs" / "netboot-serve.log").read_text()
+    assert f"[{client.mac}]" in log and "ipxe.efi (arch 16)" in log
+    record_boot(f"UEFI HTTP boot {accel} netboot lab, root mounted", marker.at)
 
 
 def test_two_clients_at_once_each_reach_their_own_root(shared_lab, boot_timeout):

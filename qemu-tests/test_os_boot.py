@@ -48,6 +48,7 @@ from netboot.lab import ceph, lab
 from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
 from netboot.storage.backend import open_storage
 from netboot.storage.bootdisk import PARTITION_START, SECTOR
+from netboot.storage.model import ImageRef
 from netboot.target.failover.portal import holding
 from netboot.target.tgtd import stop_tgtd, tgtd_pid
 from tests.support.ceph import image_name
@@ -348,7 +349,7 @@ def failover(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory, accel: Acce
     """Two servers and one client on RBD through FAILOVER_CUTS power cuts, each of the
     portal's holder, which then powers on again and rejoins as standby; see the module's
     docstring. Everything is removed after, the fences lifted."""
-    built = open_storage(load_config(oslab.state.config)).find_image("deb12")
+    built = open_storage(load_config(oslab.state.config)).find_image(ImageRef("deb12"))
     assert built is not None
     work = tmp_path_factory.mktemp("failover")
     image = work / "deb12.img"  # the check script goes into a copy: oslab's image stays

@@ -69,9 +69,11 @@ def client_detail_json(config: Config, inventory: Inventory, client: Client,
 
 
 def image_json(image: Image) -> dict[str, object]:
-    return {"name": image.name, "location": str(image.location), "version": image.version,
-            "size": image.size, "used": image.used, "created": image.created,
-            "clients": list(image.clients), "layout": image.layout.value}
+    """One version of an image (``image list --json``, ``GET /api/v1/images``)."""
+    return {"image": image.ref, "name": image.name, "version": image.version,
+            "location": str(image.location), "size": image.size, "used": image.used,
+            "created": image.created, "made": image.made, "clients": list(image.clients),
+            "layout": image.layout.value}
 
 
 def boot_json(boot: Boot) -> dict[str, object]:

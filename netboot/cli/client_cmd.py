@@ -1,4 +1,4 @@
-"""`netboot client add|list|show|set|power|remove`."""
+"""`netboot client add|list|show|set|power|remove|reimage`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
 from netboot.provisioning.power import power_clients, remove_client_bmc, set_client_bmc
+from netboot.provisioning.reimage import purge_previous, reimage_client, undo_reimage
 from netboot.size import format_size
 from netboot.storage.backend import describe
 from netboot.storage.location import Location
@@ -45,6 +46,9 @@ def _client_fields(config: Config, client: Client, show_secrets: bool,
         ("ip", client.ip),
         ("image", client.image),
         ("root", _root(client)),
+        ("previous root", client.previous_lun_path and
+         f"{describe(Location.parse(client.previous_lun_path))} "
+         f"({client.previous_image or 'no image'}; `client reimage --undo` puts it back)"),
         ("lun size", format_size(client.lun_size)),
         ("lun used", None if (used := used_bytes(config, client)) is None else format_size(used)),
         ("provisioned", "yes" if client.provisioned else "no"),
@@ -72,7 +76,9 @@ def client() -> None:
 @click.argument("mac", type=MAC)
 @click.option("--hostname", help="RFC 1123 host name (default: node-<mac>).")
 @click.option("--ip", type=IPV4, help="Fixed address (default: the first free one).")
-@click.option("--image", help="Golden image its root LUN is cloned from (default: a blank LUN).")
+@click.option("--image", metavar="NAME[@N]",
+              help="Golden image (version N, default: the newest) its root LUN is cloned "
+                   "from (default: a blank LUN).")
 @click.option("--size", type=SIZE,
               help="Root LUN size, e.g. 8G (default: storage.default_lun_size or the image's).")
 @click.option("--boot-method", type=click.Choice([m.value for m in BootMethod]),
@@ -223,3 +229,35 @@ def power(app: App, macs: tuple[str, ...], action: str, as_json: bool) -> None:
         if not as_json:
             click.echo(f"{len(failed)} of {len(done)} clients failed", err=True)
         raise SystemExit(1)
+
+
+@client.command()
+@click.argument("mac", type=MAC)
+@click.option("--image", metavar="NAME[@N]",
+              help="The image version to clone the new root from (NAME: its newest).")
+@click.option("--undo", is_flag=True, help="Put the previous root back; delete the new one.")
+@click.option("--purge", is_flag=True,
+              help="Delete the previous root (the reimage can no longer be undone).")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@pass_app
+def reimage(app: App, mac: str, image: str | None, undo: bool, purge: bool,
+            as_json: bool) -> None:
+    """Give a full-clone client (methods initramfs and sanboot) a new root cloned from
+    --image, keeping its current root as the previous one until --undo or --purge.
+    Refused while the client is logged in to its target: power it off first."""
+    if [image is not None, undo, purge].count(True) != 1:
+        raise click.UsageError("give exactly one of --image NAME[@N], --undo or --purge")
+    if image is not None:
+        with copy_progress(f"cloning {image}") as progress:
+            done = reimage_client(app.config, app.inventory, mac, image,
+                                  backend=open_backend(app.config), progress=progress)
+    elif undo:
+        done = undo_reimage(app.config, app.inventory, mac, backend=open_backend(app.config))
+    else:
+        done = purge_previous(app.config, app.inventory, mac)
+    if as_json:
+        emit_json(client_json(app.config, done.client, False) | {"done": done.done,
+                                              "target": str(done.applied)})
+        return
+    click.echo(f"{done.client.hostname} ({mac}): {done.done}")
+    click.echo(f"target: {done.applied}")

@@ -46,31 +46,30 @@ def image() -> None:
 @click.option("--sanboot", is_flag=True,
               help="With --debootstrap: a bootable disk with its own kernel, for clients "
               "with --boot-method sanboot.")
-@click.option("--force", is_flag=True, help="With --debootstrap: replace an existing NAME.")
 @click.option("--size", type=SIZE,
               help="Image size (default: fitted to the tree; 2G with --debootstrap).")
 @pass_app
 def build(app: App, name: str, from_dir: Path | None, builtin: bool, suite: str | None,
-          packages: str, sanboot: bool, force: bool, size: int | None) -> None:
-    """Build an image NAME: an ext4 filesystem made by mke2fs -d (no mounts), or with
-    --debootstrap --sanboot a bootable disk."""
+          packages: str, sanboot: bool, size: int | None) -> None:
+    """Build the next version of image NAME (NAME@1, NAME@2, ...; earlier versions stay as
+    they are): an ext4 filesystem made by mke2fs -d (no mounts), or with --debootstrap
+    --sanboot a bootable disk."""
     if [builtin, from_dir is not None, suite is not None].count(True) != 1:
         raise ValidationError("give exactly one of --from-dir DIR, --builtin or "
                               "--debootstrap SUITE")
-    if suite is None and (packages or sanboot or force):
-        raise ValidationError("--packages, --sanboot and --force go with --debootstrap")
+    if suite is None and (packages or sanboot):
+        raise ValidationError("--packages and --sanboot go with --debootstrap")
     if suite is not None:
         extra = tuple(p.strip() for p in packages.split(",") if p.strip())
         made = build_debian(app.config, name, suite, extra, size, sanboot=sanboot,
-                            force=force, progress=_step_printer())
+                            progress=_step_printer())
     elif builtin:
         made = build_builtin(app.config, name, size)
     else:
         assert from_dir is not None
         made = build_image(app.config, name, from_dir, size)
-    click.echo(f"built image {made.name} ({made.layout.value}): {format_size(made.size)} "
-               f"({format_size(made.used)} used) at {describe(made.location)}"
-               f"{'' if made.version is None else f' version {made.version}'}")
+    click.echo(f"built image {made.ref} ({made.layout.value}): {format_size(made.size)} "
+               f"({format_size(made.used)} used) at {describe(made.location)}")
 
 
 def _step_printer() -> Callable[[str], None]:
@@ -87,10 +86,10 @@ def _step_printer() -> Callable[[str], None]:
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @pass_app
 def import_(app: App, name: str, file: Path) -> None:
-    """Copy an existing ext2/3/4 image FILE in as NAME."""
+    """Copy an existing ext2/3/4 image FILE in as the next version of NAME."""
     with copy_progress(f"importing {name}") as progress:
         made, method = import_image(app.config, name, file, progress)
-    click.echo(f"imported image {made.name} by {method}: {format_size(made.size)} "
+    click.echo(f"imported image {made.ref} by {method}: {format_size(made.size)} "
                f"({format_size(made.used)} used)")
 
 
@@ -98,20 +97,23 @@ def import_(app: App, name: str, file: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @pass_app
 def list_(app: App, as_json: bool) -> None:
-    """List images with their size, the bytes they really use and the clients cloned from them."""
+    """List every version of every image: size, the bytes it really uses, how it was made
+    and the clients cloned from it."""
     images = list_images(app.config, app.inventory)
     if as_json:
         emit_json([image_json(i) for i in images])
         return
-    click.echo(table(["name", "layout", "size", "used", "clients", "created"],
-                     [(i.name, i.layout.value, format_size(i.size), format_size(i.used),
-                       ", ".join(i.clients) or None, when(i.created)) for i in images]))
+    click.echo(table(["image", "layout", "size", "used", "made", "clients", "created"],
+                     [(i.ref, i.layout.value, format_size(i.size), format_size(i.used),
+                       i.made or None, ", ".join(i.clients) or None, when(i.created))
+                      for i in images]))
 
 
 @image.command()
-@click.argument("name")
+@click.argument("name", metavar="NAME[@N]")
 @pass_app
 def remove(app: App, name: str) -> None:
-    """Delete image NAME (refused while a client cloned from it is registered)."""
-    gone = remove_image(app.config, app.inventory, name)
-    click.echo(f"removed image {gone.name}")
+    """Delete version NAME@N, or every version of NAME (refused while a registered client
+    was cloned from one)."""
+    for gone in remove_image(app.config, app.inventory, name):
+        click.echo(f"removed image {gone.ref}")

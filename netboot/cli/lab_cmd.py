@@ -53,14 +53,19 @@ def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
 @LAB_DIR
 @click.option("--clients", type=click.IntRange(1, 100), default=None,
               help="Boot only the first N clients (default: all).")
-@click.option("--uefi", is_flag=True, help="OVMF instead of SeaBIOS.")
+@click.option("--firmware", type=click.Choice([f.value for f in Firmware]),
+              default=Firmware.BIOS.value, show_default=True,
+              help="bios: SeaBIOS and the NIC's iPXE ROM; uefi: OVMF; uefi-http: OVMF's own "
+                   "UEFI HTTP boot (no PXE, no TFTP).")
+@click.option("--uefi", is_flag=True, help="Short for --firmware uefi.")
 @click.option("--timeout", default=lab.BOOT_TIMEOUT, show_default=True, type=float,
               help="Seconds for every client to reach its root.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-def boot(lab_dir: Path, clients: int | None, uefi: bool, timeout: float, as_json: bool) -> None:
+def boot(lab_dir: Path, clients: int | None, firmware: str, uefi: bool, timeout: float,
+         as_json: bool) -> None:
     """Boot the clients as VMs, show their progress, then seconds to each milestone."""
     progress, cpu = lab.boot(lab_dir.resolve(), clients,
-                             Firmware.UEFI if uefi else Firmware.BIOS, timeout)
+                             Firmware.UEFI if uefi else Firmware(firmware), timeout)
     if as_json:
         emit_json({"clients": summary_json(progress), "server_cpu_seconds": cpu})
     else:

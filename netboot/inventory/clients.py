@@ -49,6 +49,9 @@ class Client:
     last_seen: float | None = None
     last_stage: Stage | None = None
     last_stage_at: float | None = None
+    previous_image: str | None = None  # a reimaged client's former image version and root,
+    previous_lun_path: str | None = None  # kept until `client reimage --undo` or `--purge`
+    next_lun_path: str | None = None  # the root a reimage is making (set while it runs)
 
     @property
     def mutual_user(self) -> str:

@@ -160,6 +160,14 @@ SQLITE: tuple[str, ...] = (
         secret TEXT NOT NULL
     );
     """,
+    # a reimaged full-clone client keeps its previous root (and the image version it came
+    # from) until `client reimage --undo` or `--purge`; the root being made is recorded
+    # first, so a killed reimage leaves nothing behind (netboot.provisioning.reimage)
+    """
+    ALTER TABLE clients ADD COLUMN previous_image TEXT;
+    ALTER TABLE clients ADD COLUMN previous_lun_path TEXT;
+    ALTER TABLE clients ADD COLUMN next_lun_path TEXT;
+    """,
     # each client's BMC (netboot.inventory.bmcs), its password kept as the CHAP secrets are;
     # the kind is checked by netboot (a new kind needs no new table)
     """
@@ -304,6 +312,14 @@ POSTGRESQL: tuple[str, ...] = (
         account TEXT NOT NULL,
         secret TEXT NOT NULL
     );
+    """,
+    # a reimaged full-clone client keeps its previous root (and the image version it came
+    # from) until `client reimage --undo` or `--purge`; the root being made is recorded
+    # first, so a killed reimage leaves nothing behind (netboot.provisioning.reimage)
+    """
+    ALTER TABLE clients ADD COLUMN previous_image TEXT;
+    ALTER TABLE clients ADD COLUMN previous_lun_path TEXT;
+    ALTER TABLE clients ADD COLUMN next_lun_path TEXT;
     """,
     """
     CREATE TABLE bmcs (

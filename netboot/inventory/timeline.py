@@ -16,8 +16,9 @@ KEPT_ROWS = 100  # stages of one client the log keeps: ten or more boots
 SHOWN_BOOTS = 5  # boots of one client the admin page and API show
 NEW_BOOT_GAP = 600.0  # seconds of silence after which the next stage starts a new boot
 # A DHCP after these stages is the same boot: iPXE asking again after the ROM's loader, or
-# /init's udhcpc after the kernel started it. After any other stage it is a reboot.
-_SAME_BOOT_BEFORE_DHCP = frozenset({Stage.DHCP, Stage.LOADER, Stage.INITRAMFS})
+# /init's udhcpc after the kernel was fetched (/init reports initramfs only once udhcpc gave
+# it an address). After any other stage it is a reboot.
+_SAME_BOOT_BEFORE_DHCP = frozenset({Stage.DHCP, Stage.LOADER, Stage.KERNEL, Stage.INITRAMFS})
 
 
 @dataclass(frozen=True)

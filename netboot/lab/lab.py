@@ -268,8 +268,9 @@ def purge_rbd(config: Config) -> None:
     for location in roots:
         if location.store is Store.RBD:
             store.remove(location)
-    if (image := store.find_image(IMAGE)) is not None:
-        store.drop_image(image)
+    for image in store.images():
+        if image.name == IMAGE:
+            store.drop_image(image)
 
 
 def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G",

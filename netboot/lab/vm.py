@@ -28,6 +28,11 @@ from netboot.lab.topology import LabError
 
 QEMU = "qemu-system-x86_64"
 OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: CODE and VARS in one image, for -bios
+# No option ROM on the NIC (OVMF's own network stack runs) and no PXE in OVMF, v4 or v6
+# (edk2 OvmfPkg/RUNTIME_CONFIG.md): the firmware's one network boot option is UEFI HTTP boot.
+UEFI_HTTP_BOOT_ONLY = ("-global", "virtio-net-pci.romfile=",
+                       "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                       "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
 STOP_GRACE = 5.0
 # Terminal control sequences SeaBIOS, OVMF and iPXE write around their text.
 _ESCAPES = re.compile(rb"\x1b(?:\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z=>])")
@@ -39,6 +44,7 @@ class Firmware(StrEnum):
 
     BIOS = "bios"  # SeaBIOS and the NIC's iPXE ROM (ipxe-qemu)
     UEFI = "uefi"  # OVMF
+    UEFI_HTTP = "uefi-http"  # OVMF's own UEFI HTTP boot: no option ROM on the NIC, no PXE
 
 
 class Accel(StrEnum):
@@ -65,8 +71,10 @@ class VmSpec:
 
 def qemu_argv(spec: VmSpec) -> list[str]:
     """The QEMU command line for ``spec``; the serial console is stdio, the monitor is off."""
-    if spec.firmware is Firmware.UEFI:
+    if spec.firmware in (Firmware.UEFI, Firmware.UEFI_HTTP):
         machine = ["-machine", f"q35,accel={spec.accel}", "-bios", str(OVMF)]
+        if spec.firmware is Firmware.UEFI_HTTP:
+            machine += UEFI_HTTP_BOOT_ONLY
     else:
         machine = ["-machine", f"pc,accel={spec.accel}"]
     cpu = "host" if spec.accel is Accel.KVM else "qemu64"

@@ -114,7 +114,7 @@ def add_client(
                 mac=mac,
                 hostname=host,
                 ip=ip,
-                image=image,
+                image=golden.ref if golden else None,
                 lun_path=str(final),
                 lun_size=lun_size,
                 initiator_iqn=names.initiator_iqn(authority, host),

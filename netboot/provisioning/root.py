@@ -13,7 +13,8 @@ A process killed anywhere in between leaves a record that is not
 provisioned and a lock nobody holds; :func:`recover_interrupted` (run by
 every ``client add`` and at every ``serve`` start) removes what the store holds
 at that record's location, then the record, so the next start shows no client,
-no clone, no target and no temporary file.
+no clone, no target and no temporary file. It also removes the root a killed
+``client reimage`` was making (:mod:`netboot.provisioning.reimage`).
 """
 
 from __future__ import annotations
@@ -73,5 +74,31 @@ def recover_interrupted(config: Config, inventory: Inventory) -> list[str]:
             client_log(log, client.mac).warning(
                 "removed %s: its provisioning was interrupted", client.hostname)
             recovered.append(client.mac)
+    recovered += recover_interrupted_reimage(config, inventory)
     open_storage(config).recover()
+    return recovered
+
+
+def recover_interrupted_reimage(config: Config, inventory: Inventory) -> list[str]:
+    """Delete the roots killed reimages were making (``next_lun_path`` set, lock free)."""
+    recovered = []
+    for client in inventory.clients():
+        if client.next_lun_path is None:
+            continue
+        with provisioning_lock(config, client.hostname, wait=False) as free:
+            if not free or inventory.get(client.mac).next_lun_path is None:
+                continue
+            location = Location.parse(client.next_lun_path)
+            try:
+                store_of(config, location).remove_abandoned(location)
+            except StorageError as err:
+                client_log(log, client.mac).warning(
+                    "could not remove the root an interrupted reimage of %s made yet: %s",
+                    client.hostname, err)
+                continue
+            inventory.update(client.mac, next_lun_path=None)
+            client_log(log, client.mac).warning(
+                "removed %s: the reimage of %s making it was interrupted", location,
+                client.hostname)
+            recovered.append(client.mac)
     return recovered

@@ -17,7 +17,7 @@ from netboot.config import Config, StorageKind
 from netboot.storage.clone import Progress
 from netboot.storage.filestore import FileStore
 from netboot.storage.location import Location, Store
-from netboot.storage.model import Image
+from netboot.storage.model import Image, ImageRef
 
 
 class Storage(Protocol):
@@ -26,19 +26,21 @@ class Storage(Protocol):
     kind: StorageKind
 
     def staging(self, name: str) -> Path:
-        """Where image ``name`` is made as a file before :meth:`keep_image` takes it."""
+        """Where image ``name``'s next version is made as a file before :meth:`keep_image`
+        takes it."""
 
-    def keep_image(self, name: str, staged: Path, progress: Progress | None = None) -> Image:
-        """Make the file ``staged`` image ``name``'s newest version."""
+    def keep_image(self, name: str, staged: Path, made: str,
+                   progress: Progress | None = None) -> Image:
+        """Make the file ``staged`` image ``name``'s next version; ``made`` says how."""
 
-    def find_image(self, name: str) -> Image | None:
-        """Image ``name`` (its newest version), or None; ``clients`` left empty."""
+    def find_image(self, ref: ImageRef) -> Image | None:
+        """That version of the image (its newest without one), or None; ``clients`` empty."""
 
     def images(self) -> list[Image]:
-        """Every image, by name; ``clients`` left empty."""
+        """Every version of every image, by name then version; ``clients`` left empty."""
 
     def drop_image(self, image: Image) -> None:
-        """Delete an image and its versions; refused while a clone of one exists."""
+        """Delete that version of an image; refused while a clone of it exists."""
 
     def root_location(self, hostname: str) -> Location:
         """Where the root of client ``hostname`` is kept."""

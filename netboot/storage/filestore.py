@@ -1,4 +1,5 @@
-"""The file store: golden images as ``<images>/<name>.img``, client roots as ``<luns>/<host>.img``.
+"""The file store: golden images as ``<images>/<name>@<version>.img`` (how each was made in
+``<name>@<version>.json`` beside it), client roots as ``<luns>/<host>.img``.
 
 A root is a reflink or sparse copy of its image (:mod:`netboot.storage.clone`),
 grown here, filesystem and all, before any client sees it. Everything is made
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import struct
@@ -17,15 +19,30 @@ from pathlib import Path
 
 from netboot.config import Config, StorageKind
 from netboot.errors import Conflict
-from netboot.host.files import atomic_path, create_sparse, fsync_dir, remove_stale_temps
+from netboot.host.files import (
+    atomic_path,
+    atomic_write,
+    create_sparse,
+    fsync_dir,
+    remove_stale_temps,
+)
 from netboot.names import validate_image_name
 from netboot.storage.clone import Progress, clone_file, grow_disk, grow_ext4
 from netboot.storage.location import Location, Store
-from netboot.storage.model import HEAD_BYTES, Image, Layout, layout_of
+from netboot.storage.model import (
+    HEAD_BYTES,
+    VERSION_MARK,
+    Image,
+    ImageRef,
+    Layout,
+    StorageError,
+    layout_of,
+)
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".img"
+NOTE_SUFFIX = ".json"  # beside each image version: how it was made
 
 
 FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap), linux/fs.h
@@ -81,22 +98,33 @@ class FileStore:
         self.luns_dir = config.storage.luns
 
     def staging(self, name: str) -> Path:
-        return self.images_dir / f"{validate_image_name(name)}{SUFFIX}"
+        number = max(self._versions(validate_image_name(name)), default=0) + 1
+        return self.images_dir / f"{name}{VERSION_MARK}{number}{SUFFIX}"
 
-    def keep_image(self, name: str, staged: Path, progress: Progress | None = None) -> Image:
-        return self._describe(staged)  # made in place: staging() is the image's own path
+    def keep_image(self, name: str, staged: Path, made: str,
+                   progress: Progress | None = None) -> Image:
+        """``staged`` was made in place (staging() is the version's own path): note how."""
+        atomic_write(staged.with_suffix(NOTE_SUFFIX),
+                     (json.dumps({"made": made}) + "\n").encode(), 0o644)
+        return self._describe(name, self._version_of(staged), staged)
 
-    def find_image(self, name: str) -> Image | None:
-        path = self.staging(name)
-        return self._describe(path) if path.is_file() else None
+    def find_image(self, ref: ImageRef) -> Image | None:
+        versions = self._versions(validate_image_name(ref.name))
+        number = max(versions, default=None) if ref.version is None else ref.version
+        if number not in versions:
+            return None
+        return self._describe(ref.name, number, versions[number])
 
     def images(self) -> list[Image]:
         if not self.images_dir.is_dir():
             return []
-        return [self._describe(p) for p in sorted(self.images_dir.glob(f"*{SUFFIX}"))
-                if not p.name.startswith(".")]
+        names = sorted({self._split(p)[0] for p in self.images_dir.glob(f"*{SUFFIX}")
+                        if not p.name.startswith(".")})
+        return [self._describe(name, number, path) for name in names
+                for number, path in sorted(self._versions(name).items())]
 
     def drop_image(self, image: Image) -> None:
+        image.path.with_suffix(NOTE_SUFFIX).unlink(missing_ok=True)
         image.path.unlink()
         fsync_dir(image.path.parent)
 
@@ -138,7 +166,33 @@ class FileStore:
                     removed.append(str(path))
         return removed
 
-    def _describe(self, path: Path) -> Image:
+    @staticmethod
+    def _split(path: Path) -> tuple[str, int]:
+        """(name, version) of an image file: ``NAME@N.img``, or ``NAME.img`` as made before
+        images had versions, which is version 1."""
+        name, _, number = path.name.removesuffix(SUFFIX).partition(VERSION_MARK)
+        return name, int(number) if number.isdigit() else 1
+
+    def _version_of(self, path: Path) -> int:
+        return self._split(path)[1]
+
+    def _versions(self, name: str) -> dict[int, Path]:
+        """Image ``name``'s version files by number."""
+        found = {}
+        for path in (self.images_dir / f"{name}{SUFFIX}",
+                     *self.images_dir.glob(f"{name}{VERSION_MARK}*{SUFFIX}")):
+            if path.is_file() and self._split(path)[0] == name:
+                found[self._version_of(path)] = path
+        return found
+
+    def _describe(self, name: str, version: int, path: Path) -> Image:
         st = path.stat()
-        return Image(path.name.removesuffix(SUFFIX), Location(Store.FILE, str(path)), st.st_size,
-                     st.st_blocks * 512, st.st_mtime, layout=detect_layout(path))
+        try:
+            made = json.loads(path.with_suffix(NOTE_SUFFIX).read_text())["made"]
+        except FileNotFoundError:
+            made = ""  # made before versions were noted
+        except (ValueError, KeyError) as err:
+            raise StorageError(f"{path.with_suffix(NOTE_SUFFIX)}: not netboot's note of how "
+                               f"image {name}@{version} was made ({err})") from None
+        return Image(name, Location(Store.FILE, str(path)), st.st_size, st.st_blocks * 512,
+                     st.st_mtime, version, layout=detect_layout(path), made=made)

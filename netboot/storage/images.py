@@ -27,7 +27,7 @@ from netboot.size import parse_size
 from netboot.storage.backend import Storage, open_storage
 from netboot.storage.clone import Method, Progress, clone_file, is_ext_filesystem
 from netboot.storage.filestore import detect_layout
-from netboot.storage.model import Image, ImageError, Layout
+from netboot.storage.model import Image, ImageError, Layout, parse_image_ref
 from netboot.storage.osfiles import OsOptions
 from netboot.storage.osimage import build_debian_image, check_packages
 
@@ -39,20 +39,20 @@ BUILTIN_SIZE = parse_size("32M")
 
 
 def _users(inventory: Inventory | None, image: Image) -> Image:
+    """``image`` with the clients that use it: cloned from that version, or from the image
+    before its versions were recorded (the name alone: any version may be theirs)."""
     if inventory is None:
         return image
     return replace(image, clients=tuple(c.hostname for c in inventory.clients()
-                                        if c.image == image.name))
+                                        if c.image in (image.ref, image.name)))
 
 
 def _prepare(config: Config, name: str) -> tuple[Storage, Path]:
-    """The store and the staging path to make image ``name`` at (refused if it exists)."""
+    """The store and the staging path to make image ``name``'s next version at."""
     storage = open_storage(config)
     final = storage.staging(name)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(final.parent)
-    if storage.find_image(name) is not None:
-        raise Conflict(f"image {name} already exists; remove it first")
     return storage, final
 
 
@@ -64,8 +64,10 @@ def _dir_bytes(directory: Path) -> int:
     return total
 
 
-def build_image(config: Config, name: str, from_dir: Path, size: int | None = None) -> Image:
-    """An ext4 image holding ``from_dir``'s tree, made by ``mke2fs -d`` (no mount, no root).
+def build_image(config: Config, name: str, from_dir: Path, size: int | None = None,
+                made: str | None = None) -> Image:
+    """An ext4 image holding ``from_dir``'s tree, made by ``mke2fs -d`` (no mount, no root);
+    ``made`` says how, for ``image list`` (default: from that directory).
 
     Without ``size``: the tree's size plus half again and 32 MiB for the journal
     and metadata, rounded to a MiB.
@@ -84,7 +86,7 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
         run(["mke2fs", "-q", "-F", "-t", "ext4", "-T", "default", "-L", name[:16],
              "-d", str(from_dir), str(temp)],
             what=f"mke2fs could not build image {name} from {from_dir}", error=ImageError)
-    return storage.keep_image(name, final)
+    return storage.keep_image(name, final, made or f"mke2fs -d {from_dir}")
 
 
 def stage_builtin(root: Path) -> None:
@@ -111,19 +113,17 @@ def build_builtin(config: Config, name: str = "builtin", size: int | None = None
     config.storage.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=config.storage.cache) as tmp:
         stage_builtin(Path(tmp))
-        return build_image(config, name, Path(tmp), size or BUILTIN_SIZE)
+        return build_image(config, name, Path(tmp), size or BUILTIN_SIZE, "built-in")
 
 
 def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...],
-                 size: int | None, *, sanboot: bool, force: bool,
+                 size: int | None, *, sanboot: bool,
                  progress: Callable[[str], None]) -> Image:
     """A Debian golden image built by mmdebstrap (see netboot.storage.osimage), in this store.
 
     Method ``initramfs`` images get the served kernel's modules (what
     ``netboot kernel fetch`` installed), since that kernel runs them; a
-    ``sanboot`` image is a bootable disk with its own kernel instead. An
-    existing NAME is replaced only with ``force``: clients cloned from it keep
-    their own copy (the RBD store keeps the old version for them).
+    ``sanboot`` image is a bootable disk with its own kernel instead.
     """
     storage = open_storage(config)
     final = storage.staging(name)
@@ -132,15 +132,15 @@ def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...
         raise ImageError(f"building image {name} from Debian packages needs root "
                          "(mmdebstrap --mode=root unpacks a root tree with its owners); "
                          "run it as root, or build elsewhere and `netboot image import`")
-    if storage.find_image(name) is not None and not force:
-        raise Conflict(f"image {name} already exists; --force replaces it")
     final.parent.mkdir(parents=True, exist_ok=True)
     modules = None if sanboot else kernel.current(config).modules
     path = build_debian_image(name, suite, packages, size, modules, config.storage.cache,
-                              final.parent, progress, OsOptions(sanboot=sanboot))
+                              final, progress, OsOptions(sanboot=sanboot))
     os.chmod(path, IMAGE_MODE)
     fsync_dir(path.parent)
-    return storage.keep_image(name, path)
+    made = " ".join(["mmdebstrap", suite, *(f"+{p}" for p in packages),
+                     *(["(sanboot disk)"] if sanboot else [])])
+    return storage.keep_image(name, path, made)
 
 
 def import_image(config: Config, name: str, source: Path,
@@ -154,26 +154,39 @@ def import_image(config: Config, name: str, source: Path,
     storage, final = _prepare(config, name)
     with atomic_path(final, mode=IMAGE_MODE) as temp:
         method = clone_file(source, temp, progress)
-    return storage.keep_image(name, final, progress), method
+    return storage.keep_image(name, final, f"import {source} ({method.value})",
+                              progress), method
 
 
-def get_image(config: Config, name: str, inventory: Inventory | None = None) -> Image:
-    image = open_storage(config).find_image(name)
+def get_image(config: Config, text: str, inventory: Inventory | None = None) -> Image:
+    """The image ``text`` names (``NAME``: its newest version, or ``NAME@N``)."""
+    ref = parse_image_ref(text)
+    image = open_storage(config).find_image(ref)
     if image is None:
-        raise NotFound(f"no image named {name} (see `netboot image list`)")
+        what = f"no image named {ref.name}" if ref.version is None else \
+            f"image {ref.name} has no version {ref.version}"
+        raise NotFound(f"{what} (see `netboot image list`)")
     return _users(inventory, image)
 
 
-def list_images(config: Config, inventory: Inventory) -> list[Image]:
+def list_images(config: Config, inventory: Inventory | None) -> list[Image]:
+    """Every version of every image, with the clients that use each."""
     return [_users(inventory, image) for image in open_storage(config).images()]
 
 
-def remove_image(config: Config, inventory: Inventory, name: str) -> Image:
-    """Delete an image, unless a client was cloned from it and is still registered (or,
-    in a store that knows its clones, any clone of it exists)."""
-    image = get_image(config, name, inventory)
-    if image.clients:
-        raise Conflict(f"image {name} is used by {len(image.clients)} client(s): "
-                       f"{', '.join(image.clients)}; remove them first")
-    open_storage(config).drop_image(image)
-    return image
+def remove_image(config: Config, inventory: Inventory, text: str) -> list[Image]:
+    """Delete version ``NAME@N``, or with ``NAME`` every version of it, unless a registered
+    client uses one (or, in a store that knows its clones, any clone of one exists);
+    nothing is deleted when any is refused."""
+    ref = parse_image_ref(text)
+    doomed = [get_image(config, text, inventory)] if ref.version is not None else \
+        [i for i in list_images(config, inventory) if i.name == ref.name]
+    if not doomed:
+        raise NotFound(f"no image named {ref.name} (see `netboot image list`)")
+    if users := sorted({c for i in doomed for c in i.clients}):
+        raise Conflict(f"image {text} is used by {len(users)} client(s): "
+                       f"{', '.join(users)}; remove them first")
+    storage = open_storage(config)
+    for image in doomed:
+        storage.drop_image(image)
+    return doomed

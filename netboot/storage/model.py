@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
-from netboot.errors import NetbootError
+from netboot.errors import NetbootError, ValidationError
+from netboot.names import validate_image_name
 from netboot.storage.location import Location, Store
 
 
@@ -45,22 +46,52 @@ def layout_of(head: bytes) -> Layout:
     return Layout.UNKNOWN
 
 
+VERSION_MARK = "@"  # NAME@N: version N of image NAME
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image as people name it: ``NAME`` (its newest version) or ``NAME@N``."""
+
+    name: str
+    version: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}{VERSION_MARK}{self.version}"
+
+
+def parse_image_ref(text: str) -> ImageRef:
+    """``NAME`` or ``NAME@N`` as an :class:`ImageRef`; a clear error otherwise."""
+    name, mark, number = text.partition(VERSION_MARK)
+    validate_image_name(name)
+    if not mark:
+        return ImageRef(name)
+    if not number.isdigit() or int(number) < 1:
+        raise ValidationError(f"image {text!r}: the version after {VERSION_MARK!r} is a "
+                              "number from 1 (NAME@N; NAME alone is the newest)")
+    return ImageRef(name, int(number))
+
+
 @dataclass(frozen=True)
 class Image:
-    """A golden image and what it costs: apparent size and bytes really allocated.
-
-    ``version`` counts the image's versions in a store that keeps them (an RBD
-    snapshot ``v<N>`` per version); a file image has none.
-    """
+    """One version of a golden image and what it costs: apparent size and bytes really
+    allocated. Every build or import of a name makes its next version, never changed
+    after (a file ``NAME@N.img``, or an RBD snapshot ``v<N>``); ``made`` says how."""
 
     name: str
     location: Location
     size: int
     used: int
     created: float
+    version: int
     clients: tuple[str, ...] = ()
     layout: Layout = Layout.FILESYSTEM
-    version: int | None = None
+    made: str = ""
+
+    @property
+    def ref(self) -> str:
+        """``NAME@N``: how a client record names the version it was cloned from."""
+        return str(ImageRef(self.name, self.version))
 
     @property
     def path(self) -> Path:

@@ -291,19 +291,20 @@ def prepare_debian_tree(tree: Path, suite: str, packages: tuple[str, ...],
 
 
 def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: int | None,
-                       modules_dir: Path | None, cache_dir: Path, images_dir: Path,
+                       modules_dir: Path | None, cache_dir: Path, final: Path,
                        progress: Progress, options: OsOptions = DEFAULT_OPTIONS,
                        mirror: Mirror | None = None) -> Path:
-    """``images_dir/NAME.img``: an ext4 golden image of Debian ``suite``, written atomically.
+    """``final``: golden image NAME of Debian ``suite`` (ext4, or a bootable disk with
+    ``options.sanboot``), written atomically.
 
     A failure (or a kill) leaves no image and no half-written file under its name;
     leftovers of a killed build are removed by the next one.
     """
     validate_image_name(name)
     started = time.monotonic()
+    images_dir = final.parent
     images_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(images_dir)
-    final = images_dir / f"{name}.img"
     work = temp_path(images_dir / name)
     try:
         tree = work / "tree"

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import rados
@@ -40,7 +40,7 @@ from netboot.host.files import remove_stale_temps
 from netboot.names import validate_image_name
 from netboot.storage.clone import Progress, data_extents
 from netboot.storage.location import Location, rbd_location
-from netboot.storage.model import HEAD_BYTES, Image, Layout, StorageError, layout_of
+from netboot.storage.model import HEAD_BYTES, Image, ImageRef, Layout, StorageError, layout_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ IMAGE_PREFIX = "image."
 ROOT_PREFIX = "root."
 TEMP_PREFIX = "tmp."
 VERSION = re.compile(r"^v(\d+)$")
+MADE_KEY = "netboot.made."  # image metadata: how version v<N> was made, under this + "v<N>"
 CHUNK = 4 << 20  # RBD's default object size: a write of one whole object at a time
 FENCE_SETTLE = 10.0  # seconds a fenced watch may take to go (the OSD learning the blocklist)
 FENCE_SECONDS = 3600.0  # how long a fenced client stays blocklisted (Ceph's default)
@@ -167,7 +168,8 @@ class RbdStore:
     def staging(self, name: str) -> Path:
         return self.staging_dir / f"{validate_image_name(name)}.img"
 
-    def keep_image(self, name: str, staged: Path, progress: Progress | None = None) -> Image:
+    def keep_image(self, name: str, staged: Path, made: str,
+                   progress: Progress | None = None) -> Image:
         """Write ``staged`` into the pool as image ``name``'s next version; ``staged`` goes."""
         final = IMAGE_PREFIX + validate_image_name(name)
         size = staged.stat().st_size
@@ -186,6 +188,7 @@ class RbdStore:
                         image.resize(size)
                         image.discard(0, size)  # the versions keep their own blocks
                     self._write(image, staged, size, progress)
+                    image.metadata_set(MADE_KEY + _version_name(number), made)
                     image.create_snap(_version_name(number))
                     image.protect_snap(_version_name(number))
                 if target != final:
@@ -195,38 +198,41 @@ class RbdStore:
                     self._remove(io, target, snapshots=True)
                 raise
         staged.unlink(missing_ok=True)
-        made = self.find_image(name)
-        assert made is not None
-        return made
+        kept = self.find_image(ImageRef(name, number))
+        assert kept is not None
+        return kept
 
-    def find_image(self, name: str) -> Image | None:
+    def find_image(self, ref: ImageRef) -> Image | None:
         with self._pool() as io:
-            return self._describe(io, IMAGE_PREFIX + validate_image_name(name))
+            rbd_name = IMAGE_PREFIX + validate_image_name(ref.name)
+            versions = self._versions(io, rbd_name)
+            number = max(versions, default=None) if ref.version is None else ref.version
+            return self._describe(io, rbd_name, number) if number in versions else None
 
     def images(self) -> list[Image]:
         with self._pool() as io:
-            found = (self._describe(io, n) for n in sorted(rbd.RBD().list(io))
-                     if n.startswith(IMAGE_PREFIX))
-            return [image for image in found if image is not None]
+            return [self._describe(io, n, number) for n in sorted(rbd.RBD().list(io))
+                    if n.startswith(IMAGE_PREFIX) for number in self._versions(io, n)]
 
     def drop_image(self, image: Image) -> None:
-        """Delete every version of ``image``: refused while a clone of any version exists
-        (``rbd children``), whatever the inventory says."""
-        final = IMAGE_PREFIX + image.name
-        with self._pool() as io, rbd.Image(io, final) as head:
-            for snap in list(head.list_snaps()):
-                head.set_snap(snap["name"])
+        """Delete that version (its snapshot): refused while a clone of it exists (``rbd
+        children``), whatever the inventory says; the image goes with its last version."""
+        final, snap = IMAGE_PREFIX + image.name, _version_name(image.version)
+        with self._pool() as io:
+            with rbd.Image(io, final) as head:
+                head.set_snap(snap)
                 children = [f"{c['pool']}/{c['image']}" for c in head.list_children2()]
                 if children:
-                    raise Conflict(f"image {image.name} version {snap['name']} has clones: "
-                                   f"{', '.join(children)}; remove those clients first")
-            head.set_snap(None)
-            for snap in list(head.list_snaps()):
-                if head.is_protected_snap(snap["name"]):
-                    head.unprotect_snap(snap["name"])
-                head.remove_snap(snap["name"])
-        with self._pool() as io:
-            self._remove(io, final)
+                    raise Conflict(f"image {image.ref} has clones: {', '.join(children)}; "
+                                   "remove those clients first")
+                head.set_snap(None)
+                if head.is_protected_snap(snap):
+                    head.unprotect_snap(snap)
+                head.remove_snap(snap)
+                with suppress(KeyError):
+                    head.metadata_remove(MADE_KEY + snap)
+            if not self._versions(io, final):
+                self._remove(io, final)
 
     # -- roots and LUNs ----------------------------------------------------------------
 
@@ -245,7 +251,7 @@ class RbdStore:
                     rbd.RBD().create(io, location.image, size)
                     how = "blank RBD image"
                 else:
-                    version = _version_name(image.version or 0)
+                    version = _version_name(image.version)
                     rbd.RBD().clone(io, IMAGE_PREFIX + image.name, version, io, location.image)
                     how = f"RBD clone of version {version}"
             except rbd.ImageExists:
@@ -372,20 +378,22 @@ class RbdStore:
         except rbd.ImageNotFound:
             return []
 
-    def _describe(self, io: rados.Ioctx, rbd_name: str) -> Image | None:
-        versions = self._versions(io, rbd_name)
-        if not versions:
-            return None  # an import that never finished
-        version = _version_name(versions[-1])
+    def _describe(self, io: rados.Ioctx, rbd_name: str, number: int) -> Image:
+        """Version ``number`` of RBD image ``rbd_name`` (one :meth:`_versions` lists)."""
+        version = _version_name(number)
         with rbd.Image(io, rbd_name, snapshot=version, read_only=True) as image:
             size = image.size()
             head = image.read(0, min(HEAD_BYTES, size))
             snap = next(s for s in image.list_snaps() if s["name"] == version)
             created = image.get_snap_timestamp(snap["id"]).timestamp()
             used = _allocated(image, include_parent=True)
+            try:
+                made = image.metadata_get(MADE_KEY + version)
+            except KeyError:
+                made = ""  # kept before versions noted how they were made
         return Image(rbd_name.removeprefix(IMAGE_PREFIX),
                      rbd_location(self.settings.pool, rbd_name),
-                     size, used, created, layout=layout_of(head), version=versions[-1])
+                     size, used, created, number, layout=layout_of(head), made=made)
 
     @staticmethod
     def _write(image: rbd.Image, staged: Path, size: int, progress: Progress | None) -> None:

@@ -3,14 +3,15 @@
 from netboot.inventory.stages import Stage
 from netboot.inventory.timeline import NEW_BOOT_GAP, Boot, split_boots
 
+# As a lab boot logs it: /init reports initramfs once udhcpc's DHCP gave it an address.
 IPXE_BOOT = [(Stage.DHCP, 0.0), (Stage.LOADER, 1.0), (Stage.DHCP, 2.0), (Stage.LOADER, 3.0),
-             (Stage.KERNEL, 4.0), (Stage.INITRAMFS, 6.0), (Stage.DHCP, 7.0),
+             (Stage.KERNEL, 4.0), (Stage.DHCP, 6.0), (Stage.INITRAMFS, 7.0),
              (Stage.NETWORK, 8.0), (Stage.LOGIN, 9.0), (Stage.ROOT, 10.0)]
 
 
 def test_a_chained_ipxe_boot_with_udhcpc_is_one_boot():
     assert split_boots(IPXE_BOOT) == [Boot(0.0, (
-        (Stage.DHCP, 0.0), (Stage.LOADER, 1.0), (Stage.KERNEL, 4.0), (Stage.INITRAMFS, 6.0),
+        (Stage.DHCP, 0.0), (Stage.LOADER, 1.0), (Stage.KERNEL, 4.0), (Stage.INITRAMFS, 7.0),
         (Stage.NETWORK, 8.0), (Stage.LOGIN, 9.0), (Stage.ROOT, 10.0)))]
 
 

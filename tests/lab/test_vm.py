@@ -61,3 +61,11 @@ def test_lab_mac_out_of_range_is_an_error():
 def test_vm_nic_model_can_be_chosen():
     pairs = _pairs(qemu_argv(VmSpec("c1", "52:54:00:00:00:01", "t0", nic="rtl8139")))
     assert ("-device", "rtl8139,netdev=n0,mac=52:54:00:00:00:01") in pairs
+
+
+def test_uefi_http_vm_has_no_nic_rom_and_no_pxe_in_ovmf():
+    pairs = _pairs(qemu_argv(VmSpec("c1", "52:54:00:00:00:01", "t0",
+                                    firmware=Firmware.UEFI_HTTP)))
+    assert ("-bios", str(OVMF)) in pairs and ("-global", "virtio-net-pci.romfile=") in pairs
+    assert {("-fw_cfg", f"name=opt/org.tianocore/IPv{v}PXESupport,string=no")
+            for v in (4, 6)} <= set(pairs)

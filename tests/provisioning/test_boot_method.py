@@ -60,7 +60,7 @@ def store(initialised) -> Path:
 
 
 def test_layout_of_an_ext4_image_is_filesystem(store):
-    assert detect_layout(store / "builtin.img") is Layout.FILESYSTEM
+    assert detect_layout(store / "builtin@1.img") is Layout.FILESYSTEM
 
 
 def test_layout_of_a_partitioned_image_is_disk(store):
@@ -146,7 +146,7 @@ def test_debootstrap_build_is_exclusive_with_builtin(initialised):
 
 def test_debootstrap_options_need_debootstrap(initialised):
     err = initialised("image", "build", "x", "--builtin", "--sanboot", expect=1).stderr
-    assert "--packages, --sanboot and --force go with --debootstrap" in err
+    assert "--packages and --sanboot go with --debootstrap" in err
 
 
 def test_debootstrap_build_needs_the_fetched_kernel(initialised):
@@ -154,19 +154,11 @@ def test_debootstrap_build_needs_the_fetched_kernel(initialised):
     assert "run 'netboot kernel fetch' first" in err
 
 
-def test_debootstrap_build_keeps_an_existing_image_without_force(initialised, store):
-    before = (store / "builtin.img").stat()
-    err = initialised("image", "build", "builtin", "--debootstrap", "bookworm",
-                      expect=1).stderr
-    assert "image builtin already exists" in err and "--force replaces it" in err
-    assert (store / "builtin.img").stat().st_mtime_ns == before.st_mtime_ns
-
-
 def test_debootstrap_build_is_refused_clearly_when_not_root(make_config, monkeypatch):
     monkeypatch.setattr(images.os, "geteuid", lambda: 1000)
     with pytest.raises(ImageError, match=r"needs root \(mmdebstrap --mode=root"):
         images.build_debian(make_config(), "deb", "bookworm", (), None, sanboot=False,
-                            force=False, progress=print)
+                            progress=print)
 
 
 def test_sanboot_under_the_pxelinux_loader_is_refused(initialised, store):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from netboot.config import Config
-from netboot.errors import Conflict, ValidationError
+from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
 from netboot.storage.clone import Method
@@ -17,6 +17,7 @@ from netboot.storage.images import (
     ImageError,
     build_builtin,
     build_image,
+    get_image,
     import_image,
     list_images,
     remove_image,
@@ -72,11 +73,56 @@ def test_builtin_init_is_valid_shell(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_build_refuses_an_existing_name(config: Config, tmp_path: Path) -> None:
+def test_building_a_name_again_makes_its_next_version_and_keeps_the_first(
+        config: Config, tmp_path: Path) -> None:
     (tmp_path / "tree").mkdir()
-    build_image(config, "twice", tmp_path / "tree")
-    with pytest.raises(Conflict, match="already exists"):
-        build_image(config, "twice", tmp_path / "tree")
+    first = build_image(config, "twice", tmp_path / "tree")
+    before = first.path.read_bytes()
+    (tmp_path / "tree" / "release").write_text("2\n")
+    second = build_image(config, "twice", tmp_path / "tree")
+    assert (first.ref, second.ref) == ("twice@1", "twice@2")
+    assert first.path.read_bytes() == before
+    assert "release" in debugfs(second.path, "ls /") and "release" not in debugfs(first.path,
+                                                                                   "ls /")
+
+
+def test_a_name_alone_is_its_newest_version(config: Config, tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    build_image(config, "deb", tmp_path / "tree")
+    build_image(config, "deb", tmp_path / "tree")
+    assert (get_image(config, "deb").version, get_image(config, "deb@1").version) == (2, 1)
+
+
+def test_a_version_that_does_not_exist_is_named(config: Config, tmp_path: Path) -> None:
+    (tmp_path / "tree").mkdir()
+    build_image(config, "deb", tmp_path / "tree")
+    with pytest.raises(NotFound, match="image deb has no version 7"):
+        get_image(config, "deb@7")
+
+
+def test_a_version_that_is_not_a_number_is_refused(config: Config) -> None:
+    with pytest.raises(ValidationError, match="number from 1"):
+        get_image(config, "deb@two")
+
+
+def test_an_image_file_made_before_versions_is_version_1(config: Config,
+                                                         tmp_path: Path) -> None:
+    config.storage.images.mkdir(parents=True)
+    (tmp_path / "tree").mkdir()
+    made = build_image(config, "old", tmp_path / "tree")
+    made.path.rename(config.storage.images / "old.img")
+    made.path.with_suffix(".json").unlink()
+    assert [(i.ref, i.made) for i in list_images(config, None)] == [("old@1", "")]
+    assert build_image(config, "old", tmp_path / "tree").ref == "old@2"
+
+
+def test_a_client_records_the_version_it_was_cloned_from(config: Config,
+                                                         inventory: Inventory) -> None:
+    build_builtin(config)
+    build_builtin(config)
+    add_client(config, inventory, "52:54:00:00:00:07", image="builtin@1", size=40 << 20)
+    add_client(config, inventory, "52:54:00:00:00:08", image="builtin", size=40 << 20)
+    assert [c.image for c in inventory.clients()] == ["builtin@1", "builtin@2"]
 
 
 def test_build_refuses_a_bad_name(config: Config, tmp_path: Path) -> None:
@@ -125,6 +171,38 @@ def test_list_shows_size_used_bytes_and_clients(config: Config, inventory: Inven
     assert image.size == 32 << 20
     assert 0 < image.used < image.size
     assert image.clients == ("node-525400000007",)
+
+
+def test_list_shows_every_version_how_it_was_made_and_its_own_clients(
+        config: Config, inventory: Inventory, tmp_path: Path) -> None:
+    build_builtin(config)
+    source = build_builtin(config, "source")
+    import_image(config, "builtin", source.path)
+    add_client(config, inventory, "52:54:00:00:00:07", image="builtin@1", size=40 << 20)
+    listed = [(i.ref, i.made.split(" (")[0], i.clients) for i in list_images(config, inventory)
+              if i.name == "builtin"]
+    assert listed == [("builtin@1", "built-in", ("node-525400000007",)),
+                      ("builtin@2", f"import {source.path}", ())]
+
+
+def test_removing_a_version_in_use_is_refused_and_another_version_goes(
+        config: Config, inventory: Inventory) -> None:
+    build_builtin(config)
+    second = build_builtin(config)
+    add_client(config, inventory, "52:54:00:00:00:07", image="builtin@1", size=40 << 20)
+    with pytest.raises(Conflict, match="builtin@1 is used by 1 client"):
+        remove_image(config, inventory, "builtin@1")
+    remove_image(config, inventory, "builtin@2")
+    assert not second.path.exists()
+    assert [i.ref for i in list_images(config, inventory)] == ["builtin@1"]
+
+
+def test_removing_a_name_removes_every_version(config: Config, inventory: Inventory) -> None:
+    build_builtin(config)
+    build_builtin(config)
+    assert [i.ref for i in remove_image(config, inventory, "builtin")] == ["builtin@1",
+                                                                           "builtin@2"]
+    assert list_images(config, inventory) == []
 
 
 def test_remove_is_refused_while_a_client_uses_it(config: Config, inventory: Inventory) -> None:

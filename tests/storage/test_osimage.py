@@ -136,6 +136,6 @@ def test_too_small_image_size_says_how_much_is_needed(tmp_path):
 
 def test_image_name_with_a_slash_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValidationError, match=r"image name '\.\./x' is not valid"):
-        build_debian_image("../x", "bookworm", (), None, None, tmp_path / "c", tmp_path / "i",
-                           print)
+        build_debian_image("../x", "bookworm", (), None, None, tmp_path / "c",
+                           tmp_path / "i" / "x.img", print)
     assert not (tmp_path / "i").exists()

@@ -35,7 +35,7 @@ class Built:
 
     def build(self, modules: Path | None = None) -> Path:
         return build_debian_image("deb12", "bookworm", (), None, modules or self.modules,
-                                  self.cache, self.images, self.messages.append)
+                                  self.cache, self.images / "deb12.img", self.messages.append)
 
 
 @pytest.fixture(scope="module")

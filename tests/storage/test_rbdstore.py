@@ -95,11 +95,13 @@ def test_built_image_is_an_rbd_image_with_a_protected_version_snapshot(
     assert made.used < made.size  # only the data was written
 
 
-def test_building_an_existing_image_name_is_refused(rbd_config: Config) -> None:
+def test_building_an_image_name_again_makes_its_next_version(rbd_config: Config) -> None:
     name = image_name("img")
     build_builtin(rbd_config, name)
-    with pytest.raises(Conflict, match="already exists"):
-        build_builtin(rbd_config, name)
+    again = build_builtin(rbd_config, name)
+    assert (again.ref, again.made) == (f"{name}@2", "built-in")
+    assert [i.ref for i in open_storage(rbd_config).images() if i.name == name] == [
+        f"{name}@1", f"{name}@2"]
 
 
 def test_root_is_a_thin_clone_whose_blocks_libiscsi_reads_back_equal_to_the_image(
@@ -300,11 +302,11 @@ def test_a_second_version_is_a_new_snapshot_and_clones_of_the_first_keep_theirs(
         rbd_config: Config, pool: rados.Ioctx, tmp_path: Path) -> None:
     storage = open_storage(rbd_config)
     name = image_name("img")
-    first = storage.keep_image(name, staged_ext4(storage, name, tmp_path, "one"))
+    first = storage.keep_image(name, staged_ext4(storage, name, tmp_path, "one"), "test")
     old = storage.root_location(image_name("h"))
     storage.make_root(old, first, first.size)
     before = read_rbd(pool, old.image, first.size)
-    second = storage.keep_image(name, staged_ext4(storage, name, tmp_path, "two"))
+    second = storage.keep_image(name, staged_ext4(storage, name, tmp_path, "two"), "test")
     assert (first.version, second.version) == (1, 2)
     with rbd.Image(pool, f"image.{name}", read_only=True) as image:
         assert [s["name"] for s in image.list_snaps()] == ["v1", "v2"]
