@@ -35,3 +35,8 @@ for unit in keepalived kea-dhcp4-server prometheus; do
         rm -f "/etc/systemd/system/multi-user.target.wants/$unit.service" ;;
     esac
 done
+# openipmi's init script loads the host's own IPMI drivers at boot; the lab and the tests use
+# only its ipmi_sim
+case " $missing " in *" openipmi "*)
+    if command -v update-rc.d >/dev/null 2>&1; then update-rc.d openipmi disable >/dev/null 2>&1 || true; fi ;;
+esac

@@ -7,12 +7,14 @@ import time
 from dataclasses import asdict
 
 from netboot.config import Config
+from netboot.inventory.bmcs import find_bmc
 from netboot.inventory.clients import Client
 from netboot.inventory.luns import extra_luns
 from netboot.inventory.servers import portal_holder
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.inventory.timeline import SHOWN_BOOTS, Boot, split_boots
+from netboot.power.bmc import Bmc
 from netboot.provisioning.chap import mask
 from netboot.storage.backend import store_of
 from netboot.storage.images import Image
@@ -41,10 +43,19 @@ def client_json(config: Config, client: Client, show_secrets: bool) -> dict[str,
     return data
 
 
+def bmc_json(bmc: Bmc | None, show_secrets: bool) -> dict[str, object] | None:
+    """A client's BMC (None: it has none); its password masked unless ``show_secrets``."""
+    if bmc is None:
+        return None
+    return {"url": bmc.url, "kind": bmc.kind.value, "address": bmc.address, "port": bmc.port,
+            "username": bmc.username,
+            "password": bmc.password if show_secrets else mask(bmc.password)}
+
+
 def client_detail_json(config: Config, inventory: Inventory, client: Client,
                        show_secrets: bool) -> dict[str, object]:
-    """``client show --json`` and ``GET /api/v1/clients/<mac>``: the record, its extra LUNs
-    and the portal it logs in to (and which server holds it)."""
+    """``client show --json`` and ``GET /api/v1/clients/<mac>``: the record, its extra LUNs,
+    the portal it logs in to (and which server holds it) and its BMC."""
     address, port = config.portal
     holder = portal_holder(inventory.servers(), time.time())
     data = client_json(config, client, show_secrets)
@@ -53,6 +64,7 @@ def client_detail_json(config: Config, inventory: Inventory, client: Client,
                                                if k != "owner"}}
                           for r in extra_luns(inventory, client.mac)]
     data["portal"] = {"address": f"{address}:{port}", "held_by": holder.name if holder else None}
+    data["bmc"] = bmc_json(find_bmc(inventory, client.mac), show_secrets)
     return data
 
 

@@ -1,25 +1,29 @@
-"""`netboot client add|list|show|remove|reimage`."""
+"""`netboot client add|list|show|set|power|remove|reimage`."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import click
 
 from netboot.admin.views import client_detail_json, client_json, used_bytes
 from netboot.cli.app import App, pass_app
-from netboot.cli.params import INITIATOR_CONFIG, IPV4, MAC, SHOW_SECRETS, SIZE
+from netboot.cli.params import BMC_URL, INITIATOR_CONFIG, IPV4, MAC, SHOW_SECRETS, SIZE
 from netboot.cli.progress import copy_progress
 from netboot.config import Config
+from netboot.inventory.bmcs import find_bmc
 from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.luns import extra_luns
 from netboot.inventory.servers import portal_holder
 from netboot.output import emit_json, fields_table, table, when
+from netboot.power.bmc import Bmc, PowerAction, check_password, read_password_file
 from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
+from netboot.provisioning.power import power_clients, remove_client_bmc, set_client_bmc
 from netboot.provisioning.reimage import purge_previous, reimage_client, undo_reimage
 from netboot.size import format_size
 from netboot.storage.backend import describe
@@ -31,10 +35,11 @@ def _root(client: Client) -> str | None:
     return describe(Location.parse(client.lun_path)) if client.lun_path else None
 
 
-def _client_fields(config: Config, client: Client,
-                   show_secrets: bool) -> list[tuple[str, object]]:
+def _client_fields(config: Config, client: Client, show_secrets: bool,
+                   bmc: Bmc | None = None) -> list[tuple[str, object]]:
     secret = client.chap_secret if show_secrets else mask(client.chap_secret)
     mutual = client.mutual_secret if show_secrets else mask(client.mutual_secret)
+    bmc_password = None if bmc is None else bmc.password if show_secrets else mask(bmc.password)
     return [
         ("mac", client.mac),
         ("hostname", client.hostname),
@@ -53,6 +58,8 @@ def _client_fields(config: Config, client: Client,
         ("chap user", client.chap_user),
         ("chap secret", secret),
         ("mutual secret", mutual),
+        ("bmc", None if bmc is None else bmc.url),
+        ("bmc password", bmc_password),
         ("created", when(client.created)),
         ("last seen", when(client.last_seen)),
         ("last stage",
@@ -62,7 +69,7 @@ def _client_fields(config: Config, client: Client,
 
 @click.group()
 def client() -> None:
-    """Register, list, show and remove client machines."""
+    """Register, list, show, change and remove client machines; control their power."""
 
 
 @client.command()
@@ -137,7 +144,7 @@ def show(app: App, mac: str, as_json: bool, show_secrets: bool, initiator_config
     if as_json:
         emit_json(client_detail_json(app.config, app.inventory, found, show_secrets))
         return
-    pairs = _client_fields(app.config, found, show_secrets)
+    pairs = _client_fields(app.config, found, show_secrets, find_bmc(app.inventory, mac))
     pairs += [(f"lun {r.lun}", f"{r.kind} {r.path} ({format_size(r.size)})") for r in luns]
     pairs.append(("portal", f"{address}:{port}, held by "
                             f"{holder.name if holder else 'no running server'}"))
@@ -155,6 +162,73 @@ def remove(app: App, mac: str, purge: bool) -> None:
     kept = "" if purge or not gone.lun_path else f"; its data is kept in {gone.lun_path}"
     click.echo(f"removed {gone.mac} ({gone.hostname}, {gone.ip}){kept}")
     click.echo(f"target: {applied}")
+
+
+@client.command(name="set")
+@click.argument("mac", type=MAC)
+@click.option("--bmc", "bmc", type=BMC_URL,
+              help="Its BMC, as ipmi://USER@ADDRESS[:PORT] (port 623 by default); the password "
+              "from --bmc-password-file, else asked for.")
+@click.option("--bmc-password-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A file whose first line is the BMC's password (never give it on the "
+              "command line).")
+@click.option("--no-bmc", is_flag=True, help="Forget its BMC.")
+@pass_app
+def set_(app: App, mac: str, bmc: Bmc | None, bmc_password_file: Path | None,
+         no_bmc: bool) -> None:
+    """Change a registered client: its BMC, for 'netboot client power'."""
+    if bmc is not None and no_bmc:
+        raise click.UsageError("--bmc and --no-bmc exclude each other")
+    if bmc_password_file is not None and bmc is None:
+        raise click.UsageError("--bmc-password-file goes with --bmc")
+    if no_bmc:
+        removed = remove_client_bmc(app.inventory, mac)
+        click.echo(f"{mac}: BMC removed" if removed else f"{mac}: had no BMC")
+        return
+    if bmc is None:
+        raise click.UsageError("nothing to change: give --bmc URL or --no-bmc")
+    app.inventory.get(mac)  # an unknown client is said before the password is asked
+    if bmc_password_file is not None:
+        password = read_password_file(bmc_password_file)
+    else:
+        password = check_password(click.prompt(f"password of {bmc.username} on BMC {bmc.where}",
+                                               hide_input=True, err=True))
+    set_client_bmc(app.inventory, mac, replace(bmc, password=password))
+    click.echo(f"{mac}: BMC {bmc.url}")
+
+
+@client.command(name="power")
+@click.argument("macs", nargs=-1, required=True, type=MAC, metavar="MAC...")
+@click.argument("action", type=click.Choice([a.value for a in PowerAction]))
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@pass_app
+def power(app: App, macs: tuple[str, ...], action: str, as_json: bool) -> None:
+    """Power clients on, off, cycle them or show their power, through their BMCs.
+
+    cycle: next boot from the network, then off and on (on, if it was off); pxe: next boot
+    from the network only. Exit status 1 if any client failed.
+    """
+    done = power_clients(app.inventory, list(dict.fromkeys(macs)), PowerAction(action))
+    if as_json:
+        emit_json([{"mac": d.mac, "bmc": d.bmc, "action": action, "ok": d.ok,
+                    "power": d.result.state.value if d.result and d.result.state else None,
+                    "done": d.result.done if d.result else None, "error": d.error}
+                   for d in done])
+    elif len(done) == 1:
+        one = done[0]
+        if one.result is None:
+            raise click.ClickException(one.error or "failed")
+        click.echo(f"{one.mac}: power {one.result.state}" if action == PowerAction.STATUS
+                   else f"{one.mac}: {one.result.done}")
+    else:
+        click.echo(table(["mac", "bmc", "power", "done"],
+                         [(d.mac, d.bmc, d.result and d.result.state,
+                           d.result.done if d.result else f"FAILED: {d.error}") for d in done]))
+    failed = [d for d in done if not d.ok]
+    if failed:
+        if not as_json:
+            click.echo(f"{len(failed)} of {len(done)} clients failed", err=True)
+        raise SystemExit(1)
 
 
 @client.command()

@@ -9,6 +9,7 @@ import click
 from netboot.errors import ValidationError
 from netboot.inventory.luns import LunOwner
 from netboot.names import normalize_mac, validate_host_name
+from netboot.power.bmc import URL_FORM, Bmc, parse_bmc_url
 from netboot.size import parse_size
 
 
@@ -71,17 +72,28 @@ class NetworkType(_Converted):
         return IPv4Network(value, strict=True)
 
 
+class BmcUrlType(_Converted):
+    """``ipmi://USER@ADDRESS[:PORT]``: a BMC without its password (read apart)."""
+
+    name = URL_FORM
+
+    def convert_value(self, value: str) -> Bmc:
+        return parse_bmc_url(value)
+
+
 MAC = MacType()
 HOST_NAME = HostNameType()
 LUN_OWNER = LunOwnerType()
 SIZE = SizeType()
 IPV4 = IPv4Type()
 NETWORK = NetworkType()
+BMC_URL = BmcUrlType()
 
 
 # the options `client show` and `host show` share
 SHOW_SECRETS = click.option("--show-secrets", is_flag=True,
-                            help="Print CHAP secrets instead of masking them.")
+                            help="Print secrets (CHAP; a client's BMC password) instead of masking "
+                            "them.")
 INITIATOR_CONFIG = click.option(
     "--initiator-config", is_flag=True,
     help="What an open-iscsi host needs: initiator name, CHAP lines, iscsiadm commands "

@@ -37,6 +37,8 @@ PACKAGES: Mapping[str, str] = {
     "dpkg-query": "dpkg",
     "e2fsck": "e2fsprogs",
     "grub-mkimage": "grub-pc-bin",
+    "ipmi_sim": "openipmi",
+    "ipmitool": "ipmitool",
     "ip": "iproute2",
     "mke2fs": "e2fsprogs",
     "mmdebstrap": "mmdebstrap",

@@ -170,6 +170,19 @@ SQLITE: tuple[str, ...] = (
     ALTER TABLE clients ADD COLUMN next_lun_path TEXT;
     ALTER TABLE clients ADD COLUMN booted_image TEXT;
     """,
+    # each client's BMC (netboot.inventory.bmcs), its password kept as the CHAP secrets are;
+    # the kind is checked by netboot (a new kind needs no new table)
+    """
+    CREATE TABLE bmcs (
+        mac TEXT PRIMARY KEY REFERENCES clients(mac) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        address TEXT NOT NULL,
+        port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -311,5 +324,16 @@ POSTGRESQL: tuple[str, ...] = (
     ALTER TABLE clients ADD COLUMN previous_lun_path TEXT;
     ALTER TABLE clients ADD COLUMN next_lun_path TEXT;
     ALTER TABLE clients ADD COLUMN booted_image TEXT;
+    """,
+    """
+    CREATE TABLE bmcs (
+        mac TEXT PRIMARY KEY REFERENCES clients(mac) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        address TEXT NOT NULL,
+        port BIGINT NOT NULL CHECK (port BETWEEN 1 AND 65535),
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
     """,
 )

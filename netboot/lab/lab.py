@@ -42,7 +42,7 @@ from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
 from netboot.host.users import blocking_directory, service_user
 from netboot.inventory.store import Inventory, open_inventory
-from netboot.lab import ceph, procs, topology
+from netboot.lab import bmc, ceph, procs, topology
 from netboot.lab.progress import Board, ClientProgress
 from netboot.lab.topology import LabError, Topology
 from netboot.lab.vm import (
@@ -296,7 +296,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     given = _ceph_given(lab_dir, ceph_dir) if storage is LabStorage.CEPH else None
     logs = lab_dir / "logs"
     # No lab is up here, so what a previous one left (inventory, LUNs, logs) goes.
-    for leftover in ("state", "logs", "vms"):
+    for leftover in ("state", "logs", "vms", bmc.BMC_DIR):
         shutil.rmtree(lab_dir / leftover, ignore_errors=True)
     with topology.signals_interrupt():
         topo = topology.create(lab_dir, taps=clients, address=vlan)
@@ -324,6 +324,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             _save(lab_dir, state)
             say(f"netboot serve running (pid {serve.pid}), tgtd on control port "
                 f"{config.target.tgt_control_port}")
+            password = bmc.new_password(lab_dir)
             for i in range(clients):
                 client = LabClient(f"lab-{i + 1:02d}", lab_mac(i + 1))
                 _run(netboot_argv(config_path, "client", "add", client.mac,
@@ -331,11 +332,38 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
                 state = replace(state, clients=(*state.clients, client))
                 _save(lab_dir, state)
                 say(f"client {client.name} {client.mac} registered")
+                state = _start_bmc(state, topo, client, i, password)
+            say(f"each client's BMC answers IPMI inside the lab's namespace: "
+                f"'ip netns exec {topo.netns} netboot --config {config_path} "
+                f"client power MAC status'")
             return state
         except BaseException:
             with topology.signals_deferred():
                 down(lab_dir)
             raise
+
+
+def _start_bmc(state: LabState, topo: Topology, client: LabClient, index: int,
+               password_file: Path) -> LabState:
+    """Client ``index`` (from 0)'s simulated BMC: its files, its ipmi_sim (on record before
+    the next step), and its record in the inventory with the real CLI (`client set --bmc`).
+    Its chassis_control starts the VM as :func:`boot` does."""
+    sim = bmc.plan(state.lab_dir, topo, client.name, index + 1)
+    bmc.prepare(sim, VmSpec(client.name, client.mac, topo.taps[index], accel=Accel(state.accel)),
+                password_file.read_text())
+    process = bmc.start(topo, sim, state.lab_dir / "logs")
+    state = replace(state, pids={**state.pids, f"bmc-{client.name}": process.pid})
+    _save(state.lab_dir, state)
+    record = sim.record("")
+    run_cli(state, "client", "set", client.mac, "--bmc", record.url,
+            "--bmc-password-file", str(password_file))
+    return state
+
+
+def stop_bmcs(state: LabState) -> None:
+    """Stop the lab's ipmi_sims (so none starts a VM again), then the VMs they started."""
+    topology.stop([pid for name, pid in state.pids.items() if name.startswith("bmc-")])
+    topology.stop(bmc.vm_pids(state.lab_dir))
 
 
 def _run(argv: list[str], logs: Path) -> None:
@@ -385,6 +413,7 @@ def down(lab_dir: Path) -> bool:
             state = None
         try:
             if state is not None:
+                stop_bmcs(state)
                 stop_serve(state)
                 stop_tgtd(state.tgt_control_port)  # serve leaves it running, by design
                 if state.ceph is not None:  # after tgtd, which has its LUNs open there

@@ -17,10 +17,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from netboot.host import iproute
 from netboot.host.run import not_installed
@@ -92,6 +92,36 @@ def qemu_argv(spec: VmSpec) -> list[str]:
     else:
         argv += ["-boot", "n"]
     return argv + list(spec.extra)
+
+
+def spec_json(spec: VmSpec) -> dict[str, object]:
+    """``spec`` as JSON, for a process that starts the VM later (a lab BMC's power-on)."""
+    data = asdict(spec)
+    for key in ("kernel", "initrd"):
+        data[key] = None if data[key] is None else str(data[key])
+    data["extra"] = list(spec.extra)
+    return data
+
+
+def spec_from_json(data: dict[str, Any]) -> VmSpec:
+    return VmSpec(**{**data, "firmware": Firmware(data["firmware"]), "accel": Accel(data["accel"]),
+                     "kernel": None if data["kernel"] is None else Path(data["kernel"]),
+                     "initrd": None if data["initrd"] is None else Path(data["initrd"]),
+                     "extra": tuple(data["extra"])})
+
+
+def start_detached(spec: VmSpec, console: Path, qemu_log: Path) -> int:
+    """Start the VM of ``spec`` in a session of its own, to outlive its starter, its serial
+    console appended to ``console`` as it comes (raw) and QEMU's messages to ``qemu_log``;
+    its pid. The caller's network namespace is the VM's; no descriptor is inherited but
+    these (a lab BMC's starter holds ipmi_sim's sockets)."""
+    if shutil.which(QEMU) is None:
+        raise LabError(not_installed(QEMU))
+    console.parent.mkdir(parents=True, exist_ok=True)
+    with console.open("ab") as out, qemu_log.open("ab") as err:
+        proc = subprocess.Popen(qemu_argv(spec), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, start_new_session=True, close_fds=True)
+    return proc.pid
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ BASE: tuple[Requirement, ...] = (
     _program("nsenter", "runs ss in tgtd's network namespace"),
     Requirement("util-linux", Kind.PROGRAM, "setpriv", "starts serve's network part "
                 "as server.user with three capabilities"),
+    _program("ipmitool", "client power: clients' BMCs over IPMI (lanplus)"),
 )
 RBD: tuple[Requirement, ...] = (
     Requirement("tgt-rbd", Kind.FILE, str(TGT_RBD_MODULE), "tgtd's LUNs on RBD images"),

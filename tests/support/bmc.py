@@ -1,0 +1,123 @@
+"""A real simulated BMC for tests: OpenIPMI's ipmi_sim in a network namespace of its own,
+reached from the host over a veth pair (198.18.x.y/30, a subnet the host does not route),
+as a server reaches its machines' BMCs on a management network.
+
+Its chassis_control is a trivial script keeping the power and boot device in files and
+logging each call, or none at all (then ipmi_sim refuses ``chassis bootdev``).
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
+
+from netboot.host import iproute
+from netboot.lab.bmc import sim_argv, sim_config, write_sim
+from netboot.lab.ceph import route_over
+from netboot.power.bmc import Bmc
+from tests.support.netlab import unique
+
+CONTROL = """#!/bin/sh
+# chassis_control: "get power boot" / "set power 1 boot pxe"; state in files beside it
+D=$(dirname "$0")
+echo "$*" >> "$D/calls.log"
+op=$1; shift
+if [ "$op" = get ]; then
+  for p in "$@"; do
+    case $p in
+      power) echo "power:$(cat "$D/power" 2>/dev/null || echo 0)" ;;
+      boot) echo "boot:$(cat "$D/boot" 2>/dev/null || echo default)" ;;
+    esac
+  done
+  exit 0
+fi
+while [ $# -ge 2 ]; do
+  case $1 in
+    power) echo "$2" > "$D/power" ;;
+    boot) echo "$2" > "$D/boot" ;;
+  esac
+  shift 2
+done
+"""
+
+
+@dataclass(frozen=True)
+class SimulatedBmc:
+    bmc: Bmc  # how to reach it, with its password
+    directory: Path
+
+    def calls(self) -> list[str]:
+        """The chassis_control calls ipmi_sim made, in order."""
+        log = self.directory / "calls.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+
+def _free_subnet() -> IPv4Network:
+    routes = iproute.ipv4_routes()
+    for _ in range(100):
+        subnet = IPv4Network(f"198.18.{random.randrange(128, 255)}.{4 * random.randrange(64)}/30")
+        if route_over(subnet, routes) is None:
+            return subnet
+    raise AssertionError("no free /30 in 198.18.128.0/17 on this host")
+
+
+@contextmanager
+def management_network() -> Iterator[tuple[str, IPv4Interface]]:
+    """A namespace joined to the host by a veth pair; yields it and its end's address."""
+    netns, host_end, inside = unique("nbbmc"), unique("nbvb"), unique("nbvb")
+    subnet = _free_subnet()
+    first, second = list(subnet.hosts())
+    iproute.add_netns(netns)
+    try:
+        iproute.add_veth(host_end, inside, netns=None, peer_netns=netns)
+        iproute.set_address(host_end, IPv4Interface(f"{first}/{subnet.prefixlen}"))
+        address = IPv4Interface(f"{second}/{subnet.prefixlen}")
+        iproute.set_address(inside, address, netns=netns)
+        yield netns, address
+    finally:
+        iproute.ip("link", "delete", host_end, check=False)
+        iproute.delete_netns(netns)
+
+
+@contextmanager
+def simulated_bmc(netns: str, address: IPv4Interface, directory: Path, password: str, *,
+                  port: int = 623, control: bool = True) -> Iterator[SimulatedBmc]:
+    """ipmi_sim in ``netns`` on ``address``:``port`` with user admin and ``password``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "control.sh"
+    script.write_text(CONTROL)
+    script.chmod(0o755)
+    write_sim(directory, sim_config(name="test-bmc", mac="-", address=address.ip, port=port,
+                                    password=password, control=str(script) if control else None))
+    with (directory / "sim.log").open("wb") as log:
+        proc = subprocess.Popen(iproute.in_netns(netns, sim_argv(directory)),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        _wait_bound(netns, port, proc, directory / "sim.log")
+        yield SimulatedBmc(Bmc(str(address.ip), "admin", password, port), directory)
+    finally:
+        proc.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_bound(netns: str, port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"ipmi_sim exited: {log.read_text()}"
+        listening = subprocess.run(iproute.in_netns(netns, ["ss", "-Hlun", f"sport = :{port}"]),
+                                   capture_output=True, text=True, check=True).stdout
+        if listening.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"ipmi_sim did not bind port {port}: {log.read_text()}")
