@@ -12,6 +12,7 @@ from netboot.cli.image_cmd import image
 from netboot.cli.initramfs_cmd import initramfs, kernel
 from netboot.cli.lab_cmd import lab_group
 from netboot.cli.lun_cmd import lun
+from netboot.cli.rollout_cmd import rollout
 from netboot.cli.serve_cmd import install_service, serve
 from netboot.cli.server_cmd import server
 from netboot.cli.status_cmd import status
@@ -33,6 +34,7 @@ cli.add_command(doctor)
 cli.add_command(lab_group)
 cli.add_command(target)
 cli.add_command(dhcp)
+cli.add_command(rollout)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 
 from netboot.errors import ValidationError
 from netboot.inventory.clients import Client
-from netboot.inventory.stages import Stage
+from netboot.inventory.stages import ORDER, Stage
 from netboot.names import looks_like_mac, normalize_mac
 
 
@@ -75,10 +75,10 @@ def judge(log: Sequence[tuple[Stage, float]], client: Client, version: str, sinc
     record: up once it reported os-up on ``version``, failed once it reported a failure;
     past ``deadline`` timed out."""
     seen = [stage for stage, at in log if at >= since]
-    furthest = seen[-1] if seen else None
+    reached = sorted({s for s in seen if s is not Stage.FAILED}, key=ORDER.index)
+    furthest = reached[-1] if reached else None  # /init's DHCP comes after the kernel
     if Stage.FAILED in seen:
-        before = [s for s in seen if s is not Stage.FAILED]
-        return Verdict(Outcome.FAILED, before[-1] if before else None)
+        return Verdict(Outcome.FAILED, furthest)
     if Stage.OS_UP in seen:
         if client.booted_image != version:
             return Verdict(Outcome.WRONG_VERSION, Stage.OS_UP)

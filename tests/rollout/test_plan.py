@@ -85,3 +85,10 @@ def test_a_reported_failure_names_the_stage_before_it():
 def test_past_the_deadline_without_os_up_is_timed_out_at_its_furthest_stage():
     verdict = judge(BOOT, FLEET[0], "os@2", 99.0, 400.0, 300.0)
     assert (verdict.outcome, verdict.stage) == (Outcome.TIMED_OUT, Stage.ROOT)
+
+
+def test_the_furthest_stage_is_by_boot_order_not_by_arrival():
+    """/init's DHCP arrives after the kernel stage; the boot is still past its kernel."""
+    verdict = judge([(Stage.DHCP, 100.0), (Stage.KERNEL, 102.0), (Stage.DHCP, 104.0)],
+                    FLEET[0], "os@2", 99.0, 105.0, 300.0)
+    assert verdict.stage is Stage.KERNEL
