@@ -2,8 +2,8 @@
 chain through `netboot serve` (firmware PXE -> shim -> network GRUB -> Debian's kernel) to the
 client's iSCSI root, and a kernel without Debian's signature is refused on the way.
 
-One lab (boot.loader: grub-secureboot) serves the module. The refusal test serves an
-unsigned copy of the lab's kernel for its own boot and puts the signed one back.
+One lab (boot.loader: grub-secureboot, dhcp.unknown: boot) serves the module. The refusal
+test serves an unsigned copy of the lab's kernel for its own boot and puts the signed one back.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from netboot.configfile import load_config
 from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
-from netboot.lab.vm import Accel, Firmware, VmSpec
+from netboot.lab.vm import Accel, Firmware, VmSpec, lab_mac
 from tests.support.paths import make_reachable
 
 # Secure Boot on all the way down, as the console shows it: the kernel's EFI stub (started
@@ -38,8 +38,8 @@ def sb_lab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
     lab_dir = tmp_path_factory.mktemp("secureboot-lab")
     make_reachable(lab_dir)  # so the lab's serve splits (netboot.lab.lab.serve_user)
     try:
-        yield lab.up(lab_dir, 1, loader="grub-secureboot", accel=accel, cache_dir=lab_cache,
-                     say=lambda _: None)
+        yield lab.up(lab_dir, 1, loader="grub-secureboot", unknown="boot", accel=accel,
+                     cache_dir=lab_cache, say=lambda _: None)
     finally:
         lab.down(lab_dir)
 
@@ -98,3 +98,13 @@ def test_a_kernel_without_debians_signature_is_refused(sb_lab, unsigned_kernel, 
     assert REFUSED in seen.text, f"the unsigned kernel was not refused: {seen.text}"
     record_boot(f"uefi-secureboot {sb_lab.accel} unsigned kernel refused", seen.at)
     assert "EFI stub" not in vm.serial_log.read_text()  # it never ran
+
+
+def test_an_unregistered_machine_is_told_so_by_grub(sb_lab, vms, boot_timeout):
+    vlan = topology.load(sb_lab.lab_dir)
+    assert vlan is not None
+    stranger = lab_mac(0x99)  # on the client's tap while the client is off
+    vm = vms.start(VmSpec("stranger", stranger, vlan.taps[0], firmware=Firmware.UEFI_SECUREBOOT,
+                          accel=Accel(sb_lab.accel)), vlan.netns)
+    line = vm.wait_for("not registered", boot_timeout)
+    assert line.text == f"netboot: not registered: MAC {stranger}"
