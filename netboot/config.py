@@ -37,7 +37,10 @@ class Loader(StrEnum):
     """The boot loader a BIOS/UEFI PXE ROM is given."""
 
     IPXE = "ipxe"
-    PXELINUX = "pxelinux"
+    PXELINUX = "pxelinux"  # BIOS machines; UEFI ones keep iPXE
+    # UEFI x86-64 machines with Secure Boot: Debian's signed shim, network GRUB and kernel;
+    # BIOS machines keep iPXE
+    GRUB_SECUREBOOT = "grub-secureboot"
 
 
 class TargetKind(StrEnum):

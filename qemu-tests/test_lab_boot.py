@@ -43,7 +43,7 @@ def _serial(lab_dir: Path, name: str) -> str:
     return (lab_dir / "vms" / f"{name}.serial.log").read_text()
 
 
-@pytest.mark.parametrize("firmware", list(Firmware), ids=str)
+@pytest.mark.parametrize("firmware", [Firmware.BIOS, Firmware.UEFI], ids=str)  # the iPXE lab
 def test_client_boots_to_its_own_root_and_counts_the_boot_there(shared_lab, boot_timeout,
                                                                 record_boot, firmware):
     lab_dir, state = shared_lab

@@ -6,15 +6,18 @@ Names (TFTP names them bare, HTTP with a leading ``/``):
   config.kernel_path and config.initramfs_path;
 - a client's private files, rendered in memory for that client (the script and
   the initrd part carry its CHAP secrets): ``clients/<mac>/<token>/boot.ipxe``,
-  ``clients/<mac>/<token>/client.img`` and ``pxelinux.cfg/01-<mac-with-dashes>``.
+  ``clients/<mac>/<token>/client.img``, ``pxelinux.cfg/01-<mac-with-dashes>`` and
+  ``grub/clients/<mac>.cfg``.
   With ``boot.tokens`` (the default) each is given once, to the boot whose DHCP
   exchange opened a window for the MAC (see :mod:`netboot.inventory.windows`):
-  the token in the name is spent, and PXELINUX's config, which has a fixed
-  name, spends its token by name. Without tokens (``dhcp.mode: off``) the names
+  the token in the name is spent, and PXELINUX's and GRUB's configs, which have
+  fixed names, spend their tokens by name. Without tokens (``dhcp.mode: off``) the names
   have no token and go to the address the client holds;
 - for a MAC that is not registered, under ``dhcp.unknown: boot``,
-  ``clients/<mac>/boot.ipxe`` and the PXELINUX name give the "not registered"
-  script or config instead (nothing secret in them);
+  ``clients/<mac>/boot.ipxe`` and the PXELINUX and GRUB names give the "not
+  registered" script or config instead (nothing secret in them);
+- ``grub/grub.cfg`` under ``boot.loader: grub-secureboot``: the config GRUB reads
+  by itself, the same for everyone, which names the per-client one;
 - anything else: a regular file under the TFTP root (server.tftp_root), never outside it.
 """
 
@@ -51,7 +54,9 @@ READY_WAIT = 10.0  # seconds a request waits for its window to be prepared (norm
 READY_POLL = 0.02
 # The private files by the name a client asks for
 _FILES = {urls.SCRIPT: BootFile.SCRIPT, urls.CLIENT_PART: BootFile.CLIENT_PART,
-          urls.PXELINUX_DIR: BootFile.PXELINUX}
+          urls.PXELINUX_DIR: BootFile.PXELINUX, urls.GRUB_DIR: BootFile.GRUB}
+# The loader config each fixed-name private file is for (spent by name, under that loader only)
+_LOADER_CONFIGS = {urls.PXELINUX_DIR: Loader.PXELINUX, urls.GRUB_DIR: Loader.GRUB_SECUREBOOT}
 
 
 class AccessDenied(NetbootError):
@@ -172,6 +177,9 @@ class Catalog:
                            Stage.KERNEL)
         if name in INITRAMFS_NAMES:
             return Content(name, open_file(self.config.initramfs_path), self.client_at(peer))
+        if name == urls.GRUB_CONFIG and self.config.boot.loader is Loader.GRUB_SECUREBOOT:
+            return Content(name, BytesSource(scripts.grub_config().encode()),
+                           self.client_at(peer))
         private = self._private(parts, peer, spend)
         if private is not None:
             return private
@@ -222,6 +230,9 @@ class Catalog:
         elif (len(parts) == 2 and parts[0] == urls.PXELINUX_DIR
               and parts[1].startswith(urls.PXELINUX_PREFIX) and len(parts[1]) == 20):
             mac_text, kind = parts[1][len(urls.PXELINUX_PREFIX):], urls.PXELINUX_DIR
+        elif (len(parts) == 3 and parts[:2] == [urls.GRUB_DIR, urls.GRUB_CLIENTS]
+              and parts[2].endswith(urls.GRUB_SUFFIX)):
+            mac_text, kind = parts[2][:-len(urls.GRUB_SUFFIX)], urls.GRUB_DIR
         else:
             return None
         shown = urls.redact(name)
@@ -243,9 +254,10 @@ class Catalog:
             if token is not None:
                 raise NotFound(f"{mac} is not a registered client")
             return self._unregistered(name, mac, kind)
-        if kind == urls.PXELINUX_DIR and self.config.boot.loader is not Loader.PXELINUX:
-            raise AccessDenied(f"{shown}: no boot asks for it (boot.loader is ipxe)")
-        if token is None and kind != urls.PXELINUX_DIR:
+        if kind in _LOADER_CONFIGS and self.config.boot.loader is not _LOADER_CONFIGS[kind]:
+            raise AccessDenied(f"{shown}: no boot asks for it "
+                               f"(boot.loader is {self.config.boot.loader})")
+        if token is None and kind not in _LOADER_CONFIGS:
             raise AccessDenied(f"{shown} has no boot token: it is given only to a boot "
                                "that netboot's DHCP opened a window for")
         window = self._spend(mac, _FILES[kind], token, peer, spend).window
@@ -279,13 +291,21 @@ class Catalog:
         if kind == urls.CLIENT_PART:
             return Content(shown, BytesSource(build_client_part(self.config, client)),
                            client.mac)
-        text = (scripts.ipxe_script(self.config, client, part_token) if kind == urls.SCRIPT
-                else scripts.pxelinux_config(self.config, client, part_token))
+        if kind == urls.SCRIPT:
+            text = scripts.ipxe_script(self.config, client, part_token)
+        elif kind == urls.GRUB_DIR:
+            text = scripts.grub_client_config(self.config, client, part_token)
+        else:
+            text = scripts.pxelinux_config(self.config, client, part_token)
         return Content(shown, BytesSource(text.encode()), client.mac, Stage.LOADER)
 
     def _unregistered(self, name: str, mac: str, kind: str) -> Content:
         if self.config.dhcp.unknown is not UnknownPolicy.BOOT or kind == urls.CLIENT_PART:
             raise NotFound(f"{mac} is not a registered client")
-        text = (scripts.unregistered_ipxe(self.config, mac) if kind == urls.SCRIPT
-                else scripts.unregistered_pxelinux(mac))
+        if kind == urls.SCRIPT:
+            text = scripts.unregistered_ipxe(self.config, mac)
+        elif kind == urls.GRUB_DIR:
+            text = scripts.unregistered_grub(mac)
+        else:
+            text = scripts.unregistered_pxelinux(mac)
         return Content(name, BytesSource(text.encode()), mac)

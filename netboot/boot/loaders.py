@@ -26,7 +26,14 @@ IPXE_EFI = "ipxe.efi"
 SNPONLY_EFI = "snponly.efi"
 PXELINUX = "pxelinux.0"
 IPXE_ARM64_EFI = "ipxe-arm64.efi"  # named for ARM64 firmware; no Debian package ships it
-FIRST_STAGE = frozenset({UNDIONLY, IPXE_EFI, SNPONLY_EFI, PXELINUX})  # fetching one: ``loader``
+# boot.loader grub-secureboot: Debian's signed chain for UEFI x86-64, in a directory of its own
+# (shim fetches grubx64.efi from the directory it was loaded from; another architecture's
+# chain gets another directory, so no two ever share a name).
+SECUREBOOT_X64 = "secureboot/x64"
+SHIM_X64 = f"{SECUREBOOT_X64}/shimx64.efi"
+GRUB_X64 = f"{SECUREBOOT_X64}/grubx64.efi"  # the name shim asks for (its DEFAULT_LOADER)
+FIRST_STAGE = frozenset({UNDIONLY, IPXE_EFI, SNPONLY_EFI, PXELINUX, SHIM_X64})  # fetching one:
+                                                                                  # ``loader``
 _SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")
 
 
@@ -58,6 +65,13 @@ BOOT_FILES: tuple[BootFile, ...] = (
              "PXELINUX module: power off for unregistered machines"),
     BootFile("libcom32.c32", "syslinux-common", _SYSLINUX_BIOS / "libcom32.c32",
              "library reboot.c32 needs"),
+    BootFile(SHIM_X64, "shim-signed", Path("/usr/lib/shim/shimx64.efi.signed"),
+             "shim signed by Microsoft's UEFI CA: UEFI x86-64 firmware with Secure Boot "
+             "(boot.loader: grub-secureboot) runs it, and it checks GRUB and the kernel "
+             "against Debian's key"),
+    BootFile(GRUB_X64, "grub-efi-amd64-signed",
+             Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
+             "Debian's signed network GRUB, loaded by shim; reads /grub/grub.cfg over TFTP"),
 )
 
 
@@ -142,6 +156,10 @@ def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[Manif
                                f"reinstall it with 'apt-get install --reinstall {f.package}'")
         digest = sha256_file(f.source)
         target = root / f.name
+        for directory in reversed(target.parents):  # searchable by all, as files are readable
+            if root in directory.parents and not directory.is_dir():
+                directory.mkdir()
+                directory.chmod(0o755)
         if not target.is_file() or sha256_file(target) != digest:
             atomic_write(target, f.source.read_bytes(), 0o644)
         entries.append(ManifestEntry(f.name, f.package, package_version(f.package) or "",

@@ -2,7 +2,9 @@
 
 Rendered per request, in memory, so a change to a client or to the config is
 in the next boot without a rebuild step. The iPXE script fetches everything
-over HTTP; the PXELINUX config names TFTP paths relative to pxelinux.0.
+over HTTP; the PXELINUX config names TFTP paths relative to pxelinux.0; the
+GRUB config names TFTP paths from the root (GRUB's ``$root`` is the TFTP
+server the firmware booted from).
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from netboot.inventory.clients import BootMethod, Client
 from netboot.templates import render
 
 RETRY_SECONDS = 30  # how long a failed or unregistered machine waits before it asks again
+
+
+def kernel_args(config: Config) -> str:
+    """The kernel arguments every loader passes after its own (initrd names, the boot NIC):
+    the console, ``boot.kernel_args`` and ``netboot.onfail``."""
+    extra = f" {config.boot.kernel_args}" if config.boot.kernel_args else ""
+    return f"console=ttyS0{extra} netboot.onfail={config.boot.onfail.value}"
 
 
 def ipxe_script(config: Config, client: Client, part_token: str | None = None) -> str:
@@ -33,8 +42,7 @@ def ipxe_script(config: Config, client: Client, part_token: str | None = None) -
                   initramfs_url=urls.url(config, urls.INITRAMFS),
                   client_part_url=urls.client_part_url(config, client.mac, part_token),
                   script_url=None if part_token else urls.script_url(config, client.mac),
-                  kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value,
-                  retry_seconds=RETRY_SECONDS)
+                  kernel_args=kernel_args(config), retry_seconds=RETRY_SECONDS)
 
 
 def pxelinux_config(config: Config, client: Client, part_token: str | None = None) -> str:
@@ -42,7 +50,24 @@ def pxelinux_config(config: Config, client: Client, part_token: str | None = Non
     return render("pxelinux.cfg.j2", client=client, kernel=urls.KERNEL_SHORT,
                   initramfs=urls.INITRAMFS_SHORT,
                   client_part=urls.pxelinux_client_part(client.mac, part_token),
-                  kernel_args=config.boot.kernel_args, onfail=config.boot.onfail.value)
+                  kernel_args=kernel_args(config))
+
+
+def grub_config() -> str:
+    """``grub/grub.cfg``, the one file Debian's signed network GRUB reads by itself: the same
+    for every machine, it goes on to the machine's own (:func:`grub_client_config`)."""
+    return render("grub.cfg.j2", client_config="/" + urls.grub_client_config("${net_default_mac}"),
+                  retry_seconds=RETRY_SECONDS)
+
+
+def grub_client_config(config: Config, client: Client, part_token: str | None = None) -> str:
+    """``grub/clients/<mac>.cfg``: the same boot for GRUB. Under Secure Boot GRUB has shim
+    check the kernel's signature; the initrds are data, loaded as one (each padded to 4
+    bytes). The boot NIC is named by ``netboot.mac`` as for iPXE."""
+    return render("grub-client.cfg.j2", client=client, kernel="/" + urls.KERNEL,
+                  initramfs="/" + urls.INITRAMFS,
+                  client_part="/" + urls.client_file(client.mac, urls.CLIENT_PART, part_token),
+                  kernel_args=kernel_args(config), retry_seconds=RETRY_SECONDS)
 
 
 def unregistered_ipxe(config: Config, mac: str) -> str:
@@ -53,3 +78,7 @@ def unregistered_ipxe(config: Config, mac: str) -> str:
 
 def unregistered_pxelinux(mac: str) -> str:
     return render("unregistered.pxelinux.j2", mac=mac, retry_seconds=RETRY_SECONDS)
+
+
+def unregistered_grub(mac: str) -> str:
+    return render("unregistered.grub.j2", mac=mac, retry_seconds=RETRY_SECONDS)

@@ -24,6 +24,13 @@ CLIENT_PART = "client.img"  # the client's initrd part (its CHAP secrets)
 PXELINUX_DIR = "pxelinux.cfg"  # pxelinux.cfg/01-<mac with dashes>
 PXELINUX_PREFIX = "01-"  # ARP hardware type 1 (Ethernet), as PXELINUX names its config
 REPORT = "report"  # report/<mac>/<stage>: /init telling how far it got
+# Debian's signed network GRUB reads grub/grub.cfg from the TFTP root (its built-in prefix is
+# /grub, under any boot file path; it tries grub/x86_64-efi/grub.cfg first): netboot's, the
+# same for every machine, which goes on to grub/clients/<mac>.cfg by the MAC GRUB booted from.
+GRUB_DIR = "grub"
+GRUB_CONFIG = f"{GRUB_DIR}/grub.cfg"
+GRUB_CLIENTS = "clients"  # grub/clients/<mac>.cfg
+GRUB_SUFFIX = ".cfg"
 
 
 def client_file(mac: str, name: str, token: str | None = None) -> str:
@@ -45,6 +52,12 @@ def redact(name: str) -> str:
 def pxelinux_config(mac: str) -> str:
     """``pxelinux.cfg/01-aa-bb-cc-dd-ee-ff``: the name PXELINUX asks for first."""
     return f"{PXELINUX_DIR}/{PXELINUX_PREFIX}{mac.replace(':', '-')}"
+
+
+def grub_client_config(mac: str) -> str:
+    """``grub/clients/aa:bb:cc:dd:ee:ff.cfg``: GRUB's ``$net_default_mac`` is lower-case hex
+    with colons, as netboot writes MACs."""
+    return f"{GRUB_DIR}/{GRUB_CLIENTS}/{mac}{GRUB_SUFFIX}"
 
 
 def pxelinux_client_part(mac: str, token: str | None = None) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from netboot.config import Loader
 from netboot.lab import ceph, lab
 from netboot.lab.progress import summary_json, summary_table
 from netboot.lab.vm import Accel, Firmware
@@ -26,8 +27,10 @@ def lab_group() -> None:
 @LAB_DIR
 @click.option("--clients", default=1, show_default=True, type=click.IntRange(1, 100),
               help="How many client machines to register (one tap each).")
-@click.option("--loader", type=click.Choice(["ipxe", "pxelinux"]), default="ipxe",
-              show_default=True)
+@click.option("--loader", type=click.Choice([loader.value for loader in Loader]), default="ipxe",
+              show_default=True,
+              help="boot.loader: grub-secureboot boots UEFI clients (lab boot --firmware "
+                   "uefi-secureboot) through Debian's signed shim, GRUB and kernel.")
 @click.option("--lun-size", default="1G", show_default=True, help="Each client's root LUN.")
 @click.option("--unknown", type=click.Choice(["ignore", "boot"]), default="ignore",
               show_default=True, help="What an unregistered machine gets (dhcp.unknown).")
@@ -53,19 +56,22 @@ def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
 @LAB_DIR
 @click.option("--clients", type=click.IntRange(1, 100), default=None,
               help="Boot only the first N clients (default: all).")
-@click.option("--firmware", type=click.Choice([f.value for f in Firmware]),
-              default=Firmware.BIOS.value, show_default=True,
-              help="bios: SeaBIOS and the NIC's iPXE ROM; uefi: OVMF; uefi-http: OVMF's own "
-                   "UEFI HTTP boot (no PXE, no TFTP).")
-@click.option("--uefi", is_flag=True, help="Short for --firmware uefi.")
+@click.option("--firmware", type=click.Choice([f.value for f in Firmware]), default=None,
+              help="bios (SeaBIOS and the NIC's iPXE ROM, the default), uefi (OVMF), "
+                   "uefi-http (OVMF's own UEFI HTTP boot: no PXE, no TFTP) or uefi-secureboot "
+                   "(OVMF enforcing Secure Boot with Microsoft's keys: for a lab up with "
+                   "--loader grub-secureboot).")
+@click.option("--uefi", is_flag=True, help="Same as --firmware uefi.")
 @click.option("--timeout", default=lab.BOOT_TIMEOUT, show_default=True, type=float,
               help="Seconds for every client to reach its root.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
-def boot(lab_dir: Path, clients: int | None, firmware: str, uefi: bool, timeout: float,
+def boot(lab_dir: Path, clients: int | None, firmware: str | None, uefi: bool, timeout: float,
          as_json: bool) -> None:
     """Boot the clients as VMs, show their progress, then seconds to each milestone."""
-    progress, cpu = lab.boot(lab_dir.resolve(), clients,
-                             Firmware.UEFI if uefi else Firmware(firmware), timeout)
+    if uefi and firmware not in (None, Firmware.UEFI):
+        raise click.UsageError(f"--uefi and --firmware {firmware} disagree")
+    chosen = Firmware(firmware) if firmware else Firmware.UEFI if uefi else Firmware.BIOS
+    progress, cpu = lab.boot(lab_dir.resolve(), clients, chosen, timeout)
     if as_json:
         emit_json({"clients": summary_json(progress), "server_cpu_seconds": cpu})
     else:

@@ -2,7 +2,11 @@
 
 The chain is firmware -> boot loader (TFTP, or HTTP for UEFI HTTP boot) ->
 iPXE -> the client's iPXE script over HTTP. A request from iPXE itself gets
-the script URL, never a loader again, so the chain cannot loop.
+the script URL, never a loader again, so the chain cannot loop. The loaders
+that end the chain themselves (they read the firmware's cached DHCP reply and
+never ask again) are the exception: under ``boot.loader: pxelinux`` BIOS
+clients, under ``grub-secureboot`` UEFI x86-64 clients get that loader even
+from iPXE.
 """
 
 from __future__ import annotations
@@ -24,11 +28,19 @@ from netboot.dhcp.options import (
 from netboot.dhcp.packet import Modifier, Request
 
 # TFTP names of the boot loaders (the contract with the TFTP side), per option 93.
-BIOS_LOADERS = {Loader.IPXE: loaders.UNDIONLY, Loader.PXELINUX: loaders.PXELINUX}
+# boot.loader grub-secureboot is for UEFI x86-64 only: BIOS machines keep iPXE.
+BIOS_LOADERS = {Loader.IPXE: loaders.UNDIONLY, Loader.PXELINUX: loaders.PXELINUX,
+                Loader.GRUB_SECUREBOOT: loaders.UNDIONLY}
 UEFI_LOADERS = {
     ClientArch.EFI_BC: loaders.IPXE_EFI,
     ClientArch.EFI_X86_64: loaders.IPXE_EFI,
     ClientArch.EFI_ARM64: loaders.IPXE_ARM64_EFI,
+}
+# Under boot.loader grub-secureboot: Debian's signed shim, which loads the signed GRUB beside
+# it; ARM64 keeps its entry in UEFI_LOADERS.
+SECUREBOOT_LOADERS = {
+    ClientArch.EFI_BC: loaders.SHIM_X64,
+    ClientArch.EFI_X86_64: loaders.SHIM_X64,
 }
 # UEFI HTTP boot (UEFI 2.5 section 24.7) fetches the same loaders over HTTP.
 HTTP_LOADERS = {
@@ -70,12 +82,17 @@ def choose_boot(request: Request, config: Config, token: str | None = None) -> B
     arch = arches[0] if arches else None
     vendor = request.vendor_class
     bios = arch is None or arch == ClientArch.BIOS
+    secureboot = config.boot.loader is Loader.GRUB_SECUREBOOT
     if request.is_ipxe:
         echo = PXE_VENDOR_CLASS if vendor.startswith(PXE_VENDOR_CLASS) else None
         if bios and config.boot.loader is Loader.PXELINUX:
             # A NIC whose ROM is iPXE (QEMU's, many cloud NICs) runs pxelinux.0 as any PXE
             # ROM would; pxelinux reads the ROM's cached DHCP reply, so the chain ends there.
             return BootChoice(BIOS_LOADERS[Loader.PXELINUX], arch, echo, ipxe=True)
+        if secureboot and arch in SECUREBOOT_LOADERS:
+            # Under Secure Boot iPXE could not start Debian's kernel (signed by Debian, not
+            # in the firmware's db): shim can. GRUB reads the cached reply: no loop.
+            return BootChoice(SECUREBOOT_LOADERS[ClientArch(arch)], arch, echo, ipxe=True)
         return BootChoice(urls.script_url(config, request.mac, token), arch, echo, ipxe=True)
     if vendor.startswith(HTTP_VENDOR_CLASS):
         for candidate in arches:
@@ -87,9 +104,10 @@ def choose_boot(request: Request, config: Config, token: str | None = None) -> B
     echo = PXE_VENDOR_CLASS if pxe else None
     if bios:
         return BootChoice(BIOS_LOADERS[config.boot.loader], arch, echo, pxe_rom=pxe)
+    table = {**UEFI_LOADERS, **SECUREBOOT_LOADERS} if secureboot else UEFI_LOADERS
     for candidate in arches:
-        if candidate in UEFI_LOADERS:
-            return BootChoice(UEFI_LOADERS[ClientArch(candidate)], candidate, echo, pxe_rom=pxe)
+        if candidate in table:
+            return BootChoice(table[ClientArch(candidate)], candidate, echo, pxe_rom=pxe)
     return None
 
 

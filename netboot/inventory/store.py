@@ -341,11 +341,12 @@ class Inventory:
     def spend_named(self, mac: str, file: BootFile, user: str, now: float, *,
                     spend: bool = True) -> Spend:
         """Spend the current window's token for ``file``, which the client cannot name
-        (PXELINUX asks for its config by a fixed name)."""
+        (PXELINUX and GRUB ask for their configs by fixed names)."""
         window = self.current_window(mac)
-        if window is None:
-            return Spend(Verdict.UNKNOWN)
-        return self.spend_token(window.tokens[file], mac, file, user, now, spend=spend)
+        token = None if window is None else window.tokens.get(file)
+        if token is None:  # no window, or one opened before netboot knew ``file``
+            return Spend(Verdict.UNKNOWN, window)
+        return self.spend_token(token, mac, file, user, now, spend=spend)
 
     # -- machines that are not registered ------------------------------------------
 

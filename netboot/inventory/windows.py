@@ -1,13 +1,13 @@
 """Boot windows and their tokens: which boot may fetch a client's private files, once each.
 
 A client's private files (its iPXE script, its initrd part with the CHAP
-secrets, its PXELINUX config) are worth stealing, and the address they are
+secrets, its PXELINUX or GRUB config) are worth stealing, and the address they are
 asked from proves nothing: every process on a booted client holds it, and
 any host on the VLAN can take it. What an unprivileged process cannot do is
 the firmware's or iPXE's DHCP exchange (it needs port 68). So that exchange
 opens a *boot window* for the client's MAC, and the window carries one random
 single-use token per private file: the DHCP reply names the script with the
-first, the script (or the PXELINUX config) names the initrd part with the
+first, the script (or the PXELINUX or GRUB config) names the initrd part with the
 next. A token is bound to its MAC, its boot and its file, spent on first use,
 and dead when the window closes (the client reported ``root``) or expires.
 
@@ -34,6 +34,7 @@ class BootFile(StrEnum):
     SCRIPT = "script"  # the iPXE script: its token is in the DHCP reply's boot file name
     CLIENT_PART = "client-part"  # the initrd part: its token is in the script or PXELINUX config
     PXELINUX = "pxelinux"  # the PXELINUX config: a fixed name, so spent by name, once
+    GRUB = "grub"  # the GRUB config (grub/clients/<mac>.cfg): likewise
 
 
 class Verdict(Enum):

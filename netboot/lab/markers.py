@@ -2,8 +2,8 @@
 
 The stages are the ones the server records (:mod:`netboot.inventory.stages`),
 so a board can merge both sources. Firmware and iPXE lines are as
-SeaBIOS + iPXE ROM, OVMF, iPXE 1.0.0+git-20190125 and the Debian kernel
-print them (golden captures in tests/data/serial/).
+SeaBIOS + iPXE ROM, OVMF, iPXE 1.0.0+git-20190125, Debian's shim and GRUB and
+the Debian kernel print them (golden captures in tests/lab/data/serial/).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ _PATTERNS: tuple[tuple[Stage, re.Pattern[str]], ...] = (
     (Stage.FAILED, re.compile(r"No configuration methods|Nothing to boot|Could not boot|"
                               r"No bootable device|"
                               r"Kernel panic - not syncing.*")),
+    # Secure Boot refusing an image: GRUB a kernel that fails shim's check, shim a GRUB
+    (Stage.FAILED, re.compile(r"bad shim signature|Verification failed: .*")),
 )
 
 

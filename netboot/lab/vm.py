@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +33,10 @@ OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: CODE and VARS in one im
 UEFI_HTTP_BOOT_ONLY = ("-global", "virtio-net-pci.romfile=",
                        "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
                        "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
+# Debian's ovmf for Secure Boot: code that enforces it (needs SMM), and variables with
+# Microsoft's keys enrolled (a fresh copy per VM: the firmware writes to them)
+OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
 STOP_GRACE = 5.0
 # Terminal control sequences SeaBIOS, OVMF and iPXE write around their text.
 _ESCAPES = re.compile(rb"\x1b(?:\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z=>])")
@@ -45,6 +49,9 @@ class Firmware(StrEnum):
     BIOS = "bios"  # SeaBIOS and the NIC's iPXE ROM (ipxe-qemu)
     UEFI = "uefi"  # OVMF
     UEFI_HTTP = "uefi-http"  # OVMF's own UEFI HTTP boot: no option ROM on the NIC, no PXE
+    # OVMF enforcing Secure Boot with Microsoft's keys; the NIC without its option ROM, so
+    # OVMF's own PXE runs (QEMU's iPXE ROM of 2019 breaks shim's fetch of GRUB)
+    UEFI_SECUREBOOT = "uefi-secureboot"
 
 
 class Accel(StrEnum):
@@ -67,14 +74,27 @@ class VmSpec:
     append: str = ""
     nic: str = "virtio-net-pci"  # QEMU's model of the one network card
     extra: tuple[str, ...] = ()  # more QEMU arguments (disks, a hub NIC for a probe)
+    # uefi-secureboot: this VM's own copy of the variables (Vm.start makes a fresh one)
+    efi_vars: Path | None = None
 
 
 def qemu_argv(spec: VmSpec) -> list[str]:
     """The QEMU command line for ``spec``; the serial console is stdio, the monitor is off."""
+    nic = spec.nic
     if spec.firmware in (Firmware.UEFI, Firmware.UEFI_HTTP):
         machine = ["-machine", f"q35,accel={spec.accel}", "-bios", str(OVMF)]
         if spec.firmware is Firmware.UEFI_HTTP:
             machine += UEFI_HTTP_BOOT_ONLY
+    elif spec.firmware is Firmware.UEFI_SECUREBOOT:
+        if spec.efi_vars is None:
+            raise LabError(f"VM {spec.name}: Secure Boot firmware needs its own variables file")
+        # SMM keeps the variables (so the enrolled keys) out of the OS's reach; OVMF's
+        # secboot build refuses to start without it
+        machine = ["-machine", f"q35,smm=on,accel={spec.accel}",
+                   "-global", "driver=cfi.pflash01,property=secure,value=on",
+                   "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_SECBOOT_CODE}",
+                   "-drive", f"if=pflash,format=raw,unit=1,file={spec.efi_vars}"]
+        nic += ",romfile="
     else:
         machine = ["-machine", f"pc,accel={spec.accel}"]
     cpu = "host" if spec.accel is Accel.KVM else "qemu64"
@@ -82,7 +102,7 @@ def qemu_argv(spec: VmSpec) -> list[str]:
             "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot"]
     if spec.tap is not None:
         argv += ["-netdev", f"tap,ifname={spec.tap},script=no,downscript=no,id=n0",
-                 "-device", f"{spec.nic},netdev=n0,mac={spec.mac}"]
+                 "-device", f"{nic},netdev=n0,mac={spec.mac}"]
     if spec.kernel is not None:
         argv += ["-kernel", str(spec.kernel)]
         if spec.initrd is not None:
@@ -94,10 +114,13 @@ def qemu_argv(spec: VmSpec) -> list[str]:
     return argv + list(spec.extra)
 
 
+_PATHS = ("kernel", "initrd", "efi_vars")  # a VmSpec's fields that are paths
+
+
 def spec_json(spec: VmSpec) -> dict[str, object]:
     """``spec`` as JSON, for a process that starts the VM later (a lab BMC's power-on)."""
     data = asdict(spec)
-    for key in ("kernel", "initrd"):
+    for key in _PATHS:
         data[key] = None if data[key] is None else str(data[key])
     data["extra"] = list(spec.extra)
     return data
@@ -105,9 +128,8 @@ def spec_json(spec: VmSpec) -> dict[str, object]:
 
 def spec_from_json(data: dict[str, Any]) -> VmSpec:
     return VmSpec(**{**data, "firmware": Firmware(data["firmware"]), "accel": Accel(data["accel"]),
-                     "kernel": None if data["kernel"] is None else Path(data["kernel"]),
-                     "initrd": None if data["initrd"] is None else Path(data["initrd"]),
-                     "extra": tuple(data["extra"])})
+                     **{key: None if data.get(key) is None else Path(data[key])
+                        for key in _PATHS}, "extra": tuple(data["extra"])})
 
 
 def start_detached(spec: VmSpec, console: Path, qemu_log: Path) -> int:
@@ -117,11 +139,24 @@ def start_detached(spec: VmSpec, console: Path, qemu_log: Path) -> int:
     these (a lab BMC's starter holds ipmi_sim's sockets)."""
     if shutil.which(QEMU) is None:
         raise LabError(not_installed(QEMU))
+    fresh_efi_vars(spec)
     console.parent.mkdir(parents=True, exist_ok=True)
     with console.open("ab") as out, qemu_log.open("ab") as err:
         proc = subprocess.Popen(qemu_argv(spec), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=err, start_new_session=True, close_fds=True)
     return proc.pid
+
+
+def fresh_efi_vars(spec: VmSpec) -> None:
+    """Give a Secure Boot VM Microsoft's enrolled variables afresh (at every start: the
+    firmware writes its boot entries there)."""
+    if spec.firmware is not Firmware.UEFI_SECUREBOOT:
+        return
+    if spec.efi_vars is None:
+        raise LabError(f"VM {spec.name}: Secure Boot firmware needs its own variables file")
+    if not OVMF_MS_VARS.is_file():
+        raise LabError(f"{OVMF_MS_VARS} is missing: apt-get install ovmf")
+    shutil.copyfile(OVMF_MS_VARS, spec.efi_vars)
 
 
 @dataclass(frozen=True)
@@ -160,6 +195,8 @@ class Vm:
     """
 
     def __init__(self, spec: VmSpec, log_dir: Path, netns: str | None = None) -> None:
+        if spec.firmware is Firmware.UEFI_SECUREBOOT and spec.efi_vars is None:
+            spec = replace(spec, efi_vars=log_dir / f"{spec.name}.vars.fd")
         self.spec = spec
         self.netns = netns
         self.serial_log = log_dir / f"{spec.name}.serial.log"
@@ -178,6 +215,7 @@ class Vm:
         if self.netns is not None:
             argv = iproute.in_netns(self.netns, argv)
         self.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        fresh_efi_vars(self.spec)
         with self.qemu_log.open("wb") as err:
             self.started, self.started_wall = time.monotonic(), time.time()
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -158,7 +158,7 @@ def check_boot_method(method: BootMethod, golden: Image | None,
     if method is BootMethod.SANBOOT:
         if loader is not Loader.IPXE:
             raise ValidationError(f"--boot-method sanboot needs boot.loader: ipxe (it is {loader}; "
-                                  "PXELINUX cannot log in to an iSCSI target)")
+                                  "of the loaders, only iPXE logs in to an iSCSI target)")
         if golden is None:
             raise ValidationError("--boot-method sanboot needs --image: a disk image built with "
                                   "`netboot image build NAME --debootstrap SUITE --sanboot`")

@@ -13,6 +13,9 @@ What it does differently from tftpy's server, each with a test:
   an unconnected one for everything else: a datagram from a wrong transfer ID
   lands on the second, is answered with error 5, and never reaches the transfer;
 - write requests get error 2: the server is read-only;
+- a name with a leading ``/`` is taken from the TFTP root, as tftpd-hpa's
+  ``--secure`` takes it (GRUB asks for ``/grub/grub.cfg``); HTTP paths are the
+  same names with their ``/``;
 - one client address holds at most ``max_per_source`` transfers and all of them
   at most ``max_sessions``; a request past either gets error 0 (RFC 1350 has no
   code for "busy"; its message says which) and is counted by reason in ``stats``;
@@ -338,7 +341,7 @@ class TftpServer:
     def _open(self, request: Request, peer: tuple[str, int]) -> None:
         ip = IPv4Address(peer[0])
         try:
-            content = self.catalog.open(request.filename, ip)
+            content = self.catalog.open(request.filename.lstrip("/"), ip)
         except NotFound:
             self.stats["not_found"] += 1
             log.info("no file %r for %s", urls.redact(request.filename), ip)

@@ -152,27 +152,52 @@ def test_a_look_without_spending_leaves_the_token_good(catalog_for):
         catalog.open(name, OWNER)
 
 
-def test_pxelinux_config_is_given_once_inside_the_window_with_the_part_token(catalog_for):
-    catalog = catalog_for(loader="pxelinux")
+# The loader configs with fixed names: boot.loader, the name asked for, its client part's path.
+LOADER_CONFIGS = [
+    ("pxelinux", "pxelinux.cfg/01-52-54-00-12-34-56",
+     "clients/52-54-00-12-34-56/{token}/client.img"),
+    ("grub-secureboot", f"grub/clients/{MAC}.cfg", f"clients/{MAC}/{{token}}/client.img"),
+]
+
+
+@pytest.mark.parametrize(("loader", "name", "part"), LOADER_CONFIGS, ids=lambda v: v[:8])
+def test_loader_config_is_given_once_inside_the_window_with_the_part_token(catalog_for, loader,
+                                                                           name, part):
+    catalog = catalog_for(loader=loader)
     window = window_of(catalog)
-    content = catalog.open("pxelinux.cfg/01-52-54-00-12-34-56", OTHER)
-    part = f"clients/52-54-00-12-34-56/{window.tokens[BootFile.CLIENT_PART]}/client.img"
+    content = catalog.open(name, OTHER)
+    part = part.format(token=window.tokens[BootFile.CLIENT_PART])
     assert part.encode() in content.source.data
     with pytest.raises(AccessDenied, match="spent"):
-        catalog.open("pxelinux.cfg/01-52-54-00-12-34-56", OTHER)
+        catalog.open(name, OTHER)
     assert SECRET.encode() in catalog.open(part, OWNER).source.data
 
 
-def test_pxelinux_config_is_refused_outside_a_window(catalog_for):
+@pytest.mark.parametrize(("loader", "name", "part"), LOADER_CONFIGS, ids=lambda v: v[:8])
+def test_loader_config_is_refused_outside_a_window(catalog_for, loader, name, part):
     with pytest.raises(AccessDenied):
-        catalog_for(loader="pxelinux").open("pxelinux.cfg/01-52-54-00-12-34-56", OWNER)
+        catalog_for(loader=loader).open(name, OWNER)
 
 
-def test_pxelinux_config_is_refused_when_clients_boot_ipxe_scripts(catalog_for):
+@pytest.mark.parametrize(("loader", "name", "part"), LOADER_CONFIGS, ids=lambda v: v[:8])
+def test_loader_config_is_refused_when_clients_boot_ipxe_scripts(catalog_for, loader, name,
+                                                                 part):
     catalog = catalog_for()
     window_of(catalog)
-    with pytest.raises(AccessDenied):
-        catalog.open("pxelinux.cfg/01-52-54-00-12-34-56", OWNER)
+    with pytest.raises(AccessDenied, match=r"boot\.loader is ipxe"):
+        catalog.open(name, OWNER)
+
+
+def test_grub_reads_the_same_grub_cfg_everywhere_and_it_names_the_client_config(catalog_for):
+    catalog = catalog_for(loader="grub-secureboot")
+    first, second = (catalog.open("grub/grub.cfg", peer).source.data for peer in (OWNER, OTHER))
+    assert first == second
+    assert b"configfile /grub/clients/${net_default_mac}.cfg\n" in first
+
+
+def test_grub_cfg_is_the_tftp_roots_own_under_other_loaders(catalog_for):
+    with pytest.raises(NotFound):
+        catalog_for().open("grub/grub.cfg", OWNER)
 
 
 def test_without_tokens_the_client_part_is_rendered_for_its_address(catalog_for):
@@ -195,6 +220,12 @@ def test_unregistered_mac_gets_the_not_registered_script_under_policy_boot(catal
     catalog = catalog_for("boot")
     content = catalog.open("clients/52:54:00:ab:cd:ef/boot.ipxe", OTHER)
     assert b"not registered: MAC 52:54:00:ab:cd:ef" in content.source.data
+
+
+def test_unregistered_mac_gets_the_not_registered_grub_config_under_policy_boot(catalog_for):
+    catalog = catalog_for("boot", loader="grub-secureboot")
+    content = catalog.open("grub/clients/52:54:00:ab:cd:ef.cfg", OTHER)
+    assert b'echo "netboot: not registered: MAC 52:54:00:ab:cd:ef"' in content.source.data
 
 
 def test_unregistered_mac_gets_not_found_under_policy_ignore(catalog_for):

@@ -22,6 +22,20 @@ def test_populate_copies_every_boot_file_with_its_package_version_and_sha256(tmp
         assert entry["sha256"] == sha256_file(tmp_path / f.name) == sha256_file(f.source)
 
 
+def test_the_secure_boot_chain_sits_in_a_directory_of_its_own_from_the_signed_packages(
+        tmp_path: Path):
+    populate(tmp_path)
+    manifest = {e["name"]: e for e in json.loads((tmp_path / MANIFEST).read_text())["files"]}
+    shim, grub = manifest["secureboot/x64/shimx64.efi"], manifest["secureboot/x64/grubx64.efi"]
+    assert (shim["package"], shim["source"]) == ("shim-signed", "/usr/lib/shim/shimx64.efi.signed")
+    assert (grub["package"], grub["source"]) == (
+        "grub-efi-amd64-signed", "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
+    for directory in (tmp_path / "secureboot", tmp_path / "secureboot" / "x64"):
+        assert directory.stat().st_mode & 0o777 == 0o755  # the network part reads them
+    names = [f.name for f in BOOT_FILES]
+    assert len(names) == len(set(names))  # no loader overwrites another's file
+
+
 def test_populate_twice_changes_nothing(tmp_path: Path):
     populate(tmp_path)
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}

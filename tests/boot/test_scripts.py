@@ -28,6 +28,10 @@ PART_TOKEN = "0123456789abcdef0123456789abcdef"
     ("pxelinux.by-address.cfg", lambda: scripts.pxelinux_config(CONFIG, CLIENT)),
     ("unregistered.ipxe", lambda: scripts.unregistered_ipxe(CONFIG, UNKNOWN)),
     ("unregistered.pxelinux", lambda: scripts.unregistered_pxelinux(UNKNOWN)),
+    ("grub.cfg", scripts.grub_config),
+    ("grub-client.cfg", lambda: scripts.grub_client_config(CONFIG, CLIENT, PART_TOKEN)),
+    ("grub-client.by-address.cfg", lambda: scripts.grub_client_config(CONFIG, CLIENT)),
+    ("unregistered.grub", lambda: scripts.unregistered_grub(UNKNOWN)),
 ])
 def test_rendered_file_matches_golden(golden: str, rendered):
     assert rendered() == (GOLDEN / golden).read_text()
@@ -62,8 +66,27 @@ def test_pxelinux_config_loads_both_initrds_and_appends_bootif():
     assert "IPAPPEND 2" in lines
 
 
+def test_every_loader_passes_the_same_kernel_arguments_after_its_own():
+    common = scripts.kernel_args(CONFIG)
+    assert common == "console=ttyS0 quiet loglevel=4 netboot.onfail=shell"
+    grub = next(line for line in scripts.grub_client_config(CONFIG, CLIENT).splitlines()
+                if line.startswith("linux "))
+    pxelinux = next(line.strip() for line in scripts.pxelinux_config(CONFIG, CLIENT).splitlines()
+                    if line.strip().startswith("APPEND "))
+    ipxe = " ".join(_kernel_line(scripts.ipxe_script(CONFIG, CLIENT)))
+    assert ipxe.endswith(f" {common} || goto failed")
+    assert grub == f"linux /boot/vmlinuz netboot.mac={CLIENT.mac} {common}"
+    assert pxelinux == f"APPEND {common}"
+
+
+def test_grub_config_loads_both_initrds_in_one_command():
+    lines = scripts.grub_client_config(CONFIG, CLIENT, PART_TOKEN).splitlines()
+    assert f"initrd /boot/initramfs.img /clients/{CLIENT.mac}/{PART_TOKEN}/client.img" in lines
+
+
 def test_no_secret_is_in_any_boot_loader_file():
-    texts = [scripts.ipxe_script(CONFIG, CLIENT), scripts.pxelinux_config(CONFIG, CLIENT)]
+    texts = [scripts.ipxe_script(CONFIG, CLIENT), scripts.pxelinux_config(CONFIG, CLIENT),
+             scripts.grub_client_config(CONFIG, CLIENT)]
     assert not any(CLIENT.chap_secret in t or CLIENT.mutual_secret in t for t in texts)
 
 

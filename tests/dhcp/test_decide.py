@@ -151,6 +151,38 @@ def test_ipxe_on_uefi_with_pxelinux_loader_still_gets_its_script(world):
     assert reply.file.rstrip(b"\0") == URL.encode()
 
 
+def _uefi_x64(arch: int) -> bytes:
+    """OVMF's own PXE (arch 7), or a firmware that sends arch 9."""
+    return frame(MAC, "discover", [("pxe_client_architecture", bytes((0, arch))),
+                                   ("vendor_class_id",
+                                    f"PXEClient:Arch:{arch:05d}:UNDI:003016".encode())])
+
+
+SHIM = b"secureboot/x64/shimx64.efi"
+
+
+@pytest.mark.parametrize(("request_", "boot_file"), [
+    (lambda: _uefi_x64(7), SHIM),
+    (lambda: _uefi_x64(9), SHIM),
+    (lambda: ipxe_uefi(MAC), SHIM),  # an iPXE ROM could not start Debian's kernel under SB
+    (lambda: intel_rom(MAC), b"undionly.kpxe"),  # BIOS has no Secure Boot: iPXE as before
+    (lambda: ipxe_bios(MAC), URL.encode()),
+    (lambda: uefi_arm64(MAC), b"ipxe-arm64.efi"),
+    (lambda: uefi_http(MAC), f"http://{SERVER}:8080/ipxe.efi".encode()),
+], ids=["uefi-arch7", "uefi-arch9", "ipxe-uefi", "bios-rom", "ipxe-bios", "arm64", "http-boot"])
+def test_grub_secureboot_loader_gives_uefi_x64_clients_shim(world, request_, boot_file):
+    w = world("boot:\n  loader: grub-secureboot\n")
+    reply, _ = w.reply(request_())
+    assert reply.file.rstrip(b"\0") == boot_file
+    assert options(reply)[67] == boot_file
+
+
+def test_shim_offer_to_a_pxe_rom_carries_pxeclient_and_discovery_control(world):
+    w = world("boot:\n  loader: grub-secureboot\n")
+    opts = options(w.reply(_uefi_x64(7))[0])
+    assert (opts[60], opts[43], opts[66]) == (b"PXEClient", b"\x06\x01\x08\xff", SERVER.encode())
+
+
 def test_ipxe_on_bios_gets_its_script_url(world):
     w = world()
     reply, _ = w.reply(ipxe_bios(MAC))

@@ -35,3 +35,15 @@ def test_lab_ceph_status_without_a_cluster_fails_with_how_to_start_one(tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (f"Error: no Ceph cluster is up in {tmp_path}: start one "
                                    f"with 'netboot lab ceph up --dir {tmp_path}'")
+
+
+def test_lab_boot_takes_the_secure_boot_firmware_and_up_the_secure_boot_loader(tmp_path):
+    boot = _netboot("lab", "boot", "--dir", str(tmp_path), "--firmware", "uefi-secureboot")
+    assert boot.returncode == 1 and "no lab is up" in boot.stderr  # the choice was accepted
+    assert "grub-secureboot" in _netboot("lab", "up", "--help").stdout
+
+
+def test_lab_boot_refuses_uefi_with_another_firmware(tmp_path):
+    proc = _netboot("lab", "boot", "--dir", str(tmp_path), "--uefi", "--firmware", "bios")
+    assert proc.returncode == 2
+    assert "--uefi and --firmware bios disagree" in proc.stderr

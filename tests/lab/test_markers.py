@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from netboot.lab.markers import Marker, Stage, classify
 from netboot.lab.vm import clean_line
 
@@ -50,6 +52,22 @@ def test_pxelinux_boot_shows_dhcp_loader_and_kernel_loaded_by_pxelinux():
     assert list(stages) == [Stage.DHCP, Stage.LOADER, Stage.KERNEL]
     assert stages[Stage.LOADER][1] == "tftp://198.18.0.1/pxelinux.0"
     assert stages[Stage.KERNEL][1] == "vmlinuz"
+
+
+def test_secure_boot_chain_shows_dhcp_shim_kernel_and_root_in_order():
+    stages = _first_stages("uefi-secureboot-grub-netboot.log")
+    assert list(stages) == [Stage.DHCP, Stage.LOADER, Stage.KERNEL, Stage.INITRAMFS,
+                            Stage.NETWORK, Stage.LOGIN, Stage.ROOT]
+    assert stages[Stage.DHCP][1] == "198.18.0.2"
+
+
+@pytest.mark.parametrize(("line", "detail"), [
+    ("error: bad shim signature.", "bad shim signature"),  # GRUB: a kernel shim refuses
+    ("Verification failed: (0x1A) Security Violation",  # shim: an unsigned GRUB
+     "Verification failed: (0x1A) Security Violation"),
+])
+def test_a_secure_boot_refusal_is_a_failure(line, detail):
+    assert classify(line) == Marker(Stage.FAILED, detail)
 
 
 def test_pxelinux_loading_its_initrd_is_no_stage():

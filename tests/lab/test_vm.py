@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 
 from netboot.lab.topology import LabError
-from netboot.lab.vm import OVMF, Accel, Firmware, VmSpec, lab_mac, qemu_argv
+from netboot.lab.vm import (
+    OVMF,
+    OVMF_MS_VARS,
+    OVMF_SECBOOT_CODE,
+    Accel,
+    Firmware,
+    Vm,
+    VmSpec,
+    fresh_efi_vars,
+    lab_mac,
+    qemu_argv,
+)
 
 
 def _pairs(argv: list[str]) -> list[tuple[str, str]]:
@@ -30,6 +41,34 @@ def test_uefi_vm_uses_q35_and_ovmf():
     pairs = _pairs(qemu_argv(VmSpec("c1", "52:54:00:00:00:01", "t0", firmware=Firmware.UEFI)))
     assert ("-machine", "q35,accel=tcg") in pairs
     assert ("-bios", str(OVMF)) in pairs
+
+
+def test_secure_boot_vm_enforces_it_with_smm_its_own_variables_and_no_nic_rom(tmp_path: Path):
+    spec = VmSpec("c1", "52:54:00:00:00:01", "t0", firmware=Firmware.UEFI_SECUREBOOT,
+                  efi_vars=tmp_path / "c1.vars.fd")
+    argv = qemu_argv(spec)
+    pairs = _pairs(argv)
+    assert ("-machine", "q35,smm=on,accel=tcg") in pairs
+    assert ("-global", "driver=cfi.pflash01,property=secure,value=on") in pairs
+    assert ("-drive", "if=pflash,format=raw,unit=0,readonly=on,"
+            f"file={OVMF_SECBOOT_CODE}") in pairs
+    assert ("-drive", f"if=pflash,format=raw,unit=1,file={tmp_path / 'c1.vars.fd'}") in pairs
+    assert ("-device", "virtio-net-pci,romfile=,netdev=n0,mac=52:54:00:00:00:01") in pairs
+    assert "-bios" not in argv
+
+
+def test_secure_boot_vm_needs_a_variables_file():
+    with pytest.raises(LabError, match="variables"):
+        qemu_argv(VmSpec("c1", "52:54:00:00:00:01", "t0", firmware=Firmware.UEFI_SECUREBOOT))
+
+
+def test_each_secure_boot_vm_starts_from_a_fresh_copy_of_microsofts_variables(tmp_path: Path):
+    vm = Vm(VmSpec("c1", "52:54:00:00:00:01", None, firmware=Firmware.UEFI_SECUREBOOT),
+            tmp_path)
+    assert vm.spec.efi_vars == tmp_path / "c1.vars.fd"
+    vm.spec.efi_vars.write_bytes(b"written by an earlier boot")
+    fresh_efi_vars(vm.spec)  # what start() does first
+    assert vm.spec.efi_vars.read_bytes() == OVMF_MS_VARS.read_bytes()
 
 
 def test_kvm_vm_uses_the_host_cpu():

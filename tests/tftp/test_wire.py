@@ -123,7 +123,7 @@ def test_eight_concurrent_curl_downloads_of_32_mib_all_match(served: Served):
 
 
 @pytest.mark.parametrize("name", [
-    "../secret", "a/../../secret", "./../secret", "/etc/passwd", "..\\secret",
+    "../secret", "a/../../secret", "./../secret", "/../secret", "..\\secret",
     "\\etc\\passwd", "small\\..\\..\\secret", "outlink", "outdir/secret",
 ])
 def test_traversal_forms_get_access_violation(served: Served, tmp_path: Path, name: str):
@@ -132,6 +132,14 @@ def test_traversal_forms_get_access_violation(served: Served, tmp_path: Path, na
     with RawClient(served.tftp.port) as client:
         assert error_of(client.request(name)).code == 2
     assert served.tftp.stats["denied"] == 1
+
+
+def test_a_leading_slash_names_the_tftp_root_as_tftpd_hpa_secure_does(served: Served):
+    with RawClient(served.tftp.port) as client:
+        assert client.download("/small") == (served.root / "small").read_bytes()
+    with RawClient(served.tftp.port) as client:
+        assert error_of(client.request("/etc/passwd")).code == 1  # <root>/etc/passwd: none
+    assert served.tftp.stats["not_found"] == 1
 
 
 @pytest.mark.parametrize("name", ["%2e%2e/secret", "..%2fsecret", "%2e%2e%5csecret"])
