@@ -193,7 +193,8 @@ def test_down_after_up_on_ceph_is_killed_leaves_nothing(tmp_path):
         return cluster is not None and len(cluster.attachments) == 2
 
     try:
-        assert eventually(attached, 90), "lab up never attached its cluster"
+        # a new cluster takes 20-60 s here, several times that on a loaded machine
+        assert eventually(attached, 240), "lab up never attached its cluster"
     finally:
         up.send_signal(signal.SIGKILL)
         up.wait()
