@@ -94,11 +94,12 @@ def add_client(
     """
     host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
     authority = config.target.iqn_authority
-    golden = get_image(config, image) if image else None
-    check_boot_method(boot_method, golden, config.boot.loader)
     overlay = boot_method is BootMethod.OVERLAY
     if overlay:
         check_overlay_store(config)
+    golden = get_image(config, image) if image else None
+    check_boot_method(boot_method, golden, config.boot.loader)
+    if overlay:
         if size is not None:
             raise ValidationError("an overlay client's LUN is its upper layer: give its size "
                                   "with --overlay-size, not --size")

@@ -159,7 +159,8 @@ class FileStore:
                 (Path(tree) / layer).mkdir()
             create_sparse(temp, size)
             ext4_from_tree(Path(tree), temp, "overlay-upper",
-                           f"mke2fs could not make the upper layer {final}", StorageError)
+                           f"mke2fs could not make the upper layer {final}", StorageError,
+                           sparse=True)
         return "empty upper layer (sparse ext4)"
 
     def remove(self, location: Location) -> None:
