@@ -52,3 +52,12 @@ def test_reset_asks_first_and_empties_with_yes(initialised):
     assert "empty the upper layer of" in err and "Aborted" in err
     out = initialised("client", "reset", MAC, "--yes").stdout
     assert "empty upper layer" in out and "deleted" in out
+
+
+def test_lun_list_shows_the_upper_and_the_shared_image(initialised):
+    initialised("image", "build", "builtin", "--builtin")
+    initialised("client", "add", MAC, "--boot-method", "overlay", "--image", "builtin",
+                "--overlay-size", "32M")
+    rows = initialised("lun", "list", MAC).stdout.splitlines()
+    assert rows[1].split()[:2] == ["1", "upper"]
+    assert rows[2].split()[:2] == ["255", "image"] and "builtin@1.img" in rows[2]
