@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,14 +20,16 @@ from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.overlay import reset_upper, set_lower
 from netboot.provisioning.reimage import reimage_client
-from netboot.storage.images import build_image, get_image, remove_image
+from netboot.storage.images import get_image, remove_image
 from netboot.target.model import Lun
 from netboot.target.tgt import TgtBackend
 from tests.conftest import needs_root
+from tests.provisioning.test_reimage import versions  # noqa: F401  (a fixture)
 from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     backend,
     inventory,
+    logged_in,
     qemu_io,
     target_config,
     tgtd,
@@ -40,16 +41,6 @@ MAC = "52:54:00:00:00:33"
 FULL = "52:54:00:00:00:34"
 MARK = "0x6b"
 WRITTEN = f"{(12 << 20):d} 65536"  # inside the 16M upper
-
-
-@pytest.fixture
-def versions(target_config: Config, tmp_path: Path) -> None:
-    """Image ``os`` in two versions."""
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    for release in ("1", "2"):
-        (tree / "release").write_text(release)
-        build_image(target_config, "os", tree)
 
 
 @pytest.fixture
@@ -154,20 +145,9 @@ def test_set_image_and_reset_are_refused_while_the_client_is_logged_in(
         target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
         overlay: Path) -> None:
     client = inventory.get(MAC)
-    url = (f"iscsi://{client.chap_user}%{client.chap_secret}@{tgtd.url}/"
-           f"{client.target_iqn}/{LOWER_LUN}")
-    reader = subprocess.Popen(["iscsi-perf", "-i", client.initiator_iqn, "-t", "30", url],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not [t for t in backend.targets() if t.iqn == client.target_iqn and t.logins]:
-            assert time.monotonic() < deadline, "iscsi-perf did not log in"
-            time.sleep(0.1)
+    with logged_in(tgtd, backend, client, LOWER_LUN):
         with pytest.raises(Conflict, match="is logged in to its target"):
             set_lower(target_config, inventory, MAC, "os@2", backend=backend)
         with pytest.raises(Conflict, match="is logged in to its target"):
             reset_upper(target_config, inventory, MAC, backend=backend)
-    finally:
-        reader.kill()
-        reader.wait()
     assert inventory.get(MAC) == client and os.path.exists(overlay)
