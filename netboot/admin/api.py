@@ -126,13 +126,18 @@ def _client_fields(body: bytes) -> dict[str, object]:
         raise ValidationError("mac is missing")
     size = data.get("size")
     try:
+        method = BootMethod(data.get("boot_method") or BootMethod.INITRAMFS)
+        size = parse_size(size) if isinstance(size, str) else size
+        overlay = method is BootMethod.OVERLAY
         return {
             "mac": normalize_mac(str(data["mac"])),
             "hostname": data.get("hostname"),
             "ip": IPv4Address(data["ip"]) if data.get("ip") else None,
             "image": data.get("image"),
-            "size": parse_size(size) if isinstance(size, str) else size,
-            "boot_method": BootMethod(data.get("boot_method") or BootMethod.INITRAMFS),
+            # an overlay client's size is its upper layer's
+            "size": None if overlay else size,
+            "overlay_size": size if overlay else None,
+            "boot_method": method,
         }
     except ValueError as err:
         raise ValidationError(str(err)) from None

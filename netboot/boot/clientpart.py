@@ -12,8 +12,8 @@ from netboot import initramfs
 from netboot.boot import urls
 from netboot.config import Config
 from netboot.initramfs.cpio import Entry, write_newc
-from netboot.inventory.clients import Client
-from netboot.inventory.luns import ROOT_LUN
+from netboot.inventory.clients import BootMethod, Client
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN
 from netboot.templates import render
 
 CLIENT_CONF = "etc/netboot/client.conf"
@@ -25,6 +25,7 @@ def render_client_conf(config: Config, client: Client) -> str:
         "client.conf.j2", initramfs.DATA,
         client=client, server=config.server.address, report_url=urls.report_url(config, client.mac),
         portal=portal, portal_port=port, lun=ROOT_LUN, mutual=config.target.mutual_chap,
+        lower_lun=LOWER_LUN if client.boot_method is BootMethod.OVERLAY else "",
         root_fstype="ext4", root_options="rw",
     )
 

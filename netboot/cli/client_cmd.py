@@ -1,4 +1,4 @@
-"""`netboot client add|list|show|set|power|remove|reimage`."""
+"""`netboot client add|list|show|set|power|remove|reimage|reset`."""
 
 from __future__ import annotations
 
@@ -16,19 +16,24 @@ from netboot.cli.progress import copy_progress
 from netboot.config import Config
 from netboot.inventory.bmcs import find_bmc
 from netboot.inventory.clients import BootMethod, Client
-from netboot.inventory.luns import extra_luns
+from netboot.inventory.luns import LOWER_LUN, extra_luns
 from netboot.inventory.servers import portal_holder
 from netboot.output import emit_json, fields_table, table, when
 from netboot.power.bmc import Bmc, PowerAction, check_password, read_password_file
 from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
+from netboot.provisioning.overlay import reset_upper, set_lower
 from netboot.provisioning.power import power_clients, remove_client_bmc, set_client_bmc
 from netboot.provisioning.reimage import purge_previous, reimage_client, undo_reimage
 from netboot.size import format_size
 from netboot.storage.backend import describe
 from netboot.storage.location import Location
 from netboot.target import open_backend
+
+POWERED_OFF = click.option(
+    "--powered-off", is_flag=True,
+    help="The machine is off (a session the target still lists is a dead one): go ahead.")
 
 
 def _root(client: Client) -> str | None:
@@ -84,18 +89,26 @@ def client() -> None:
 @click.option("--boot-method", type=click.Choice([m.value for m in BootMethod]),
               default=BootMethod.INITRAMFS.value, show_default=True,
               help="initramfs: netboot's kernel and /init mount the root; sanboot: iPXE boots "
-              "the LUN as a disk (an image built with --sanboot).")
+              "the LUN as a disk (an image built with --sanboot); overlay: /init mounts the "
+              "image version read-only (shared) under the client's own writable layer.")
+@click.option("--overlay-size", type=SIZE,
+              help="An overlay client's writable upper layer, e.g. 2G (default 2G).")
 @pass_app
 def add(app: App, mac: str, hostname: str | None, ip: IPv4Address | None, image: str | None,
-        size: int | None, boot_method: str) -> None:
+        size: int | None, boot_method: str, overlay_size: int | None) -> None:
     """Register the machine with network card MAC, make its root LUN and its target."""
+    method = BootMethod(boot_method)
     with copy_progress(f"cloning {image}") as progress:
         added = add_client(app.config, app.inventory, mac, hostname=hostname, ip=ip,
                            image=image, size=size, backend=open_backend(app.config),
-                           progress=progress, boot_method=BootMethod(boot_method))
+                           progress=progress, boot_method=method, overlay_size=overlay_size)
     click.echo(fields_table(_client_fields(app.config, added.client, show_secrets=False)))
-    root = (f"cloned from image {image} by {added.method}" if image
-            else "blank (no image given)")
+    if method is BootMethod.OVERLAY:
+        root = (f"overlay: image {added.client.image} read-only (LUN {LOWER_LUN}) under an "
+                f"{added.method}")
+    else:
+        root = (f"cloned from image {image} by {added.method}" if image
+                else "blank (no image given)")
     click.echo(f"root LUN: {root}, {format_size(added.client.lun_size)}")
     click.echo(f"target: {added.target}")
 
@@ -173,20 +186,33 @@ def remove(app: App, mac: str, purge: bool) -> None:
               help="A file whose first line is the BMC's password (never give it on the "
               "command line).")
 @click.option("--no-bmc", is_flag=True, help="Forget its BMC.")
+@click.option("--image", metavar="NAME[@N]",
+              help="An overlay client's lower layer: the image version it boots next "
+              "(NAME: its newest); its upper layer stays.")
+@POWERED_OFF
 @pass_app
 def set_(app: App, mac: str, bmc: Bmc | None, bmc_password_file: Path | None,
-         no_bmc: bool) -> None:
-    """Change a registered client: its BMC, for 'netboot client power'."""
+         no_bmc: bool, image: str | None, powered_off: bool) -> None:
+    """Change a registered client: its BMC, for 'netboot client power'; an overlay client's
+    image version (refused while it is logged in to its target, unless --powered-off)."""
     if bmc is not None and no_bmc:
         raise click.UsageError("--bmc and --no-bmc exclude each other")
     if bmc_password_file is not None and bmc is None:
         raise click.UsageError("--bmc-password-file goes with --bmc")
+    if image is not None:
+        if bmc is not None or no_bmc:
+            raise click.UsageError("--image goes alone (set the BMC in another call)")
+        done = set_lower(app.config, app.inventory, mac, image,
+                         backend=open_backend(app.config), powered_off=powered_off)
+        click.echo(f"{done.client.hostname} ({mac}): {done.done}")
+        click.echo(f"target: {done.applied}")
+        return
     if no_bmc:
         removed = remove_client_bmc(app.inventory, mac)
         click.echo(f"{mac}: BMC removed" if removed else f"{mac}: had no BMC")
         return
     if bmc is None:
-        raise click.UsageError("nothing to change: give --bmc URL or --no-bmc")
+        raise click.UsageError("nothing to change: give --bmc URL, --no-bmc or --image")
     app.inventory.get(mac)  # an unknown client is said before the password is asked
     if bmc_password_file is not None:
         password = read_password_file(bmc_password_file)
@@ -259,5 +285,23 @@ def reimage(app: App, mac: str, image: str | None, undo: bool, purge: bool,
         emit_json(client_json(app.config, done.client, False) | {"done": done.done,
                                               "target": str(done.applied)})
         return
+    click.echo(f"{done.client.hostname} ({mac}): {done.done}")
+    click.echo(f"target: {done.applied}")
+
+
+@client.command()
+@click.argument("mac", type=MAC)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@POWERED_OFF
+@pass_app
+def reset(app: App, mac: str, yes: bool, powered_off: bool) -> None:
+    """Empty an overlay client's upper layer: everything it wrote, its identity too, is gone
+    at its next boot. Refused while it is logged in to its target, unless --powered-off."""
+    found = app.inventory.get(mac)
+    if not yes:
+        click.confirm(f"empty the upper layer of {found.hostname} ({mac}), deleting "
+                      "everything it wrote?", abort=True, err=True)
+    done = reset_upper(app.config, app.inventory, mac, backend=open_backend(app.config),
+                       powered_off=powered_off)
     click.echo(f"{done.client.hostname} ({mac}): {done.done}")
     click.echo(f"target: {done.applied}")

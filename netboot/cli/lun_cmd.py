@@ -9,11 +9,13 @@ import click
 
 from netboot.cli.app import App, pass_app
 from netboot.cli.params import LUN_OWNER, SIZE
-from netboot.inventory.luns import ROOT_LUN, LunOwner, OwnerKind, luns_of
+from netboot.inventory.clients import BootMethod
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunOwner, OwnerKind, luns_of
 from netboot.output import emit_json, table, when
 from netboot.provisioning.clients import apply_targets
 from netboot.provisioning.luns import add_lun, remove_lun
 from netboot.size import format_size
+from netboot.storage.images import get_image
 from netboot.storage.location import RBD_SCHEME, Location
 from netboot.target import open_backend
 
@@ -60,13 +62,21 @@ def add(app: App, owner: LunOwner, file: Path | None, device: Path | None, rbd: 
 def list_(app: App, owner: LunOwner, as_json: bool) -> None:
     """List OWNER's LUNs (a client's root, 1, first)."""
     rows = []
+    lower = None
     if owner.kind is OwnerKind.CLIENT:
         client = app.inventory.get(owner.key)
-        rows.append((ROOT_LUN, "root", client.lun_path, client.lun_size, client.created))
+        overlay = client.boot_method is BootMethod.OVERLAY
+        rows.append((ROOT_LUN, "upper" if overlay else "root", client.lun_path,
+                     client.lun_size, client.created))
+        if overlay and client.image:
+            image = get_image(app.config, client.image)
+            lower = (LOWER_LUN, "image (read-only)", str(image.location), image.size,
+                     image.created)
     else:
         owner.target_iqn(app.inventory)  # NotFound, naming it, if it is not registered
     rows += [(r.lun, r.kind.value, r.path, r.size, r.created)
              for r in luns_of(app.inventory, owner)]
+    rows += [lower] if lower else []
     if as_json:
         emit_json([{"lun": n, "kind": k, "path": p, "size": s, "created": c}
                    for n, k, p, s, c in rows])

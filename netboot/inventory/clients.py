@@ -22,10 +22,14 @@ class BootMethod(StrEnum):
     INITRAMFS: netboot's kernel and /init log in and mount an ext4 root image.
     SANBOOT: iPXE logs in and boots the LUN as a disk (the image's own GRUB and
     kernel), handing the session over through the iBFT.
+    OVERLAY: as INITRAMFS, but the root is an overlayfs: its lower layer is the image
+    version itself (``image``), exported read-only and shared by every client on it;
+    its upper layer is the client's own small ext4 LUN (``lun_path``, ``lun_size``).
     """
 
     INITRAMFS = "initramfs"
     SANBOOT = "sanboot"
+    OVERLAY = "overlay"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ from netboot.inventory.hosts import get_host
 from netboot.inventory.store import Inventory
 
 ROOT_LUN = 1  # every client's root: the target, /init, the sanboot URI and the CLI agree on it
+# An overlay client's lower layer (its image version, shared and read-only); LUN 1 is then
+# its upper layer. The last single-level LUN number, so added LUNs keep 2, 3, ... below it.
+LOWER_LUN = 255
 FIRST_HOST_LUN = 1  # a host has no root; its first LUN is 1, where initiators look first
 
 

@@ -277,13 +277,16 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
        kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", discovery_auth: bool = True,
        accel: Accel | None = None, cache_dir: Path | None = None,
        vlan: IPv4Interface = topology.BOOT_VLAN, storage: LabStorage = LabStorage.FILE,
-       ceph_dir: Path | None = None, say: Callable[[str], None] = print) -> LabState:
+       ceph_dir: Path | None = None, boot_method: str = "initramfs",
+       say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
     Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
     ``vlan`` is the server's address and the boot VLAN's subnet (wider for many clients).
     ``storage`` ceph puts the image and roots on RBD: on the cluster up in ``ceph_dir``
     (left up afterwards), else on one the lab makes in its ceph/ (see :func:`plan_ceph`).
+    ``boot_method`` is the clients' (``overlay``: the image shared read-only under each
+    client's own upper layer).
     """
     if ceph_dir is not None and storage is not LabStorage.CEPH:
         raise LabError(f"a Ceph cluster ({ceph_dir}) is for a lab with storage ceph")
@@ -328,7 +331,8 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             for i in range(clients):
                 client = LabClient(f"lab-{i + 1:02d}", lab_mac(i + 1))
                 _run(netboot_argv(config_path, "client", "add", client.mac,
-                                        "--hostname", client.name, "--image", IMAGE), logs)
+                                  "--hostname", client.name, "--image", IMAGE,
+                                  "--boot-method", boot_method), logs)
                 state = replace(state, clients=(*state.clients, client))
                 _save(lab_dir, state)
                 say(f"client {client.name} {client.mac} registered")

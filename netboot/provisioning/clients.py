@@ -28,6 +28,8 @@ from netboot.target.reconcile import reconcile
 
 log = logging.getLogger(__name__)
 
+OVERLAY_SIZE = 2 << 30  # an overlay client's upper layer without --overlay-size
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -80,22 +82,37 @@ def add_client(
     backend: TargetBackend | None = None,
     progress: Progress | None = None,
     boot_method: BootMethod = BootMethod.INITRAMFS,
+    overlay_size: int | None = None,
 ) -> Added:
     """Register a client, make its root LUN and its target; all of it or nothing.
 
     ``mac`` must already be normalised. The address is chosen while the write
     lock is held, so concurrent adds never pick the same one. Without
     ``image`` the root LUN is a blank sparse file (for an installer to fill).
+    An overlay client's LUN 1 is its empty upper layer of ``overlay_size`` bytes
+    (default :data:`OVERLAY_SIZE`); its lower layer is the image version itself.
     """
     host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
     authority = config.target.iqn_authority
+    overlay = boot_method is BootMethod.OVERLAY
+    if overlay:
+        check_overlay_store(config)
     golden = get_image(config, image) if image else None
     check_boot_method(boot_method, golden, config.boot.loader)
+    if overlay:
+        if size is not None:
+            raise ValidationError("an overlay client's LUN is its upper layer: give its size "
+                                  "with --overlay-size, not --size")
+    elif overlay_size is not None:
+        raise ValidationError("--overlay-size is for --boot-method overlay")
     storage = open_storage(config)
-    lun_size = size if size is not None else default_root_size(config, storage, golden)
+    if overlay:
+        lun_size = overlay_size if overlay_size is not None else OVERLAY_SIZE
+    else:
+        lun_size = size if size is not None else default_root_size(config, storage, golden)
     if lun_size < 1 << 20:
         raise ValidationError(f"LUN size {lun_size} is too small (at least 1M)")
-    if golden and lun_size < golden.size:
+    if golden and not overlay and lun_size < golden.size:
         raise ValidationError(f"LUN size {lun_size} is smaller than image {image} "
                               f"({golden.size} bytes)")
     recover_interrupted(config, inventory)
@@ -129,7 +146,8 @@ def add_client(
         logger.info("registered %s as %s (%s); making its root LUN", mac, host, ip)
         made = False
         try:
-            method = storage.make_root(final, golden, lun_size, progress)
+            method = storage.make_upper(final, lun_size) if overlay else \
+                storage.make_root(final, golden, lun_size, progress)
             made = True
             client = inventory.update(mac, provisioned=True)
             applied = apply_targets(config, inventory, backend, client.target_iqn)
@@ -167,9 +185,20 @@ def check_boot_method(method: BootMethod, golden: Image | None,
                 f"image {golden.name} is an ext4 filesystem, not a bootable disk: "
                 "--boot-method sanboot needs an image built with "
                 "`netboot image build NAME --debootstrap SUITE --sanboot`")
+    elif method is BootMethod.OVERLAY and golden is None:
+        raise ValidationError("--boot-method overlay needs --image: its root's read-only "
+                              "lower layer is that image version")
     elif golden is not None and golden.layout is not Layout.FILESYSTEM:
         raise ValidationError(f"image {golden.name} is a bootable disk ({golden.layout.value}), "
                               "which netboot's /init cannot mount: use --boot-method sanboot")
+
+
+def check_overlay_store(config: Config) -> None:
+    """Overlay clients' lower layers are image files, exported as they are."""
+    if config.storage.backend is not StorageKind.FILE:
+        raise ValidationError("--boot-method overlay needs storage.backend: file (an RBD "
+                              "image version is a snapshot, which netboot does not export "
+                              "as a lower layer yet)")
 
 
 def _undo(config: Config, inventory: Inventory, client: Client,

@@ -14,7 +14,7 @@ from pathlib import Path
 from netboot.config import Config
 from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.host.files import create_sparse
-from netboot.inventory.luns import ROOT_LUN, LunKind, LunOwner, LunRecord, OwnerKind
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunKind, LunOwner, LunRecord, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.storage.location import Location
 
@@ -84,6 +84,9 @@ def add_lun(config: Config, inventory: Inventory, owner: LunOwner, *, file: Path
             number = db.execute(f"SELECT coalesce(max(lun) + 1, ?) FROM {owner.table} "
                                 f"WHERE {owner.column} = ?",
                                 (owner.first_lun, owner.key)).fetchone()[0]
+            if owner.kind is OwnerKind.CLIENT and number >= LOWER_LUN:
+                raise Conflict(f"{owner} has LUNs up to {number - 1}: LUN {LOWER_LUN} is "
+                               "kept for an overlay client's lower layer")
             record = LunRecord(owner.key, number, str(path), kind, size, time.time())
             db.execute(f"INSERT INTO {owner.table} ({owner.column}, lun, path, kind, size, "
                        "created) VALUES (?, ?, ?, ?, ?, ?)",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from netboot.config import Config
 from netboot.errors import Conflict, ValidationError
-from netboot.inventory.clients import Client
+from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.provisioning.clients import Applied, apply_targets, check_boot_method
@@ -50,7 +50,7 @@ class Reimaged:
     applied: Applied
 
 
-def _refuse_while_logged_in(client: Client, backend: TargetBackend | None,
+def refuse_while_logged_in(client: Client, backend: TargetBackend | None,
                             powered_off: bool) -> None:
     if backend is None or powered_off:
         return
@@ -72,6 +72,10 @@ def reimage_client(config: Config, inventory: Inventory, mac: str, image: str, *
     """Give client ``mac`` a new root cloned from ``image`` (``NAME`` or ``NAME@N``),
     keeping the one it has as its previous root."""
     client = inventory.get(mac)
+    if client.boot_method is BootMethod.OVERLAY:
+        raise ValidationError(f"{client.hostname} is an overlay client: its root is no clone, "
+                              f"so `netboot client set {mac} --image {image}` moves its lower "
+                              "layer and keeps its upper")
     if client.previous_lun_path is not None:
         raise Conflict(f"{client.hostname} still keeps its previous root "
                        f"({describe(Location.parse(client.previous_lun_path))}, image "
@@ -82,7 +86,7 @@ def reimage_client(config: Config, inventory: Inventory, mac: str, image: str, *
     if client.lun_size < golden.size:
         raise ValidationError(f"image {golden.ref} ({golden.size} bytes) is larger than the "
                               f"root LUN of {client.hostname} ({client.lun_size} bytes)")
-    _refuse_while_logged_in(client, backend, powered_off)
+    refuse_while_logged_in(client, backend, powered_off)
     recover_interrupted_reimage(config, inventory)
     storage = open_storage(config)
     location = storage.root_location(f"{client.hostname}.r{time.time_ns():x}")
@@ -111,7 +115,7 @@ def undo_reimage(config: Config, inventory: Inventory, mac: str, *,
     client = inventory.get(mac)
     if client.previous_lun_path is None:
         raise Conflict(f"{client.hostname} keeps no previous root: nothing to undo")
-    _refuse_while_logged_in(client, backend, powered_off)
+    refuse_while_logged_in(client, backend, powered_off)
     made = client.lun_path
     with provisioning_lock(config, client.hostname):
         client = inventory.update(mac, image=client.previous_image,

@@ -6,6 +6,8 @@ clients after it are not touched, and the record says who stopped it and at whic
 
 ``undo`` does the same backwards for the last roll-out: every client it moved is
 powered off, put back on the root it kept (``client reimage --undo``) and booted.
+An overlay client gets no new root either way: its lower layer is set to the new
+version (back to the one it had, for undo) and its upper layer, with what it wrote, stays.
 Decisions come from :mod:`netboot.rollout.plan`; this module only acts and waits.
 """
 
@@ -18,10 +20,11 @@ from dataclasses import replace
 from netboot.config import Config
 from netboot.errors import Conflict
 from netboot.inventory.bmcs import get_bmc
-from netboot.inventory.clients import Client
+from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.store import Inventory
 from netboot.power.bmc import PowerAction
 from netboot.power.control import power
+from netboot.provisioning.overlay import set_lower
 from netboot.provisioning.reimage import purge_previous, reimage_client, undo_reimage
 from netboot.rollout.plan import Outcome, Verdict, batches, judge
 from netboot.rollout.record import Move, Rollout, load, save
@@ -80,7 +83,11 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
             rollout = rollout.with_move(Move(client.mac, client.hostname, current.image))
             save(config, rollout)  # before the client is touched: undo must know it
             power(get_bmc(inventory, client.mac), PowerAction.OFF)
-            if current.image != target:
+            if current.image != target and current.boot_method is BootMethod.OVERLAY:
+                # no new root: the lower layer changes, the client's upper stays
+                set_lower(config, inventory, client.mac, target, backend=backend,
+                          powered_off=True)
+            elif current.image != target:
                 if current.previous_lun_path is not None:
                     purge_previous(config, inventory, client.mac)  # an older roll-out's
                 reimage_client(config, inventory, client.mac, target, backend=backend,
@@ -108,9 +115,15 @@ def undo(config: Config, inventory: Inventory, *, timeout: float,
     if rollout.undone:
         raise Conflict(f"the last roll-out (to {rollout.version}) was undone already")
     moved = [inventory.get(m.mac) for m in rollout.moves]
+    before = {m.mac: m.previous_image for m in rollout.moves}
     for client in moved:
         power(get_bmc(inventory, client.mac), PowerAction.OFF)
-        if client.previous_lun_path is not None and client.image == rollout.version:
+        previous = before[client.mac]
+        if client.boot_method is BootMethod.OVERLAY:
+            if client.image == rollout.version and previous is not None:
+                set_lower(config, inventory, client.mac, previous, backend=backend,
+                          powered_off=True)
+        elif client.previous_lun_path is not None and client.image == rollout.version:
             undo_reimage(config, inventory, client.mac, backend=backend, powered_off=True)
         say(f"{client.hostname}: back to {inventory.get(client.mac).image}, booting")
     versions = {c.mac: inventory.get(c.mac).image for c in moved}

@@ -50,6 +50,10 @@ class Storage(Protocol):
         """Create ``location``: a clone of ``image`` (None: blank) of ``size`` bytes, whole or
         not at all; returns how it was made (for people)."""
 
+    def make_upper(self, location: Location, size: int) -> str:
+        """Create ``location``: an overlay client's empty upper layer of ``size`` bytes (an
+        ext4 filesystem holding ``upper/`` and ``work/``); returns how it was made."""
+
     def remove(self, location: Location) -> None:
         """Delete a root or LUN made here; one already gone is no error."""
 

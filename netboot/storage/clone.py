@@ -121,6 +121,20 @@ def clone_file(source: Path, target: Path, progress: Progress | None = None) -> 
     return method
 
 
+def ext4_from_tree(tree: Path, path: Path, label: str, what: str,
+                   error: type[NetbootError] = NetbootError, *, sparse: bool = False) -> None:
+    """Make the file ``path`` (its size already set) an ext4 filesystem holding ``tree``, by
+    ``mke2fs -d``: no mount, no root needed. ``sparse``: ``path`` is all holes, so its
+    journal and inode tables are left unwritten (they read as zeros): a 2 GiB filesystem
+    then costs about 1 MiB instead of its 64 MiB journal."""
+    # -T default: 4 KiB blocks even for a small image (mke2fs's "small" type takes 1 KiB),
+    # so a clone that grows it to a whole LUN gets 1/4 the blocks and 1/16 the groups to
+    # add (online, at the client's first boot on RBD: 22 s instead of seconds in TCG)
+    lazy = ["-E", "lazy_itable_init=1,lazy_journal_init=1"] if sparse else []
+    run(["mke2fs", "-q", "-F", "-t", "ext4", "-T", "default", *lazy, "-L", label[:16],
+         "-d", str(tree), str(path)], what=what, error=error)
+
+
 def grow_ext4(path: Path, size: int) -> None:
     """Grow the file ``path`` to ``size`` bytes and its ext2/3/4 filesystem to fill it."""
     if os.path.getsize(path) >= size:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import struct
+import tempfile
 from pathlib import Path
 
 from netboot.config import Config, StorageKind
@@ -27,7 +28,7 @@ from netboot.host.files import (
     remove_stale_temps,
 )
 from netboot.names import validate_image_name
-from netboot.storage.clone import Progress, clone_file, grow_disk, grow_ext4
+from netboot.storage.clone import Progress, clone_file, ext4_from_tree, grow_disk, grow_ext4
 from netboot.storage.location import Location, Store
 from netboot.storage.model import (
     HEAD_BYTES,
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".img"
 NOTE_SUFFIX = ".json"  # beside each image version: how it was made
+UPPER_DIRS = ("upper", "work")  # an overlay upper LUN's directories: overlayfs' upperdir, workdir
 
 
 FS_IOC_FIEMAP = 0xC020660B  # _IOWR('f', 11, struct fiemap), linux/fs.h
@@ -144,6 +146,22 @@ class FileStore:
             method = clone_file(image.path, temp, progress)
             (grow_disk if image.layout is Layout.DISK else grow_ext4)(temp, size)
         return method.value
+
+    def make_upper(self, location: Location, size: int) -> str:
+        """An overlay client's upper layer at ``location``: a sparse ext4 file of ``size``
+        bytes holding the empty directories ``upper/`` and ``work/``, whole or not at all."""
+        final = Path(location.name)
+        if final.exists():
+            raise Conflict(f"{final} already exists (the data of a removed client?); "
+                           "move it away or choose another --hostname")
+        with tempfile.TemporaryDirectory() as tree, atomic_path(final) as temp:
+            for layer in UPPER_DIRS:
+                (Path(tree) / layer).mkdir()
+            create_sparse(temp, size)
+            ext4_from_tree(Path(tree), temp, "overlay-upper",
+                           f"mke2fs could not make the upper layer {final}", StorageError,
+                           sparse=True)
+        return "empty upper layer (sparse ext4)"
 
     def remove(self, location: Location) -> None:
         Path(location.name).unlink(missing_ok=True)

@@ -25,7 +25,13 @@ from netboot.initramfs import kernel
 from netboot.inventory.store import Inventory
 from netboot.size import parse_size
 from netboot.storage.backend import Storage, open_storage
-from netboot.storage.clone import Method, Progress, clone_file, is_ext_filesystem
+from netboot.storage.clone import (
+    Method,
+    Progress,
+    clone_file,
+    ext4_from_tree,
+    is_ext_filesystem,
+)
 from netboot.storage.filestore import detect_layout
 from netboot.storage.model import Image, ImageError, Layout, parse_image_ref
 from netboot.storage.osfiles import OsOptions
@@ -80,12 +86,8 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     with atomic_path(final, mode=IMAGE_MODE) as temp:
         with open(temp, "xb") as f:
             f.truncate(size)
-        # -T default: 4 KiB blocks even for a small image (mke2fs's "small" type takes 1 KiB),
-        # so the clone that grows it to a whole LUN gets 1/4 the blocks and 1/16 the groups
-        # to add (online, at the client's first boot on RBD: 22 s instead of seconds in TCG)
-        run(["mke2fs", "-q", "-F", "-t", "ext4", "-T", "default", "-L", name[:16],
-             "-d", str(from_dir), str(temp)],
-            what=f"mke2fs could not build image {name} from {from_dir}", error=ImageError)
+        ext4_from_tree(from_dir, temp, name,
+                       f"mke2fs could not build image {name} from {from_dir}", ImageError)
     return storage.keep_image(name, final, made or f"mke2fs -d {from_dir}")
 
 

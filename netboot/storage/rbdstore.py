@@ -294,6 +294,11 @@ class RbdStore:
                 image.metadata_set(*NO_CACHE)
         return have, created
 
+    def make_upper(self, location: Location, size: int) -> str:
+        raise StorageError("overlay clients need the file store for now (storage.backend: "
+                           "file): their shared lower layer would be an RBD snapshot, which "
+                           "netboot does not export yet")
+
     def remove(self, location: Location) -> None:
         with self._pool(location.pool) as io:
             self._remove(io, location.image)

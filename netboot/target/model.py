@@ -31,11 +31,18 @@ class Account:
 @dataclass(frozen=True)
 class Lun:
     """One logical unit: its number on the target and the storage behind it (``path``: a
-    file or device, or ``POOL/IMAGE`` for an RBD image)."""
+    file or device, or ``POOL/IMAGE`` for an RBD image); ``readonly``: the target refuses
+    writes to it (an overlay client's shared lower layer)."""
 
     number: int
     path: str
     store: Store = Store.FILE
+    readonly: bool = False
+
+    def same_storage(self, other: Lun | None) -> bool:
+        """Whether ``other`` is this LUN's number and storage (read-only or not)."""
+        return other is not None and (self.number, self.path, self.store) == (
+            other.number, other.path, other.store)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,16 @@ add`` and at ``serve`` start); such a client gets no target meanwhile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from netboot.config import Config
-from netboot.inventory.clients import Client
+from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.hosts import DiscoveryMutual, Host, Identity, discovery_mutual, hosts
-from netboot.inventory.luns import ROOT_LUN, LunRecord, extra_luns, host_luns
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunRecord, extra_luns, host_luns
 from netboot.inventory.store import Inventory
-from netboot.storage.location import Location
+from netboot.storage.backend import open_storage
+from netboot.storage.location import Location, Store
+from netboot.storage.model import StorageError, parse_image_ref
 from netboot.target import Account, DesiredState, Lun, Outcome, TargetBackend, TargetSpec
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,16 @@ def _spec(config: Config, who: Identity, mac: str | None, luns: tuple[Lun, ...])
     )
 
 
-def target_spec(config: Config, client: Client, luns: Iterable[LunRecord] = ()) -> TargetSpec:
-    """One client's target: its root as LUN 1, its extra LUNs, its IQN alone, its CHAP."""
+def target_spec(config: Config, client: Client, luns: Iterable[LunRecord] = (),
+                lower: Location | None = None) -> TargetSpec:
+    """One client's target: its root as LUN 1 (an overlay client's upper layer), its extra
+    LUNs, an overlay client's ``lower`` layer read-only as :data:`LOWER_LUN`, its IQN
+    alone, its CHAP."""
     assert client.lun_path is not None
+    shared = (Lun(LOWER_LUN, lower.name, lower.store, readonly=True),) if lower else ()
     return _spec(config, client, client.mac,
-                 (_lun(ROOT_LUN, client.lun_path), *(_lun(r.lun, r.path) for r in luns)))
+                 (_lun(ROOT_LUN, client.lun_path), *(_lun(r.lun, r.path) for r in luns),
+                  *shared))
 
 
 def host_target_spec(config: Config, host: Host, luns: Iterable[LunRecord] = ()) -> TargetSpec:
@@ -69,9 +76,11 @@ def _by_owner(luns: Iterable[LunRecord]) -> dict[str, list[LunRecord]]:
 
 def desired_state(config: Config, clients: Iterable[Client], luns: Iterable[LunRecord],
                   hosts: Iterable[Host] = (), host_luns: Iterable[LunRecord] = (),
-                  discovery_mutual: DiscoveryMutual | None = None) -> DesiredState:
+                  discovery_mutual: DiscoveryMutual | None = None,
+                  lowers: Mapping[str, Location] | None = None) -> DesiredState:
     """The targets of every provisioned client (the others, mid-provisioning, get none yet)
-    and of every SAN host.
+    and of every SAN host. ``lowers``: where each image version overlay clients are set
+    to lives (by ``NAME@N``); one missing gives its clients no lower LUN.
 
     Discovery accounts: the clients' first, in the order they always had, then the
     hosts'. The discovery mutual account is bound while there are hosts (only they are
@@ -80,7 +89,9 @@ def desired_state(config: Config, clients: Iterable[Client], luns: Iterable[LunR
     by_mac = _by_owner(luns)
     by_host = _by_owner(host_luns)
     host_specs = tuple(host_target_spec(config, h, by_host.get(h.name, ())) for h in hosts)
-    specs = tuple(target_spec(config, c, by_mac.get(c.mac, ()))
+    lowers = lowers or {}
+    specs = tuple(target_spec(config, c, by_mac.get(c.mac, ()),
+                              lowers.get(c.image or "") if _overlay(c) else None)
                   for c in clients if c.provisioned and c.lun_path) + host_specs
     auth = config.target.discovery_auth
     discovery = tuple(s.incoming for s in specs) if auth else ()
@@ -91,10 +102,42 @@ def desired_state(config: Config, clients: Iterable[Client], luns: Iterable[LunR
                         discovery_out=answer)
 
 
+def _overlay(client: Client) -> bool:
+    return client.boot_method is BootMethod.OVERLAY
+
+
+def lower_locations(config: Config, clients: Iterable[Client]) -> dict[str, Location]:
+    """Where the image versions overlay ``clients`` are set to live, by ``NAME@N``; a
+    version the store does not hold (removed behind netboot's back) is left out, logged."""
+    wanted = sorted({c.image for c in clients if _overlay(c) and c.image})
+    if not wanted:
+        return {}
+    storage = open_storage(config)
+    found: dict[str, Location] = {}
+    for ref in wanted:
+        try:
+            image = storage.find_image(parse_image_ref(ref))
+        except (StorageError, ValueError) as err:
+            image, why = None, str(err)
+        else:
+            why = "not in the image store"
+        if image is not None and image.location.store is not Store.FILE:
+            # an RBD version is a snapshot of the image, not the image's head: not served yet
+            image, why = None, "on RBD (overlay clients need the file store)"
+        if image is None:
+            log.error("reconcile: image %s of overlay clients: %s; their targets get no "
+                      "lower LUN", ref, why)
+            continue
+        found[ref] = image.location
+    return found
+
+
 def reconcile(config: Config, inventory: Inventory, backend: TargetBackend) -> Outcome:
     """Make the target match the inventory (clients still being provisioned get none yet)."""
-    desired = desired_state(config, inventory.clients(), extra_luns(inventory),
-                            hosts(inventory), host_luns(inventory), discovery_mutual(inventory))
+    clients = inventory.clients()
+    desired = desired_state(config, clients, extra_luns(inventory), hosts(inventory),
+                            host_luns(inventory), discovery_mutual(inventory),
+                            lower_locations(config, clients))
     outcome = backend.apply(desired)
     if outcome.changes:
         log.info("reconcile: %d change(s) for %d target(s)", len(outcome.changes),

@@ -146,6 +146,9 @@ class Param(Enum):
     # two tgtds exporting one image (a failover pair) would show two disks
     SCSI_ID = "scsi_id"
     SCSI_SN = "scsi_sn"
+    # the LU refuses writes with DATA PROTECT / WRITE PROTECTED (usr/spc.c lu_config; tgt
+    # reads it only in an update, not when the LU is made: usr/target.c tgt_device_create)
+    READONLY = "readonly"
     TARGETNAME = "targetname"  # --targetname
     INITIATOR_NAME = "initiator-name"  # --initiator-name
     USER = "user"  # --user

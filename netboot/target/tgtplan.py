@@ -124,6 +124,13 @@ def _identify_lun(tid: int, iqn: str, number: int) -> Request:
                    params=((Param.SCSI_ID, scsi_id), (Param.SCSI_SN, scsi_sn)))
 
 
+def _readonly(tid: int, number: int, readonly: bool) -> Request:
+    """tgt takes ``readonly`` only in an update of a LU that exists (``usr/target.c``
+    ``tgt_device_create`` ignores it); writes then get DATA PROTECT (``usr/sbc.c``)."""
+    return Request(Mode.DEVICE, Operation.UPDATE, tid=tid, lun=number,
+                   params=((Param.READONLY, "1" if readonly else "0"),))
+
+
 def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[str] = (),
          discovery: list[Account] | None = None, discovery_out: Account | None = None,
          prune: bool = False, known: Mapping[str, str], rbd_options: str = "") -> list[Op]:
@@ -194,21 +201,30 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
                             f"unbind outgoing account {out} from {spec.iqn}", spec.iqn))
             out = None
         wanted_luns = {lun.number: lun for lun in spec.luns}
-        if have is not None and any(wanted_luns.get(n) != lun for n, lun in luns.items()):
-            # a LUN goes (a reimaged root, a removed extra LUN): its sessions go first, as
-            # for a removed target; tgtd cannot delete a LUN with answers still queued
+        if have is not None and any(not lun.same_storage(wanted_luns.get(n))
+                                    for n, lun in luns.items()):
+            # a LUN goes (a reimaged root, a removed extra LUN, an overlay client's lower
+            # on another version): its sessions go first, as for a removed target; tgtd
+            # cannot delete a LUN with answers still queued
             first += close_connections(have)
         for number, lun in sorted(luns.items()):
-            if wanted_luns.get(number) != lun:
+            if not lun.same_storage(wanted_luns.get(number)):
                 last.append(Op(Request(Mode.DEVICE, Operation.DELETE, tid=tid, lun=number),
                                f"delete LUN {number} of {spec.iqn}", spec.iqn))
         for number, lun in sorted(wanted_luns.items()):
-            if luns.get(number) != lun:
+            had = luns.get(number)
+            if not lun.same_storage(had):
                 last.append(Op(_new_lun(tid, lun, rbd_options),
                                f"add LUN {number} ({Location(lun.store, lun.path)}) to {spec.iqn}",
                                spec.iqn))
                 last.append(Op(_identify_lun(tid, spec.iqn, number),
                                f"set the SCSI id of LUN {number} of {spec.iqn}", spec.iqn))
+                had = None
+            if lun.readonly != (had.readonly if had else False):
+                # before the ACL admits anyone to a new target; in place on an existing LUN
+                last.append(Op(_readonly(tid, number, lun.readonly),
+                               f"make LUN {number} of {spec.iqn} "
+                               f"{'read-only' if lun.readonly else 'writable'}", spec.iqn))
         for user in want_in[len(incoming):]:
             last.append(Op(_account(Operation.BIND, user, tid),
                            f"bind account {user} to {spec.iqn}", spec.iqn))

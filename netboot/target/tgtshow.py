@@ -54,6 +54,7 @@ def parse_targets(text: str) -> list[TgtTarget]:
         section = ""
         luns: dict[int, str] = {}
         stores: dict[int, Store] = {}
+        readonly: set[int] = set()
         lun: int | None = None
         incoming: list[str] = []
         outgoing: str | None = None
@@ -77,6 +78,8 @@ def parse_targets(text: str) -> list[TgtTarget]:
             elif section == "LUN information":
                 if text_.startswith("LUN: "):
                     lun = int(text_.split(":", 1)[1])
+                elif text_ == "Readonly: Yes" and lun:
+                    readonly.add(lun)
                 elif text_.startswith("Backing store type: ") and lun:
                     rbd = text_.split(": ", 1)[1] == RBD_BSTYPE
                     stores[lun] = Store.RBD if rbd else Store.FILE
@@ -91,7 +94,8 @@ def parse_targets(text: str) -> list[TgtTarget]:
                 initiators.append(text_)
         found.append(TgtTarget(int(head[1]), TargetState(
             iqn=head[2],
-            luns=tuple(Lun(n, p, stores.get(n, Store.FILE)) for n, p in sorted(luns.items())),
+            luns=tuple(Lun(n, p, stores.get(n, Store.FILE), n in readonly)
+                       for n, p in sorted(luns.items())),
             initiators=tuple(initiators),
             incoming=tuple(incoming),
             outgoing=outgoing,

@@ -1,18 +1,26 @@
 """The per-client initrd part: its files, their modes, and the golden client.conf."""
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from netboot.boot.clientpart import build_client_part, render_client_conf
+from netboot.inventory.clients import BootMethod
 from tests.conftest import SAMPLE_CLIENT
 
 GOLDEN = Path(__file__).parent / "golden" / "client.conf"
+OVERLAY_GOLDEN = Path(__file__).parent / "golden" / "client.overlay.conf"
 
 CLIENT = SAMPLE_CLIENT
 
 
 def test_client_conf_matches_golden(make_config):
     assert render_client_conf(make_config(), CLIENT) == GOLDEN.read_text()
+
+
+def test_overlay_client_conf_names_the_method_and_the_lower_lun(make_config):
+    overlay = replace(CLIENT, boot_method=BootMethod.OVERLAY, image="web@3")
+    assert render_client_conf(make_config(), overlay) == OVERLAY_GOLDEN.read_text()
 
 
 def test_client_conf_without_mutual_chap_has_empty_reverse_credentials(make_config):

@@ -27,6 +27,7 @@ from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
     backend,
     inventory,
+    logged_in,
     qemu_io,
     target_config,
     tgtd,
@@ -107,20 +108,9 @@ def test_a_reimage_is_refused_while_the_client_is_logged_in(
         target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
         written) -> None:
     client = inventory.get(MAC)
-    url = (f"iscsi://{client.chap_user}%{client.chap_secret}@{tgtd.url}/"
-           f"{client.target_iqn}/1")
-    reader = subprocess.Popen(["iscsi-perf", "-i", client.initiator_iqn, "-t", "30", url],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not [t for t in backend.targets() if t.iqn == client.target_iqn and t.logins]:
-            assert time.monotonic() < deadline, "iscsi-perf did not log in"
-            time.sleep(0.1)
-        with pytest.raises(Conflict, match="is logged in to its target"):
-            reimage_client(target_config, inventory, MAC, "os@2", backend=backend)
-    finally:
-        reader.kill()
-        reader.wait()
+    with logged_in(tgtd, backend, client), \
+            pytest.raises(Conflict, match="is logged in to its target"):
+        reimage_client(target_config, inventory, MAC, "os@2", backend=backend)
     assert inventory.get(MAC) == client
 
 

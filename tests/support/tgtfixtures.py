@@ -11,7 +11,9 @@ import random
 import socket
 import subprocess
 import textwrap
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -173,6 +175,24 @@ def qemu_io(tgtd: Tgtd, client: Client, command: str, *, lun: int = 1,
             f"lun={lun},user={client.chap_user},password={client.chap_secret},"
             f"initiator-name={client.initiator_iqn}")
     return iscsi(["qemu-io", *([] if write else ["-r"]), "--image-opts", opts, "-c", command])
+
+
+@contextmanager
+def logged_in(tgtd: Tgtd, backend: TgtBackend, client: Client, lun: int = 1) -> Iterator[None]:
+    """An initiator (libiscsi's iscsi-perf, reading LUN ``lun``) logged in to ``client``'s
+    target for the block, as a running client would be."""
+    url = f"iscsi://{client.chap_user}%{client.chap_secret}@{tgtd.url}/{client.target_iqn}/{lun}"
+    reader = subprocess.Popen(["iscsi-perf", "-i", client.initiator_iqn, "-t", "30", url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not [t for t in backend.targets() if t.iqn == client.target_iqn and t.logins]:
+            assert time.monotonic() < deadline, "iscsi-perf did not log in"
+            time.sleep(0.1)
+        yield
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 @pytest.fixture

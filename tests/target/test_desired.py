@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from netboot.inventory.clients import Client
+from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.hosts import DiscoveryMutual, Host
-from netboot.inventory.luns import LunKind, LunRecord
+from netboot.inventory.luns import LOWER_LUN, LunKind, LunRecord
 from netboot.provisioning.initiator import initiator_config
+from netboot.storage.location import Location, Store
 from netboot.target.model import Account, Lun
 from netboot.target.reconcile import desired_state
 
@@ -140,3 +142,26 @@ def test_serve_has_no_target_service_when_manage_is_off(make_config) -> None:
 
     config = make_config("target:\n  manage: false\n")
     assert "target" not in [s.name for s in build_services(config, lambda: None)]
+
+
+def test_an_overlay_client_gets_its_upper_as_lun_1_and_its_image_read_only(make_config) -> None:
+    one = replace(client("one", "52:54:00:00:00:0a"), boot_method=BootMethod.OVERLAY,
+                  image="builtin@2")
+    two = replace(client("two", "52:54:00:00:00:0b"), boot_method=BootMethod.OVERLAY,
+                  image="builtin@2")
+    extra = LunRecord(one.mac, 2, "/srv/data.raw", "file", 1 << 20, 0.0)
+    image = Location(Store.FILE, "/var/lib/netboot/images/builtin@2.img")
+    state = desired_state(make_config(), [one, two, ALPHA], [extra],
+                          lowers={"builtin@2": image, "builtin@1": Location(Store.FILE, "/x")})
+    luns = {t.iqn: t.luns for t in state.targets}
+    assert luns[one.target_iqn] == (Lun(1, one.lun_path), Lun(2, "/srv/data.raw"),
+                                    Lun(LOWER_LUN, image.name, readonly=True))
+    assert luns[two.target_iqn] == (Lun(1, two.lun_path),
+                                    Lun(LOWER_LUN, image.name, readonly=True))
+    assert luns[ALPHA.target_iqn] == (Lun(1, ALPHA.lun_path),)  # a full clone: no lower
+
+
+def test_an_overlay_client_whose_image_version_is_gone_gets_no_lower_lun(make_config) -> None:
+    gone = replace(ALPHA, boot_method=BootMethod.OVERLAY, image="builtin@9")
+    (target,) = desired_state(make_config(), [gone], [], lowers={}).targets
+    assert target.luns == (Lun(1, gone.lun_path),)

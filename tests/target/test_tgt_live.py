@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from netboot.config import Config
-from netboot.inventory.luns import LunOwner, OwnerKind
+from netboot.inventory.clients import BootMethod
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunOwner, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.luns import add_lun
 from netboot.storage.images import Image
+from netboot.target.model import Lun
 from netboot.target.reconcile import reconcile
 from netboot.target.tgt import TgtBackend
 from tests.conftest import needs_root
@@ -275,3 +277,44 @@ def test_seventeenth_discovery_account_is_left_out_and_tgtd_survives(
     first = clients[0]
     assert discover(tgtd, first.initiator_iqn, first.chap_user,
                     first.chap_secret).returncode == 0
+
+
+def test_overlay_clients_share_the_image_read_only_and_write_their_own_upper(
+        tgtd: Tgtd, target_config: Config, inventory: Inventory, backend: TgtBackend,
+        builtin_image: Image) -> None:
+    """Two overlay clients: LUN 255 of each target is the image file itself, read-only
+    over the wire (tgt answers a write with DATA PROTECT), readable; LUN 1 is each one's
+    own upper layer, writable. A second reconcile changes nothing."""
+    before = builtin_image.path.read_bytes()
+    one = add_client(target_config, inventory, MAC1, image="builtin", backend=backend,
+                     boot_method=BootMethod.OVERLAY, overlay_size=16 << 20).client
+    two = add_client(target_config, inventory, MAC2, image="builtin", backend=backend,
+                     boot_method=BootMethod.OVERLAY).client
+    assert (one.lun_size, two.lun_size) == (16 << 20, 2 << 30)
+    shown = {t.iqn: t.luns for t in backend.targets()}
+    for client in (one, two):
+        assert shown[client.target_iqn] == (
+            Lun(ROOT_LUN, str(client.lun_path)),
+            Lun(LOWER_LUN, str(builtin_image.path), readonly=True))
+    # QEMU reads the write-protect bit (MODE SENSE) and will not open it for writing ...
+    denied = qemu_io(tgtd, one, "write -P 0xaa 0 64k", lun=LOWER_LUN, write=True)
+    assert denied.returncode != 0 and "write protected" in denied.stderr, denied
+    # ... and WRITE commands sent anyway are refused: libiscsi's read-only SBC test sends
+    # WRITE 10/12/16, WRITE AND VERIFY, WRITE SAME ... and expects DATA PROTECT. tgt 1.0.85
+    # answers each WRITE so; WRITE SAME it refuses earlier, with ILLEGAL REQUEST (its
+    # usr/sbc.c checks the CDB before the read-only flag): refused all the same.
+    url = (f"iscsi://{one.chap_user}%{one.chap_secret}@{tgtd.url}/{one.target_iqn}/"
+           f"{LOWER_LUN}")
+    done = iscsi(["iscsi-test-cu", "--dataloss", "--test=ALL.ReadOnly.ReadOnlySBC", "-i",
+                  one.initiator_iqn, url])
+    report = done.stdout + done.stderr
+    assert "Test: ReadOnlySBC" in report and "--dataloss flag is not set" not in report, report
+    failed = [line for line in report.splitlines() if "[FAILED]" in line]
+    assert all("WRITESAME" in line and "failed with wrong sense" in line
+               for line in failed), report
+    read = qemu_io(tgtd, two, "read -v 1080 2", lun=LOWER_LUN)
+    assert read.returncode == 0 and "53 ef" in read.stdout, read.stderr
+    wrote = qemu_io(tgtd, one, "write -P 0x55 8M 64k", write=True)
+    assert wrote.returncode == 0 and "error" not in wrote.stdout.lower(), wrote
+    assert builtin_image.path.read_bytes() == before
+    assert not reconcile(target_config, inventory, backend)

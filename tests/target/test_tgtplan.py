@@ -306,3 +306,78 @@ def test_ensure_of_one_target_leaves_discovery_out_alone(observed: Observed) -> 
     bound = replace(observed, accounts=(*observed.accounts, DISCOVERY_OUT.user),
                     discovery_out=DISCOVERY_OUT.user)
     assert plan(bound, [ALPHA_SPEC], known=KNOWN) == []
+
+
+# Two overlay clients as a live tgtd showed them (tests/target/test_tgt_live.py): LUN 1 each
+# one's upper layer, LUN 255 the one image file, read-only.
+OVERLAY_IMAGE = "/tmp/nbsmoke/state/images/builtin@1.img"
+
+
+def overlay_spec(name: str) -> TargetSpec:
+    host = f"node-5254001234{name}"
+    return TargetSpec(iqn=f"{AUTH}:target:{host}", mac=f"52:54:00:12:34:{name}",
+                      luns=(Lun(1, f"/tmp/nbsmoke/state/luns/{host}.img"),
+                            Lun(255, OVERLAY_IMAGE, readonly=True)),
+                      initiators=(f"{AUTH}:initiator:{host}",),
+                      incoming=Account(host, "x" * 16),
+                      outgoing=Account(f"{host}-target", "y" * 16))
+
+
+@pytest.fixture
+def overlay_observed() -> Observed:
+    targets = parse_targets((DATA / "show-target-overlay.txt").read_text())
+    users = tuple(u for t in targets for u in (*t.state.incoming, t.state.outgoing) if u)
+    return Observed(tuple(targets), users, ())
+
+
+def overlay_known(*specs: TargetSpec) -> dict[str, str]:
+    return {a.user: fingerprint(a) for s in specs for a in (s.incoming, s.outgoing) if a}
+
+
+def test_parse_targets_reads_which_luns_are_read_only(overlay_observed: Observed) -> None:
+    for target in overlay_observed.targets:
+        assert [(lun.number, lun.readonly) for lun in target.state.luns] == [
+            (1, False), (255, True)]
+        assert target.state.luns[1].path == OVERLAY_IMAGE
+
+
+def test_an_overlay_target_as_tgtd_shows_it_needs_nothing(overlay_observed: Observed) -> None:
+    specs = [overlay_spec("01"), overlay_spec("02")]
+    assert plan(overlay_observed, specs, known=overlay_known(*specs)) == []
+
+
+def test_a_new_read_only_lun_is_made_read_only_before_the_acl_admits_anyone() -> None:
+    spec_ = overlay_spec("01")
+    ops = plan(Observed((), (), ()), [spec_], known={})
+    whats = kinds(ops)
+    readonly = whats.index(f"make LUN 255 of {spec_.iqn} read-only")
+    assert whats.index(f"add LUN 255 ({OVERLAY_IMAGE}) to {spec_.iqn}") < readonly
+    assert readonly < whats.index(f"admit initiator {spec_.initiators[0]} "
+                                  f"to {spec_.iqn}")
+    request = ops[readonly].request
+    assert (request.mode, request.op, request.lun, request.params) == (
+        Mode.DEVICE, Operation.UPDATE, 255, ((Param.READONLY, "1"),))
+    assert not any("read-only" in w for w in whats if "LUN 1 " in w)
+
+
+def test_a_lun_that_lost_its_read_only_flag_gets_it_back_in_place(
+        overlay_observed: Observed) -> None:
+    first = overlay_observed.targets[0]
+    writable = tuple(replace(lun, readonly=False) for lun in first.state.luns)
+    observed = replace(overlay_observed, targets=(
+        replace(first, state=replace(first.state, luns=writable)),
+        *overlay_observed.targets[1:]))
+    specs = [overlay_spec("01"), overlay_spec("02")]
+    assert kinds(plan(observed, specs, known=overlay_known(*specs))) == [
+        f"make LUN 255 of {specs[0].iqn} read-only"]
+
+
+def test_another_image_version_replaces_the_lower_lun(overlay_observed: Observed) -> None:
+    moved = overlay_spec("01")
+    newer = "/tmp/nbsmoke/state/images/builtin@2.img"
+    moved = replace(moved, luns=(moved.luns[0], Lun(255, newer, readonly=True)))
+    specs = [moved, overlay_spec("02")]
+    assert kinds(plan(overlay_observed, specs, known=overlay_known(*specs))) == [
+        f"delete LUN 255 of {moved.iqn}", f"add LUN 255 ({newer}) to {moved.iqn}",
+        f"set the SCSI id of LUN 255 of {moved.iqn}",
+        f"make LUN 255 of {moved.iqn} read-only"]
