@@ -45,9 +45,10 @@ import json, sys
 from ipaddress import IPv4Address
 from netboot.boot.clientpart import build_client_part
 from netboot.configfile import parse_config
-from netboot.inventory.clients import Client
+from netboot.inventory.clients import BootMethod, Client
 config_text, client = json.load(sys.stdin)
-client = Client(**client | {"ip": IPv4Address(client["ip"])})
+client = Client(**client | {"ip": IPv4Address(client["ip"]),
+                            "boot_method": BootMethod(client["boot_method"])})
 sys.stdout.buffer.write(build_client_part(parse_config(config_text), client))
 """
 
