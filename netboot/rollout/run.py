@@ -78,6 +78,7 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
     save(config, rollout)
     for number, group in enumerate(groups, 1):
         say(f"batch {number}/{len(groups)}: {', '.join(c.hostname for c in group)}")
+        began = time.monotonic()
         for client in group:
             current = inventory.get(client.mac)
             rollout = rollout.with_move(Move(client.mac, client.hostname, current.image))
@@ -105,6 +106,7 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
             save(config, rollout)
             return rollout
         save(config, rollout)
+        say(f"batch {number}/{len(groups)} up in {time.monotonic() - began:.1f} s")
     return rollout
 
 
