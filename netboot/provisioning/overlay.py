@@ -23,7 +23,7 @@ from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.provisioning.clients import Applied, apply_targets, check_boot_method
 from netboot.provisioning.reimage import refuse_while_logged_in
-from netboot.provisioning.root import provisioning_lock, recover_interrupted_reimage
+from netboot.provisioning.root import provisioning_lock, recover_interrupted_swap
 from netboot.storage.backend import describe, open_storage, store_of
 from netboot.storage.images import get_image
 from netboot.storage.location import Location
@@ -76,13 +76,13 @@ def reset_upper(config: Config, inventory: Inventory, mac: str, *,
 
     The new upper is made beside the old one under a new name, recorded as the root being
     made first (``next_lun_path``, which a killed reset leaves for
-    :func:`netboot.provisioning.root.recover_interrupted_reimage`), then swapped in; the
+    :func:`netboot.provisioning.root.recover_interrupted_swap`), then swapped in; the
     target's LUN 1 changes path, so tgtd lets go of the old file, which is then deleted.
     """
     client = _overlay_client(inventory, mac, "reset")
     assert client.lun_path is not None
     refuse_while_logged_in(client, backend, powered_off)
-    recover_interrupted_reimage(config, inventory)
+    recover_interrupted_swap(config, inventory)
     storage = open_storage(config)
     old = Location.parse(client.lun_path)
     new = storage.root_location(f"{client.hostname}.u{time.time_ns():x}")

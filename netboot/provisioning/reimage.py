@@ -11,7 +11,7 @@ one beside it, whole, as the way back. Under the client's provisioning lock:
    current, ``next_lun_path`` is cleared; then the target is brought in step.
 
 A process killed before 3 leaves ``next_lun_path`` set and a lock nobody holds:
-:func:`recover_interrupted_reimage` removes that root and clears it; the client's own
+:func:`recover_interrupted_swap` removes that root and clears it; the client's own
 root was never touched. A reimage is refused while the client is logged in to its
 target: its running system would lose its root under it (power it off first). A
 caller that powered the machine off through its BMC says so (``powered_off``): a
@@ -30,7 +30,7 @@ from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
 from netboot.provisioning.clients import Applied, apply_targets, check_boot_method
-from netboot.provisioning.root import provisioning_lock, recover_interrupted_reimage
+from netboot.provisioning.root import provisioning_lock, recover_interrupted_swap
 from netboot.storage.backend import describe, open_storage, store_of
 from netboot.storage.clone import Progress
 from netboot.storage.images import get_image
@@ -87,7 +87,7 @@ def reimage_client(config: Config, inventory: Inventory, mac: str, image: str, *
         raise ValidationError(f"image {golden.ref} ({golden.size} bytes) is larger than the "
                               f"root LUN of {client.hostname} ({client.lun_size} bytes)")
     refuse_while_logged_in(client, backend, powered_off)
-    recover_interrupted_reimage(config, inventory)
+    recover_interrupted_swap(config, inventory)
     storage = open_storage(config)
     location = storage.root_location(f"{client.hostname}.r{time.time_ns():x}")
     logger = client_log(log, mac)

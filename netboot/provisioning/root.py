@@ -74,13 +74,14 @@ def recover_interrupted(config: Config, inventory: Inventory) -> list[str]:
             client_log(log, client.mac).warning(
                 "removed %s: its provisioning was interrupted", client.hostname)
             recovered.append(client.mac)
-    recovered += recover_interrupted_reimage(config, inventory)
+    recovered += recover_interrupted_swap(config, inventory)
     open_storage(config).recover()
     return recovered
 
 
-def recover_interrupted_reimage(config: Config, inventory: Inventory) -> list[str]:
-    """Delete the roots killed reimages were making (``next_lun_path`` set, lock free)."""
+def recover_interrupted_swap(config: Config, inventory: Inventory) -> list[str]:
+    """Delete the roots a killed ``client reimage`` or ``client reset`` was making for a
+    client (``next_lun_path`` set, its lock free)."""
     recovered = []
     for client in inventory.clients():
         if client.next_lun_path is None:
@@ -93,12 +94,12 @@ def recover_interrupted_reimage(config: Config, inventory: Inventory) -> list[st
                 store_of(config, location).remove_abandoned(location)
             except StorageError as err:
                 client_log(log, client.mac).warning(
-                    "could not remove the root an interrupted reimage of %s made yet: %s",
+                    "could not remove the root an interrupted reimage or reset of %s made yet: %s",
                     client.hostname, err)
                 continue
             inventory.update(client.mac, next_lun_path=None)
             client_log(log, client.mac).warning(
-                "removed %s: the reimage of %s making it was interrupted", location,
+                "removed %s: the reimage or reset of %s making it was interrupted", location,
                 client.hostname)
             recovered.append(client.mac)
     return recovered

@@ -47,8 +47,8 @@ def _boot(inventory: Inventory, group: Sequence[Client], versions: dict[str, str
     shown: dict[str, str] = {}
     while True:
         now = time.time()
-        logs = inventory.stage_log()
-        verdicts = {c.mac: judge(logs.get(c.mac, []), inventory.get(c.mac),
+        logs = {c.mac: inventory.stage_log(c.mac).get(c.mac, []) for c in group}
+        verdicts = {c.mac: judge(logs[c.mac], inventory.get(c.mac),
                                  versions[c.mac] or "", since, now, deadline)
                     for c in group}
         for client in group:
