@@ -13,6 +13,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from netboot.arch import Arch
 from netboot.size import parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/netboot/netboot.yaml")
@@ -290,6 +291,20 @@ class Config:
     @property
     def initramfs_path(self) -> Path:
         return self.boot.initramfs or self.storage.state_dir / "initramfs" / "base.img"
+
+    def kernel_file(self, arch: Arch) -> Path:
+        """The kernel served to ``arch``'s clients: amd64's is ``kernel_path``, another
+        architecture's in a directory of its own (``<state_dir>/kernel/arm64/vmlinuz``)."""
+        if arch is Arch.AMD64:
+            return self.kernel_path
+        return self.storage.state_dir / "kernel" / arch.value / "vmlinuz"
+
+    def initramfs_file(self, arch: Arch) -> Path:
+        """The base initramfs of ``arch``: amd64's is ``initramfs_path``, another
+        architecture's ``<state_dir>/initramfs/<arch>/base.img``."""
+        if arch is Arch.AMD64:
+            return self.initramfs_path
+        return self.storage.state_dir / "initramfs" / arch.value / "base.img"
 
     @property
     def admin_token_path(self) -> Path:

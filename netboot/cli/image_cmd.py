@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from netboot.admin.views import image_json
+from netboot.arch import Arch
 from netboot.cli.app import App, pass_app
-from netboot.cli.params import SIZE
+from netboot.cli.params import ARCH, SIZE
 from netboot.cli.progress import copy_progress
 from netboot.errors import ValidationError
 from netboot.output import emit_json, table, when
@@ -48,9 +49,10 @@ def image() -> None:
               "with --boot-method sanboot.")
 @click.option("--size", type=SIZE,
               help="Image size (default: fitted to the tree; 2G with --debootstrap).")
+@ARCH
 @pass_app
 def build(app: App, name: str, from_dir: Path | None, builtin: bool, suite: str | None,
-          packages: str, sanboot: bool, size: int | None) -> None:
+          packages: str, sanboot: bool, size: int | None, arch: Arch) -> None:
     """Build the next version of image NAME (NAME@1, NAME@2, ...; earlier versions stay as
     they are): an ext4 filesystem made by mke2fs -d (no mounts), or with --debootstrap
     --sanboot a bootable disk."""
@@ -59,12 +61,14 @@ def build(app: App, name: str, from_dir: Path | None, builtin: bool, suite: str 
                               "--debootstrap SUITE")
     if suite is None and (packages or sanboot):
         raise ValidationError("--packages and --sanboot go with --debootstrap")
+    if arch is not Arch.AMD64 and not builtin:
+        raise ValidationError(f"--arch {arch} goes with --builtin")
     if suite is not None:
         extra = tuple(p.strip() for p in packages.split(",") if p.strip())
         made = build_debian(app.config, name, suite, extra, size, sanboot=sanboot,
                             progress=_step_printer())
     elif builtin:
-        made = build_builtin(app.config, name, size)
+        made = build_builtin(app.config, name, size, arch)
     else:
         assert from_dir is not None
         made = build_image(app.config, name, from_dir, size)

@@ -6,6 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import click
 
+from netboot.arch import Arch
 from netboot.errors import ValidationError
 from netboot.inventory.luns import LunOwner
 from netboot.names import normalize_mac, validate_host_name
@@ -98,3 +99,6 @@ INITIATOR_CONFIG = click.option(
     "--initiator-config", is_flag=True,
     help="What an open-iscsi host needs: initiator name, CHAP lines, iscsiadm commands "
     "(includes the secrets).")
+ARCH = click.option("--arch", type=click.Choice([a.value for a in Arch]), default=Arch.AMD64.value,
+                    show_default=True, callback=lambda _ctx, _param, value: Arch(value),
+                    help="The architecture of the machines it is for (each has its own).")

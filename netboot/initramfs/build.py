@@ -20,19 +20,19 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from netboot.arch import Arch
 from netboot.config import Config, OnFail
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write
 from netboot.host.run import run, run_bytes
 from netboot.initramfs import DATA
 from netboot.initramfs.cpio import Entry, write_newc
-from netboot.initramfs.elf import interpreter, shared_libraries
 from netboot.initramfs.kernel import KernelRelease, current
 from netboot.initramfs.modules import ModuleTree, Resolution, parse_module_list
+from netboot.initramfs.sysroot import BUSYBOX, Sysroot, SysrootError, sysroot
 from netboot.templates import render
 
 Progress = Callable[[str], None]
-BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 MODULE_LIST = DATA / "modules.txt"
 UDHCPC_SCRIPT = DATA / "udhcpc.script"
 ZSTD_LEVEL = 19
@@ -53,7 +53,7 @@ class InitramfsError(NetbootError):
 class Program:
     """A dynamically linked program /init runs, copied in with its libraries."""
 
-    path: Path  # on this host and in the image
+    path: Path  # in its architecture's root (:class:`Sysroot`) and in the image
     package: str  # the Debian package that installs it
 
 
@@ -165,6 +165,8 @@ class Manifest:
     components: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cached: bool = False
+    arch: str = Arch.AMD64.value
+    packages: list[str] = field(default_factory=list)  # another arch's, "package version"
 
 
 def _file(path: Path, name: str) -> Entry:
@@ -176,28 +178,31 @@ def _file(path: Path, name: str) -> Entry:
         raise InitramfsError(f"{path}: {err.strerror}") from None
 
 
-def busybox_component(busybox: Path = BUSYBOX) -> Component:
+def busybox_component(root: Sysroot) -> Component:
     """busybox as /bin/busybox and a symlink to it for each applet it has."""
-    if not busybox.exists():
-        raise InitramfsError(f"{busybox} not found: install busybox-static")
-    if interpreter(busybox.read_bytes()) is not None:
-        raise InitramfsError(f"{busybox} is dynamically linked: install busybox-static")
-    applets = run([str(busybox), "--list-full"], what=f"listing {busybox}'s applets",
-                  error=InitramfsError).split()
+    try:
+        busybox = root.path(BUSYBOX)
+        applets = root.applets()
+    except SysrootError as err:
+        raise InitramfsError(f"{err}: install busybox-static") from None
     entries = [_file(busybox, "bin/busybox")]
     entries += [Entry.symlink(a, "/bin/busybox") for a in applets if a != "bin/busybox"]
     return Component("busybox", entries, f"{len(applets)} applets")
 
 
-def program_component(program: Program, present: Collection[str] = ()) -> Component:
+def program_component(program: Program, root: Sysroot,
+                      present: Collection[str] = ()) -> Component:
     """``program`` with its dynamic loader and the libraries it loads, but for those already
     ``present`` (archive names an earlier component holds: libc is everyone's)."""
-    if not program.path.exists():
-        raise InitramfsError(f"{program.path} not found: install {program.package}")
-    loader, libraries = shared_libraries(program.path)
-    needed = [str(p).lstrip("/") for p in ([Path(loader)] if loader else []) + libraries]
-    entries = [_file(program.path, str(program.path).lstrip("/"))]
-    entries += [_file(Path("/" + name), name) for name in needed if name not in present]
+    try:
+        path = root.path(str(program.path))
+    except SysrootError:
+        raise InitramfsError(f"{program.path} not found: install {program.package}") from None
+    loader, libraries = root.libraries(str(program.path))
+    files = ({loader: root.path(loader)} if loader else {}) | libraries
+    entries = [_file(path, str(program.path).lstrip("/"))]
+    entries += [_file(source, name.lstrip("/")) for name, source in files.items()
+                if name.lstrip("/") not in present]
     return Component(program.path.name, entries,
                      ", ".join(Path(e.name).name for e in entries[1:]))
 
@@ -288,20 +293,22 @@ def manifest_path(image: Path) -> Path:
 
 
 def build(config: Config, progress: Progress,
-          compression: Compression = Compression.AUTO) -> Manifest:
-    """Build (or take from the cache) the base image at config.initramfs_path."""
+          compression: Compression = Compression.AUTO, arch: Arch = Arch.AMD64) -> Manifest:
+    """Build (or take from the cache) ``arch``'s base image at config.initramfs_file(arch),
+    from that architecture's kernel and programs (:mod:`netboot.initramfs.sysroot`)."""
     settings = InitSettings(onfail=config.boot.onfail)
-    release = current(config)
+    release = current(config, arch)
     epoch = source_date_epoch()
     progress(f"kernel {release.version} ({release.package} {release.package_version})")
     chosen = choose_compression(compression, release.kernel_config(),
                                 shutil.which("zstd") is not None)
-    progress("busybox")
-    components = [busybox_component()]
+    root = sysroot(config, arch, progress)
+    progress(f"busybox ({arch}, from {root.root})")
+    components = [busybox_component(root)]
     for program in PROGRAMS:
         progress(f"{program.path.name} and its libraries")
         present = {e.name for c in components for e in c.entries}
-        components.append(program_component(program, present))
+        components.append(program_component(program, root, present))
     progress(f"modules from {release.modules}")
     modules, resolution = module_component(release, requested_modules(config))
     components.append(modules)
@@ -319,16 +326,18 @@ def build(config: Config, progress: Progress,
         cached_image.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cached_image, compressed, 0o644)
     image = pad4(compressed)
-    config.initramfs_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(config.initramfs_path, image, 0o644)
+    target = config.initramfs_file(arch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, image, 0o644)
     manifest = Manifest(
-        digest=digest, path=str(config.initramfs_path), kernel_version=release.version,
+        digest=digest, path=str(target), kernel_version=release.version,
         kernel_package=f"{release.package} {release.package_version}",
         compression=str(chosen), epoch=epoch, size=len(image), uncompressed_size=len(archive),
         padding=len(image) - len(compressed),
         components=[{"name": c.name, "files": len(c.entries), "bytes": c.size,
                      "detail": c.detail} for c in components],
-        notes=module_notes(resolution, release.package), cached=cached)
-    atomic_write(manifest_path(config.initramfs_path),
+        notes=module_notes(resolution, release.package), cached=cached, arch=arch.value,
+        packages=list(root.packages))
+    atomic_write(manifest_path(target),
                  (json.dumps(asdict(manifest), indent=2) + "\n").encode(), 0o644)
     return manifest

@@ -7,6 +7,11 @@ the cache, unpacks it with ``dpkg-deb`` and runs ``depmod`` (Debian's .deb ships
 no ``modules.dep``). A release lives under ``<state_dir>/kernel/releases/<version>``
 in the package's own layout (``boot/``, ``lib/modules/<version>``); ``current``
 points at the one in use and ``config.kernel_path`` holds a copy of its vmlinuz.
+
+Each architecture has its own: a flavour names it (``cloud-arm64``), its package is
+fetched as ``PKG:arm64`` (``dpkg --add-architecture arm64`` first), and another
+architecture than amd64 keeps its releases and ``current`` under ``kernel/<arch>/``
+(``config.kernel_file(arch)``), so two never replace each other.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from netboot.arch import Arch, by_flavour
 from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write, sha256_file
 from netboot.host.run import run
 
 Progress = Callable[[str], None]
-FLAVOURS = ("amd64", "cloud-amd64")
+FLAVOURS = ("amd64", "cloud-amd64", "arm64", "cloud-arm64")
 MANIFEST = "kernel.json"
 
 
@@ -85,8 +91,9 @@ def parse_kernel_config(text: str) -> dict[str, str]:
 
 
 def parse_depends(text: str) -> list[str]:
-    """The ``Depends:`` package names in ``apt-cache depends`` output."""
-    return [m.group(1) for m in re.finditer(r"^\s*\|?Depends:\s*(\S+)", text, re.M)]
+    """The ``Depends:`` package names in ``apt-cache depends`` output, without the
+    architecture a query for ``PKG:arm64`` adds to them."""
+    return [m.group(1) for m in re.finditer(r"^\s*\|?Depends:\s*([^\s:]+)", text, re.M)]
 
 
 def versioned_package(flavour: str, depends_output: str) -> str:
@@ -114,22 +121,37 @@ def parse_package_info(text: str) -> PackageInfo:
         raise KernelError(f"apt-cache show gave no {err.args[0]} field") from None
 
 
+def package_info(package: str, arch: Arch) -> PackageInfo:
+    """The candidate version of ``package`` for ``arch``, from the apt index."""
+    qualified = f"{package}:{arch}"
+    return parse_package_info(run(["apt-cache", "show", "--no-all-versions", qualified],
+                                  what=f"looking up {qualified} (for a foreign architecture: "
+                                  f"'dpkg --add-architecture {arch} && apt-get update')",
+                                  error=KernelError))
+
+
 def resolve(flavour: str) -> PackageInfo:
     """The versioned kernel package ``linux-image-<flavour>`` stands for, from the apt index."""
     if flavour not in FLAVOURS:
         raise KernelError(f"unknown kernel flavour {flavour!r} (expected one of "
                           f"{', '.join(FLAVOURS)})")
-    meta = f"linux-image-{flavour}"
+    arch = by_flavour(flavour)
+    meta = f"linux-image-{flavour}:{arch}"
     package = versioned_package(flavour, run(["apt-cache", "depends", meta],
                                              what=f"resolving {meta}", error=KernelError))
-    return parse_package_info(run(["apt-cache", "show", "--no-all-versions", package],
-                                  what=f"looking up {package}", error=KernelError))
+    return package_info(package, arch)
 
 
 def download(flavour: str, cache: Path, progress: Progress) -> Path:
     """The flavour's current kernel .deb in ``cache``, downloaded only if not already there."""
     info = resolve(flavour)
     progress(f"linux-image-{flavour} -> {info.package} {info.version}")
+    return download_package(info, by_flavour(flavour), cache, progress)
+
+
+def download_package(info: PackageInfo, arch: Arch, cache: Path, progress: Progress) -> Path:
+    """The .deb ``info`` names (of ``arch``) in ``cache``, downloaded only if not already
+    there, checked against the index's SHA-256 either way."""
     cache.mkdir(parents=True, exist_ok=True)
     deb = cache / Path(info.filename).name
     if deb.exists() and sha256_file(deb) == info.sha256:
@@ -137,19 +159,22 @@ def download(flavour: str, cache: Path, progress: Progress) -> Path:
         return deb
     progress(f"downloading {info.package} {info.version} ({info.size / 1e6:.1f} MB) to {cache}")
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        run(["apt-get", "download", "-q", f"{info.package}={info.version}"],
+        run(["apt-get", "download", "-q", f"{info.package}:{arch}={info.version}"],
             what=f"downloading {info.package}", error=KernelError, cwd=Path(tmp))
-        got = Path(tmp) / deb.name
-        if not got.exists():
+        written = list(Path(tmp).glob("*.deb"))  # named with the epoch (1%3a...), if any
+        if len(written) != 1:
             raise KernelError(f"apt-get download wrote no {deb.name}")
+        got = written[0]
         if sha256_file(got) != info.sha256:
             raise KernelError(f"{deb.name}: SHA256 does not match the package index")
         os.replace(got, deb)
     return deb
 
 
-def kernel_dir(config: Config) -> Path:
-    return config.storage.state_dir / "kernel"
+def kernel_dir(config: Config, arch: Arch = Arch.AMD64) -> Path:
+    """Where ``arch``'s releases and ``current`` live (amd64's where they always have)."""
+    top = config.storage.state_dir / "kernel"
+    return top if arch is Arch.AMD64 else top / arch.value
 
 
 def _version_of(tree: Path) -> str:
@@ -163,16 +188,17 @@ def _version_of(tree: Path) -> str:
     return version
 
 
-def _deb_fields(deb: Path) -> tuple[str, str]:
-    out = run(["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(deb)],
-              what=f"reading {deb}", error=KernelError)
-    package, _, version = out.partition("\t")
-    return package, version
+def _deb_fields(deb: Path) -> tuple[str, str, str]:
+    out = run(["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}\\t${Architecture}",
+               str(deb)], what=f"reading {deb}", error=KernelError)
+    package, version, arch = out.split("\t")
+    return package, version, arch
 
 
 def install(config: Config, progress: Progress, *, deb: Path | None = None,
-            tree: Path | None = None) -> KernelRelease:
-    """Unpack ``deb`` (or copy an extracted ``tree``), run depmod and make it current.
+            tree: Path | None = None, arch: Arch = Arch.AMD64) -> KernelRelease:
+    """Unpack ``deb`` (or copy an extracted ``tree``), run depmod and make it ``arch``'s
+    current kernel; a .deb of another architecture is refused.
 
     A source already installed (same SHA-256) is only made current again.
     Unpacking goes to a temporary directory renamed into place when complete,
@@ -180,13 +206,15 @@ def install(config: Config, progress: Progress, *, deb: Path | None = None,
     """
     if (deb is None) == (tree is None):
         raise KernelError("install needs exactly one of a .deb or an extracted tree")
-    releases = kernel_dir(config) / "releases"
+    releases = kernel_dir(config, arch) / "releases"
     releases.mkdir(parents=True, exist_ok=True)
     if deb is not None:
         if not deb.is_file():
             raise KernelError(f"{deb}: no such kernel package")
         source_hash = sha256_file(deb)
-        package, package_version = _deb_fields(deb)
+        package, package_version, deb_arch = _deb_fields(deb)
+        if deb_arch != arch:
+            raise KernelError(f"{deb.name} is a kernel for {deb_arch}, not {arch}")
     else:
         assert tree is not None
         version = _version_of(tree)
@@ -197,7 +225,7 @@ def install(config: Config, progress: Progress, *, deb: Path | None = None,
         progress(f"kernel {release.version} from {package} {package_version} already installed")
     else:
         release = _unpack(releases, progress, deb, tree, package, package_version, source_hash)
-    _make_current(config, release, progress)
+    _make_current(config, release, arch, progress)
     return release
 
 
@@ -244,14 +272,16 @@ def read_release(root: Path) -> KernelRelease | None:
                          data["sha256"])
 
 
-def _make_current(config: Config, release: KernelRelease, progress: Progress) -> None:
-    """Point ``current`` at ``release`` and put its vmlinuz at config.kernel_path, atomically."""
-    link = kernel_dir(config) / "current"
+def _make_current(config: Config, release: KernelRelease, arch: Arch,
+                  progress: Progress) -> None:
+    """Point ``arch``'s ``current`` at ``release`` and put its vmlinuz at
+    ``config.kernel_file(arch)``, atomically."""
+    link = kernel_dir(config, arch) / "current"
     tmp_link = link.with_name(".current.tmp")
     tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(Path("releases") / release.version)
     os.replace(tmp_link, link)
-    target = config.kernel_path
+    target = config.kernel_file(arch)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists() or sha256_file(target) != sha256_file(release.vmlinuz):
         atomic_write(target, release.vmlinuz.read_bytes(), 0o644)
@@ -259,10 +289,10 @@ def _make_current(config: Config, release: KernelRelease, progress: Progress) ->
              f"modules in {release.modules}")
 
 
-def current(config: Config) -> KernelRelease:
-    """The kernel in use; an error that says what to run if there is none."""
-    release = read_release(kernel_dir(config) / "current")
+def current(config: Config, arch: Arch = Arch.AMD64) -> KernelRelease:
+    """``arch``'s kernel in use; an error that says what to run if there is none."""
+    release = read_release(kernel_dir(config, arch) / "current")
     if release is None:
-        raise KernelError(f"no kernel installed under {kernel_dir(config)}: "
-                          "run 'netboot kernel fetch' first")
+        raise KernelError(f"no {arch} kernel installed under {kernel_dir(config, arch)}: "
+                          f"run 'netboot kernel fetch --arch {arch}' first")
     return release

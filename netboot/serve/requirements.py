@@ -16,7 +16,8 @@ from pathlib import Path
 
 from netboot.config import Config, StorageKind
 from netboot.host.run import PACKAGES
-from netboot.initramfs.build import BUSYBOX, PROGRAMS
+from netboot.initramfs.build import PROGRAMS
+from netboot.initramfs.sysroot import BUSYBOX
 
 # tgt-rbd's backing store, which tgtd loads for LUNs on RBD images (`dpkg -L tgt-rbd`)
 TGT_RBD_MODULE = Path("/usr/lib/tgt/backing-store/bs_rbd.so")

@@ -17,11 +17,12 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from netboot.arch import Arch
 from netboot.config import Config
 from netboot.errors import Conflict, NotFound, ValidationError
 from netboot.host.files import atomic_path, fsync_dir, remove_stale_temps
-from netboot.host.run import run
 from netboot.initramfs import kernel
+from netboot.initramfs.sysroot import BUSYBOX, Sysroot, SysrootError, sysroot
 from netboot.inventory.store import Inventory
 from netboot.size import parse_size
 from netboot.storage.backend import Storage, open_storage
@@ -40,7 +41,6 @@ from netboot.storage.osimage import build_debian_image, check_packages
 __all__ = ["Image", "ImageError", "Layout", "detect_layout"]
 
 IMAGE_MODE = 0o644  # images hold no secrets; a client's clone of one is 0o600
-BUSYBOX = Path("/bin/busybox")
 BUILTIN_SIZE = parse_size("32M")
 
 
@@ -91,15 +91,18 @@ def build_image(config: Config, name: str, from_dir: Path, size: int | None = No
     return storage.keep_image(name, final, made or f"mke2fs -d {from_dir}")
 
 
-def stage_builtin(root: Path) -> None:
-    """The built-in image's tree: static busybox, its applets, and netboot's /sbin/init."""
-    if not BUSYBOX.exists():
-        raise ImageError(f"{BUSYBOX} is missing (Debian package busybox-static)")
+def stage_builtin(root: Path, programs: Sysroot) -> None:
+    """The built-in image's tree: static busybox of ``programs``' architecture, its applets,
+    and netboot's /sbin/init."""
+    try:
+        busybox = programs.path(BUSYBOX)
+        applets = [Path(a).name for a in programs.applets()]
+    except SysrootError as err:
+        raise ImageError(f"{err} (Debian package busybox-static)") from None
     for d in ("bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "root"):
         (root / d).mkdir()
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = run([str(BUSYBOX), "--list"], what=f"listing {BUSYBOX}'s applets",
-                  error=ImageError).split()
+    shutil.copyfile(busybox, root / "bin" / "busybox")
+    (root / "bin" / "busybox").chmod(0o755)
     for applet in applets:
         if applet not in ("busybox", "init"):
             (root / "bin" / applet).symlink_to("busybox")
@@ -110,12 +113,16 @@ def stage_builtin(root: Path) -> None:
     (root / "etc" / "group").write_text("root:x:0:\n")
 
 
-def build_builtin(config: Config, name: str = "builtin", size: int | None = None) -> Image:
-    """The tiny image for the lab and tests (see ``netboot/storage/data/builtin-init.sh``)."""
+def build_builtin(config: Config, name: str = "builtin", size: int | None = None,
+                  arch: Arch = Arch.AMD64) -> Image:
+    """The tiny image for the lab and tests (see ``netboot/storage/data/builtin-init.sh``),
+    for machines of ``arch``."""
+    programs = sysroot(config, arch, progress=lambda _: None)
     config.storage.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=config.storage.cache) as tmp:
-        stage_builtin(Path(tmp))
-        return build_image(config, name, Path(tmp), size or BUILTIN_SIZE, "built-in")
+        stage_builtin(Path(tmp), programs)
+        return build_image(config, name, Path(tmp), size or BUILTIN_SIZE,
+                           "built-in" if arch is Arch.AMD64 else f"built-in ({arch})")
 
 
 def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...],
