@@ -36,7 +36,7 @@ def python_range() -> list[str]:
 def substvars() -> str:
     """Depends: this Python, what every server needs (doctor's base, the boot loaders'
     packages); Suggests: what only storage.backend rbd and target.failover need."""
-    packages = {r.package for r in BASE} | {f.package for f in BOOT_FILES}
+    packages = {r.package for r in BASE} | {f.package for f in BOOT_FILES if not f.foreign}
     suggests = {r.package for r in (*RBD, *FAILOVER)} - packages
     depends = [*python_range(), *sorted(packages)]
     return (f"netboot:Depends={', '.join(depends)}\n"

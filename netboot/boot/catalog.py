@@ -3,11 +3,12 @@
 Names (TFTP names them bare, HTTP with a leading ``/``):
 
 - ``vmlinuz``, ``initramfs.img`` (also ``boot/vmlinuz``, ``boot/initramfs.img``):
-  config.kernel_path and config.initramfs_path;
+  config.kernel_path and config.initramfs_path; ``boot/arm64/vmlinuz`` and
+  ``boot/arm64/initramfs.img``: ARM64's (config.kernel_file(arch), initramfs_file(arch));
 - a client's private files, rendered in memory for that client (the script and
   the initrd part carry its CHAP secrets): ``clients/<mac>/<token>/boot.ipxe``,
   ``clients/<mac>/<token>/client.img``, ``pxelinux.cfg/01-<mac-with-dashes>`` and
-  ``grub/clients/<mac>.cfg``.
+  ``grub/clients/<cpu>/<mac>.cfg`` (GRUB's ``$grub_cpu``: the architecture it boots).
   With ``boot.tokens`` (the default) each is given once, to the boot whose DHCP
   exchange opened a window for the MAC (see :mod:`netboot.inventory.windows`):
   the token in the name is spent, and PXELINUX's and GRUB's configs, which have
@@ -16,8 +17,9 @@ Names (TFTP names them bare, HTTP with a leading ``/``):
 - for a MAC that is not registered, under ``dhcp.unknown: boot``,
   ``clients/<mac>/boot.ipxe`` and the PXELINUX and GRUB names give the "not
   registered" script or config instead (nothing secret in them);
-- ``grub/grub.cfg`` under ``boot.loader: grub-secureboot``: the config GRUB reads
-  by itself, the same for everyone, which names the per-client one;
+- ``grub/grub.cfg``: the config GRUB reads by itself (ARM64 clients always boot GRUB,
+  x86-64 ones under ``boot.loader: grub-secureboot``), the same for everyone, which
+  names the per-client one;
 - anything else: a regular file under the TFTP root (server.tftp_root), never outside it.
 """
 
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from netboot.arch import Arch, by_grub_cpu
 from netboot.boot import loaders, scripts, urls
 from netboot.boot.clientpart import build_client_part
 from netboot.boot.content import BytesSource, FileSource
@@ -47,15 +50,16 @@ from netboot.names import normalize_mac
 
 log = logging.getLogger(__name__)
 
-KERNEL_NAMES = frozenset({urls.KERNEL_SHORT, urls.KERNEL})
-INITRAMFS_NAMES = frozenset({urls.INITRAMFS_SHORT, urls.INITRAMFS})
+KERNEL_NAMES = {urls.KERNEL_SHORT: Arch.AMD64} | {urls.kernel(a): a for a in Arch}
+INITRAMFS_NAMES = {urls.INITRAMFS_SHORT: Arch.AMD64} | {urls.initramfs(a): a for a in Arch}
 ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
 READY_WAIT = 10.0  # seconds a request waits for its window to be prepared (normally ~10 ms)
 READY_POLL = 0.02
 # The private files by the name a client asks for
 _FILES = {urls.SCRIPT: BootFile.SCRIPT, urls.CLIENT_PART: BootFile.CLIENT_PART,
           urls.PXELINUX_DIR: BootFile.PXELINUX, urls.GRUB_DIR: BootFile.GRUB}
-# The loader config each fixed-name private file is for (spent by name, under that loader only)
+# The loader config each fixed-name private file is for (spent by name, under that loader only;
+# GRUB's for ARM64 under any: GRUB is its only loader)
 _LOADER_CONFIGS = {urls.PXELINUX_DIR: Loader.PXELINUX, urls.GRUB_DIR: Loader.GRUB_SECUREBOOT}
 
 
@@ -173,11 +177,12 @@ class Catalog:
         parts = check_name(name)
         name = "/".join(parts)
         if name in KERNEL_NAMES:
-            return Content(name, open_file(self.config.kernel_path), self.client_at(peer),
-                           Stage.KERNEL)
+            return Content(name, open_file(self.config.kernel_file(KERNEL_NAMES[name])),
+                           self.client_at(peer), Stage.KERNEL)
         if name in INITRAMFS_NAMES:
-            return Content(name, open_file(self.config.initramfs_path), self.client_at(peer))
-        if name == urls.GRUB_CONFIG and self.config.boot.loader is Loader.GRUB_SECUREBOOT:
+            return Content(name, open_file(self.config.initramfs_file(INITRAMFS_NAMES[name])),
+                           self.client_at(peer))
+        if name == urls.GRUB_CONFIG:
             return Content(name, BytesSource(scripts.grub_config().encode()),
                            self.client_at(peer))
         private = self._private(parts, peer, spend)
@@ -223,6 +228,7 @@ class Catalog:
         """A per-client name rendered for its owner, or None if ``parts`` is not one."""
         name = "/".join(parts)
         token = None
+        arch = Arch.AMD64
         if (len(parts) in (3, 4) and parts[0] == urls.CLIENTS
                 and parts[-1] in (urls.SCRIPT, urls.CLIENT_PART)):
             mac_text, kind = parts[1], parts[-1]
@@ -230,9 +236,13 @@ class Catalog:
         elif (len(parts) == 2 and parts[0] == urls.PXELINUX_DIR
               and parts[1].startswith(urls.PXELINUX_PREFIX) and len(parts[1]) == 20):
             mac_text, kind = parts[1][len(urls.PXELINUX_PREFIX):], urls.PXELINUX_DIR
-        elif (len(parts) == 3 and parts[:2] == [urls.GRUB_DIR, urls.GRUB_CLIENTS]
-              and parts[2].endswith(urls.GRUB_SUFFIX)):
-            mac_text, kind = parts[2][:-len(urls.GRUB_SUFFIX)], urls.GRUB_DIR
+        elif (len(parts) == 4 and parts[:2] == [urls.GRUB_DIR, urls.GRUB_CLIENTS]
+              and parts[3].endswith(urls.GRUB_SUFFIX)):
+            mac_text, kind = parts[3][:-len(urls.GRUB_SUFFIX)], urls.GRUB_DIR
+            found = by_grub_cpu(parts[2])
+            if found is None:
+                raise NotFound(f"{name}: netboot boots no {parts[2]!r} machines")
+            arch = found
         else:
             return None
         shown = urls.redact(name)
@@ -243,7 +253,7 @@ class Catalog:
                 client = self.owner(inventory, mac_text, peer)
             if client is None:
                 return self._unregistered(name, normalize_mac(mac_text), kind)
-            return self._render(shown, client, kind, None)
+            return self._render(shown, client, kind, None, arch)
         try:
             mac = normalize_mac(mac_text)
         except ValidationError:
@@ -254,7 +264,8 @@ class Catalog:
             if token is not None:
                 raise NotFound(f"{mac} is not a registered client")
             return self._unregistered(name, mac, kind)
-        if kind in _LOADER_CONFIGS and self.config.boot.loader is not _LOADER_CONFIGS[kind]:
+        if (kind in _LOADER_CONFIGS and self.config.boot.loader is not _LOADER_CONFIGS[kind]
+                and arch is Arch.AMD64):
             raise AccessDenied(f"{shown}: no boot asks for it "
                                f"(boot.loader is {self.config.boot.loader})")
         if token is None and kind not in _LOADER_CONFIGS:
@@ -262,7 +273,7 @@ class Catalog:
                                "that netboot's DHCP opened a window for")
         window = self._spend(mac, _FILES[kind], token, peer, spend).window
         assert window is not None
-        return self._render(shown, client, kind, window.tokens[BootFile.CLIENT_PART])
+        return self._render(shown, client, kind, window.tokens[BootFile.CLIENT_PART], arch)
 
     def _spend(self, mac: str, file: BootFile, token: str | None, peer: IPv4Address,
                spend: bool) -> Spend:
@@ -287,14 +298,15 @@ class Catalog:
                 "else has it", file.value, mac, peer, verdict.first_user)
         raise AccessDenied(f"{file.value} of {mac}: token {verdict.verdict.value}")
 
-    def _render(self, shown: str, client: Client, kind: str, part_token: str | None) -> Content:
+    def _render(self, shown: str, client: Client, kind: str, part_token: str | None,
+                arch: Arch = Arch.AMD64) -> Content:
         if kind == urls.CLIENT_PART:
             return Content(shown, BytesSource(build_client_part(self.config, client)),
                            client.mac)
         if kind == urls.SCRIPT:
             text = scripts.ipxe_script(self.config, client, part_token)
         elif kind == urls.GRUB_DIR:
-            text = scripts.grub_client_config(self.config, client, part_token)
+            text = scripts.grub_client_config(self.config, client, part_token, arch)
         else:
             text = scripts.pxelinux_config(self.config, client, part_token)
         return Content(shown, BytesSource(text.encode()), client.mac, Stage.LOADER)

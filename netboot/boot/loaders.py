@@ -5,6 +5,12 @@ netboot does not build boot loaders; it serves Debian's. :func:`populate`
 copies them into a TFTP root and writes ``MANIFEST.json`` (package, version,
 sha256 of each), so ``netboot doctor`` can tell a missing file from one that
 no longer matches what was installed, and say which package to install.
+
+A loader for another architecture than this machine's (ARM64's GRUB on an x86-64
+server) comes from that architecture's package, fetched with ``apt-get download
+PKG:arm64`` (``dpkg --add-architecture arm64`` and ``apt-get update`` first; ``make
+setup`` does both) and unpacked, not installed. Each architecture's loaders live in a
+directory of their own (``secureboot/x64/``, ``arm64/``), so none overwrites another's.
 """
 
 from __future__ import annotations
@@ -12,12 +18,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from netboot.arch import Arch, host_arch
 from netboot.errors import NetbootError
 from netboot.host.files import atomic_write, sha256_file
+from netboot.host.run import run
+from netboot.initramfs.kernel import KernelError, download_package, package_info
 
 MANIFEST = "MANIFEST.json"
 # The boot programs a PXE ROM or UEFI firmware is told to fetch (DHCP option 67).
@@ -25,15 +35,17 @@ UNDIONLY = "undionly.kpxe"
 IPXE_EFI = "ipxe.efi"
 SNPONLY_EFI = "snponly.efi"
 PXELINUX = "pxelinux.0"
-IPXE_ARM64_EFI = "ipxe-arm64.efi"  # named for ARM64 firmware; no Debian package ships it
 # boot.loader grub-secureboot: Debian's signed chain for UEFI x86-64, in a directory of its own
 # (shim fetches grubx64.efi from the directory it was loaded from; another architecture's
 # chain gets another directory, so no two ever share a name).
 SECUREBOOT_X64 = "secureboot/x64"
 SHIM_X64 = f"{SECUREBOOT_X64}/shimx64.efi"
 GRUB_X64 = f"{SECUREBOOT_X64}/grubx64.efi"  # the name shim asks for (its DEFAULT_LOADER)
-FIRST_STAGE = frozenset({UNDIONLY, IPXE_EFI, SNPONLY_EFI, PXELINUX, SHIM_X64})  # fetching one:
-                                                                                  # ``loader``
+# ARM64 UEFI: Debian's signed network GRUB (arm64 has no iPXE in Debian); without Secure
+# Boot the firmware runs it directly. It reads grub/grub.cfg like the x86-64 one.
+GRUB_ARM64 = "arm64/grubnetaa64.efi"
+FIRST_STAGE = frozenset({UNDIONLY, IPXE_EFI, SNPONLY_EFI, PXELINUX, SHIM_X64,
+                         GRUB_ARM64})  # fetching one: ``loader``
 _SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")
 
 
@@ -43,8 +55,20 @@ class BootFile:
 
     name: str
     package: str
-    source: Path
+    source: Path  # where the package puts it
     purpose: str
+    arch: Arch = Arch.AMD64  # the package's architecture
+
+    @property
+    def foreign(self) -> bool:
+        """From a package of another architecture than this machine's: fetched, not
+        installed (``apt-get download``)."""
+        return self.arch is not host_arch()
+
+    @property
+    def apt_name(self) -> str:
+        """The package as apt names it: ``grub-efi-arm64-signed:arm64`` if foreign."""
+        return f"{self.package}:{self.arch}" if self.foreign else self.package
 
 
 BOOT_FILES: tuple[BootFile, ...] = (
@@ -72,6 +96,10 @@ BOOT_FILES: tuple[BootFile, ...] = (
     BootFile(GRUB_X64, "grub-efi-amd64-signed",
              Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
              "Debian's signed network GRUB, loaded by shim; reads /grub/grub.cfg over TFTP"),
+    BootFile(GRUB_ARM64, "grub-efi-arm64-signed",
+             Path("/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"),
+             "Debian's signed network GRUB for ARM64 UEFI; reads /grub/grub.cfg over TFTP",
+             Arch.ARM64),
 )
 
 
@@ -137,38 +165,67 @@ def read_manifest(root: Path) -> dict[str, ManifestEntry]:
                            f"rewrite it with '{_copy(root)}'") from None
 
 
-def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[ManifestEntry]:
+def _fetch(f: BootFile, cache: Path | None, into: Path) -> tuple[Path, str]:
+    """``f`` out of its package of another architecture, downloaded into ``cache`` (a
+    temporary directory if None) and unpacked under ``into``; the file and the version."""
+    try:
+        info = package_info(f.package, f.arch)
+        deb = download_package(info, f.arch, cache or into, progress=lambda _: None)
+    except KernelError as err:
+        raise NetbootError(f"{f.name}: {err}") from None
+    unpacked = into / f.arch.value
+    run(["dpkg-deb", "-x", str(deb), str(unpacked)], what=f"extracting {deb}",
+        error=NetbootError)
+    source = unpacked / f.source.relative_to("/")
+    if not source.is_file():
+        raise NetbootError(f"{deb.name} holds no {f.source}")
+    return source, info.version
+
+
+def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES,
+             cache: Path | None = None) -> list[ManifestEntry]:
     """Copy every boot file into ``root`` and write the manifest; files already right stay.
 
     Idempotent: a second run changes nothing on disk (not even mtimes). A
     package that is not installed is an error naming it, since a TFTP root
-    without its boot loader cannot boot anything.
+    without its boot loader cannot boot anything. Another architecture's packages are
+    downloaded into ``cache`` (kept there for the next run).
     """
     root.mkdir(parents=True, exist_ok=True)
-    missing = sorted({f.package for f in files if package_version(f.package) is None})
+    missing = sorted({f.package for f in files
+                      if not f.foreign and package_version(f.package) is None})
     if missing:
         raise NetbootError(f"Debian packages not installed: {', '.join(missing)}; "
                            f"install them with 'apt-get install {' '.join(missing)}'")
     entries = []
-    for f in files:
-        if not f.source.is_file():
-            raise NetbootError(f"{f.source} is missing although {f.package} is installed; "
-                               f"reinstall it with 'apt-get install --reinstall {f.package}'")
-        digest = sha256_file(f.source)
-        target = root / f.name
-        for directory in reversed(target.parents):  # searchable by all, as files are readable
-            if root in directory.parents and not directory.is_dir():
-                directory.mkdir()
-                directory.chmod(0o755)
-        if not target.is_file() or sha256_file(target) != digest:
-            atomic_write(target, f.source.read_bytes(), 0o644)
-        entries.append(ManifestEntry(f.name, f.package, package_version(f.package) or "",
-                                     digest, f.source.stat().st_size, str(f.source)))
+    with tempfile.TemporaryDirectory(prefix="netboot-loaders-") as tmp:
+        for f in files:
+            entries.append(_copy_in(root, f, cache, Path(tmp)))
     text = json.dumps({"files": [asdict(e) for e in entries]}, indent=2) + "\n"
     manifest = root / MANIFEST
     if not manifest.is_file() or manifest.read_text() != text:
         atomic_write(manifest, text.encode(), 0o644)
     return entries
+
+
+def _copy_in(root: Path, f: BootFile, cache: Path | None, tmp: Path) -> ManifestEntry:
+    """One boot file into ``root`` (unless already there), and its manifest entry."""
+    if f.foreign:
+        source, version = _fetch(f, cache, tmp)
+    else:
+        source, version = f.source, package_version(f.package) or ""
+        if not source.is_file():
+            raise NetbootError(f"{f.source} is missing although {f.package} is installed; "
+                               f"reinstall it with 'apt-get install --reinstall {f.package}'")
+    digest = sha256_file(source)
+    target = root / f.name
+    for directory in reversed(target.parents):  # searchable by all, as files are readable
+        if root in directory.parents and not directory.is_dir():
+            directory.mkdir()
+            directory.chmod(0o755)
+    if not target.is_file() or sha256_file(target) != digest:
+        atomic_write(target, source.read_bytes(), 0o644)
+    return ManifestEntry(f.name, f.apt_name, version, digest, source.stat().st_size, str(f.source))
 
 
 def _copy(root: Path) -> str:
@@ -182,7 +239,7 @@ def check(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[FileStat
     out = []
     for f in files:
         entry = manifest.get(f.name)
-        installed = package_version(f.package)
+        installed = None if f.foreign else package_version(f.package)
         path = root / f.name
         if not path.is_file():
             state = FileState.MISSING
@@ -197,7 +254,9 @@ def check(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[FileStat
         fix = None
         if state is not FileState.OK:
             fix = _copy(root)
-            if installed is None:
+            if f.foreign:  # fetched, not installed: apt must know the architecture
+                fix = f"dpkg --add-architecture {f.arch} && apt-get update && {fix}"
+            elif installed is None:
                 fix = f"apt-get install {f.package} && {fix}"
         out.append(FileStatus(f.name, f.package, entry.version if entry else installed,
                               state, fix))

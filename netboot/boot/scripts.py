@@ -9,6 +9,7 @@ server the firmware booted from).
 
 from __future__ import annotations
 
+from netboot.arch import FACTS, Arch
 from netboot.boot import urls
 from netboot.boot.sanboot import render_sanboot_script
 from netboot.config import Config
@@ -18,11 +19,11 @@ from netboot.templates import render
 RETRY_SECONDS = 30  # how long a failed or unregistered machine waits before it asks again
 
 
-def kernel_args(config: Config) -> str:
+def kernel_args(config: Config, arch: Arch = Arch.AMD64) -> str:
     """The kernel arguments every loader passes after its own (initrd names, the boot NIC):
-    the console, ``boot.kernel_args`` and ``netboot.onfail``."""
+    the console of ``arch``'s machines, ``boot.kernel_args`` and ``netboot.onfail``."""
     extra = f" {config.boot.kernel_args}" if config.boot.kernel_args else ""
-    return f"console=ttyS0{extra} netboot.onfail={config.boot.onfail.value}"
+    return f"console={FACTS[arch].console}{extra} netboot.onfail={config.boot.onfail.value}"
 
 
 def ipxe_script(config: Config, client: Client, part_token: str | None = None) -> str:
@@ -56,18 +57,20 @@ def pxelinux_config(config: Config, client: Client, part_token: str | None = Non
 def grub_config() -> str:
     """``grub/grub.cfg``, the one file Debian's signed network GRUB reads by itself: the same
     for every machine, it goes on to the machine's own (:func:`grub_client_config`)."""
-    return render("grub.cfg.j2", client_config="/" + urls.grub_client_config("${net_default_mac}"),
-                  retry_seconds=RETRY_SECONDS)
+    return render("grub.cfg.j2", client_config="/" + urls.grub_client_config(
+        "${net_default_mac}", "${grub_cpu}"), retry_seconds=RETRY_SECONDS)
 
 
-def grub_client_config(config: Config, client: Client, part_token: str | None = None) -> str:
-    """``grub/clients/<mac>.cfg``: the same boot for GRUB. Under Secure Boot GRUB has shim
-    check the kernel's signature; the initrds are data, loaded as one (each padded to 4
-    bytes). The boot NIC is named by ``netboot.mac`` as for iPXE."""
-    return render("grub-client.cfg.j2", client=client, kernel="/" + urls.KERNEL,
-                  initramfs="/" + urls.INITRAMFS,
+def grub_client_config(config: Config, client: Client, part_token: str | None = None,
+                       arch: Arch = Arch.AMD64) -> str:
+    """``grub/clients/<cpu>/<mac>.cfg``: the same boot for GRUB, with ``arch``'s kernel,
+    base initramfs and console (the client part is the same everywhere). Under Secure
+    Boot GRUB has shim check the kernel's signature; the initrds are data, loaded as one
+    (each padded to 4 bytes). The boot NIC is named by ``netboot.mac`` as for iPXE."""
+    return render("grub-client.cfg.j2", client=client, kernel="/" + urls.kernel(arch),
+                  initramfs="/" + urls.initramfs(arch),
                   client_part="/" + urls.client_file(client.mac, urls.CLIENT_PART, part_token),
-                  kernel_args=kernel_args(config), retry_seconds=RETRY_SECONDS)
+                  kernel_args=kernel_args(config, arch), retry_seconds=RETRY_SECONDS)
 
 
 def unregistered_ipxe(config: Config, mac: str) -> str:

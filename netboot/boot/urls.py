@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from netboot.arch import Arch
 from netboot.config import Config
 from netboot.inventory.windows import TOKEN_BYTES
 
@@ -26,10 +27,11 @@ PXELINUX_PREFIX = "01-"  # ARP hardware type 1 (Ethernet), as PXELINUX names its
 REPORT = "report"  # report/<mac>/<stage>: /init telling how far it got
 # Debian's signed network GRUB reads grub/grub.cfg from the TFTP root (its built-in prefix is
 # /grub, under any boot file path; it tries grub/x86_64-efi/grub.cfg first): netboot's, the
-# same for every machine, which goes on to grub/clients/<mac>.cfg by the MAC GRUB booted from.
+# same for every machine, which goes on to grub/clients/<cpu>/<mac>.cfg by the MAC GRUB booted
+# from and its $grub_cpu (x86_64, arm64), which names the architecture to boot.
 GRUB_DIR = "grub"
 GRUB_CONFIG = f"{GRUB_DIR}/grub.cfg"
-GRUB_CLIENTS = "clients"  # grub/clients/<mac>.cfg
+GRUB_CLIENTS = "clients"  # grub/clients/<cpu>/<mac>.cfg
 GRUB_SUFFIX = ".cfg"
 
 
@@ -54,10 +56,20 @@ def pxelinux_config(mac: str) -> str:
     return f"{PXELINUX_DIR}/{PXELINUX_PREFIX}{mac.replace(':', '-')}"
 
 
-def grub_client_config(mac: str) -> str:
-    """``grub/clients/aa:bb:cc:dd:ee:ff.cfg``: GRUB's ``$net_default_mac`` is lower-case hex
-    with colons, as netboot writes MACs."""
-    return f"{GRUB_DIR}/{GRUB_CLIENTS}/{mac}{GRUB_SUFFIX}"
+def kernel(arch: Arch) -> str:
+    """The kernel served to ``arch``'s clients: ``boot/vmlinuz`` (amd64), ``boot/arm64/vmlinuz``."""
+    return KERNEL if arch is Arch.AMD64 else f"boot/{arch}/vmlinuz"
+
+
+def initramfs(arch: Arch) -> str:
+    """The base initramfs of ``arch``: ``boot/initramfs.img``, ``boot/arm64/initramfs.img``."""
+    return INITRAMFS if arch is Arch.AMD64 else f"boot/{arch}/initramfs.img"
+
+
+def grub_client_config(mac: str, cpu: str) -> str:
+    """``grub/clients/x86_64/aa:bb:cc:dd:ee:ff.cfg``: GRUB's ``$net_default_mac`` is
+    lower-case hex with colons, as netboot writes MACs; ``cpu`` is its ``$grub_cpu``."""
+    return f"{GRUB_DIR}/{GRUB_CLIENTS}/{cpu}/{mac}{GRUB_SUFFIX}"
 
 
 def pxelinux_client_part(mac: str, token: str | None = None) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from netboot.arch import Arch
 from netboot.config import Loader
 from netboot.lab import ceph, lab
 from netboot.lab.progress import summary_json, summary_table
@@ -43,12 +44,16 @@ def lab_group() -> None:
 @click.option("--ceph-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="With --storage ceph: a cluster that is up ('netboot lab ceph up --dir') to "
                    "use; 'lab down' removes the lab's roots and image there and detaches.")
+@click.option("--arch", type=click.Choice([a.value for a in Arch]), default=Arch.AMD64.value,
+              show_default=True,
+              help="The clients' architecture: arm64 prepares the ARM64 kernel, initramfs and "
+                   "built-in image (boot them with 'lab boot --firmware aarch64-uefi').")
 def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
-       accel: str, storage: str, ceph_dir: Path | None) -> None:
+       accel: str, storage: str, ceph_dir: Path | None, arch: str) -> None:
     """Prepare boot files, make the VLAN, start tgtd and netboot serve, add the clients."""
     lab.up(lab_dir.resolve(), clients, loader=loader, lun_size=lun_size, unknown=unknown,
            accel=None if accel == "auto" else Accel(accel), storage=lab.LabStorage(storage),
-           ceph_dir=ceph_dir.resolve() if ceph_dir else None, say=click.echo)
+           ceph_dir=ceph_dir.resolve() if ceph_dir else None, arch=Arch(arch), say=click.echo)
     click.echo(f"lab is up in {lab_dir}; 'netboot lab boot' boots its clients")
 
 
@@ -60,7 +65,8 @@ def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
               help="bios (SeaBIOS and the NIC's iPXE ROM, the default), uefi (OVMF), "
                    "uefi-http (OVMF's own UEFI HTTP boot: no PXE, no TFTP) or uefi-secureboot "
                    "(OVMF enforcing Secure Boot with Microsoft's keys: for a lab up with "
-                   "--loader grub-secureboot).")
+                   "--loader grub-secureboot), aarch64-uefi (an ARM64 VM with AAVMF: for a lab "
+                   "up with --arch arm64).")
 @click.option("--uefi", is_flag=True, help="Same as --firmware uefi.")
 @click.option("--timeout", default=lab.BOOT_TIMEOUT, show_default=True, type=float,
               help="Seconds for every client to reach its root.")

@@ -6,7 +6,12 @@ the script URL, never a loader again, so the chain cannot loop. The loaders
 that end the chain themselves (they read the firmware's cached DHCP reply and
 never ask again) are the exception: under ``boot.loader: pxelinux`` BIOS
 clients, under ``grub-secureboot`` UEFI x86-64 clients get that loader even
-from iPXE.
+from iPXE. ARM64 UEFI clients always get Debian's network GRUB for arm64 (Debian
+has no iPXE for it), which reads its config from the TFTP server.
+
+The tables name only loaders ``make setup`` puts in the TFTP root
+(:data:`netboot.boot.loaders.BOOT_FILES`); an architecture that has none gets no
+offer, and the decision's log line says which and why (:func:`no_loader`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ BIOS_LOADERS = {Loader.IPXE: loaders.UNDIONLY, Loader.PXELINUX: loaders.PXELINUX
 UEFI_LOADERS = {
     ClientArch.EFI_BC: loaders.IPXE_EFI,
     ClientArch.EFI_X86_64: loaders.IPXE_EFI,
-    ClientArch.EFI_ARM64: loaders.IPXE_ARM64_EFI,
+    ClientArch.EFI_ARM64: loaders.GRUB_ARM64,
 }
 # Under boot.loader grub-secureboot: Debian's signed shim, which loads the signed GRUB beside
 # it; ARM64 keeps its entry in UEFI_LOADERS.
@@ -43,9 +48,15 @@ SECUREBOOT_LOADERS = {
     ClientArch.EFI_X86_64: loaders.SHIM_X64,
 }
 # UEFI HTTP boot (UEFI 2.5 section 24.7) fetches the same loaders over HTTP.
+# ARM64 HTTP boot has none: GRUB loaded over HTTP would look for its config there, which
+# netboot does not serve it (see no_loader).
 HTTP_LOADERS = {
     ClientArch.EFI_X86_64_HTTP: loaders.IPXE_EFI,
-    ClientArch.EFI_ARM64_HTTP: loaders.IPXE_ARM64_EFI,
+}
+# What an architecture without a loader would need, for the log line that says so
+_NO_LOADER_HINT = {
+    ClientArch.EFI_ARM64_HTTP: "netboot boots ARM64 by PXE only (GRUB for arm64 over TFTP); "
+                               "let the firmware try PXE",
 }
 # Option 43 for firmware PXE ROMs: "boot the file in this offer, no boot server discovery"
 # (PXE 2.1 section 2.4). Without it some Intel and Broadcom ROMs wait for a boot server.
@@ -109,6 +120,17 @@ def choose_boot(request: Request, config: Config, token: str | None = None) -> B
         if candidate in table:
             return BootChoice(table[ClientArch(candidate)], candidate, echo, pxe_rom=pxe)
     return None
+
+
+def no_loader(request: Request) -> str:
+    """Why ``request`` gets no boot file: the architectures it named and what would do."""
+    names = ", ".join(f"{ClientArch(a).name} ({a})" if a in ClientArch._value2member_map_
+                      else str(a) for a in request.architectures) or "none given"
+    hint = next((_NO_LOADER_HINT[ClientArch(a)] for a in request.architectures
+                 if a in _NO_LOADER_HINT), None)
+    return (f"no boot loader for architecture {names}: "
+            + (hint or "Debian packages none netboot can serve for it (netboot serves x86 "
+               "BIOS and UEFI, and ARM64 UEFI with grub-efi-arm64-signed)"))
 
 
 def with_boot(boot: BootChoice, server: IPv4Address) -> Modifier:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from netboot.boot import urls
 from netboot.config import Config, DhcpConfig, DhcpMode, UnknownPolicy
-from netboot.dhcp.boot import BootChoice, choose_boot, with_boot
+from netboot.dhcp.boot import BootChoice, choose_boot, no_loader, opens_window, with_boot
 from netboot.dhcp.leases import Decline, Grant, LeaseChange, LeaseTable, Release
 from netboot.dhcp.modifiers import (
     with_broadcast,
@@ -126,6 +126,8 @@ def _discover(request: Request, config: Config, client: Client | None, leases: L
                         f"({len(leases)} leases, {leases.declined_count(now)} declined)",
                         warning=True)
     boot = choose_boot(request, config, token)
+    if boot is None and opens_window(request):  # a boot netboot has no loader for
+        return Decision(None, f"no offer: {no_loader(request)}", warning=True)
     reply = _answer(request, config, MessageType.OFFER, with_your_ip(ip),
                     *_configured(config.dhcp, client), with_lease_time(config.dhcp.lease_time),
                     *_full_boot(boot, config))
@@ -211,7 +213,7 @@ def _proxy(request: Request, config: Config, client: Client | None,
         return Decision(None, f"{kind} on port {request.local_port}: the DHCP server's to answer")
     boot = choose_boot(request, config, token)
     if boot is None:
-        return Decision(None, f"no boot loader for architecture {request.architectures}")
+        return Decision(None, no_loader(request), warning=True)
     reply = _answer(request, config, message_type, with_client_ip(request.ciaddr),
                     with_boot(boot, config.server.address))
     return Decision(reply, f"proxy {message_type.name.lower()}{_boot_note(boot)}")

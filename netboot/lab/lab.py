@@ -35,6 +35,7 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import TextIO
 
+from netboot.arch import Arch
 from netboot.boot.loaders import populate
 from netboot.config import ROOT_USER, SERVICE_USER, Config, RbdConfig
 from netboot.configfile import load_config
@@ -181,13 +182,13 @@ def netboot_argv(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "netboot", "--config", str(config), *args]
 
 
-# The boot files a lab needs, made with the real CLI in this order: the kernel
-# package (vmlinuz and modules), the initramfs built from it, the golden image.
-PREPARE: tuple[tuple[str, ...], ...] = (
-    ("kernel", "fetch"),
-    ("initramfs", "build"),
-    ("image", "build", IMAGE, "--builtin"),
-)
+def prepare_steps(arch: Arch) -> tuple[tuple[str, ...], ...]:
+    """The boot files a lab of ``arch`` machines needs, made with the real CLI in this
+    order: the kernel package (vmlinuz and modules), the initramfs built from it, the
+    golden image (its busybox of that architecture too)."""
+    return (("kernel", "fetch", "--arch", arch.value),
+            ("initramfs", "build", "--arch", arch.value),
+            ("image", "build", IMAGE, "--builtin", "--arch", arch.value))
 
 
 def start_serve(topology: Topology, config_path: Path, log_dir: Path) -> procs.LabProcess:
@@ -278,7 +279,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
        accel: Accel | None = None, cache_dir: Path | None = None,
        vlan: IPv4Interface = topology.BOOT_VLAN, storage: LabStorage = LabStorage.FILE,
        ceph_dir: Path | None = None, boot_method: str = "initramfs",
-       say: Callable[[str], None] = print) -> LabState:
+       arch: Arch = Arch.AMD64, say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
     Downloads (the kernel package) go to ``cache_dir``, by default the lab's cache/.
@@ -286,7 +287,9 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     ``storage`` ceph puts the image and roots on RBD: on the cluster up in ``ceph_dir``
     (left up afterwards), else on one the lab makes in its ceph/ (see :func:`plan_ceph`).
     ``boot_method`` is the clients' (``overlay``: the image shared read-only under each
-    client's own upper layer).
+    client's own upper layer). ``arch``: the clients' architecture (arm64: booted by
+    ``boot(firmware=Firmware.AARCH64_UEFI)``), whose kernel, initramfs and built-in image
+    the lab prepares.
     """
     if ceph_dir is not None and storage is not LabStorage.CEPH:
         raise LabError(f"a Ceph cluster ({ceph_dir}) is for a lab with storage ceph")
@@ -318,8 +321,8 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
                                        discovery_auth, rbd)
             config = load_config(config_path)
             say(f"boot loaders from Debian's packages into {config.tftp_root_path}")
-            populate(config.tftp_root_path)
-            for step in PREPARE:
+            populate(config.tftp_root_path, cache=config.storage.cache)
+            for step in prepare_steps(arch):
                 say(f"netboot {' '.join(step)}")
                 _run(netboot_argv(config_path, *step), logs)
             serve = start_serve(topo, config_path, logs)

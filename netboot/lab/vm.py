@@ -27,6 +27,7 @@ from netboot.host.run import not_installed
 from netboot.lab.topology import LabError
 
 QEMU = "qemu-system-x86_64"
+QEMU_AARCH64 = "qemu-system-aarch64"  # qemu-system-arm
 OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: CODE and VARS in one image, for -bios
 # No option ROM on the NIC (OVMF's own network stack runs) and no PXE in OVMF, v4 or v6
 # (edk2 OvmfPkg/RUNTIME_CONFIG.md): the firmware's one network boot option is UEFI HTTP boot.
@@ -37,6 +38,13 @@ UEFI_HTTP_BOOT_ONLY = ("-global", "virtio-net-pci.romfile=",
 # Microsoft's keys enrolled (a fresh copy per VM: the firmware writes to them)
 OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
 OVMF_MS_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+# Debian's qemu-efi-aarch64 (AAVMF): code and an empty variable store, 64 MiB each as QEMU's
+# virt machine's two flash devices want them
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+# A CPU QEMU emulates fast: "max" emulates pointer authentication, which makes the kernel's
+# start 5 times slower under TCG
+AARCH64_CPU = "cortex-a57"
 STOP_GRACE = 5.0
 # Terminal control sequences SeaBIOS, OVMF and iPXE write around their text.
 _ESCAPES = re.compile(rb"\x1b(?:\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z=>])")
@@ -52,6 +60,13 @@ class Firmware(StrEnum):
     # OVMF enforcing Secure Boot with Microsoft's keys; the NIC without its option ROM, so
     # OVMF's own PXE runs (QEMU's iPXE ROM of 2019 breaks shim's fetch of GRUB)
     UEFI_SECUREBOOT = "uefi-secureboot"
+    # an ARM64 machine (QEMU's virt) with AAVMF, booting by its own PXE (the NIC without a ROM)
+    AARCH64_UEFI = "aarch64-uefi"
+
+
+# The variables each firmware starts from, copied afresh for every start of a VM
+_EFI_VARS = {Firmware.UEFI_SECUREBOOT: (OVMF_MS_VARS, "ovmf"),
+             Firmware.AARCH64_UEFI: (AAVMF_VARS, "qemu-efi-aarch64")}
 
 
 class Accel(StrEnum):
@@ -74,12 +89,15 @@ class VmSpec:
     append: str = ""
     nic: str = "virtio-net-pci"  # QEMU's model of the one network card
     extra: tuple[str, ...] = ()  # more QEMU arguments (disks, a hub NIC for a probe)
-    # uefi-secureboot: this VM's own copy of the variables (Vm.start makes a fresh one)
+    # uefi-secureboot, aarch64-uefi: this VM's own copy of the variables (Vm.start makes a
+    # fresh one)
     efi_vars: Path | None = None
 
 
 def qemu_argv(spec: VmSpec) -> list[str]:
     """The QEMU command line for ``spec``; the serial console is stdio, the monitor is off."""
+    if spec.firmware is Firmware.AARCH64_UEFI:
+        return _aarch64_argv(spec)
     nic = spec.nic
     if spec.firmware in (Firmware.UEFI, Firmware.UEFI_HTTP):
         machine = ["-machine", f"q35,accel={spec.accel}", "-bios", str(OVMF)]
@@ -100,9 +118,7 @@ def qemu_argv(spec: VmSpec) -> list[str]:
     cpu = "host" if spec.accel is Accel.KVM else "qemu64"
     argv = [QEMU, "-name", spec.name, *machine, "-cpu", cpu, "-m", str(spec.memory_mb),
             "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot"]
-    if spec.tap is not None:
-        argv += ["-netdev", f"tap,ifname={spec.tap},script=no,downscript=no,id=n0",
-                 "-device", f"{nic},netdev=n0,mac={spec.mac}"]
+    argv += _nic(spec, nic)
     if spec.kernel is not None:
         argv += ["-kernel", str(spec.kernel)]
         if spec.initrd is not None:
@@ -112,6 +128,30 @@ def qemu_argv(spec: VmSpec) -> list[str]:
     else:
         argv += ["-boot", "n"]
     return argv + list(spec.extra)
+
+
+def _nic(spec: VmSpec, nic: str) -> list[str]:
+    if spec.tap is None:
+        return []
+    return ["-netdev", f"tap,ifname={spec.tap},script=no,downscript=no,id=n0",
+            "-device", f"{nic},netdev=n0,mac={spec.mac}"]
+
+
+def _aarch64_argv(spec: VmSpec) -> list[str]:
+    """An ARM64 VM: QEMU's virt machine under TCG (no KVM for another architecture), AAVMF
+    in its two flash devices, the NIC without an option ROM so AAVMF's own PXE runs."""
+    if spec.efi_vars is None:
+        raise LabError(f"VM {spec.name}: AAVMF needs its own variables file")
+    argv = [QEMU_AARCH64, "-name", spec.name, "-machine", "virt,accel=tcg", "-cpu", AARCH64_CPU,
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={spec.efi_vars}",
+            "-m", str(spec.memory_mb), "-smp", "1", "-nographic", "-monitor", "none",
+            "-no-reboot"]
+    return argv + _nic(spec, f"{spec.nic},romfile=") + list(spec.extra)
+
+
+def qemu_binary(spec: VmSpec) -> str:
+    return QEMU_AARCH64 if spec.firmware is Firmware.AARCH64_UEFI else QEMU
 
 
 _PATHS = ("kernel", "initrd", "efi_vars")  # a VmSpec's fields that are paths
@@ -137,8 +177,8 @@ def start_detached(spec: VmSpec, console: Path, qemu_log: Path) -> int:
     console appended to ``console`` as it comes (raw) and QEMU's messages to ``qemu_log``;
     its pid. The caller's network namespace is the VM's; no descriptor is inherited but
     these (a lab BMC's starter holds ipmi_sim's sockets)."""
-    if shutil.which(QEMU) is None:
-        raise LabError(not_installed(QEMU))
+    if shutil.which(qemu_binary(spec)) is None:
+        raise LabError(not_installed(qemu_binary(spec)))
     fresh_efi_vars(spec)
     console.parent.mkdir(parents=True, exist_ok=True)
     with console.open("ab") as out, qemu_log.open("ab") as err:
@@ -148,15 +188,17 @@ def start_detached(spec: VmSpec, console: Path, qemu_log: Path) -> int:
 
 
 def fresh_efi_vars(spec: VmSpec) -> None:
-    """Give a Secure Boot VM Microsoft's enrolled variables afresh (at every start: the
-    firmware writes its boot entries there)."""
-    if spec.firmware is not Firmware.UEFI_SECUREBOOT:
+    """Give a VM whose firmware keeps variables in flash (Secure Boot: Microsoft's enrolled
+    keys; AAVMF) its variables afresh (at every start: the firmware writes its boot entries
+    there)."""
+    if spec.firmware not in _EFI_VARS:
         return
+    source, package = _EFI_VARS[spec.firmware]
     if spec.efi_vars is None:
-        raise LabError(f"VM {spec.name}: Secure Boot firmware needs its own variables file")
-    if not OVMF_MS_VARS.is_file():
-        raise LabError(f"{OVMF_MS_VARS} is missing: apt-get install ovmf")
-    shutil.copyfile(OVMF_MS_VARS, spec.efi_vars)
+        raise LabError(f"VM {spec.name}: {spec.firmware} firmware needs its own variables file")
+    if not source.is_file():
+        raise LabError(f"{source} is missing: apt-get install {package}")
+    shutil.copyfile(source, spec.efi_vars)
 
 
 @dataclass(frozen=True)
@@ -195,7 +237,7 @@ class Vm:
     """
 
     def __init__(self, spec: VmSpec, log_dir: Path, netns: str | None = None) -> None:
-        if spec.firmware is Firmware.UEFI_SECUREBOOT and spec.efi_vars is None:
+        if spec.firmware in _EFI_VARS and spec.efi_vars is None:
             spec = replace(spec, efi_vars=log_dir / f"{spec.name}.vars.fd")
         self.spec = spec
         self.netns = netns
@@ -209,8 +251,8 @@ class Vm:
         self._reader: threading.Thread | None = None
 
     def start(self) -> Vm:
-        if shutil.which(QEMU) is None:
-            raise LabError(not_installed(QEMU))
+        if shutil.which(qemu_binary(self.spec)) is None:
+            raise LabError(not_installed(qemu_binary(self.spec)))
         argv = qemu_argv(self.spec)
         if self.netns is not None:
             argv = iproute.in_netns(self.netns, argv)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from netboot.arch import Arch
 from netboot.config import ROOT_USER, Config
 from netboot.counters import clear_snapshots, snapshot_dir
 from netboot.errors import NetbootError
@@ -159,7 +160,12 @@ def hand_state_over(config: Config, user: ServiceUser) -> None:
     password_file = config.inventory.password_file
     if password_file is not None:
         share(password_file, user)
-    for served in (config.tftp_root_path, config.kernel_path, config.initramfs_path):
+    boot_files = [(f"the {arch} {what}", path) for arch in Arch
+                  for what, path in (("kernel", config.kernel_file(arch)),
+                                     ("initramfs", config.initramfs_file(arch)))
+                  if arch is not Arch.AMD64 and path.exists()]  # amd64's: boot.kernel...
+    for served in (config.tftp_root_path, config.kernel_path, config.initramfs_path,
+                   *(path for _, path in boot_files)):
         if state not in served.parents or not served.exists():
             continue  # not netboot's: the admin's permissions hold
         for directory in reversed(served.parents):
@@ -170,7 +176,8 @@ def hand_state_over(config: Config, user: ServiceUser) -> None:
     assert config.source is not None  # the network part reads the same file
     reached = [("the config", config.source),
                ("storage.state_dir", state), ("server.tftp_root", config.tftp_root_path),
-               ("boot.kernel", config.kernel_path), ("boot.initramfs", config.initramfs_path)]
+               ("boot.kernel", config.kernel_path), ("boot.initramfs", config.initramfs_path),
+               *boot_files]
     if password_file is not None:
         reached.append(("inventory.password_file", password_file))
     for what, path in reached:

@@ -11,6 +11,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from netboot.arch import Arch
 from netboot.boot.catalog import AccessDenied, Catalog, check_name
 from netboot.errors import NotFound
 from netboot.inventory.pool import InventoryPool
@@ -156,7 +157,7 @@ def test_a_look_without_spending_leaves_the_token_good(catalog_for):
 LOADER_CONFIGS = [
     ("pxelinux", "pxelinux.cfg/01-52-54-00-12-34-56",
      "clients/52-54-00-12-34-56/{token}/client.img"),
-    ("grub-secureboot", f"grub/clients/{MAC}.cfg", f"clients/{MAC}/{{token}}/client.img"),
+    ("grub-secureboot", f"grub/clients/x86_64/{MAC}.cfg", f"clients/{MAC}/{{token}}/client.img"),
 ]
 
 
@@ -192,12 +193,36 @@ def test_grub_reads_the_same_grub_cfg_everywhere_and_it_names_the_client_config(
     catalog = catalog_for(loader="grub-secureboot")
     first, second = (catalog.open("grub/grub.cfg", peer).source.data for peer in (OWNER, OTHER))
     assert first == second
-    assert b"configfile /grub/clients/${net_default_mac}.cfg\n" in first
+    assert b"configfile /grub/clients/${grub_cpu}/${net_default_mac}.cfg\n" in first
 
 
-def test_grub_cfg_is_the_tftp_roots_own_under_other_loaders(catalog_for):
-    with pytest.raises(NotFound):
-        catalog_for().open("grub/grub.cfg", OWNER)
+def test_grub_cfg_is_netboots_under_any_loader_since_arm64_boots_grub(catalog_for):
+    assert b"configfile" in catalog_for().open("grub/grub.cfg", OWNER).source.data
+
+
+def test_an_arm64_grub_gets_its_config_under_any_loader_with_the_arm64_kernel(catalog_for):
+    catalog = catalog_for()
+    window = window_of(catalog)
+    text = catalog.open(f"grub/clients/arm64/{MAC}.cfg", OTHER).source.data.decode()
+    assert "linux /boot/arm64/vmlinuz " in text and "console=ttyAMA0" in text
+    part = f"clients/{MAC}/{window.tokens[BootFile.CLIENT_PART]}/client.img"
+    assert f"initrd /boot/arm64/initramfs.img /{part}\n" in text
+
+
+def test_a_grub_of_a_cpu_netboot_does_not_boot_gets_not_found(catalog_for):
+    with pytest.raises(NotFound, match="no 'riscv64' machines"):
+        catalog_for().open(f"grub/clients/riscv64/{MAC}.cfg", OWNER)
+
+
+def test_each_architecture_gets_its_own_kernel(catalog_for):
+    catalog = catalog_for()
+    for arch in Arch:
+        path = catalog.config.kernel_file(arch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(arch.value.encode())
+    for name, arch in (("vmlinuz", Arch.AMD64), ("boot/vmlinuz", Arch.AMD64),
+                       ("boot/arm64/vmlinuz", Arch.ARM64)):
+        assert catalog.open(name, OWNER).source.read(0, 10) == arch.value.encode()
 
 
 def test_without_tokens_the_client_part_is_rendered_for_its_address(catalog_for):
@@ -224,7 +249,7 @@ def test_unregistered_mac_gets_the_not_registered_script_under_policy_boot(catal
 
 def test_unregistered_mac_gets_the_not_registered_grub_config_under_policy_boot(catalog_for):
     catalog = catalog_for("boot", loader="grub-secureboot")
-    content = catalog.open("grub/clients/52:54:00:ab:cd:ef.cfg", OTHER)
+    content = catalog.open("grub/clients/x86_64/52:54:00:ab:cd:ef.cfg", OTHER)
     assert b'echo "netboot: not registered: MAC 52:54:00:ab:cd:ef"' in content.source.data
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from netboot.boot.loaders import BOOT_FILES, MANIFEST, FileState, check, populate
+from netboot.boot.loaders import (
+    BOOT_FILES,
+    GRUB_ARM64,
+    MANIFEST,
+    FileState,
+    check,
+    populate,
+)
 from netboot.cli import cli
 from netboot.host.files import sha256_file
 
@@ -17,9 +24,24 @@ def test_populate_copies_every_boot_file_with_its_package_version_and_sha256(tmp
     manifest = json.loads((tmp_path / MANIFEST).read_text())["files"]
     assert [e["name"] for e in manifest] == [f.name for f in BOOT_FILES]
     for entry, f in zip(manifest, BOOT_FILES, strict=True):
-        assert entry["package"] == f.package
+        assert entry["package"] == f.apt_name
         assert entry["version"]
-        assert entry["sha256"] == sha256_file(tmp_path / f.name) == sha256_file(f.source)
+        assert entry["sha256"] == sha256_file(tmp_path / f.name)
+        if not f.foreign:  # installed here; another architecture's is fetched (next test)
+            assert entry["sha256"] == sha256_file(f.source)
+
+
+def test_arm64_grub_is_fetched_from_its_arm64_package_into_its_own_directory(tmp_path: Path):
+    grub = next(f for f in BOOT_FILES if f.name == GRUB_ARM64)
+    populate(tmp_path / "root", (grub,), cache=tmp_path / "cache")
+    entry, = json.loads((tmp_path / "root" / MANIFEST).read_text())["files"]
+    assert entry["name"] == "arm64/grubnetaa64.efi"
+    assert entry["package"] == "grub-efi-arm64-signed:arm64"
+    data = (tmp_path / "root" / "arm64" / "grubnetaa64.efi").read_bytes()
+    assert data[:2] == b"MZ"  # a PE image...
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    assert data[pe:pe + 6] == b"PE\0\0\x64\xaa"  # ...for IMAGE_FILE_MACHINE_ARM64 (0xaa64)
+    assert list((tmp_path / "cache").glob("grub-efi-arm64-signed_*_arm64.deb"))
 
 
 def test_the_secure_boot_chain_sits_in_a_directory_of_its_own_from_the_signed_packages(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from netboot.arch import Arch
 from netboot.boot import scripts
 from netboot.boot.sanboot import render_sanboot_script
 from netboot.configfile import parse_config
@@ -31,6 +32,8 @@ PART_TOKEN = "0123456789abcdef0123456789abcdef"
     ("grub.cfg", scripts.grub_config),
     ("grub-client.cfg", lambda: scripts.grub_client_config(CONFIG, CLIENT, PART_TOKEN)),
     ("grub-client.by-address.cfg", lambda: scripts.grub_client_config(CONFIG, CLIENT)),
+    ("grub-client.arm64.cfg",
+     lambda: scripts.grub_client_config(CONFIG, CLIENT, PART_TOKEN, Arch.ARM64)),
     ("unregistered.grub", lambda: scripts.unregistered_grub(UNKNOWN)),
 ])
 def test_rendered_file_matches_golden(golden: str, rendered):

@@ -167,7 +167,7 @@ SHIM = b"secureboot/x64/shimx64.efi"
     (lambda: ipxe_uefi(MAC), SHIM),  # an iPXE ROM could not start Debian's kernel under SB
     (lambda: intel_rom(MAC), b"undionly.kpxe"),  # BIOS has no Secure Boot: iPXE as before
     (lambda: ipxe_bios(MAC), URL.encode()),
-    (lambda: uefi_arm64(MAC), b"ipxe-arm64.efi"),
+    (lambda: uefi_arm64(MAC), b"arm64/grubnetaa64.efi"),
     (lambda: uefi_http(MAC), f"http://{SERVER}:8080/ipxe.efi".encode()),
 ], ids=["uefi-arch7", "uefi-arch9", "ipxe-uefi", "bios-rom", "ipxe-bios", "arm64", "http-boot"])
 def test_grub_secureboot_loader_gives_uefi_x64_clients_shim(world, request_, boot_file):
@@ -221,9 +221,19 @@ def test_uefi_arch_9_gets_ipxe_efi(world):
     assert w.reply(data)[0].file.rstrip(b"\0") == b"ipxe.efi"
 
 
-def test_arm64_uefi_gets_arm64_ipxe(world):
+def test_arm64_uefi_gets_debians_network_grub_for_arm64(world):
     w = world()
-    assert w.reply(uefi_arm64(MAC))[0].file.rstrip(b"\0") == b"ipxe-arm64.efi"
+    assert w.reply(uefi_arm64(MAC))[0].file.rstrip(b"\0") == b"arm64/grubnetaa64.efi"
+
+
+def test_an_architecture_without_a_loader_gets_no_offer_and_a_line_naming_it(world):
+    w = world()
+    arm64_http = frame(MAC, "discover", [
+        ("pxe_client_architecture", b"\x00\x13"),
+        ("vendor_class_id", b"HTTPClient:Arch:00019:UNDI:003000")])
+    decision = w.ask(arm64_http)
+    assert decision.reply is None and decision.warning
+    assert "no boot loader for architecture EFI_ARM64_HTTP (19)" in decision.note
 
 
 def test_uefi_http_boot_gets_an_http_url_and_httpclient(world):
@@ -233,14 +243,13 @@ def test_uefi_http_boot_gets_an_http_url_and_httpclient(world):
     assert options(reply)[60] == b"HTTPClient"
 
 
-def test_unsupported_architecture_gets_an_address_but_no_boot_file(world):
+def test_a_pxe_boot_of_an_architecture_without_a_loader_gets_no_offer(world):
     w = world()
     data = frame(MAC, "discover", [("pxe_client_architecture", b"\x00\x06"),
                                    ("vendor_class_id", b"PXEClient:Arch:00006:UNDI:003016")])
-    reply, decision = w.reply(data)
-    assert reply.yiaddr == str(w.client.ip)
-    assert 67 not in options(reply)
-    assert "no boot file" in decision.note
+    decision = w.ask(data)
+    assert decision.reply is None and decision.warning
+    assert "no boot loader for architecture EFI_IA32 (6)" in decision.note
 
 
 def test_offer_to_client_without_address_goes_to_yiaddr_at_chaddr(world):
