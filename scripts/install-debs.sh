@@ -5,12 +5,28 @@
 # host: netboot starts its own daemons, on its own addresses, when it needs them.
 set -eu
 lists="$(dirname "$0")/../debian-packages.txt $(dirname "$0")/../debian-packages-test.txt"
+# ARM64 clients boot Debian's arm64 GRUB, kernel and programs, fetched with
+# `apt-get download PKG:arm64` (never installed): apt must know the architecture.
+foreign=arm64
+added=""
+if ! dpkg --print-foreign-architectures | grep -qx "$foreign"; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: apt does not know $foreign packages; run 'make setup' as root" >&2
+        exit 1
+    fi
+    echo "setup: dpkg --add-architecture $foreign"
+    dpkg --add-architecture "$foreign"
+    added=1
+fi
 missing=""
 for pkg in $(cat $lists | grep -v "^#"); do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [ "$status" = installed ] || missing="$missing $pkg"
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    [ -n "$added" ] && apt-get update -q
+    exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
     echo "setup: missing Debian packages:$missing; run 'make setup' as root" >&2
     exit 1

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from netboot.arch import FACTS, Arch
 from netboot.config import OnFail
 from netboot.configfile import parse_config
 from netboot.initramfs.build import (
     PROGRAMS,
     Compression,
     InitSettings,
+    Manifest,
     build,
     choose_compression,
     compress,
@@ -29,9 +31,10 @@ from netboot.initramfs.build import (
     program_component,
     render_init,
 )
-from netboot.initramfs.elf import shared_libraries
+from netboot.initramfs.elf import is_elf, machine, shared_libraries
 from netboot.initramfs.kernel import current, download, install
 from netboot.initramfs.modules import parse_modules_dep
+from netboot.initramfs.sysroot import Sysroot
 
 GOLDEN_INIT = Path(__file__).parent / "golden" / "init"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot")
@@ -48,15 +51,69 @@ def state(tmp_path_factory, pytestconfig):
     deb = download("cloud-amd64", pytestconfig.cache.mkdir("netboot-kernel-deb"), print)
     install(config, print, deb=deb)
     manifest = build(config, print)
-    unpacked = root / "unpacked"
-    unpacked.mkdir()
+    unpacked, listing = _unpack(manifest, root / "unpacked")
+    return config, manifest, unpacked, listing
+
+
+def _unpack(manifest: Manifest, directory: Path) -> tuple[Path, str]:
+    """The built image unpacked into ``directory``, and its ``cpio -itv`` listing."""
+    directory.mkdir()
     image = Path(manifest.path).read_bytes()
     data = subprocess.run(["zstd", "-dc"], input=image[:len(image) - manifest.padding],
                           capture_output=True, check=True).stdout
-    subprocess.run(["cpio", "-idm", "--quiet"], input=data, cwd=unpacked, check=True)
+    subprocess.run(["cpio", "-idm", "--quiet"], input=data, cwd=directory, check=True)
     listing = subprocess.run(["cpio", "-itv", "--quiet"], input=data, capture_output=True,
                              check=True).stdout.decode()
-    return config, manifest, unpacked, listing
+    return directory, listing
+
+
+@pytest.fixture(scope="module")
+def arm64_state(state, pytestconfig):
+    """The same state dir with the arm64 cloud kernel and its base image besides amd64's,
+    the arm64 packages kept in pytest's cache between runs."""
+    config, _, unpacked, _ = state
+    config = dataclasses.replace(config, storage=dataclasses.replace(
+        config.storage, cache_dir=pytestconfig.cache.mkdir("netboot-arm64-packages")))
+    deb = download("cloud-arm64", config.storage.cache, print)
+    install(config, print, deb=deb, arch=Arch.ARM64)
+    manifest = build(config, print, arch=Arch.ARM64)
+    arm64, _ = _unpack(manifest, unpacked.parent / "unpacked-arm64")
+    return config, manifest, arm64
+
+
+def _elf_machines(tree: Path) -> dict[str, int]:
+    """Every ELF file under ``tree`` (programs, libraries, modules): its e_machine."""
+    found = {}
+    for path in tree.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                head = f.read(20)
+            if is_elf(head):
+                found[str(path.relative_to(tree))] = machine(head)
+    return found
+
+
+def test_each_architectures_image_holds_only_its_own_elf_files(state, arm64_state):
+    _, _, amd64, _ = state
+    config, manifest, arm64 = arm64_state
+    for tree, arch in ((amd64, Arch.AMD64), (arm64, Arch.ARM64)):
+        machines = _elf_machines(tree)
+        assert {"bin/busybox", "sbin/iscsistart", "sbin/resize2fs"} <= machines.keys()
+        assert any(name.endswith(".ko") for name in machines)  # the kernel's modules too
+        assert {name: m for name, m in machines.items() if m != FACTS[arch].elf_machine} == {}
+    assert manifest.arch == "arm64" and Path(manifest.path) == config.initramfs_file(Arch.ARM64)
+    assert config.initramfs_file(Arch.ARM64) != config.initramfs_file(Arch.AMD64)
+
+
+def test_arm64_image_has_arm64s_loader_libraries_and_applets(arm64_state):
+    _, manifest, arm64 = arm64_state
+    assert (arm64 / "lib" / "ld-linux-aarch64.so.1").is_file()
+    assert (arm64 / "usr" / "lib" / "aarch64-linux-gnu" / "libcrypto.so.3").is_file()
+    assert os.readlink(arm64 / "bin" / "sh") == "/bin/busybox"
+    assert os.readlink(arm64 / "bin" / "switch_root") == "/bin/busybox"
+    assert any(p.startswith("busybox-static ") for p in manifest.packages)
+    assert (arm64 / "lib" / "modules" / manifest.kernel_version).is_dir()
+    assert manifest.kernel_version.endswith("-cloud-arm64")
 
 
 def entries(listing: str) -> dict[str, list[str]]:
@@ -206,7 +263,8 @@ def test_program_component_leaves_out_libraries_already_present():
     resize2fs = next(p for p in PROGRAMS if p.path.name == "resize2fs")
     libc = next(str(lib).lstrip("/") for lib in shared_libraries(resize2fs.path)[1]
                 if lib.name == "libc.so.6")
-    names = [e.name for e in program_component(resize2fs, {libc}).entries]
+    names = [e.name for e in program_component(resize2fs, Sysroot(Arch.AMD64, Path("/")),
+                                               {libc}).entries]
     assert names[0] == "sbin/resize2fs" and libc not in names
     assert any(n.endswith("/libext2fs.so.2") for n in names)
 
