@@ -17,6 +17,7 @@ GROUND_FLOOR = frozenset({
     "output",  # tables for people, JSON for scripts: the CLI and the lab's live board
     "threads",  # service threads that cannot die quietly: every service starts them, serve watches
     "counters",  # what services count, carried across serve's processes: all count, admin reads
+    "arch",  # what differs between client architectures: config's paths, boot, initramfs, lab
 })
 
 
