@@ -9,8 +9,11 @@ no longer matches what was installed, and say which package to install.
 A loader for another architecture than this machine's (ARM64's GRUB on an x86-64
 server) comes from that architecture's package, fetched with ``apt-get download
 PKG:arm64`` (``dpkg --add-architecture arm64`` and ``apt-get update`` first; ``make
-setup`` does both) and unpacked, not installed. Each architecture's loaders live in a
-directory of their own (``secureboot/x64/``, ``arm64/``), so none overwrites another's.
+setup`` does both) and unpacked, not installed. On a server whose apt does not know
+that architecture it is left out (ARM64 clients are not set up there), and ``netboot
+doctor`` says how to set them up without counting it as a fault. Each architecture's
+loaders live in a directory of their own (``secureboot/x64/``, ``arm64/``), so none
+overwrites another's.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class FileState(StrEnum):
     CHANGED = "changed"  # in the root, but not the bytes the manifest recorded
     UNRECORDED = "unrecorded"  # in the root, but not in the manifest
     OUTDATED = "outdated"  # matches the manifest, but the package has moved on since
+    NOT_SET_UP = "not set up"  # another architecture's, which apt does not know here: optional
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,18 @@ class FileStatus:
 
     @property
     def ok(self) -> bool:
-        return self.state is FileState.OK
+        return self.state in (FileState.OK, FileState.NOT_SET_UP)
 
+
+def apt_architectures() -> frozenset[Arch]:
+    """The architectures apt fetches packages of here: this machine's and the foreign ones
+    dpkg was told of (``dpkg --add-architecture``)."""
+    try:
+        out = run(["dpkg", "--print-foreign-architectures"], what="asking dpkg",
+                  error=NetbootError)
+    except NetbootError:
+        out = ""
+    return frozenset({host_arch()} | {Arch(a) for a in out.split() if a in Arch._value2member_map_})
 
 
 def package_version(package: str) -> str | None:
@@ -189,9 +203,11 @@ def populate(root: Path, files: tuple[BootFile, ...] = BOOT_FILES,
     Idempotent: a second run changes nothing on disk (not even mtimes). A
     package that is not installed is an error naming it, since a TFTP root
     without its boot loader cannot boot anything. Another architecture's packages are
-    downloaded into ``cache`` (kept there for the next run).
+    downloaded into ``cache`` (kept there for the next run); one apt does not know is
+    left out (see :func:`not_set_up`).
     """
     root.mkdir(parents=True, exist_ok=True)
+    files = tuple(f for f in files if f.arch in apt_architectures())
     missing = sorted({f.package for f in files
                       if not f.foreign and package_version(f.package) is None})
     if missing:
@@ -228,6 +244,12 @@ def _copy_in(root: Path, f: BootFile, cache: Path | None, tmp: Path) -> Manifest
     return ManifestEntry(f.name, f.apt_name, version, digest, source.stat().st_size, str(f.source))
 
 
+def not_set_up(files: tuple[BootFile, ...] = BOOT_FILES) -> list[BootFile]:
+    """The boot files left out here: of an architecture apt does not know."""
+    known = apt_architectures()
+    return [f for f in files if f.arch not in known]
+
+
 def _copy(root: Path) -> str:
     """The command that fills ``root`` with the boot files and their manifest."""
     return f"python -m netboot.boot.loaders {root}"
@@ -236,12 +258,15 @@ def _copy(root: Path) -> str:
 def check(root: Path, files: tuple[BootFile, ...] = BOOT_FILES) -> list[FileStatus]:
     """Compare the TFTP root with its manifest and with the installed packages."""
     manifest = read_manifest(root)
+    left_out = not_set_up(files)
     out = []
     for f in files:
         entry = manifest.get(f.name)
         installed = None if f.foreign else package_version(f.package)
         path = root / f.name
-        if not path.is_file():
+        if f in left_out and not path.is_file():
+            state = FileState.NOT_SET_UP
+        elif not path.is_file():
             state = FileState.MISSING
         elif entry is None:
             state = FileState.UNRECORDED
@@ -275,6 +300,9 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"setup: {len(entries)} boot files in {argv[0]} "
           f"({', '.join(sorted({f'{e.package} {e.version}' for e in entries}))})")
+    for arch in sorted({f.arch for f in not_set_up()}):
+        print(f"setup: no {arch} boot loaders: apt does not know {arch} packages "
+              f"('dpkg --add-architecture {arch} && apt-get update', then this again)")
     return 0
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from netboot.arch import Arch
+from netboot.boot import loaders
 from netboot.boot.loaders import (
     BOOT_FILES,
     GRUB_ARM64,
@@ -92,3 +94,13 @@ def test_doctor_exits_0_when_every_file_matches(make_config):
     result = CliRunner().invoke(cli, ["--config", str(config.source), "doctor", "--json"])
     assert result.exit_code == 0, result.output
     assert {f["state"] for f in json.loads(result.output)["files"]} == {"ok"}
+
+
+def test_where_apt_does_not_know_arm64_its_loader_is_left_out_and_doctor_says_how(
+        tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(loaders, "apt_architectures", lambda: frozenset({Arch.AMD64}))
+    populate(tmp_path)
+    assert not (tmp_path / GRUB_ARM64).exists()
+    row = next(r for r in check(tmp_path) if r.name == GRUB_ARM64)
+    assert row.state is FileState.NOT_SET_UP and row.ok  # optional: doctor still passes
+    assert row.fix is not None and row.fix.startswith("dpkg --add-architecture arm64 && ")
