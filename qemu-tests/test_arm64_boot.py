@@ -3,8 +3,9 @@
 the arm64 cloud kernel with the arm64 base initramfs and the client's part) to its iSCSI
 root: the built-in image built from arm64 busybox.
 
-One lab of one arm64 client (`lab up --arch arm64`), booted with `lab boot --firmware
-aarch64-uefi`: the same path as the x86 lab tests, another architecture end to end.
+One lab of one arm64 client (`lab up --arch arm64`), booted with `lab boot` (whose default
+firmware for it is aarch64-uefi): the same path as the x86 lab tests, another architecture
+end to end.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import io
 from netboot.arch import Arch
 from netboot.lab import lab
 from netboot.lab.markers import Stage
-from netboot.lab.vm import Firmware
 
 
 def test_arm64_client_boots_grub_and_its_arm64_kernel_to_its_iscsi_root(netboot_lab,
                                                                         boot_timeout,
                                                                         record_boot):
     state = netboot_lab(1, arch=Arch.ARM64)
-    progress, _ = lab.boot(state.lab_dir, 1, Firmware.AARCH64_UEFI, boot_timeout,
+    progress, _ = lab.boot(state.lab_dir, 1, None, boot_timeout,  # the arm64 lab's: AAVMF
                            stream=io.StringIO())
     client = state.clients[0]
     console = (state.lab_dir / "vms" / f"{client.name}.serial.log").read_text()

@@ -47,7 +47,7 @@ def lab_group() -> None:
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default=Arch.AMD64.value,
               show_default=True,
               help="The clients' architecture: arm64 prepares the ARM64 kernel, initramfs and "
-                   "built-in image (boot them with 'lab boot --firmware aarch64-uefi').")
+                   "built-in image ('lab boot' boots them with --firmware aarch64-uefi).")
 def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
        accel: str, storage: str, ceph_dir: Path | None, arch: str) -> None:
     """Prepare boot files, make the VLAN, start tgtd and netboot serve, add the clients."""
@@ -62,11 +62,11 @@ def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
 @click.option("--clients", type=click.IntRange(1, 100), default=None,
               help="Boot only the first N clients (default: all).")
 @click.option("--firmware", type=click.Choice([f.value for f in Firmware]), default=None,
-              help="bios (SeaBIOS and the NIC's iPXE ROM, the default), uefi (OVMF), "
+              help="bios (SeaBIOS and the NIC's iPXE ROM, the default for amd64), uefi (OVMF), "
                    "uefi-http (OVMF's own UEFI HTTP boot: no PXE, no TFTP) or uefi-secureboot "
                    "(OVMF enforcing Secure Boot with Microsoft's keys: for a lab up with "
-                   "--loader grub-secureboot), aarch64-uefi (an ARM64 VM with AAVMF: for a lab "
-                   "up with --arch arm64).")
+                   "--loader grub-secureboot), aarch64-uefi (an ARM64 VM with AAVMF: the default "
+                   "for a lab up with --arch arm64).")
 @click.option("--uefi", is_flag=True, help="Same as --firmware uefi.")
 @click.option("--timeout", default=lab.BOOT_TIMEOUT, show_default=True, type=float,
               help="Seconds for every client to reach its root.")
@@ -76,7 +76,7 @@ def boot(lab_dir: Path, clients: int | None, firmware: str | None, uefi: bool, t
     """Boot the clients as VMs, show their progress, then seconds to each milestone."""
     if uefi and firmware not in (None, Firmware.UEFI):
         raise click.UsageError(f"--uefi and --firmware {firmware} disagree")
-    chosen = Firmware(firmware) if firmware else Firmware.UEFI if uefi else Firmware.BIOS
+    chosen = Firmware(firmware) if firmware else Firmware.UEFI if uefi else None
     progress, cpu = lab.boot(lab_dir.resolve(), clients, chosen, timeout)
     if as_json:
         emit_json({"clients": summary_json(progress), "server_cpu_seconds": cpu})

@@ -110,6 +110,7 @@ class LabState:
     tgt_control_port: int
     pids: dict[str, int]
     ceph: LabCeph | None = None  # storage ceph: the cluster, recorded before it is made
+    arch: str = Arch.AMD64.value  # the clients' architecture (what `up` prepared)
 
     @property
     def lab_dir(self) -> Path:
@@ -120,7 +121,8 @@ class LabState:
         return cls(config=data["config"], accel=data["accel"],
                    clients=tuple(LabClient(**c) for c in data["clients"]),
                    tgt_control_port=int(data["tgt_control_port"]), pids=dict(data["pids"]),
-                   ceph=LabCeph.from_json(data["ceph"]) if data.get("ceph") else None)
+                   ceph=LabCeph.from_json(data["ceph"]) if data.get("ceph") else None,
+                   arch=data.get("arch", Arch.AMD64.value))
 
 
 def default_lab_dir() -> Path:
@@ -313,7 +315,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
             say(f"VMs run under {chosen}")
             state = LabState(str(lab_dir / CONFIG_FILE), (), str(chosen), free_control_port(),
                              {}, plan_ceph(lab_dir / CEPH_DIR, given, topo.netns)
-                             if storage is LabStorage.CEPH else None)
+                             if storage is LabStorage.CEPH else None, arch.value)
             _save(lab_dir, state)  # from here on, each start is on record before the next
             rbd = None if state.ceph is None else rbd_config(_ceph_up(state.ceph, say))
             config_path = write_config(topo, state.tgt_control_port, loader, lun_size,
@@ -486,11 +488,26 @@ def inventory_poll(inventory: Inventory,
     return poll
 
 
-def boot(lab_dir: Path, count: int | None = None, firmware: Firmware = Firmware.BIOS,
+def firmware_for(arch: Arch, firmware: Firmware | None) -> Firmware:
+    """The firmware a lab of ``arch`` clients boots them with: ``firmware`` if it suits
+    that architecture (None: BIOS for amd64, AAVMF for arm64), else a LabError."""
+    arm = arch is Arch.ARM64
+    if firmware is None:
+        return Firmware.AARCH64_UEFI if arm else Firmware.BIOS
+    if (firmware is Firmware.AARCH64_UEFI) != arm:
+        raise LabError(f"the lab's clients are {arch}: firmware {firmware} does not boot them "
+                       f"({'aarch64-uefi' if arm else 'bios, uefi, uefi-http or uefi-secureboot'}"
+                       " does)")
+    return firmware
+
+
+def boot(lab_dir: Path, count: int | None = None, firmware: Firmware | None = None,
          timeout: float = BOOT_TIMEOUT, stream: TextIO = sys.stdout) -> tuple[
              list[ClientProgress], float | None]:
-    """Boot the lab's clients at once; their progress and the server's CPU seconds used."""
+    """Boot the lab's clients at once; their progress and the server's CPU seconds used.
+    ``firmware``: by default the one of the lab's architecture (:func:`firmware_for`)."""
     state = load_state(lab_dir)
+    firmware = firmware_for(Arch(state.arch), firmware)
     topo = topology.load(lab_dir)
     if topo is None:
         raise LabError(f"{lab_dir} has lab state but no boot VLAN: run 'netboot lab down' "

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from netboot.arch import Arch
 from netboot.config import RbdConfig, StorageKind
 from netboot.configfile import load_config
 from netboot.errors import ConfigError
 from netboot.lab import ceph, lab, topology
 from netboot.lab.ceph import Attachment, CephError
 from netboot.lab.topology import LabError
-from netboot.lab.vm import Accel
+from netboot.lab.vm import Accel, Firmware
 from tests.conftest import needs_root
 from tests.support.ceph import leftovers, missing
 from tests.support.waiting import eventually
@@ -204,3 +205,13 @@ def test_down_after_up_on_ceph_is_killed_leaves_nothing(tmp_path):
     assert lab.down(tmp_path)
     assert leftovers(cluster) == []
     assert vlan.netns not in _lab_namespaces()
+
+
+def test_a_labs_firmware_defaults_to_its_clients_architecture_and_must_suit_it():
+    assert lab.firmware_for(Arch.AMD64, None) is Firmware.BIOS
+    assert lab.firmware_for(Arch.ARM64, None) is Firmware.AARCH64_UEFI
+    assert lab.firmware_for(Arch.AMD64, Firmware.UEFI) is Firmware.UEFI
+    with pytest.raises(LabError, match="clients are arm64: firmware uefi does not boot them"):
+        lab.firmware_for(Arch.ARM64, Firmware.UEFI)
+    with pytest.raises(LabError, match="clients are amd64"):
+        lab.firmware_for(Arch.AMD64, Firmware.AARCH64_UEFI)
