@@ -199,7 +199,7 @@ class Inventory:
         """Note many (MAC, stage, time) at once, in one transaction (a commit, on PostgreSQL
         a round trip, per batch rather than per client). A stage equal to the one recorded
         less than ``repeat_after`` seconds before is not written again: one step of one
-        boot seen twice (a PXE ROM's ACK, then iPXE's)."""
+        boot seen twice (a PXE ROM's ACK, then iPXE's); with 0, every stage is written."""
         repeated = ("NOT (coalesce(last_stage, '') = ? AND last_stage_at IS NOT NULL "
                     "AND ? - last_stage_at >= 0 AND ? - last_stage_at < ?)")
         with self.transaction() as db:
