@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from netboot.power.bmc import Bmc, BmcKind, PowerAction, PowerState
+from netboot.power.bmc import Bmc, BmcError, BmcKind, PowerAction, PowerState
 from netboot.power.ipmi import IpmiTool
-from netboot.power.redfish import RedfishSystem
+
+SUSHY_MIN = "5.14"  # pyproject.toml's extra redfish: tested, with connect and read timeouts
 
 
 class PowerDriver(Protocol):
@@ -40,11 +41,21 @@ class PowerResult:
 
 
 def driver(bmc: Bmc) -> PowerDriver:
-    """What talks to ``bmc``: ipmitool for IPMI, sushy for Redfish."""
+    """What talks to ``bmc``: ipmitool for IPMI, sushy for Redfish.
+
+    sushy is imported only for a Redfish BMC: a netboot without it (Debian 12's
+    python3-sushy is too old: no connect or read timeouts) still runs, and drives
+    IPMI BMCs."""
     match bmc.kind:
         case BmcKind.IPMI:
             return IpmiTool(bmc)
         case BmcKind.REDFISH:
+            try:
+                from netboot.power.redfish import RedfishSystem  # sushy: for Redfish only
+            except ModuleNotFoundError as err:
+                raise BmcError(f"BMC {bmc.where} speaks Redfish, which needs the Python "
+                               f"package sushy >= {SUSHY_MIN} (pip install 'netboot[redfish]'): "
+                               f"{err}") from None
             return RedfishSystem(bmc)
     raise AssertionError(bmc.kind)
 
