@@ -5,8 +5,6 @@ namespace of the test's (tests.support.redfish), through netboot's Redfish drive
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +18,7 @@ from netboot.power.redfish import RedfishSystem
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.power import power_clients, set_client_bmc
 from tests.conftest import needs_root
-from tests.support.bmc import management_network
+from tests.support.bmc import processes_watched
 from tests.support.redfish import PORT, EmulatedBmc, emulated_bmc
 from tests.support.waiting import eventually
 
@@ -28,12 +26,6 @@ pytestmark = [pytest.mark.root, needs_root]
 
 PASSWORD = "Rf-9c1d47e2a0b3"
 SETTLE = 30.0  # seconds: the fake driver applies a power change 1 to 11 s after it is asked
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[tuple[str, object]]:
-    with management_network() as net:
-        yield net
 
 
 @pytest.fixture
@@ -122,45 +114,22 @@ def test_a_port_nothing_serves_is_named(emulator):
         RedfishSystem(replace(emulator.bmc, port=PORT + 1)).status()
 
 
-def _scan(needle: bytes, stop: threading.Event, leaks: list) -> None:
-    """Read every process's argv and environment until ``stop``; note any holding
-    ``needle``."""
-    while not stop.is_set():
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            for part in ("cmdline", "environ"):
-                try:
-                    data = Path(entry.path, part).read_bytes()
-                except OSError:
-                    continue
-                if needle in data:
-                    leaks.append((entry.name, part, data[:200]))
-
-
 def test_the_password_is_in_no_process_argv_nor_environment_nor_any_log(emulator, caplog,
                                                                           make_config):
     caplog.set_level(logging.DEBUG)  # sushy's own DEBUG lines too
-    stop, leaks = threading.Event(), []
-    scanner = threading.Thread(target=_scan, args=(PASSWORD.encode(), stop, leaks))
-    scanner.start()
     config = make_config()
-    try:
-        with open_inventory(config) as inventory:
-            mac = add_client(config, inventory, "52:54:00:00:00:08").client.mac
-            set_client_bmc(inventory, mac, emulator.bmc)
-            done = [power_clients(inventory, [mac], action)[0]
-                    for action in (PowerAction.STATUS, PowerAction.CYCLE, PowerAction.OFF)]
-            set_client_bmc(inventory, mac, replace(emulator.bmc, password="wrong-" + PASSWORD))
-            failed = power_clients(inventory, [mac], PowerAction.STATUS)[0]
-    finally:
-        stop.set()
-        scanner.join()
+    with processes_watched(PASSWORD.encode()) as watch, open_inventory(config) as inventory:
+        mac = add_client(config, inventory, "52:54:00:00:00:08").client.mac
+        set_client_bmc(inventory, mac, emulator.bmc)
+        done = [power_clients(inventory, [mac], action)[0]
+                for action in (PowerAction.STATUS, PowerAction.CYCLE, PowerAction.OFF)]
+        set_client_bmc(inventory, mac, replace(emulator.bmc, password="wrong-" + PASSWORD))
+        failed = power_clients(inventory, [mac], PowerAction.STATUS)[0]
     assert all(d.ok for d in done), done
     assert failed.error == (f"client {mac}: BMC {emulator.bmc.where} refused user admin: "
                             "wrong user name or password?")
     assert "sushy" in {r.name.split(".")[0] for r in caplog.records}, "sushy's log not seen"
     assert mac in caplog.text
-    assert not leaks, leaks
+    assert not watch.leaks, watch.leaks
     assert PASSWORD not in caplog.text
     assert PASSWORD not in emulator.log

@@ -16,10 +16,9 @@ import json
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -28,6 +27,7 @@ import bcrypt
 
 from netboot.host import iproute
 from netboot.power.bmc import Bmc, BmcKind
+from tests.support.bmc import stop, wait_listening
 
 PORT = 8443
 USER = "admin"
@@ -117,26 +117,9 @@ def emulated_bmc(netns: str, address: IPv4Interface, directory: Path, password: 
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     try:
-        _wait_listening(netns, proc, directory / "emulator.log")
+        wait_listening(netns, PORT, proc, directory / "emulator.log", tcp=True)
         bmc = Bmc(str(address.ip), USER, password, PORT, BmcKind.REDFISH,
                   ca_pem=certificates.ca.read_text())
         yield EmulatedBmc(bmc, directory, certificates)
     finally:
-        proc.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_listening(netns: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"sushy-emulator exited: {log.read_text()}"
-        listening = subprocess.run(iproute.in_netns(netns, ["ss", "-Hltn", f"sport = :{PORT}"]),
-                                   capture_output=True, text=True, check=True).stdout
-        if listening.strip():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"sushy-emulator did not listen on port {PORT}: {log.read_text()}")
+        stop(proc)
