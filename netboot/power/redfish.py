@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 import ssl
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -90,7 +91,7 @@ def _unreachable(bmc: Bmc, reason: BaseException) -> BmcError:
     if isinstance(reason, ssl.SSLError):
         return BmcError(f"BMC {bmc.where}: TLS failed ({reason.reason or reason}): is it "
                         "HTTPS at this port?")
-    if isinstance(reason, NameResolutionError):
+    if isinstance(reason, NameResolutionError | socket.gaierror):
         return BmcError(f"BMC {bmc.where}: no such host name ({bmc.address} does not resolve)")
     if isinstance(reason, ConnectTimeoutError | TimeoutError):
         return BmcError(f"BMC {bmc.where}: no answer within {CONNECT_TIMEOUT:.0f} s: wrong "

@@ -2,6 +2,7 @@
 mean (the live BMC is in test_redfish_live)."""
 
 import errno
+import socket
 import ssl
 
 import pytest
@@ -97,3 +98,9 @@ def test_a_refused_connection_and_a_silent_bmc_are_named():
     assert str(failure(BMC, _wrapped(refused))) == (
         "BMC 198.18.0.5:443 refused the connection: nothing serves Redfish at this port")
     assert "no answer within 10 s" in str(failure(BMC, _wrapped(ConnectTimeoutError())))
+
+
+def test_a_host_name_that_does_not_resolve_is_named():
+    unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert str(failure(BMC, _wrapped(unknown))) == (
+        "BMC 198.18.0.5:443: no such host name (198.18.0.5 does not resolve)")
