@@ -110,6 +110,14 @@ class Inventory:
         rows = self._db.execute("SELECT * FROM clients")
         return sorted((Client.from_row(r) for r in rows), key=lambda c: c.ip)
 
+    def unsettled_clients(self) -> list[Client]:
+        """Clients an add, reimage or reset is making a root for (or was, if it was killed):
+        not yet provisioned, or with a next root (``next_lun_path``). Read at every ``client
+        add``, so it costs the few such clients, not a read of every registered one."""
+        rows = self._db.execute(
+            "SELECT * FROM clients WHERE provisioned = 0 OR next_lun_path IS NOT NULL")
+        return [Client.from_row(r) for r in rows]
+
     def get(self, mac: str) -> Client:
         row = self._db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
         if row is None:
