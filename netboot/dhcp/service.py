@@ -186,9 +186,11 @@ class PendingWriter(Generic[Item]):
 
     thread_name = "dhcp-writer"
 
-    def __init__(self, open_inventory: InventoryFactory, pause: float = 0.0) -> None:
+    def __init__(self, open_inventory: InventoryFactory, pause: float = 0.0,
+                 service: str = "dhcp") -> None:
         self.open_inventory = open_inventory
         self.pause = pause
+        self.service = service  # whose death a dead writer thread is
         self._pending: dict[str, Item] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -201,7 +203,7 @@ class PendingWriter(Generic[Item]):
         self._wake.set()
 
     def start(self) -> None:
-        self._thread = start_thread(DhcpService.name, self.thread_name, self._run)
+        self._thread = start_thread(self.service, self.thread_name, self._run)
 
     def stop(self) -> None:
         self._stop.set()
@@ -259,8 +261,9 @@ class StageWriter(PendingWriter[tuple[Stage, float]]):
 
     thread_name = "dhcp-stages"
 
-    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
-        super().__init__(open_inventory)
+    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0,
+                 service: str = "dhcp") -> None:
+        super().__init__(open_inventory, service=service)
         self.interval = interval
 
     def record(self, mac: str, stage: Stage, at: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from ipaddress import IPv4Interface, IPv4Network
+from pathlib import Path
 
 from netboot.host.run import run
 
@@ -17,6 +18,14 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     """Run ``ip ARGS`` (inside ``netns`` if given) and return its stdout."""
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
     return run(cmd, what=f"'{' '.join(cmd)}' failed", ok=(0,) if check else None)
+
+
+def interface_mac(interface: str) -> str | None:
+    """``interface``'s MAC (lower-case, colons), or None if there is no such interface."""
+    try:
+        return Path(f"/sys/class/net/{interface}/address").read_text().strip()
+    except OSError:
+        return None
 
 
 def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interface]:
