@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from pathlib import Path
 
 from netboot.host.run import run
@@ -30,17 +30,22 @@ def interface_mac(interface: str) -> str | None:
 
 def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interface]:
     """The IPv4 addresses configured on ``interface`` (empty if it has none or does not exist)."""
-    out = ip("-j", "-4", "addr", "show", "dev", interface, netns=netns, check=False)
+    return [IPv4Interface(a) for a in _addresses(interface, "inet", netns)]
+
+
+def ipv6_addresses(interface: str, netns: str | None = None) -> list[IPv6Interface]:
+    """The IPv6 addresses configured on ``interface``, link-local ones too."""
+    return [IPv6Interface(a) for a in _addresses(interface, "inet6", netns)]
+
+
+def _addresses(interface: str, family: str, netns: str | None) -> list[str]:
+    out = ip("-j", "-f", family, "addr", "show", "dev", interface, netns=netns, check=False)
     try:
         links = json.loads(out or "[]")
     except json.JSONDecodeError:
         return []
-    return [
-        IPv4Interface(f"{a['local']}/{a['prefixlen']}")
-        for link in links
-        for a in link.get("addr_info", [])
-        if a.get("family") == "inet"
-    ]
+    return [f"{a['local']}/{a['prefixlen']}" for link in links
+            for a in link.get("addr_info", []) if a.get("family") == family]
 
 
 def ipv4_routes(netns: str | None = None) -> list[IPv4Network]:
