@@ -18,7 +18,7 @@ from typing import Protocol
 from netboot.boot import urls
 from netboot.config import Config
 from netboot.dhcp.boot import HTTP_LOADERS, UEFI_LOADERS
-from netboot.dhcp.options import HTTP_VENDOR_CLASS, IPXE_USER_CLASS, PXE_VENDOR_CLASS, ClientArch
+from netboot.dhcp.options import HTTP_VENDOR_CLASS, IPXE_USER_CLASS, ClientArch
 from netboot.dhcp6.options import PXE_ENTERPRISE, MessageType, Option, StatusCode
 from netboot.dhcp6.packet import (
     IAADDR_HEAD,
@@ -84,8 +84,10 @@ def choose_boot(message: Message, config: Config, mac: str) -> BootUrl | None:
         return None
     for arch in arches:
         if arch in UEFI_LOADERS:
-            echo = PXE_VENDOR_CLASS if vendor.startswith(PXE_VENDOR_CLASS) else None
-            return BootUrl(urls.tftp_url(config, UEFI_LOADERS[ClientArch(arch)]), echo)
+            # No "PXEClient" back: with it EDK2 takes the reply for a BINL offer and asks a
+            # boot server on port 4011 for the file (PxeBcDhcp6.c PxeBcRetryDhcp6Binl);
+            # without it the reply is a DHCP offer whose URL it boots at once.
+            return BootUrl(urls.tftp_url(config, UEFI_LOADERS[ClientArch(arch)]))
     return None
 
 

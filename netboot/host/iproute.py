@@ -95,12 +95,15 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in ip("netns", "pids", name, check=False).split()]
 
 
-def add_bridge(name: str, address: IPv4Interface | None = None, netns: str | None = None) -> None:
+def add_bridge(name: str, address: IPv4Interface | IPv6Interface | None = None,
+               netns: str | None = None) -> None:
+    """A bridge, up, with ``address`` (an IPv6 one without DAD: usable at once)."""
     ip("link", "add", name, "type", "bridge", netns=netns)
     # No STP and no forwarding delay: a PXE ROM gives up long before STP's 30 s.
     ip("link", "set", name, "type", "bridge", "stp_state", "0", "forward_delay", "0", netns=netns)
     if address is not None:
-        ip("addr", "add", str(address), "dev", name, netns=netns)
+        ip("addr", "add", str(address), "dev", name,
+           *(["nodad"] if address.version == 6 else []), netns=netns)
     ip("link", "set", name, "up", netns=netns)
 
 
