@@ -206,26 +206,16 @@ def _convert(raw: Any, tp: Any, parse=None) -> Any:
             return tp(str(raw))
         except ValueError:
             raise ValueError(f"{raw!r} is not {_describe(tp)}") from None
-    if tp is IPv4Address:
+    if tp in (IPv4Address, IPv6Address):
         try:
-            return IPv4Address(str(raw))
+            return tp(str(raw))
         except ValueError:
-            raise ValueError(f"{raw!r} is not an IPv4 address") from None
-    if tp is IPv4Network:
+            raise ValueError(f"{raw!r} is not {_describe(tp)}") from None
+    if tp in (IPv4Network, IPv6Network):
         try:
-            return IPv4Network(str(raw), strict=True)
+            return tp(str(raw), strict=True)
         except ValueError as err:
-            raise ValueError(f"{raw!r} is not an IPv4 network in CIDR form ({err})") from None
-    if tp is IPv6Address:
-        try:
-            return IPv6Address(str(raw))
-        except ValueError:
-            raise ValueError(f"{raw!r} is not an IPv6 address") from None
-    if tp is IPv6Network:
-        try:
-            return IPv6Network(str(raw), strict=True)
-        except ValueError as err:
-            raise ValueError(f"{raw!r} is not an IPv6 network in CIDR form ({err})") from None
+            raise ValueError(f"{raw!r} is not {_describe(tp)} ({err})") from None
     if tp is Path:
         return Path(str(raw))
     if tp is str:

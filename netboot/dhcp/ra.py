@@ -15,7 +15,6 @@ the ICMPv6 checksum and the link-local source.
 from __future__ import annotations
 
 import logging
-import selectors
 import socket
 import struct
 import threading
@@ -26,7 +25,7 @@ from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSr
 
 from netboot.errors import NetbootError
 from netboot.host.iproute import interface_mac
-from netboot.threads import start_thread
+from netboot.threads import serve_socket, start_thread
 
 log = logging.getLogger("netboot.ra")
 
@@ -111,14 +110,7 @@ class RouterAdvertiser:
 
     def _run(self) -> None:
         assert self._sock is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
-        try:
-            while not self._stop.is_set():
-                if selector.select(timeout=0.5):
-                    self._answer_one()
-        finally:
-            selector.close()
+        serve_socket(self._sock, self._stop, self._answer_one)
 
     def _answer_one(self) -> None:
         """A solicitation from a link-local address is answered to it (RFC 4861 6.2.6

@@ -10,20 +10,19 @@ link-local address and port 546, or the relay's address and port 547.
 from __future__ import annotations
 
 import logging
-import selectors
 import socket
 import struct
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import ClassVar
 
 from netboot.config import Config
-from netboot.counters import Kind, Sample
+from netboot.counters import Sample
 from netboot.dhcp.directory import ClientDirectory
-from netboot.dhcp.service import RateLimiter, StageWriter
+from netboot.dhcp.service import RateLimiter, StageWriter, Stats
 from netboot.dhcp6.decide import decide
 from netboot.dhcp6.options import ALL_RELAY_AGENTS_AND_SERVERS, CLIENT_PORT, SERVER_PORT
 from netboot.dhcp6.packet import DropReason, Malformed, duid_ll, parse_packet
@@ -32,7 +31,7 @@ from netboot.host.iproute import interface_mac
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.log import client_log
-from netboot.threads import start_thread
+from netboot.threads import serve_socket, start_thread
 
 log = logging.getLogger("netboot.dhcp6")
 
@@ -40,32 +39,11 @@ BATCH = 64  # datagrams answered per wake-up of the loop
 
 
 @dataclass
-class Stats:
-    """What the loop has seen; logged when the service stops."""
+class Dhcp6Stats(Stats):
+    """What the DHCPv6 loop has seen: the counts of DHCPv4's, named dhcp6_*."""
 
-    received: int = 0
-    replied: int = 0
-    unanswered: int = 0
-    errors: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-
-    def samples(self) -> list[Sample]:
-        """The counts as the admin interface's metrics (netboot.counters)."""
-        return [
-            Sample("dhcp6_requests", Kind.COUNTER, "DHCPv6 messages received", self.received),
-            Sample("dhcp6_replies", Kind.COUNTER, "DHCPv6 replies sent", self.replied),
-            Sample("dhcp6_unanswered", Kind.COUNTER,
-                   "DHCPv6 messages decided on and left without a reply", self.unanswered),
-            Sample("dhcp6_errors", Kind.COUNTER, "DHCPv6 messages that failed in handling or "
-                   "sending", self.errors),
-            *(Sample("dhcp6_dropped", Kind.COUNTER, "DHCPv6 packets dropped, by reason", n,
-                     (("reason", reason),)) for reason, n in sorted(self.dropped.items())),
-        ]
-
-    def line(self) -> str:
-        drops = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
-        return (f"received {self.received}, replied {self.replied}, unanswered "
-                f"{self.unanswered}, errors {self.errors}, dropped: {drops}")
+    PREFIX: ClassVar[str] = "dhcp6"
+    LABEL: ClassVar[str] = "DHCPv6"
 
 
 def open_dhcp6_socket(interface: str, port: int = SERVER_PORT) -> socket.socket:
@@ -101,7 +79,7 @@ class Dhcp6Engine:
         self.record_stage = record_stage or inventory.record_stage
         self.clients = ClientDirectory(inventory)
         self.limiter = RateLimiter()
-        self.stats = Stats()
+        self.stats = Dhcp6Stats()
 
     def handle(self, data: bytes, source: IPv6Address, now: float) -> bytes | None:
         """The reply to send back to ``source`` for ``data``, or None. Malformed packets and
@@ -180,14 +158,7 @@ class Dhcp6Service:
 
     def _run(self) -> None:
         assert self._sock is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
-        try:
-            while not self._stop.is_set():
-                if selector.select(timeout=0.5):
-                    self._serve_ready()
-        finally:
-            selector.close()
+        serve_socket(self._sock, self._stop, self._serve_ready)
 
     def _serve_ready(self) -> None:
         engine, sock = self.engine, self._sock

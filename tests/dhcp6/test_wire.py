@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 from types import SimpleNamespace
 
@@ -17,7 +16,7 @@ from netboot.provisioning.clients import add_client
 from tests.conftest import needs_root
 from tests.support import REPO
 from tests.support.dhcp6_frames import ovmf_pxe
-from tests.support.netlab import Lab, write_config
+from tests.support.netlab import Lab, solicit_router, write_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -98,21 +97,8 @@ def test_ovmf_shaped_solicit_is_advertised_its_tftp_url_and_garbage_is_counted(s
 
 
 def test_router_solicitation_gets_an_ra_with_the_m_flag(served):
-    lab, cli, cli_if = served.lab, served.cli, served.cli_if
-    probe = textwrap.dedent(f"""
-        import socket
-        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-        s.settimeout(5)
-        index = socket.if_nametoindex("{cli_if}")
-        s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, index))
-        while True:
-            data, source = s.recvfrom(1500)
-            if data[0] == 134:
-                print("M" if data[5] & 0x80 else "no M", data[6] << 8 | data[7])
-                break
-    """)
-    assert lab.run(cli, ["python3", "-c", probe], timeout=20).stdout.split() == ["M", "0"]
+    managed, lifetime, _ = solicit_router(served.lab, served.cli, served.cli_if)
+    assert (managed, lifetime) == (1, 0)
 
 
 def test_a_request_records_the_dhcp_stage(served):
