@@ -10,7 +10,9 @@ and gets its script, which fetches kernel and initrds over HTTP on IPv6;
 from __future__ import annotations
 
 import io
+import time
 
+from netboot.admin.views import status_json
 from netboot.configfile import load_config
 from netboot.inventory.stages import ORDER, Stage
 from netboot.inventory.store import Inventory
@@ -32,6 +34,8 @@ def test_ipv6_only_client_boots_to_its_iscsi_root_and_its_stages_show(netboot_la
     assert "logging in to iqn." in serial and "at fd4e:6574:626f:1::1:3260" in serial
     config = load_config(state.config)
     with Inventory(config.storage.database) as inventory:
+        shown = status_json(inventory, time.time())["clients"][0]  # what `status` shows
         seen = {stage for stage, _ in inventory.stage_log(client.mac)[client.mac]}
+    assert shown["mac"] == client.mac and shown["stage"] in (Stage.ROOT, Stage.OS_UP)
     # dhcp (DHCPv6), loader, kernel (HTTP on IPv6), initramfs ... root (reported over IPv6)
     assert set(ORDER[:7]) <= seen
