@@ -24,7 +24,12 @@ from netboot.counters import Sample
 from netboot.dhcp.directory import ClientDirectory
 from netboot.dhcp.service import RateLimiter, StageWriter, Stats
 from netboot.dhcp6.decide import decide
-from netboot.dhcp6.options import ALL_RELAY_AGENTS_AND_SERVERS, CLIENT_PORT, SERVER_PORT
+from netboot.dhcp6.options import (
+    ALL_RELAY_AGENTS_AND_SERVERS,
+    CLIENT_PORT,
+    SERVER_PORT,
+    MessageType,
+)
 from netboot.dhcp6.packet import DropReason, Malformed, duid_ll, parse_packet
 from netboot.errors import NetbootError
 from netboot.host.iproute import interface_mac
@@ -100,7 +105,12 @@ class Dhcp6Engine:
             return None
         if decision.stage is not None and decision.mac is not None:
             self.record_stage(decision.mac, decision.stage, now)
-        level = logging.WARNING if decision.warning else logging.INFO
+        if decision.warning:
+            level = logging.WARNING
+        elif message.message_type is MessageType.SOLICIT:  # as DHCPv4's DISCOVER: every boot
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
         client_log(log, decision.mac or str(source)).log(
             level, "%s xid %s: %s", message.message_type.name, message.xid.hex(), decision.note)
         if decision.reply is None:
@@ -126,6 +136,7 @@ class Dhcp6Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
+        self._index = 0  # the interface's, for replies to link-local addresses
         self._stages = StageWriter(open_inventory, service=self.name)
 
     def samples(self) -> list[Sample]:
@@ -138,7 +149,11 @@ class Dhcp6Service:
             raise NetbootError(f"cannot serve DHCPv6 on {interface}: no such interface")
         self._sock = open_dhcp6_socket(interface)
         self._index = socket.if_nametoindex(interface)
-        inventory = self.open_inventory()
+        try:
+            inventory = self.open_inventory()
+        except Exception as err:
+            self._sock.close()
+            raise NetbootError(f"DHCPv6 could not start: {err}") from None
         self.engine = Dhcp6Engine(self.config, inventory, duid_ll(mac), self._stages.record)
         self._stages.start()
         self._thread = start_thread(self.name, "dhcp6", self._run)
