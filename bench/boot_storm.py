@@ -57,6 +57,15 @@ and each machine's seconds to its last byte (p50/p95/max). The first 64 MiB
 are the image's 32 MiB then zeros on both stores, so the read compares the
 serving paths, not the data.
 
+``--storage overlay`` (issue 16) compares two ways of giving N machines one
+image version, in two labs on one XFS with reflink (on a loop device with
+direct I/O, so its reads are disk reads, counted apart from the host's): every
+root an overlay on the shared version (each machine reads it as its target's
+read-only LUN 255) against full reflink clones of it (LUN 1). The version is an
+ext4 image of 160 MiB, most of it random bytes. The read phase reads the first
+128 MiB, after caches are dropped, and adds what it cost: growth of the host's
+page cache and bytes read from the labs' block device.
+
 Reported per N and side, for the login storm and the read phase: time from
 the start to each machine's login (or last byte read), how many failed and
 where, and the CPU seconds the servers used, per client and as cores (CPU
@@ -77,7 +86,7 @@ default N = 10, 50, 200 and the lab cache (kernel package) filled it took
 about a minute here, mostly registering clients and setting up both tgtds;
 ``--clients 10 200 --storage rbd`` about 6 minutes.
 
-    .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--storage file|rbd]
+    .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--storage file|rbd|overlay]
         [--timeout 120] [--json]
 """
 
@@ -114,7 +123,8 @@ from netboot.boot.scripts import ipxe_script  # noqa: E402
 from netboot.config import Config  # noqa: E402
 from netboot.configfile import load_config  # noqa: E402
 from netboot.host import iproute  # noqa: E402
-from netboot.inventory.clients import Client  # noqa: E402
+from netboot.inventory.clients import BootMethod, Client  # noqa: E402
+from netboot.inventory.luns import LOWER_LUN  # noqa: E402
 from netboot.inventory.store import Inventory  # noqa: E402
 from netboot.lab import ceph, lab, procs  # noqa: E402
 from netboot.lab.topology import Topology, signals_interrupt  # noqa: E402
@@ -122,6 +132,7 @@ from netboot.lab.topology import load as load_topology  # noqa: E402
 from netboot.lab.vm import lab_mac  # noqa: E402
 from netboot.output import emit_json, table  # noqa: E402
 from netboot.provisioning.clients import add_client  # noqa: E402
+from netboot.storage.images import import_image  # noqa: E402
 from netboot.target.model import TargetUnreachable  # noqa: E402
 from netboot.target.tgt import TgtBackend  # noqa: E402
 from netboot.target.tgtd import (  # noqa: E402
@@ -136,6 +147,10 @@ LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache
 VLAN = IPv4Interface("198.18.0.1/22")  # room for 200+ fixed addresses besides DHCP's pool
 LUN_SIZE = "32M"  # the built-in image's own size: no resize per client
 READ_BYTES = 64 << 20  # storage rbd: what each machine reads of its root after the storm
+SHARED_READ_BYTES = 128 << 20  # storage overlay: what each reads of its root (issue 16)
+SHARED_IMAGE = "storm"  # storage overlay: the version every machine's root comes from
+SHARED_IMAGE_SIZE = 160 << 20  # its ext4 size; a file of random bytes fills most of it
+SHARED_DISK_SIZE = 16 << 30  # storage overlay: the XFS both labs live in (a sparse file)
 READ_REQUEST = 1 << 20  # bytes per SCSI READ of that (Linux's max_sectors_kb is 512 to 1280)
 CLIENTS = "clients"  # the cgroup of the machines' own process and what it runs
 # The secret in the initrd part's client.conf: netboot renews it at each boot window.
@@ -157,6 +172,7 @@ class Machine:
     target: str
     user: str
     secret: str
+    root_lun: int = 1  # what the read phase reads: an overlay client's lower layer is LUN 255
 
 
 @dataclass
@@ -314,7 +330,8 @@ def _read_one(machine: Machine, secret: str, server: str, iscsi_port: int, size:
     password.touch(mode=0o600)
     password.write_text(secret)
     image = ",".join(("driver=iscsi", "transport=tcp", f"portal={server}:{iscsi_port}",
-                      f"target={machine.target}", "lun=1", f"user={machine.user}",
+                      f"target={machine.target}", f"lun={machine.root_lun}",
+                      f"user={machine.user}",
                       "password-secret=chap", f"initiator-name={machine.initiator}"))
     reads = [f"read {offset} {READ_REQUEST}" for offset in range(0, size, READ_REQUEST)]
     done = subprocess.run(["qemu-io", "--object", f"secret,id=chap,file={password}",
@@ -398,19 +415,33 @@ def machines_side(commands: TextIO, answers: TextIO) -> None:
 
 def _machine(client: Client) -> Machine:
     return Machine(client.mac, str(client.ip), client.initiator_iqn, client.target_iqn,
-                   client.chap_user, client.chap_secret)
+                   client.chap_user, client.chap_secret,
+                   LOWER_LUN if client.boot_method is BootMethod.OVERLAY else 1)
 
 
-def _register(state: lab.LabState, count: int) -> list[Client]:
+@dataclass(frozen=True)
+class Roots:
+    """What a lab's clients boot: the image they come from (a file to import as it, or the
+    lab's own built-in image) and the boot method."""
+
+    image_file: Path | None = None
+    method: BootMethod = BootMethod.INITRAMFS
+
+
+def _register(state: lab.LabState, count: int, roots: Roots) -> list[Client]:
     config = load_config(state.config)
+    image = lab.IMAGE
+    if roots.image_file is not None:
+        image = import_image(config, SHARED_IMAGE, roots.image_file)[0].ref
+        progress(f"  imported {roots.image_file} as {image}")
     clients = []
     with Inventory(config.storage.database) as inventory:
         have = {c.mac: c for c in inventory.clients()}
         for i in range(count):
             mac = lab_mac(i + 1)
             clients.append(have.get(mac) or add_client(
-                config, inventory, mac, hostname=f"storm-{i + 1:03d}", image=lab.IMAGE,
-                backend=None).client)  # serve's reconcile makes the targets
+                config, inventory, mac, hostname=f"storm-{i + 1:03d}", image=image,
+                boot_method=roots.method, backend=None).client)  # serve's reconcile: targets
             if (i + 1) % 25 == 0 or i + 1 == count:
                 progress(f"  registered {i + 1}/{count} clients")
     return clients
@@ -440,6 +471,32 @@ def _machines_side(vlan_netns: str, bridge: str, machines: list[Machine], prefix
     iproute.ip("link", "set", inside, "up", netns=netns)
     iproute.ip("link", "set", "lo", "up", netns=netns)
     return netns, inside
+
+
+@dataclass(frozen=True)
+class CacheProbe:
+    """What a read phase cost the host's memory and disk: the page cache (``Cached`` in
+    /proc/meminfo, host-wide) and the bytes read from the block device holding a lab's
+    files (its /sys/dev/block stat). Both sides' read phases start from dropped caches."""
+
+    device: Path  # /sys/dev/block/MAJOR:MINOR
+
+    @classmethod
+    def holding(cls, path: Path) -> CacheProbe:
+        device = path.stat().st_dev
+        return cls(Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}"))
+
+    def drop_caches(self) -> None:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+    def sample(self) -> tuple[int, int]:
+        """Bytes in the page cache, bytes read from the device so far."""
+        cached = re.search(r"^Cached:\s+(\d+) kB$", Path("/proc/meminfo").read_text(),
+                           re.MULTILINE)
+        assert cached is not None
+        sectors_read = int((self.device / "stat").read_text().split()[2])  # block/stat.rst
+        return int(cached[1]) << 10, sectors_read * 512
 
 
 def _cgroup2_root() -> Path:
@@ -638,6 +695,7 @@ class Side:
     interface: str
     endpoint: dict[str, object]  # server, http_port, iscsi_port
     groups: dict[str, CpuGroup]
+    probe: CacheProbe
     turn: Callable[[], AbstractContextManager[object]] = nullcontext
 
 
@@ -709,12 +767,17 @@ def _storm(side: Side, count: int, clients: CpuGroup, timeout: float, read_bytes
                     "cpu_ms_per_client": round(1000 * server_cpu / count, 1),
                     "mb_per_client": round(statistics.mean(r.bytes for r in booted) / 1e6, 1)}
             if read_bytes:
-                before, wall = after, time.monotonic()
+                side.probe.drop_caches()
+                cache, disk = side.probe.sample()
+                before, wall = _cpu(groups), time.monotonic()
                 proc.stdin.write("read\n")
                 proc.stdin.flush()
                 reads = _answer(proc, errors)
                 wall, after = time.monotonic() - wall, _cpu(groups)
+                cache_after, disk_after = side.probe.sample()
                 row |= _phase("read", reads, wall, before, after)
+                row |= {"read_cache_mib": round((cache_after - cache) / 2**20),
+                        "read_disk_mib": round((disk_after - disk) / 2**20)}
                 done = [r for r in reads if "read" in r.at]
                 row |= {"read_mib": read_bytes >> 20, "read_mb_s": round(
                     sum(r.bytes for r in done) / 1e6 / max(r.at["read"] for r in done), 1)
@@ -733,7 +796,8 @@ def _ratios(first: dict, second: dict) -> dict:
 
     return {"vs": second["server"], "p95_vs": ratio("login_p95_s"),
             "cpu_vs": ratio("cpu_ms_per_client"), "read_mb_s_vs": ratio("read_mb_s"),
-            "read_p95_vs": ratio("read_p95_s")}
+            "read_p95_vs": ratio("read_p95_s"), "read_cache_vs": ratio("read_cache_mib"),
+            "read_disk_vs": ratio("read_disk_mib")}
 
 
 def _add_tree(group: CpuGroup, pid: int) -> None:
@@ -745,13 +809,15 @@ def _add_tree(group: CpuGroup, pid: int) -> None:
 
 
 def _lab(name: str, storage: lab.LabStorage, count: int, lun_size: str | None,
-         group: Callable[[str], CpuGroup], cleanup: ExitStack) -> LabRun:
-    """A lab on ``storage`` with ``count`` clients registered and their targets made, its
-    servers each in a cgroup: serve, tgtd and, on Ceph, the cluster's daemons."""
+         group: Callable[[str], CpuGroup], cleanup: ExitStack, roots: Roots = Roots(),
+         parent: Path | None = None) -> LabRun:
+    """A lab on ``storage`` (in a directory under ``parent``) with ``count`` clients of
+    ``roots`` registered and their targets made, its servers each in a cgroup: serve, tgtd
+    and, on Ceph, the cluster's daemons."""
     groups = {"serve": group(f"{name}-serve"), "tgtd": group(f"{name}-tgtd")}
     if storage is lab.LabStorage.CEPH:
         groups["ceph"] = group(f"{name}-ceph")
-    lab_dir = Path(tempfile.mkdtemp(prefix=f"netboot-storm-{name}-"))
+    lab_dir = Path(tempfile.mkdtemp(prefix=f"netboot-storm-{name}-", dir=parent))
     lab_dir.chmod(0o711)  # serve's network part (the netboot user) passes it: a split serve
     cleanup.callback(shutil.rmtree, lab_dir, ignore_errors=True)
     progress(f"lab {name} on {storage} in {lab_dir} (discovery CHAP off: tgt holds at most "
@@ -769,7 +835,7 @@ def _lab(name: str, storage: lab.LabStorage, count: int, lun_size: str | None,
         assert cluster is not None
         for pid in cluster.pids.values():  # mon, mgr, osd
             groups["ceph"].add(pid)
-    clients = _register(state, count)
+    clients = _register(state, count, roots)
     _wait_for_targets(state, len(clients))
     topo = load_topology(lab_dir)
     assert topo is not None
@@ -784,7 +850,8 @@ def _netboot_side(name: str, run: LabRun, cleanup: ExitStack) -> Side:
     cleanup.callback(iproute.delete_netns, netns)
     return Side(name, machines, netns, interface,
                 {"server": str(run.topo.server), "http_port": run.config.server.http_port,
-                 "iscsi_port": run.config.target.portal_port}, run.groups)
+                 "iscsi_port": run.config.target.portal_port}, run.groups,
+                CacheProbe.holding(run.state.lab_dir))
 
 
 def _peer_side(netboot: Side, run: LabRun, group: Callable[[str], CpuGroup],
@@ -814,9 +881,47 @@ def _peer_side(netboot: Side, run: LabRun, group: Callable[[str], CpuGroup],
                              "iscsi_port": PEER_ISCSI_PORT}, turn=turn)
 
 
+def _shared_disk(cleanup: ExitStack) -> Path:
+    """An XFS with reflink for both labs of storage overlay, on a loop device with direct
+    I/O (its reads are the host disk's, never the host's page cache of the file behind it),
+    so the clones are reflinks, as on a boot server's XFS, and its reads are counted alone."""
+    work = Path(tempfile.mkdtemp(prefix="netboot-storm-disk-"))
+    cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+    backing, mount = work / "xfs.img", work / "mnt"
+    with backing.open("wb") as disk:
+        disk.truncate(SHARED_DISK_SIZE)
+    device = subprocess.run(["losetup", "--direct-io=on", "--find", "--show", str(backing)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    cleanup.callback(subprocess.run, ["losetup", "--detach", device], check=False)
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", device], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", device, str(mount)], check=True)
+    cleanup.callback(subprocess.run, ["umount", str(mount)], check=False)
+    mount.chmod(0o711)  # serve's network part (the netboot user) passes it
+    progress(f"XFS (reflink) on {device} (direct I/O) at {mount}")
+    return mount
+
+
+def _shared_image(directory: Path) -> Path:
+    """An ext4 image of :data:`SHARED_IMAGE_SIZE` bytes, most of it one file of random
+    bytes (mke2fs -d, no mount): what every machine reads is data, not holes."""
+    content = directory / "content"
+    content.mkdir()
+    with (content / "random").open("wb") as out:
+        for _ in range((SHARED_IMAGE_SIZE >> 20) - 16):
+            out.write(os.urandom(1 << 20))
+    image = directory / f"{SHARED_IMAGE}.img"
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(content), str(image),
+                    f"{SHARED_IMAGE_SIZE >> 20}M"], check=True, capture_output=True)
+    shutil.rmtree(content)
+    return image
+
+
 def _sides(args: argparse.Namespace, cleanup: ExitStack) -> list[Side]:
     """The two sides compared, the one measured first: netboot and the peer (storage
-    file), or netboot on RBD and netboot on files, two labs (storage rbd)."""
+    file), netboot on RBD and netboot on files, two labs (storage rbd), or netboot with
+    every root on one shared version and with full clones of it, two labs (storage
+    overlay)."""
     cgroups = _cgroup2_root()
 
     def group(name: str) -> CpuGroup:
@@ -825,6 +930,14 @@ def _sides(args: argparse.Namespace, cleanup: ExitStack) -> list[Side]:
         return made
 
     count = max(args.clients)
+    if args.storage == "overlay":
+        disk = _shared_disk(cleanup)
+        image = _shared_image(disk)
+        return [_netboot_side(f"netboot {name}", _lab(
+                    name, lab.LabStorage.FILE, count, None, group, cleanup,
+                    Roots(image, method), disk), cleanup)
+                for name, method in (("overlay", BootMethod.OVERLAY),
+                                     ("clones", BootMethod.INITRAMFS))]
     if args.storage == "rbd":  # the lab's default LUN size: room for the read
         return [_netboot_side(f"netboot {name}", _lab(name, storage, count, None, group,
                                                       cleanup), cleanup)
@@ -841,7 +954,7 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     sides = _sides(args, cleanup)
     clients = CpuGroup(_cgroup2_root(), CLIENTS)
     cleanup.callback(clients.remove)
-    read_bytes = READ_BYTES if args.storage == "rbd" else 0
+    read_bytes = {"rbd": READ_BYTES, "overlay": SHARED_READ_BYTES}.get(args.storage, 0)
     rows = []
     for i, count in enumerate(args.clients):
         measured = {}
@@ -862,10 +975,12 @@ def _cpu_text(cpu: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50, 200])
-    parser.add_argument("--storage", choices=("file", "rbd"), default="file",
+    parser.add_argument("--storage", choices=("file", "rbd", "overlay"), default="file",
                         help="file: netboot against the peer, roots in files; rbd: netboot "
                              "with roots on RBD against netboot with roots in files, and "
-                             f"a read of each root's first {READ_BYTES >> 20} MiB")
+                             f"a read of each root's first {READ_BYTES >> 20} MiB; overlay: "
+                             "every root on one shared version against full clones of it, "
+                             f"and a read of each root's first {SHARED_READ_BYTES >> 20} MiB")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one phase may take before unfinished machines count as "
                              "failed")
@@ -877,8 +992,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if os.geteuid() != 0:
         parser.error("needs root: network namespaces, tgtd, raw sockets, cgroups")
-    tools = ("tgtd", "iscsi-inq") + (("qemu-io", *ceph.PROGRAMS) if args.storage == "rbd"
-                                     else ("dnsmasq", "busybox"))
+    storage_tools = {"rbd": ("qemu-io", *ceph.PROGRAMS),
+                     "overlay": ("qemu-io", "losetup", "mkfs.xfs", "mke2fs")}
+    tools = ("tgtd", "iscsi-inq", *storage_tools.get(args.storage, ("dnsmasq", "busybox")))
     for tool in tools:
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (see debian-packages.txt)")
@@ -895,15 +1011,19 @@ def main(argv: list[str] | None = None) -> int:
                   f'{r["cpu_ms_per_client"]} ms', r["login_server_cores"],
                   r["login_clients_cpu_s"], r["mb_per_client"], r["load_1m"],
                   r.get("p95_vs", ""), r.get("cpu_vs", "")) for r in rows]))
-    if args.storage == "rbd":
-        print(f"\nthen each machine that logged in reads the first {READ_BYTES >> 20} MiB "
-              "of its root, all at once (qemu-io)")
+    if "read_ok" in rows[0]:
+        print(f"\nthen, from dropped caches, each machine that logged in reads the first "
+              f"{rows[0]['read_mib']} MiB of its root, all at once (qemu-io); page cache: "
+              "growth of the host's Cached; disk: bytes read from the labs' block device")
         print(table(["machines", "server", "read", "MB/s", "p50", "p95", "max",
-                     "server CPU s", "cores", "clients CPU s", "MB/s vs", "p95 vs"],
+                     "page cache MiB", "disk MiB", "server CPU s", "cores", "clients CPU s",
+                     "MB/s vs", "p95 vs", "cache vs", "disk vs"],
                     [(r["clients"], r["server"], r["read_ok"], r["read_mb_s"], r["read_p50_s"],
-                      r["read_p95_s"], r["read_max_s"], _cpu_text(r["read_cpu_s"]),
+                      r["read_p95_s"], r["read_max_s"], r["read_cache_mib"],
+                      r["read_disk_mib"], _cpu_text(r["read_cpu_s"]),
                       r["read_server_cores"], r["read_clients_cpu_s"],
-                      r.get("read_mb_s_vs", ""), r.get("read_p95_vs", "")) for r in rows]))
+                      r.get("read_mb_s_vs", ""), r.get("read_p95_vs", ""),
+                      r.get("read_cache_vs", ""), r.get("read_disk_vs", "")) for r in rows]))
     print(f"vs: {rows[0]['server']} / {rows[0]['vs']} (below 1: {rows[0]['server']} is "
           "faster or cheaper; for MB/s, slower)")
     for r in rows:

@@ -14,7 +14,7 @@ Needs root; about 1-2 minutes. With ``--inventory-url`` netboot's inventory is
 that PostgreSQL database (give it an empty one) instead of SQLite in the run's
 state dir.
 
-    .venv/bin/python bench/dhcp_bench.py [--clients 1000] [--step-seconds 3]
+    .venv/bin/python bench/dhcp_bench.py [--clients 1000 (up to 10,000)] [--step-seconds 3]
         [--inventory-url postgresql://... [--inventory-password-file FILE]]
 """
 
@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 from netboot.configfile import load_config
@@ -44,9 +44,11 @@ from netboot.inventory.store import open_inventory
 from netboot.output import table
 from netboot.provisioning.clients import add_client
 
-SUBNET = "198.18.0.0/21"  # room for 1,000 fixed addresses outside the dynamic quarter
+# Room for 10,000 fixed addresses besides the dynamic quarter: a row at 10,000 registered
+# clients shows whether a server's cost grows with them.
+SUBNET = IPv4Network("198.18.0.0/18")
 SERVER = "198.18.0.1"
-RELAY = "198.18.7.1"  # perfdhcp's address: it acts as a relay (giaddr) on the same subnet
+RELAY = "198.18.63.1"  # perfdhcp's address: it acts as a relay (giaddr) on the same subnet
 SERVERS = ("netboot", "kea", "dnsmasq")
 RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 MAX_LOSS = 0.01
@@ -86,8 +88,9 @@ class Pair:
             iproute.add_netns(ns)
         iproute.add_veth(pair.server_if, peer, peer_netns=pair.client_ns)
         iproute.ip("link", "set", pair.server_if, "netns", pair.server_ns)
-        iproute.set_address(pair.server_if, IPv4Interface(f"{SERVER}/21"), netns=pair.server_ns)
-        iproute.set_address(peer, IPv4Interface(f"{RELAY}/21"), netns=pair.client_ns)
+        for address, where, ns in ((SERVER, pair.server_if, pair.server_ns),
+                                   (RELAY, peer, pair.client_ns)):
+            iproute.set_address(where, IPv4Interface(f"{address}/{SUBNET.prefixlen}"), netns=ns)
         return pair
 
     def delete(self) -> None:
@@ -195,7 +198,7 @@ def start_dnsmasq(work: Path, pair: Pair, registered: list[Client]) -> subproces
     return start(pair.server_ns, [
         "dnsmasq", "--no-daemon", "--port=0", f"--conf-file={hosts}", "--log-facility=-",
         f"--interface={pair.server_if}", "--bind-interfaces", "--no-ping",
-        f"--dhcp-range={SERVER},static,255.255.248.0,1h",
+        f"--dhcp-range={SERVER},static,{SUBNET.netmask},1h",
         f"--dhcp-leasefile={work / 'dnsmasq.leases'}", f"--pid-file={work / 'dnsmasq.pid'}",
     ], work / "dnsmasq.log", "dnsmasq-dhcp")
 
@@ -211,7 +214,7 @@ def start_kea(work: Path, pair: Pair, registered: list[Client]) -> subprocess.Po
                            "name": str(work / "kea-leases4.csv"), "lfc-interval": 3600},
         "valid-lifetime": 3600,
         "host-reservation-identifiers": ["hw-address"],
-        "subnet4": [{"id": 1, "subnet": SUBNET, "reservations-out-of-pool": True,
+        "subnet4": [{"id": 1, "subnet": str(SUBNET), "reservations-out-of-pool": True,
                      "reservations": [{"hw-address": c.mac, "ip-address": str(c.ip)}
                                       for c in registered]}],
         "loggers": [{"name": "kea-dhcp4", "severity": "WARN",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 from netboot.arch import Arch
@@ -129,6 +129,26 @@ class DhcpConfig:
     def in_dynamic_range(self, ip: IPv4Address) -> bool:
         start, end = self.dynamic_range
         return start <= ip <= end
+
+
+@dataclass(frozen=True)
+class Dhcp6Config:
+    """DHCPv6 (RFC 8415) on the boot interface, for an IPv6 boot VLAN: off until ``subnet``
+    is set. A registered client's IPv6 address is fixed: ``subnet`` plus the host part of
+    its inventory (IPv4) address, so 198.18.0.10 in dhcp.subnet 198.18.0.0/24 is
+    ``<subnet>::a``; the inventory keeps one address per client and both families name
+    the same machine. Router advertisements (dhcp.router_advertisements) then carry the
+    M flag: addresses come from DHCPv6, not from SLAAC."""
+
+    subnet: IPv6Network | None = None
+    address: IPv6Address | None = None  # this server's on the boot VLAN; default: see below
+    preferred_lifetime: int = 3600
+    valid_lifetime: int = 7200
+
+    @property
+    def enabled(self) -> bool:
+        return self.subnet is not None
+
 
 
 @dataclass(frozen=True)
@@ -263,6 +283,7 @@ class Config:
 
     server: ServerConfig
     dhcp: DhcpConfig
+    dhcp6: Dhcp6Config = field(default_factory=Dhcp6Config)
     target: TargetConfig = field(default_factory=TargetConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     boot: BootConfig = field(default_factory=BootConfig)
@@ -276,9 +297,10 @@ class Config:
         return self.server.name or socket.gethostname()
 
     @property
-    def portal(self) -> tuple[IPv4Address, int]:
-        """The iSCSI portal clients log in to."""
-        return self.target.portal_address or self.server.address, self.target.portal_port
+    def portal(self) -> tuple[IPv4Address | IPv6Address, int]:
+        """The iSCSI portal clients log in to (on an IPv6-only boot VLAN, the server's IPv6
+        address unless target.portal_address is set)."""
+        return self.target.portal_address or self.boot_address, self.target.portal_port
 
     @property
     def tftp_root_path(self) -> Path:
@@ -322,6 +344,30 @@ class Config:
         """The interface VRRP runs on and the floating portal address is added to."""
         return self.target.failover.vrrp_interface or self.server.interface
 
+    @property
+    def server_ipv6(self) -> IPv6Address | None:
+        """This server's IPv6 address on the boot VLAN: dhcp6.address, or the one its IPv4
+        address maps to (see :class:`Dhcp6Config`); None without DHCPv6."""
+        return self.dhcp6.address or self.ipv6_of(self.server.address)
+
+    @property
+    def boot_address(self) -> IPv4Address | IPv6Address:
+        """The address clients fetch boot files from and report to: the IPv6 one on an
+        IPv6-only boot VLAN (:attr:`ipv6_only`), else server.address."""
+        return self.server_ipv6 if self.ipv6_only and self.server_ipv6 else self.server.address
+
+    def ipv6_of(self, ip: IPv4Address) -> IPv6Address | None:
+        """A client's fixed IPv6 address (see :class:`Dhcp6Config`), or None without DHCPv6."""
+        if self.dhcp6.subnet is None:
+            return None
+        return self.dhcp6.subnet.network_address + (int(ip) - int(self.dhcp.subnet.network_address))
+
+    @property
+    def ipv6_only(self) -> bool:
+        """An IPv6-only boot VLAN: DHCPv6 on, DHCPv4 off. Clients are then given the server's
+        IPv6 address in every URL and the portal."""
+        return self.dhcp6.enabled and self.dhcp.mode is DhcpMode.OFF
+
     def reserved_addresses(self) -> set[IPv4Address]:
         """Addresses no client may be given: the server's, the router's, the portal's."""
         taken = {self.server.address, self.portal[0]}
@@ -333,6 +379,7 @@ class Config:
 SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "dhcp": DhcpConfig,
+    "dhcp6": Dhcp6Config,
     "target": TargetConfig,
     "storage": StorageConfig,
     "boot": BootConfig,
@@ -355,7 +402,7 @@ def _plain(value: object) -> object:
         return value.value
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, IPv4Address | IPv4Network | Path):
+    if isinstance(value, IPv4Address | IPv4Network | IPv6Address | IPv6Network | Path):
         return str(value)
     return value
 
@@ -370,6 +417,8 @@ def effective_config(config: Config) -> dict[str, dict[str, object]]:
     out["server"]["tftp_root"] = str(config.tftp_root_path)
     out["dhcp"].update(range_start=str(start), range_end=str(end))
     out["target"]["portal_address"] = str(config.portal[0])
+    server6 = config.server_ipv6
+    out["dhcp6"]["address"] = str(server6) if server6 is not None else None
     out["target"]["failover"]["vrrp_interface"] = config.vrrp_interface  # type: ignore[index]
     out["storage"].update(images_dir=str(config.storage.images), lun_dir=str(config.storage.luns),
                           cache_dir=str(config.storage.cache))

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass
 from enum import Enum
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -170,6 +170,7 @@ def _describe(tp: Any) -> str:
     return {
         str: "a string", int: "an integer", bool: "true or false", Path: "a path",
         IPv4Address: "an IPv4 address", IPv4Network: "an IPv4 network in CIDR form",
+        IPv6Address: "an IPv6 address", IPv6Network: "an IPv6 network in CIDR form",
     }.get(tp, str(tp))
 
 
@@ -205,16 +206,16 @@ def _convert(raw: Any, tp: Any, parse=None) -> Any:
             return tp(str(raw))
         except ValueError:
             raise ValueError(f"{raw!r} is not {_describe(tp)}") from None
-    if tp is IPv4Address:
+    if tp in (IPv4Address, IPv6Address):
         try:
-            return IPv4Address(str(raw))
+            return tp(str(raw))
         except ValueError:
-            raise ValueError(f"{raw!r} is not an IPv4 address") from None
-    if tp is IPv4Network:
+            raise ValueError(f"{raw!r} is not {_describe(tp)}") from None
+    if tp in (IPv4Network, IPv6Network):
         try:
-            return IPv4Network(str(raw), strict=True)
+            return tp(str(raw), strict=True)
         except ValueError as err:
-            raise ValueError(f"{raw!r} is not an IPv4 network in CIDR form ({err})") from None
+            raise ValueError(f"{raw!r} is not {_describe(tp)} ({err})") from None
     if tp is Path:
         return Path(str(raw))
     if tp is str:
@@ -281,6 +282,7 @@ def _check_rules(config: Config, src: _Source) -> None:
             raise src.error(f"storage.rbd.{key}", f"{value!r} is empty or holds "
                             f"{' '.join(bad)}, which tgt's RBD options cannot carry")
     _check_failover(config, src)
+    _check_dhcp6(config, src)
     if dhcp.lease_time < 60:
         raise src.error("dhcp.lease_time", f"{dhcp.lease_time} s is too short (at least 60)")
     if dhcp.unknown_rate < 1:
@@ -301,6 +303,36 @@ def _check_rules(config: Config, src: _Source) -> None:
     if config.storage.default_lun_size < 1 << 20:
         raise src.error("storage.default_lun_size", "expected at least 1M")
     _check_inventory(config, src)
+
+
+def _check_dhcp6(config: Config, src: _Source) -> None:
+    """dhcp6: room for every host of dhcp.subnet (see netboot.config.Dhcp6Config), the
+    server's address in it, lifetimes in order (RFC 8415 section 21.6)."""
+    dhcp6 = config.dhcp6
+    if dhcp6.subnet is None:
+        if dhcp6.address is not None:
+            raise src.error("dhcp6.address", "set dhcp6.subnet too, or remove it")
+        return
+    if config.dhcp.mode is not DhcpMode.OFF:
+        raise src.error("dhcp6.subnet", "DHCPv6 serves an IPv6-only boot VLAN: set dhcp.mode: "
+                        "off (clients there get every URL and the portal on IPv6)")
+    hosts = config.dhcp.subnet.num_addresses
+    if dhcp6.subnet.num_addresses < hosts:
+        raise src.error("dhcp6.subnet", f"{dhcp6.subnet} has fewer addresses than "
+                        f"dhcp.subnet {config.dhcp.subnet} (each client's host part is kept)")
+    server = config.server_ipv6
+    assert server is not None
+    if server not in dhcp6.subnet:
+        raise src.error("dhcp6.address", f"{server} is not in dhcp6.subnet {dhcp6.subnet}")
+    offset = int(server) - int(dhcp6.subnet.network_address)
+    if offset < hosts and server != config.ipv6_of(config.server.address):
+        raise src.error("dhcp6.address", f"{server} is the IPv6 address of "
+                        f"{config.dhcp.subnet.network_address + offset}, which a client may "
+                        f"hold: use {config.ipv6_of(config.server.address)} (the one of "
+                        "server.address) or one past the clients' host parts")
+    if not 60 <= dhcp6.preferred_lifetime <= dhcp6.valid_lifetime:
+        raise src.error("dhcp6.preferred_lifetime", "expected at least 60 s and at most "
+                        "dhcp6.valid_lifetime")
 
 
 def _check_inventory(config: Config, src: _Source) -> None:

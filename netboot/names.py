@@ -2,8 +2,16 @@
 names (RFC 1123), iSCSI qualified names (RFC 3720 section 3.2.6) and image names."""
 
 import re
+from ipaddress import IPv4Address, IPv6Address
 
 from netboot.errors import ValidationError
+
+
+def url_host(address: IPv4Address | IPv6Address) -> str:
+    """An address as the host of a URL or an ``ADDRESS:PORT``: an IPv6 one in brackets
+    (RFC 3986 section 3.2.2), as URLs, tgtd's portals and iscsistart's want it."""
+    return f"[{address}]" if address.version == 6 else str(address)
+
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # iqn.yyyy-mm.reversed.domain[:label]: the date a valid month, the domain at

@@ -17,6 +17,8 @@ every service, so none of them may import ``serve/`` back.
 from __future__ import annotations
 
 import logging
+import selectors
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -116,3 +118,14 @@ def start_thread(service: str, name: str, target: Callable[[], object]) -> threa
     thread = threading.Thread(target=watched, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def serve_socket(sock: socket.socket, stop: threading.Event, ready: Callable[[], None],
+                 interval: float = 0.5) -> None:
+    """Call ``ready`` each time ``sock`` has something to read, until ``stop`` is set
+    (looked at every ``interval`` seconds): the loop of a one-socket service thread."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        while not stop.is_set():
+            if selector.select(timeout=interval):
+                ready()

@@ -342,3 +342,28 @@ def test_a_floating_portal_outside_the_boot_subnet_is_refused():
 def test_failover_needs_rbd_storage():
     err = error_of(FAILOVER.replace("  backend: rbd\n", "  backend: file\n"))
     assert err.key == "target.failover.enabled" and "storage.backend: rbd" in str(err)
+
+
+V6_ONLY = MINIMAL + '  mode: "off"\ndhcp6:\n  subnet: fd4e:6574:626f:1::/64\n'
+
+
+def test_an_ipv6_only_vlan_gives_clients_the_servers_ipv6_address_everywhere():
+    config = parse_config(V6_ONLY)
+    assert config.ipv6_only and str(config.boot_address) == "fd4e:6574:626f:1::1"
+    assert str(config.portal[0]) == "fd4e:6574:626f:1::1"
+    assert str(config.ipv6_of(IPv4Address("198.18.0.10"))) == "fd4e:6574:626f:1::a"
+
+
+def test_dhcp6_needs_dhcp_mode_off():
+    err = error_of(MINIMAL + "dhcp6:\n  subnet: fd4e:6574:626f:1::/64\n")
+    assert err.key == "dhcp6.subnet" and "dhcp.mode" in err.message
+
+
+def test_dhcp6_address_must_not_be_a_clients():
+    err = error_of(V6_ONLY + "  address: fd4e:6574:626f:1::a\n")
+    assert err.key == "dhcp6.address" and "198.18.0.10" in err.message
+
+
+def test_dhcp6_subnet_smaller_than_the_ipv4_one_is_refused():
+    err = error_of(V6_ONLY.replace("::/64", "::/121"))
+    assert err.key == "dhcp6.subnet" and "fewer addresses" in err.message

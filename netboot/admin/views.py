@@ -49,7 +49,8 @@ def bmc_json(bmc: Bmc | None, show_secrets: bool) -> dict[str, object] | None:
         return None
     return {"url": bmc.url, "kind": bmc.kind.value, "address": bmc.address, "port": bmc.port,
             "username": bmc.username,
-            "password": bmc.password if show_secrets else mask(bmc.password)}
+            "password": bmc.password if show_secrets else mask(bmc.password),
+            "tls": bmc.trust and bmc.trust.value}
 
 
 def client_detail_json(config: Config, inventory: Inventory, client: Client,

@@ -31,7 +31,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from netboot.arch import Arch, by_grub_cpu
@@ -85,14 +85,15 @@ class Content:
             os.close(self.source.fd)
 
 
-def holds_address(client: Client, peer: IPv4Address) -> bool:
+def holds_address(config: Config, client: Client, peer: IPv4Address | IPv6Address) -> bool:
     """Whether ``peer`` is an address ``client`` holds: the one rule for private files.
 
-    That is its inventory address: netboot's DHCP gives a registered client that
-    address and keeps leases (netboot.dhcp.leases) only for unregistered machines,
-    which have no private files. Any other source of addresses joins here.
+    That is its inventory address, or on an IPv6 boot VLAN the fixed IPv6 address it
+    maps to (netboot.config.Dhcp6Config): netboot's DHCP and DHCPv6 give a registered
+    client those addresses and keep leases (netboot.dhcp.leases) only for unregistered
+    machines, which have no private files. Any other source of addresses joins here.
     """
-    return peer == client.ip
+    return peer == client.ip or (peer.version == 6 and peer == config.ipv6_of(client.ip))
 
 
 def check_name(name: str) -> list[str]:
@@ -168,11 +169,12 @@ class Catalog:
     def __init__(self, config: Config, inventories: InventoryPool) -> None:
         self.config = config
         self.inventories = inventories
-        self._book: dict[IPv4Address, str] = {}
+        self._book: dict[IPv4Address | IPv6Address, str] = {}
         self._book_at = -ADDRESS_BOOK_TTL
         self._book_lock = threading.Lock()
 
-    def open(self, name: str, peer: IPv4Address, *, spend: bool = True) -> Content:
+    def open(self, name: str, peer: IPv4Address | IPv6Address, *,
+             spend: bool = True) -> Content:
         """The file ``name`` for ``peer``; ``spend=False`` (an HTTP HEAD) leaves a token unspent."""
         parts = check_name(name)
         name = "/".join(parts)
@@ -191,7 +193,7 @@ class Catalog:
         return Content(name, open_beneath(self.config.tftp_root_path, parts),
                        self.client_at(peer), Stage.LOADER if name in loaders.FIRST_STAGE else None)
 
-    def client_at(self, peer: IPv4Address) -> str | None:
+    def client_at(self, peer: IPv4Address | IPv6Address) -> str | None:
         """The MAC of the registered client at ``peer``, to name it in logs and stages.
 
         Cached for a couple of seconds: one read of the client list serves a
@@ -201,18 +203,22 @@ class Catalog:
             now = time.monotonic()
             if now - self._book_at >= ADDRESS_BOOK_TTL:
                 with self.inventories.borrow() as inventory:
-                    self._book = {c.ip: c.mac for c in inventory.clients()}
+                    clients = inventory.clients()
+                    self._book = {c.ip: c.mac for c in clients}
+                    if self.config.dhcp6.enabled:
+                        self._book.update({self.config.ipv6_of(c.ip): c.mac for c in clients})
                 self._book_at = now
             return self._book.get(peer)
 
-    def owner(self, inventory: Inventory, mac_text: str, peer: IPv4Address) -> Client | None:
+    def owner(self, inventory: Inventory, mac_text: str,
+              peer: IPv4Address | IPv6Address) -> Client | None:
         """The client named by ``mac_text`` if ``peer`` may have its files; None if unknown."""
         try:
             mac = normalize_mac(mac_text)
         except ValidationError:
             raise NotFound(f"{mac_text!r} is not a MAC address") from None
         client = inventory.find(mac)
-        if client is not None and not holds_address(client, peer):
+        if client is not None and not holds_address(self.config, client, peer):
             client_log(log, mac).warning("refused %s's private file to %s (it holds %s)",
                                          mac, peer, client.ip)
             raise AccessDenied(f"{peer} is not the address of client {mac}")
@@ -224,7 +230,8 @@ class Catalog:
             with self.inventories.borrow() as inventory:
                 inventory.close_window(mac, time.time())
 
-    def _private(self, parts: list[str], peer: IPv4Address, spend: bool) -> Content | None:
+    def _private(self, parts: list[str], peer: IPv4Address | IPv6Address,
+                 spend: bool) -> Content | None:
         """A per-client name rendered for its owner, or None if ``parts`` is not one."""
         name = "/".join(parts)
         token = None
@@ -275,7 +282,7 @@ class Catalog:
         assert window is not None
         return self._render(shown, client, kind, window.tokens[BootFile.CLIENT_PART], arch)
 
-    def _spend(self, mac: str, file: BootFile, token: str | None, peer: IPv4Address,
+    def _spend(self, mac: str, file: BootFile, token: str | None, peer: IPv4Address | IPv6Address,
                spend: bool) -> Spend:
         """Spend ``token`` (None: the window's own for ``file``), waiting while the window
         is prepared; AccessDenied with the reason unless it is granted."""

@@ -21,9 +21,11 @@ CLIENT_CONF = "etc/netboot/client.conf"
 
 def render_client_conf(config: Config, client: Client) -> str:
     portal, port = config.portal
+    ip6 = config.ipv6_of(client.ip) if config.ipv6_only else None
     return render(
         "client.conf.j2", initramfs.DATA,
-        client=client, server=config.server.address, report_url=urls.report_url(config, client.mac),
+        client=client, server=config.boot_address, report_url=urls.report_url(config, client.mac),
+        ip6=f"{ip6}/{config.dhcp6.subnet.prefixlen}" if ip6 and config.dhcp6.subnet else "",
         portal=portal, portal_port=port, lun=ROOT_LUN, mutual=config.target.mutual_chap,
         lower_lun=LOWER_LUN if client.boot_method is BootMethod.OVERLAY else "",
         root_fstype="ext4", root_options="rw",

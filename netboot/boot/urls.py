@@ -13,6 +13,7 @@ import re
 from netboot.arch import Arch
 from netboot.config import Config
 from netboot.inventory.windows import TOKEN_BYTES
+from netboot.names import url_host
 
 KERNEL = "boot/vmlinuz"
 INITRAMFS = "boot/initramfs.img"
@@ -78,8 +79,13 @@ def pxelinux_client_part(mac: str, token: str | None = None) -> str:
 
 
 def base_url(config: Config) -> str:
-    """This server's HTTP root."""
-    return f"http://{config.server.address}:{config.server.http_port}"
+    """This server's HTTP root, on the address clients boot from (Config.boot_address)."""
+    return f"http://{url_host(config.boot_address)}:{config.server.http_port}"
+
+
+def tftp_url(config: Config, name: str) -> str:
+    """The TFTP URL of ``name`` (RFC 3617), for DHCPv6's boot file URL option."""
+    return f"tftp://{url_host(config.boot_address)}/{name}"
 
 
 def url(config: Config, name: str) -> str:

@@ -19,7 +19,14 @@ from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.luns import LOWER_LUN, extra_luns
 from netboot.inventory.servers import portal_holder
 from netboot.output import emit_json, fields_table, table, when
-from netboot.power.bmc import Bmc, PowerAction, check_password, read_password_file
+from netboot.power.bmc import (
+    Bmc,
+    PowerAction,
+    check_password,
+    read_ca_file,
+    read_password_file,
+    with_tls,
+)
 from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
@@ -65,6 +72,7 @@ def _client_fields(config: Config, client: Client, show_secrets: bool,
         ("mutual secret", mutual),
         ("bmc", None if bmc is None else bmc.url),
         ("bmc password", bmc_password),
+        ("bmc tls", bmc and bmc.trust and bmc.trust.shown),
         ("created", when(client.created)),
         ("last seen", when(client.last_seen)),
         ("last stage",
@@ -180,11 +188,18 @@ def remove(app: App, mac: str, purge: bool) -> None:
 @client.command(name="set")
 @click.argument("mac", type=MAC)
 @click.option("--bmc", "bmc", type=BMC_URL,
-              help="Its BMC, as ipmi://USER@ADDRESS[:PORT] (port 623 by default); the password "
-              "from --bmc-password-file, else asked for.")
+              help="Its BMC, as ipmi://USER@ADDRESS[:PORT] (port 623 by default) or "
+              "redfish://USER@HOST[:PORT][/redfish/v1/Systems/ID] (HTTPS, port 443 by default; "
+              "without the path, the BMC's only system); the password from "
+              "--bmc-password-file, else asked for.")
 @click.option("--bmc-password-file", type=click.Path(path_type=Path, dir_okay=False),
               help="A file whose first line is the BMC's password (never give it on the "
               "command line).")
+@click.option("--bmc-ca-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Redfish: the PEM CA certificate the BMC's certificate is checked with "
+              "(kept with the BMC); by default the system's CAs.")
+@click.option("--bmc-insecure", is_flag=True,
+              help="Redfish: do not check the BMC's certificate (a self-signed one).")
 @click.option("--no-bmc", is_flag=True, help="Forget its BMC.")
 @click.option("--image", metavar="NAME[@N]",
               help="An overlay client's lower layer: the image version it boots next "
@@ -192,13 +207,16 @@ def remove(app: App, mac: str, purge: bool) -> None:
 @POWERED_OFF
 @pass_app
 def set_(app: App, mac: str, bmc: Bmc | None, bmc_password_file: Path | None,
-         no_bmc: bool, image: str | None, powered_off: bool) -> None:
+         bmc_ca_file: Path | None, bmc_insecure: bool, no_bmc: bool, image: str | None,
+         powered_off: bool) -> None:
     """Change a registered client: its BMC, for 'netboot client power'; an overlay client's
     image version (refused while it is logged in to its target, unless --powered-off)."""
     if bmc is not None and no_bmc:
         raise click.UsageError("--bmc and --no-bmc exclude each other")
-    if bmc_password_file is not None and bmc is None:
-        raise click.UsageError("--bmc-password-file goes with --bmc")
+    if bmc is None and (bmc_password_file is not None or bmc_ca_file is not None
+                        or bmc_insecure):
+        raise click.UsageError("--bmc-password-file, --bmc-ca-file and --bmc-insecure go "
+                               "with --bmc")
     if image is not None:
         if bmc is not None or no_bmc:
             raise click.UsageError("--image goes alone (set the BMC in another call)")
@@ -213,14 +231,15 @@ def set_(app: App, mac: str, bmc: Bmc | None, bmc_password_file: Path | None,
         return
     if bmc is None:
         raise click.UsageError("nothing to change: give --bmc URL, --no-bmc or --image")
+    bmc = with_tls(bmc, bmc_ca_file and read_ca_file(bmc_ca_file), bmc_insecure)
     app.inventory.get(mac)  # an unknown client is said before the password is asked
     if bmc_password_file is not None:
-        password = read_password_file(bmc_password_file)
+        password = read_password_file(bmc_password_file, bmc.kind)
     else:
         password = check_password(click.prompt(f"password of {bmc.username} on BMC {bmc.where}",
-                                               hide_input=True, err=True))
+                                               hide_input=True, err=True), bmc.kind)
     set_client_bmc(app.inventory, mac, replace(bmc, password=password))
-    click.echo(f"{mac}: BMC {bmc.url}")
+    click.echo(f"{mac}: BMC {bmc.url}" + (f" (TLS: {bmc.trust.shown})" if bmc.trust else ""))
 
 
 @client.command(name="power")

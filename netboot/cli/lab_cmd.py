@@ -44,16 +44,20 @@ def lab_group() -> None:
 @click.option("--ceph-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="With --storage ceph: a cluster that is up ('netboot lab ceph up --dir') to "
                    "use; 'lab down' removes the lab's roots and image there and detaches.")
+@click.option("--ipv6", is_flag=True,
+              help="An IPv6-only boot VLAN: DHCPv6 and router advertisements, no IPv4 there; "
+                   "boot it with 'lab boot --firmware uefi-ipv6'.")
 @click.option("--arch", type=click.Choice([a.value for a in Arch]), default=Arch.AMD64.value,
               show_default=True,
               help="The clients' architecture: arm64 prepares the ARM64 kernel, initramfs and "
                    "built-in image ('lab boot' boots them with --firmware aarch64-uefi).")
 def up(lab_dir: Path, clients: int, loader: str, lun_size: str, unknown: str,
-       accel: str, storage: str, ceph_dir: Path | None, arch: str) -> None:
+       accel: str, storage: str, ceph_dir: Path | None, ipv6: bool, arch: str) -> None:
     """Prepare boot files, make the VLAN, start tgtd and netboot serve, add the clients."""
     lab.up(lab_dir.resolve(), clients, loader=loader, lun_size=lun_size, unknown=unknown,
            accel=None if accel == "auto" else Accel(accel), storage=lab.LabStorage(storage),
-           ceph_dir=ceph_dir.resolve() if ceph_dir else None, arch=Arch(arch), say=click.echo)
+           ceph_dir=ceph_dir.resolve() if ceph_dir else None, ipv6=ipv6, arch=Arch(arch),
+           say=click.echo)
     click.echo(f"lab is up in {lab_dir}; 'netboot lab boot' boots its clients")
 
 

@@ -6,5 +6,5 @@ builds replies from small pure steps; boot.py picks the boot file and dresses
 the reply for it; decide.py is the whole judgement, without I/O; leases.py
 keeps dynamic leases in the inventory; prepared.py reuses replies to
 registered clients; service.py is the socket loop; ra.py answers router
-solicitations.
+solicitations (with the M flag when DHCPv6, :mod:`netboot.dhcp6`, gives the addresses).
 """

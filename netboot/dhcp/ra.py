@@ -1,27 +1,31 @@
-"""Answer IPv6 router solicitations on the boot interface, so iPXE stops waiting for them.
+"""Answer IPv6 router solicitations on the boot interface: "nothing here", or "ask DHCPv6".
 
 iPXE configures IPv6 after its DHCPv4 ACK and waits about 13 s for a router
 advertisement when no router answers. An RA with router lifetime 0 (not a
 default router), no prefix and neither the M nor the O flag tells it at once
 that there is nothing to configure (RFC 4861 section 4.2), and changes
-nothing for any other host. Scapy builds the RA; the kernel fills in the
-ICMPv6 checksum and the link-local source.
+nothing for any other host. With DHCPv6 (``dhcp6.subnet``) the RA sets the M
+flag instead: addresses come from netboot's DHCPv6 (RFC 4861 section 4.2),
+and the prefix is announced on-link but not for SLAAC (L set, A clear: RFC
+4861 section 4.6.2), so a client knows its DHCPv6 address's subnet. Still
+lifetime 0: netboot is no router. Scapy builds the RA; the kernel fills in
+the ICMPv6 checksum and the link-local source.
 """
 
 from __future__ import annotations
 
 import logging
-import selectors
 import socket
 import struct
 import threading
 import time
-from pathlib import Path
+from ipaddress import IPv6Network
 
-from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
 
 from netboot.errors import NetbootError
-from netboot.threads import start_thread
+from netboot.host.iproute import interface_mac
+from netboot.threads import serve_socket, start_thread
 
 log = logging.getLogger("netboot.ra")
 
@@ -41,19 +45,19 @@ def solicitations_only() -> bytes:
     return struct.pack("@8I", *words)
 
 
-def advertisement(mac: str | None) -> bytes:
-    """The RA netboot sends: lifetime 0, no flags, no prefix; checksum left to the kernel."""
-    packet = ICMPv6ND_RA(chlim=0, M=0, O=0, routerlifetime=0, cksum=0)
+def advertisement(mac: str | None, managed: IPv6Network | None = None,
+                  lifetime: tuple[int, int] = (3600, 7200)) -> bytes:
+    """The RA netboot sends: router lifetime 0; without ``managed`` no flags and no prefix,
+    with it the M flag and ``managed`` on-link (``lifetime``: its preferred and valid
+    seconds). Checksum left to the kernel."""
+    packet = ICMPv6ND_RA(chlim=0, M=int(managed is not None), O=0, routerlifetime=0, cksum=0)
     if mac:
         packet = packet / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    if managed is not None:
+        packet = packet / ICMPv6NDOptPrefixInfo(
+            prefixlen=managed.prefixlen, prefix=str(managed.network_address), L=1, A=0,
+            preferredlifetime=lifetime[0], validlifetime=lifetime[1])
     return bytes(packet)
-
-
-def interface_mac(interface: str) -> str | None:
-    try:
-        return Path(f"/sys/class/net/{interface}/address").read_text().strip()
-    except OSError:
-        return None
 
 
 class RouterAdvertiser:
@@ -61,8 +65,10 @@ class RouterAdvertiser:
 
     name = "router-advertisements"
 
-    def __init__(self, interface: str) -> None:
+    def __init__(self, interface: str, managed: IPv6Network | None = None,
+                 lifetime: tuple[int, int] = (3600, 7200)) -> None:
         self.interface = interface
+        self.managed, self.lifetime = managed, lifetime
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -89,9 +95,10 @@ class RouterAdvertiser:
             raise NetbootError(f"cannot answer router solicitations on {self.interface}: "
                                f"{err.strerror or err}") from None
         self._sock, self._index = sock, index
-        self._packet = advertisement(interface_mac(self.interface))
+        self._packet = advertisement(interface_mac(self.interface), self.managed, self.lifetime)
         self._thread = start_thread(self.name, "ra", self._run)
-        log.info("answering IPv6 router solicitations on %s", self.interface)
+        log.info("answering IPv6 router solicitations on %s%s", self.interface,
+                 f" (M flag: DHCPv6 for {self.managed})" if self.managed else "")
 
     def stop(self) -> None:
         self._stop.set()
@@ -103,14 +110,7 @@ class RouterAdvertiser:
 
     def _run(self) -> None:
         assert self._sock is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self._sock, selectors.EVENT_READ)
-        try:
-            while not self._stop.is_set():
-                if selector.select(timeout=0.5):
-                    self._answer_one()
-        finally:
-            selector.close()
+        serve_socket(self._sock, self._stop, self._answer_one)
 
     def _answer_one(self) -> None:
         """A solicitation from a link-local address is answered to it (RFC 4861 6.2.6

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from netboot.config import Config, DhcpMode
 from netboot.counters import Kind, Sample
@@ -105,36 +105,59 @@ class TokenBucket:
 
 @dataclass
 class Stats:
-    """What the loop has seen; logged when the service stops."""
+    """What a DHCP (or, with another ``PREFIX``/``LABEL``, DHCPv6) loop has seen; logged
+    when the service stops."""
+
+    PREFIX: ClassVar[str] = "dhcp"  # of the metric names
+    LABEL: ClassVar[str] = "DHCP"  # in their help texts
 
     received: int = 0
     replied: int = 0
     unanswered: int = 0
     errors: int = 0
-    broadcast_fallbacks: int = 0  # unicast to yiaddr failed: the reply went out broadcast
     dropped: Counter[str] = field(default_factory=Counter)
 
     def samples(self) -> list[Sample]:
         """The counts as the admin interface's metrics (netboot.counters)."""
+        name, label = self.PREFIX, self.LABEL
         return [
-            Sample("dhcp_requests", Kind.COUNTER, "DHCP requests received", self.received),
-            Sample("dhcp_replies", Kind.COUNTER, "DHCP replies sent", self.replied),
-            Sample("dhcp_unanswered", Kind.COUNTER,
-                   "DHCP requests decided on and left without a reply", self.unanswered),
-            Sample("dhcp_errors", Kind.COUNTER, "DHCP requests that failed in handling or "
-                   "sending", self.errors),
-            Sample("dhcp_broadcast_fallbacks", Kind.COUNTER,
-                   "DHCP replies sent broadcast after unicast failed",
-                   self.broadcast_fallbacks),
-            *(Sample("dhcp_dropped", Kind.COUNTER, "DHCP packets dropped, by reason", n,
+            Sample(f"{name}_requests", Kind.COUNTER, f"{label} requests received",
+                   self.received),
+            Sample(f"{name}_replies", Kind.COUNTER, f"{label} replies sent", self.replied),
+            Sample(f"{name}_unanswered", Kind.COUNTER,
+                   f"{label} requests decided on and left without a reply", self.unanswered),
+            Sample(f"{name}_errors", Kind.COUNTER, f"{label} requests that failed in handling "
+                   "or sending", self.errors),
+            *self._more_samples(),
+            *(Sample(f"{name}_dropped", Kind.COUNTER, f"{label} packets dropped, by reason", n,
                      (("reason", reason),)) for reason, n in sorted(self.dropped.items())),
         ]
+
+    def _more_samples(self) -> list[Sample]:
+        return []
+
+    def _more_line(self) -> str:
+        return ""
 
     def line(self) -> str:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) or "none"
         return (f"received {self.received}, replied {self.replied}, unanswered "
-                f"{self.unanswered}, errors {self.errors}, broadcast fallbacks "
-                f"{self.broadcast_fallbacks}, dropped: {drops}")
+                f"{self.unanswered}, errors {self.errors}, {self._more_line()}dropped: {drops}")
+
+
+@dataclass
+class DhcpStats(Stats):
+    """DHCPv4's, with the replies that fell back to broadcast."""
+
+    broadcast_fallbacks: int = 0  # unicast to yiaddr failed: the reply went out broadcast
+
+    def _more_samples(self) -> list[Sample]:
+        return [Sample("dhcp_broadcast_fallbacks", Kind.COUNTER,
+                       "DHCP replies sent broadcast after unicast failed",
+                       self.broadcast_fallbacks)]
+
+    def _more_line(self) -> str:
+        return f"broadcast fallbacks {self.broadcast_fallbacks}, "
 
 
 def open_dhcp_socket(interface: str, port: int) -> socket.socket:
@@ -186,9 +209,11 @@ class PendingWriter(Generic[Item]):
 
     thread_name = "dhcp-writer"
 
-    def __init__(self, open_inventory: InventoryFactory, pause: float = 0.0) -> None:
+    def __init__(self, open_inventory: InventoryFactory, pause: float = 0.0,
+                 service: str = "dhcp") -> None:
         self.open_inventory = open_inventory
         self.pause = pause
+        self.service = service  # whose death a dead writer thread is
         self._pending: dict[str, Item] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -201,7 +226,7 @@ class PendingWriter(Generic[Item]):
         self._wake.set()
 
     def start(self) -> None:
-        self._thread = start_thread(DhcpService.name, self.thread_name, self._run)
+        self._thread = start_thread(self.service, self.thread_name, self._run)
 
     def stop(self) -> None:
         self._stop.set()
@@ -259,8 +284,9 @@ class StageWriter(PendingWriter[tuple[Stage, float]]):
 
     thread_name = "dhcp-stages"
 
-    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0) -> None:
-        super().__init__(open_inventory)
+    def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0,
+                 service: str = "dhcp") -> None:
+        super().__init__(open_inventory, service=service)
         self.interval = interval
 
     def record(self, mac: str, stage: Stage, at: float) -> None:
@@ -299,7 +325,7 @@ class DhcpEngine:
         self.limiter = RateLimiter()
         self.unknown_limiter = TokenBucket(config.dhcp.unknown_rate, config.dhcp.unknown_rate)
         self.prepared = PreparedReplies()
-        self.stats = Stats()
+        self.stats = DhcpStats()
         self._noted: dict[str, float] = {}
 
     def handle(self, data: bytes, source: tuple[str, int], local_port: int,

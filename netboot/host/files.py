@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,3 +141,16 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with open(fd, "wb") as f:
             f.write(data)
+
+
+@contextmanager
+def private_file(text: str, prefix: str) -> Iterator[Path]:
+    """``text`` in a file of mode 0600 in a new directory of mode 0700 (named ``prefix``...),
+    both removed when the block ends: for a tool that reads a secret, or a certificate,
+    only from a file."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        path = Path(directory) / "file"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        yield path

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
+from pathlib import Path
 
 from netboot.host.run import run
 
@@ -19,19 +20,32 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     return run(cmd, what=f"'{' '.join(cmd)}' failed", ok=(0,) if check else None)
 
 
+def interface_mac(interface: str) -> str | None:
+    """``interface``'s MAC (lower-case, colons), or None if there is no such interface."""
+    try:
+        return Path(f"/sys/class/net/{interface}/address").read_text().strip()
+    except OSError:
+        return None
+
+
 def ipv4_addresses(interface: str, netns: str | None = None) -> list[IPv4Interface]:
     """The IPv4 addresses configured on ``interface`` (empty if it has none or does not exist)."""
-    out = ip("-j", "-4", "addr", "show", "dev", interface, netns=netns, check=False)
+    return [IPv4Interface(a) for a in _addresses(interface, "inet", netns)]
+
+
+def ipv6_addresses(interface: str, netns: str | None = None) -> list[IPv6Interface]:
+    """The IPv6 addresses configured on ``interface``, link-local ones too."""
+    return [IPv6Interface(a) for a in _addresses(interface, "inet6", netns)]
+
+
+def _addresses(interface: str, family: str, netns: str | None) -> list[str]:
+    out = ip("-j", "-f", family, "addr", "show", "dev", interface, netns=netns, check=False)
     try:
         links = json.loads(out or "[]")
     except json.JSONDecodeError:
         return []
-    return [
-        IPv4Interface(f"{a['local']}/{a['prefixlen']}")
-        for link in links
-        for a in link.get("addr_info", [])
-        if a.get("family") == "inet"
-    ]
+    return [f"{a['local']}/{a['prefixlen']}" for link in links
+            for a in link.get("addr_info", []) if a.get("family") == family]
 
 
 def ipv4_routes(netns: str | None = None) -> list[IPv4Network]:
@@ -81,12 +95,15 @@ def netns_pids(name: str) -> list[int]:
     return [int(p) for p in ip("netns", "pids", name, check=False).split()]
 
 
-def add_bridge(name: str, address: IPv4Interface | None = None, netns: str | None = None) -> None:
+def add_bridge(name: str, address: IPv4Interface | IPv6Interface | None = None,
+               netns: str | None = None) -> None:
+    """A bridge, up, with ``address`` (an IPv6 one without DAD: usable at once)."""
     ip("link", "add", name, "type", "bridge", netns=netns)
     # No STP and no forwarding delay: a PXE ROM gives up long before STP's 30 s.
     ip("link", "set", name, "type", "bridge", "stp_state", "0", "forward_delay", "0", netns=netns)
     if address is not None:
-        ip("addr", "add", str(address), "dev", name, netns=netns)
+        ip("addr", "add", str(address), "dev", name,
+           *(["nodad"] if address.version == 6 else []), netns=netns)
     ip("link", "set", name, "up", netns=netns)
 
 

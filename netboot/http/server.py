@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from netboot.boot import urls
@@ -301,7 +301,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
     def _serve(self, send_body: bool) -> None:
         self.server.stats.request()
         url = urlsplit(self.path)
-        peer = IPv4Address(self.client_address[0])
+        peer = ip_address(self.client_address[0])
         catalog = self.server.catalog
         path = url.path
         try:
@@ -327,7 +327,8 @@ class BootRequestHandler(BaseHTTPRequestHandler):
         finally:
             content.close()
 
-    def _send(self, content: Content, peer: IPv4Address, send_body: bool) -> None:
+    def _send(self, content: Content, peer: IPv4Address | IPv6Address,
+              send_body: bool) -> None:
         size = content.size
         try:
             span = parse_range(self.headers.get("Range"), size)
@@ -367,7 +368,8 @@ class BootRequestHandler(BaseHTTPRequestHandler):
                     count, seconds, count / seconds / 1e6,
                     f", range {start}-{end}" if span else "")
 
-    def _report(self, path: str, query: str, peer: IPv4Address, record: bool) -> None:
+    def _report(self, path: str, query: str, peer: IPv4Address | IPv6Address,
+                record: bool) -> None:
         """``/report/<mac>/<stage>``: /init telling how far its boot got."""
         parts = path.split("/")
         if len(parts) != 4:
@@ -488,6 +490,12 @@ class BootHTTPServer(HTTPServer):
         self.server_close()
 
 
+class BootHTTPServer6(BootHTTPServer):
+    """The same on an IPv6 address (an IPv6-only boot VLAN)."""
+
+    address_family = socket.AF_INET6
+
+
 def _refuse(conn: socket.socket) -> None:
     """503 with Retry-After, written without blocking and without a thread, then closed.
 
@@ -511,7 +519,7 @@ class HttpServer:
 
     name = "http"
 
-    def __init__(self, address: IPv4Address, port: int, catalog: Catalog,
+    def __init__(self, address: IPv4Address | IPv6Address, port: int, catalog: Catalog,
                  stages: StageRecorder, limits: HttpLimits) -> None:
         self.address = address
         self.port = port
@@ -531,8 +539,9 @@ class HttpServer:
         return self._server.stats.samples() if self._server is not None else []
 
     def start(self) -> None:
-        self._server = BootHTTPServer((str(self.address), self.port), self.catalog, self.stages,
-                                      self.limits)
+        server_class = BootHTTPServer6 if self.address.version == 6 else BootHTTPServer
+        self._server = server_class((str(self.address), self.port), self.catalog, self.stages,
+                                    self.limits)
         self.port = self._server.server_address[1]
         server, stop = self._server, self._stop
         self._thread = start_thread(self.name, "http", lambda: server.serve(stop))

@@ -2,7 +2,9 @@
 
 One row per client in ``bmcs``, removed with the client. The password is kept as
 the CHAP secrets are: in the inventory (mode 0600, or the PostgreSQL role's
-database), out of every ``repr`` and log, masked wherever it is shown.
+database), out of every ``repr`` and log, masked wherever it is shown. A Redfish BMC's
+CA certificate is kept here too (not a file path: every server reading the inventory
+checks the BMC the same way).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from netboot.inventory.backend import Row
 from netboot.inventory.store import Inventory
 from netboot.power.bmc import Bmc, BmcKind
 
-_COLUMNS = ("mac", "kind", "address", "port", "username", "password", "updated")
+_COLUMNS = ("mac", "kind", "address", "port", "username", "password", "system_path", "ca_pem",
+            "insecure", "updated")
 
 
 def _bmc(row: Row) -> Bmc:
     return Bmc(address=str(row["address"]), username=str(row["username"]),
                password=str(row["password"]), port=int(row["port"]),  # type: ignore[arg-type]
-               kind=BmcKind(row["kind"]))
+               kind=BmcKind(row["kind"]), system=str(row["system_path"]),
+               ca_pem=None if row["ca_pem"] is None else str(row["ca_pem"]),
+               insecure=bool(row["insecure"]))
 
 
 def set_bmc(inventory: Inventory, mac: str, bmc: Bmc, now: float | None = None) -> None:
@@ -29,12 +34,12 @@ def set_bmc(inventory: Inventory, mac: str, bmc: Bmc, now: float | None = None) 
         if db.execute("SELECT 1 FROM clients WHERE mac = ?", (mac,)).fetchone() is None:
             raise NotFound(f"no client with MAC {mac}")
         db.execute(
-            f"INSERT INTO bmcs ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (mac) DO UPDATE SET kind = excluded.kind, address = excluded.address, "
-            "port = excluded.port, username = excluded.username, "
-            "password = excluded.password, updated = excluded.updated",
+            f"INSERT INTO bmcs ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))}) "
+            f"ON CONFLICT (mac) DO UPDATE SET "
+            f"{', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}",
             (mac, bmc.kind.value, bmc.address, bmc.port, bmc.username, bmc.password,
-             time.time() if now is None else now))
+             bmc.system, bmc.ca_pem, int(bmc.insecure), time.time() if now is None else now))
 
 
 def find_bmc(inventory: Inventory, mac: str) -> Bmc | None:
@@ -49,7 +54,8 @@ def get_bmc(inventory: Inventory, mac: str) -> Bmc:
     bmc = find_bmc(inventory, mac)
     if bmc is None:
         raise NotFound(f"client {mac} has no BMC: give it one with "
-                       f"'netboot client set {mac} --bmc ipmi://USER@ADDRESS'")
+                       f"'netboot client set {mac} --bmc ipmi://USER@ADDRESS' (or "
+                       "redfish://USER@HOST)")
     return bmc
 
 

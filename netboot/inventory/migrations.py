@@ -183,6 +183,14 @@ SQLITE: tuple[str, ...] = (
         updated REAL NOT NULL
     );
     """,
+    # a Redfish BMC (netboot.inventory.bmcs): its system's path ('' for the BMC's only one),
+    # the CA certificate its HTTPS certificate is checked with (NULL: the system's CAs), or
+    # that it is not checked (--bmc-insecure)
+    """
+    ALTER TABLE bmcs ADD COLUMN system_path TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bmcs ADD COLUMN ca_pem TEXT;
+    ALTER TABLE bmcs ADD COLUMN insecure INTEGER NOT NULL DEFAULT 0 CHECK (insecure IN (0, 1));
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -335,5 +343,13 @@ POSTGRESQL: tuple[str, ...] = (
         password TEXT NOT NULL,
         updated DOUBLE PRECISION NOT NULL
     );
+    """,
+    # a Redfish BMC (netboot.inventory.bmcs): its system's path ('' for the BMC's only one),
+    # the CA certificate its HTTPS certificate is checked with (NULL: the system's CAs), or
+    # that it is not checked (--bmc-insecure)
+    """
+    ALTER TABLE bmcs ADD COLUMN system_path TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bmcs ADD COLUMN ca_pem TEXT;
+    ALTER TABLE bmcs ADD COLUMN insecure BIGINT NOT NULL DEFAULT 0 CHECK (insecure IN (0, 1));
     """,
 )

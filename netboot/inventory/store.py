@@ -110,6 +110,14 @@ class Inventory:
         rows = self._db.execute("SELECT * FROM clients")
         return sorted((Client.from_row(r) for r in rows), key=lambda c: c.ip)
 
+    def unsettled_clients(self) -> list[Client]:
+        """Clients an add, reimage or reset is making a root for (or was, if it was killed):
+        not yet provisioned, or with a next root (``next_lun_path``). Read at every ``client
+        add``, so it costs the few such clients, not a read of every registered one."""
+        rows = self._db.execute(
+            "SELECT * FROM clients WHERE provisioned = 0 OR next_lun_path IS NOT NULL")
+        return [Client.from_row(r) for r in rows]
+
     def get(self, mac: str) -> Client:
         row = self._db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
         if row is None:
@@ -199,7 +207,7 @@ class Inventory:
         """Note many (MAC, stage, time) at once, in one transaction (a commit, on PostgreSQL
         a round trip, per batch rather than per client). A stage equal to the one recorded
         less than ``repeat_after`` seconds before is not written again: one step of one
-        boot seen twice (a PXE ROM's ACK, then iPXE's)."""
+        boot seen twice (a PXE ROM's ACK, then iPXE's); with 0, every stage is written."""
         repeated = ("NOT (coalesce(last_stage, '') = ? AND last_stage_at IS NOT NULL "
                     "AND ? - last_stage_at >= 0 AND ? - last_stage_at < ?)")
         with self.transaction() as db:

@@ -164,7 +164,7 @@ def write_config(topology: Topology, tgt_control_port: int, loader: str, lun_siz
         tgt_control_port=tgt_control_port, state_dir=topology.lab_dir / "state",
         cache_dir=cache_dir, lun_size=lun_size, unknown=unknown, loader=loader,
         kernel_flavour=kernel_flavour, discovery_auth=discovery_auth, rbd=rbd,
-        user=serve_user(topology.lab_dir)).encode(), 0o644)
+        user=serve_user(topology.lab_dir), ipv6=topology.ipv6).encode(), 0o644)
     load_config(path)  # the lab's own file must pass the same checks as a user's
     return path
 
@@ -280,7 +280,7 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
        kernel_flavour: str = "cloud-amd64", unknown: str = "ignore", discovery_auth: bool = True,
        accel: Accel | None = None, cache_dir: Path | None = None,
        vlan: IPv4Interface = topology.BOOT_VLAN, storage: LabStorage = LabStorage.FILE,
-       ceph_dir: Path | None = None, boot_method: str = "initramfs",
+       ceph_dir: Path | None = None, boot_method: str = "initramfs", ipv6: bool = False,
        arch: Arch = Arch.AMD64, say: Callable[[str], None] = print) -> LabState:
     """Bring a lab up and leave it running; on any failure or Ctrl-C nothing of it is left.
 
@@ -289,9 +289,10 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     ``storage`` ceph puts the image and roots on RBD: on the cluster up in ``ceph_dir``
     (left up afterwards), else on one the lab makes in its ceph/ (see :func:`plan_ceph`).
     ``boot_method`` is the clients' (``overlay``: the image shared read-only under each
-    client's own upper layer). ``arch``: the clients' architecture (arm64: booted by
-    ``boot(firmware=Firmware.AARCH64_UEFI)``), whose kernel, initramfs and built-in image
-    the lab prepares.
+    client's own upper layer). ``ipv6``: an IPv6-only VLAN (the bridge on
+    topology.BOOT_VLAN6, no IPv4 there; DHCPv6 and RAs instead of DHCP). ``arch``: the
+    clients' architecture (arm64: booted by ``boot(firmware=Firmware.AARCH64_UEFI)``),
+    whose kernel, initramfs and built-in image the lab prepares.
     """
     if ceph_dir is not None and storage is not LabStorage.CEPH:
         raise LabError(f"a Ceph cluster ({ceph_dir}) is for a lab with storage ceph")
@@ -307,9 +308,11 @@ def up(lab_dir: Path, clients: int, *, loader: str = "ipxe", lun_size: str = "1G
     for leftover in ("state", "logs", "vms", bmc.BMC_DIR):
         shutil.rmtree(lab_dir / leftover, ignore_errors=True)
     with topology.signals_interrupt():
-        topo = topology.create(lab_dir, taps=clients, address=vlan)
+        topo = topology.create(lab_dir, taps=clients, address=vlan,
+                               ipv6=topology.BOOT_VLAN6 if ipv6 else None)
         try:
-            say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} {topo.address}, "
+            say(f"boot VLAN: namespace {topo.netns}, bridge {topo.bridge} "
+                f"{topo.ipv6 or topo.address}, "
                 f"{clients} taps")
             chosen = accel or choose_accel(logs)
             say(f"VMs run under {chosen}")
@@ -496,7 +499,7 @@ def firmware_for(arch: Arch, firmware: Firmware | None) -> Firmware:
         return Firmware.AARCH64_UEFI if arm else Firmware.BIOS
     if (firmware is Firmware.AARCH64_UEFI) != arm:
         raise LabError(f"the lab's clients are {arch}: firmware {firmware} does not boot them "
-                       f"({'aarch64-uefi' if arm else 'bios, uefi, uefi-http or uefi-secureboot'}"
+                       f"({'aarch64-uefi' if arm else 'the x86 ones: bios, uefi and the others'}"
                        " does)")
     return firmware
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from pathlib import Path
 
 from netboot.errors import NetbootError
@@ -28,6 +28,10 @@ NAME_PREFIX = "nbl"  # every lab name starts with it: nblXXXXXX, nblXXXXXX-br, n
 STATE_FILE = "topology.json"
 # RFC 2544's benchmarking block (198.18.0.0/15): never routed, never a real network's.
 BOOT_VLAN = IPv4Interface("198.18.0.1/24")
+# An IPv6-only lab's bridge (a ULA inside the namespace); BOOT_VLAN then names the clients
+# in the inventory (netboot.config.Dhcp6Config) and its server address is on the
+# namespace's loopback only, for the lab's BMCs: no IPv4 on the VLAN.
+BOOT_VLAN6 = IPv6Interface("fd4e:6574:626f:1::1/64")
 MAX_TAPS = 100  # keeps "<prefix>-t99" within the kernel's 15-character interface names
 STOP_GRACE = 5.0  # seconds a process in the namespace gets between SIGTERM and SIGKILL
 
@@ -49,6 +53,7 @@ class Topology:
     taps: tuple[str, ...]
     address: IPv4Interface
     lab_dir: Path
+    ipv6: IPv6Interface | None = None  # an IPv6-only VLAN: the bridge has this, no IPv4
 
     @property
     def server(self) -> IPv4Address:
@@ -61,23 +66,26 @@ class Topology:
 
     def to_json(self) -> dict[str, object]:
         return {"netns": self.netns, "bridge": self.bridge, "taps": list(self.taps),
-                "address": str(self.address)}
+                "address": str(self.address),
+                "ipv6": str(self.ipv6) if self.ipv6 is not None else None}
 
     @classmethod
     def from_json(cls, data: dict[str, object], lab_dir: Path) -> Topology:
         return cls(netns=str(data["netns"]), bridge=str(data["bridge"]),
                    taps=tuple(str(t) for t in data["taps"]),  # type: ignore[attr-defined]
-                   address=IPv4Interface(str(data["address"])), lab_dir=lab_dir)
+                   address=IPv4Interface(str(data["address"])), lab_dir=lab_dir,
+                   ipv6=IPv6Interface(str(data["ipv6"])) if data.get("ipv6") else None)
 
 
-def plan(lab_dir: Path, taps: int, address: IPv4Interface = BOOT_VLAN) -> Topology:
+def plan(lab_dir: Path, taps: int, address: IPv4Interface = BOOT_VLAN,
+         ipv6: IPv6Interface | None = None) -> Topology:
     """Fresh, unique names for a VLAN with ``taps`` taps (nothing is created)."""
     if not 0 <= taps <= MAX_TAPS:
         raise LabError(f"a lab has 0 to {MAX_TAPS} VM taps, not {taps}")
     prefix = NAME_PREFIX + secrets.token_hex(3)
     return Topology(netns=prefix, bridge=f"{prefix}-br",
                     taps=tuple(f"{prefix}-t{i}" for i in range(taps)),
-                    address=address, lab_dir=lab_dir)
+                    address=address, lab_dir=lab_dir, ipv6=ipv6)
 
 
 def state_path(lab_dir: Path) -> Path:
@@ -104,17 +112,22 @@ def _record(topology: Topology) -> None:
     atomic_write(path, (json.dumps(topology.to_json(), indent=2) + "\n").encode(), 0o644)
 
 
-def create(lab_dir: Path, taps: int, address: IPv4Interface = BOOT_VLAN) -> Topology:
+def create(lab_dir: Path, taps: int, address: IPv4Interface = BOOT_VLAN,
+           ipv6: IPv6Interface | None = None) -> Topology:
     """Make a new VLAN in ``lab_dir``; on any failure nothing of it is left."""
     existing = load(lab_dir)
     if existing is not None:
         raise LabError(f"{lab_dir} already holds a lab (namespace {existing.netns}); "
                        f"take it down first with 'netboot lab down --dir {lab_dir}'")
-    topology = plan(lab_dir, taps, address)
+    topology = plan(lab_dir, taps, address, ipv6)
     _record(topology)
     try:
         iproute.add_netns(topology.netns)
-        iproute.add_bridge(topology.bridge, topology.address, netns=topology.netns)
+        iproute.add_bridge(topology.bridge, topology.ipv6 or topology.address,
+                           netns=topology.netns)
+        if topology.ipv6 is not None:  # the BMCs' address, on the namespace's loopback only
+            iproute.ip("addr", "add", f"{topology.server}/32", "dev", "lo", netns=topology.netns)
+            iproute.ip("link", "set", "lo", "up", netns=topology.netns)
         for tap in topology.taps:
             iproute.add_tap(tap, netns=topology.netns)
             iproute.attach(tap, topology.bridge, netns=topology.netns)

@@ -34,6 +34,10 @@ OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: CODE and VARS in one im
 UEFI_HTTP_BOOT_ONLY = ("-global", "virtio-net-pci.romfile=",
                        "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
                        "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no")
+# No option ROM on the NIC and OVMF's PXE over IPv6 only: an IPv6-only boot VLAN's client.
+UEFI_PXE_IPV6_ONLY = ("-global", "virtio-net-pci.romfile=",
+                      "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                      "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=yes")
 # Debian's ovmf for Secure Boot: code that enforces it (needs SMM), and variables with
 # Microsoft's keys enrolled (a fresh copy per VM: the firmware writes to them)
 OVMF_SECBOOT_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
@@ -57,6 +61,7 @@ class Firmware(StrEnum):
     BIOS = "bios"  # SeaBIOS and the NIC's iPXE ROM (ipxe-qemu)
     UEFI = "uefi"  # OVMF
     UEFI_HTTP = "uefi-http"  # OVMF's own UEFI HTTP boot: no option ROM on the NIC, no PXE
+    UEFI_IPV6 = "uefi-ipv6"  # OVMF's own PXE over IPv6 only (DHCPv6), for an IPv6-only lab
     # OVMF enforcing Secure Boot with Microsoft's keys; the NIC without its option ROM, so
     # OVMF's own PXE runs (QEMU's iPXE ROM of 2019 breaks shim's fetch of GRUB)
     UEFI_SECUREBOOT = "uefi-secureboot"
@@ -99,10 +104,12 @@ def qemu_argv(spec: VmSpec) -> list[str]:
     if spec.firmware is Firmware.AARCH64_UEFI:
         return _aarch64_argv(spec)
     nic = spec.nic
-    if spec.firmware in (Firmware.UEFI, Firmware.UEFI_HTTP):
+    if spec.firmware in (Firmware.UEFI, Firmware.UEFI_HTTP, Firmware.UEFI_IPV6):
         machine = ["-machine", f"q35,accel={spec.accel}", "-bios", str(OVMF)]
         if spec.firmware is Firmware.UEFI_HTTP:
             machine += UEFI_HTTP_BOOT_ONLY
+        elif spec.firmware is Firmware.UEFI_IPV6:
+            machine += UEFI_PXE_IPV6_ONLY
     elif spec.firmware is Firmware.UEFI_SECUREBOOT:
         if spec.efi_vars is None:
             raise LabError(f"VM {spec.name}: Secure Boot firmware needs its own variables file")

@@ -1,3 +1,3 @@
 """Power control of client machines through their BMC: the records (which BMC, which
-action), ipmitool as the adapter that talks IPMI over the LAN, and on/off/cycle/status
-built from its commands."""
+action), a driver per kind of BMC (ipmitool for IPMI over the LAN, sushy for Redfish over
+HTTPS), and on/off/cycle/status built the same way on either."""

@@ -1,13 +1,33 @@
 """The power actions, built from a BMC's commands: on, off, status, next boot from the
-network, and a cycle that always ends in a network boot."""
+network, and a cycle that always ends in a network boot. Every kind of BMC has a driver
+with those five commands (:class:`PowerDriver`); the actions are the same for all."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from netboot.power.bmc import Bmc, BmcKind, PowerAction, PowerState
+from netboot.power.bmc import Bmc, BmcError, BmcKind, PowerAction, PowerState
 from netboot.power.ipmi import IpmiTool
+
+SUSHY_MIN = "5.14"  # pyproject.toml's extra redfish: tested, with connect and read timeouts
+
+
+class PowerDriver(Protocol):
+    """What a BMC is asked, whatever it speaks; each raises BmcError naming the BMC."""
+
+    def status(self) -> PowerState: ...
+
+    def on(self) -> None: ...
+
+    def off(self) -> None: ...
+
+    def cycle(self) -> None:
+        """Off and on again (or a hard reset): the machine must be on."""
+
+    def boot_from_network(self) -> None:
+        """The next boot (only) from the network."""
 
 
 @dataclass(frozen=True)
@@ -20,15 +40,28 @@ class PowerResult:
     done: str  # for people: "powered on", "was off: powered on", ...
 
 
-def adapter(bmc: Bmc) -> IpmiTool:
-    """What talks to ``bmc``: ipmitool for IPMI (the only kind so far)."""
-    if bmc.kind is BmcKind.IPMI:
-        return IpmiTool(bmc)
-    raise NotImplementedError(bmc.kind)  # a new kind needs its adapter here
+def driver(bmc: Bmc) -> PowerDriver:
+    """What talks to ``bmc``: ipmitool for IPMI, sushy for Redfish.
+
+    sushy is imported only for a Redfish BMC: a netboot without it (Debian 12's
+    python3-sushy is too old: no connect or read timeouts) still runs, and drives
+    IPMI BMCs."""
+    match bmc.kind:
+        case BmcKind.IPMI:
+            return IpmiTool(bmc)
+        case BmcKind.REDFISH:
+            try:
+                from netboot.power.redfish import RedfishSystem  # sushy: for Redfish only
+            except ModuleNotFoundError as err:
+                raise BmcError(f"BMC {bmc.where} speaks Redfish, which needs the Python "
+                               f"package sushy >= {SUSHY_MIN} (pip install 'netboot[redfish]'): "
+                               f"{err}") from None
+            return RedfishSystem(bmc)
+    raise AssertionError(bmc.kind)
 
 
 def power(bmc: Bmc, action: PowerAction,
-          connect: Callable[[Bmc], IpmiTool] = adapter) -> PowerResult:
+          connect: Callable[[Bmc], PowerDriver] = driver) -> PowerResult:
     """Do ``action`` through ``bmc``.
 
     CYCLE sets the next boot to the network first (one-shot), then power-cycles

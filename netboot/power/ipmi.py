@@ -12,16 +12,13 @@ wrong password), which its plain message does not.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from netboot.host.files import private_file
 from netboot.host.run import not_installed
 from netboot.power.bmc import Bmc, BmcError, PowerState
 
@@ -29,6 +26,7 @@ IPMITOOL = "ipmitool"
 TIMEOUT = 60.0  # seconds: ipmitool gives up on a silent BMC after ~20 s by itself
 _STATE = re.compile(r"^Chassis Power is (on|off)\s*$", re.MULTILINE)
 BOOTDEV_DONE = "Set Boot Device to pxe"
+PRIVATE_PREFIX = "netboot-bmc-"  # the password file's directory, in the temporary directory
 
 
 class Command(Enum):
@@ -95,18 +93,6 @@ def _said(answer: Answer) -> str:
     return (errors or lines or [""])[-1]
 
 
-@contextmanager
-def password_file(password: str) -> Iterator[Path]:
-    """``password`` in a file of mode 0600 in a new directory of mode 0700, both removed
-    when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="netboot-bmc-") as directory:
-        path = Path(directory) / "password"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(password)
-        yield path
-
-
 class IpmiTool:
     """One BMC, reached by running ipmitool once per command."""
 
@@ -116,7 +102,7 @@ class IpmiTool:
 
     def run(self, command: Command) -> Answer:
         """Run ``command``; BmcError, naming the cause, if ipmitool fails."""
-        with password_file(self.bmc.password) as secret:
+        with private_file(self.bmc.password, PRIVATE_PREFIX) as secret:
             argv = ipmitool_argv(command, self.bmc, secret)
             try:
                 done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,

@@ -15,7 +15,7 @@ from netboot.errors import NetbootError
 from netboot.inventory.bmcs import get_bmc, remove_bmc, set_bmc
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
-from netboot.power.bmc import Bmc, PowerAction
+from netboot.power.bmc import Bmc, BmcError, PowerAction
 from netboot.power.control import PowerResult, power
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,10 @@ def power_clients(inventory: Inventory, macs: Sequence[str], action: PowerAction
             bmc = get_bmc(inventory, mac)
             result = act(bmc, action)
         except NetbootError as err:
+            # a BMC's error names the BMC; the client is named here (a NotFound names it)
+            said = f"client {mac}: {err}" if isinstance(err, BmcError) else str(err)
             logger.error("power %s failed: %s", action, err)
-            done.append(ClientPower(mac, bmc.url if bmc else None, None, str(err)))
+            done.append(ClientPower(mac, bmc.url if bmc else None, None, said))
             continue
         logger.info("power %s through %s: %s", action, bmc.url, result.done)
         done.append(ClientPower(mac, bmc.url, result))

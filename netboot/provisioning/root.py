@@ -53,7 +53,7 @@ def recover_interrupted(config: Config, inventory: Inventory) -> list[str]:
     belongs to a process that died; one whose lock is held is still being made.
     """
     recovered = []
-    for client in inventory.clients():
+    for client in inventory.unsettled_clients():
         if client.provisioned:
             continue
         with provisioning_lock(config, client.hostname, wait=False) as free:
@@ -83,7 +83,7 @@ def recover_interrupted_swap(config: Config, inventory: Inventory) -> list[str]:
     """Delete the roots a killed ``client reimage`` or ``client reset`` was making for a
     client (``next_lun_path`` set, its lock free)."""
     recovered = []
-    for client in inventory.clients():
+    for client in inventory.unsettled_clients():
         if client.next_lun_path is None:
             continue
         with provisioning_lock(config, client.hostname, wait=False) as free:

@@ -9,6 +9,7 @@ from netboot.boot.catalog import Catalog
 from netboot.config import Config, DhcpMode
 from netboot.counters import CounterPublisher, counted, snapshot_dir
 from netboot.dhcp.service import DhcpService
+from netboot.dhcp6.service import Dhcp6Service
 from netboot.host.users import ServiceUser
 from netboot.http.server import HttpLimits, HttpServer
 from netboot.inventory.pool import InventoryPool
@@ -31,7 +32,7 @@ def boot_file_services(config: Config, open_inventory: InventoryFactory) -> list
     pool = InventoryPool(open_inventory)
     stages = StageRecorder(pool)
     catalog = Catalog(config, pool)
-    address, port = config.server.address, config.server.tftp_port
+    address, port = config.boot_address, config.server.tftp_port
     workers = worker_count(config)
     tftp: Service = (TftpServer(address, port, catalog, stages,
                                 max_per_source=config.server.tftp_max_per_source)
@@ -45,7 +46,7 @@ class Part(Enum):
 
     WHOLE = "whole"  # everything in one root process (server.user: root)
     ROOT = "root"  # the target, window preparation, and the network part as a child
-    NETWORK = "network"  # DHCP, router advertisements, TFTP and HTTP, without root
+    NETWORK = "network"  # DHCP(v6), router advertisements, TFTP and HTTP, without root
 
 
 def network_services(config: Config, open_inventory: InventoryFactory) -> list[Service]:
@@ -53,10 +54,14 @@ def network_services(config: Config, open_inventory: InventoryFactory) -> list[S
     services = boot_file_services(config, open_inventory)
     if config.dhcp.mode is not DhcpMode.OFF:
         services.append(DhcpService(config, open_inventory))
+    if config.dhcp6.enabled:
+        services.append(Dhcp6Service(config, open_inventory))
     if config.dhcp.router_advertisements:
         from netboot.dhcp.ra import RouterAdvertiser  # slow on purpose: scapy loads only here
 
-        services.append(RouterAdvertiser(config.server.interface))
+        dhcp6 = config.dhcp6
+        services.append(RouterAdvertiser(config.server.interface, dhcp6.subnet,
+                                         (dhcp6.preferred_lifetime, dhcp6.valid_lifetime)))
     return services
 
 

@@ -50,14 +50,19 @@ STOP_DEADLINE = 12.0
 
 def check_interface(config: Config) -> None:
     """Fail early, and clearly, when the boot interface or the server's address is not there."""
-    interface, address = config.server.interface, config.server.address
+    interface, address = config.server.interface, config.boot_address
     if not iproute.link_exists(interface):
         raise NetbootError(f"server.interface {interface} does not exist on this host "
                            "(see 'ip link'); fix it in the config")
-    if address not in {a.ip for a in iproute.ipv4_addresses(interface)}:
-        raise NetbootError(f"server.address {address} is not configured on {interface}: "
-                           f"add it (ip addr add {address}/{config.dhcp.subnet.prefixlen} "
-                           f"dev {interface}) or fix the config")
+    if address.version == 6:  # an IPv6-only boot VLAN (Config.ipv6_only)
+        key, present = "dhcp6.address", {a.ip for a in iproute.ipv6_addresses(interface)}
+        prefix = config.dhcp6.subnet.prefixlen if config.dhcp6.subnet else 64
+    else:
+        key, present = "server.address", {a.ip for a in iproute.ipv4_addresses(interface)}
+        prefix = config.dhcp.subnet.prefixlen
+    if address not in present:
+        raise NetbootError(f"{key} {address} is not configured on {interface}: add it (ip addr "
+                           f"add {address}/{prefix} dev {interface}) or fix the config")
 
 
 def run(services: list[Service], stop: threading.Event | None = None,

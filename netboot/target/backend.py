@@ -8,7 +8,7 @@ rtslib-fb) is one more module and one more branch in
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from netboot.target.model import DesiredState, Login, Outcome, TargetSpec, TargetState
@@ -20,7 +20,7 @@ class TargetBackend(Protocol):
     def running(self) -> int | None:
         """An id of the running target service (tgtd's pid) or None; a new id = restarted."""
 
-    def start(self, portal: tuple[IPv4Address, int]) -> None:
+    def start(self, portal: tuple[IPv4Address | IPv6Address, int]) -> None:
         """Start the target service listening on ``portal`` only."""
 
     def stop(self) -> None:

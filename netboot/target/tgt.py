@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from netboot.errors import NetbootError
@@ -72,7 +72,7 @@ class TgtBackend:
         """The daemon's pid when one runs (it changes when tgtd is restarted)."""
         return tgtd_pid(self.control_port)
 
-    def start(self, portal: tuple[IPv4Address, int]) -> None:
+    def start(self, portal: tuple[IPv4Address | IPv6Address, int]) -> None:
         start_tgtd(self.control_port, portal)
 
     def stop(self) -> None:

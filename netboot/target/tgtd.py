@@ -16,11 +16,12 @@ import signal
 import struct
 import subprocess
 import time
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from netboot.host.iproute import in_netns
 from netboot.host.run import not_installed
+from netboot.names import url_host
 from netboot.target.model import TargetError, TargetUnreachable
 from netboot.target.tgtmgmt import Mode, Operation, Request, call, socket_path
 from netboot.target.tgtshow import parse_targets
@@ -64,7 +65,7 @@ def tgtd_pid(control_port: int) -> int | None:
     return None if kind == fcntl.F_UNLCK else pid
 
 
-def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
+def start_tgtd(control_port: int, portal: tuple[IPv4Address | IPv6Address, int], *,
                timeout: float = 10.0, netns: str | None = None) -> int:
     """Start a tgtd that listens on ``portal`` only; return its pid once it answers.
 
@@ -82,7 +83,7 @@ def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
     pid_file = IPC_DIR / f"netboot.{control_port}.pid"
     pid_file.unlink(missing_ok=True)
     argv = ["tgtd", "-C", str(control_port), "--pid-file", str(pid_file),
-            "--iscsi", f"portal={address}:{port}"]
+            "--iscsi", f"portal={url_host(address)}:{port}"]
     if netns is not None:
         argv = in_netns(netns, argv)
     try:
@@ -103,7 +104,7 @@ def start_tgtd(control_port: int, portal: tuple[IPv4Address, int], *,
         if pid is None or portals is None:
             time.sleep(0.05)
             continue
-        if f"{address}:{port}," not in portals:
+        if f"{url_host(address)}:{port}," not in portals:
             ours = pid_file.is_file() and pid_file.read_text().strip() == str(pid)
             if ours:
                 stop_tgtd(control_port)

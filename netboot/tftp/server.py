@@ -45,7 +45,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from netboot.boot import urls
 from netboot.boot.catalog import AccessDenied, Catalog
@@ -67,7 +67,13 @@ from netboot.tftp.packets import (
     encode_error,
     parse,
 )
-from netboot.tftp.sessions import MAX_DATAGRAM, Session, SessionTable, transfer_sockets
+from netboot.tftp.sessions import (
+    MAX_DATAGRAM,
+    Session,
+    SessionTable,
+    family,
+    transfer_sockets,
+)
 from netboot.tftp.transfer import (
     Illegal,
     Phase,
@@ -116,7 +122,7 @@ class TftpServer:
 
     name = "tftp"
 
-    def __init__(self, address: IPv4Address, port: int, catalog: Catalog,
+    def __init__(self, address: IPv4Address | IPv6Address, port: int, catalog: Catalog,
                  stages: StageRecorder | None = None, limits: Limits = DEFAULT_LIMITS,
                  max_sessions: int = 10000, max_per_source: int = 8,
                  reuse_port: bool = False) -> None:
@@ -174,7 +180,7 @@ class TftpServer:
         limit = raise_fd_limit()
         # A transfer holds three descriptors (two sockets, the file); keep some for the rest.
         self.max_sessions = min(self.max_sessions, (limit - 128) // 3)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock = socket.socket(family(self.address), socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.reuse_port:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -339,7 +345,7 @@ class TftpServer:
         self._open(packet, peer)
 
     def _open(self, request: Request, peer: tuple[str, int]) -> None:
-        ip = IPv4Address(peer[0])
+        ip = ip_address(peer[0])
         try:
             content = self.catalog.open(request.filename.lstrip("/"), ip)
         except NotFound:

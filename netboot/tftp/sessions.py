@@ -23,7 +23,7 @@ import select
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from netboot.boot.catalog import Content
 from netboot.tftp.packets import Request
@@ -48,8 +48,13 @@ class Session:
     spin_misses: int = 0  # times its ACK did not come within a busy-poll (netboot.tftp.fastpath)
 
 
-def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socket.socket,
-                                                                          socket.socket]:
+def family(address: IPv4Address | IPv6Address) -> socket.AddressFamily:
+    """The socket family of ``address``: TFTP serves an IPv6-only boot VLAN on IPv6."""
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def transfer_sockets(address: IPv4Address | IPv6Address,
+                     peer: tuple[str, int]) -> tuple[socket.socket, socket.socket]:
     """A new port for one transfer: (connected to ``peer``, unconnected for strays).
 
     The first socket binds port 0 WITHOUT SO_REUSEADDR: with it, Linux may pick a port
@@ -57,8 +62,8 @@ def transfer_sockets(address: IPv4Address, peer: tuple[str, int]) -> tuple[socke
     itself, which then loses requests to this transfer's stray socket). Reuse is
     allowed only afterwards, for the connected twin on the same port.
     """
-    stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stray = socket.socket(family(address), socket.SOCK_DGRAM)
+    sock = socket.socket(family(address), socket.SOCK_DGRAM)
     try:
         stray.bind((str(address), 0))
         for s in (stray, sock):

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from functools import partial
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from netboot.boot.catalog import Catalog
 from netboot.config import Config
@@ -53,8 +53,8 @@ def worker_count(config: Config) -> int:
     return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
 
 
-def _worker(config: Config, address: IPv4Address, port: int, log_format: str, level: int,
-            ready: multiprocessing.Queue) -> None:
+def _worker(config: Config, address: IPv4Address | IPv6Address, port: int, log_format: str,
+            level: int, ready: multiprocessing.Queue) -> None:
     """A worker's life: serve until SIGTERM, until its thread dies or until its parent is gone
     (killed without a chance to stop it: the worker must not hold the port on), then let
     go in reverse order; a death is exit status 1."""
@@ -114,7 +114,8 @@ class TftpWorkers:
 
     name = "tftp"
 
-    def __init__(self, config: Config, address: IPv4Address, port: int, count: int) -> None:
+    def __init__(self, config: Config, address: IPv4Address | IPv6Address, port: int,
+                 count: int) -> None:
         self.config = config
         self.address = address
         self.port = port

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from ipaddress import IPv4Address
 
 import pytest
 
 from tests.conftest import needs_root
 from tests.support.bmc import management_network, simulated_bmc
+from tests.support.redfish import emulated_bmc, make_certificates
 
 MAC = "52:54:00:aa:00:01"
 PASSWORD = "Pw-77e0c3a5b1"
@@ -29,7 +31,8 @@ def registered(initialised, tmp_path):
 def test_a_bad_bmc_url_is_a_usage_error_naming_the_option(registered):
     err = registered("client", "set", MAC, "--bmc", "http://admin@198.18.0.5", expect=2).stderr
     assert "Invalid value for '--bmc': 'http://admin@198.18.0.5' is not " \
-           "ipmi://USER@ADDRESS[:PORT]: the scheme must be ipmi://" in err
+           "ipmi://USER@ADDRESS[:PORT] or redfish://USER@HOST[:PORT][/redfish/v1/Systems/ID]: " \
+           "the scheme must be ipmi://, redfish://" in err
 
 
 def test_a_password_in_the_url_is_refused_before_anything_is_stored(registered):
@@ -47,7 +50,7 @@ def test_the_bmc_is_shown_with_its_password_masked_unless_asked(registered):
     assert "ipmi://admin@198.18.0.5:623" in shown and PASSWORD not in shown
     assert json.loads(registered("client", "show", MAC, "--json").stdout)["bmc"] == {
         "url": "ipmi://admin@198.18.0.5:623", "kind": "ipmi", "address": "198.18.0.5",
-        "port": 623, "username": "admin", "password": "*" * len(PASSWORD)}
+        "port": 623, "username": "admin", "password": "*" * len(PASSWORD), "tls": None}
     assert PASSWORD in registered("client", "show", MAC, "--show-secrets").stdout
 
 
@@ -119,3 +122,49 @@ def test_client_power_through_a_real_bmc(registered, tmp_path):
         off = registered("--log-level", "debug", "client", "power", MAC, "off")
         assert off.stdout.strip() == f"{MAC}: powered off"
         assert PASSWORD not in off.stdout + off.stderr
+
+
+def test_a_redfish_bmc_keeps_its_ca_and_show_says_how_its_certificate_is_checked(registered,
+                                                                                  tmp_path):
+    ca = make_certificates(tmp_path / "tls", IPv4Address("198.18.0.5")).ca
+    out = registered("client", "set", MAC, "--bmc", "redfish://admin@198.18.0.5",
+                     "--bmc-password-file", str(registered.password_file),
+                     "--bmc-ca-file", str(ca)).stdout
+    assert out.strip() == (f"{MAC}: BMC redfish://admin@198.18.0.5:443 (TLS: certificate "
+                           "checked against the CA given (--bmc-ca-file))")
+    shown = json.loads(registered("client", "show", MAC, "--json").stdout)["bmc"]
+    assert (shown["kind"], shown["tls"], shown["password"]) == ("redfish", "ca",
+                                                                "*" * len(PASSWORD))
+    assert "certificate checked against the CA given" in registered("client", "show",
+                                                                   MAC).stdout
+
+
+def test_tls_options_go_with_a_redfish_bmc_only(registered):
+    err = registered("client", "set", MAC, "--bmc", "ipmi://admin@198.18.0.5",
+                     "--bmc-password-file", str(registered.password_file), "--bmc-insecure",
+                     expect=1).stderr
+    assert "a ipmi BMC has no TLS: --bmc-ca-file and --bmc-insecure go with a redfish:// " \
+           "BMC" in err
+    assert "go with --bmc" in registered("client", "set", MAC, "--bmc-insecure",
+                                         expect=2).stderr
+
+
+@pytest.mark.root
+@needs_root
+def test_client_power_through_a_real_redfish_service(registered, tmp_path):
+    with management_network() as (netns, address), \
+            emulated_bmc(netns, address, tmp_path / "redfish", PASSWORD) as emulated:
+        registered("client", "set", MAC, "--bmc", emulated.bmc.url, "--bmc-password-file",
+                   str(registered.password_file), "--bmc-ca-file",
+                   str(emulated.certificates.ca))
+        assert registered("client", "power", MAC, "status").stdout.strip() == \
+            f"{MAC}: power off"
+        pxe = registered("--log-level", "debug", "client", "power", MAC, "pxe")
+        assert pxe.stdout.strip() == f"{MAC}: next boot from the network"
+        assert PASSWORD not in pxe.stdout + pxe.stderr
+        assert emulated.system()["Boot"]["BootSourceOverrideTarget"] == "Pxe"
+        registered("client", "set", MAC, "--bmc", emulated.bmc.url, "--bmc-password-file",
+                   str(registered.password_file))  # no CA: the system's CAs do not know it
+        err = registered("client", "power", MAC, "status", expect=1).stderr
+        assert f"Error: client {MAC}: BMC {emulated.bmc.where}: its TLS certificate is not " \
+               "trusted" in err

@@ -18,7 +18,7 @@ from netboot.inventory.store import Inventory
 from netboot.provisioning.clients import add_client
 from tests.conftest import needs_root
 from tests.support import REPO
-from tests.support.netlab import Lab, write_config
+from tests.support.netlab import Lab, solicit_router, write_config
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -166,22 +166,9 @@ def test_dynamic_lease_is_kept_across_restart(served, lab, tmp_path):
 def test_router_solicitation_is_answered(served, lab):
     s = served("  router_advertisements: true\n")
     s.start()
-    probe = textwrap.dedent(f"""
-        import socket, struct
-        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-        s.settimeout(5)
-        index = socket.if_nametoindex("{s.cli_if}")
-        s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, index))
-        while True:
-            data, source = s.recvfrom(1500)
-            if data[0] == 134:
-                print("RA", data[6] << 8 | data[7], source[0])
-                break
-    """)
-    time.sleep(0.5)  # link-local addresses settle (DAD is off, but the route needs a moment)
-    out = lab.run(s.cli, ["python3", "-c", probe], timeout=20).stdout
-    assert out.startswith("RA 0 fe80::")  # router lifetime 0: not a default router
+    managed, lifetime, source = solicit_router(lab, s.cli, s.cli_if)
+    assert (managed, lifetime) == (0, 0)  # no DHCPv6; lifetime 0: not a default router
+    assert source.startswith("fe80::")
     s.stop()
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from netboot.host.files import atomic_write, create_sparse, remove_stale_temps, temp_path
+from netboot.host.files import (
+    atomic_write,
+    create_sparse,
+    private_file,
+    remove_stale_temps,
+    temp_path,
+)
 
 
 def dead_pid() -> int:
@@ -87,3 +93,13 @@ def test_create_sparse_makes_a_file_of_the_size_with_no_blocks(tmp_path: Path) -
     create_sparse(path, 1 << 30)
     assert path.stat().st_size == 1 << 30
     assert path.stat().st_blocks == 0
+
+
+def test_a_private_file_is_0600_in_a_private_directory_and_gone_after():
+    with private_file("s3cret-pw", "netboot-test-") as path:
+        assert path.read_text() == "s3cret-pw"
+        assert path.parent.name.startswith("netboot-test-")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert path.parent.stat().st_uid == os.geteuid()
+    assert not path.exists() and not path.parent.exists()

@@ -1,12 +1,13 @@
 """Clients' BMCs in the inventory, on SQLite and on PostgreSQL (tests/inventory/conftest.py)."""
 
 import stat
+from dataclasses import replace
 
 import pytest
 
 from netboot.errors import NotFound
 from netboot.inventory.bmcs import find_bmc, get_bmc, remove_bmc, set_bmc
-from netboot.power.bmc import Bmc
+from netboot.power.bmc import Bmc, BmcKind, TlsTrust
 from netboot.provisioning.clients import add_client, remove_client
 
 MAC = "52:54:00:00:00:01"
@@ -22,6 +23,15 @@ def test_a_bmc_reads_back_identically_with_its_password(inventory, client):
     set_bmc(inventory, client, BMC)
     assert find_bmc(inventory, client) == BMC
     assert get_bmc(inventory, client).password == "Pw-0123456789"
+
+
+def test_a_redfish_bmc_reads_back_with_its_system_and_tls_trust(inventory, client):
+    redfish = Bmc("bmc7.example", "root", "pw", 8443, BmcKind.REDFISH,
+                  system="/redfish/v1/Systems/1", ca_pem="-----BEGIN CERTIFICATE-----\n")
+    set_bmc(inventory, client, redfish)
+    assert find_bmc(inventory, client) == redfish
+    set_bmc(inventory, client, replace(redfish, ca_pem=None, insecure=True))
+    assert find_bmc(inventory, client).trust is TlsTrust.INSECURE
 
 
 def test_setting_a_bmc_again_replaces_it(inventory, client):

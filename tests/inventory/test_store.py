@@ -382,3 +382,12 @@ def test_stages_recorded_in_a_batch_skip_a_repeat_within_the_interval(config, in
     assert inventory.get("52:54:00:00:00:02").last_stage_at == 1030.0
     inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1061.0)], 60)
     assert inventory.get("52:54:00:00:00:01").last_stage_at == 1061.0
+
+
+def test_unsettled_clients_are_the_unprovisioned_and_those_with_a_next_root(config, inventory):
+    for n in range(1, 4):
+        add_client(config, inventory, f"52:54:00:00:00:0{n}")
+    inventory.update("52:54:00:00:00:01", provisioned=False)
+    inventory.update("52:54:00:00:00:02", next_lun_path="/srv/next.img")
+    assert sorted(c.mac for c in inventory.unsettled_clients()) == [
+        "52:54:00:00:00:01", "52:54:00:00:00:02"]

@@ -1,8 +1,6 @@
 """ipmitool's command lines and what its answers mean (the live BMC is in test_ipmi_live)."""
 
-import os
 import re
-import stat
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,6 @@ from netboot.power.ipmi import (
     check_bootdev,
     failure,
     ipmitool_argv,
-    password_file,
     power_state,
 )
 
@@ -37,15 +34,6 @@ def test_no_argv_holds_the_password_or_takes_it_from_the_environment(command):
 def test_next_boot_from_the_network_is_chassis_bootdev_pxe():
     assert ipmitool_argv(Command.BOOTDEV_PXE, BMC, Path("p"))[-3:] == ["chassis", "bootdev",
                                                                        "pxe"]
-
-
-def test_the_password_file_is_0600_in_a_private_directory_and_gone_after():
-    with password_file("s3cret-pw") as path:
-        assert path.read_text() == "s3cret-pw"
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-        assert path.parent.stat().st_uid == os.geteuid()
-    assert not path.exists() and not path.parent.exists()
 
 
 @pytest.mark.parametrize(("said", "state"), [("Chassis Power is on\n", PowerState.ON),

@@ -4,9 +4,7 @@ trivial chassis_control (see tests.support.bmc), through the real ipmitool."""
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,17 +18,11 @@ from netboot.power.ipmi import IpmiTool
 from netboot.provisioning.clients import add_client
 from netboot.provisioning.power import power_clients, set_client_bmc
 from tests.conftest import needs_root
-from tests.support.bmc import SimulatedBmc, management_network, simulated_bmc
+from tests.support.bmc import SimulatedBmc, processes_watched, simulated_bmc
 
 pytestmark = [pytest.mark.root, needs_root]
 
 PASSWORD = "Pw-4a7c91e2d05b"
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[tuple[str, object]]:
-    with management_network() as net:
-        yield net
 
 
 @pytest.fixture
@@ -92,37 +84,13 @@ def test_bootdev_refused_by_a_bmc_that_exits_0_is_an_error(network, tmp_path):
         power(sim.bmc, PowerAction.CYCLE)
 
 
-def _scan(needle: bytes, stop: threading.Event, seen: dict[str, object]) -> None:
-    """Read every process's argv and environment until ``stop``; note any holding
-    ``needle``, and whether an ipmitool was seen at all (so the scan saw the calls)."""
-    while not stop.is_set():
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            for part in ("cmdline", "environ"):
-                try:
-                    data = Path(entry.path, part).read_bytes()
-                except OSError:
-                    continue
-                if needle in data:
-                    seen.setdefault("leaks", []).append((entry.name, part, data[:200]))
-                if part == "cmdline" and data.startswith(b"ipmitool\0"):
-                    seen["ipmitool"] = int(seen.get("ipmitool", 0)) + 1
-
-
 def test_the_password_is_in_no_process_argv_or_environment_during_the_calls(sim):
-    stop, seen = threading.Event(), {}
-    scanner = threading.Thread(target=_scan, args=(PASSWORD.encode(), stop, seen))
-    scanner.start()
-    try:
+    with processes_watched(PASSWORD.encode()) as watch:
         for action in (PowerAction.STATUS, PowerAction.ON, PowerAction.CYCLE, PowerAction.OFF,
                        PowerAction.STATUS) * 3:
             power(sim.bmc, action)
-    finally:
-        stop.set()
-        scanner.join()
-    assert seen.get("ipmitool", 0) > 0, "the scan never caught ipmitool running"
-    assert "leaks" not in seen, seen["leaks"]
+    assert watch.programs["ipmitool"] > 0, "the scan never caught ipmitool running"
+    assert not watch.leaks, watch.leaks
 
 
 def test_the_password_file_is_removed_after_each_call(sim):

@@ -8,12 +8,15 @@ logging each call, or none at all (then ipmi_sim refuses ``chassis bootdev``).
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -100,24 +103,68 @@ def simulated_bmc(netns: str, address: IPv4Interface, directory: Path, password:
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        _wait_bound(netns, port, proc, directory / "sim.log")
+        wait_listening(netns, port, proc, directory / "sim.log", tcp=False)
         yield SimulatedBmc(Bmc(str(address.ip), "admin", password, port), directory)
     finally:
-        proc.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
-def _wait_bound(netns: str, port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 10
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM ``proc``, SIGKILL if it lingers 5 s, and reap it."""
+    proc.terminate()
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def wait_listening(netns: str, port: int, proc: subprocess.Popen, log: Path, *,
+                   tcp: bool) -> None:
+    """Until ``proc`` (its output in ``log``) listens on ``port`` in ``netns`` (TCP, or UDP)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"ipmi_sim exited: {log.read_text()}"
-        listening = subprocess.run(iproute.in_netns(netns, ["ss", "-Hlun", f"sport = :{port}"]),
-                                   capture_output=True, text=True, check=True).stdout
+        assert proc.poll() is None, f"{proc.args} exited: {log.read_text()}"
+        listening = subprocess.run(
+            iproute.in_netns(netns, ["ss", "-Hltn" if tcp else "-Hlun", f"sport = :{port}"]),
+            capture_output=True, text=True, check=True).stdout
         if listening.strip():
             return
         time.sleep(0.05)
-    raise AssertionError(f"ipmi_sim did not bind port {port}: {log.read_text()}")
+    raise AssertionError(f"{proc.args} did not listen on port {port}: {log.read_text()}")
+
+
+@contextmanager
+def processes_watched(needle: bytes) -> Iterator[ProcessWatch]:
+    """Every process's argv and environment read over and over in a thread while the block
+    runs: which held ``needle`` (a password), and which programs were seen."""
+    watch, stop = ProcessWatch(), threading.Event()
+    scanner = threading.Thread(target=_scan, args=(needle, stop, watch))
+    scanner.start()
+    try:
+        yield watch
+    finally:
+        stop.set()
+        scanner.join()
+
+
+@dataclass
+class ProcessWatch:
+    leaks: list[tuple[str, str, bytes]] = field(default_factory=list)  # pid, file, its start
+    programs: Counter[str] = field(default_factory=Counter)  # argv[0]: times seen
+
+
+def _scan(needle: bytes, stop: threading.Event, watch: ProcessWatch) -> None:
+    while not stop.is_set():
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            for part in ("cmdline", "environ"):
+                try:
+                    data = Path(entry.path, part).read_bytes()
+                except OSError:
+                    continue
+                if needle in data:
+                    watch.leaks.append((entry.name, part, data[:200]))
+                if part == "cmdline" and data:
+                    watch.programs[data.split(b"\0")[0].decode(errors="replace")] += 1

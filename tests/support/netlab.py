@@ -154,6 +154,31 @@ class Lab:
             iproute.delete_netns(ns)
 
 
+# A router solicitation from ``sys.argv[1]``; prints the first RA's M flag (0/1), router
+# lifetime and source address.
+SOLICIT_ROUTER = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.settimeout(5)
+s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, socket.if_nametoindex(sys.argv[1])))
+while True:
+    data, source = s.recvfrom(1500)
+    if data[0] == 134:
+        print(data[5] >> 7, data[6] << 8 | data[7], source[0])
+        break
+"""
+
+
+def solicit_router(lab: Lab, ns: str, interface: str) -> tuple[int, int, str]:
+    """The answer to a router solicitation from ``interface`` in ``ns``: the RA's M flag,
+    its router lifetime and where it came from."""
+    time.sleep(0.5)  # link-local addresses settle (DAD is off, but the route needs a moment)
+    managed, lifetime, source = lab.run(ns, ["python3", "-c", SOLICIT_ROUTER, interface],
+                                        timeout=20).stdout.split()
+    return int(managed), int(lifetime), source
+
+
 def write_config(path: Path, interface: str, workdir: Path, *, address: str = "198.18.0.1",
                  subnet: str = "198.18.0.0/24", extra: str = "") -> Path:
     path.write_text(
