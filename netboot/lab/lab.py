@@ -498,9 +498,9 @@ def firmware_for(arch: Arch, firmware: Firmware | None) -> Firmware:
     if firmware is None:
         return Firmware.AARCH64_UEFI if arm else Firmware.BIOS
     if (firmware is Firmware.AARCH64_UEFI) != arm:
-        raise LabError(f"the lab's clients are {arch}: firmware {firmware} does not boot them "
-                       f"({'aarch64-uefi' if arm else 'the x86 ones: bios, uefi and the others'}"
-                       " does)")
+        fits = "aarch64-uefi" if arm else "an x86 one (bios, uefi, ...)"
+        raise LabError(f"the lab's clients are {arch}: firmware {firmware} does not boot them; "
+                       f"use {fits}")
     return firmware
 
 
