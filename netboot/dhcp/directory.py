@@ -2,9 +2,13 @@
 
 A DHCP exchange must not wait for the database on every packet, and must not miss a
 client registered a second ago. So all clients are read at once and re-read
-every ``refresh`` seconds when anyone has committed since, and a
-MAC not in the cache is looked up directly: a new client is answered at once,
-a changed or removed one within ``refresh`` seconds.
+every ``refresh`` seconds when the inventory's directory version moved since
+(a client added or removed, or its address or hostname changed: not the
+stages, windows and tokens written all through every boot, so a boot storm
+costs no re-read, and the cost of a DHCP answer does not grow with the number
+of registered clients), and a MAC not in the cache is looked up directly: a
+new client is answered at once, a changed or removed one within ``refresh``
+seconds.
 
 A re-read keeps the very record object of every client whose DHCP answer
 cannot have changed (same address and hostname), because prepared replies
@@ -15,7 +19,6 @@ through :func:`netboot.dhcp.decide.decide` at once on each re-read.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from ipaddress import IPv4Address
 
 from netboot.inventory.clients import Client
@@ -37,15 +40,15 @@ class ClientDirectory:
         self._by_mac: dict[str, Client] = {}
         self._by_ip: dict[IPv4Address, str] = {}
         self._loaded = float("-inf")
-        self._mark: Hashable | None = None
+        self._mark: int | None = None
 
     def tick(self, now: float) -> None:
-        """Re-read the inventory if the cache is older than ``refresh`` seconds and someone
-        has written since."""
+        """Re-read the inventory if the cache is older than ``refresh`` seconds and the
+        directory version moved since."""
         if now - self._loaded < self.refresh:
             return
         self._loaded = now
-        mark = self.inventory.change_mark()
+        mark = self.inventory.directory_version()
         if mark == self._mark:
             return
         self._mark = mark

@@ -191,6 +191,16 @@ SQLITE: tuple[str, ...] = (
     ALTER TABLE bmcs ADD COLUMN ca_pem TEXT;
     ALTER TABLE bmcs ADD COLUMN insecure INTEGER NOT NULL DEFAULT 0 CHECK (insecure IN (0, 1));
     """,
+    # moves when a client is added or removed or its address or hostname changes (what DHCP
+    # answers from), not at every stage written: DHCP's client directory re-reads the clients
+    # only then (netboot.dhcp.directory)
+    """
+    CREATE TABLE directory_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO directory_version (id, version) VALUES (1, 0);
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -351,5 +361,12 @@ POSTGRESQL: tuple[str, ...] = (
     ALTER TABLE bmcs ADD COLUMN system_path TEXT NOT NULL DEFAULT '';
     ALTER TABLE bmcs ADD COLUMN ca_pem TEXT;
     ALTER TABLE bmcs ADD COLUMN insecure BIGINT NOT NULL DEFAULT 0 CHECK (insecure IN (0, 1));
+    """,
+    """
+    CREATE TABLE directory_version (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        version BIGINT NOT NULL
+    );
+    INSERT INTO directory_version (id, version) VALUES (1, 0);
     """,
 )

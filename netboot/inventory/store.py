@@ -35,6 +35,9 @@ from netboot.inventory.windows import (
 )
 
 _CLIENT_COLUMNS = tuple(f.name for f in fields(Client))
+# what DHCP answers from (netboot.dhcp.directory.answered_alike): a change moves the
+# directory version
+DIRECTORY_COLUMNS = frozenset({"mac", "ip", "hostname"})
 
 
 def _backend(location: Path | str, password_file: Path | None, busy_timeout: float) -> Backend:
@@ -118,6 +121,11 @@ class Inventory:
             "SELECT * FROM clients WHERE provisioned = 0 OR next_lun_path IS NOT NULL")
         return [Client.from_row(r) for r in rows]
 
+    def directory_version(self) -> int:
+        """A number that moves when a client is added or removed or its address or hostname
+        changes, and at no other write: DHCP's client cache re-reads only then."""
+        return self._db.execute("SELECT version FROM directory_version").fetchone()[0]
+
     def get(self, mac: str) -> Client:
         row = self._db.execute("SELECT * FROM clients WHERE mac = ?", (mac,)).fetchone()
         if row is None:
@@ -153,6 +161,7 @@ class Inventory:
         marks = ", ".join("?" for _ in _CLIENT_COLUMNS)
         db.execute(f"INSERT INTO clients ({names}) VALUES ({marks})",
                    tuple(row[c] for c in _CLIENT_COLUMNS))
+        _directory_moved(db)
         db.execute("DELETE FROM unknown_machines WHERE mac = ?", (client.mac,))
 
     def update(self, mac: str, **changes: object) -> Client:
@@ -167,6 +176,8 @@ class Inventory:
             cur = db.execute(f"UPDATE clients SET {sets} WHERE mac = ?", (*changes.values(), mac))
             if cur.rowcount == 0:
                 raise NotFound(f"no client with MAC {mac}")
+            if DIRECTORY_COLUMNS & changes.keys():
+                _directory_moved(db)
         return self.get(mac)
 
     def delete(self, mac: str) -> Client:
@@ -175,6 +186,7 @@ class Inventory:
             if row is None:
                 raise NotFound(f"no client with MAC {mac}")
             db.execute("DELETE FROM clients WHERE mac = ?", (mac,))
+            _directory_moved(db)
         return Client.from_row(row)
 
     def record_stage(self, mac: str, stage: Stage, at: float | None = None, *,
@@ -417,6 +429,11 @@ _SERVER_UPSERT = (
     "address = excluded.address, range_start = excluded.range_start, "
     "range_end = excluded.range_end, portal = excluded.portal, started = excluded.started, "
     "seen = excluded.seen, stopped = excluded.stopped")
+
+
+def _directory_moved(db: Database) -> None:
+    """Inside a write that added or removed a client or changed one's DIRECTORY_COLUMNS."""
+    db.execute("UPDATE directory_version SET version = version + 1")
 
 
 def _prune_stage_log(db: Database, written: Iterable[tuple[str, Stage]]) -> None:

@@ -391,3 +391,27 @@ def test_unsettled_clients_are_the_unprovisioned_and_those_with_a_next_root(conf
     inventory.update("52:54:00:00:00:02", next_lun_path="/srv/next.img")
     assert sorted(c.mac for c in inventory.unsettled_clients()) == [
         "52:54:00:00:00:01", "52:54:00:00:00:02"]
+
+
+def test_directory_version_moves_when_a_client_is_added_or_removed(config, inventory):
+    before = inventory.directory_version()
+    add_client(config, inventory, "52:54:00:00:00:01")
+    added = inventory.directory_version()
+    remove_client(config, inventory, "52:54:00:00:00:01")
+    assert before < added < inventory.directory_version()
+
+
+def test_directory_version_moves_when_a_hostname_changes(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    before = inventory.directory_version()
+    inventory.update("52:54:00:00:00:01", hostname="renamed")
+    assert inventory.directory_version() > before
+
+
+def test_directory_version_stays_while_clients_boot(config, inventory):
+    add_client(config, inventory, "52:54:00:00:00:01")
+    before = inventory.directory_version()
+    inventory.record_stages([("52:54:00:00:00:01", Stage.DHCP, 1000.0)], 60)
+    inventory.record_stage("52:54:00:00:00:01", Stage.LOGIN, at=1001.0)
+    inventory.update("52:54:00:00:00:01", provisioned=True)
+    assert inventory.directory_version() == before
