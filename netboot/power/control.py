@@ -1,13 +1,19 @@
-"""The power actions, built from a BMC's commands: on, off, status, next boot from the
-network, and a cycle that always ends in a network boot."""
+"""The power actions, built from a BMC's commands: on, status, next boot from the network,
+a cycle that always ends in a network boot, and off: the OS asked to shut down first, the
+power cut if it has not within a timeout (the sequence decided by
+:mod:`netboot.power.shutdown`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
-from netboot.power.bmc import Bmc, BmcKind, PowerAction, PowerState
+from netboot.power.bmc import Bmc, BmcError, BmcKind, PowerAction, PowerState
 from netboot.power.ipmi import IpmiTool
+from netboot.power.shutdown import SOFT_TIMEOUT, OffStep, SoftOff, next_step, outcome
+
+POLL = 1.0  # seconds between two reads of the power of machines shutting down
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,57 @@ def adapter(bmc: Bmc) -> IpmiTool:
     raise NotImplementedError(bmc.kind)  # a new kind needs its adapter here
 
 
-def power(bmc: Bmc, action: PowerAction,
-          connect: Callable[[Bmc], IpmiTool] = adapter) -> PowerResult:
+def power_off(bmcs: Sequence[Bmc], *, hard: bool = False, soft_timeout: float = SOFT_TIMEOUT,
+              connect: Callable[[Bmc], IpmiTool] = adapter,
+              clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Power every machine of ``bmcs`` off, all at once: each one's OS is asked to shut
+    down (unless ``hard``) and its power cut if it is not off ``soft_timeout`` seconds
+    later; what each took, in order ("shut down by its OS in 9 s", "was off", ...).
+    A BMC that refuses the soft request has the power cut at once."""
+    tools = [connect(bmc) for bmc in bmcs]
+    sequences = [SoftOff(soft_timeout, hard)] * len(tools)
+    done: list[str | None] = [None] * len(tools)
+    while True:
+        waiting = False
+        for i, tool in enumerate(tools):
+            if done[i] is not None:
+                continue
+            now = clock()
+            match next_step(sequences[i], tool.status(), now):
+                case OffStep.DONE:
+                    done[i] = outcome(sequences[i], now)
+                case OffStep.ASK:
+                    try:
+                        tool.soft()
+                        sequences[i] = replace(sequences[i], asked_at=now)
+                    except BmcError as err:
+                        sequences[i] = replace(sequences[i], refused=str(err))
+                    waiting = True
+                case OffStep.FORCE:
+                    tool.off()
+                    sequences[i] = replace(sequences[i], forced=True)
+                    done[i] = outcome(sequences[i], now)
+                case OffStep.WAIT:
+                    waiting = True
+        if all(took is not None for took in done):
+            return [took for took in done if took is not None]
+        if waiting:
+            sleep(POLL)
+
+
+def power(bmc: Bmc, action: PowerAction, connect: Callable[[Bmc], IpmiTool] = adapter, *,
+          hard: bool = False, soft_timeout: float = SOFT_TIMEOUT) -> PowerResult:
     """Do ``action`` through ``bmc``.
 
     CYCLE sets the next boot to the network first (one-shot), then power-cycles
     a machine that is on, and powers on one that is off (a BMC refuses to cycle a
-    machine that is off).
+    machine that is off). OFF asks the OS to shut down first (:func:`power_off`;
+    ``hard``: the power is cut at once).
     """
+    if action is PowerAction.OFF:
+        took, = power_off([bmc], hard=hard, soft_timeout=soft_timeout, connect=connect)
+        return PowerResult(action, PowerState.OFF, took)
     tool = connect(bmc)
     match action:
         case PowerAction.STATUS:
@@ -42,9 +91,6 @@ def power(bmc: Bmc, action: PowerAction,
         case PowerAction.ON:
             tool.on()
             return PowerResult(action, PowerState.ON, "powered on")
-        case PowerAction.OFF:
-            tool.off()
-            return PowerResult(action, PowerState.OFF, "powered off")
         case PowerAction.PXE:
             tool.boot_from_network()
             return PowerResult(action, None, "next boot from the network")

@@ -44,9 +44,12 @@ Progress = Callable[[str], None]
 
 SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 VARIANT = "minbase"
-# What a diskless Debian needs to boot from its LUN and be reached.
+# What a diskless Debian needs to boot from its LUN, be reached, and shut down when asked:
+# systemd-logind, which acts on the power button (a BMC's soft power-off is an ACPI press),
+# needs the system bus (dbus).
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kmod", "iproute2", "open-iscsi", "openssh-server",
+    "dbus",
 )
 # Method sanboot boots the image's own kernel, whose initramfs logs in from the iBFT.
 SANBOOT_PACKAGES = ("linux-image-amd64", "initramfs-tools")
