@@ -46,11 +46,11 @@ Progress = Callable[[str], None]
 SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 VARIANT = "minbase"
 # What a diskless Debian needs to boot from its LUN, be reached, and shut down when asked:
-# systemd-logind, which acts on the power button (a BMC's soft power-off is an ACPI press),
-# needs the system bus (dbus).
+# acpid runs netboot's power-button event (a BMC's soft power-off is an ACPI press); the
+# image has no D-Bus daemon, so systemd-logind, which would act on it too, does not run.
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kmod", "iproute2", "open-iscsi", "openssh-server",
-    "dbus",
+    "acpid",
 )
 # Method sanboot boots the image's own kernel, whose initramfs logs in from the iBFT.
 SANBOOT_PACKAGES = ("linux-image-amd64", "initramfs-tools")
