@@ -14,6 +14,13 @@ written into its LUN beforehand that writes 64 MiB, waits for the host to
 stop tgtd for 5 s, writes again after the session came back and reboots; its
 second boot reads the data back.
 
+Overlay: lab-04 is an overlay client of deb12@1 with its BMC (method overlay: the image
+read-only under its own upper layer), a check script written into its upper layer
+beforehand. Powered on through its BMC it writes /home/u/mine; `netboot rollout deb12@2`
+(the same build plus /etc/netboot-release, by `image build --files`) shuts it down softly
+through its BMC (ACPI) and boots it on v2; `rollout --undo` brings v1 back the same way;
+`client power off` shuts it down softly at the end. Three Debian boots in all.
+
 Failover: two servers in two namespaces on one bridge share a PostgreSQL
 inventory and the floating portal, with the deb12 image imported into the
 session's Ceph cluster. A client boots from its RBD clone (method initramfs)
@@ -26,6 +33,7 @@ alone, reads every file back.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -34,7 +42,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -44,8 +52,11 @@ from netboot.config import Config
 from netboot.configfile import load_config
 from netboot.host import iproute
 from netboot.inventory.store import Inventory
-from netboot.lab import ceph, lab
-from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec
+from netboot.lab import bmc, bmc_control, ceph, lab
+from netboot.lab.bmc_control import CONSOLE
+from netboot.lab.rootfs import read_file
+from netboot.lab.topology import LabError
+from netboot.lab.vm import Accel, Vm, VmFactory, VmSpec, clean_line, spec_json
 from netboot.storage.backend import open_storage
 from netboot.storage.bootdisk import PARTITION_START, SECTOR
 from netboot.storage.model import ImageRef
@@ -144,6 +155,27 @@ echo "TEST-REBOOT"
 systemctl reboot
 """.replace("AFTER", str(FAILOVER_AFTER)).replace("CUTS", str(FAILOVER_CUTS))
 
+OVERLAY = "lab-04"  # the overlay client, powered through its BMC
+# Written into lab-04's upper layer: each boot says which release it runs, what /home/u/mine
+# holds (written by the first boot) and who the machine is, then waits for a power-off.
+OVERLAY_SCRIPT = RUNNING + """
+echo "TEST-RELEASE $(cat /etc/netboot-release 2>/dev/null || echo none)"
+echo "TEST-MINE $(cat /home/u/mine 2>/dev/null || echo none)"
+if [ ! -e /home/u/mine ]; then
+	mkdir -p /home/u
+	echo mine >/home/u/mine
+	sync /home/u/mine
+fi
+key=$(ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub 2>/dev/null | cut -d' ' -f2)
+initiator=$(sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi)
+echo "TEST-IDENTITY $(hostname) $(cat /etc/machine-id) ${key:-none} ${initiator:-none}"
+echo "TEST-WAITING"
+"""
+POWER_DOWN = "reboot: Power down"  # the kernel's last line of a clean poweroff
+# What the first boot leaves in the upper layer (relative to its root): the identity.
+IDENTITY_FILES = ("/etc/machine-id", "/etc/hostname", "/etc/iscsi/initiatorname.iscsi",
+                  "/etc/ssh/ssh_host_ed25519_key.pub", "/home/u/mine")
+
 IBFT_SECRET = "/sys/firmware/ibft/target0/chap-secret"
 IBFT_CHECK_SCRIPT = """#!/bin/sh
 # Written into lab-03's root by qemu-tests/test_os_boot.py: who may read the iBFT's secret.
@@ -207,17 +239,22 @@ def expected_sum() -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def install_check_script(filesystem: str, work: Path, text: str) -> None:
+def install_check_script(filesystem: str, work: Path, text: str, under: str = "") -> None:
     """Put a check script and its unit (enabled) into an ext4 filesystem with debugfs -w;
-    ``filesystem`` is a LUN, or ``LUN?offset=BYTES`` for the partition of a sanboot disk."""
+    ``filesystem`` is a LUN, or ``LUN?offset=BYTES`` for the partition of a sanboot disk;
+    ``under``: the directory that is the root (``/upper`` of an overlay client's upper
+    layer), its directories made as needed (debugfs says so and goes on where they exist)."""
     script, unit = work / "netboot-test", work / "netboot-test.service"
     script.write_text(text)
     script.chmod(0o755)
     unit.write_text(CHECK_UNIT)
     unit.chmod(0o644)
-    commands = (f"cd /usr/local/sbin\nwrite {script} netboot-test\n"
-                f"cd /etc/systemd/system\nwrite {unit} netboot-test.service\n"
-                "mkdir multi-user.target.wants\ncd multi-user.target.wants\n"
+    directories = ("/usr", "/usr/local", "/usr/local/sbin", "/etc", "/etc/systemd",
+                   "/etc/systemd/system", "/etc/systemd/system/multi-user.target.wants")
+    commands = ("".join(f"mkdir {under}{d}\n" for d in directories)
+                + f"cd {under}/usr/local/sbin\nwrite {script} netboot-test\n"
+                f"cd {under}/etc/systemd/system\nwrite {unit} netboot-test.service\n"
+                "cd multi-user.target.wants\n"
                 "symlink netboot-test.service /etc/systemd/system/netboot-test.service\n")
     subprocess.run(["debugfs", "-w", "-f", "-", filesystem], input=commands, text=True,
                    check=True, capture_output=True)
@@ -244,7 +281,7 @@ def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
     lab_dir = tmp_path_factory.mktemp("os-lab")
     make_reachable(lab_dir)  # so the lab's serve splits (netboot.lab.lab.serve_user)
     try:
-        state = lab.up(lab_dir, 3, accel=accel, cache_dir=lab_cache, say=lambda _: None)
+        state = lab.up(lab_dir, 4, accel=accel, cache_dir=lab_cache, say=lambda _: None)
         seconds = {}
         for name, extra in (("deb12", ()), ("deb12san", ("--sanboot",))):
             started = time.monotonic()
@@ -252,10 +289,12 @@ def oslab(tmp_path_factory: pytest.TempPathFactory, accel: Accel,
             seconds[name] = time.monotonic() - started
         for client, (image, method, size) in zip(state.clients, (
                 ("deb12", "initramfs", ()), ("deb12", "initramfs", ()),
-                ("deb12san", "sanboot", ("--size", SANBOOT_LUN))), strict=True):
+                ("deb12san", "sanboot", ("--size", SANBOOT_LUN)),
+                ("deb12@1", "overlay", ())), strict=True):
             lab.run_cli(state, "client", "remove", "--purge", client.mac)
             lab.run_cli(state, "client", "add", client.mac, "--hostname", client.name,
                         "--image", image, "--boot-method", method, *size)
+        give_bmc_back(state, OVERLAY)  # its record went with the client
         with Inventory(load_config(state.config).storage.database) as inventory:
             clients = list(inventory.clients())
         luns = {c.hostname: Path(str(c.lun_path)) for c in clients}
@@ -274,6 +313,20 @@ def boot_once(oslab: OsLab, name: str) -> Boot:
         return wait_up(vm)
     finally:
         vm.stop()
+
+
+def give_bmc_back(state: lab.LabState, name: str) -> None:
+    """Register client ``name``'s lab BMC again, as `lab up` did (`client remove` forgot it)."""
+    index = next(i for i, c in enumerate(state.clients) if c.name == name)
+    topo = lab.topology.load(state.lab_dir)
+    assert topo is not None
+    sim = bmc.plan(state.lab_dir, topo, name, index + 1)
+    lab.run_cli(state, "client", "set", state.clients[index].mac, "--bmc", sim.record("").url,
+                "--bmc-password-file", str(state.lab_dir / bmc.BMC_DIR / bmc.PASSWORD_FILE))
+    # a Debian system needs more memory than the built-in image the BMC was set up for
+    spec = bmc_control.load_spec(sim.directory)
+    (sim.directory / bmc_control.SPEC).write_text(
+        json.dumps(spec_json(replace(spec, memory_mb=MEMORY_MB))))
 
 
 @dataclass(frozen=True)
@@ -349,7 +402,7 @@ def failover(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory, accel: Acce
     """Two servers and one client on RBD through FAILOVER_CUTS power cuts, each of the
     portal's holder, which then powers on again and rejoins as standby; see the module's
     docstring. Everything is removed after, the fences lifted."""
-    built = open_storage(load_config(oslab.state.config)).find_image(ImageRef("deb12"))
+    built = open_storage(load_config(oslab.state.config)).find_image(ImageRef("deb12", 1))
     assert built is not None
     work = tmp_path_factory.mktemp("failover")
     image = work / "deb12.img"  # the check script goes into a copy: oslab's image stays
@@ -619,3 +672,149 @@ def test_reboot_is_clean(first_clone):
 
 def test_data_reads_back_the_same_after_the_reboot(first_clone):
     assert reports(first_clone[1], "TEST-SUM-AGAIN ")[0] == [expected_sum()]
+
+
+@dataclass(frozen=True)
+class OverlayRun:
+    """lab-04's three boots through its BMC (v1, v2 by the roll-out, v1 by its undo) and the
+    soft power-off after them; what it left in its upper layer and what the images hold."""
+
+    boots: tuple[dict[str, list[str]], ...]  # per boot: marker -> its words
+    console: str
+    rollout: dict
+    undo: dict
+    off: dict
+    seconds: dict[str, float]  # each step's, for the run's figures
+    upper: dict[str, str]  # IDENTITY_FILES as the upper layer holds them afterwards
+    images: dict[str, dict[str, str]]  # image version -> /etc files of it
+
+
+def console_text(path: Path) -> str:
+    """A BMC-started VM's raw console as clean lines."""
+    raw = path.read_bytes() if path.exists() else b""
+    return "\n".join(clean_line(line.replace(b"\r", b"")) for line in raw.split(b"\n"))
+
+
+def read_or_none(image: Path, path: str) -> str:
+    try:
+        return read_file(image, path)
+    except LabError as err:
+        if "File not found" in str(err):
+            return "(none)"
+        raise
+
+
+@pytest.fixture(scope="module")
+def overlay_run(oslab: OsLab, tmp_path_factory: pytest.TempPathFactory) -> OverlayRun:
+    state = oslab.state
+    client = next(c for c in state.clients if c.name == OVERLAY)
+    topo = lab.topology.load(state.lab_dir)
+    assert topo is not None
+    console = state.lab_dir / bmc.BMC_DIR / OVERLAY / CONSOLE
+    upper = oslab.luns[OVERLAY]
+    work = tmp_path_factory.mktemp("overlay")
+    install_check_script(str(upper), work, OVERLAY_SCRIPT, under="/upper")
+    files = work / "v2"
+    (files / "etc").mkdir(parents=True)
+    (files / "etc" / "netboot-release").write_text("2\n")
+    lab.run_cli(state, "image", "build", "deb12", "--debootstrap", "bookworm", "--files",
+                str(files))  # deb12@2
+
+    def cli(*args: str) -> dict:
+        argv = lab.netboot_argv(Path(state.config), *args, "--json")
+        done = subprocess.run(iproute.in_netns(topo.netns, argv), capture_output=True,
+                              text=True, timeout=3 * OS_TIMEOUT, check=False)
+        assert done.stdout, f"netboot {' '.join(args)}: {done.stderr}"
+        answer = json.loads(done.stdout)
+        return {"status": done.returncode, "progress": done.stderr,
+                **(answer[0] if isinstance(answer, list) else answer)}
+
+    def waiting(count: int) -> None:
+        deadline = time.monotonic() + OS_TIMEOUT
+        while console_text(console).count("TEST-WAITING") < count:
+            assert time.monotonic() < deadline, (
+                f"boot {count} of {OVERLAY} not up within {OS_TIMEOUT:.0f} s; console "
+                f"{console}:\n" + "\n".join(console_text(console).splitlines()[-40:]))
+            time.sleep(1)
+
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    assert cli("client", "power", client.mac, "on")["ok"]
+    waiting(1)
+    seconds["BMC power-on to the check script's report on v1"] = time.monotonic() - started
+    started = time.monotonic()
+    rolled = cli("rollout", "deb12@2", "--clients", OVERLAY, "--timeout", str(OS_TIMEOUT))
+    seconds["rollout deb12@2 (soft off, boot, os-up on v2)"] = time.monotonic() - started
+    waiting(2)
+    started = time.monotonic()
+    undone = cli("rollout", "--undo", "--timeout", str(OS_TIMEOUT))
+    seconds["rollout --undo (soft off, boot, os-up on v1)"] = time.monotonic() - started
+    waiting(3)
+    started = time.monotonic()
+    off = cli("client", "power", client.mac, "off")
+    seconds["client power off (ACPI, Debian shuts down)"] = time.monotonic() - started
+    text = console_text(console)
+    boots = tuple({marker: reports(part, marker + " ")[0]
+                   for marker in ("TEST-RELEASE", "TEST-MINE", "TEST-IDENTITY")}
+                  for part in text.split("TEST-WAITING")[:3])
+    images = load_config(state.config).storage.images
+    return OverlayRun(boots, text, rolled, undone, off, seconds,
+                      {path: read_or_none(upper, f"/upper{path}") for path in IDENTITY_FILES},
+                      {version: {path: read_or_none(images / f"{version}.img", path)
+                                 for path in ("/etc/machine-id", "/etc/netboot-release")}
+                       for version in ("deb12@1", "deb12@2")})
+
+
+def test_an_overlay_client_boots_debian_v1_and_writes_its_file(overlay_run, record_boot):
+    for what, seconds in overlay_run.seconds.items():
+        record_boot(f"Debian 12, method overlay: {what}", seconds)
+    first = overlay_run.boots[0]
+    assert first["TEST-RELEASE"] == ["none"] and first["TEST-MINE"] == ["none"]
+    assert first["TEST-IDENTITY"][0] == OVERLAY
+
+
+def test_a_rollout_boots_it_on_v2_through_its_bmc_and_its_file_is_still_there(overlay_run):
+    assert overlay_run.rollout["status"] == 0, overlay_run.rollout["progress"]
+    assert [(m["hostname"], m["previous_image"], m["result"])
+            for m in overlay_run.rollout["moves"]] == [(OVERLAY, "deb12@1", "up")]
+    second = overlay_run.boots[1]
+    assert second["TEST-RELEASE"] == ["2"] and second["TEST-MINE"] == ["mine"]
+
+
+def test_undo_brings_v1_back_and_the_file_is_still_there(overlay_run):
+    assert overlay_run.undo["status"] == 0, overlay_run.undo["progress"]
+    third = overlay_run.boots[2]
+    assert third["TEST-RELEASE"] == ["none"] and third["TEST-MINE"] == ["mine"]
+
+
+def test_the_overlay_client_keeps_its_identity_through_rollout_and_undo(overlay_run):
+    identities = [boot["TEST-IDENTITY"] for boot in overlay_run.boots]
+    assert identities[0] == identities[1] == identities[2]
+    hostname, machine_id, key, initiator = identities[0]
+    assert (hostname, len(machine_id)) == (OVERLAY, 32)
+    assert key != "none" and initiator != "none"
+
+
+def test_the_identity_lives_in_the_upper_layer_and_the_images_have_none(overlay_run):
+    hostname, machine_id, _key, initiator = overlay_run.boots[0]["TEST-IDENTITY"]
+    upper = overlay_run.upper
+    assert upper["/etc/machine-id"].strip() == machine_id
+    assert upper["/etc/hostname"].strip() == hostname
+    assert upper["/etc/iscsi/initiatorname.iscsi"].strip() == f"InitiatorName={initiator}"
+    assert upper["/etc/ssh/ssh_host_ed25519_key.pub"].startswith("ssh-ed25519 ")
+    assert upper["/home/u/mine"] == "mine\n"
+    assert {v: files["/etc/machine-id"] for v, files in overlay_run.images.items()} == {
+        "deb12@1": "", "deb12@2": ""}
+    assert overlay_run.images["deb12@2"]["/etc/netboot-release"] == "2\n"
+    assert overlay_run.images["deb12@1"]["/etc/netboot-release"] == "(none)"
+
+
+def test_each_power_off_shut_debian_down_cleanly_through_acpi(overlay_run):
+    """The roll-out's, the undo's and `client power off`'s: the OS was asked and did."""
+    assert overlay_run.off["ok"] and overlay_run.off["power"] == "off"
+    assert overlay_run.off["done"].startswith("shut down by its OS in ")
+    for ran in (overlay_run.rollout, overlay_run.undo):
+        assert f"{OVERLAY}: shut down by its OS in " in ran["progress"]
+    after_each_boot = overlay_run.console.split("TEST-WAITING")[1:]
+    assert [POWER_DOWN in part for part in after_each_boot] == [True, True, True]
+    assert all("I/O error" not in part.split(POWER_DOWN)[0] for part in after_each_boot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from netboot.power.bmc import (
     read_password_file,
     with_tls,
 )
+from netboot.power.control import power as power_through
+from netboot.power.shutdown import SOFT_TIMEOUT
 from netboot.provisioning.chap import mask
 from netboot.provisioning.clients import add_client, remove_client
 from netboot.provisioning.initiator import initiator_config as render_initiator_config
@@ -245,15 +248,26 @@ def set_(app: App, mac: str, bmc: Bmc | None, bmc_password_file: Path | None,
 @client.command(name="power")
 @click.argument("macs", nargs=-1, required=True, type=MAC, metavar="MAC...")
 @click.argument("action", type=click.Choice([a.value for a in PowerAction]))
+@click.option("--hard", is_flag=True,
+              help="With off: cut the power at once, without asking the OS to shut down.")
+@click.option("--soft-timeout", type=click.FloatRange(0), default=SOFT_TIMEOUT,
+              show_default=True, metavar="S",
+              help="With off: seconds the OS gets to shut down before the power is cut.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
 @pass_app
-def power(app: App, macs: tuple[str, ...], action: str, as_json: bool) -> None:
+def power(app: App, macs: tuple[str, ...], action: str, hard: bool, soft_timeout: float,
+          as_json: bool) -> None:
     """Power clients on, off, cycle them or show their power, through their BMCs.
 
-    cycle: next boot from the network, then off and on (on, if it was off); pxe: next boot
-    from the network only. Exit status 1 if any client failed.
+    off: the OS is asked to shut down (ACPI, IPMI's "chassis power soft"), and the power
+    cut if it is not off within --soft-timeout; cycle: next boot from the network, then off
+    and on (on, if it was off); pxe: next boot from the network only. Exit status 1 if any
+    client failed.
     """
-    done = power_clients(app.inventory, list(dict.fromkeys(macs)), PowerAction(action))
+    if hard and action != PowerAction.OFF:
+        raise click.UsageError("--hard goes with off")
+    done = power_clients(app.inventory, list(dict.fromkeys(macs)), PowerAction(action),
+                         partial(power_through, hard=hard, soft_timeout=soft_timeout))
     if as_json:
         emit_json([{"mac": d.mac, "bmc": d.bmc, "action": action, "ok": d.ok,
                     "power": d.result.state.value if d.result and d.result.state else None,

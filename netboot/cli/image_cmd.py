@@ -44,6 +44,10 @@ def image() -> None:
               "(needs root and `netboot kernel fetch` first).")
 @click.option("--packages", default="", metavar="A,B",
               help="With --debootstrap: extra Debian packages, comma-separated.")
+@click.option("--files", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              metavar="DIR",
+              help="With --debootstrap: a tree of files copied into the root, owned by root "
+              "(DIR/etc/motd becomes /etc/motd); the cached packages are reused.")
 @click.option("--sanboot", is_flag=True,
               help="With --debootstrap: a bootable disk with its own kernel, for clients "
               "with --boot-method sanboot.")
@@ -52,21 +56,22 @@ def image() -> None:
 @ARCH
 @pass_app
 def build(app: App, name: str, from_dir: Path | None, builtin: bool, suite: str | None,
-          packages: str, sanboot: bool, size: int | None, arch: Arch) -> None:
+          packages: str, files: Path | None, sanboot: bool, size: int | None,
+          arch: Arch) -> None:
     """Build the next version of image NAME (NAME@1, NAME@2, ...; earlier versions stay as
     they are): an ext4 filesystem made by mke2fs -d (no mounts), or with --debootstrap
     --sanboot a bootable disk."""
     if [builtin, from_dir is not None, suite is not None].count(True) != 1:
         raise ValidationError("give exactly one of --from-dir DIR, --builtin or "
                               "--debootstrap SUITE")
-    if suite is None and (packages or sanboot):
-        raise ValidationError("--packages and --sanboot go with --debootstrap")
+    if suite is None and (packages or sanboot or files):
+        raise ValidationError("--packages, --files and --sanboot go with --debootstrap")
     if arch is not Arch.AMD64 and not builtin:
         raise ValidationError(f"--arch {arch} goes with --builtin")
     if suite is not None:
         extra = tuple(p.strip() for p in packages.split(",") if p.strip())
         made = build_debian(app.config, name, suite, extra, size, sanboot=sanboot,
-                            progress=_step_printer())
+                            progress=_step_printer(), files=files)
     elif builtin:
         made = build_builtin(app.config, name, size, arch)
     else:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from netboot.host.files import atomic_write
 from netboot.host.run import not_installed
-from netboot.lab import bmc_control, procs
+from netboot.lab import bmc_control, procs, qmp
 from netboot.lab.topology import LabError, Topology
 from netboot.lab.vm import VmSpec, spec_json
 from netboot.power.bmc import Bmc
@@ -77,6 +77,12 @@ def ipmi_device(bmc: LabBmc) -> tuple[str, ...]:
             "-device", "isa-ipmi-kcs,bmc=bmc0")
 
 
+def vm_devices(bmc: LabBmc) -> tuple[str, ...]:
+    """What a VM started by ``bmc`` has beyond `lab boot`'s: the IPMI interface, and the QMP
+    socket through which a soft power-off presses its ACPI power button."""
+    return (*ipmi_device(bmc), *qmp.monitor_argv(bmc.directory / bmc_control.QMP))
+
+
 def control_command(bmc: LabBmc) -> str:
     """The chassis_control command line ipmi_sim runs (it appends get/set and names)."""
     return shlex.join([sys.executable, "-m", "netboot.lab.bmc_control", str(bmc.directory)])
@@ -108,7 +114,7 @@ def sim_argv(directory: Path) -> list[str]:
 
 def prepare(bmc: LabBmc, spec: VmSpec, password: str) -> None:
     """Write the BMC's files: ipmi_sim's config and commands, the VM's spec."""
-    vm = replace(spec, extra=(*spec.extra, *ipmi_device(bmc)))
+    vm = replace(spec, extra=(*spec.extra, *vm_devices(bmc)))
     write_sim(bmc.directory, sim_config(name=bmc.name, mac=spec.mac, address=bmc.address,
                                         port=bmc.port, password=password,
                                         control=control_command(bmc),

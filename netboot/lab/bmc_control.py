@@ -4,8 +4,10 @@ client's VM as `netboot lab boot` would (the same :func:`netboot.lab.vm.qemu_arg
 
 ``python -m netboot.lab.bmc_control DIR get power boot`` prints ``power:1`` and
 ``boot:default``, one ``name:value`` line per parameter; ``... DIR set power 1 boot pxe``
-changes them in order. DIR (see :mod:`netboot.lab.bmc`) holds the VM's spec
-(``vm.json``), its pid file, the one-shot boot device, its console and QEMU's messages.
+changes them in order; ``set shutdown 1`` (ipmitool's ``chassis power soft``) presses the
+VM's ACPI power button through its QMP socket. DIR (see :mod:`netboot.lab.bmc`) holds the
+VM's spec (``vm.json``), its pid file, its QMP socket, the one-shot boot device, its
+console and QEMU's messages.
 ipmi_sim runs this inside the lab's namespace, so the VM's tap is there to open.
 
 The lab's VMs have no disk: they boot from the network whatever the boot device, which
@@ -24,6 +26,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from netboot.errors import NetbootError
+from netboot.lab import qmp
 from netboot.lab.vm import STOP_GRACE, VmSpec, spec_from_json, start_detached
 
 SPEC = "vm.json"
@@ -31,6 +34,7 @@ PID = "qemu.pid"
 BOOTDEV = "bootdev"  # the next boot device, one-shot
 CONSOLE = "console.log"  # the VM's serial console, raw, appended boot after boot
 QEMU_LOG = "qemu.log"
+QMP = "qmp.sock"  # the VM's QMP server, through which a soft off presses its power button
 LOG = "control.log"  # each call, for a failed test's explanation
 BOOT_DEVICES = ("none", "default", "pxe", "cdrom", "bios")
 
@@ -84,6 +88,15 @@ def power_off(directory: Path) -> None:
     _log(directory, f"stopped VM, pid {pid}")
 
 
+def soft_off(directory: Path) -> None:
+    """Press the running VM's ACPI power button (QMP ``system_powerdown``): its OS shuts
+    down and powers off, and QEMU (``-no-reboot``) exits; an OS that ignores it stays up."""
+    if running_pid(directory) is None:
+        return
+    qmp.execute(directory / QMP, qmp.POWERDOWN)
+    _log(directory, "pressed the VM's power button (ACPI)")
+
+
 def get(directory: Path, names: Sequence[str]) -> list[str]:
     answers = []
     for name in names:
@@ -107,12 +120,12 @@ def set_(directory: Path, pairs: Sequence[str]) -> None:
                     power_on(directory)
                 else:
                     power_off(directory)
-            case "reset":  # the VMs run with -no-reboot and no monitor: off, then on
+            case "reset":  # the VMs run with -no-reboot: off, then on
                 if running_pid(directory) is not None:
                     power_off(directory)
                     power_on(directory)
-            case "shutdown":  # a soft off: these VMs have nothing to ask, so off
-                power_off(directory)
+            case "shutdown":  # chassis power soft: the ACPI power button; the OS powers off
+                soft_off(directory)
             case "boot":
                 if value not in BOOT_DEVICES:
                     raise ControlError(f"Invalid boot value: {value}")

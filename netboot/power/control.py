@@ -1,17 +1,22 @@
-"""The power actions, built from a BMC's commands: on, off, status, next boot from the
-network, and a cycle that always ends in a network boot. Every kind of BMC has a driver
-with those five commands (:class:`PowerDriver`); the actions are the same for all."""
+"""The power actions, built from a BMC's commands: on, status, next boot from the network,
+a cycle that always ends in a network boot, and off: the OS asked to shut down first, the
+power cut if it has not within a timeout (the sequence decided by
+:mod:`netboot.power.shutdown`). Every kind of BMC has a driver with those six commands
+(:class:`PowerDriver`); the actions are the same for all."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from netboot.power.bmc import Bmc, BmcError, BmcKind, PowerAction, PowerState
 from netboot.power.ipmi import IpmiTool
+from netboot.power.shutdown import SOFT_TIMEOUT, OffStep, SoftOff, next_step, outcome
 
 SUSHY_MIN = "5.14"  # pyproject.toml's extra redfish: tested, with connect and read timeouts
+POLL = 1.0  # seconds between two reads of the power of machines shutting down
 
 
 class PowerDriver(Protocol):
@@ -21,7 +26,11 @@ class PowerDriver(Protocol):
 
     def on(self) -> None: ...
 
-    def off(self) -> None: ...
+    def off(self) -> None:
+        """The power cut at once."""
+
+    def soft(self) -> None:
+        """The OS asked to shut down (the ACPI power button); returns at once."""
 
     def cycle(self) -> None:
         """Off and on again (or a hard reset): the machine must be on."""
@@ -60,14 +69,57 @@ def driver(bmc: Bmc) -> PowerDriver:
     raise AssertionError(bmc.kind)
 
 
-def power(bmc: Bmc, action: PowerAction,
-          connect: Callable[[Bmc], PowerDriver] = driver) -> PowerResult:
+def power_off(bmcs: Sequence[Bmc], *, hard: bool = False, soft_timeout: float = SOFT_TIMEOUT,
+              connect: Callable[[Bmc], PowerDriver] = driver,
+              clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Power every machine of ``bmcs`` off, all at once: each one's OS is asked to shut
+    down (unless ``hard``) and its power cut if it is not off ``soft_timeout`` seconds
+    later; what each took, in order ("shut down by its OS in 9 s", "was off", ...).
+    A BMC that refuses the soft request has the power cut at once."""
+    tools = [connect(bmc) for bmc in bmcs]
+    sequences = [SoftOff(soft_timeout, hard)] * len(tools)
+    done: list[str | None] = [None] * len(tools)
+    while True:
+        waiting = False
+        for i, tool in enumerate(tools):
+            if done[i] is not None:
+                continue
+            now = clock()
+            match next_step(sequences[i], tool.status(), now):
+                case OffStep.DONE:
+                    done[i] = outcome(sequences[i], now)
+                case OffStep.ASK:
+                    try:
+                        tool.soft()
+                        sequences[i] = replace(sequences[i], asked_at=now)
+                    except BmcError as err:
+                        sequences[i] = replace(sequences[i], refused=str(err))
+                    waiting = True
+                case OffStep.FORCE:
+                    tool.off()
+                    sequences[i] = replace(sequences[i], forced=True)
+                    done[i] = outcome(sequences[i], now)
+                case OffStep.WAIT:
+                    waiting = True
+        if all(took is not None for took in done):
+            return [took for took in done if took is not None]
+        if waiting:
+            sleep(POLL)
+
+
+def power(bmc: Bmc, action: PowerAction, connect: Callable[[Bmc], PowerDriver] = driver, *,
+          hard: bool = False, soft_timeout: float = SOFT_TIMEOUT) -> PowerResult:
     """Do ``action`` through ``bmc``.
 
     CYCLE sets the next boot to the network first (one-shot), then power-cycles
     a machine that is on, and powers on one that is off (a BMC refuses to cycle a
-    machine that is off).
+    machine that is off). OFF asks the OS to shut down first (:func:`power_off`;
+    ``hard``: the power is cut at once).
     """
+    if action is PowerAction.OFF:
+        took, = power_off([bmc], hard=hard, soft_timeout=soft_timeout, connect=connect)
+        return PowerResult(action, PowerState.OFF, took)
     tool = connect(bmc)
     match action:
         case PowerAction.STATUS:
@@ -75,9 +127,6 @@ def power(bmc: Bmc, action: PowerAction,
         case PowerAction.ON:
             tool.on()
             return PowerResult(action, PowerState.ON, "powered on")
-        case PowerAction.OFF:
-            tool.off()
-            return PowerResult(action, PowerState.OFF, "powered off")
         case PowerAction.PXE:
             tool.boot_from_network()
             return PowerResult(action, None, "next boot from the network")

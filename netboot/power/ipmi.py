@@ -35,6 +35,7 @@ class Command(Enum):
     STATUS = ("chassis", "power", "status")
     ON = ("chassis", "power", "on")
     OFF = ("chassis", "power", "off")
+    SOFT = ("chassis", "power", "soft")  # the ACPI power button: the OS shuts down
     CYCLE = ("chassis", "power", "cycle")
     BOOTDEV_PXE = ("chassis", "bootdev", "pxe")  # one-shot: the next boot only
 
@@ -125,6 +126,9 @@ class IpmiTool:
 
     def off(self) -> None:
         self.run(Command.OFF)
+
+    def soft(self) -> None:
+        self.run(Command.SOFT)
 
     def cycle(self) -> None:
         self.run(Command.CYCLE)

@@ -40,6 +40,8 @@ CA_PREFIX = "netboot-bmc-ca-"  # the CA certificate's directory, in the temporar
 # of preference: the first the system allows is used.
 ON: tuple[sushy.ResetType, ...] = (sushy.ResetType.ON, sushy.ResetType.FORCE_ON)
 OFF: tuple[sushy.ResetType, ...] = (sushy.ResetType.FORCE_OFF,)  # as ipmitool's power off
+SOFT: tuple[sushy.ResetType, ...] = (sushy.ResetType.GRACEFUL_SHUTDOWN,  # as power soft
+                                     sushy.ResetType.PUSH_POWER_BUTTON)
 CYCLE: tuple[sushy.ResetType, ...] = (sushy.ResetType.POWER_CYCLE,
                                       sushy.ResetType.FORCE_RESTART)
 
@@ -181,6 +183,9 @@ class RedfishSystem:
 
     def off(self) -> None:
         self._reset(OFF)
+
+    def soft(self) -> None:
+        self._reset(SOFT)
 
     def cycle(self) -> None:
         self._reset(CYCLE)

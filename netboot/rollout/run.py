@@ -4,6 +4,10 @@ through the inventory until it reports os-up on that version. The first batch wi
 client that fails, times out or comes up on another version stops the roll-out: the
 clients after it are not touched, and the record says who stopped it and at which stage.
 
+A batch is powered off at once, softly: each OS is asked to shut down (ACPI through the
+BMC) and the power cut only if it has not within the timeout
+(:func:`netboot.power.control.power_off`).
+
 ``undo`` does the same backwards for the last roll-out: every client it moved is
 powered off, put back on the root it kept (``client reimage --undo``) and booted.
 An overlay client gets no new root either way: its lower layer is set to the new
@@ -23,7 +27,7 @@ from netboot.inventory.bmcs import get_bmc
 from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.store import Inventory
 from netboot.power.bmc import PowerAction
-from netboot.power.control import power
+from netboot.power.control import power, power_off
 from netboot.provisioning.overlay import set_lower
 from netboot.provisioning.reimage import purge_previous, reimage_client, undo_reimage
 from netboot.rollout.plan import Outcome, Verdict, batches, judge
@@ -62,6 +66,14 @@ def _boot(inventory: Inventory, group: Sequence[Client], versions: dict[str, str
         time.sleep(POLL)
 
 
+def _shut_down(inventory: Inventory, group: Sequence[Client], say: Say) -> None:
+    """Power every client of ``group`` off through its BMC, all at once: each OS is asked
+    to shut down, and the power cut if it has not within the soft timeout."""
+    took = power_off([get_bmc(inventory, c.mac) for c in group])
+    for client, done in zip(group, took, strict=True):
+        say(f"{client.hostname}: {done}")
+
+
 def _result(verdict: Verdict) -> str:
     return "up" if verdict.outcome is Outcome.UP else str(verdict)
 
@@ -80,10 +92,12 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
         say(f"batch {number}/{len(groups)}: {', '.join(c.hostname for c in group)}")
         began = time.monotonic()
         for client in group:
+            rollout = rollout.with_move(Move(client.mac, client.hostname,
+                                             inventory.get(client.mac).image))
+        save(config, rollout)  # before the batch is touched: undo must know it
+        _shut_down(inventory, group, say)
+        for client in group:
             current = inventory.get(client.mac)
-            rollout = rollout.with_move(Move(client.mac, client.hostname, current.image))
-            save(config, rollout)  # before the client is touched: undo must know it
-            power(get_bmc(inventory, client.mac), PowerAction.OFF)
             if current.image != target and current.boot_method is BootMethod.OVERLAY:
                 # no new root: the lower layer changes, the client's upper stays
                 set_lower(config, inventory, client.mac, target, backend=backend,
@@ -118,8 +132,8 @@ def undo(config: Config, inventory: Inventory, *, timeout: float,
         raise Conflict(f"the last roll-out (to {rollout.version}) was undone already")
     moved = [inventory.get(m.mac) for m in rollout.moves]
     before = {m.mac: m.previous_image for m in rollout.moves}
+    _shut_down(inventory, moved, say)
     for client in moved:
-        power(get_bmc(inventory, client.mac), PowerAction.OFF)
         previous = before[client.mac]
         if client.boot_method is BootMethod.OVERLAY:
             if client.image == rollout.version and previous is not None:

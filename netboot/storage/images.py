@@ -127,12 +127,13 @@ def build_builtin(config: Config, name: str = "builtin", size: int | None = None
 
 def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...],
                  size: int | None, *, sanboot: bool,
-                 progress: Callable[[str], None]) -> Image:
+                 progress: Callable[[str], None], files: Path | None = None) -> Image:
     """A Debian golden image built by mmdebstrap (see netboot.storage.osimage), in this store.
 
     Method ``initramfs`` images get the served kernel's modules (what
     ``netboot kernel fetch`` installed), since that kernel runs them; a
-    ``sanboot`` image is a bootable disk with its own kernel instead.
+    ``sanboot`` image is a bootable disk with its own kernel instead. ``files``: a tree
+    copied into the root.
     """
     storage = open_storage(config)
     final = storage.staging(name)
@@ -144,10 +145,11 @@ def build_debian(config: Config, name: str, suite: str, packages: tuple[str, ...
     final.parent.mkdir(parents=True, exist_ok=True)
     modules = None if sanboot else kernel.current(config).modules
     path = build_debian_image(name, suite, packages, size, modules, config.storage.cache,
-                              final, progress, OsOptions(sanboot=sanboot))
+                              final, progress, OsOptions(sanboot=sanboot), files=files)
     os.chmod(path, IMAGE_MODE)
     fsync_dir(path.parent)
     made = " ".join(["mmdebstrap", suite, *(f"+{p}" for p in packages),
+                     *([f"+files {files}"] if files is not None else []),
                      *(["(sanboot disk)"] if sanboot else [])])
     return storage.keep_image(name, path, made)
 

@@ -67,8 +67,10 @@ UNITS = (
     "netboot-os-up.service",
 )
 # iscsid must run from boot to adopt the initramfs' session (Debian enables
-# only its socket, which nothing would trigger).
-ENABLE = (*UNITS, "iscsid.service")
+# only its socket, which nothing would trigger); acpid to hear the power button.
+ENABLE = (*UNITS, "iscsid.service", "acpid.service")
+# acpid's event for the ACPI power button: a clean poweroff (a BMC's soft power-off).
+POWER_BUTTON_EVENT = "etc/acpi/events/netboot-power-button"
 
 # Per-machine state the package installation left in the tree.
 SSH_HOST_KEYS = "etc/ssh/ssh_host_*"
@@ -126,10 +128,11 @@ def image_files(options: OsOptions) -> list[ImageFile]:
     scripts = [ImageFile(f"usr/lib/netboot/{name}", _render(name, options), 0o755)
                for name in ("identity", "iscsi-root", "os-up")]
     marker = ImageFile("etc/iscsi/iscsi.initramfs", _render("iscsi.initramfs", options), 0o644)
+    power_button = ImageFile(POWER_BUTTON_EVENT, _render("acpi-power-button", options), 0o644)
     # Only the image's own initramfs (sanboot) sees the iBFT; method initramfs boots netboot's.
     initramfs = [ImageFile(path, _render(name, options), 0o755)
                  for path, name in INITRAMFS_FILES.items()] if options.sanboot else []
-    return [*units, *scripts, marker, *initramfs]
+    return [*units, *scripts, marker, power_button, *initramfs]
 
 
 def grub_config(label: str, options: OsOptions) -> str:

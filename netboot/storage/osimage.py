@@ -7,7 +7,8 @@ The tarball holds only what mmdebstrap installed, keyed by every input that
 changes it (suite, package list, mmdebstrap version, mirror), so a second
 build with the same inputs skips the download and install. netboot's own
 files, the kernel modules and the ext4 image are made fresh from it each time
-(seconds), so changing them never needs a cold build.
+(seconds), so changing them never needs a cold build; so are the files a build adds
+(``--files DIR``), which is how a new version differs by a few files only.
 
 The ext4 image is made with ``mke2fs -d`` from the tree: no loop mounts.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netboot.host.files import atomic_path, remove_stale_temps, temp_path
-from netboot.host.run import run
+from netboot.host.run import run, run_bytes
 from netboot.names import validate_image_name
 from netboot.size import format_size
 from netboot.storage.bootdisk import make_boot_disk
@@ -44,9 +45,12 @@ Progress = Callable[[str], None]
 
 SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 VARIANT = "minbase"
-# What a diskless Debian needs to boot from its LUN and be reached.
+# What a diskless Debian needs to boot from its LUN, be reached, and shut down when asked:
+# acpid runs netboot's power-button event (a BMC's soft power-off is an ACPI press); the
+# image has no D-Bus daemon, so systemd-logind, which would act on it too, does not run.
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kmod", "iproute2", "open-iscsi", "openssh-server",
+    "acpid",
 )
 # Method sanboot boots the image's own kernel, whose initramfs logs in from the iBFT.
 SANBOOT_PACKAGES = ("linux-image-amd64", "initramfs-tools")
@@ -268,10 +272,27 @@ def make_ext4(tree: Path, image: Path, size: int, label: str) -> None:
          f"{size // 1024}k"], what=f"mke2fs -d {tree} {image} failed", error=OsImageError)
 
 
+def add_files(tree: Path, files: Path) -> None:
+    """Copy the tree ``files`` into the root ``tree`` (``files/etc/x`` becomes ``/etc/x``),
+    owned by root. The root's own tar unpacks them inside it (chroot), so its paths resolve
+    as the running system's will: its directory links (``/lib`` -> ``usr/lib``) stay links,
+    an absolute link never leads out of it, and directories it has keep their modes."""
+    if not files.is_dir():
+        raise OsImageError(f"{files} is not a directory (--files takes a tree of files)")
+    archive = run_bytes(["tar", "-C", str(files), "--owner=0", "--group=0", "--numeric-owner",
+                         "-cf", "-", "."], what=f"packing {files} failed", error=OsImageError)
+    run_bytes(["chroot", str(tree), "tar", "-xf", "-", "-C", "/", "--keep-directory-symlink",
+               "--no-overwrite-dir"], what=f"unpacking {files} into the root failed",
+              error=OsImageError, input=archive)
+
+
 def prepare_debian_tree(tree: Path, suite: str, packages: tuple[str, ...],
                         modules_dir: Path | None, cache_dir: Path, progress: Progress,
-                        options: OsOptions = DEFAULT_OPTIONS, mirror: Mirror | None = None) -> None:
-    """A netboot-ready Debian root in ``tree`` (which must not exist yet)."""
+                        options: OsOptions = DEFAULT_OPTIONS, mirror: Mirror | None = None,
+                        files: Path | None = None) -> None:
+    """A netboot-ready Debian root in ``tree`` (which must not exist yet), with the tree
+    ``files`` copied in (before netboot's own files, and without any identity, like the
+    rest: a golden image is every client's)."""
     if os.geteuid() != 0:
         raise OsImageError("building a Debian image needs root (mmdebstrap --mode=root, and "
                            "unpacking a root tree with its owners)")
@@ -283,6 +304,9 @@ def prepare_debian_tree(tree: Path, suite: str, packages: tuple[str, ...],
         progress(f"tree: kernel modules {install_modules(tree, modules_dir)}")
     else:
         progress("tree: no kernel modules given; the image gets none")
+    if files is not None:
+        progress(f"tree: adding the files of {files}")
+        add_files(tree, files)
     progress("tree: netboot units, no machine-id, no SSH host keys, no initiator name")
     make_netboot_ready(tree, options)
     if options.sanboot:
@@ -293,7 +317,7 @@ def prepare_debian_tree(tree: Path, suite: str, packages: tuple[str, ...],
 def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: int | None,
                        modules_dir: Path | None, cache_dir: Path, final: Path,
                        progress: Progress, options: OsOptions = DEFAULT_OPTIONS,
-                       mirror: Mirror | None = None) -> Path:
+                       mirror: Mirror | None = None, files: Path | None = None) -> Path:
     """``final``: golden image NAME of Debian ``suite`` (ext4, or a bootable disk with
     ``options.sanboot``), written atomically.
 
@@ -310,7 +334,7 @@ def build_debian_image(name: str, suite: str, packages: tuple[str, ...], size: i
         tree = work / "tree"
         work.mkdir()
         prepare_debian_tree(tree, suite, packages, modules_dir, cache_dir, progress, options,
-                            mirror)
+                            mirror, files)
         size = size or DEFAULT_SIZE
         with atomic_path(final) as image:
             if options.sanboot:

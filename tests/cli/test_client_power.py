@@ -120,8 +120,11 @@ def test_client_power_through_a_real_bmc(registered, tmp_path):
         assert (cycled[0]["power"], cycled[0]["done"]) == (
             "on", "was off: powered on, booting from the network")
         off = registered("--log-level", "debug", "client", "power", MAC, "off")
-        assert off.stdout.strip() == f"{MAC}: powered off"
+        assert off.stdout.startswith(f"{MAC}: shut down by its OS in ")
         assert PASSWORD not in off.stdout + off.stderr
+        registered("client", "power", MAC, "on")
+        hard = registered("client", "power", MAC, "off", "--hard")
+        assert hard.stdout.strip() == f"{MAC}: powered off (hard)"
 
 
 def test_a_redfish_bmc_keeps_its_ca_and_show_says_how_its_certificate_is_checked(registered,

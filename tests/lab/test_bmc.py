@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
 import pytest
 
-from netboot.lab import bmc, bmc_control
+from netboot.lab import bmc, bmc_control, qmp
 from netboot.lab.topology import Topology
 from netboot.lab.vm import VmSpec, spec_from_json, spec_json
+from tests.support.waiting import eventually
 
 TOPOLOGY = Topology("nbltest", "nbltest-br", ("nbltest-t0", "nbltest-t1"),
                     IPv4Interface("198.18.0.1/24"), Path("/lab"))
@@ -50,7 +52,8 @@ def test_the_vm_the_bmc_starts_is_lab_boots_vm_with_an_ipmi_interface(tmp_path):
     spec = VmSpec("lab-01", "52:54:00:00:00:01", "nbltest-t0")
     bmc.prepare(sim, spec, "Pw-0123")
     started = bmc_control.load_spec(sim.directory)
-    assert started.extra == bmc.ipmi_device(sim)
+    assert started.extra == bmc.vm_devices(sim)
+    assert bmc.ipmi_device(sim)[0] in started.extra and "-qmp" in started.extra
     assert (started.name, started.mac, started.tap, started.accel) == (spec.name, spec.mac,
                                                                        spec.tap, spec.accel)
 
@@ -96,3 +99,16 @@ def test_the_boot_device_is_used_up_by_the_next_power_on(control_dir, capsys):
 def test_an_unknown_parameter_is_refused_on_stdout_with_status_1(control_dir, capsys):
     assert bmc_control.main([str(control_dir), "set", "colour", "red"]) == 1
     assert capsys.readouterr().out.strip() == "Invalid parameter: colour"
+
+
+def test_a_soft_off_presses_the_power_button_of_the_running_vm(control_dir, capsys):
+    """The VM runs no OS here, so it stays on: what is tested is that QEMU took the press."""
+    assert bmc_control.main([str(control_dir), "set", "shutdown", "1"]) == 0  # off: nothing
+    spec = bmc_control.load_spec(control_dir)
+    (control_dir / bmc_control.SPEC).write_text(json.dumps(spec_json(replace(
+        spec, extra=qmp.monitor_argv(control_dir / bmc_control.QMP)))))
+    bmc_control.main([str(control_dir), "set", "power", "1"])
+    assert eventually(lambda: (control_dir / bmc_control.QMP).exists(), 10)
+    assert bmc_control.main([str(control_dir), "set", "shutdown", "1"]) == 0
+    assert "pressed the VM's power button (ACPI)" in (control_dir / bmc_control.LOG).read_text()
+    assert _get(control_dir, "power", capsys=capsys) == ["power:1"]

@@ -59,6 +59,22 @@ def test_cycle_of_a_running_machine_turns_it_off_and_on_again(sim):
     assert calls.index("set boot pxe") < calls.index("set power 0")
 
 
+def test_off_asks_the_os_through_chassis_power_soft_first(sim):
+    power(sim.bmc, PowerAction.ON)
+    result = power(sim.bmc, PowerAction.OFF)
+    assert result.state is PowerState.OFF and result.done.startswith("shut down by its OS in")
+    assert "set shutdown 1" in sim.calls() and "set power 0" not in sim.calls()
+
+
+def test_off_cuts_the_power_of_an_os_that_does_not_shut_down(sim):
+    (sim.directory / "deaf").touch()
+    power(sim.bmc, PowerAction.ON)
+    result = power(sim.bmc, PowerAction.OFF, soft_timeout=1)
+    assert result.done == "powered off (hard): its OS had not shut down within 1 s"
+    calls = sim.calls()
+    assert calls.index("set shutdown 1") < calls.index("set power 0")
+
+
 def test_next_boot_from_the_network_alone(sim):
     assert power(sim.bmc, PowerAction.PXE).done == "next boot from the network"
     assert (sim.directory / "boot").read_text().strip() == "pxe"

@@ -45,10 +45,20 @@ def test_power_on_off_and_status_through_a_real_redfish_service(emulator):
     assert power(emulator.bmc, PowerAction.ON).done == "powered on"
     assert _becomes(system, PowerState.ON)
     assert emulator.system()["PowerState"] == "On"
-    power(emulator.bmc, PowerAction.OFF)
+    power(emulator.bmc, PowerAction.OFF, hard=True)
     assert _becomes(system, PowerState.OFF)
     assert 'power state set to "On"' in emulator.log
     assert 'power state set to "ForceOff"' in emulator.log
+
+
+def test_off_asks_the_os_to_shut_down_first(emulator):
+    system = RedfishSystem(emulator.bmc)
+    system.on()
+    assert _becomes(system, PowerState.ON)
+    result = power(emulator.bmc, PowerAction.OFF, soft_timeout=SETTLE)
+    assert result.done.startswith("shut down by its OS in ")
+    assert 'power state set to "GracefulShutdown"' in emulator.log
+    assert "ForceOff" not in emulator.log
 
 
 def test_cycle_of_a_running_machine_is_a_forced_restart_after_network_boot_is_set(emulator):

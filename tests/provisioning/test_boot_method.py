@@ -146,7 +146,7 @@ def test_debootstrap_build_is_exclusive_with_builtin(initialised):
 
 def test_debootstrap_options_need_debootstrap(initialised):
     err = initialised("image", "build", "x", "--builtin", "--sanboot", expect=1).stderr
-    assert "--packages and --sanboot go with --debootstrap" in err
+    assert "--packages, --files and --sanboot go with --debootstrap" in err
 
 
 def test_debootstrap_build_needs_the_fetched_kernel(initialised):

@@ -109,8 +109,15 @@ def test_failed_build_leaves_no_image_and_no_leftovers(built, tmp_path):
 def booted_tree(built, tmp_path_factory) -> Path:
     """The prepared tree after its boot-time scripts ran against a real client.conf,
     in their own UTS and network namespaces (hostname, iscsid's abstract socket)."""
-    tree = tmp_path_factory.mktemp("booted") / "tree"
-    prepare_debian_tree(tree, "bookworm", (), built.modules, built.cache, lambda m: None)
+    work = tmp_path_factory.mktemp("booted")
+    tree, files = work / "tree", work / "files"
+    (files / "etc").mkdir(parents=True)
+    (files / "etc" / "netboot-release").write_text("2\n")
+    (files / "lib" / "netboot-test").mkdir(parents=True)  # /lib is a link to usr/lib
+    (files / "lib" / "netboot-test" / "note").write_text("added\n")
+    (files / "etc" / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    prepare_debian_tree(tree, "bookworm", (), built.modules, built.cache, lambda m: None,
+                        files=files)
     config = parse_config("server:\n  address: 198.18.0.1\ndhcp:\n  subnet: 198.18.0.0/24\n",
                           "netboot.yaml")
     conf = tree / "run/netboot/client.conf"
@@ -156,3 +163,18 @@ def test_root_node_record_has_mutual_chap_onboot_startup_and_root_timers(booted_
 def test_root_node_record_is_root_only(booted_tree):
     record = next((booted_tree / "etc/iscsi/nodes").rglob("default"))
     assert record.stat().st_mode & 0o077 == 0
+
+
+def test_added_files_land_in_the_root_owned_by_root(booted_tree):
+    release = booted_tree / "etc/netboot-release"
+    assert release.read_text() == "2\n"
+    assert (release.stat().st_uid, release.stat().st_gid) == (0, 0)
+
+
+def test_added_files_follow_the_roots_directory_links(booted_tree):
+    assert (booted_tree / "lib").is_symlink()
+    assert (booted_tree / "usr/lib/netboot-test/note").read_text() == "added\n"
+
+
+def test_added_files_bring_no_identity(booted_tree):
+    assert (booted_tree / "etc/machine-id").read_text() == ""

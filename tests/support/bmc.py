@@ -27,7 +27,8 @@ from netboot.power.bmc import Bmc
 from tests.support.netlab import unique
 
 CONTROL = """#!/bin/sh
-# chassis_control: "get power boot" / "set power 1 boot pxe"; state in files beside it
+# chassis_control: "get power boot" / "set power 1 boot pxe" / "set shutdown 1" (soft: off
+# at once, unless a file "deaf" is there); state in files beside it
 D=$(dirname "$0")
 echo "$*" >> "$D/calls.log"
 op=$1; shift
@@ -43,6 +44,7 @@ fi
 while [ $# -ge 2 ]; do
   case $1 in
     power) echo "$2" > "$D/power" ;;
+    shutdown) [ -e "$D/deaf" ] || echo 0 > "$D/power" ;;  # an OS that obeys, unless deaf
     boot) echo "$2" > "$D/boot" ;;
   esac
   shift 2
