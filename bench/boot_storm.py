@@ -192,14 +192,14 @@ PEER_MAX_CLIENTS = 200
 
 @dataclass(frozen=True)
 class Machine:
-    """One simulated machine: what it sends and the credentials it logs in with."""
+    """One simulated machine: what it sends and the names it logs in with (its secret
+    comes in its initrd part: netboot renews it at each boot window)."""
 
     mac: str
     ip: str
     initiator: str
     target: str
     user: str
-    secret: str
     root_lun: int = 1  # what the read phase reads: an overlay client's lower layer is LUN 255
 
 
@@ -228,7 +228,7 @@ UDP_HEADER = struct.Struct("!HHHH")  # RFC 768: ports, length, checksum (0: none
 # What iPXE on BIOS sends as option 60 (iPXE's dhcp.c: arch 0, UNDI version 2.1).
 IPXE_VENDOR_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
 IPXE_ARCH_BIOS = bytes(2)  # RFC 4578 section 2.1: option 93 type 0, Intel x86PC
-HTTP_BUFFER = 1 << 20  # each machines' process receives every body into one buffer this big
+HTTP_BUFFER = 1 << 20  # per machines' process: what every HTTP head and kept body goes through
 ISCSI_POOL = 128  # logins in flight per machines' process: threads blocked in libiscsi
 LIBISCSI = "libiscsi.so.7"  # Debian libiscsi7: the library iscsi-inq and QEMU use
 ISCSI_SESSION_NORMAL = 2  # libiscsi's iscsi.h enum iscsi_session_type
@@ -344,74 +344,96 @@ class HttpResponse:
     close: bool  # the server ends the connection after it (busybox httpd always does)
 
 
-class HttpConnection(asyncio.BufferedProtocol):
-    """One machine's HTTP/1.1 connection, kept alive from request to request as iPXE
-    keeps it. Every connection of a process receives into that process's one buffer."""
+class HttpConnection:
+    """One machine's HTTP/1.1 connection, kept alive from request to request as iPXE keeps
+    it. A body the machine does not look into is discarded in the kernel (MSG_TRUNC on a
+    TCP socket, tcp(7)): received and counted, never copied; heads and kept bodies go
+    through its process's one buffer."""
 
-    def __init__(self, buffer: memoryview) -> None:
-        self.buffer = buffer
-        self.transport: asyncio.Transport | None = None
-        self.waiting: asyncio.Future[HttpResponse] | None = None
+    def __init__(self, sock: socket.socket, buffer: memoryview) -> None:
+        self.sock, self.buffer = sock, buffer
+        self.loop = asyncio.get_running_loop()
+        self.waiting: asyncio.Future[HttpResponse] = self.loop.create_future()
         self.head = bytearray()
         self.left = -1  # body bytes still to come; -1: the head is still coming
         self.response = HttpResponse(0, 0, None, False)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    @classmethod
+    async def open(cls, server: str, port: int, source: str,
+                   buffer: memoryview) -> HttpConnection:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((source, 0))
+            await asyncio.get_running_loop().sock_connect(sock, (server, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, buffer)
 
-    def get(self, path: str, host: str, keep: bool) -> asyncio.Future[HttpResponse]:
-        assert self.transport is not None
-        self.waiting = asyncio.get_running_loop().create_future()
+    async def get(self, path: str, host: str, keep: bool) -> HttpResponse:
+        """GET ``path``; its body only if ``keep``."""
+        self.waiting = self.loop.create_future()
         self.head, self.left = bytearray(), -1
         self.response = HttpResponse(0, 0, bytearray() if keep else None, False)
-        self.transport.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-                             "User-Agent: iPXE/1.21.1\r\n\r\n".encode())
-        return self.waiting
+        await self.loop.sock_sendall(self.sock, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                                                "User-Agent: iPXE/1.21.1\r\n\r\n".encode())
+        self.loop.add_reader(self.sock, self._readable)
+        try:
+            return await self.waiting
+        finally:
+            self.loop.remove_reader(self.sock)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.waiting is None or self.waiting.done():
+    def _readable(self) -> None:
+        try:
+            while not self.waiting.done():
+                self._receive()
+        except BlockingIOError:
             return
-        response = self.response
-        if self.left < 0:
-            self.head += self.buffer[:nbytes]
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            try:
-                self._head(bytes(self.head[:end]))
-            except ValueError as err:
+        except (OSError, ValueError) as err:
+            if not self.waiting.done():
                 self.waiting.set_exception(RuntimeError(f"http: {err}"))
+
+    def _receive(self) -> None:
+        response, buffer = self.response, self.buffer
+        if self.left < 0:
+            received = self.sock.recv_into(buffer)
+            if not received:
+                raise ValueError("connection closed before the response's head")
+            self.head += buffer[:received]
+            if (end := self.head.find(b"\r\n\r\n")) < 0:
                 return
+            self._parse_head(bytes(self.head[:end]))
             rest = self.head[end + 4:]
             self.left = response.length - len(rest)
             if response.body is not None:
                 response.body += rest
         else:
-            self.left -= nbytes
-            if response.body is not None:
-                response.body += self.buffer[:nbytes]
+            size = min(self.left, len(buffer))
+            if response.body is None:
+                received = self.sock.recv_into(buffer, size, socket.MSG_TRUNC)
+            else:
+                received = self.sock.recv_into(buffer, size)
+                response.body += buffer[:received]
+            if not received:
+                raise ValueError("connection closed mid-body")
+            self.left -= received
         if self.left <= 0:
             self.waiting.set_result(response)
 
-    def _head(self, head: bytes) -> None:
+    def _parse_head(self, head: bytes) -> None:
         status_line, *lines = head.decode("latin-1").split("\r\n")
         version, status = status_line.split(" ", 2)[:2]
         headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
         if "content-length" not in headers:
-            raise ValueError(f"no Content-Length in {status_line!r}")
+            raise ValueError(f"no Content-Length after {status_line!r}")
         connection = headers.get("connection", "").lower()
         self.response.status, self.response.length = int(status), int(headers["content-length"])
         self.response.close = connection == "close" or (
             version == "HTTP/1.0" and connection != "keep-alive")
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.waiting is not None and not self.waiting.done():
-            self.waiting.set_exception(RuntimeError("http: connection closed mid-response"))
+    def close(self) -> None:
+        self.sock.close()
 
 
 class HttpClient:
@@ -423,10 +445,9 @@ class HttpClient:
         self.connection: HttpConnection | None = None
 
     async def get(self, path: str, keep: bool = False) -> HttpResponse:
-        if self.connection is None or self.connection.transport is None:
-            _, self.connection = await asyncio.get_running_loop().create_connection(
-                lambda: HttpConnection(self.buffer), self.server, self.port,
-                local_addr=(self.source, 0))
+        if self.connection is None:
+            self.connection = await HttpConnection.open(self.server, self.port, self.source,
+                                                        self.buffer)
         response = await self.connection.get(path, f"{self.server}:{self.port}", keep)
         if response.close:
             self.close()
@@ -435,8 +456,8 @@ class HttpClient:
         return response
 
     def close(self) -> None:
-        if self.connection is not None and self.connection.transport is not None:
-            self.connection.transport.close()
+        if self.connection is not None:
+            self.connection.close()
         self.connection = None
 
 
@@ -531,7 +552,7 @@ async def _boot_one(machine: Machine, process: Process, mark: Callable[[str], No
         files = SCRIPT_FILES.findall(script.decode())
         if len(files) != 3:
             raise RuntimeError(f"script: expected a kernel and two initrds, found {files}")
-        secret = machine.secret
+        secret = None
         for name, url in files:
             response = await http.get("/" + url.split("/", 3)[3], keep=name == CLIENT_PART)
             result.bytes += response.length
@@ -539,6 +560,8 @@ async def _boot_one(machine: Machine, process: Process, mark: Callable[[str], No
                 secret = found[1].decode()  # the initrd part holds this boot's secret
     finally:
         http.close()
+    if secret is None:
+        raise RuntimeError(f"files: no CHAP secret in the initrd part {CLIENT_PART}")
     mark("files")
     await asyncio.get_running_loop().run_in_executor(
         process.pool, process.iscsi.login, machine, secret, f"{server}:{process.iscsi_port}",
@@ -639,13 +662,16 @@ async def _machines_phases(machines: list[Machine], spec: dict, conn: Connection
 def machines_side(commands: TextIO, answers: TextIO) -> None:
     """One storm on the machines' side (run inside their namespace).
 
-    The spec comes as the first line of ``commands``; the machines are shared out among
+    It says ``ready`` once it has imported what it needs; the spec comes as the first line
+    of ``commands``; the machines are shared out among
     ``procs`` processes (forked: the cgroup and namespace are this one's), and the boot's
     results of all go back as one line of ``answers``. With ``read_bytes``, the next line
     of ``commands`` starts the read phase (the bench has read the servers' CPU meanwhile)
     for the machines that logged in, with the secret each logged in with (in a file in
     ``private``, a 0700 directory the bench removes); its results are the next answer.
     """
+    answers.write("ready\n")  # imported: what it costs is not the storm's
+    answers.flush()
     spec = json.loads(commands.readline())
     machines = [Machine(**m) for m in spec["machines"]]
     count = max(min(spec["procs"], len(machines)), 1)
@@ -678,7 +704,7 @@ def machines_side(commands: TextIO, answers: TextIO) -> None:
 
 def _machine(client: Client) -> Machine:
     return Machine(client.mac, str(client.ip), client.initiator_iqn, client.target_iqn,
-                   client.chap_user, client.chap_secret,
+                   client.chap_user,
                    LOWER_LUN if client.boot_method is BootMethod.OVERLAY else 1)
 
 
@@ -1019,6 +1045,8 @@ def _storm(side: Side, count: int, clients: CpuGroup, timeout: float, read_bytes
         assert proc.stdin is not None
         try:
             clients.add(proc.pid)  # before it has its spec: all its work is counted
+            if proc.stdout is None or proc.stdout.readline() != "ready\n":
+                _answer(proc, errors)  # it failed before it was ready: say why
             before, wall = _cpu(groups), time.monotonic()
             proc.stdin.write(json.dumps({**spec, "private": private}) + "\n")
             proc.stdin.flush()
