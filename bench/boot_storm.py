@@ -110,6 +110,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import errno
 import json
 import multiprocessing
 import os
@@ -840,12 +841,22 @@ class CpuGroup:
         while (self.path / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    def remove(self) -> None:
-        """Hand any process still in it back to the hierarchy's root, then delete it."""
+    def remove(self, timeout: float = 5) -> None:
+        """Hand any process still in it back to the hierarchy's root, then delete it. A
+        task killed a moment ago (tgtd that would not stop) keeps it busy until it has
+        exited: the delete is tried again meanwhile."""
         for pid in (self.path / "cgroup.procs").read_text().split():
             with suppress(ProcessLookupError):
                 (self.root / "cgroup.procs").write_text(f"{pid}\n")
-        self.path.rmdir()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except OSError as err:
+                if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
 
 
 # --- the peer: what an admin builds by hand today ------------------------------------
