@@ -99,7 +99,8 @@ starts (labs, Ceph cluster, peer, namespaces, cgroups, the machines' processes)
 is stopped at the end, on Ctrl-C and on SIGTERM too. Needs root; with the
 default N = 10, 50, 200 and the lab cache (kernel package) filled it took
 about a minute here, mostly registering clients and setting up both tgtds;
-``--clients 10 200 --storage rbd`` about 6 minutes.
+``--clients 10 50 200 1000`` about 5 minutes (2 to register 1,000 clients and
+have serve make their targets); ``--clients 10 200 --storage rbd`` about 6.
 
     .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--storage file|rbd|overlay]
         [--timeout 120] [--machine-procs K] [--json]
@@ -526,7 +527,7 @@ SCRIPT_FILES = re.compile(r"^(?:kernel|initrd(?: --name (\S+))?) (http://\S+)", 
 
 
 @dataclass(frozen=True)
-class Process:
+class Shared:
     """What one machines' process shares between its machines."""
 
     wire: DhcpWire
@@ -539,7 +540,7 @@ class Process:
     timeout: float
 
 
-async def _boot_one(machine: Machine, process: Process, mark: Callable[[str], None],
+async def _boot_one(machine: Machine, process: Shared, mark: Callable[[str], None],
                     result: Result) -> str:
     """DHCP, script, files and login for ``machine``; the CHAP secret this boot logged in with."""
     xid = secrets.randbits(32)
@@ -648,7 +649,7 @@ def _machines_process(machines: list[Machine], spec: dict, conn: Connection) -> 
 
 
 async def _machines_phases(machines: list[Machine], spec: dict, conn: Connection) -> None:
-    process = Process(DhcpWire(spec["interface"]), memoryview(bytearray(HTTP_BUFFER)),
+    process = Shared(DhcpWire(spec["interface"]), memoryview(bytearray(HTTP_BUFFER)),
                       Libiscsi(), ThreadPoolExecutor(ISCSI_POOL), spec["server"],
                       spec["http_port"], spec["iscsi_port"], spec["timeout"])
     logged_in: dict[str, str] = {}  # MAC -> the secret this boot logged in with
