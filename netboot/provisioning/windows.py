@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 from netboot.config import ChapRotation, Config
 from netboot.errors import NetbootError
@@ -37,7 +38,7 @@ from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.inventory.windows import BootWindow
 from netboot.log import client_log
 from netboot.provisioning.chap import new_secret_pair
-from netboot.target import TargetBackend, managed_backend
+from netboot.target import TargetBackend, TargetSpec, managed_backend
 from netboot.target.reconcile import target_spec
 from netboot.threads import start_thread
 
@@ -46,27 +47,39 @@ log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between looks for new windows (a look costs one PRAGMA when idle)
 
 
-def prepare_window(config: Config, inventory: Inventory, backend: TargetBackend,
-                   window: BootWindow) -> None:
-    """Steps 1 and 2 of the module docstring for ``window``'s client."""
-    logger = client_log(log, window.mac)
-    client = inventory.find(window.mac)
-    if client is None:
-        return  # removed meanwhile: its window went with it
-    if config.target.rotate_chap is ChapRotation.PER_BOOT:
-        if inventory.rotate_window_secrets(window.boot_id, client.mac, *new_secret_pair()):
-            logger.info("boot window %d: CHAP secrets renewed", window.boot_id)
-        client = inventory.get(client.mac)  # renewed here or by the other server
-    if not (client.provisioned and client.lun_path):
+def prepare_windows(config: Config, inventory: Inventory, backend: TargetBackend,
+                    windows: Sequence[BootWindow]) -> None:
+    """Steps 1 and 2 of the module docstring for every window of ``windows``, their targets
+    renewed together (one observation of tgtd for a storm's many boots); a target that
+    failed is logged with its client's MAC."""
+    specs: list[tuple[BootWindow, TargetSpec]] = []
+    for window in windows:
+        client = inventory.find(window.mac)
+        if client is None:
+            continue  # removed meanwhile: its window went with it
+        if config.target.rotate_chap is ChapRotation.PER_BOOT:
+            if inventory.rotate_window_secrets(window.boot_id, client.mac, *new_secret_pair()):
+                client_log(log, window.mac).info("boot window %d: CHAP secrets renewed",
+                                                 window.boot_id)
+            client = inventory.get(client.mac)  # renewed here or by the other server
+        if client.provisioned and client.lun_path:
+            specs.append((window, target_spec(config, client,
+                                              extra_luns(inventory, client.mac))))
+    if not specs:
         return
-    closed = backend.renew(target_spec(config, client, extra_luns(inventory, client.mac)))
-    if closed:
-        logger.warning(
-            "boot window %d opened while %s had %d session(s) open (from %s): closed them%s",
-            window.boot_id, client.target_iqn, len(closed),
-            ", ".join(login.address or "an unknown address" for login in closed),
-            "; the secrets they used are no longer valid"
-            if config.target.rotate_chap is ChapRotation.PER_BOOT else "")
+    renewal = backend.renew([spec for _, spec in specs])
+    for window, spec in specs:
+        logger = client_log(log, window.mac)
+        if spec.iqn in renewal.failed:
+            logger.error("boot window %d: could not prepare it: %s", window.boot_id,
+                         renewal.failed[spec.iqn])
+        if closed := renewal.closed.get(spec.iqn):
+            logger.warning(
+                "boot window %d opened while %s had %d session(s) open (from %s): closed "
+                "them%s", window.boot_id, spec.iqn, len(closed),
+                ", ".join(login.address or "an unknown address" for login in closed),
+                "; the secrets they used are no longer valid"
+                if config.target.rotate_chap is ChapRotation.PER_BOOT else "")
 
 
 class WindowPreparer:
@@ -107,24 +120,27 @@ class WindowPreparer:
                 if mark != seen:
                     now = time.time()
                     required = preparers(inventory.servers(), self.me, now)
-                    for window in inventory.unready_windows(now):
-                        self._prepare(inventory, window, required)
+                    self._prepare(inventory, inventory.unready_windows(now), required)
                     seen = inventory.change_mark()
                 if self._stop.wait(self.poll):
                     return
 
-    def _prepare(self, inventory: Inventory, window: BootWindow,
+    def _prepare(self, inventory: Inventory, windows: Sequence[BootWindow],
                  required: frozenset[str]) -> None:
-        """Prepare ``window`` on this server's tgtd unless that is done, and mark it ready
-        once every server in ``required`` has (the others' heartbeats move the change mark,
-        so a server lost meanwhile stops being waited for)."""
-        if self.me not in inventory.window_preparers(window.boot_id):
+        """Prepare on this server's tgtd those of ``windows`` it has not prepared, all at
+        once, and mark each ready once every server in ``required`` has (the others'
+        heartbeats move the change mark, so a server lost meanwhile stops being waited
+        for). A failure is logged for each window and they are marked ready all the same."""
+        mine = [w for w in windows if self.me not in inventory.window_preparers(w.boot_id)]
+        if mine:
             try:
-                prepare_window(self.config, inventory, self.backend, window)
+                prepare_windows(self.config, inventory, self.backend, mine)
             except NetbootError as err:
-                client_log(log, window.mac).error(
-                    "boot window %d: could not prepare it: %s", window.boot_id, err)
-            except Exception:  # one failed window must not stop the next ones
-                client_log(log, window.mac).exception(
-                    "boot window %d: could not prepare it", window.boot_id)
-        inventory.record_preparation(window.boot_id, self.me, required)
+                for window in mine:
+                    client_log(log, window.mac).error(
+                        "boot window %d: could not prepare it: %s", window.boot_id, err)
+            except Exception:  # a failed batch must not stop the next ones
+                log.exception("could not prepare the boot windows of %s",
+                              ", ".join(w.mac for w in mine))
+        for window in windows:
+            inventory.record_preparation(window.boot_id, self.me, required)

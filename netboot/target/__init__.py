@@ -11,6 +11,7 @@ from netboot.target.model import (
     Login,
     Lun,
     Outcome,
+    Renewal,
     TargetError,
     TargetSpec,
     TargetState,
@@ -46,7 +47,7 @@ def managed_backend(config: Config) -> TargetBackend:
 
 
 __all__ = [
-    "GLOBAL", "Account", "DesiredState", "Login", "Lun", "Outcome", "TargetBackend",
+    "GLOBAL", "Account", "DesiredState", "Login", "Lun", "Outcome", "Renewal", "TargetBackend",
     "TargetError", "TargetSpec", "TargetState", "TargetUnreachable", "managed_backend",
     "open_backend",
 ]

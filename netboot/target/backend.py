@@ -8,10 +8,11 @@ rtslib-fb) is one more module and one more branch in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
-from netboot.target.model import DesiredState, Login, Outcome, TargetSpec, TargetState
+from netboot.target.model import DesiredState, Outcome, Renewal, TargetSpec, TargetState
 
 
 class TargetBackend(Protocol):
@@ -35,9 +36,10 @@ class TargetBackend(Protocol):
     def apply(self, desired: DesiredState) -> Outcome:
         """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""
 
-    def renew(self, spec: TargetSpec) -> tuple[Login, ...]:
-        """Bring one target to ``spec`` (an account whose secret changed is made again),
-        then close every session on it; the sessions it had. A boot window's preparation."""
+    def renew(self, specs: Sequence[TargetSpec]) -> Renewal:
+        """Bring each target to its spec (an account whose secret changed is made again),
+        then close every session on it; the sessions each had, and the targets that failed.
+        Boot windows' preparation, every window waiting at once (a boot storm's many)."""
 
     def forget_secrets(self) -> None:
         """Trust no CHAP secret the target holds: the next apply sets every account again."""

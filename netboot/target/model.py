@@ -111,3 +111,12 @@ class Outcome:
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.failed)
+
+
+@dataclass
+class Renewal:
+    """What renewing targets did (a batch of boot windows' preparation): the sessions each
+    target had (now closed), by IQN, and the targets that failed, by IQN."""
+
+    closed: dict[str, tuple[Login, ...]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)

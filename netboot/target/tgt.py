@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -26,8 +26,8 @@ from netboot.target.model import (
     GLOBAL,
     Account,
     DesiredState,
-    Login,
     Outcome,
+    Renewal,
     TargetError,
     TargetSpec,
     TargetState,
@@ -37,7 +37,7 @@ from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtd_pid
 from netboot.target.tgtmgmt import Mode, Operation, Request, Status, TargetRefused, call
 from netboot.target.tgtplan import Observed, Op, close_connections, plan
 from netboot.target.tgtshow import (
-    find_target,
+    find_targets,
     parse_accounts,
     parse_global_accounts,
     parse_portal_ports,
@@ -103,32 +103,35 @@ class TgtBackend:
                 f"{', '.join(left_out)} can log in but not use SendTargets discovery")
         return outcome
 
-    def renew(self, spec: TargetSpec) -> tuple[Login, ...]:
-        """One target brought to ``spec`` (accounts left alone elsewhere), then each of its
+    def renew(self, specs: Sequence[TargetSpec]) -> Renewal:
+        """Each target brought to its spec (accounts left alone elsewhere), then each of its
         connections closed (``--mode conn --op delete``), which ends its sessions.
 
         The sessions are listed after the accounts changed: an initiator that logged
         in again a moment before with the old secret is closed too, and cannot return.
-        Only this target is parsed from tgtd's reports (a new window per boot must not
-        cost a parse of every target); the plan then sees it alone, which is enough
-        with ``prune=False``: it touches no other target and no account but this one's.
-        A target tgtd does not hold yet is made from a full observation (a new tid).
+        One observation and one plan serve every target of the batch (a boot storm's
+        windows cost a ``show`` per batch, not per boot), and only these targets are
+        parsed from tgtd's reports; the plan sees them alone, which is enough with
+        ``prune=False``: it touches no other target and no account but theirs. A target
+        tgtd does not hold yet is made from a full observation (a new tid).
         """
+        iqns = {spec.iqn for spec in specs}
+        macs = {spec.iqn: spec.mac for spec in specs if spec.mac is not None}
         with self._locked():
-            target = find_target(self._show(Mode.TARGET), spec.iqn)
-            observed = (self._observe() if target is None else Observed(
-                (target,), tuple(parse_accounts(self._show(Mode.ACCOUNT))),
-                *parse_global_accounts(self._show(Mode.SYSTEM))))
-            outcome = self._run_plan(observed, [spec], [], None, None, prune=False)
-            if outcome.failed:
-                raise TargetError(f"{spec.iqn}: {'; '.join(outcome.failed.values())}")
-            target = find_target(self._show(Mode.TARGET), spec.iqn)
-            if target is None:
-                return ()
-            closed = Outcome()
-            for op in close_connections(target):
-                self._run(op, closed, {spec.iqn: spec.mac} if spec.mac else {}, {})
-            return target.state.logins
+            held = find_targets(self._show(Mode.TARGET), iqns)
+            observed = self._observe() if held.keys() < iqns else Observed(
+                tuple(held.values()), tuple(parse_accounts(self._show(Mode.ACCOUNT))),
+                *parse_global_accounts(self._show(Mode.SYSTEM)))
+            outcome = self._run_plan(observed, list(specs), [], None, None, prune=False)
+            renewal = Renewal(failed=dict(outcome.failed))
+            closing = Outcome()
+            for iqn, target in find_targets(self._show(Mode.TARGET), iqns).items():
+                if iqn in renewal.failed:
+                    continue
+                for op in close_connections(target):
+                    self._run(op, closing, macs, {})
+                renewal.closed[iqn] = target.state.logins
+        return renewal
 
     def forget_secrets(self) -> None:
         """Drop the fingerprints of the secrets netboot set.

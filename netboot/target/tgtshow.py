@@ -9,6 +9,7 @@ report that ``usr/target.c`` writes (``target_show``, ``account_show``,
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from netboot.storage.location import Store
@@ -104,15 +105,17 @@ def parse_targets(text: str) -> list[TgtTarget]:
     return found
 
 
-def find_target(text: str, iqn: str) -> TgtTarget | None:
-    """Target ``iqn`` alone from a whole ``--mode target --op show`` report: its block is
-    found by text and only it is parsed (a report of 1,000 targets takes ~20 ms to parse)."""
-    head = re.search(rf"^Target \d+: {re.escape(iqn)}$", text, re.MULTILINE)
-    if head is None:
-        return None
-    end = text.find("\nTarget ", head.end())
-    found = parse_targets(text[head.start():end if end >= 0 else len(text)])
-    return found[0] if found else None
+def find_targets(text: str, iqns: Collection[str]) -> dict[str, TgtTarget]:
+    """Targets ``iqns`` alone (those tgtd holds) from a whole ``--mode target --op show``
+    report: one pass finds where each target's block starts and only theirs are parsed (a
+    report of 1,000 targets takes ~20 ms to parse whole)."""
+    heads = list(re.finditer(r"^Target \d+: (\S+)$", text, re.MULTILINE))
+    found: dict[str, TgtTarget] = {}
+    for i, head in enumerate(heads):
+        if head[1] in iqns:
+            end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+            found[head[1]] = parse_targets(text[head.start():end])[0]
+    return found
 
 
 def _read_nexus(line: str, logins: list[Login]) -> None:

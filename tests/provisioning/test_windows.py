@@ -16,7 +16,7 @@ from netboot.inventory.clients import Client
 from netboot.inventory.servers import PortalRole, ServerRecord
 from netboot.inventory.store import Inventory, open_inventory
 from netboot.provisioning.clients import add_client
-from netboot.provisioning.windows import WindowPreparer, prepare_window
+from netboot.provisioning.windows import WindowPreparer, prepare_windows
 from netboot.target.reconcile import reconcile
 from netboot.target.tgt import TgtBackend
 from netboot.target.tgtd import forget_control_port, free_control_port, start_tgtd, stop_tgtd
@@ -54,7 +54,7 @@ def test_a_prepared_window_renews_the_secrets_and_the_target_refuses_the_old_one
         target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
         client: Client):
     window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
-    prepare_window(target_config, inventory, backend, window)
+    prepare_windows(target_config, inventory, backend, [window])
     renewed = inventory.get(MAC)
     assert renewed.chap_secret != client.chap_secret
     assert renewed.mutual_secret != client.mutual_secret
@@ -73,7 +73,7 @@ def test_a_prepared_window_closes_a_live_session_and_warns(
         assert eventually(lambda: any(t.logins for t in backend.targets()), 10)
         window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
         with caplog.at_level(logging.WARNING):
-            prepare_window(target_config, inventory, backend, window)
+            prepare_windows(target_config, inventory, backend, [window])
         assert any("session(s) open" in r.getMessage() and getattr(r, "mac", None) == MAC
                    for r in caplog.records)
         # the thief's initiator tries again with the secret it had, and is refused
@@ -96,7 +96,7 @@ def test_without_rotation_the_secrets_stay_and_the_session_is_still_closed(
           rotate_chap: never
         """)
     window, _ = inventory.open_window(MAC, time.time(), 120, ready=False)
-    prepare_window(config, inventory, backend, window)
+    prepare_windows(config, inventory, backend, [window])
     assert inventory.get(MAC).chap_secret == client.chap_secret
     assert logs_in(tgtd, client).returncode == 0
 
@@ -157,3 +157,17 @@ def test_with_two_servers_a_window_is_ready_once_both_tgtds_took_the_new_secret(
             preparer.stop()
         stop_tgtd(other.control_port)
         forget_control_port(other.control_port)
+
+
+def test_windows_prepared_together_each_get_their_new_secret(
+        target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
+        client: Client):
+    other = add_client(target_config, inventory, "52:54:00:00:00:42", image="builtin",
+                       size=32 << 20, backend=backend).client
+    windows = [inventory.open_window(mac, time.time(), 120, ready=False)[0]
+               for mac in (MAC, other.mac)]
+    prepare_windows(target_config, inventory, backend, windows)
+    for old in (client, other):
+        renewed = inventory.get(old.mac)
+        assert logs_in(tgtd, old).returncode != 0
+        assert logs_in(tgtd, renewed).returncode == 0

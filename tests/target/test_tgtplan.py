@@ -13,7 +13,7 @@ from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param
 from netboot.target.tgtplan import Observed, Op, fingerprint, lun_identity, plan
 from netboot.target.tgtshow import (
     Connection,
-    find_target,
+    find_targets,
     parse_accounts,
     parse_global_accounts,
     parse_portal_ports,
@@ -84,11 +84,12 @@ def test_parse_targets_reads_each_sessions_nexus_and_connection_to_close() -> No
     assert beta.connections == ()
 
 
-def test_find_target_parses_one_target_out_of_a_whole_report() -> None:
+def test_find_targets_parses_the_targets_asked_for_out_of_a_whole_report() -> None:
     text = (DATA / "show-target-logins.txt").read_text()
-    assert find_target(text, f"{AUTH}:target:beta") == parse_targets(text)[1]
-    assert find_target(text, f"{AUTH}:target:alpha") == parse_targets(text)[0]
-    assert find_target(text, f"{AUTH}:target:gamma") is None
+    alpha, beta = parse_targets(text)
+    assert find_targets(text, {f"{AUTH}:target:beta"}) == {beta.state.iqn: beta}
+    assert find_targets(text, {alpha.state.iqn, beta.state.iqn, f"{AUTH}:target:gamma"}) == {
+        alpha.state.iqn: alpha, beta.state.iqn: beta}
 
 
 def test_parse_targets_reads_no_login_when_nobody_is_logged_in() -> None:
