@@ -41,6 +41,7 @@ from netboot.dhcp.packet import (
 from netboot.dhcp.prepared import PreparedReplies
 from netboot.errors import NetbootError
 from netboot.host.iproute import ipv4_addresses
+from netboot.host.sockets import set_receive_buffer
 from netboot.inventory.clients import UnknownNote
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
@@ -167,6 +168,7 @@ def open_dhcp_socket(interface: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        set_receive_buffer(sock)  # a storm's requests come at once
         sock.bind(("0.0.0.0", port))
         sock.setblocking(False)
     except OSError as err:

@@ -33,6 +33,7 @@ from netboot.dhcp6.options import (
 from netboot.dhcp6.packet import DropReason, Malformed, duid_ll, parse_packet
 from netboot.errors import NetbootError
 from netboot.host.iproute import interface_mac
+from netboot.host.sockets import set_receive_buffer
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.log import client_log
@@ -60,6 +61,7 @@ def open_dhcp6_socket(interface: str, port: int = SERVER_PORT) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        set_receive_buffer(sock)  # a storm's requests come at once
         sock.bind(("::", port))
         group = socket.inet_pton(socket.AF_INET6, ALL_RELAY_AGENTS_AND_SERVERS)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,

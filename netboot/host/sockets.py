@@ -1,4 +1,10 @@
-"""Aborting TCP connections of another process, in its network namespace.
+"""Socket plumbing the servers share: a receive buffer a boot storm fits in, and
+aborting TCP connections of another process, in its network namespace.
+
+A storm's requests arrive at once: the kernel's default receive buffer (about
+270 datagrams) drops the rest before the server reads any. A buffer past
+``net.core.rmem_max`` needs ``SO_RCVBUFFORCE`` (CAP_NET_ADMIN); without it the
+kernel caps what is asked at that limit.
 
 tgt's ``--mode conn --op delete`` only marks a connection closing and waits
 for an epoll event on its socket (``usr/iscsi/iscsi_tcp.c``
@@ -11,7 +17,21 @@ connection at once, which gives tgtd the event it waits for.
 
 from __future__ import annotations
 
+import socket
+
 from netboot.host.run import run
+
+SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; Python's socket module does not name it
+# Room for ~8,000 datagrams queued on a server's well-known port (the default holds ~270).
+REQUEST_BUFFER = 8 << 20
+
+
+def set_receive_buffer(sock: socket.socket, size: int = REQUEST_BUFFER) -> None:
+    """Past net.core.rmem_max if we may (root): a boot storm's requests arrive at once."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def abort_tcp(pid: int, local_port: int, peer: str) -> int:

@@ -52,6 +52,7 @@ from netboot.boot.catalog import AccessDenied, Catalog
 from netboot.boot.content import BytesSource, FileSource
 from netboot.counters import Kind, Sample
 from netboot.errors import NotFound
+from netboot.host.sockets import set_receive_buffer
 from netboot.inventory.recorder import StageRecorder
 from netboot.log import client_log
 from netboot.tftp.cache import ContentCache
@@ -91,24 +92,11 @@ log = logging.getLogger(__name__)
 BURST = 64  # datagrams read from one socket per wake-up, so one busy peer cannot starve others
 _RRQ, _WRQ, _ACK = (op.to_bytes(2, "big") for op in (Opcode.RRQ, Opcode.WRQ, Opcode.ACK))
 MODES = ("octet",)  # boot files are binary; netascii would change their bytes
-# Room for ~8,000 requests queued on the well-known port (the default holds ~270).
-REQUEST_BUFFER = 8 << 20
 # The keys of TftpServer.stats, by what they count (the admin interface's metrics).
 TRANSFER_OUTCOMES = ("done", "failed", "unanswered")
 REFUSALS = frozenset({"malformed", "wrong_tid", "write_refused", "mode_refused", "not_found",
                       "denied", "bad_options", "source_busy", "busy"})
 ERRORS = frozenset({"send_errors", "internal_errors"})
-SO_RCVBUFFORCE = 33  # Linux asm-generic/socket.h; Python's socket module does not name it
-
-
-def set_receive_buffer(sock: socket.socket, size: int) -> None:
-    """Past net.core.rmem_max if we may (root): a boot storm's requests arrive at once."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-
-
 def raise_fd_limit() -> int:
     """Raise the soft descriptor limit to the hard one; return the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -184,7 +172,7 @@ class TftpServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.reuse_port:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        set_receive_buffer(self._sock, REQUEST_BUFFER)
+        set_receive_buffer(self._sock)
         self._sock.bind((str(self.address), self.port))
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
