@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from netboot.config import Config
 from netboot.inventory.clients import BootMethod, Client
@@ -132,12 +133,38 @@ def lower_locations(config: Config, clients: Iterable[Client]) -> dict[str, Loca
     return found
 
 
-def reconcile(config: Config, inventory: Inventory, backend: TargetBackend) -> Outcome:
-    """Make the target match the inventory (clients still being provisioned get none yet)."""
+def read_desired(config: Config, inventory: Inventory) -> DesiredState:
+    """The targets the inventory asks for now (:func:`desired_state` of its records)."""
     clients = inventory.clients()
-    desired = desired_state(config, clients, extra_luns(inventory), hosts(inventory),
-                            host_luns(inventory), discovery_mutual(inventory),
-                            lower_locations(config, clients))
+    return desired_state(config, clients, extra_luns(inventory), hosts(inventory),
+                         host_luns(inventory), discovery_mutual(inventory),
+                         lower_locations(config, clients))
+
+
+def _unkeyed(desired: DesiredState) -> DesiredState:
+    """``desired`` with every CHAP secret left out."""
+    def bare(account: Account | None) -> Account | None:
+        return None if account is None else replace(account, secret="")
+
+    return replace(desired, targets=tuple(
+        replace(t, incoming=bare(t.incoming), outgoing=bare(t.outgoing))
+        for t in desired.targets),
+        discovery=tuple(replace(a, secret="") for a in desired.discovery),
+        discovery_out=bare(desired.discovery_out))
+
+
+def only_secrets_differ(desired: DesiredState, applied: DesiredState) -> bool:
+    """Whether two desired states differ in CHAP secrets at most: what boot windows'
+    preparation renews on the target itself, so the watch need not reconcile for it."""
+    return _unkeyed(desired) == _unkeyed(applied)
+
+
+def reconcile(config: Config, inventory: Inventory, backend: TargetBackend,
+              desired: DesiredState | None = None) -> Outcome:
+    """Make the target match the inventory (clients still being provisioned get none yet),
+    or ``desired`` read from it a moment before."""
+    if desired is None:
+        desired = read_desired(config, inventory)
     outcome = backend.apply(desired)
     if outcome.changes:
         log.info("reconcile: %d change(s) for %d target(s)", len(outcome.changes),

@@ -2,7 +2,10 @@
 
 A watch thread wakes every second and does nothing costly unless something
 moved: the inventory (its change mark moves when anyone commits, on this
-server or another sharing the database), the daemon (its pid:
+server or another sharing the database; the targets it asks for are then read,
+and applied if they differ from those last applied in more than CHAP secrets,
+which boot windows' preparation renews on the target itself: a boot storm
+commits all the time and must not cost a reconcile a second), the daemon (its pid:
 a restarted tgtd has forgotten every target, so all come back within a
 second or two), or ``target.reconcile_interval`` has passed. A tgtd that is
 gone is started again. Stopping serve leaves tgtd running: diskless clients
@@ -27,9 +30,9 @@ from netboot.errors import NetbootError
 from netboot.inventory.stages import Stage
 from netboot.inventory.store import Inventory
 from netboot.log import client_log
-from netboot.target import TargetBackend, managed_backend
+from netboot.target import DesiredState, TargetBackend, managed_backend
 from netboot.target.logins import LOGIN_OR_LATER, Session, new_logins, sessions
-from netboot.target.reconcile import reconcile
+from netboot.target.reconcile import only_secrets_differ, read_desired, reconcile
 from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class TargetService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sessions: frozenset[Session] = frozenset()  # seen in the previous round
+        self._applied: DesiredState | None = None  # what the last reconcile applied
 
     def _ensure_daemon(self) -> int | None:
         """tgtd's pid, started if it is gone; None if it is gone and may not start."""
@@ -80,15 +84,26 @@ class TargetService:
             raise NetbootError("tgtd started but does not hold its control port")
         return pid
 
-    def _reconcile(self, inventory: Inventory) -> None:
+    def _reconcile(self, inventory: Inventory, desired: DesiredState | None = None) -> None:
         self.reconciles += 1
+        desired = desired or read_desired(self.config, inventory)
         try:
-            outcome = reconcile(self.config, inventory, self.backend)
+            outcome = reconcile(self.config, inventory, self.backend, desired)
         except Exception:
             self.reconcile_failures += 1
             raise
+        self._applied = None if outcome.failed else desired  # a failed one is tried again
         if outcome.failed:
             self.reconcile_failures += 1
+
+    def _changed(self, inventory: Inventory) -> DesiredState | None:
+        """The targets the inventory asks for, if they differ from those last applied in
+        more than CHAP secrets (renewed by the boot windows' preparation itself: in a boot
+        storm, every second); None if not."""
+        desired = read_desired(self.config, inventory)
+        if self._applied is not None and only_secrets_differ(desired, self._applied):
+            return None
+        return desired
 
     def samples(self) -> list[Sample]:
         """The counts as the admin interface's metrics (netboot.counters)."""
@@ -152,9 +167,14 @@ class TargetService:
                     if now_pid != pid:
                         log.warning("tgtd was restarted (pid %s -> %d): restoring every target",
                                     pid, now_pid)
-                    if now_pid != pid or now_version != version or due:
+                    if now_pid != pid or due:
                         self._reconcile(inventory)
                         pid, version, last = now_pid, now_version, time.monotonic()
+                    elif now_version != version:
+                        if (desired := self._changed(inventory)) is not None:
+                            self._reconcile(inventory, desired)
+                            last = time.monotonic()
+                        version = now_version
                     self._watch_logins(inventory)
                 except NetbootError as err:
                     log.error("target watch: %s", err)

@@ -12,7 +12,7 @@ from netboot.inventory.luns import LOWER_LUN, LunKind, LunRecord
 from netboot.provisioning.initiator import initiator_config
 from netboot.storage.location import Location, Store
 from netboot.target.model import Account, Lun
-from netboot.target.reconcile import desired_state
+from netboot.target.reconcile import desired_state, only_secrets_differ
 
 DATA = Path(__file__).parent / "data"
 
@@ -165,3 +165,20 @@ def test_an_overlay_client_whose_image_version_is_gone_gets_no_lower_lun(make_co
     gone = replace(ALPHA, boot_method=BootMethod.OVERLAY, image="builtin@9")
     (target,) = desired_state(make_config(), [gone], [], lowers={}).targets
     assert target.luns == (Lun(1, gone.lun_path),)
+
+
+def test_renewed_secrets_alone_are_no_change_for_the_watch(make_config) -> None:
+    config = make_config()
+    before = desired_state(config, [ALPHA], [])
+    renewed = desired_state(config, [replace(ALPHA, chap_secret="Newsecret1234567",
+                                             mutual_secret="Newmutual1234567")], [])
+    assert renewed != before
+    assert only_secrets_differ(renewed, before)
+
+
+def test_a_new_lun_is_a_change_for_the_watch(make_config) -> None:
+    config = make_config()
+    before = desired_state(config, [ALPHA], [])
+    grown = desired_state(config, [ALPHA], [LunRecord(ALPHA.mac, 2, "/srv/alpha-2.raw",
+                                                       LunKind.FILE, 1 << 20, 0.0)])
+    assert not only_secrets_differ(grown, before)

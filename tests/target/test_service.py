@@ -127,6 +127,20 @@ def test_quiet_inventory_and_tgtd_cause_no_reconcile(service: TargetService,
     assert service.reconciles == 1
 
 
+def test_stages_and_renewed_secrets_alone_cause_no_reconcile(service: TargetService,
+                                                            target_config: Config,
+                                                            registered) -> None:
+    """A boot storm's writes: the secrets are the windows' preparation's to renew."""
+    service.start()
+    with open_inventory(target_config) as inventory:
+        for stage in (Stage.DHCP, Stage.LOADER):
+            inventory.record_stage(registered.mac, stage)
+            time.sleep(service.watch)
+        inventory.update(registered.mac, chap_secret="Renewed123456789")
+        time.sleep(3 * service.watch)
+    assert service.reconciles == 1
+
+
 def test_a_client_logged_in_to_its_target_gets_stage_login(service: TargetService,
                                                            tgtd_endpoint: Tgtd,
                                                            target_config: Config,
