@@ -293,6 +293,7 @@ def current(config: Config, arch: Arch = Arch.AMD64) -> KernelRelease:
     """``arch``'s kernel in use; an error that says what to run if there is none."""
     release = read_release(kernel_dir(config, arch) / "current")
     if release is None:
+        fetch = "netboot kernel fetch" + ("" if arch is Arch.AMD64 else f" --arch {arch}")
         raise KernelError(f"no {arch} kernel installed under {kernel_dir(config, arch)}: "
-                          f"run 'netboot kernel fetch --arch {arch}' first")
+                          f"run '{fetch}' first")
     return release
