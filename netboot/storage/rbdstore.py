@@ -2,12 +2,14 @@
 thin clones of the newest one, through Ceph's own bindings (python3-rados, python3-rbd).
 
 Names in the pool: ``image.<name>`` with snapshots ``v1``, ``v2``, ... (each
-protected: clones hang from them), ``root.<hostname>`` for a client's root, and
-``tmp.<name>.<host>.<pid>`` for an image being imported. A new image is written
-under its temporary name, snapshotted and renamed into place, so a killed
-import leaves a ``tmp.`` image that :meth:`RbdStore.recover` removes once its
-process is gone; a version added to an existing image is written to that
-image's head first and becomes a version only when its snapshot exists.
+protected: clones hang from them; an overlay client's lower layer is one, served
+read-only as ``POOL/image.<name>@v<N>``), ``root.<hostname>`` for a client's root
+(an overlay client's upper layer), and ``tmp.<name>.<host>.<pid>`` for an image or
+upper layer being made. A new image is written under its temporary name,
+snapshotted and renamed into place, so a killed import leaves a ``tmp.`` image
+that :meth:`RbdStore.recover` removes once its process is gone; a version added
+to an existing image is written to that image's head first and becomes a version
+only when its snapshot exists.
 
 A root is cloned at the image's size and grown with ``resize``; the ext4 inside
 grows at the client's first boot (netboot's /init runs ``resize2fs`` online),
@@ -36,9 +38,10 @@ import rbd
 
 from netboot.config import Config, RbdConfig, StorageKind
 from netboot.errors import Conflict, ValidationError
-from netboot.host.files import remove_stale_temps
+from netboot.host.files import remove_stale_temps, temp_path
 from netboot.names import validate_image_name
 from netboot.storage.clone import Progress, data_extents
+from netboot.storage.filestore import empty_upper
 from netboot.storage.location import Location, rbd_location
 from netboot.storage.model import HEAD_BYTES, Image, ImageRef, Layout, StorageError, layout_of
 
@@ -295,9 +298,34 @@ class RbdStore:
         return have, created
 
     def make_upper(self, location: Location, size: int) -> str:
-        raise StorageError("overlay clients need the file store for now (storage.backend: "
-                           "file): their shared lower layer would be an RBD snapshot, which "
-                           "netboot does not export yet")
+        """An overlay client's empty upper layer: the sparse ext4 file the file store makes
+        (:func:`empty_upper`), made in the staging directory and written into a new RBD
+        image (its data extents only, about 1 MiB), which needs no kernel block device.
+        The image is written under a temporary name and renamed into place: whole or not
+        at all (a killed maker leaves a ``tmp.`` image that :meth:`recover` removes)."""
+        if self._exists(location):
+            raise Conflict(f"RBD image {location} already exists (the data of a removed "
+                           "client?); remove it or choose another --hostname")
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        staged = temp_path(self.staging_dir / f"{location.image}.img")
+        temp = f"{TEMP_PREFIX}{location.image}.{socket.gethostname()}.{os.getpid()}"
+        try:
+            empty_upper(staged, size, str(location))
+            with self._pool(location.pool) as io:
+                rbd.RBD().create(io, temp, size)
+                try:
+                    with rbd.Image(io, temp) as image:
+                        self._write(image, staged, size, None)
+                        image.metadata_set(*NO_CACHE)
+                    rbd.RBD().rename(io, temp, location.image)
+                except BaseException as err:
+                    self._remove(io, temp)
+                    if isinstance(err, rbd.ImageExists):
+                        raise Conflict(f"RBD image {location} already exists") from None
+                    raise
+        finally:
+            staged.unlink(missing_ok=True)
+        return "empty upper layer (sparse ext4 written into an RBD image)"
 
     def remove(self, location: Location) -> None:
         with self._pool(location.pool) as io:
@@ -330,6 +358,14 @@ class RbdStore:
                         raise
                     time.sleep(0.2)
 
+    def _exists(self, location: Location) -> bool:
+        with self._pool(location.pool) as io:
+            try:
+                with rbd.Image(io, location.image, read_only=True):
+                    return True
+            except rbd.ImageNotFound:
+                return False
+
     def allocated(self, location: Location) -> int | None:
         try:
             with (self._pool(location.pool) as io,
@@ -339,7 +375,8 @@ class RbdStore:
             return None
 
     def recover(self) -> list[str]:
-        """Remove ``tmp.`` images whose importing process (on this host) is gone."""
+        """Remove ``tmp.`` images whose making process (an import, an upper layer; on this
+        host) is gone, and the staging directory's temporary files of such processes."""
         removed = []
         host = socket.gethostname()
         with self._pool() as io:
@@ -397,7 +434,7 @@ class RbdStore:
             except KeyError:
                 made = ""  # kept before versions noted how they were made
         return Image(rbd_name.removeprefix(IMAGE_PREFIX),
-                     rbd_location(self.settings.pool, rbd_name),
+                     rbd_location(self.settings.pool, rbd_name, version),
                      size, used, created, number, layout=layout_of(head), made=made)
 
     @staticmethod

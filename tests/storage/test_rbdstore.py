@@ -21,17 +21,21 @@ import rbd
 
 from netboot.config import Config
 from netboot.errors import Conflict, ValidationError
-from netboot.inventory.luns import LunKind, LunOwner, OwnerKind
+from netboot.inventory.clients import BootMethod, Client
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunKind, LunOwner, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.lab.ceph import Cluster
 from netboot.provisioning.clients import add_client, apply_targets, remove_client
 from netboot.provisioning.luns import add_lun
+from netboot.provisioning.overlay import reset_upper, set_lower
 from netboot.provisioning.root import recover_interrupted
 from netboot.storage import rbdstore
 from netboot.storage.backend import Storage, open_storage
 from netboot.storage.images import build_builtin, get_image, list_images, remove_image
 from netboot.storage.location import Location, Store
 from netboot.target import open_backend
+from netboot.target.model import Lun
+from netboot.target.reconcile import reconcile
 from tests.support.ceph import image_name
 from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
@@ -86,7 +90,8 @@ def test_built_image_is_an_rbd_image_with_a_protected_version_snapshot(
         rbd_config: Config, pool: rados.Ioctx, tmp_path: Path) -> None:
     name = image_name("img")
     made = build_builtin(rbd_config, name)
-    assert made.location == Location(Store.RBD, f"{rbd_config.storage.rbd.pool}/image.{name}")
+    assert made.location == Location(Store.RBD,
+                                     f"{rbd_config.storage.rbd.pool}/image.{name}@v1")
     assert made.version == 1
     with rbd.Image(pool, f"image.{name}", read_only=True) as image:
         assert [s["name"] for s in image.list_snaps()] == ["v1"]
@@ -327,3 +332,102 @@ def test_an_import_killed_before_its_snapshot_leaves_no_listed_image(
     assert name not in [i.name for i in storage.images()]
     storage.recover()
     assert not [n for n in rbd_names(pool) if name in n]
+
+
+def upper_entries(pool: rados.Ioctx, name: str, tmp_path: Path) -> list[str]:
+    """The root directory of the ext4 filesystem in RBD image ``name`` (read out whole)."""
+    out = tmp_path / f"{name}.img"
+    with rbd.Image(pool, name, read_only=True) as image:
+        out.write_bytes(image.read(0, image.size()))
+    listed = subprocess.run(["debugfs", "-R", "ls -p /", str(out)], capture_output=True,
+                            text=True, check=True)
+    names = [line.split("/")[5] for line in listed.stdout.splitlines() if line.count("/") > 5]
+    return sorted(n for n in names if n not in (".", ".."))
+
+
+def overlay_client(rbd_config: Config, inventory: Inventory, mac: str, image: str) -> Client:
+    return add_client(rbd_config, inventory, mac, hostname=image_name("h"), image=image,
+                      backend=open_backend(rbd_config), boot_method=BootMethod.OVERLAY,
+                      overlay_size=16 << 20).client
+
+
+def test_an_overlay_client_on_rbd_gets_an_rbd_upper_and_the_version_snapshot_read_only(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx,
+        tmp_path: Path) -> None:
+    name = image_name("img")
+    image = build_builtin(rbd_config, name)
+    client = overlay_client(rbd_config, inventory, MAC, name)
+    upper = Location.parse(client.lun_path)
+    pool_name = rbd_config.storage.rbd.pool
+    backend = open_backend(rbd_config)
+    assert [t.luns for t in backend.targets() if t.iqn == client.target_iqn] == [(
+        Lun(ROOT_LUN, upper.name, Store.RBD),
+        Lun(LOWER_LUN, f"{pool_name}/image.{name}@v1", Store.RBD, readonly=True))]
+    with rbd.Image(pool, upper.image, read_only=True) as made:
+        assert made.size() == 16 << 20 and made.metadata_get("conf_rbd_cache") == "false"
+        assert rbdstore._allocated(made, include_parent=False) < made.size()  # data only
+    assert upper_entries(pool, upper.image, tmp_path) == ["lost+found", "upper", "work"]
+    out = tmp_path / "lower.raw"
+    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
+            f"lun={LOWER_LUN},user={client.chap_user},password={client.chap_secret},"
+            f"initiator-name={client.initiator_iqn}")
+    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sha(out.read_bytes()) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
+    denied = qemu_io(tgtd, client, "write -P 0xaa 0 64k", lun=LOWER_LUN, write=True)
+    assert denied.returncode != 0 and "write protected" in denied.stderr, denied
+    wrote = qemu_io(tgtd, client, "write -P 0x55 8M 64k", write=True)
+    assert wrote.returncode == 0, wrote.stderr
+    assert read_rbd(pool, upper.image, 64 << 10 | 8 << 20)[8 << 20:] == b"\x55" * (64 << 10)
+    assert not reconcile(rbd_config, inventory, backend).changes  # tgtd's show matches
+
+
+def test_an_rbd_upper_reset_is_empty_and_the_old_one_is_removed(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    client = overlay_client(rbd_config, inventory, MAC, name)
+    assert qemu_io(tgtd, client, "write -P 0x55 8M 64k", write=True).returncode == 0
+    old = Location.parse(client.lun_path)
+    reset = reset_upper(rbd_config, inventory, MAC, backend=open_backend(rbd_config)).client
+    new = Location.parse(reset.lun_path)
+    assert new.store is Store.RBD and new != old
+    assert old.image not in rbd_names(pool)
+    read = qemu_io(tgtd, reset, "read -P 0 8M 64k")
+    assert read.returncode == 0 and "Pattern verification failed" not in read.stdout, read
+
+
+def test_an_overlay_client_moves_to_another_rbd_version_and_only_then_frees_the_first(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    build_builtin(rbd_config, name)
+    client = overlay_client(rbd_config, inventory, MAC, f"{name}@1")
+    with pytest.raises(Conflict, match="used by 1 client"):
+        remove_image(rbd_config, inventory, f"{name}@1")
+    backend = open_backend(rbd_config)
+    set_lower(rbd_config, inventory, MAC, f"{name}@2", backend=backend)
+    lower = [lun for t in backend.targets() if t.iqn == client.target_iqn for lun in t.luns
+             if lun.number == LOWER_LUN]
+    assert lower == [Lun(LOWER_LUN, f"{rbd_config.storage.rbd.pool}/image.{name}@v2",
+                         Store.RBD, readonly=True)]
+    remove_image(rbd_config, inventory, f"{name}@1")
+    assert [i.ref for i in list_images(rbd_config, inventory) if i.name == name] == [
+        f"{name}@2"]
+
+
+def test_an_upper_made_by_a_killed_process_leaves_nothing_once_recovered(
+        rbd_config: Config, pool: rados.Ioctx) -> None:
+    storage = open_storage(rbd_config)
+    upper = storage.root_location(image_name("h"))
+    dead = f"{rbdstore.TEMP_PREFIX}{upper.image}.{socket.gethostname()}.999999999"
+    rbd.RBD().create(pool, dead, 1 << 20)  # what a make_upper killed mid-write leaves
+    storage.recover()
+    assert dead not in rbd_names(pool) and upper.image not in rbd_names(pool)
+    storage.make_upper(upper, 2 << 30)
+    assert (storage.allocated(upper) or 0) < 64 << 20  # its data, in whole 4 MiB objects
+    with pytest.raises(Conflict, match="already exists"):
+        storage.make_upper(upper, 8 << 20)
+    assert not [n for n in rbd_names(pool) if n.startswith(rbdstore.TEMP_PREFIX)
+                and upper.image in n]
