@@ -291,6 +291,16 @@ def test_an_extra_rbd_lun_that_does_not_exist_needs_a_size(rbd_config: Config,
         add_lun(rbd_config, inventory, LunOwner(OwnerKind.CLIENT, MAC), rbd=missing)
 
 
+def test_an_rbd_snapshot_is_refused_as_an_extra_lun(rbd_config: Config,
+                                                    inventory: Inventory) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    snapshot = get_image(rbd_config, name).location
+    with pytest.raises(ValidationError, match="is a snapshot, which cannot be written"):
+        add_lun(rbd_config, inventory, LunOwner(OwnerKind.CLIENT, MAC), rbd=snapshot)
+
+
 def staged_ext4(storage: Storage, name: str, tmp_path: Path, text: str) -> Path:
     """An ext4 file at the store's staging path holding /motd = ``text``."""
     tree = tmp_path / f"tree-{secrets.token_hex(2)}"
