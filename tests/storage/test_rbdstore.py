@@ -222,23 +222,28 @@ ADD_SCRIPT = """
 import sys
 from netboot.configfile import load_config
 from netboot.inventory.store import Inventory
+from netboot.inventory.clients import BootMethod
 from netboot.provisioning.clients import add_client
 config = load_config(sys.argv[1])
 with Inventory(config.storage.database) as inventory:
     print("adding", flush=True)
-    add_client(config, inventory, sys.argv[2], hostname=sys.argv[3], image=sys.argv[4])
+    add_client(config, inventory, sys.argv[2], hostname=sys.argv[3], image=sys.argv[4],
+               boot_method=BootMethod(sys.argv[5]))
 """
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 0.8])
-def test_a_killed_add_leaves_no_clone_no_record_and_no_target(
+@pytest.mark.parametrize(("method", "delay"), [
+    (BootMethod.INITRAMFS, 0.05), (BootMethod.INITRAMFS, 0.2), (BootMethod.INITRAMFS, 0.4),
+    (BootMethod.INITRAMFS, 0.8), (BootMethod.OVERLAY, 0.3), (BootMethod.OVERLAY, 0.9)])
+def test_a_killed_add_leaves_no_root_no_record_and_no_target(
         rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx,
-        delay: float) -> None:
+        method: BootMethod, delay: float) -> None:
+    """A full clone's root or an overlay client's upper layer: whole, or nothing left."""
     name = image_name("img")
     build_builtin(rbd_config, name)
     host = image_name("h")
     proc = subprocess.Popen([sys.executable, "-c", ADD_SCRIPT, str(rbd_config.source), MAC,
-                             host, name], stdout=subprocess.PIPE, text=True,
+                             host, name, method.value], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert proc.stdout is not None and proc.stdout.readline() == "adding\n"
     time.sleep(delay)
