@@ -82,6 +82,17 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_lun(tgtd: Tgtd, client: Client, lun: int, out: Path) -> bytes:
+    """LUN ``lun`` of ``client``'s target, whole, as QEMU's iSCSI initiator reads it."""
+    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
+            f"lun={lun},user={client.chap_user},password={client.chap_secret},"
+            f"initiator-name={client.initiator_iqn}")
+    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()
+
+
 def rbd_names(io: rados.Ioctx) -> set[str]:
     return set(rbd.RBD().list(io))
 
@@ -121,15 +132,8 @@ def test_root_is_a_thin_clone_whose_blocks_libiscsi_reads_back_equal_to_the_imag
     with rbd.Image(pool, root.image, read_only=True) as clone:
         assert clone.parent_info()[1:] == (f"image.{name}", "v1")
         assert clone.metadata_get("conf_rbd_cache") == "false"
-    out = tmp_path / "read.raw"
-    client = added.client
-    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
-            f"lun=1,user={client.chap_user},password={client.chap_secret},"
-            f"initiator-name={client.initiator_iqn}")
-    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert sha(out.read_bytes()) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
+    read = read_lun(tgtd, added.client, 1, tmp_path / "read.raw")
+    assert sha(read) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
 
 
 def test_writes_to_one_clone_show_neither_in_another_nor_in_the_image(
@@ -382,14 +386,8 @@ def test_an_overlay_client_on_rbd_gets_an_rbd_upper_and_the_version_snapshot_rea
         assert made.size() == 16 << 20 and made.metadata_get("conf_rbd_cache") == "false"
         assert rbdstore._allocated(made, include_parent=False) < made.size()  # data only
     assert upper_entries(pool, upper.image, tmp_path) == ["lost+found", "upper", "work"]
-    out = tmp_path / "lower.raw"
-    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
-            f"lun={LOWER_LUN},user={client.chap_user},password={client.chap_secret},"
-            f"initiator-name={client.initiator_iqn}")
-    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert sha(out.read_bytes()) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
+    read = read_lun(tgtd, client, LOWER_LUN, tmp_path / "lower.raw")
+    assert sha(read) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
     denied = qemu_io(tgtd, client, "write -P 0xaa 0 64k", lun=LOWER_LUN, write=True)
     assert denied.returncode != 0 and "write protected" in denied.stderr, denied
     wrote = qemu_io(tgtd, client, "write -P 0x55 8M 64k", write=True)
