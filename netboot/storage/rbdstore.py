@@ -332,31 +332,36 @@ class RbdStore:
             self._remove(io, location.image)
 
     def remove_abandoned(self, location: Location) -> None:
-        """Remove a root whose maker died with it open: its watch would keep the image busy
-        until the OSD times it out (~30 s), so every watcher is blocklisted first (a root
-        whose record is unfinished has no target, so its only watcher is the dead maker).
-        Needs the monitor's ``osd blocklist``, which ``profile rbd`` allows."""
+        """Remove a root whose maker died with it open (see :meth:`_remove_abandoned`; a root
+        whose record is unfinished has no target, so its only watcher is the dead maker)."""
         with self._pool(location.pool) as io:
+            self._remove_abandoned(io, location)
+
+    def _remove_abandoned(self, io: rados.Ioctx, location: Location, *,
+                          snapshots: bool = False) -> None:
+        """Remove an image whose maker died with it open: its watch would keep the image busy
+        until the OSD times it out (~30 s), so every watcher is blocklisted first. Needs
+        the monitor's ``osd blocklist``, which ``profile rbd`` allows."""
+        try:
+            with rbd.Image(io, location.image, read_only=True) as image:
+                watchers = [w["addr"] for w in image.watchers_list()]
+        except rbd.ImageNotFound:
+            return
+        for addr in watchers:
+            blocklist(self.settings, addr, FENCE_SECONDS, why=f"it holds {location}")
+            log.warning("blocklisted %s for %.0f s: the dead process that held %s",
+                        addr, FENCE_SECONDS, location)
+        if watchers:
+            wait_for_latest_osdmap(self.settings)
+        deadline = time.monotonic() + FENCE_SETTLE
+        while True:
             try:
-                with rbd.Image(io, location.image, read_only=True) as image:
-                    watchers = [w["addr"] for w in image.watchers_list()]
-            except rbd.ImageNotFound:
+                self._remove(io, location.image, snapshots=snapshots)
                 return
-            for addr in watchers:
-                blocklist(self.settings, addr, FENCE_SECONDS, why=f"it holds {location}")
-                log.warning("blocklisted %s for %.0f s: the dead process that held %s",
-                            addr, FENCE_SECONDS, location)
-            if watchers:
-                wait_for_latest_osdmap(self.settings)
-            deadline = time.monotonic() + FENCE_SETTLE
-            while True:
-                try:
-                    self._remove(io, location.image)
-                    return
-                except ImageBusyError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            except ImageBusyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _exists(self, location: Location) -> bool:
         with self._pool(location.pool) as io:
@@ -385,9 +390,10 @@ class RbdStore:
                 if not name.startswith(TEMP_PREFIX) or len(parts) != 3 or parts[1] != host:
                     continue
                 if parts[2].isdigit() and not os.path.exists(f"/proc/{parts[2]}"):
-                    self._remove(io, name, snapshots=True)
-                    log.warning("removed RBD image %s/%s left by an interrupted import",
-                                self.settings.pool, name)
+                    self._remove_abandoned(io, rbd_location(self.settings.pool, name),
+                                           snapshots=True)
+                    log.warning("removed RBD image %s/%s left by an interrupted import "
+                                "or upper layer", self.settings.pool, name)
                     removed.append(name)
         if self.staging_dir.is_dir():
             removed += [str(p) for p in remove_stale_temps(self.staging_dir)]
