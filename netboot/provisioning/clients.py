@@ -95,8 +95,6 @@ def add_client(
     host = names.validate_hostname(hostname) if hostname else names.hostname_for_mac(mac)
     authority = config.target.iqn_authority
     overlay = boot_method is BootMethod.OVERLAY
-    if overlay:
-        check_overlay_store(config)
     golden = get_image(config, image) if image else None
     check_boot_method(boot_method, golden, config.boot.loader)
     if overlay:
@@ -191,14 +189,6 @@ def check_boot_method(method: BootMethod, golden: Image | None,
     elif golden is not None and golden.layout is not Layout.FILESYSTEM:
         raise ValidationError(f"image {golden.name} is a bootable disk ({golden.layout.value}), "
                               "which netboot's /init cannot mount: use --boot-method sanboot")
-
-
-def check_overlay_store(config: Config) -> None:
-    """Overlay clients' lower layers are image files, exported as they are."""
-    if config.storage.backend is not StorageKind.FILE:
-        raise ValidationError("--boot-method overlay needs storage.backend: file (an RBD "
-                              "image version is a snapshot, which netboot does not export "
-                              "as a lower layer yet)")
 
 
 def _undo(config: Config, inventory: Inventory, client: Client,

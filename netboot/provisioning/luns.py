@@ -56,6 +56,9 @@ def add_lun(config: Config, inventory: Inventory, owner: LunOwner, *, file: Path
     store = None
     path: Path | Location
     if rbd is not None:
+        if rbd.snapshot:
+            raise ValidationError(f"{rbd} is a snapshot, which cannot be written: an extra "
+                                  "LUN is an RBD image (--rbd POOL/IMAGE)")
         from netboot.storage.rbdstore import RbdStore  # Ceph's bindings only for an RBD LUN
         store = RbdStore(config)
         kind, path = LunKind.RBD, rbd

@@ -85,6 +85,19 @@ def own_bytes(path: Path) -> int:
                 start = logical + length
 
 
+def empty_upper(path: Path, size: int, what: str) -> None:
+    """Make the new file ``path`` an overlay client's empty upper layer (``what``, for
+    errors): a sparse ext4 filesystem of ``size`` bytes holding the directories overlayfs
+    needs, ``upper/`` and ``work/``; about 1 MiB of it allocated."""
+    with tempfile.TemporaryDirectory() as tree:
+        for layer in UPPER_DIRS:
+            (Path(tree) / layer).mkdir()
+        create_sparse(path, size)
+        ext4_from_tree(Path(tree), path, "overlay-upper",
+                       f"mke2fs could not make the upper layer {what}", StorageError,
+                       sparse=True)
+
+
 def detect_layout(path: Path) -> Layout:
     with open(path, "rb") as f:
         return layout_of(f.read(HEAD_BYTES))
@@ -154,13 +167,8 @@ class FileStore:
         if final.exists():
             raise Conflict(f"{final} already exists (the data of a removed client?); "
                            "move it away or choose another --hostname")
-        with tempfile.TemporaryDirectory() as tree, atomic_path(final) as temp:
-            for layer in UPPER_DIRS:
-                (Path(tree) / layer).mkdir()
-            create_sparse(temp, size)
-            ext4_from_tree(Path(tree), temp, "overlay-upper",
-                           f"mke2fs could not make the upper layer {final}", StorageError,
-                           sparse=True)
+        with atomic_path(final) as temp:
+            empty_upper(temp, size, str(final))
         return "empty upper layer (sparse ext4)"
 
     def remove(self, location: Location) -> None:

@@ -2,12 +2,14 @@
 thin clones of the newest one, through Ceph's own bindings (python3-rados, python3-rbd).
 
 Names in the pool: ``image.<name>`` with snapshots ``v1``, ``v2``, ... (each
-protected: clones hang from them), ``root.<hostname>`` for a client's root, and
-``tmp.<name>.<host>.<pid>`` for an image being imported. A new image is written
-under its temporary name, snapshotted and renamed into place, so a killed
-import leaves a ``tmp.`` image that :meth:`RbdStore.recover` removes once its
-process is gone; a version added to an existing image is written to that
-image's head first and becomes a version only when its snapshot exists.
+protected: clones hang from them; an overlay client's lower layer is one, served
+read-only as ``POOL/image.<name>@v<N>``), ``root.<hostname>`` for a client's root
+(an overlay client's upper layer), and ``tmp.<name>.<host>.<pid>`` for an image or
+upper layer being made. A new image is written under its temporary name,
+snapshotted and renamed into place, so a killed import leaves a ``tmp.`` image
+that :meth:`RbdStore.recover` removes once its process is gone; a version added
+to an existing image is written to that image's head first and becomes a version
+only when its snapshot exists.
 
 A root is cloned at the image's size and grown with ``resize``; the ext4 inside
 grows at the client's first boot (netboot's /init runs ``resize2fs`` online),
@@ -36,9 +38,10 @@ import rbd
 
 from netboot.config import Config, RbdConfig, StorageKind
 from netboot.errors import Conflict, ValidationError
-from netboot.host.files import remove_stale_temps
+from netboot.host.files import remove_stale_temps, temp_path
 from netboot.names import validate_image_name
 from netboot.storage.clone import Progress, data_extents
+from netboot.storage.filestore import empty_upper
 from netboot.storage.location import Location, rbd_location
 from netboot.storage.model import HEAD_BYTES, Image, ImageRef, Layout, StorageError, layout_of
 
@@ -295,40 +298,78 @@ class RbdStore:
         return have, created
 
     def make_upper(self, location: Location, size: int) -> str:
-        raise StorageError("overlay clients need the file store for now (storage.backend: "
-                           "file): their shared lower layer would be an RBD snapshot, which "
-                           "netboot does not export yet")
+        """An overlay client's empty upper layer: the sparse ext4 file the file store makes
+        (:func:`empty_upper`), made in the staging directory and written into a new RBD
+        image (its data extents only, about 1 MiB), which needs no kernel block device.
+        The image is written under a temporary name and renamed into place: whole or not
+        at all (a killed maker leaves a ``tmp.`` image that :meth:`recover` removes)."""
+        if self._exists(location):
+            raise Conflict(f"RBD image {location} already exists (the data of a removed "
+                           "client?); remove it or choose another --hostname")
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        staged = temp_path(self.staging_dir / f"{location.image}.img")
+        temp = f"{TEMP_PREFIX}{location.image}.{socket.gethostname()}.{os.getpid()}"
+        try:
+            empty_upper(staged, size, str(location))
+            with self._pool(location.pool) as io:
+                rbd.RBD().create(io, temp, size)
+                try:
+                    with rbd.Image(io, temp) as image:
+                        self._write(image, staged, size, None)
+                        image.metadata_set(*NO_CACHE)
+                    rbd.RBD().rename(io, temp, location.image)
+                except BaseException as err:
+                    self._remove(io, temp)
+                    if isinstance(err, rbd.ImageExists):
+                        raise Conflict(f"RBD image {location} already exists") from None
+                    raise
+        finally:
+            staged.unlink(missing_ok=True)
+        return "empty upper layer (sparse ext4 written into an RBD image)"
 
     def remove(self, location: Location) -> None:
         with self._pool(location.pool) as io:
             self._remove(io, location.image)
 
     def remove_abandoned(self, location: Location) -> None:
-        """Remove a root whose maker died with it open: its watch would keep the image busy
-        until the OSD times it out (~30 s), so every watcher is blocklisted first (a root
-        whose record is unfinished has no target, so its only watcher is the dead maker).
-        Needs the monitor's ``osd blocklist``, which ``profile rbd`` allows."""
+        """Remove a root whose maker died with it open (see :meth:`_remove_abandoned`; a root
+        whose record is unfinished has no target, so its only watcher is the dead maker)."""
+        with self._pool(location.pool) as io:
+            self._remove_abandoned(io, location)
+
+    def _remove_abandoned(self, io: rados.Ioctx, location: Location, *,
+                          snapshots: bool = False) -> None:
+        """Remove an image whose maker died with it open: its watch would keep the image busy
+        until the OSD times it out (~30 s), so every watcher is blocklisted first. Needs
+        the monitor's ``osd blocklist``, which ``profile rbd`` allows."""
+        try:
+            with rbd.Image(io, location.image, read_only=True) as image:
+                watchers = [w["addr"] for w in image.watchers_list()]
+        except rbd.ImageNotFound:
+            return
+        for addr in watchers:
+            blocklist(self.settings, addr, FENCE_SECONDS, why=f"it holds {location}")
+            log.warning("blocklisted %s for %.0f s: the dead process that held %s",
+                        addr, FENCE_SECONDS, location)
+        if watchers:
+            wait_for_latest_osdmap(self.settings)
+        deadline = time.monotonic() + FENCE_SETTLE
+        while True:
+            try:
+                self._remove(io, location.image, snapshots=snapshots)
+                return
+            except ImageBusyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _exists(self, location: Location) -> bool:
         with self._pool(location.pool) as io:
             try:
-                with rbd.Image(io, location.image, read_only=True) as image:
-                    watchers = [w["addr"] for w in image.watchers_list()]
+                with rbd.Image(io, location.image, read_only=True):
+                    return True
             except rbd.ImageNotFound:
-                return
-            for addr in watchers:
-                blocklist(self.settings, addr, FENCE_SECONDS, why=f"it holds {location}")
-                log.warning("blocklisted %s for %.0f s: the dead process that held %s",
-                            addr, FENCE_SECONDS, location)
-            if watchers:
-                wait_for_latest_osdmap(self.settings)
-            deadline = time.monotonic() + FENCE_SETTLE
-            while True:
-                try:
-                    self._remove(io, location.image)
-                    return
-                except ImageBusyError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+                return False
 
     def allocated(self, location: Location) -> int | None:
         try:
@@ -339,7 +380,8 @@ class RbdStore:
             return None
 
     def recover(self) -> list[str]:
-        """Remove ``tmp.`` images whose importing process (on this host) is gone."""
+        """Remove ``tmp.`` images whose making process (an import, an upper layer; on this
+        host) is gone, and the staging directory's temporary files of such processes."""
         removed = []
         host = socket.gethostname()
         with self._pool() as io:
@@ -348,9 +390,10 @@ class RbdStore:
                 if not name.startswith(TEMP_PREFIX) or len(parts) != 3 or parts[1] != host:
                     continue
                 if parts[2].isdigit() and not os.path.exists(f"/proc/{parts[2]}"):
-                    self._remove(io, name, snapshots=True)
-                    log.warning("removed RBD image %s/%s left by an interrupted import",
-                                self.settings.pool, name)
+                    self._remove_abandoned(io, rbd_location(self.settings.pool, name),
+                                           snapshots=True)
+                    log.warning("removed RBD image %s/%s left by an interrupted import "
+                                "or upper layer", self.settings.pool, name)
                     removed.append(name)
         if self.staging_dir.is_dir():
             removed += [str(p) for p in remove_stale_temps(self.staging_dir)]
@@ -397,7 +440,7 @@ class RbdStore:
             except KeyError:
                 made = ""  # kept before versions noted how they were made
         return Image(rbd_name.removeprefix(IMAGE_PREFIX),
-                     rbd_location(self.settings.pool, rbd_name),
+                     rbd_location(self.settings.pool, rbd_name, version),
                      size, used, created, number, layout=layout_of(head), made=made)
 
     @staticmethod

@@ -20,7 +20,7 @@ from netboot.inventory.hosts import DiscoveryMutual, Host, Identity, discovery_m
 from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunRecord, extra_luns, host_luns
 from netboot.inventory.store import Inventory
 from netboot.storage.backend import open_storage
-from netboot.storage.location import Location, Store
+from netboot.storage.location import Location
 from netboot.storage.model import StorageError, parse_image_ref
 from netboot.target import Account, DesiredState, Lun, Outcome, TargetBackend, TargetSpec
 
@@ -108,8 +108,9 @@ def _overlay(client: Client) -> bool:
 
 
 def lower_locations(config: Config, clients: Iterable[Client]) -> dict[str, Location]:
-    """Where the image versions overlay ``clients`` are set to live, by ``NAME@N``; a
-    version the store does not hold (removed behind netboot's back) is left out, logged."""
+    """Where the image versions overlay ``clients`` are set to live, by ``NAME@N``: a file,
+    or on RBD the version's snapshot (which bs_rbd opens read-only). A version the store
+    does not hold (removed behind netboot's back) is left out, logged."""
     wanted = sorted({c.image for c in clients if _overlay(c) and c.image})
     if not wanted:
         return {}
@@ -122,9 +123,6 @@ def lower_locations(config: Config, clients: Iterable[Client]) -> dict[str, Loca
             image, why = None, str(err)
         else:
             why = "not in the image store"
-        if image is not None and image.location.store is not Store.FILE:
-            # an RBD version is a snapshot of the image, not the image's head: not served yet
-            image, why = None, "on RBD (overlay clients need the file store)"
         if image is None:
             log.error("reconcile: image %s of overlay clients: %s; their targets get no "
                       "lower LUN", ref, why)

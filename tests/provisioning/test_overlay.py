@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from netboot.config import Config, StorageKind
+from netboot.config import Config
 from netboot.errors import Conflict, ValidationError
 from netboot.inventory.clients import BootMethod
 from netboot.inventory.luns import LOWER_LUN
@@ -134,10 +133,6 @@ def test_overlay_add_refuses_what_it_cannot_serve(
                    boot_method=BootMethod.OVERLAY)
     with pytest.raises(ValidationError, match="--overlay-size is for"):
         add_client(target_config, inventory, MAC, image="os", overlay_size=1 << 30)
-    rbd = replace(target_config, storage=replace(target_config.storage,
-                                                 backend=StorageKind.RBD))
-    with pytest.raises(ValidationError, match=r"storage\.backend: file"):
-        add_client(rbd, inventory, MAC, image="os", boot_method=BootMethod.OVERLAY)
     assert inventory.clients() == []
 
 

@@ -21,17 +21,21 @@ import rbd
 
 from netboot.config import Config
 from netboot.errors import Conflict, ValidationError
-from netboot.inventory.luns import LunKind, LunOwner, OwnerKind
+from netboot.inventory.clients import BootMethod, Client
+from netboot.inventory.luns import LOWER_LUN, ROOT_LUN, LunKind, LunOwner, OwnerKind
 from netboot.inventory.store import Inventory
 from netboot.lab.ceph import Cluster
 from netboot.provisioning.clients import add_client, apply_targets, remove_client
 from netboot.provisioning.luns import add_lun
+from netboot.provisioning.overlay import reset_upper, set_lower
 from netboot.provisioning.root import recover_interrupted
 from netboot.storage import rbdstore
 from netboot.storage.backend import Storage, open_storage
 from netboot.storage.images import build_builtin, get_image, list_images, remove_image
 from netboot.storage.location import Location, Store
 from netboot.target import open_backend
+from netboot.target.model import Lun
+from netboot.target.reconcile import reconcile
 from tests.support.ceph import image_name
 from tests.support.tgtfixtures import (  # noqa: F401  (fixtures)
     Tgtd,
@@ -78,6 +82,17 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_lun(tgtd: Tgtd, client: Client, lun: int, out: Path) -> bytes:
+    """LUN ``lun`` of ``client``'s target, whole, as QEMU's iSCSI initiator reads it."""
+    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
+            f"lun={lun},user={client.chap_user},password={client.chap_secret},"
+            f"initiator-name={client.initiator_iqn}")
+    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()
+
+
 def rbd_names(io: rados.Ioctx) -> set[str]:
     return set(rbd.RBD().list(io))
 
@@ -86,7 +101,8 @@ def test_built_image_is_an_rbd_image_with_a_protected_version_snapshot(
         rbd_config: Config, pool: rados.Ioctx, tmp_path: Path) -> None:
     name = image_name("img")
     made = build_builtin(rbd_config, name)
-    assert made.location == Location(Store.RBD, f"{rbd_config.storage.rbd.pool}/image.{name}")
+    assert made.location == Location(Store.RBD,
+                                     f"{rbd_config.storage.rbd.pool}/image.{name}@v1")
     assert made.version == 1
     with rbd.Image(pool, f"image.{name}", read_only=True) as image:
         assert [s["name"] for s in image.list_snaps()] == ["v1"]
@@ -116,15 +132,8 @@ def test_root_is_a_thin_clone_whose_blocks_libiscsi_reads_back_equal_to_the_imag
     with rbd.Image(pool, root.image, read_only=True) as clone:
         assert clone.parent_info()[1:] == (f"image.{name}", "v1")
         assert clone.metadata_get("conf_rbd_cache") == "false"
-    out = tmp_path / "read.raw"
-    client = added.client
-    opts = (f"driver=iscsi,transport=tcp,portal={tgtd.url},target={client.target_iqn},"
-            f"lun=1,user={client.chap_user},password={client.chap_secret},"
-            f"initiator-name={client.initiator_iqn}")
-    done = subprocess.run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", str(out)],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert sha(out.read_bytes()) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
+    read = read_lun(tgtd, added.client, 1, tmp_path / "read.raw")
+    assert sha(read) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
 
 
 def test_writes_to_one_clone_show_neither_in_another_nor_in_the_image(
@@ -217,23 +226,29 @@ ADD_SCRIPT = """
 import sys
 from netboot.configfile import load_config
 from netboot.inventory.store import Inventory
+from netboot.inventory.clients import BootMethod
 from netboot.provisioning.clients import add_client
 config = load_config(sys.argv[1])
 with Inventory(config.storage.database) as inventory:
     print("adding", flush=True)
-    add_client(config, inventory, sys.argv[2], hostname=sys.argv[3], image=sys.argv[4])
+    add_client(config, inventory, sys.argv[2], hostname=sys.argv[3], image=sys.argv[4],
+               boot_method=BootMethod(sys.argv[5]))
 """
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.2, 0.4, 0.8])
-def test_a_killed_add_leaves_no_clone_no_record_and_no_target(
+@pytest.mark.parametrize(("method", "delay"), [
+    (BootMethod.INITRAMFS, 0.05), (BootMethod.INITRAMFS, 0.2), (BootMethod.INITRAMFS, 0.4),
+    (BootMethod.INITRAMFS, 0.8), (BootMethod.OVERLAY, 0.2), (BootMethod.OVERLAY, 0.4)])
+# (an overlay add took 0.5 s from "adding" to done here: its mke2fs, then its upload)
+def test_a_killed_add_leaves_no_root_no_record_and_no_target(
         rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx,
-        delay: float) -> None:
+        method: BootMethod, delay: float) -> None:
+    """A full clone's root or an overlay client's upper layer: whole, or nothing left."""
     name = image_name("img")
     build_builtin(rbd_config, name)
     host = image_name("h")
     proc = subprocess.Popen([sys.executable, "-c", ADD_SCRIPT, str(rbd_config.source), MAC,
-                             host, name], stdout=subprocess.PIPE, text=True,
+                             host, name, method.value], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert proc.stdout is not None and proc.stdout.readline() == "adding\n"
     time.sleep(delay)
@@ -286,6 +301,16 @@ def test_an_extra_rbd_lun_that_does_not_exist_needs_a_size(rbd_config: Config,
         add_lun(rbd_config, inventory, LunOwner(OwnerKind.CLIENT, MAC), rbd=missing)
 
 
+def test_an_rbd_snapshot_is_refused_as_an_extra_lun(rbd_config: Config,
+                                                    inventory: Inventory) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    add_client(rbd_config, inventory, MAC, hostname=image_name("h"), image=name)
+    snapshot = get_image(rbd_config, name).location
+    with pytest.raises(ValidationError, match="is a snapshot, which cannot be written"):
+        add_lun(rbd_config, inventory, LunOwner(OwnerKind.CLIENT, MAC), rbd=snapshot)
+
+
 def staged_ext4(storage: Storage, name: str, tmp_path: Path, text: str) -> Path:
     """An ext4 file at the store's staging path holding /motd = ``text``."""
     tree = tmp_path / f"tree-{secrets.token_hex(2)}"
@@ -327,3 +352,96 @@ def test_an_import_killed_before_its_snapshot_leaves_no_listed_image(
     assert name not in [i.name for i in storage.images()]
     storage.recover()
     assert not [n for n in rbd_names(pool) if name in n]
+
+
+def upper_entries(pool: rados.Ioctx, name: str, tmp_path: Path) -> list[str]:
+    """The root directory of the ext4 filesystem in RBD image ``name`` (read out whole)."""
+    out = tmp_path / f"{name}.img"
+    with rbd.Image(pool, name, read_only=True) as image:
+        out.write_bytes(image.read(0, image.size()))
+    listed = subprocess.run(["debugfs", "-R", "ls -p /", str(out)], capture_output=True,
+                            text=True, check=True)
+    names = [line.split("/")[5] for line in listed.stdout.splitlines() if line.count("/") > 5]
+    return sorted(n for n in names if n not in (".", ".."))
+
+
+def overlay_client(rbd_config: Config, inventory: Inventory, mac: str, image: str) -> Client:
+    return add_client(rbd_config, inventory, mac, hostname=image_name("h"), image=image,
+                      backend=open_backend(rbd_config), boot_method=BootMethod.OVERLAY,
+                      overlay_size=16 << 20).client
+
+
+def test_an_overlay_client_on_rbd_gets_an_rbd_upper_and_the_version_snapshot_read_only(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx,
+        tmp_path: Path) -> None:
+    name = image_name("img")
+    image = build_builtin(rbd_config, name)
+    client = overlay_client(rbd_config, inventory, MAC, name)
+    upper = Location.parse(client.lun_path)
+    pool_name = rbd_config.storage.rbd.pool
+    backend = open_backend(rbd_config)
+    assert [t.luns for t in backend.targets() if t.iqn == client.target_iqn] == [(
+        Lun(ROOT_LUN, upper.name, Store.RBD),
+        Lun(LOWER_LUN, f"{pool_name}/image.{name}@v1", Store.RBD, readonly=True))]
+    with rbd.Image(pool, upper.image, read_only=True) as made:
+        assert made.size() == 16 << 20 and made.metadata_get("conf_rbd_cache") == "false"
+        assert rbdstore._allocated(made, include_parent=False) < made.size()  # data only
+    assert upper_entries(pool, upper.image, tmp_path) == ["lost+found", "upper", "work"]
+    read = read_lun(tgtd, client, LOWER_LUN, tmp_path / "lower.raw")
+    assert sha(read) == sha(read_rbd(pool, f"image.{name}", image.size, "v1"))
+    denied = qemu_io(tgtd, client, "write -P 0xaa 0 64k", lun=LOWER_LUN, write=True)
+    assert denied.returncode != 0 and "write protected" in denied.stderr, denied
+    wrote = qemu_io(tgtd, client, "write -P 0x55 8M 64k", write=True)
+    assert wrote.returncode == 0, wrote.stderr
+    assert read_rbd(pool, upper.image, 64 << 10 | 8 << 20)[8 << 20:] == b"\x55" * (64 << 10)
+    assert not reconcile(rbd_config, inventory, backend).changes  # tgtd's show matches
+
+
+def test_an_rbd_upper_reset_is_empty_and_the_old_one_is_removed(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    client = overlay_client(rbd_config, inventory, MAC, name)
+    assert qemu_io(tgtd, client, "write -P 0x55 8M 64k", write=True).returncode == 0
+    old = Location.parse(client.lun_path)
+    reset = reset_upper(rbd_config, inventory, MAC, backend=open_backend(rbd_config)).client
+    new = Location.parse(reset.lun_path)
+    assert new.store is Store.RBD and new != old
+    assert old.image not in rbd_names(pool)
+    read = qemu_io(tgtd, reset, "read -P 0 8M 64k")
+    assert read.returncode == 0 and "Pattern verification failed" not in read.stdout, read
+
+
+def test_an_overlay_client_moves_to_another_rbd_version_and_only_then_frees_the_first(
+        rbd_config: Config, inventory: Inventory, tgtd: Tgtd, pool: rados.Ioctx) -> None:
+    name = image_name("img")
+    build_builtin(rbd_config, name)
+    build_builtin(rbd_config, name)
+    client = overlay_client(rbd_config, inventory, MAC, f"{name}@1")
+    with pytest.raises(Conflict, match="used by 1 client"):
+        remove_image(rbd_config, inventory, f"{name}@1")
+    backend = open_backend(rbd_config)
+    set_lower(rbd_config, inventory, MAC, f"{name}@2", backend=backend)
+    lower = [lun for t in backend.targets() if t.iqn == client.target_iqn for lun in t.luns
+             if lun.number == LOWER_LUN]
+    assert lower == [Lun(LOWER_LUN, f"{rbd_config.storage.rbd.pool}/image.{name}@v2",
+                         Store.RBD, readonly=True)]
+    remove_image(rbd_config, inventory, f"{name}@1")
+    assert [i.ref for i in list_images(rbd_config, inventory) if i.name == name] == [
+        f"{name}@2"]
+
+
+def test_an_upper_made_by_a_killed_process_leaves_nothing_once_recovered(
+        rbd_config: Config, pool: rados.Ioctx) -> None:
+    storage = open_storage(rbd_config)
+    upper = storage.root_location(image_name("h"))
+    dead = f"{rbdstore.TEMP_PREFIX}{upper.image}.{socket.gethostname()}.999999999"
+    rbd.RBD().create(pool, dead, 1 << 20)  # what a make_upper killed mid-write leaves
+    storage.recover()
+    assert dead not in rbd_names(pool) and upper.image not in rbd_names(pool)
+    storage.make_upper(upper, 2 << 30)
+    assert (storage.allocated(upper) or 0) < 64 << 20  # its data, in whole 4 MiB objects
+    with pytest.raises(Conflict, match="already exists"):
+        storage.make_upper(upper, 8 << 20)
+    assert not [n for n in rbd_names(pool) if n.startswith(rbdstore.TEMP_PREFIX)
+                and upper.image in n]

@@ -10,7 +10,7 @@ from netboot.inventory.clients import BootMethod, Client
 from netboot.inventory.hosts import DiscoveryMutual, Host
 from netboot.inventory.luns import LOWER_LUN, LunKind, LunRecord
 from netboot.provisioning.initiator import initiator_config
-from netboot.storage.location import Location, Store
+from netboot.storage.location import Location, Store, rbd_location
 from netboot.target.model import Account, Lun
 from netboot.target.reconcile import desired_state, only_secrets_differ
 
@@ -159,6 +159,16 @@ def test_an_overlay_client_gets_its_upper_as_lun_1_and_its_image_read_only(make_
     assert luns[two.target_iqn] == (Lun(1, two.lun_path),
                                     Lun(LOWER_LUN, image.name, readonly=True))
     assert luns[ALPHA.target_iqn] == (Lun(1, ALPHA.lun_path),)  # a full clone: no lower
+
+
+def test_an_overlay_client_on_an_rbd_version_gets_its_snapshot_read_only_through_bs_rbd(
+        make_config) -> None:
+    one = replace(client("one", "52:54:00:00:00:0a"), boot_method=BootMethod.OVERLAY,
+                  image="builtin@2", lun_path="rbd:netboot/root.one")
+    snapshot = rbd_location("netboot", "image.builtin", "v2")
+    (target,) = desired_state(make_config(), [one], [], lowers={"builtin@2": snapshot}).targets
+    assert target.luns == (Lun(1, "netboot/root.one", Store.RBD),
+                           Lun(LOWER_LUN, "netboot/image.builtin@v2", Store.RBD, readonly=True))
 
 
 def test_an_overlay_client_whose_image_version_is_gone_gets_no_lower_lun(make_config) -> None:

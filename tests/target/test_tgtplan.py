@@ -261,6 +261,24 @@ def test_an_rbd_lun_in_place_is_left_alone() -> None:
     assert not [op for op in plan(observed, [same], known={}) if op.request.mode is Mode.DEVICE]
 
 
+def test_an_rbd_snapshot_lun_read_only_in_place_is_left_alone() -> None:
+    """bs_rbd's show reports the path it was given, ``POOL/IMAGE@SNAP``: an overlay client's
+    lower layer on RBD reads back as the LUN reconcile asks for."""
+    text = (DATA / "show-target-rbd.txt").read_text().replace(
+        "Readonly: No\n            SWP: No\n            Thin-provisioning: No\n"
+        "            Backing store type: rbd\n"
+        "            Backing store path: netboot/root.node-525400000099",
+        "Readonly: Yes\n            SWP: No\n            Thin-provisioning: No\n"
+        "            Backing store type: rbd\n"
+        "            Backing store path: netboot/image.builtin@v2")
+    observed = Observed(tuple(parse_targets(text)), (), ())
+    target = observed.targets[1].state
+    assert target.luns == (Lun(1, "netboot/image.builtin@v2", Store.RBD, readonly=True),)
+    same = TargetSpec(iqn=target.iqn, mac="52:54:00:00:00:99", luns=target.luns,
+                      initiators=target.initiators, incoming=Account("x", "y"))
+    assert not [op for op in plan(observed, [same], known={}) if op.request.mode is Mode.DEVICE]
+
+
 def test_a_lun_has_the_same_scsi_identity_whatever_its_tid(observed: Observed) -> None:
     gamma = spec("gamma", GAMMA, None, "/luns/gamma.img")
     alone = plan(Observed((), (), ()), [gamma], known={})
