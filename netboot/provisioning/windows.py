@@ -32,14 +32,14 @@ from collections.abc import Sequence
 
 from netboot.config import ChapRotation, Config
 from netboot.errors import NetbootError
-from netboot.inventory.luns import extra_luns
+from netboot.inventory.clients import Client
 from netboot.inventory.servers import preparers
 from netboot.inventory.store import Inventory, InventoryFactory
 from netboot.inventory.windows import BootWindow
 from netboot.log import client_log
 from netboot.provisioning.chap import new_secret_pair
-from netboot.target import TargetBackend, TargetSpec, managed_backend
-from netboot.target.reconcile import target_spec
+from netboot.target import TargetBackend, managed_backend
+from netboot.target.reconcile import client_specs
 from netboot.threads import start_thread
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def prepare_windows(config: Config, inventory: Inventory, backend: TargetBackend
     """Steps 1 and 2 of the module docstring for every window of ``windows``, their targets
     renewed together (one observation of tgtd for a storm's many boots); a target that
     failed is logged with its client's MAC."""
-    specs: list[tuple[BootWindow, TargetSpec]] = []
+    prepared: list[tuple[BootWindow, Client]] = []
     for window in windows:
         client = inventory.find(window.mac)
         if client is None:
@@ -63,10 +63,11 @@ def prepare_windows(config: Config, inventory: Inventory, backend: TargetBackend
                                                  window.boot_id)
             client = inventory.get(client.mac)  # renewed here or by the other server
         if client.provisioned and client.lun_path:
-            specs.append((window, target_spec(config, client,
-                                              extra_luns(inventory, client.mac))))
-    if not specs:
+            prepared.append((window, client))
+    if not prepared:
         return
+    specs = list(zip((w for w, _ in prepared),
+                     client_specs(config, inventory, [c for _, c in prepared]), strict=True))
     renewal = backend.renew([spec for _, spec in specs])
     for window, spec in specs:
         logger = client_log(log, window.mac)

@@ -11,7 +11,7 @@ add`` and at ``serve`` start); such a client gets no target meanwhile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from netboot.config import Config
@@ -91,8 +91,7 @@ def desired_state(config: Config, clients: Iterable[Client], luns: Iterable[LunR
     by_host = _by_owner(host_luns)
     host_specs = tuple(host_target_spec(config, h, by_host.get(h.name, ())) for h in hosts)
     lowers = lowers or {}
-    specs = tuple(target_spec(config, c, by_mac.get(c.mac, ()),
-                              lowers.get(c.image or "") if _overlay(c) else None)
+    specs = tuple(_client_spec(config, c, by_mac.get(c.mac, ()), lowers)
                   for c in clients if c.provisioned and c.lun_path) + host_specs
     auth = config.target.discovery_auth
     discovery = tuple(s.incoming for s in specs) if auth else ()
@@ -105,6 +104,20 @@ def desired_state(config: Config, clients: Iterable[Client], luns: Iterable[LunR
 
 def _overlay(client: Client) -> bool:
     return client.boot_method is BootMethod.OVERLAY
+
+
+def _client_spec(config: Config, client: Client, luns: Iterable[LunRecord],
+                 lowers: Mapping[str, Location]) -> TargetSpec:
+    return target_spec(config, client, luns,
+                       lowers.get(client.image or "") if _overlay(client) else None)
+
+
+def client_specs(config: Config, inventory: Inventory,
+                 clients: Sequence[Client]) -> list[TargetSpec]:
+    """``clients``' targets as reconcile makes them: their extra LUNs and an overlay
+    client's lower layer too (a target renewed without it would lose its LUN 255)."""
+    lowers = lower_locations(config, clients)
+    return [_client_spec(config, c, extra_luns(inventory, c.mac), lowers) for c in clients]
 
 
 def lower_locations(config: Config, clients: Iterable[Client]) -> dict[str, Location]:
