@@ -12,7 +12,8 @@ from functools import partial
 import pytest
 
 from netboot.config import Config
-from netboot.inventory.clients import Client
+from netboot.inventory.clients import BootMethod, Client
+from netboot.inventory.luns import LOWER_LUN
 from netboot.inventory.servers import PortalRole, ServerRecord
 from netboot.inventory.store import Inventory, open_inventory
 from netboot.provisioning.clients import add_client
@@ -171,3 +172,16 @@ def test_windows_prepared_together_each_get_their_new_secret(
         renewed = inventory.get(old.mac)
         assert logs_in(tgtd, old).returncode != 0
         assert logs_in(tgtd, renewed).returncode == 0
+
+
+def test_an_overlay_clients_window_keeps_its_read_only_lower_lun(
+        target_config: Config, inventory: Inventory, backend: TgtBackend, tgtd: Tgtd,
+        builtin_image):
+    overlay = add_client(target_config, inventory, "52:54:00:00:00:43", image="builtin",
+                         boot_method=BootMethod.OVERLAY, overlay_size=16 << 20,
+                         backend=backend).client
+    window, _ = inventory.open_window(overlay.mac, time.time(), 120, ready=False)
+    prepare_windows(target_config, inventory, backend, [window])
+    target, = (t for t in backend.targets() if t.iqn == overlay.target_iqn)
+    assert [(lun.number, lun.readonly) for lun in target.luns] == [(1, False),
+                                                                    (LOWER_LUN, True)]
