@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -139,7 +140,7 @@ def qemu_argv(spec: VmSpec) -> list[str]:
 
 def _nic(spec: VmSpec, nic: str) -> list[str]:
     if spec.tap is None:
-        return []
+        return ["-nic", "none"]  # not QEMU's default user-mode NIC: nothing leaves the VM
     return ["-netdev", f"tap,ifname={spec.tap},script=no,downscript=no,id=n0",
             "-device", f"{nic},netdev=n0,mac={spec.mac}"]
 
@@ -191,7 +192,22 @@ def start_detached(spec: VmSpec, console: Path, qemu_log: Path) -> int:
     with console.open("ab") as out, qemu_log.open("ab") as err:
         proc = subprocess.Popen(qemu_argv(spec), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=err, start_new_session=True, close_fds=True)
+    _await_argv(proc)
     return proc.pid
+
+
+def _await_argv(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Wait until the kernel shows the started QEMU's command line: Popen returns as soon as
+    exec has replaced the child's memory, before the new argv is in place (an empty
+    /proc/PID/cmdline for a moment, longer when the binary is not yet in the page cache), and
+    whoever then checks the pid by its argv (a BMC's power status) would find no VM."""
+    deadline = time.monotonic() + timeout
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    while time.monotonic() < deadline and proc.poll() is None:
+        with suppress(OSError):
+            if cmdline.read_bytes():
+                return
+        time.sleep(0.005)
 
 
 def fresh_efi_vars(spec: VmSpec) -> None:
