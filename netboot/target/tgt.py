@@ -26,6 +26,7 @@ from netboot.target.model import (
     GLOBAL,
     Account,
     DesiredState,
+    Login,
     Outcome,
     Renewal,
     TargetError,
@@ -37,8 +38,10 @@ from netboot.target.tgtd import start_tgtd, stop_tgtd, tgtd_pid
 from netboot.target.tgtmgmt import Mode, Operation, Request, Status, TargetRefused, call
 from netboot.target.tgtplan import Observed, Op, close_connections, plan
 from netboot.target.tgtshow import (
+    Connection,
     find_targets,
     parse_accounts,
+    parse_connections,
     parse_global_accounts,
     parse_portal_ports,
     parse_targets,
@@ -107,13 +110,14 @@ class TgtBackend:
         """Each target brought to its spec (accounts left alone elsewhere), then each of its
         connections closed (``--mode conn --op delete``), which ends its sessions.
 
-        The sessions are listed after the accounts changed: an initiator that logged
+        The connections are listed after the accounts changed: an initiator that logged
         in again a moment before with the old secret is closed too, and cannot return.
         One observation and one plan serve every target of the batch (a boot storm's
-        windows cost a ``show`` per batch, not per boot), and only these targets are
-        parsed from tgtd's reports; the plan sees them alone, which is enough with
+        windows cost one whole ``show`` per batch, not per boot), and only these targets
+        are parsed from tgtd's reports; the plan sees them alone, which is enough with
         ``prune=False``: it touches no other target and no account but theirs. A target
-        tgtd does not hold yet is made from a full observation (a new tid).
+        tgtd does not hold yet is made from a full observation (a new tid; it has no
+        sessions to close). Connections are listed per target (``--mode conn``).
         """
         iqns = {spec.iqn for spec in specs}
         macs = {spec.iqn: spec.mac for spec in specs if spec.mac is not None}
@@ -125,12 +129,13 @@ class TgtBackend:
             outcome = self._run_plan(observed, list(specs), [], None, None, prune=False)
             renewal = Renewal(failed=dict(outcome.failed))
             closing = Outcome()
-            for iqn, target in find_targets(self._show(Mode.TARGET), iqns).items():
+            for iqn, target in held.items():
                 if iqn in renewal.failed:
                     continue
-                for op in close_connections(target):
+                live = self._connections(target.tid)
+                for op in close_connections(target.tid, iqn, [c for c, _ in live]):
                     self._run(op, closing, macs, {})
-                renewal.closed[iqn] = target.state.logins
+                renewal.closed[iqn] = tuple({c.sid: login for c, login in live}.values())
         return renewal
 
     def forget_secrets(self) -> None:
@@ -149,6 +154,17 @@ class TgtBackend:
     def _show(self, mode: Mode) -> str:
         return call(self.control_port, Request(mode, Operation.SHOW),
                     what=f"show {mode.name.lower()}")
+
+    def _connections(self, tid: int) -> list[tuple[Connection, Login]]:
+        """Target ``tid``'s connections now (none if it is gone)."""
+        try:
+            text = call(self.control_port, Request(Mode.CONNECTION, Operation.SHOW, tid=tid),
+                        what=f"show connections of target {tid}")
+        except TargetRefused as err:
+            if err.status == Status.NO_TARGET:
+                return []
+            raise
+        return parse_connections(text)
 
     def _observe(self) -> Observed:
         targets = parse_targets(self._show(Mode.TARGET))

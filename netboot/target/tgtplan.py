@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from netboot.storage.location import Location, Store
 from netboot.target.model import GLOBAL, Account, Lun, TargetSpec
 from netboot.target.tgtmgmt import GLOBAL_TID, Mode, Operation, Param, Request, Status
-from netboot.target.tgtshow import RBD_BSTYPE, TgtTarget
+from netboot.target.tgtshow import RBD_BSTYPE, Connection, TgtTarget
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,18 @@ class Observed:
     discovery_out: str | None = None
 
 
-def close_connections(target: TgtTarget) -> list[Op]:
-    """Close each connection of ``target`` (``--mode conn --op delete``), which ends its
-    sessions and drops what tgtd still had to send on them; one that ended meanwhile is
-    no error."""
-    iqn = target.state.iqn
-    return [Op(Request(Mode.CONNECTION, Operation.DELETE, tid=target.tid, sid=c.sid,
-                       cid=c.cid),
+def close_connections(tid: int, iqn: str, connections: Iterable[Connection]) -> list[Op]:
+    """Close ``connections`` of target ``tid`` (``iqn``) (``--mode conn --op delete``),
+    which ends their sessions and drops what tgtd still had to send on them; one that
+    ended meanwhile is no error."""
+    return [Op(Request(Mode.CONNECTION, Operation.DELETE, tid=tid, sid=c.sid, cid=c.cid),
                f"close connection {c.cid} of session {c.sid} on {iqn}", iqn,
                done_if=frozenset({Status.NO_SESSION, Status.NO_CONNECTION}))
-            for c in target.connections]
+            for c in connections]
+
+
+def _close_all(target: TgtTarget) -> list[Op]:
+    return close_connections(target.tid, target.state.iqn, target.connections)
 
 
 def fingerprint(account: Account) -> str:
@@ -160,7 +162,7 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
         if iqn in by_iqn:
             # Its connections first: a LUN with answers still queued to an initiator that
             # vanished (a VM powered off) cannot be deleted until they are dropped.
-            first += close_connections(by_iqn[iqn])
+            first += _close_all(by_iqn[iqn])
             peers = tuple(dict.fromkeys(login.address for login in by_iqn[iqn].state.logins
                                         if login.address))
             first.append(Op(Request(Mode.TARGET, Operation.DELETE, tid=by_iqn[iqn].tid,
@@ -206,7 +208,7 @@ def plan(observed: Observed, targets: Iterable[TargetSpec], *, remove: Iterable[
             # a LUN goes (a reimaged root, a removed extra LUN, an overlay client's lower
             # on another version): its sessions go first, as for a removed target; tgtd
             # cannot delete a LUN with answers still queued
-            first += close_connections(have)
+            first += _close_all(have)
         for number, lun in sorted(luns.items()):
             if not lun.same_storage(wanted_luns.get(number)):
                 last.append(Op(Request(Mode.DEVICE, Operation.DELETE, tid=tid, lun=number),

@@ -15,6 +15,7 @@ from netboot.target.tgtshow import (
     Connection,
     find_targets,
     parse_accounts,
+    parse_connections,
     parse_global_accounts,
     parse_portal_ports,
     parse_targets,
@@ -82,6 +83,14 @@ def test_parse_targets_reads_each_sessions_nexus_and_connection_to_close() -> No
     alpha, beta = parse_targets((DATA / "show-target-logins.txt").read_text())
     assert alpha.connections == (Connection(1, 0), Connection(2, 0))
     assert beta.connections == ()
+
+
+def test_parse_connections_reads_each_connection_of_one_target_and_who_holds_it() -> None:
+    """Captured with two libiscsi sessions (iscsi-perf) open to one target: what a boot
+    window lists (``--mode conn --op show --tid N``) to close."""
+    holder = Login("iqn.2026-01.org.example:init1", "127.0.0.1")
+    assert parse_connections((DATA / "show-conn.txt").read_text()) == [
+        (Connection(2, 0), holder), (Connection(1, 0), holder)]
 
 
 def test_find_targets_parses_the_targets_asked_for_out_of_a_whole_report() -> None:
