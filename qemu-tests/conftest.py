@@ -18,17 +18,12 @@ import pytest
 from netboot.lab import lab, topology
 from netboot.lab.kernel import fetch_kernel
 from netboot.lab.vm import Accel, VmFactory, choose_accel
-from tests.support.paths import make_reachable
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import LAB_CACHE, make_reachable
 
 # The session's shared Ceph cluster (ceph_cluster, ceph_attach) and PostgreSQL server: one
 # plugin each for both test folders, so a run of both makes one of each.
 pytest_plugins = ("tests.support.ceph", "tests.support.postgres")
 
-
-# Kernel .debs are kept between runs (not in /tmp): $NETBOOT_LAB_CACHE or lab-state/cache.
-LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 # Ample for one TCG boot on two shared cores (8-30 s measured); a limit, not a speed check.
 BOOT_TIMEOUT = 180.0
 SERIAL_TAIL = 200  # lines of each console shown for a failed test

@@ -34,6 +34,7 @@ from netboot.lab.topology import Topology
 from netboot.lab.vm import STOP_GRACE, VmFactory, VmSpec, VmTimeout
 from netboot.target.tgtd import free_control_port, stop_tgtd, tgtd_pid
 from netboot.target.tgtmgmt import Mode, Operation, Request, call
+from tests.support.paths import LAB_CACHE
 
 MARKER = "NETBOOT-ROOT-OK"
 REPORT_PORT = 8080
@@ -51,9 +52,9 @@ def vlan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
 
 
 @pytest.fixture(scope="module")
-def base_image(config: Config, pytestconfig: pytest.Config) -> Path:
+def base_image(config: Config) -> Path:
     """The kernel installed and the base initramfs built from the module's ``config``."""
-    return install_base_image(config, pytestconfig.cache.mkdir("netboot-kernel-deb"))
+    return install_base_image(config, LAB_CACHE)
 
 
 def guest_address(vlan: Topology) -> IPv4Address:

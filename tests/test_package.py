@@ -27,7 +27,7 @@ from netboot.initramfs.kernel import download
 from tests.conftest import BASE_CONFIG, SAMPLE_CLIENT, needs_root
 from tests.support import REPO
 from tests.support.bootserving import Lan
-from tests.support.paths import make_reachable
+from tests.support.paths import LAB_CACHE, make_reachable
 from tests.support.serving import (  # noqa: F401  (fixtures)
     boot_files_config,
     lan_pair,
@@ -152,7 +152,7 @@ def http_get(lan: Lan, url: str) -> bytes:
 @needs_root
 @pytest.mark.root
 def test_installed_cli_builds_the_base_initramfs_and_serves_it_with_a_clients_files(
-        installed, lan_pair, tmp_path, pytestconfig):
+        installed, lan_pair, tmp_path):
     """Every step by the installed `netboot`: kernel fetch, initramfs build (its /init
     template, modules.txt and udhcpc.script are package data), client add, then serve in one
     namespace while the client, in another, fetches over HTTP its script, its part, and the
@@ -161,7 +161,7 @@ def test_installed_cli_builds_the_base_initramfs_and_serves_it_with_a_clients_fi
     netboot = installed.venv / "bin" / "netboot"
     config = boot_files_config(tmp_path, interface, prefix)
     make_reachable(installed.venv)  # serve's network part and its workers run as server.user
-    deb = download("cloud-amd64", pytestconfig.cache.mkdir("netboot-kernel-deb"), print)
+    deb = download("cloud-amd64", LAB_CACHE, print)
     kernel = json.loads(installed.run([netboot, "--config", config, "kernel", "fetch", "--deb",
                                        deb, "--json"]))
     image = json.loads(installed.run([netboot, "--config", config, "initramfs", "build",

@@ -23,7 +23,7 @@ from netboot.config import Config
 from netboot.errors import NetbootError
 from netboot.host.run import run
 from netboot.initramfs.elf import beneath, interpreter, libraries_beneath, shared_libraries
-from netboot.initramfs.kernel import download_package, package_info
+from netboot.initramfs.kernel import download_packages, package_infos
 
 Progress = Callable[[str], None]
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static
@@ -96,9 +96,8 @@ def sysroot(config: Config, arch: Arch, progress: Progress) -> Sysroot:
     packages fetched and unpacked into the cache (once per set of package versions)."""
     if arch is host_arch():
         return Sysroot(arch, Path("/"))
-    infos = [package_info(p, arch) for p in PACKAGES]
-    debs = [download_package(i, arch, config.storage.cache / "debs" / arch.value, progress)
-            for i in infos]
+    infos = package_infos(PACKAGES, arch)
+    debs = download_packages(infos, arch, config.storage.cache / "debs" / arch.value, progress)
     key = hashlib.sha256("".join(i.sha256 for i in infos).encode()).hexdigest()[:16]
     root = config.storage.cache / "sysroots" / f"{arch}-{key}"
     if not root.is_dir():

@@ -1,7 +1,7 @@
 """The base image built from a real Debian kernel package: entries, closure, chroot, bytes.
 
-The kernel .deb is downloaded once into pytest's cache (``apt-get download``);
-everything after that is local.
+The kernel .debs and the arm64 packages are downloaded once into the cache both test
+folders share (``apt-get download``); everything after that is local.
 """
 
 from __future__ import annotations
@@ -35,20 +35,21 @@ from netboot.initramfs.elf import is_elf, machine, shared_libraries
 from netboot.initramfs.kernel import current, download, install
 from netboot.initramfs.modules import parse_modules_dep
 from netboot.initramfs.sysroot import Sysroot
+from tests.support.paths import LAB_CACHE
 
 GOLDEN_INIT = Path(__file__).parent / "golden" / "init"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot")
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory, pytestconfig):
+def state(tmp_path_factory):
     """A config with the cloud kernel installed and the base image built once."""
     root = tmp_path_factory.mktemp("image")
     text = (f"server:\n  address: 198.18.0.1\ndhcp:\n  subnet: 198.18.0.0/24\n"
             f"storage:\n  state_dir: {root / 'state'}\n")
     (root / "netboot.yaml").write_text(text)
     config = parse_config(text, str(root / "netboot.yaml"))
-    deb = download("cloud-amd64", pytestconfig.cache.mkdir("netboot-kernel-deb"), print)
+    deb = download("cloud-amd64", LAB_CACHE, print)
     install(config, print, deb=deb)
     manifest = build(config, print)
     unpacked, listing = _unpack(manifest, root / "unpacked")
@@ -68,12 +69,12 @@ def _unpack(manifest: Manifest, directory: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def arm64_state(state, pytestconfig):
+def arm64_state(state):
     """The same state dir with the arm64 cloud kernel and its base image besides amd64's,
-    the arm64 packages kept in pytest's cache between runs."""
+    the arm64 packages kept in the shared cache between runs (the ARM64 lab's too)."""
     config, _, unpacked, _ = state
     config = dataclasses.replace(config, storage=dataclasses.replace(
-        config.storage, cache_dir=pytestconfig.cache.mkdir("netboot-arm64-packages")))
+        config.storage, cache_dir=LAB_CACHE))
     deb = download("cloud-arm64", config.storage.cache, print)
     install(config, print, deb=deb, arch=Arch.ARM64)
     manifest = build(config, print, arch=Arch.ARM64)
@@ -237,16 +238,14 @@ def test_two_builds_without_cache_are_byte_identical(state, tmp_path):
     assert not again.cached and Path(again.path).read_bytes() == first
 
 
-def test_a_second_server_with_its_own_state_dir_builds_the_same_bytes(state, tmp_path,
-                                                                      pytestconfig):
+def test_a_second_server_with_its_own_state_dir_builds_the_same_bytes(state, tmp_path):
     """Two servers of one boot VLAN (their own address and state directory, the same
     kernel package) hand clients the same base initramfs, whichever answers."""
     _, manifest, _, _ = state
     text = (f"server:\n  address: 198.18.0.2\ndhcp:\n  subnet: 198.18.0.0/24\n"
             f"storage:\n  state_dir: {tmp_path / 'server-b'}\n")
     other = parse_config(text, str(tmp_path / "b.yaml"))
-    install(other, print, deb=download("cloud-amd64",
-                                       pytestconfig.cache.mkdir("netboot-kernel-deb"), print))
+    install(other, print, deb=download("cloud-amd64", LAB_CACHE, print))
     again = build(other, print)
     assert again.digest == manifest.digest
     assert Path(again.path).read_bytes() == Path(manifest.path).read_bytes()

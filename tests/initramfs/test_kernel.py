@@ -5,7 +5,7 @@ import pytest
 from netboot.initramfs.kernel import (
     KernelError,
     parse_kernel_config,
-    parse_package_info,
+    parse_package_infos,
     versioned_package,
 )
 
@@ -36,15 +36,21 @@ def test_generic_flavour_does_not_take_the_cloud_package():
         versioned_package("amd64", DEPENDS)
 
 
-def test_package_info_takes_the_first_stanza():
-    info = parse_package_info(SHOW)
+def test_package_info_takes_each_packages_first_stanza():
+    [info] = parse_package_infos(SHOW).values()
     assert (info.version, info.size) == ("6.1.192-2", 26713492)
     assert info.filename.endswith("linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb")
 
 
 def test_package_info_without_checksum_is_an_error():
     with pytest.raises(KernelError, match="SHA256"):
-        parse_package_info("Package: x\nVersion: 1\nFilename: x.deb\nSize: 1\n")
+        parse_package_infos("Package: x\nVersion: 1\nFilename: x.deb\nSize: 1\n")
+
+
+def test_package_infos_of_several_packages_are_found_by_name():
+    other = SHOW.replace("linux-image-6.1.0-56-cloud-amd64", "busybox-static")
+    assert list(parse_package_infos(SHOW + "\n" + other)) == [
+        "linux-image-6.1.0-56-cloud-amd64", "busybox-static"]
 
 
 def test_kernel_config_keeps_set_options_only():

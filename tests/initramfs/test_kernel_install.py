@@ -1,6 +1,6 @@
 """Installing a real Debian kernel package: layout, depmod, idempotence, --tree and the CLI.
 
-The .deb comes from the apt index into pytest's cache once (``apt-get download``).
+The .deb comes from the apt index into the tests' shared download cache once (``apt-get download``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import pytest
 
 from netboot.host.files import sha256_file
 from netboot.initramfs.kernel import KernelError, current, download, install, resolve
+from tests.support.paths import LAB_CACHE
 
 
 @pytest.fixture(scope="module")
-def deb(pytestconfig):
-    return download("cloud-amd64", pytestconfig.cache.mkdir("netboot-kernel-deb"), print)
+def deb():
+    return download("cloud-amd64", LAB_CACHE, print)
 
 
 @pytest.fixture

@@ -1,9 +1,18 @@
-"""Test directories another user may pass: pytest makes each of its directories 0700."""
+"""Where tests keep things: the download cache both test folders share, and test directories
+another user may pass (pytest makes each of its directories 0700)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
+
+from tests.support import REPO
+
+# Downloads kept between runs (not in /tmp), shared by both test folders so a run fetches
+# each once: kernel .debs, another architecture's packages, mmdebstrap tarballs.
+# $NETBOOT_LAB_CACHE or lab-state/cache.
+LAB_CACHE = Path(os.environ.get("NETBOOT_LAB_CACHE", REPO / "lab-state" / "cache"))
 
 
 def make_reachable(*paths: Path) -> None:
