@@ -201,6 +201,14 @@ SQLITE: tuple[str, ...] = (
     );
     INSERT INTO directory_version (id, version) VALUES (1, 0);
     """,
+    # the last roll-out (netboot.rollout.record) as its JSON record: in the inventory, so
+    # any server of a shared inventory can show or undo it
+    """
+    CREATE TABLE last_rollout (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        record TEXT NOT NULL
+    );
+    """,
 )
 
 POSTGRESQL: tuple[str, ...] = (
@@ -368,5 +376,11 @@ POSTGRESQL: tuple[str, ...] = (
         version BIGINT NOT NULL
     );
     INSERT INTO directory_version (id, version) VALUES (1, 0);
+    """,
+    """
+    CREATE TABLE last_rollout (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        record TEXT NOT NULL
+    );
     """,
 )

@@ -1,22 +1,19 @@
 """The last roll-out, kept so ``rollout --undo`` knows whom it moved and from what.
 
-One JSON file, ``<state_dir>/rollouts/last.json``, replaced whole (written to a
-temporary file and renamed). The runner writes it before it touches each client
-(write-ahead), so a roll-out killed at any moment leaves a record of every client it
-may have moved, with the version each came from.
+One JSON record in the inventory's ``last_rollout`` row, replaced whole in one
+transaction, so every server of a shared inventory (PostgreSQL) sees the same last
+roll-out and any of them can undo it. The runner writes it before it touches each
+client (write-ahead), so a roll-out killed at any moment leaves a record of every client
+it may have moved, with the version each came from.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
-from netboot.config import Config
 from netboot.errors import NotFound, ValidationError
-from netboot.host.files import atomic_write
-
-RECORD = Path("rollouts") / "last.json"
+from netboot.inventory.store import Inventory
 
 
 @dataclass(frozen=True)
@@ -48,24 +45,21 @@ class Rollout:
         return replace(self, moves=tuple(moves))
 
 
-def path(config: Config) -> Path:
-    return config.storage.state_dir / RECORD
+def save(inventory: Inventory, rollout: Rollout) -> None:
+    record = json.dumps(asdict(rollout), indent=2)
+    with inventory.transaction() as db:
+        db.execute("INSERT INTO last_rollout (id, record) VALUES (1, ?) "
+                   "ON CONFLICT (id) DO UPDATE SET record = excluded.record", (record,))
 
 
-def save(config: Config, rollout: Rollout) -> None:
-    target = path(config)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, (json.dumps(asdict(rollout), indent=2) + "\n").encode(), 0o644)
-
-
-def load(config: Config) -> Rollout:
+def load(inventory: Inventory) -> Rollout:
     """The last roll-out; NotFound when there was none."""
-    target = path(config)
+    rows = inventory.query("SELECT record FROM last_rollout WHERE id = 1")
+    if not rows:
+        raise NotFound("no roll-out was made with this inventory yet (nothing to undo)")
     try:
-        data = json.loads(target.read_text())
+        data = json.loads(str(rows[0]["record"]))
         return Rollout(**{**data, "moves": tuple(Move(**m) for m in data["moves"])})
-    except FileNotFoundError:
-        raise NotFound("no roll-out was made here yet (nothing to undo)") from None
     except (ValueError, KeyError, TypeError) as err:
-        raise ValidationError(f"{target}: not a roll-out record ({err})") from None
-
+        raise ValidationError(f"the inventory's last roll-out is not a roll-out record "
+                              f"({err})") from None

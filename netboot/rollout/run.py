@@ -87,14 +87,14 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
     for client in clients:
         get_bmc(inventory, client.mac)  # every BMC known before anything is touched
     rollout = Rollout(target, time.time())
-    save(config, rollout)
+    save(inventory, rollout)
     for number, group in enumerate(groups, 1):
         say(f"batch {number}/{len(groups)}: {', '.join(c.hostname for c in group)}")
         began = time.monotonic()
         for client in group:
             rollout = rollout.with_move(Move(client.mac, client.hostname,
                                              inventory.get(client.mac).image))
-        save(config, rollout)  # before the batch is touched: undo must know it
+        save(inventory, rollout)  # before the batch is touched: undo must know it
         _shut_down(inventory, group, say)
         for client in group:
             current = inventory.get(client.mac)
@@ -117,9 +117,9 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
         if bad:
             rollout = replace(rollout, stopped=f"batch {number}: {bad[0].hostname} "
                                                 f"{verdicts[bad[0].mac]}")
-            save(config, rollout)
+            save(inventory, rollout)
             return rollout
-        save(config, rollout)
+        save(inventory, rollout)
         say(f"batch {number}/{len(groups)} up in {time.monotonic() - began:.1f} s")
     return rollout
 
@@ -127,7 +127,7 @@ def roll_out(config: Config, inventory: Inventory, version: str, clients: Sequen
 def undo(config: Config, inventory: Inventory, *, timeout: float,
          backend: TargetBackend | None, say: Say) -> Rollout:
     """Put every client the last roll-out moved back on the version it had."""
-    rollout = load(config)
+    rollout = load(inventory)
     if rollout.undone:
         raise Conflict(f"the last roll-out (to {rollout.version}) was undone already")
     moved = [inventory.get(m.mac) for m in rollout.moves]
@@ -148,5 +148,5 @@ def undo(config: Config, inventory: Inventory, *, timeout: float,
     rollout = replace(rollout, undone=True, moves=tuple(
         replace(m, result=f"undone: {_result(verdicts[m.mac])}") for m in rollout.moves),
         stopped=f"undo: {bad[0].hostname} {verdicts[bad[0].mac]}" if bad else None)
-    save(config, rollout)
+    save(inventory, rollout)
     return rollout
