@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
-from netboot.target.model import DesiredState, Outcome, Renewal, TargetSpec, TargetState
+from netboot.target.model import (
+    DesiredState,
+    Login,
+    Outcome,
+    Renewal,
+    TargetSpec,
+    TargetState,
+)
 
 
 class TargetBackend(Protocol):
@@ -28,10 +35,12 @@ class TargetBackend(Protocol):
         """Remove every target and stop the service."""
 
     def targets(self) -> list[TargetState]:
-        """Every target that exists, with the initiators logged in to it now.
+        """Every target that exists, with the initiators logged in to it now."""
 
-        Cheap enough to call every second: ``netboot serve`` watches logins with it.
-        """
+    def logins(self) -> dict[str, tuple[Login, ...]]:
+        """Who is logged in to each target now, by IQN (targets nobody is logged in to
+        left out). Cheap enough to call every second: ``netboot serve`` watches logins
+        with it."""
 
     def apply(self, desired: DesiredState) -> Outcome:
         """Make every target under ``desired.prefix`` and discovery CHAP match ``desired``."""

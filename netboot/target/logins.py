@@ -3,8 +3,8 @@
 Under ``sanboot`` iPXE logs in itself and no /init reports anything, so the
 target's session list is the only witness of that step; for ``initramfs``
 clients it confirms what /init reports. :func:`new_logins` is pure: the
-sessions seen in the previous round and the targets now in, the clients whose
-``login`` stage to record out.
+sessions seen in the previous round and who is logged in to each target now in,
+the clients whose ``login`` stage to record out.
 
 Only a session that appeared since the previous round counts, so a running
 client is not written every second; at the first round (nothing seen yet)
@@ -18,29 +18,32 @@ as /init's ``root`` may arrive between the read and the write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from netboot.inventory.clients import Client
 from netboot.inventory.stages import Stage
-from netboot.target.model import Login, TargetState
+from netboot.target.model import Login
 
 Session = tuple[str, str]  # (target IQN, initiator IQN)
 
 LOGIN_OR_LATER = frozenset({Stage.LOGIN, Stage.ROOT, Stage.OS_UP, Stage.FAILED})
 
 
-def sessions(targets: Iterable[TargetState]) -> frozenset[Session]:
+Logins = Mapping[str, Iterable[Login]]  # who is logged in, by target IQN
+
+
+def sessions(logins: Logins) -> frozenset[Session]:
     """Every (target, initiator) pair logged in now."""
-    return frozenset((t.iqn, login.initiator) for t in targets for login in t.logins)
+    return frozenset((iqn, login.initiator) for iqn, held in logins.items() for login in held)
 
 
-def new_logins(previous: frozenset[Session], targets: Iterable[TargetState],
+def new_logins(previous: frozenset[Session], logins: Logins,
                clients: Iterable[Client]) -> list[tuple[Client, Login]]:
     """Clients whose own initiator newly logged in to their own target, before ``login``."""
     fresh: dict[Session, Login] = {}
-    for target in targets:
-        for login in target.logins:
-            if (target.iqn, login.initiator) not in previous:
-                fresh.setdefault((target.iqn, login.initiator), login)
+    for iqn, held in logins.items():
+        for login in held:
+            if (iqn, login.initiator) not in previous:
+                fresh.setdefault((iqn, login.initiator), login)
     return [(c, fresh[(c.target_iqn, c.initiator_iqn)]) for c in clients
             if (c.target_iqn, c.initiator_iqn) in fresh and c.last_stage not in LOGIN_OR_LATER]

@@ -11,9 +11,9 @@ second or two), or ``target.reconcile_interval`` has passed. A tgtd that is
 gone is started again. Stopping serve leaves tgtd running: diskless clients
 live on it.
 
-Each round also lists the targets once (one ``show`` request; reconcile runs
-too rarely to lend its observation) and records the ``login`` stage of a
-client whose initiator newly logged in to its target (see
+Each round also asks who is logged in (one ``show`` request, of which only the
+sessions are read; reconcile runs too rarely to lend its observation) and records
+the ``login`` stage of a client whose initiator newly logged in to its target (see
 :mod:`netboot.target.logins`); the inventory is read only when a session appeared.
 """
 
@@ -118,11 +118,11 @@ class TargetService:
 
     def _watch_logins(self, inventory: Inventory) -> None:
         """Record ``login`` for clients whose session appeared since the previous round."""
-        targets = self.backend.targets()
-        now = sessions(targets)
+        logins = self.backend.logins()
+        now = sessions(logins)
         if now - self._sessions:
             at = time.time()
-            for client, login in new_logins(self._sessions, targets, inventory.clients()):
+            for client, login in new_logins(self._sessions, logins, inventory.clients()):
                 if not inventory.record_stage(client.mac, Stage.LOGIN, at,
                                               unless=LOGIN_OR_LATER):
                     continue  # /init reported login or later between the read and this write

@@ -43,6 +43,7 @@ from netboot.target.tgtshow import (
     parse_accounts,
     parse_connections,
     parse_global_accounts,
+    parse_logins,
     parse_portal_ports,
     parse_targets,
 )
@@ -84,6 +85,10 @@ class TgtBackend:
     def targets(self) -> list[TargetState]:
         """Every target tgtd has, netboot's or not, with its logins (one ``show``)."""
         return [t.state for t in parse_targets(self._show(Mode.TARGET))]
+
+    def logins(self) -> dict[str, tuple[Login, ...]]:
+        """Who is logged in to each target (one ``show``, only its sessions read)."""
+        return parse_logins(self._show(Mode.TARGET))
 
     def apply(self, desired: DesiredState) -> Outcome:
         """Make tgtd hold exactly ``desired`` under its prefix: create, fix, remove.

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from netboot.inventory.clients import Client
 from netboot.target.logins import new_logins, sessions
-from netboot.target.model import Login, TargetState
-from netboot.target.tgtshow import parse_targets
+from netboot.target.model import Login
+from netboot.target.tgtshow import parse_logins
 
 DATA = Path(__file__).parent / "data"
 AUTH = "iqn.2026-11.org.example"
@@ -23,9 +23,9 @@ BETA = replace(ALPHA, mac="52:54:00:00:00:b2", hostname="beta",
 ALPHA_SESSION = (ALPHA.target_iqn, ALPHA.initiator_iqn)
 
 
-def captured(name: str) -> list[TargetState]:
+def captured(name: str) -> dict[str, tuple[Login, ...]]:
     """Real ``tgtadm --op show --mode target`` output: alpha and beta, beta idle."""
-    return [t.state for t in parse_targets((DATA / name).read_text())]
+    return parse_logins((DATA / name).read_text())
 
 
 LOGGED_IN = captured("show-target-logins.txt")  # two sessions of alpha's initiator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from netboot.target.tgtshow import (
     parse_accounts,
     parse_connections,
     parse_global_accounts,
+    parse_logins,
     parse_portal_ports,
     parse_targets,
 )
@@ -91,6 +93,21 @@ def test_parse_connections_reads_each_connection_of_one_target_and_who_holds_it(
     holder = Login("iqn.2026-01.org.example:init1", "127.0.0.1")
     assert parse_connections((DATA / "show-conn.txt").read_text()) == [
         (Connection(2, 0), holder), (Connection(1, 0), holder)]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("show-target*.txt")))
+def test_parse_logins_reads_the_same_sessions_as_parse_targets(name: str) -> None:
+    """The login watch's quick read of a report, against the whole parse, on each capture."""
+    text = (DATA / name).read_text()
+    assert parse_logins(text) == {t.state.iqn: t.state.logins for t in parse_targets(text)
+                                  if t.state.logins}
+
+
+def test_parse_logins_finds_a_later_targets_sessions() -> None:
+    """The capture's blocks swapped: alpha, logged in, now comes after idle beta."""
+    text = (DATA / "show-target-logins.txt").read_text()
+    alpha, beta = re.split(r"^(?=Target \d+: )", text, flags=re.MULTILINE)[1:]
+    assert parse_logins(beta + alpha) == parse_logins(text) != {}
 
 
 def test_find_targets_parses_the_targets_asked_for_out_of_a_whole_report() -> None:
