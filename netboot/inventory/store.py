@@ -228,10 +228,13 @@ class Inventory:
                 f"(SELECT 1 FROM clients WHERE mac = ? AND {repeated})",
                 [(mac, stage.value, at, mac, stage.value, at, at, repeat_after)
                  for mac, stage, at in reached])
+            # the latest stage stays last: the TFTP workers and the HTTP server each write
+            # their own batches, so a boot's earlier stage may be committed after a later one
             db.executemany(
                 "UPDATE clients SET last_stage = ?, last_stage_at = ?, last_seen = ? "
-                f"WHERE mac = ? AND {repeated}",
-                [(stage.value, at, at, mac, stage.value, at, at, repeat_after)
+                f"WHERE mac = ? AND {repeated} "
+                "AND (last_stage_at IS NULL OR last_stage_at <= ?)",
+                [(stage.value, at, at, mac, stage.value, at, at, repeat_after, at)
                  for mac, stage, at in reached])
             _prune_stage_log(db, [(mac, stage) for mac, stage, _ in reached])
             _note_booted_image(db, [(mac, stage) for mac, stage, _ in reached])

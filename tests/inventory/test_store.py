@@ -180,6 +180,16 @@ def test_stage_log_keeps_every_recorded_stage_in_time_order(config, inventory):
                               (Stage.KERNEL, 1003.0)]}
 
 
+def test_a_stage_written_after_a_later_one_is_logged_but_not_last(config, inventory):
+    """The HTTP server's batch (script) committed after a TFTP worker's (kernel)."""
+    add_client(config, inventory, "52:54:00:00:00:01")
+    inventory.record_stages([("52:54:00:00:00:01", Stage.KERNEL, 1003.0)], 0)
+    inventory.record_stages([("52:54:00:00:00:01", Stage.LOADER, 1001.0)], 0)
+    assert inventory.get("52:54:00:00:00:01").last_stage == "kernel"
+    assert [s for s, _ in inventory.stage_log()["52:54:00:00:00:01"]] == [Stage.LOADER,
+                                                                          Stage.KERNEL]
+
+
 def test_stage_log_keeps_only_a_clients_last_stages(config, inventory):
     from netboot.inventory.timeline import KEPT_ROWS
     add_client(config, inventory, "52:54:00:00:00:01")
