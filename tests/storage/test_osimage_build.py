@@ -1,8 +1,9 @@
 """A real Debian 12 golden image, built with mmdebstrap from this machine's Debian mirror.
 
 Marked ``mirror``: it downloads ~70 MB and takes about a minute cold (deselect
-with ``-m 'not mirror'``). One cold build per session; every other test here
-reuses its cache, which is also what the cache test checks.
+with ``-m 'not mirror'``). The mmdebstrap tarball goes to the download cache the tests
+share (the Debian lab's `image build deb12` makes the same one); every other test
+here reuses it, which is also what the cache test checks.
 """
 
 import subprocess
@@ -16,6 +17,7 @@ from netboot.configfile import parse_config
 from netboot.storage.osfiles import OsImageError
 from netboot.storage.osimage import build_debian_image, prepare_debian_tree
 from tests.conftest import SAMPLE_CLIENT, needs_root
+from tests.support.paths import LAB_CACHE
 
 pytestmark = [needs_root, pytest.mark.mirror]
 
@@ -25,7 +27,7 @@ CLIENT = replace(SAMPLE_CLIENT, image="deb12")
 
 class Built:
     def __init__(self, root: Path) -> None:
-        self.cache = root / "cache"
+        self.cache = LAB_CACHE
         self.images = root / "images"
         self.modules = root / "modules"
         (self.modules / VERSION / "kernel").mkdir(parents=True)
