@@ -54,7 +54,11 @@ KERNEL_NAMES = {urls.KERNEL_SHORT: Arch.AMD64} | {urls.kernel(a): a for a in Arc
 INITRAMFS_NAMES = {urls.INITRAMFS_SHORT: Arch.AMD64} | {urls.initramfs(a): a for a in Arch}
 ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
 READY_WAIT = 10.0  # seconds a request waits for its window to be prepared (normally ~10 ms)
+# How often a waiting request asks again: soon at first (a window is normally ready within
+# ~10 ms), then less and less often up to READY_POLL_MAX, so a storm's hundreds of waiting
+# requests do not read the inventory fifty times a second each.
 READY_POLL = 0.02
+READY_POLL_MAX = 0.25
 # The private files by the name a client asks for
 _FILES = {urls.SCRIPT: BootFile.SCRIPT, urls.CLIENT_PART: BootFile.CLIENT_PART,
           urls.PXELINUX_DIR: BootFile.PXELINUX, urls.GRUB_DIR: BootFile.GRUB}
@@ -287,6 +291,7 @@ class Catalog:
         """Spend ``token`` (None: the window's own for ``file``), waiting while the window
         is prepared; AccessDenied with the reason unless it is granted."""
         deadline = time.monotonic() + READY_WAIT
+        pause = READY_POLL
         while True:
             now = time.time()
             with self.inventories.borrow() as inventory:
@@ -296,7 +301,8 @@ class Catalog:
                     verdict = inventory.spend_token(token, mac, file, str(peer), now, spend=spend)
             if verdict.verdict is not Verdict.NOT_READY or time.monotonic() >= deadline:
                 break
-            time.sleep(READY_POLL)
+            time.sleep(pause)
+            pause = min(pause * 1.5, READY_POLL_MAX)
         if verdict.verdict is Verdict.GRANTED:
             return verdict
         if verdict.verdict is Verdict.SPENT:

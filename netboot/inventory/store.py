@@ -347,19 +347,30 @@ class Inventory:
     def spend_token(self, token: str, mac: str, file: BootFile, user: str, now: float, *,
                     spend: bool = True) -> Spend:
         """Judge ``token`` for client ``mac``'s ``file`` and, if granted (and ``spend``),
-        spend it on ``user``."""
+        spend it on ``user``.
+
+        A token that is not to be spent now (not ready, spent, expired, unknown) is judged
+        from a plain read, outside any write transaction: a boot storm's requests wait for
+        their windows by asking again and again, and taking the write lock for each ask
+        held up the windows' preparation and every other writer. A grant is judged again
+        under the lock, so two requests never both spend one token."""
+        first = judge(self._token_use(self._db, token), mac, file, now)
+        if first.verdict is not Verdict.GRANTED or not spend:
+            return first
         with self.transaction() as db:
-            row = db.execute(
-                "SELECT t.file AS file, t.used_at AS used_at, t.used_by AS used_by, w.*"
-                " FROM boot_tokens t JOIN boot_windows w USING (boot_id) WHERE t.token = ?",
-                (token,)).fetchone()
-            use = (TokenUse(BootFile(row["file"]), self._window(db, row), row["used_at"],
-                            row["used_by"]) if row else None)
-            verdict = judge(use, mac, file, now)
-            if verdict.verdict is Verdict.GRANTED and spend:
+            verdict = judge(self._token_use(db, token), mac, file, now)
+            if verdict.verdict is Verdict.GRANTED:
                 db.execute("UPDATE boot_tokens SET used_at = ?, used_by = ? WHERE token = ?",
                            (now, user, token))
             return verdict
+
+    def _token_use(self, db: Database, token: str) -> TokenUse | None:
+        row = db.execute(
+            "SELECT t.file AS file, t.used_at AS used_at, t.used_by AS used_by, w.*"
+            " FROM boot_tokens t JOIN boot_windows w USING (boot_id) WHERE t.token = ?",
+            (token,)).fetchone()
+        return (TokenUse(BootFile(row["file"]), self._window(db, row), row["used_at"],
+                         row["used_by"]) if row else None)
 
     def spend_named(self, mac: str, file: BootFile, user: str, now: float, *,
                     spend: bool = True) -> Spend:

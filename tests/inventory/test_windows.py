@@ -139,3 +139,14 @@ def test_removing_a_client_removes_its_windows(inventory: Inventory):
     inventory.delete(MAC)
     assert inventory.current_window(MAC) is None
     assert inventory.query("SELECT count(*) FROM boot_tokens")[0][0] == 0
+
+
+def test_a_window_being_prepared_is_judged_while_another_writer_holds_the_inventory(
+        config, inventory: Inventory):
+    """A storm's waiting requests ask again and again: asking takes no write lock."""
+    opened, _ = inventory.open_window(MAC, NOW, 120, ready=False)
+    with open_inventory(config) as other, other.transaction():
+        verdict = inventory.spend_token(opened.tokens[BootFile.SCRIPT], MAC, BootFile.SCRIPT,
+                                        "a", NOW + 1)
+    assert verdict.verdict is Verdict.NOT_READY
+
