@@ -171,17 +171,17 @@ def download_packages(infos: Sequence[PackageInfo], arch: Arch, cache: Path,
     """The .debs ``infos`` name (of ``arch``) in ``cache``, those not already there
     downloaded by one ``apt-get download``, each checked against the index's SHA-256."""
     cache.mkdir(parents=True, exist_ok=True)
-    debs = [cache / Path(info.filename).name for info in infos]
+    debs = {info.package: cache / Path(info.filename).name for info in infos}
     wanted = []
-    for info, deb in zip(infos, debs, strict=True):
-        if deb.exists() and sha256_file(deb) == info.sha256:
-            progress(f"cached {deb}")
+    for info in infos:
+        if debs[info.package].exists() and sha256_file(debs[info.package]) == info.sha256:
+            progress(f"cached {debs[info.package]}")
         else:
             wanted.append(info)
             progress(f"downloading {info.package} {info.version} ({info.size / 1e6:.1f} MB) "
                      f"to {cache}")
     if not wanted:
-        return debs
+        return list(debs.values())
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
         run(["apt-get", "download", "-q", *(f"{i.package}:{arch}={i.version}" for i in wanted)],
             what=f"downloading {', '.join(i.package for i in wanted)}", error=KernelError,
@@ -189,14 +189,14 @@ def download_packages(infos: Sequence[PackageInfo], arch: Arch, cache: Path,
         # apt names each PACKAGE_VERSION_ARCH.deb, the version's epoch as 1%3a
         written = {got.name.split("_", 1)[0]: got for got in Path(tmp).glob("*.deb")}
         for info in wanted:
-            deb = cache / Path(info.filename).name
+            deb = debs[info.package]
             got = written.get(info.package)
             if got is None:
                 raise KernelError(f"apt-get download wrote no {deb.name}")
             if sha256_file(got) != info.sha256:
                 raise KernelError(f"{deb.name}: SHA256 does not match the package index")
             os.replace(got, deb)
-    return debs
+    return list(debs.values())
 
 
 def download_package(info: PackageInfo, arch: Arch, cache: Path, progress: Progress) -> Path:

@@ -66,10 +66,9 @@ def prepare_windows(config: Config, inventory: Inventory, backend: TargetBackend
             prepared.append((window, client))
     if not prepared:
         return
-    specs = list(zip((w for w, _ in prepared),
-                     client_specs(config, inventory, [c for _, c in prepared]), strict=True))
-    renewal = backend.renew([spec for _, spec in specs])
-    for window, spec in specs:
+    specs = client_specs(config, inventory, [client for _, client in prepared])
+    renewal = backend.renew(specs)
+    for (window, _), spec in zip(prepared, specs, strict=True):
         logger = client_log(log, window.mac)
         if spec.iqn in renewal.failed:
             logger.error("boot window %d: could not prepare it: %s", window.boot_id,
