@@ -341,11 +341,14 @@ class RbdStore:
                           snapshots: bool = False) -> None:
         """Remove an image whose maker died with it open: its watch would keep the image busy
         until the OSD times it out (~30 s), so every watcher is blocklisted first. Needs
-        the monitor's ``osd blocklist``, which ``profile rbd`` allows."""
+        the monitor's ``osd blocklist``, which ``profile rbd`` allows. An image that cannot
+        be opened may be half made (a clone killed after its directory entry, before its
+        header): librbd's remove takes what there is of it."""
         try:
             with rbd.Image(io, location.image, read_only=True) as image:
                 watchers = [w["addr"] for w in image.watchers_list()]
         except rbd.ImageNotFound:
+            self._remove(io, location.image)
             return
         for addr in watchers:
             blocklist(self.settings, addr, FENCE_SECONDS, why=f"it holds {location}")

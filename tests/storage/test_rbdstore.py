@@ -445,3 +445,17 @@ def test_an_upper_made_by_a_killed_process_leaves_nothing_once_recovered(
         storage.make_upper(upper, 8 << 20)
     assert not [n for n in rbd_names(pool) if n.startswith(rbdstore.TEMP_PREFIX)
                 and upper.image in n]
+
+
+def test_a_root_whose_maker_was_killed_mid_clone_is_removed_though_it_cannot_be_opened(
+        rbd_config: Config, pool: rados.Ioctx) -> None:
+    storage = open_storage(rbd_config)
+    root = storage.root_location(image_name("h"))
+    rbd.RBD().create(pool, root.image, 1 << 20)
+    with rbd.Image(pool, root.image) as image:
+        header = f"rbd_header.{image.id()}"
+    pool.remove_object(header)  # a clone killed between its directory entry and its header
+    with pytest.raises(rbd.ImageNotFound):
+        rbd.Image(pool, root.image, read_only=True)
+    storage.remove_abandoned(root)
+    assert root.image not in rbd_names(pool)
