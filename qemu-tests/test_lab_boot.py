@@ -11,6 +11,7 @@ import hashlib
 import io
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pytest
 
 from netboot.configfile import load_config
 from netboot.host import iproute
+from netboot.host.files import file_lock
+from netboot.http.server import READY_WAIT
 from netboot.inventory.stages import ORDER
 from netboot.inventory.store import Inventory
 from netboot.lab import lab, topology
@@ -201,6 +204,40 @@ def test_client_booted_twice_has_counted_two_boots(shared_lab, boot_timeout):
         progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
         assert progress[0].result == "ok"
     assert _counts(state)[first.mac] == before + 2
+
+
+HOLD_TARGET = READY_WAIT + 12  # seconds the test keeps the window's renewal waiting
+
+
+def test_a_boot_whose_window_is_held_up_asks_again_as_told_and_reaches_its_root(
+        shared_lab, boot_timeout):
+    """iPXE obeys the 503 and Retry-After its script gets while its boot window is prepared:
+    the target's lock is held from before the boot until well after iPXE asks."""
+    lab_dir, state = shared_lab
+    config = load_config(state.config)
+    first = state.clients[0]
+    serve_log = lab_dir / "logs" / "netboot-serve.log"
+    seen = serve_log.stat().st_size
+    held = threading.Event()
+
+    def hold_the_target() -> None:  # what a long renewal ahead of this one would do
+        with file_lock(config.storage.state_dir / f"tgt-{config.target.tgt_control_port}.lock"):
+            held.set()
+            time.sleep(HOLD_TARGET)
+
+    holder = threading.Thread(target=hold_the_target)
+    holder.start()
+    try:
+        held.wait()
+        progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
+    finally:
+        holder.join()
+    assert progress[0].result == "ok"
+    with serve_log.open() as log:
+        log.seek(seen)
+        asked = [line for line in log if "to retry" in line and first.mac in line]
+    assert asked and all("boot window is still being prepared" in line for line in asked)
+    assert progress[0].times[Stage.KERNEL] > HOLD_TARGET / 2  # it waited, then went on
 
 
 def _record(state: lab.LabState, mac: str):

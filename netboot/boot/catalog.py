@@ -71,6 +71,15 @@ class AccessDenied(NetbootError):
     """The name is not one this peer may read; the message says why (for the log)."""
 
 
+class NotReady(AccessDenied):
+    """The boot window is still being prepared after the wait the caller allowed: a server
+    whose clients can ask again later (HTTP's 503 with Retry-After) tells them so."""
+
+    def __init__(self, message: str, mac: str) -> None:
+        super().__init__(message)
+        self.mac = mac
+
+
 @dataclass
 class Content:
     """An opened boot file: its bytes, whose it is and which boot stage fetching it marks."""
@@ -178,8 +187,9 @@ class Catalog:
         self._book_lock = threading.Lock()
 
     def open(self, name: str, peer: IPv4Address | IPv6Address, *,
-             spend: bool = True) -> Content:
-        """The file ``name`` for ``peer``; ``spend=False`` (an HTTP HEAD) leaves a token unspent."""
+             spend: bool = True, wait: float = READY_WAIT) -> Content:
+        """The file ``name`` for ``peer``; ``spend=False`` (an HTTP HEAD) leaves a token unspent;
+        a private file waits up to ``wait`` seconds for its window (then NotReady)."""
         parts = check_name(name)
         name = "/".join(parts)
         if name in KERNEL_NAMES:
@@ -191,7 +201,7 @@ class Catalog:
         if name == urls.GRUB_CONFIG:
             return Content(name, BytesSource(scripts.grub_config().encode()),
                            self.client_at(peer))
-        private = self._private(parts, peer, spend)
+        private = self._private(parts, peer, spend, wait)
         if private is not None:
             return private
         return Content(name, open_beneath(self.config.tftp_root_path, parts),
@@ -235,7 +245,7 @@ class Catalog:
                 inventory.close_window(mac, time.time())
 
     def _private(self, parts: list[str], peer: IPv4Address | IPv6Address,
-                 spend: bool) -> Content | None:
+                 spend: bool, wait: float) -> Content | None:
         """A per-client name rendered for its owner, or None if ``parts`` is not one."""
         name = "/".join(parts)
         token = None
@@ -282,15 +292,16 @@ class Catalog:
         if token is None and kind not in _LOADER_CONFIGS:
             raise AccessDenied(f"{shown} has no boot token: it is given only to a boot "
                                "that netboot's DHCP opened a window for")
-        window = self._spend(mac, _FILES[kind], token, peer, spend).window
+        window = self._spend(mac, _FILES[kind], token, peer, spend, wait).window
         assert window is not None
         return self._render(shown, client, kind, window.tokens[BootFile.CLIENT_PART], arch)
 
     def _spend(self, mac: str, file: BootFile, token: str | None, peer: IPv4Address | IPv6Address,
-               spend: bool) -> Spend:
-        """Spend ``token`` (None: the window's own for ``file``), waiting while the window
-        is prepared; AccessDenied with the reason unless it is granted."""
-        deadline = time.monotonic() + READY_WAIT
+               spend: bool, wait: float) -> Spend:
+        """Spend ``token`` (None: the window's own for ``file``), waiting up to ``wait`` seconds
+        while the window is prepared; AccessDenied with the reason unless it is granted
+        (NotReady if the window is still being prepared)."""
+        deadline = time.monotonic() + wait
         pause = READY_POLL
         while True:
             now = time.time()
@@ -309,6 +320,9 @@ class Catalog:
             client_log(log, mac).warning(
                 "the %s token of %s's boot was used again, by %s (first used by %s): someone "
                 "else has it", file.value, mac, peer, verdict.first_user)
+        if verdict.verdict is Verdict.NOT_READY:
+            raise NotReady(f"{file.value} of {mac}: its boot window is still being prepared",
+                           mac)
         raise AccessDenied(f"{file.value} of {mac}: token {verdict.verdict.value}")
 
     def _render(self, shown: str, client: Client, kind: str, part_token: str | None,

@@ -47,7 +47,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from netboot.boot import urls
-from netboot.boot.catalog import AccessDenied, Catalog, Content
+from netboot.boot.catalog import AccessDenied, Catalog, Content, NotReady
 from netboot.boot.content import FileSource
 from netboot.config import ServerConfig
 from netboot.counters import Kind, Sample
@@ -64,6 +64,11 @@ MAX_DETAIL = 200  # characters of a failure detail kept in the log
 MAX_DIGITS = 18  # digits of a Range position read as written: 10**18 bytes is past any file
 IO_TIMEOUT = 60  # seconds one read or send may block: a client that stops reading is let go
 RETRY_AFTER = 5  # seconds a refused client is told to wait (RFC 9110 10.2.3)
+# A private file whose boot window is still being prepared: the request waits this long,
+# then gets 503 with Retry-After NOT_READY_RETRY (RFC 9110 15.6.4), which iPXE obeys
+# (src/net/tcp/httpcore.c, http_parse_retry_after): a storm's waiting boots hold no thread.
+READY_WAIT = 2.0
+NOT_READY_RETRY = 1
 # Seconds a kept-alive connection may wait for its next request: iPXE asks for the initrds
 # right after the kernel, then boots the kernel without closing, which would otherwise hold
 # a thread for the whole request deadline.
@@ -80,6 +85,7 @@ class Refusal(StrEnum):
     OVERSIZED = "oversized request"  # 414/431 from the parser: a line or header set too long
     MALFORMED = "malformed request"  # 400/501/505 from the parser
     RANGE = "unsatisfiable range"  # 416
+    NOT_READY = "boot window not ready"  # 503 + Retry-After: the client asks again
 
 
 _REFUSAL_OF_STATUS = {HTTPStatus.REQUEST_URI_TOO_LONG: Refusal.OVERSIZED,
@@ -311,9 +317,16 @@ class BootRequestHandler(BaseHTTPRequestHandler):
                 return
             if not path.startswith("/"):
                 raise NotFound("not a path")
-            content = catalog.open(path[1:], peer, spend=send_body)
+            content = catalog.open(path[1:], peer, spend=send_body, wait=READY_WAIT)
         except NotFound:
             self._plain(HTTPStatus.NOT_FOUND, "not found\n")
+            return
+        except NotReady as err:
+            client_log(log, err.mac).info("asked %s to retry %r in %d s: %s", peer,
+                                          urls.redact(path), NOT_READY_RETRY, err)
+            self.server.stats.count(Refusal.NOT_READY)
+            self._plain(HTTPStatus.SERVICE_UNAVAILABLE, "boot window not ready\n",
+                        ("Retry-After", str(NOT_READY_RETRY)))
             return
         except AccessDenied as err:
             log.warning("refused %r to %s: %s", urls.redact(path), peer, err)
@@ -389,9 +402,11 @@ class BootRequestHandler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.NO_CONTENT)
         self.end_headers()
 
-    def _plain(self, status: HTTPStatus, text: str) -> None:
+    def _plain(self, status: HTTPStatus, text: str, *headers: tuple[str, str]) -> None:
         body = text.encode()
         self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

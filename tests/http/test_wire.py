@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 
 import pytest
 
+from netboot.http.server import NOT_READY_RETRY, READY_WAIT
 from netboot.inventory.windows import BootFile
 from tests.support.bootserving import MAC, SECRET, Served, sha256, start_served, stop_served
 
@@ -94,6 +96,28 @@ def test_a_spent_token_gets_403_and_a_warning_with_both_addresses(served: Served
     assert status == 403 and SECRET.encode() not in body
     assert any("127.0.0.2" in r.getMessage() and "127.0.0.3" in r.getMessage()
                for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_a_script_whose_window_is_still_prepared_gets_503_and_when_to_ask_again(served: Served):
+    script = f"/clients/{MAC}/{served.open_window(ready=False).tokens[BootFile.SCRIPT]}/boot.ipxe"
+    answer = subprocess.run(
+        ["curl", "-sS", "--interface", "127.0.0.2", "-o", "/dev/null", "-w",
+         "%{http_code} %header{retry-after}", served.http_url + script],
+        capture_output=True, text=True, check=True).stdout
+    assert answer == f"503 {NOT_READY_RETRY}"
+
+
+def test_a_client_that_asks_again_as_told_gets_the_script_once_its_window_is_ready(
+        served: Served):
+    window = served.open_window(ready=False)
+    preparing = threading.Timer(READY_WAIT + 1, served.window_ready, (window.boot_id,))
+    preparing.start()
+    try:  # curl --retry obeys Retry-After on a 503, as iPXE does
+        status, body = curl(served, f"/clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe",
+                            "--retry", "5", source="127.0.0.2")
+    finally:
+        preparing.join()
+    assert status == 200 and body.endswith(b"|| reboot\n") and b"#!ipxe" in body
 
 
 def test_a_head_request_does_not_spend_a_token(served: Served):

@@ -77,6 +77,11 @@ class Served:
     def open_window(self, mac: str = MAC, *, ready: bool = True) -> BootWindow:
         return open_window(self.pool, self.config, mac, ready=ready)
 
+    def window_ready(self, boot_id: int) -> None:
+        """What the window preparer does once a boot's target is ready."""
+        with self.pool.borrow() as inventory:
+            inventory.window_ready(boot_id)
+
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http.port}"
