@@ -103,6 +103,7 @@ about a minute here, mostly registering clients and setting up both tgtds;
 have serve make their targets); ``--clients 10 200 --storage rbd`` about 6.
 
     .venv/bin/python bench/boot_storm.py [--clients 10 50 200] [--storage file|rbd|overlay]
+        [--chap per-boot|never]
         [--timeout 120] [--machine-procs K] [--json]
 """
 
@@ -135,13 +136,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TextIO
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netboot.boot.clientpart import build_client_part  # noqa: E402
 from netboot.boot.scripts import ipxe_script  # noqa: E402
 from netboot.boot.urls import CLIENT_PART  # noqa: E402
-from netboot.config import Config  # noqa: E402
+from netboot.config import ChapRotation, Config  # noqa: E402
 from netboot.configfile import load_config  # noqa: E402
 from netboot.dhcp.options import (  # noqa: E402
     CLIENT_PORT,
@@ -359,6 +362,7 @@ class HttpResponse:
     length: int
     body: bytearray | None  # only when asked for: every other body is counted, not kept
     close: bool  # the server ends the connection after it (busybox httpd always does)
+    retry_after: int | None = None  # seconds, from a Retry-After header
 
 
 class HttpConnection:
@@ -448,6 +452,8 @@ class HttpConnection:
         self.response.status, self.response.length = int(status), int(headers["content-length"])
         self.response.close = connection == "close" or (
             version == "HTTP/1.0" and connection != "keep-alive")
+        if (retry := headers.get("retry-after", "")).isdigit():
+            self.response.retry_after = int(retry)
 
     def close(self) -> None:
         self.sock.close()
@@ -462,12 +468,18 @@ class HttpClient:
         self.connection: HttpConnection | None = None
 
     async def get(self, path: str, keep: bool = False) -> HttpResponse:
-        if self.connection is None:
-            self.connection = await HttpConnection.open(self.server, self.port, self.source,
-                                                        self.buffer)
-        response = await self.connection.get(path, f"{self.server}:{self.port}", keep)
-        if response.close:
-            self.close()
+        """GET ``path``; a response with Retry-After is asked again that much later, as
+        iPXE does (``http_parse_retry_after``, src/net/tcp/httpcore.c)."""
+        while True:
+            if self.connection is None:
+                self.connection = await HttpConnection.open(self.server, self.port,
+                                                            self.source, self.buffer)
+            response = await self.connection.get(path, f"{self.server}:{self.port}", keep)
+            if response.close:
+                self.close()
+            if response.retry_after is None:
+                break
+            await asyncio.sleep(response.retry_after)
         if response.status != 200:
             raise RuntimeError(f"GET {path}: HTTP {response.status}")
         return response
@@ -1168,6 +1180,18 @@ def _lab(name: str, storage: lab.LabStorage, count: int, lun_size: str | None,
     return LabRun(state, clients, topo, load_config(state.config), groups)
 
 
+def _fixed_chap(run: LabRun) -> None:
+    """serve started again with ``target.rotate_chap: never``: each machine keeps the CHAP
+    secrets it was registered with, as the peer's machines do."""
+    path = Path(run.state.config)
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("target", {})["rotate_chap"] = ChapRotation.NEVER.value
+    progress("netboot: target.rotate_chap: never (serve started again)")
+    with run.serve_stopped():
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    run.config = load_config(path)
+
+
 def _netboot_side(name: str, run: LabRun, cleanup: ExitStack) -> Side:
     """The lab's serve and tgtd, booted against from a namespace of the machines' own."""
     machines = [_machine(c) for c in run.clients]
@@ -1271,6 +1295,8 @@ def _sides(args: argparse.Namespace, cleanup: ExitStack) -> list[Side]:
                 for name, storage in (("rbd", lab.LabStorage.CEPH),
                                       ("file", lab.LabStorage.FILE))]
     run = _lab("file", lab.LabStorage.FILE, count, LUN_SIZE, group, cleanup)
+    if args.chap is ChapRotation.NEVER:
+        _fixed_chap(run)
     netboot = _netboot_side("netboot", run, cleanup)
     return [netboot, _peer_side(netboot, run, group, cleanup)]
 
@@ -1312,6 +1338,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"a read of each root's first {READ_BYTES >> 20} MiB; overlay: "
                              "every root on one shared version against full clones of it, "
                              f"and a read of each root's first {SHARED_READ_BYTES >> 20} MiB")
+    parser.add_argument("--chap", type=ChapRotation, choices=list(ChapRotation),
+                        default=ChapRotation.PER_BOOT,
+                        help="netboot's target.rotate_chap (storage file): per-boot, the "
+                             "default, renews each machine's CHAP secrets at each boot, which "
+                             "tgt can only do by deleting and making its accounts again; "
+                             "never keeps them, as the peer does")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one phase may take before unfinished machines count as "
                              "failed")
