@@ -94,7 +94,9 @@ def _remove_dead(candidates: Iterable[Path]) -> list[Path]:
 def remove_stale_temps(directory: Path) -> list[Path]:
     """Delete the temporary files and directories in ``directory`` whose process is gone
     (killed mid-way); those of live processes stay. Returns what was removed."""
-    return _remove_dead(directory.glob(f".*{TEMP_MARK}*"))
+    with os.scandir(directory) as entries:  # not Path.glob: its per-name match in Python
+        names = [e.name for e in entries if e.name[0] == "." and TEMP_MARK in e.name]
+    return _remove_dead(directory / name for name in names)
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Choosing a client's fixed address: a pure function of what is taken."""
 
-from collections.abc import Container
+from collections.abc import Collection, Container
 from ipaddress import IPv4Address, IPv4Network
 
 from netboot.errors import Conflict, ValidationError
@@ -26,17 +26,24 @@ def check_address(
 
 def pick_address(
     subnet: IPv4Network,
-    reserved: Container[IPv4Address],
+    reserved: Collection[IPv4Address],
     dynamic_range: tuple[IPv4Address, IPv4Address],
-    taken: Container[IPv4Address],
+    taken: Container[int],
 ) -> IPv4Address:
-    """The lowest host address of ``subnet`` that is free for a new client."""
-    start, end = dynamic_range
-    for ip in subnet.hosts():
-        if start <= ip <= end or ip in reserved or ip in taken:
+    """The lowest host address of ``subnet`` that is free for a new client.
+
+    ``taken``: the clients' addresses as integers (``int(IPv4Address)``): with 10,000
+    clients, making and hashing an IPv4Address for each on every add cost 30 ms."""
+    start, end = (int(ip) for ip in dynamic_range)
+    blocked = {int(ip) for ip in reserved}
+    first, last = int(subnet.network_address), int(subnet.broadcast_address)
+    hosts = range(first + 1, last) if last - first > 1 else range(first, last + 1)  # /31, /32
+    for number in hosts:
+        if start <= number <= end or number in blocked or number in taken:
             continue
-        return ip
+        return IPv4Address(number)
     raise Conflict(
-        f"no free address left in {subnet} outside the dynamic range {start}-{end}: "
-        "widen the subnet or shrink dhcp.range_start..range_end"
+        f"no free address left in {subnet} outside the dynamic range "
+        f"{dynamic_range[0]}-{dynamic_range[1]}: widen the subnet or shrink "
+        "dhcp.range_start..range_end"
     )
