@@ -324,6 +324,7 @@ class DhcpEngine:
         self.store = LeaseStore(inventory)
         self.leases: LeaseTable = self.store.load(now)
         self.clients = ClientDirectory(inventory)
+        self.clients.tick(now)  # before the first request (10,000 clients: ~0.3 s of reading)
         self.limiter = RateLimiter()
         self.unknown_limiter = TokenBucket(config.dhcp.unknown_rate, config.dhcp.unknown_rate)
         self.prepared = PreparedReplies()
