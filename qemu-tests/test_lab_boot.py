@@ -20,13 +20,14 @@ import pytest
 from netboot.configfile import load_config
 from netboot.host import iproute
 from netboot.host.files import file_lock
-from netboot.http.server import READY_WAIT
+from netboot.http.server import NOT_READY_WAIT
 from netboot.inventory.stages import ORDER
 from netboot.inventory.store import Inventory
 from netboot.lab import lab, topology
 from netboot.lab.markers import Stage
 from netboot.lab.rootfs import boot_count
 from netboot.lab.vm import Firmware, Vm, VmSpec
+from netboot.target.tgt import backend_lock
 from netboot.target.tgtmgmt import Mode, Operation, Param, Request, call
 from netboot.target.tgtshow import parse_targets
 from tests.support.browser import chromium_in
@@ -206,7 +207,7 @@ def test_client_booted_twice_has_counted_two_boots(shared_lab, boot_timeout):
     assert _counts(state)[first.mac] == before + 2
 
 
-HOLD_TARGET = READY_WAIT + 12  # seconds the test keeps the window's renewal waiting
+HOLD_TARGET = NOT_READY_WAIT + 12  # seconds the test keeps the window's renewal waiting
 
 
 def test_a_boot_whose_window_is_held_up_asks_again_as_told_and_reaches_its_root(
@@ -221,14 +222,14 @@ def test_a_boot_whose_window_is_held_up_asks_again_as_told_and_reaches_its_root(
     held = threading.Event()
 
     def hold_the_target() -> None:  # what a long renewal ahead of this one would do
-        with file_lock(config.storage.state_dir / f"tgt-{config.target.tgt_control_port}.lock"):
+        with file_lock(backend_lock(config.storage.state_dir, config.target.tgt_control_port)):
             held.set()
             time.sleep(HOLD_TARGET)
 
     holder = threading.Thread(target=hold_the_target)
     holder.start()
     try:
-        held.wait()
+        assert held.wait(30), "the target's lock was not taken"
         progress, _ = lab.boot(lab_dir, 1, Firmware.BIOS, boot_timeout, stream=io.StringIO())
     finally:
         holder.join()

@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 KERNEL_NAMES = {urls.KERNEL_SHORT: Arch.AMD64} | {urls.kernel(a): a for a in Arch}
 INITRAMFS_NAMES = {urls.INITRAMFS_SHORT: Arch.AMD64} | {urls.initramfs(a): a for a in Arch}
 ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
-READY_WAIT = 10.0  # seconds a request waits for its window to be prepared (normally ~10 ms)
+# Seconds a request waits for its window to be prepared (normally ~10 ms) unless its server
+# waits less and asks its client to come back (HTTP: netboot.http.server.NOT_READY_WAIT)
+READY_WAIT = 10.0
 # How often a waiting request asks again: soon at first (a window is normally ready within
 # ~10 ms), then less and less often up to READY_POLL_MAX, so a storm's hundreds of waiting
 # requests do not read the inventory fifty times a second each.

@@ -64,10 +64,11 @@ MAX_DETAIL = 200  # characters of a failure detail kept in the log
 MAX_DIGITS = 18  # digits of a Range position read as written: 10**18 bytes is past any file
 IO_TIMEOUT = 60  # seconds one read or send may block: a client that stops reading is let go
 RETRY_AFTER = 5  # seconds a refused client is told to wait (RFC 9110 10.2.3)
-# A private file whose boot window is still being prepared: the request waits this long,
-# then gets 503 with Retry-After NOT_READY_RETRY (RFC 9110 15.6.4), which iPXE obeys
-# (src/net/tcp/httpcore.c, http_parse_retry_after): a storm's waiting boots hold no thread.
-READY_WAIT = 2.0
+# A private file whose boot window is still being prepared: the request waits this long
+# (not the catalog's READY_WAIT), then gets 503 with Retry-After NOT_READY_RETRY (RFC 9110
+# 15.6.4), which iPXE obeys (src/net/tcp/httpcore.c, http_parse_retry_after): a storm's
+# waiting boots hold no thread.
+NOT_READY_WAIT = 2.0
 NOT_READY_RETRY = 1
 # Seconds a kept-alive connection may wait for its next request: iPXE asks for the initrds
 # right after the kernel, then boots the kernel without closing, which would otherwise hold
@@ -317,7 +318,7 @@ class BootRequestHandler(BaseHTTPRequestHandler):
                 return
             if not path.startswith("/"):
                 raise NotFound("not a path")
-            content = catalog.open(path[1:], peer, spend=send_body, wait=READY_WAIT)
+            content = catalog.open(path[1:], peer, spend=send_body, wait=NOT_READY_WAIT)
         except NotFound:
             self._plain(HTTPStatus.NOT_FOUND, "not found\n")
             return

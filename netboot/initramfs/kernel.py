@@ -174,8 +174,9 @@ def download_packages(infos: Sequence[PackageInfo], arch: Arch, cache: Path,
     debs = {info.package: cache / Path(info.filename).name for info in infos}
     wanted = []
     for info in infos:
-        if debs[info.package].exists() and sha256_file(debs[info.package]) == info.sha256:
-            progress(f"cached {debs[info.package]}")
+        deb = debs[info.package]
+        if deb.exists() and sha256_file(deb) == info.sha256:
+            progress(f"cached {deb}")
         else:
             wanted.append(info)
             progress(f"downloading {info.package} {info.version} ({info.size / 1e6:.1f} MB) "

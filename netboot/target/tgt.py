@@ -60,6 +60,12 @@ LUN_BUSY_POLL = 0.1
 LUN_STUCK_AFTER = 1.0
 
 
+def backend_lock(state_dir: Path, control_port: int) -> Path:
+    """The lock file that serialises every apply and renewal on the tgtd at ``control_port``
+    (CLI and serve alike)."""
+    return state_dir / f"tgt-{control_port}.lock"
+
+
 class TgtBackend:
     """tgtd on one control port, with netboot's bookkeeping in ``state_dir``."""
 
@@ -67,7 +73,7 @@ class TgtBackend:
         """``rbd_options``: bs_rbd's ``--bsopts`` for LUNs on RBD images."""
         self.control_port = control_port
         self.rbd_options = rbd_options
-        self._lock = state_dir / f"tgt-{control_port}.lock"
+        self._lock = backend_lock(state_dir, control_port)
         self._secrets = state_dir / f"tgt-{control_port}.accounts.json"
 
     # -- the backend interface -----------------------------------------------------

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from netboot.http.server import NOT_READY_RETRY, READY_WAIT
+from netboot.http.server import NOT_READY_RETRY, NOT_READY_WAIT
 from netboot.inventory.windows import BootFile
 from tests.support.bootserving import MAC, SECRET, Served, sha256, start_served, stop_served
 
@@ -110,7 +110,7 @@ def test_a_script_whose_window_is_still_prepared_gets_503_and_when_to_ask_again(
 def test_a_client_that_asks_again_as_told_gets_the_script_once_its_window_is_ready(
         served: Served):
     window = served.open_window(ready=False)
-    preparing = threading.Timer(READY_WAIT + 1, served.window_ready, (window.boot_id,))
+    preparing = threading.Timer(NOT_READY_WAIT + 1, served.window_ready, (window.boot_id,))
     preparing.start()
     try:  # curl --retry obeys Retry-After on a 503, as iPXE does
         status, body = curl(served, f"/clients/{MAC}/{window.tokens[BootFile.SCRIPT]}/boot.ipxe",
