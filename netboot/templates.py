@@ -13,12 +13,15 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 @cache
 def environment(directory: Path = TEMPLATE_DIR) -> jinja2.Environment:
-    """One environment per template directory, with StrictUndefined."""
+    """One environment per template directory, with StrictUndefined; templates are read
+    once (no auto-reload): they ship with the package, and a check of the file before each
+    render would cost a ``stat`` per boot script."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        auto_reload=False,
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 
 KERNEL_NAMES = {urls.KERNEL_SHORT: Arch.AMD64} | {urls.kernel(a): a for a in Arch}
 INITRAMFS_NAMES = {urls.INITRAMFS_SHORT: Arch.AMD64} | {urls.initramfs(a): a for a in Arch}
-ADDRESS_BOOK_TTL = 2.0  # seconds an address -> client map is reused (it only names clients)
+ADDRESS_BOOK_TTL = 2.0  # seconds before the address -> client map checks the directory version
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Seconds a request waits for its window to be prepared (normally ~10 ms) unless its server
 # waits less and asks its client to come back (HTTP: netboot.http.server.NOT_READY_WAIT)
 READY_WAIT = 10.0
@@ -121,7 +123,7 @@ def check_name(name: str) -> list[str]:
     """
     if "\0" in name:
         raise AccessDenied("NUL byte in name")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if _CONTROL.search(name):
         raise AccessDenied("control character in name")
     if "\\" in name:
         raise AccessDenied("backslash in name")
@@ -186,6 +188,7 @@ class Catalog:
         self.inventories = inventories
         self._book: dict[IPv4Address | IPv6Address, str] = {}
         self._book_at = -ADDRESS_BOOK_TTL
+        self._book_version: int | None = None
         self._book_lock = threading.Lock()
 
     def open(self, name: str, peer: IPv4Address | IPv6Address, *,
@@ -212,19 +215,29 @@ class Catalog:
     def client_at(self, peer: IPv4Address | IPv6Address) -> str | None:
         """The MAC of the registered client at ``peer``, to name it in logs and stages.
 
-        Cached for a couple of seconds: one read of the client list serves a
-        whole boot storm. Never used to grant access (see :func:`holds_address`).
+        The address book is read again only when the inventory's directory version moved
+        (a client added or removed, or its address changed), checked every
+        :data:`ADDRESS_BOOK_TTL` seconds: a boot storm costs no read of every client.
+        Never used to grant access (see :func:`holds_address`).
         """
         with self._book_lock:
             now = time.monotonic()
             if now - self._book_at >= ADDRESS_BOOK_TTL:
-                with self.inventories.borrow() as inventory:
-                    clients = inventory.clients()
-                    self._book = {c.ip: c.mac for c in clients}
-                    if self.config.dhcp6.enabled:
-                        self._book.update({self.config.ipv6_of(c.ip): c.mac for c in clients})
                 self._book_at = now
+                with self.inventories.borrow() as inventory:
+                    version = inventory.directory_version()
+                    if version != self._book_version:
+                        self._book = self._address_book(inventory.client_addresses())
+                        self._book_version = version
             return self._book.get(peer)
+
+    def _address_book(self, addresses: dict[IPv4Address, str]
+                      ) -> dict[IPv4Address | IPv6Address, str]:
+        """Each client's addresses (its IPv6 one too where DHCPv6 is on) to its MAC."""
+        book: dict[IPv4Address | IPv6Address, str] = dict(addresses)
+        if self.config.dhcp6.enabled:
+            book.update({self.config.ipv6_of(ip): mac for ip, mac in addresses.items()})
+        return book
 
     def owner(self, inventory: Inventory, mac_text: str,
               peer: IPv4Address | IPv6Address) -> Client | None:

@@ -114,6 +114,11 @@ class Inventory:
         rows = self._db.execute("SELECT * FROM clients")
         return sorted((Client.from_row(r) for r in rows), key=lambda c: c.ip)
 
+    def client_addresses(self) -> dict[IPv4Address, str]:
+        """Every client's address to its MAC, read without making whole records."""
+        rows = self._db.execute("SELECT ip, mac FROM clients")
+        return {IPv4Address(ip): mac for ip, mac in rows}
+
     def unsettled_clients(self) -> list[Client]:
         """Clients an add, reimage or reset is making a root for (or was, if it was killed):
         not yet provisioned, or with a next root (``next_lun_path``). Read at every ``client

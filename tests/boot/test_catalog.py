@@ -44,7 +44,8 @@ def catalog_for(make_config):
 
 
 @pytest.mark.parametrize(("name", "reason"), [
-    ("a\0b", "NUL"), ("a\nb", "control"), ("a\\b", "backslash"), ("/etc/passwd", "absolute"),
+    ("a\0b", "NUL"), ("a\nb", "control"), ("a\x7fb", "control"), ("a\\b", "backslash"),
+    ("/etc/passwd", "absolute"),
     ("../x", "'..'"), ("a/../../x", "'..'"),
 ])
 def test_check_name_refuses_each_traversal_form(name: str, reason: str):
@@ -54,6 +55,33 @@ def test_check_name_refuses_each_traversal_form(name: str, reason: str):
 
 def test_check_name_drops_dot_and_empty_components():
     assert check_name("./a//b/.") == ["a", "b"]
+
+
+def test_client_at_names_the_client_at_an_address(catalog_for):
+    catalog = catalog_for()
+    assert catalog.client_at(OWNER) == MAC
+    assert catalog.client_at(OTHER) is None
+
+
+def test_a_client_registered_later_is_named_at_the_next_look(catalog_for, monkeypatch):
+    catalog = catalog_for()
+    assert catalog.client_at(OTHER) is None
+    monkeypatch.setattr("netboot.boot.catalog.ADDRESS_BOOK_TTL", 0.0)
+    with catalog.inventories.borrow() as inventory, inventory.transaction() as db:
+        inventory.insert(db, replace(sample_client(str(OTHER), mac="52:54:00:00:00:99"),
+                                     hostname="node-b", initiator_iqn="iqn.2026-11.org.e:b",
+                                     target_iqn="iqn.2026-11.org.e:target.b", chap_user="node-b"))
+    assert catalog.client_at(OTHER) == "52:54:00:00:00:99"
+
+
+def test_the_address_book_is_not_read_again_while_the_directory_is_unchanged(catalog_for,
+                                                                             monkeypatch):
+    catalog = catalog_for()
+    assert catalog.client_at(OWNER) == MAC
+    monkeypatch.setattr("netboot.boot.catalog.ADDRESS_BOOK_TTL", 0.0)
+    with catalog.inventories.borrow() as inventory, inventory.transaction() as db:
+        db.execute("DELETE FROM clients")  # behind the directory version's back
+    assert catalog.client_at(OWNER) == MAC  # the book read before is kept
 
 
 def window_of(catalog: Catalog, **kwargs):
