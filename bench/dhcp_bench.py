@@ -50,7 +50,7 @@ SUBNET = IPv4Network("198.18.0.0/18")
 SERVER = "198.18.0.1"
 RELAY = "198.18.63.1"  # perfdhcp's address: it acts as a relay (giaddr) on the same subnet
 SERVERS = ("netboot", "kea", "dnsmasq")
-RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
+RATES = (300, 600, 900, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000)
 MAX_LOSS = 0.01
 GIVE_UP_LOSS = 0.5  # a server this far past its limit is not run at higher rates
 

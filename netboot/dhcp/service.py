@@ -38,7 +38,7 @@ from netboot.dhcp.packet import (
     encode_reply,
     parse_request,
 )
-from netboot.dhcp.prepared import PreparedReplies
+from netboot.dhcp.prepared import XID, Prepared, PreparedReplies
 from netboot.errors import NetbootError
 from netboot.host.iproute import ipv4_addresses
 from netboot.host.sockets import set_receive_buffer
@@ -55,6 +55,13 @@ BATCH = 64  # datagrams answered per wake-up of the loop
 # Where a boot exchange's reply has the window's script token: as long as a token, so the
 # decided reply (kept for the next request of that shape) is patched, not decided again.
 TOKEN_SLOT = "0" * (2 * TOKEN_BYTES)
+# What a prepared reply is kept for: a registered client's offer or ack, in full mode.
+_PREPARED_ASKED = (MessageType.DISCOVER, MessageType.REQUEST)
+_PREPARED_ANSWERS = (MessageType.OFFER, MessageType.ACK)
+# Seconds the stage writer gathers stages before a write: under load one transaction (and
+# one wake-up of its thread, which competes with the loop for the GIL) per 0.2 s, not per
+# packet; a stage is on disk well within a second.
+STAGE_PAUSE = 0.2
 UNKNOWN_NOTE_INTERVAL = 60.0  # seconds between inventory notes of one unregistered MAC
 UNKNOWN_NOTE_PAUSE = 1.0  # seconds the notes of unregistered MACs gather between transactions
 
@@ -225,7 +232,8 @@ class PendingWriter(Generic[Item]):
     def _put(self, mac: str, item: Item) -> None:
         with self._lock:
             self._pending[mac] = item
-        self._wake.set()
+        if not self._wake.is_set():  # a set() takes the event's lock: one per batch, not item
+            self._wake.set()
 
     def start(self) -> None:
         self._thread = start_thread(self.service, self.thread_name, self._run)
@@ -287,8 +295,8 @@ class StageWriter(PendingWriter[tuple[Stage, float]]):
     thread_name = "dhcp-stages"
 
     def __init__(self, open_inventory: InventoryFactory, interval: float = 60.0,
-                 service: str = "dhcp") -> None:
-        super().__init__(open_inventory, service=service)
+                 service: str = "dhcp", pause: float = STAGE_PAUSE) -> None:
+        super().__init__(open_inventory, pause, service)
         self.interval = interval
 
     def record(self, mac: str, stage: Stage, at: float) -> None:
@@ -335,13 +343,19 @@ class DhcpEngine:
                now: float) -> tuple[bytes, tuple[str, int], bytes | None] | None:
         """The reply to send for ``data``, where, and the client's MAC if the kernel must be
         told where that address is (see :func:`add_neighbour`); or None. Malformed packets,
-        and requests over a rate, are counted."""
+        and requests over a rate, are counted. A request of a shape answered before (see
+        :mod:`netboot.dhcp.prepared`) is not parsed again."""
         self.stats.received += 1
-        try:
-            request = parse_request(data, source, local_port)
-        except Malformed as err:
-            self._drop(err.reason, f"from {source[0]}:{source[1]}: {err.detail}", data)
-            return None
+        shape = PreparedReplies.shape(data, source, local_port)
+        prepared = self.prepared.get(shape)
+        if prepared is not None:
+            request = prepared.request
+        else:
+            try:
+                request = parse_request(data, source, local_port)
+            except Malformed as err:
+                self._drop(err.reason, f"from {source[0]}:{source[1]}: {err.detail}", data)
+                return None
         if not self.limiter.allow(request.mac, now):
             self._drop(DropReason.RATE_LIMITED, f"{request.mac} is over its rate", None)
             return None
@@ -351,32 +365,34 @@ class DhcpEngine:
                        "are over dhcp.unknown_rate", None)
             return None
         client = self.clients.find(request.mac)
+        if prepared is not None:
+            if prepared.client is client:
+                self.prepared.hits += 1
+                return self._reply(request, prepared.decision,
+                                   PreparedReplies.patch(prepared.encoded, data),
+                                   int.from_bytes(data[XID], "big"), prepared.slot, now)
+            request = parse_request(data, source, local_port)  # its record changed: decide anew
         boot_exchange = client is not None and self.config.tokens and opens_window(request)
         slot = TOKEN_SLOT if boot_exchange else None
-        shape = None
-        if client is not None and self.config.dhcp.mode is DhcpMode.FULL \
-                and request.message_type in (MessageType.DISCOVER, MessageType.REQUEST):
-            shape = PreparedReplies.shape(data, request)
-            prepared = self.prepared.get(shape, client)
-            if prepared is not None:
-                decision, encoded = prepared
-                self._apply(request, decision, now)
-                self.stats.replied += 1
-                assert decision.reply is not None
-                return (self._fill_slot(PreparedReplies.patch(encoded, data), decision,
-                                        request.mac, slot, now),
-                        decision.reply.destination,
-                        request.chaddr[:6] if decision.reply.to_chaddr else None)
         decision = decide(request, self.config, self.leases, self.clients, now, slot)
-        self._apply(request, decision, now)
         if decision.reply is None:
+            self._apply(request, decision, now, request.xid)
             self.stats.unanswered += 1
             return None
-        self.stats.replied += 1
         encoded = encode_reply(decision.reply)
-        if shape is not None and client is not None and not decision.changes and \
-                decision.reply.message_type in (MessageType.OFFER, MessageType.ACK):
-            self.prepared.put(shape, client, decision, encoded)
+        if client is not None and self.config.dhcp.mode is DhcpMode.FULL and \
+                request.message_type in _PREPARED_ASKED and not decision.changes and \
+                decision.reply.message_type in _PREPARED_ANSWERS:
+            self.prepared.put(shape, Prepared(client, request, decision, encoded, slot))
+        return self._reply(request, decision, encoded, request.xid, slot, now)
+
+    def _reply(self, request: Request, decision: Decision, encoded: bytes, xid: int,
+               slot: str | None, now: float) -> tuple[bytes, tuple[str, int], bytes | None]:
+        """Apply an answered decision, and the reply with its window's token, where it goes
+        and the MAC the kernel must be told of (see :meth:`handle`)."""
+        assert decision.reply is not None
+        self._apply(request, decision, now, xid)
+        self.stats.replied += 1
         return (self._fill_slot(encoded, decision, request.mac, slot, now),
                 decision.reply.destination,
                 request.chaddr[:6] if decision.reply.to_chaddr else None)
@@ -406,9 +422,10 @@ class DhcpEngine:
             shown = f" [{describe(data)}]" if data is not None else ""
             log.debug("dropped (%s) %s%s", reason, detail, shown)
 
-    def _apply(self, request: Request, decision: Decision, now: float) -> None:
+    def _apply(self, request: Request, decision: Decision, now: float, xid: int) -> None:
         """Lease changes to disk then memory (a lease is on disk before its ACK is sent, and a
-        failed write leaves neither), the boot stage, the unknown-machine note, the log."""
+        failed write leaves neither), the boot stage, the unknown-machine note, the log (of
+        ``xid``: a prepared reply's request is the first of its shape, with that one's)."""
         for change in decision.changes:
             self.store.save(change, now)
             self.leases.apply(change)
@@ -429,8 +446,9 @@ class DhcpEngine:
             level = logging.INFO
         else:
             level = logging.DEBUG
-        client_log(log, request.mac).log(level, "%s xid %08x: %s", request.message_type.name,
-                                         request.xid, decision.note)
+        if log.isEnabledFor(level):
+            client_log(log, request.mac).log(level, "%s xid %08x: %s",
+                                             request.message_type.name, xid, decision.note)
 
 
 class DhcpService:

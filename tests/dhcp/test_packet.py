@@ -3,6 +3,7 @@ checked against scapy's independent decoding, the reply skeleton, the rate limit
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from ipaddress import IPv4Address
@@ -260,6 +261,21 @@ def test_second_request_of_a_shape_is_patched_from_the_prepared_reply(engine):
     got = decode(second[0])
     assert (got.xid, got.flags) == (2, 0x8000)
     assert second[0][12:] == first[0][12:]  # all but op..flags is the same reply
+
+
+def test_a_prepared_reply_is_logged_with_the_xid_of_the_request_it_answers(engine, caplog):
+    caplog.set_level(logging.DEBUG, logger="netboot.dhcp")
+    engine.handle(intel_rom(MAC, xid=0x11), ("0.0.0.0", 68), 67, NOW)
+    engine.handle(intel_rom(MAC, xid=0x22), ("0.0.0.0", 68), 67, NOW + 1)
+    assert engine.prepared.hits == 1
+    assert "DISCOVER xid 00000022" in caplog.records[-1].getMessage()
+
+
+def test_a_prepared_reply_is_not_used_for_the_same_bytes_from_another_port(engine):
+    engine.handle(intel_rom(MAC, xid=1), ("0.0.0.0", 68), 67, NOW)
+    assert engine.handle(intel_rom(MAC, xid=2), ("198.18.0.9", 6800), 67, NOW) is None
+    assert engine.stats.dropped == {DropReason.BAD_SOURCE_PORT: 1}
+    assert engine.prepared.hits == 0
 
 
 def test_engine_sends_an_offer_without_broadcast_flag_to_yiaddr_at_chaddr(engine):
