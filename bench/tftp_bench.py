@@ -6,8 +6,10 @@ runs in the server namespace as its own process, serving the same 32 MiB
 file; curl downloads it from the client namespace. Cases: one client at
 blksize 512, 1468 and 8192, 16 clients at once at blksize 1468, and atftp
 with windowsize 16 (RFC 7440); plus netboot's HTTP for one and for 16
-clients. Each download is checked by sha256. Ports are fixed because each
-namespace is new and private to this run.
+clients. Concurrent clients each download from an address of their own, as
+that many machines would (netboot holds each address to
+``server.tftp_max_per_source`` transfers). Each download is checked by sha256.
+Ports are fixed because each namespace is new and private to this run.
 
     sudo .venv/bin/python bench/tftp_bench.py [--size 32M] [--repeat 3] [--json]
         [--baseline /work/main/.venv/bin/netboot] [--only '1 client']
@@ -57,6 +59,7 @@ class Lab:
     client_ns: str
     server_if: str
     server: str
+    clients: tuple[str, ...] = ()  # one source address per concurrent client
 
     def client(self, argv: list[str]) -> list[str]:
         return iproute.in_netns(self.client_ns, argv)
@@ -75,7 +78,10 @@ def make_lab() -> Lab:
     iproute.add_veth(f"nbbs{suffix}", f"nbbc{suffix}", netns=lab.server_ns,
                      peer_netns=lab.client_ns)
     iproute.set_address(f"nbbs{suffix}", IPv4Interface(f"{prefix}.1/24"), netns=lab.server_ns)
-    iproute.set_address(f"nbbc{suffix}", IPv4Interface(f"{prefix}.2/24"), netns=lab.client_ns)
+    lab.clients = tuple(f"{prefix}.{2 + n}" for n in range(CONCURRENT))
+    for address in lab.clients:
+        iproute.set_address(f"nbbc{suffix}", IPv4Interface(f"{address}/24"),
+                            netns=lab.client_ns)
     lab.server = f"{prefix}.1"
     return lab
 
@@ -169,8 +175,9 @@ CASES = (
 )
 
 
-def download(lab: Lab, work: Path, case: Case, server: str, want: str) -> None:
-    """One verified download; raises RuntimeError saying what went wrong."""
+def download(lab: Lab, work: Path, case: Case, server: str, want: str, client: int) -> None:
+    """One verified download by concurrent client number ``client`` (from its own address);
+    raises RuntimeError saying what went wrong."""
     out = work / f"out-{secrets.token_hex(4)}"
     if case.tool == "atftp":
         argv = ["atftp", "-g", "-r", FILE, "-l", str(out), "--option", f"blksize {case.blksize}",
@@ -179,7 +186,8 @@ def download(lab: Lab, work: Path, case: Case, server: str, want: str) -> None:
     else:
         url = (f"http://{lab.server}:{HTTP_PORT}/{FILE}" if case.tool == "http"
                else f"tftp://{lab.server}:{tftp_port(server)}/{FILE}")
-        argv = ["curl", "-sS", "--max-time", str(CURL_LIMIT), "-o", str(out), url]
+        argv = ["curl", "-sS", "--max-time", str(CURL_LIMIT), "--interface",
+                lab.clients[client], "-o", str(out), url]
         if case.blksize is not None:
             argv[1:1] = ["--tftp-blksize", str(case.blksize)]
     try:
@@ -201,7 +209,7 @@ def throughput(lab: Lab, work: Path, case: Case, server: str, size: int,
     began = time.monotonic()
     try:
         with ThreadPoolExecutor(case.clients) as pool:
-            list(pool.map(lambda _: download(lab, work, case, server, want),
+            list(pool.map(lambda n: download(lab, work, case, server, want, n),
                           range(case.clients)))
     except RuntimeError as err:
         print(f"  failed: {err}", file=sys.stderr)
