@@ -52,7 +52,7 @@ from netboot.boot.catalog import AccessDenied, Catalog
 from netboot.boot.content import BytesSource, FileSource
 from netboot.counters import Kind, Sample
 from netboot.errors import NotFound
-from netboot.host.sockets import set_receive_buffer
+from netboot.host.sockets import set_receive_buffer, steer_by_source
 from netboot.inventory.recorder import StageRecorder
 from netboot.log import client_log
 from netboot.tftp.cache import ContentCache
@@ -113,7 +113,7 @@ class TftpServer:
     def __init__(self, address: IPv4Address | IPv6Address, port: int, catalog: Catalog,
                  stages: StageRecorder | None = None, limits: Limits = DEFAULT_LIMITS,
                  max_sessions: int = 10000, max_per_source: int = 8,
-                 reuse_port: bool = False) -> None:
+                 workers: int = 1) -> None:
         self.address = address
         self.port = port
         self.catalog = catalog
@@ -121,7 +121,7 @@ class TftpServer:
         self.limits = limits
         self.max_sessions = max_sessions
         self.max_per_source = max_per_source  # sessions one client IP may hold at once
-        self.reuse_port = reuse_port  # several worker processes share the port
+        self.workers = workers  # processes sharing the port, each client address steered to one
         self.cache = ContentCache()
         # What became of each datagram and transfer: done, failed, unanswered, and each
         # refusal by reason (malformed, wrong_tid, write_refused, mode_refused, not_found,
@@ -170,10 +170,12 @@ class TftpServer:
         self.max_sessions = min(self.max_sessions, (limit - 128) // 3)
         self._sock = socket.socket(family(self.address), socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
+        if self.workers > 1:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         set_receive_buffer(self._sock)
         self._sock.bind((str(self.address), self.port))
+        if self.workers > 1:  # so max_per_source holds between the workers, not per worker
+            steer_by_source(self._sock, self.workers)
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
         self._wake_r, self._wake_w = socket.socketpair()

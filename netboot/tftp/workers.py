@@ -2,9 +2,12 @@
 
 One Python thread serves a lock-step transfer at the speed of its per-packet
 work, and it has one core. With SO_REUSEPORT the kernel spreads requests over
-several sockets on the same port by the client's address and port, so each
-worker process takes a share of the transfers (a client's repeated request
-reaches the same worker) with no hand-off between them. Workers are started
+several sockets on the same port, and a BPF program on them
+(:func:`netboot.host.sockets.steer_by_source`) picks the socket by the client's
+address: each worker process takes a share of the clients, all of one
+client's transfers (and its repeated requests) reach the same worker, so
+``server.tftp_max_per_source`` holds between the workers, with no hand-off
+between them. Workers are started
 with ``spawn``: a fresh interpreter, never a fork of a process with threads.
 Each opens its own inventory connections; SQLite in WAL mode (as PostgreSQL)
 takes readers and the odd stage write from several processes. A worker whose
@@ -53,8 +56,8 @@ def worker_count(config: Config) -> int:
     return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
 
 
-def _worker(config: Config, address: IPv4Address | IPv6Address, port: int, log_format: str,
-            level: int, ready: multiprocessing.Queue) -> None:
+def _worker(config: Config, address: IPv4Address | IPv6Address, port: int, count: int,
+            log_format: str, level: int, ready: multiprocessing.Queue) -> None:
     """A worker's life: serve until SIGTERM, until its thread dies or until its parent is gone
     (killed without a chance to stop it: the worker must not hold the port on), then let
     go in reverse order; a death is exit status 1."""
@@ -66,7 +69,7 @@ def _worker(config: Config, address: IPv4Address | IPv6Address, port: int, log_f
     pool = InventoryPool(partial(open_inventory, config))
     stages = StageRecorder(pool)
     server = TftpServer(address, port, Catalog(config, pool), stages,
-                        max_per_source=config.server.tftp_max_per_source, reuse_port=True)
+                        max_per_source=config.server.tftp_max_per_source, workers=count)
     supervisor = Supervisor(stop)
     started = []
     try:
@@ -136,7 +139,8 @@ class TftpWorkers:
             for number in range(self.count):
                 process = context.Process(
                     target=_worker, name=f"tftp-{number}", daemon=True,
-                    args=(self.config, self.address, self.port, log_format, level, ready))
+                    args=(self.config, self.address, self.port, self.count, log_format, level,
+                          ready))
                 process.start()
                 self._processes.append(process)
                 answer = _wait_ready(process, ready)

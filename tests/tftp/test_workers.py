@@ -12,8 +12,10 @@ import pytest
 
 from netboot.inventory.store import Inventory
 from netboot.inventory.windows import BootFile
+from netboot.tftp.packets import Opcode
 from netboot.tftp.workers import TftpWorkers
-from tests.support.bootserving import MAC, SECRET, sample_client, sha256
+from tests.conftest import BASE_CONFIG
+from tests.support.bootserving import MAC, SECRET, RawClient, sample_client, sha256
 
 
 @pytest.fixture
@@ -51,6 +53,24 @@ def test_workers_spend_a_clients_token_once_between_them(workers: TftpWorkers):
         results = list(pool.map(lambda _: curl(workers, name, "127.0.0.2"), range(4)))
     assert sorted(r.returncode for r in results) == [0, 69, 69, 69]
     assert sum(SECRET.encode() in r.stdout for r in results) == 1
+
+
+def test_one_address_holds_at_most_max_per_source_transfers_between_the_workers(make_config):
+    config = make_config(base=BASE_CONFIG.replace(
+        "  tftp_root: {tftp_root}\n", "  tftp_root: {tftp_root}\n  tftp_max_per_source: 2\n"))
+    config.tftp_root_path.mkdir()
+    (config.tftp_root_path / "file").write_bytes(os.urandom(1 << 20))
+    running = TftpWorkers(config, IPv4Address("127.0.0.1"), 0, 2)
+    running.start()
+    clients = [RawClient(running.port, bind="127.0.0.3") for _ in range(5)]
+    try:  # none of them ACKs: each transfer it is given stays open
+        first = [client.request("file")[:2] for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+        running.stop()
+    assert sorted(first) == [Opcode.DATA.to_bytes(2, "big")] * 2 + \
+        [Opcode.ERROR.to_bytes(2, "big")] * 3
 
 
 def test_stopping_ends_every_worker_process(workers: TftpWorkers):
