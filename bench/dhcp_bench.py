@@ -41,6 +41,7 @@ from netboot.configfile import load_config
 from netboot.host import iproute
 from netboot.inventory.clients import Client
 from netboot.inventory.store import open_inventory
+from netboot.lab.topology import signals_interrupt
 from netboot.output import table
 from netboot.provisioning.clients import add_client
 
@@ -298,22 +299,24 @@ def main() -> None:
     work.chmod(0o711)  # serve's network part (server.user) reaches the config and state in it
     pairs: dict[str, Pair] = {}
     procs: list[subprocess.Popen] = []
-    try:
-        for name in SERVERS:
-            pairs[name] = Pair.create(secrets.token_hex(3))
-        proc, registered = start_netboot(work, pairs["netboot"], args.clients, inventory_yaml)
-        procs.append(proc)
-        procs.append(start_dnsmasq(work, pairs["dnsmasq"], registered))
-        procs.append(start_kea(work, pairs["kea"], registered))
-        macs = work / "macs.txt"
-        macs.write_text("".join(f"{c.mac}\n" for c in registered))
-        steps = ladder(pairs, macs, args.step_seconds)
-    finally:
-        for proc in procs:
-            stop(proc)
-        for pair in pairs.values():
-            pair.delete()
-        shutil.rmtree(work, ignore_errors=True)
+    with signals_interrupt():  # SIGTERM and SIGHUP too stop the servers, remove the pairs
+        try:
+            for name in SERVERS:
+                pairs[name] = Pair.create(secrets.token_hex(3))
+            proc, registered = start_netboot(work, pairs["netboot"], args.clients,
+                                             inventory_yaml)
+            procs.append(proc)
+            procs.append(start_dnsmasq(work, pairs["dnsmasq"], registered))
+            procs.append(start_kea(work, pairs["kea"], registered))
+            macs = work / "macs.txt"
+            macs.write_text("".join(f"{c.mac}\n" for c in registered))
+            steps = ladder(pairs, macs, args.step_seconds)
+        finally:
+            for proc in procs:
+                stop(proc)
+            for pair in pairs.values():
+                pair.delete()
+            shutil.rmtree(work, ignore_errors=True)
     report(steps, args.clients)
 
 
