@@ -299,26 +299,25 @@ def main() -> None:
     work.chmod(0o711)  # serve's network part (server.user) reaches the config and state in it
     pairs: dict[str, Pair] = {}
     procs: list[subprocess.Popen] = []
-    with signals_interrupt():  # SIGTERM and SIGHUP too stop the servers, remove the pairs
-        try:
-            for name in SERVERS:
-                pairs[name] = Pair.create(secrets.token_hex(3))
-            proc, registered = start_netboot(work, pairs["netboot"], args.clients,
-                                             inventory_yaml)
-            procs.append(proc)
-            procs.append(start_dnsmasq(work, pairs["dnsmasq"], registered))
-            procs.append(start_kea(work, pairs["kea"], registered))
-            macs = work / "macs.txt"
-            macs.write_text("".join(f"{c.mac}\n" for c in registered))
-            steps = ladder(pairs, macs, args.step_seconds)
-        finally:
-            for proc in procs:
-                stop(proc)
-            for pair in pairs.values():
-                pair.delete()
-            shutil.rmtree(work, ignore_errors=True)
+    try:
+        for name in SERVERS:
+            pairs[name] = Pair.create(secrets.token_hex(3))
+        proc, registered = start_netboot(work, pairs["netboot"], args.clients, inventory_yaml)
+        procs.append(proc)
+        procs.append(start_dnsmasq(work, pairs["dnsmasq"], registered))
+        procs.append(start_kea(work, pairs["kea"], registered))
+        macs = work / "macs.txt"
+        macs.write_text("".join(f"{c.mac}\n" for c in registered))
+        steps = ladder(pairs, macs, args.step_seconds)
+    finally:
+        for proc in procs:
+            stop(proc)
+        for pair in pairs.values():
+            pair.delete()
+        shutil.rmtree(work, ignore_errors=True)
     report(steps, args.clients)
 
 
 if __name__ == "__main__":
-    main()
+    with signals_interrupt():  # SIGTERM and SIGHUP too stop the servers and remove the pairs
+        main()

@@ -223,40 +223,38 @@ def run(size: int, repeat: int, as_json: bool, baseline: str | None,
     lab = make_lab()
     work = Path(tempfile.mkdtemp(prefix="netboot-bench-"))
     procs: list[subprocess.Popen] = []
-    with signals_interrupt():  # SIGTERM and SIGHUP too stop the servers, remove the lab
-        try:
-            root = work / "root"
-            root.mkdir()
-            data = os.urandom(size)
-            (root / FILE).write_bytes(data)
-            want = hashlib.sha256(data).hexdigest()
-            os.chmod(work, 0o755)
-            os.chmod(root, 0o755)
-            procs = start_servers(lab, root, baseline)
-            results: dict[str, dict[str, float | None]] = {}
-            for case in cases:
-                servers = case.servers
-                if baseline is not None and case.tool != "http":
-                    servers = (servers[0], "baseline", *servers[1:])
-                runs: dict[str, list[float | None]] = {name: [] for name in servers}
-                for number in range(repeat):  # servers take turns, so each sees the same noise
-                    for name in servers:
-                        if not as_json:
-                            print(f"  {case.label}: {name} ({number + 1}/{repeat})",
-                                  file=sys.stderr)
-                        runs[name].append(throughput(lab, work, case, name, size, want))
-                results[case.label] = {name: max((v for v in got if v is not None), default=None)
-                                       for name, got in runs.items()}
-        finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            remove_lab(lab)
-            shutil.rmtree(work, ignore_errors=True)
+    try:
+        root = work / "root"
+        root.mkdir()
+        data = os.urandom(size)
+        (root / FILE).write_bytes(data)
+        want = hashlib.sha256(data).hexdigest()
+        os.chmod(work, 0o755)
+        os.chmod(root, 0o755)
+        procs = start_servers(lab, root, baseline)
+        results: dict[str, dict[str, float | None]] = {}
+        for case in cases:
+            servers = case.servers
+            if baseline is not None and case.tool != "http":
+                servers = (servers[0], "baseline", *servers[1:])
+            runs: dict[str, list[float | None]] = {name: [] for name in servers}
+            for number in range(repeat):  # servers take turns, so each sees the same noise
+                for name in servers:
+                    if not as_json:
+                        print(f"  {case.label}: {name} ({number + 1}/{repeat})", file=sys.stderr)
+                    runs[name].append(throughput(lab, work, case, name, size, want))
+            results[case.label] = {name: max((v for v in got if v is not None), default=None)
+                                   for name, got in runs.items()}
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        remove_lab(lab)
+        shutil.rmtree(work, ignore_errors=True)
     report(results, size, repeat, as_json)
     return 0
 
@@ -314,4 +312,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals_interrupt():  # SIGTERM and SIGHUP too stop the servers and remove the lab
+        sys.exit(main())
