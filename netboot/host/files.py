@@ -16,13 +16,13 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_MARK = ".tmp-"
 # .<final name>.tmp-<pid>, maybe followed by a suffix a tool needs (".tar.zst")
-_TEMP_NAME = re.compile(rf"^\..+{re.escape(TEMP_MARK)}(\d+)(\..*)?$")
+_TEMP_NAME = re.compile(rf"^\.(?P<final>.+){re.escape(TEMP_MARK)}(?P<pid>\d+)(\..*)?$")
 
 
 def sha256_file(path: Path) -> str:
@@ -76,12 +76,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_dead(candidates: Iterable[Path]) -> list[Path]:
-    """Delete the temporary files and directories among ``candidates`` whose process is gone."""
+def _remove_dead(candidates: Iterable[Path], of: Collection[str] | None = None) -> list[Path]:
+    """Delete the temporary files and directories among ``candidates`` whose process is
+    gone and, with ``of``, whose final name is one of those."""
     removed = []
     for path in candidates:
         match = _TEMP_NAME.match(path.name)
-        if match is None or _pid_alive(int(match[1])):
+        if (match is None or (of is not None and match["final"] not in of)
+                or _pid_alive(int(match["pid"]))):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -91,12 +93,14 @@ def _remove_dead(candidates: Iterable[Path]) -> list[Path]:
     return removed
 
 
-def remove_stale_temps(directory: Path) -> list[Path]:
+def remove_stale_temps(directory: Path, of: Collection[str] | None = None) -> list[Path]:
     """Delete the temporary files and directories in ``directory`` whose process is gone
-    (killed mid-way); those of live processes stay. Returns what was removed."""
+    (killed mid-way); those of live processes stay. With ``of``, only the temporaries of
+    those final names (a directory that also holds a user's files). Returns what was
+    removed."""
     with os.scandir(directory) as entries:  # not Path.glob: its per-name match in Python
         names = [e.name for e in entries if e.name[0] == "." and TEMP_MARK in e.name]
-    return _remove_dead(directory / name for name in names)
+    return _remove_dead((directory / name for name in names), of)
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 from netboot.host import iproute
-from netboot.host.files import atomic_write
+from netboot.host.files import atomic_write, remove_stale_temps
 from netboot.host.run import not_installed, run
 from netboot.lab import procs, topology
 from netboot.lab.topology import LabError
@@ -502,6 +502,8 @@ def down(directory: Path) -> bool:
         else:
             path.unlink(missing_ok=True)
     state_path(directory).unlink()
+    # A file up was writing when it was killed: left under its temporary name.
+    remove_stale_temps(directory, of=(*MADE, STATE_FILE))
     with suppress(OSError):
         directory.rmdir()  # only if empty: it may hold the user's own files
     return True

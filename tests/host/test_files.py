@@ -2,7 +2,6 @@
 
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,7 @@ from netboot.host.files import (
     remove_stale_temps,
     temp_path,
 )
-
-
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
+from tests.support.processes import dead_pid
 
 
 def test_atomic_write_replaces_the_content_and_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -60,6 +53,15 @@ def test_a_dead_process_temp_files_and_directories_are_removed(tmp_path: Path) -
     assert sorted(p.name for p in removed) == sorted(
         [f".a.img.tmp-{pid}", f".work.tmp-{pid}", f".base.tar.zst.tmp-{pid}.tar.zst"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_only_the_temps_of_the_names_given_are_removed(tmp_path: Path) -> None:
+    pid = dead_pid()
+    (tmp_path / f".state.json.tmp-{pid}").write_bytes(b"half")
+    (tmp_path / f".notes.tmp-{pid}").write_bytes(b"a user's")
+    removed = remove_stale_temps(tmp_path, of=("state.json", "notes.tmp"))
+    assert [p.name for p in removed] == [f".state.json.tmp-{pid}"]
+    assert [p.name for p in tmp_path.iterdir()] == [f".notes.tmp-{pid}"]
 
 
 def test_a_live_process_temp_file_is_kept(tmp_path: Path) -> None:

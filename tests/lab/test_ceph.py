@@ -25,6 +25,7 @@ from netboot.lab.ceph import Attachment, CephError, Cluster
 from tests.conftest import needs_root
 from tests.support.ceph import image_name, leftovers, listening, missing
 from tests.support.netlab import Lab
+from tests.support.processes import dead_pid
 from tests.support.waiting import eventually
 
 DATA = Path(__file__).parent / "data"
@@ -107,6 +108,19 @@ def test_ceph_authtool_decodes_the_key_written(tmp_path):
     printed = subprocess.run(["ceph-authtool", str(path), "--name", "client.netboot",
                               "--print-key"], capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == key
+
+
+def test_down_removes_what_a_killed_up_was_writing_and_keeps_the_users_files(tmp_path):
+    directory = tmp_path / "cluster"
+    directory.mkdir()
+    ceph.state_path(directory).write_text(json.dumps(replace(SAMPLE, directory=directory)
+                                                     .to_json()))
+    pid = dead_pid()
+    (directory / f".{ceph.ADMIN_KEYRING}.tmp-{pid}").write_bytes(b"half a key")
+    (directory / f".{ceph.STATE_FILE}.tmp-{pid}").write_bytes(b"half a state")
+    (directory / "notes").write_text("mine")
+    assert ceph.down(directory)
+    assert [p.name for p in directory.iterdir()] == ["notes"]
 
 
 # -- the real cluster ---------------------------------------------------------------------
