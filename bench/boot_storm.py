@@ -817,7 +817,8 @@ class CacheProbe:
         return int(cached[1]) << 10, sectors_read * 512
 
 
-def _cgroup2_root() -> Path:
+def cgroup2_root() -> Path:
+    """Where the cgroup v2 hierarchy is mounted (not always /sys/fs/cgroup)."""
     for line in Path("/proc/mounts").read_text().splitlines():
         _, mount, fstype, *_ = line.split()
         if fstype == "cgroup2":
@@ -1273,7 +1274,7 @@ def _sides(args: argparse.Namespace, cleanup: ExitStack) -> list[Side]:
     file), netboot on RBD and netboot on files, two labs (storage rbd), or netboot with
     every root on one shared version and with full clones of it, two labs (storage
     overlay)."""
-    cgroups = _cgroup2_root()
+    cgroups = cgroup2_root()
 
     def group(name: str) -> CpuGroup:
         made = CpuGroup(cgroups, name)
@@ -1306,7 +1307,7 @@ def _run(args: argparse.Namespace, cleanup: ExitStack) -> list[dict]:
     order; the first side's row carries first / second (the peer sits out an N above its
     :data:`PEER_MAX_CLIENTS`)."""
     sides = _sides(args, cleanup)
-    clients = CpuGroup(_cgroup2_root(), CLIENTS)
+    clients = CpuGroup(cgroup2_root(), CLIENTS)
     cleanup.callback(clients.remove)
     read_bytes = {"rbd": READ_BYTES, "overlay": SHARED_READ_BYTES}.get(args.storage, 0)
     rows = []
