@@ -71,6 +71,11 @@ _FILES = {urls.SCRIPT: BootFile.SCRIPT, urls.CLIENT_PART: BootFile.CLIENT_PART,
 _LOADER_CONFIGS = {urls.PXELINUX_DIR: Loader.PXELINUX, urls.GRUB_DIR: Loader.GRUB_SECUREBOOT}
 
 
+def next_poll(pause: float) -> float:
+    """The pause before a waiting request's next look at its window, after ``pause``."""
+    return min(pause * 1.5, READY_POLL_MAX)
+
+
 class AccessDenied(NetbootError):
     """The name is not one this peer may read; the message says why (for the log)."""
 
@@ -328,7 +333,7 @@ class Catalog:
             if verdict.verdict is not Verdict.NOT_READY or time.monotonic() >= deadline:
                 break
             time.sleep(pause)
-            pause = min(pause * 1.5, READY_POLL_MAX)
+            pause = next_poll(pause)
         if verdict.verdict is Verdict.GRANTED:
             return verdict
         if verdict.verdict is Verdict.SPENT:

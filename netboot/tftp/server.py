@@ -25,7 +25,11 @@ What it does differently from tftpy's server, each with a test:
 - blksize is capped at 65464, so no DATA exceeds a UDP datagram (tftpy takes
   65536, and its loop dies of EMSGSIZE); timeout (capped) and windowsize are honoured;
 - a malformed datagram is counted and dropped; an exception while handling
-  one request is logged and the loop goes on.
+  one request is logged and the loop goes on;
+- a request for a file whose boot window is still being prepared (a
+  pxelinux or GRUB config in a boot storm) waits without blocking the loop:
+  it is looked at again on a timer, less and less often, for up to
+  ``ready_wait`` seconds; the client's resends of it are ignored meanwhile.
 
 Per block the loop does one epoll_wait, one recv and one send, and as little
 Python as it can between them: the ACK a transfer awaits takes the shortcut in
@@ -38,17 +42,28 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
+import itertools
 import logging
+import math
 import resource
 import select
 import socket
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from netboot.boot import urls
-from netboot.boot.catalog import AccessDenied, Catalog
+from netboot.boot.catalog import (
+    READY_POLL,
+    READY_WAIT,
+    AccessDenied,
+    Catalog,
+    NotReady,
+    next_poll,
+)
 from netboot.boot.content import BytesSource, FileSource
 from netboot.counters import Kind, Sample
 from netboot.errors import NotFound
@@ -97,6 +112,17 @@ TRANSFER_OUTCOMES = ("done", "failed", "unanswered")
 REFUSALS = frozenset({"malformed", "wrong_tid", "write_refused", "mode_refused", "not_found",
                       "denied", "bad_options", "source_busy", "busy"})
 ERRORS = frozenset({"send_errors", "internal_errors"})
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A request whose boot window is still being prepared, and until when it may wait."""
+
+    request: Request
+    until: float  # monotonic: then it is refused
+    pause: float  # seconds before the next look
+
+
 def raise_fd_limit() -> int:
     """Raise the soft descriptor limit to the hard one; return the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -113,7 +139,7 @@ class TftpServer:
     def __init__(self, address: IPv4Address | IPv6Address, port: int, catalog: Catalog,
                  stages: StageRecorder | None = None, limits: Limits = DEFAULT_LIMITS,
                  max_sessions: int = 10000, max_per_source: int = 8,
-                 workers: int = 1) -> None:
+                 workers: int = 1, ready_wait: float = READY_WAIT) -> None:
         self.address = address
         self.port = port
         self.catalog = catalog
@@ -122,6 +148,7 @@ class TftpServer:
         self.max_sessions = max_sessions
         self.max_per_source = max_per_source  # sessions one client IP may hold at once
         self.workers = workers  # processes sharing the port, each client address steered to one
+        self.ready_wait = ready_wait  # seconds a request may wait for its boot window
         self.cache = ContentCache()
         # What became of each datagram and transfer: done, failed, unanswered, and each
         # refusal by reason (malformed, wrong_tid, write_refused, mode_refused, not_found,
@@ -132,6 +159,11 @@ class TftpServer:
         self.stats: Counter[str] = Counter(dict.fromkeys(
             (*TRANSFER_OUTCOMES, *REFUSALS, *ERRORS, "spin_misses", "bytes"), 0))
         self._table = SessionTable()
+        # Requests waiting for their boot window, by client address, and when to look again
+        # (a heap; an entry whose request no longer waits, or waits anew, is skipped).
+        self._waiting: dict[tuple[str, int], Waiting] = {}
+        self._looks: list[tuple[float, int, tuple[str, int], Waiting]] = []
+        self._order = itertools.count()
         self._fast = FastPath(self._table.by_peer, self.stats, self._on_datagram, self._apply,
                               self._send_failed)
         self._epoll: select.epoll | None = None
@@ -155,6 +187,8 @@ class TftpServer:
               for what, n in sorted(counts.items()) if what in ERRORS),
             Sample("tftp_transfers_in_flight", Kind.GAUGE, "TFTP transfers in flight",
                    len(self._table.by_peer)),
+            Sample("tftp_requests_waiting", Kind.GAUGE, "TFTP requests waiting for their "
+                   "boot window to be prepared", len(self._waiting)),
         ]
 
     @property
@@ -205,7 +239,8 @@ class TftpServer:
 
     def _run(self) -> None:
         assert self._epoll is not None
-        poll, by_fd, timers = self._epoll.poll, self._table.by_fd, self._table.timers
+        poll, by_fd, timers, looks = (self._epoll.poll, self._table.by_fd, self._table.timers,
+                                      self._looks)
         fast = self._fast
         serve = fast.serve
         requests, wake = self._sock.fileno(), self._wake_r.fileno()
@@ -219,8 +254,11 @@ class TftpServer:
                     continue
             else:
                 wait = -1.0
-                if timers:
-                    wait = timers[0][0] - time.monotonic()
+                if timers or looks:
+                    due = timers[0][0] if timers else math.inf
+                    if looks and looks[0][0] < due:
+                        due = looks[0][0]
+                    wait = due - time.monotonic()
                     wait = 1.0 if wait > 1.0 else 0.0 if wait < 0.0 else wait
                 events = poll(wait)
             now = time.monotonic()
@@ -241,12 +279,27 @@ class TftpServer:
                     log.exception("TFTP: unexpected error; the loop goes on")
             if timers and timers[0][0] <= now:
                 self._fire_timers(now)
+            if looks and looks[0][0] <= now:
+                self._look_again(now)
 
     def _fire_timers(self, now: float) -> None:
         for session in self._table.due(now):
             self._advance(session, Tick(), now)
             if not session.closed:
                 self._table.schedule(session)
+
+    def _look_again(self, now: float) -> None:
+        """Try again each waiting request whose time to look has come."""
+        while self._looks and self._looks[0][0] <= now:
+            _, _, peer, waiting = heapq.heappop(self._looks)
+            if self._waiting.get(peer) is not waiting:
+                continue  # answered, replaced by another request, or waiting anew
+            del self._waiting[peer]
+            try:
+                self._open(waiting.request, peer, waiting)
+            except Exception:
+                self.stats["internal_errors"] += 1
+                log.exception("TFTP: unexpected error on a request from %s", peer[0])
 
     def _serve_requests(self) -> None:
         for _ in range(BURST):
@@ -314,6 +367,11 @@ class TftpServer:
             self._refuse(peer, ErrorCode.ILLEGAL_OPERATION,
                          f"mode {packet.mode} not served; use octet (binary)")
             return
+        waiting = self._waiting.get(peer)
+        if waiting is not None:
+            if waiting.request == packet:
+                return  # the client asked again; its look on the timer answers it
+            del self._waiting[peer]  # it asks for something else now
         existing = self.sessions.get(peer)
         if existing is not None:
             if existing.request == packet:
@@ -328,16 +386,33 @@ class TftpServer:
             self.stats["source_busy"] += 1
             self._refuse(peer, ErrorCode.NOT_DEFINED, "too many transfers from your address")
             return
-        if len(self.sessions) >= self.max_sessions:
+        if len(self.sessions) + len(self._waiting) >= self.max_sessions:
             self.stats["busy"] += 1
             self._refuse(peer, ErrorCode.NOT_DEFINED, "server busy, try again")
             return
         self._open(packet, peer)
 
-    def _open(self, request: Request, peer: tuple[str, int]) -> None:
+    def _open(self, request: Request, peer: tuple[str, int],
+              waited: Waiting | None = None) -> None:
+        """Start the transfer ``request`` asks for, or refuse it, or (its boot window being
+        prepared) let it wait; ``waited``: how it waited so far."""
         ip = ip_address(peer[0])
         try:
-            content = self.catalog.open(request.filename.lstrip("/"), ip)
+            content = self.catalog.open(request.filename.lstrip("/"), ip, wait=0)
+        except NotReady as err:
+            now = time.monotonic()
+            if waited is not None and now >= waited.until:
+                self.stats["denied"] += 1
+                log.warning("refused %r to %s after %.0f s: %s", urls.redact(request.filename),
+                            ip, self.ready_wait, err)
+                self._refuse(peer, ErrorCode.ACCESS_VIOLATION, "access violation")
+                return
+            waiting = (Waiting(request, now + self.ready_wait, READY_POLL) if waited is None
+                       else Waiting(request, waited.until, next_poll(waited.pause)))
+            self._waiting[peer] = waiting
+            heapq.heappush(self._looks, (min(now + waiting.pause, waiting.until),
+                                         next(self._order), peer, waiting))
+            return
         except NotFound:
             self.stats["not_found"] += 1
             log.info("no file %r for %s", urls.redact(request.filename), ip)

@@ -15,7 +15,15 @@ import pytest
 
 from netboot.inventory.windows import BootFile
 from netboot.tftp.options import MAX_TIMEOUT, Limits
-from netboot.tftp.packets import Error, ErrorCode, Opcode, encode_ack, encode_error, parse
+from netboot.tftp.packets import (
+    Error,
+    ErrorCode,
+    Opcode,
+    encode_ack,
+    encode_error,
+    encode_request,
+    parse,
+)
 from tests.support.bootserving import (
     MAC,
     SECRET,
@@ -28,6 +36,7 @@ from tests.support.bootserving import (
 )
 
 BIG = 32 << 20
+PXELINUX_CONFIG = "pxelinux.cfg/01-" + MAC.replace(":", "-")  # the sample client's
 
 
 @pytest.fixture
@@ -388,12 +397,48 @@ def test_client_initrd_part_without_tokens_is_refused_to_another_address(serve, 
 def test_pxelinux_config_is_served_once_in_the_window_and_records_the_loader_stage(serve):
     served = serve(Limits(), "boot:\n  loader: pxelinux\n")
     window = served.open_window()
-    name = "pxelinux.cfg/01-" + MAC.replace(":", "-")
-    result = curl_tftp(served, name, "--interface", "127.0.0.2")
+    result = curl_tftp(served, PXELINUX_CONFIG, "--interface", "127.0.0.2")
     assert b"KERNEL vmlinuz" in result.stdout
     assert window.tokens[BootFile.CLIENT_PART].encode() in result.stdout
     assert served.stage_of(MAC) == "loader"
-    assert curl_tftp(served, name, "--interface", "127.0.0.2").stdout == b""
+    assert curl_tftp(served, PXELINUX_CONFIG, "--interface", "127.0.0.2").stdout == b""
+
+
+def test_a_request_waiting_for_its_window_holds_up_no_other_transfer(serve):
+    served = serve(Limits(), "boot:\n  loader: pxelinux\n")
+    window = served.open_window(ready=False)
+    with (RawClient(served.tftp.port, bind="127.0.0.2") as waiting,
+          RawClient(served.tftp.port, bind="127.0.0.3") as other):
+        waiting.send_raw(encode_request(Opcode.RRQ, PXELINUX_CONFIG))
+        assert other.download("small") == (served.root / "small").read_bytes()
+        assert [s.value for s in served.tftp.samples() if s.name == "tftp_requests_waiting"] == [1]
+        served.window_ready(window.boot_id)
+        first = waiting.receive()
+    assert first[:2] == b"\x00\x03" and b"KERNEL vmlinuz" in first
+
+
+def test_a_request_whose_window_is_never_ready_is_refused_when_the_wait_ends(serve):
+    served = serve(Limits(), "boot:\n  loader: pxelinux\n")
+    served.tftp.ready_wait = 0.3
+    served.open_window(ready=False)
+    with RawClient(served.tftp.port, bind="127.0.0.2") as client:
+        assert error_of(client.request(PXELINUX_CONFIG)).code == ErrorCode.ACCESS_VIOLATION
+    assert served.tftp.stats["denied"] == 1
+
+
+def test_resending_a_waiting_request_does_not_make_it_wait_longer(serve):
+    served = serve(Limits(), "boot:\n  loader: pxelinux\n")
+    served.tftp.ready_wait = 0.5
+    served.open_window(ready=False)
+    with RawClient(served.tftp.port, bind="127.0.0.2", timeout=0.1) as client:
+        for _ in range(50):  # a resend every 0.1 s, for 5 s at most
+            client.send_raw(encode_request(Opcode.RRQ, PXELINUX_CONFIG))
+            with contextlib.suppress(TimeoutError):
+                reply = client.receive()
+                break
+        else:
+            pytest.fail("the request was never answered: each resend restarted its wait")
+    assert error_of(reply).code == ErrorCode.ACCESS_VIOLATION
 
 
 def test_kernel_fetch_over_tftp_records_the_kernel_stage(served: Served):
